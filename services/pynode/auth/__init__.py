@@ -1,0 +1,1 @@
+"""Auth service: accounts, passwords, tokens, sessions, roles and abuse protection."""

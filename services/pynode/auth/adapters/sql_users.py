@@ -1,0 +1,77 @@
+"""UserRepository on SQLAlchemy (PostgreSQL or SQLite)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Boolean, String, Uuid, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pynode.auth.domain import User
+from pynode.core.db import Base, Database, UTCDateTime
+from pynode.core.errors import AlreadyExists
+
+
+class UserRow(Base):
+    """The `users` table (migration 0001)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(128))
+    display_name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16), default="user")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+_FIELDS = ("id", "email", "password_hash", "display_name", "role", "disabled", "created_at", "updated_at")
+
+
+def _to_domain(row: UserRow) -> User:
+    return User(**{f: getattr(row, f) for f in _FIELDS})
+
+
+class SqlUserRepository:
+    """Accounts in the `users` table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, user: User) -> None:
+        try:
+            async with self._db.session() as session, session.begin():
+                session.add(UserRow(**{f: getattr(user, f) for f in _FIELDS}))
+        except IntegrityError:
+            raise AlreadyExists(
+                "an account with this e-mail cannot be created; sign in instead", reason="EMAIL_UNAVAILABLE"
+            ) from None
+
+    async def by_email(self, email: str) -> User | None:
+        async with self._db.session() as session:
+            row = await session.scalar(select(UserRow).where(UserRow.email == email))
+            return _to_domain(row) if row else None
+
+    async def by_id(self, user_id: uuid.UUID) -> User | None:
+        async with self._db.session() as session:
+            row = await session.get(UserRow, user_id)
+            return _to_domain(row) if row else None
+
+    async def save(self, user: User) -> None:
+        async with self._db.session() as session, session.begin():
+            row = await session.get(UserRow, user.id, with_for_update=True)
+            if row is None:
+                return
+            for f in _FIELDS[1:]:
+                setattr(row, f, getattr(user, f))
+
+    async def page(self, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[User]:
+        query = select(UserRow).order_by(UserRow.created_at, UserRow.id).limit(limit)
+        if after is not None:
+            query = query.where(tuple_(UserRow.created_at, UserRow.id) > tuple_(*after))
+        async with self._db.session() as session:
+            return [_to_domain(r) for r in await session.scalars(query)]

@@ -1,0 +1,26 @@
+"""Turns bearer tokens into principals: signature and claims, then the session must still be live."""
+
+from __future__ import annotations
+
+from pynode.auth.sessions import SessionStore
+from pynode.auth.tokens import SERVICE, TokenVerifier
+from pynode.core.errors import Unauthenticated
+from pynode.core.principal import Principal
+
+
+class TokenAuthenticator:
+    """The edge's Authenticator: a revoked session's access tokens fail at once, not at expiry."""
+
+    def __init__(self, verifier: TokenVerifier, sessions: SessionStore) -> None:
+        self._verifier = verifier
+        self._sessions = sessions
+
+    async def authenticate(self, token: str) -> Principal:
+        claims = await self._verifier.verify(token)
+        if claims.typ == SERVICE:
+            return Principal(claims.subject, SERVICE)
+        session = await self._sessions.get(claims.session_id)
+        if session is None or session.user_id != claims.subject:
+            raise Unauthenticated("session has ended; sign in again", reason="SESSION_REVOKED")
+        # The session's role, not the token's: role changes apply before the token expires.
+        return Principal(claims.subject, session.role, claims.session_id)

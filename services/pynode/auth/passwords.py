@@ -1,0 +1,95 @@
+"""Password policy and hashing: bcrypt off the event loop, in a bounded pool.
+
+bcrypt reads only 72 bytes, and bcrypt 5 raises on longer input. Every
+password is therefore pre-hashed: NFKC-normalised, SHA-256, base64 (44 ASCII
+bytes, no NULs), then bcrypt. Nothing is ever silently truncated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from importlib import resources
+
+import bcrypt
+
+from pynode.core.errors import FieldViolation, InvalidArgument
+
+MIN_LENGTH = 8
+MAX_LENGTH = 256
+
+
+@cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of the 30,000 most common passwords, lower-cased."""
+    text = resources.files("pynode.auth").joinpath("data/common_passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip().lower() for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def normalise(password: str) -> str:
+    """NFKC, as NIST SP 800-63B suggests, so the same password typed differently matches."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def check_policy(password: str, field: str, *, email: str = "") -> None:
+    """Length and blocklist rules; no composition rules."""
+    normalised = normalise(password)
+    problem = ""
+    if len(normalised) < MIN_LENGTH:
+        problem = f"must be at least {MIN_LENGTH} characters"
+    elif len(normalised) > MAX_LENGTH:
+        problem = f"must be at most {MAX_LENGTH} characters"
+    elif normalised.lower() in common_passwords():
+        problem = "is one of the most common passwords; choose a less guessable one"
+    elif email and normalised.lower() in {email.lower(), email.split("@")[0].lower()}:
+        problem = "must not be your e-mail address"
+    if problem:
+        raise InvalidArgument(f"{field} {problem}", [FieldViolation(field, problem, "WEAK_PASSWORD")])
+
+
+def _prehash(password: str) -> bytes:
+    return base64.b64encode(hashlib.sha256(normalise(password).encode("utf-8")).digest())
+
+
+class PasswordHasher:
+    """bcrypt with a fixed cost in a pool sized to the cores, so a login storm queues instead of stalling."""
+
+    def __init__(self, cost: int, workers: int = 0) -> None:
+        self.cost = cost
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bcrypt")
+        self._dummy: bytes | None = None
+
+    async def hash(self, password: str) -> str:
+        """A bcrypt hash of the pre-hashed password."""
+        loop = asyncio.get_running_loop()
+        digest = await loop.run_in_executor(self._pool, self._hash_sync, password)
+        return digest.decode("ascii")
+
+    def _hash_sync(self, password: str) -> bytes:
+        return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(self.cost))
+
+    async def verify(self, password: str, hashed: str | None) -> bool:
+        """Check a password; with no hash (unknown account) check a dummy so the time is the same."""
+        if hashed is None:
+            if self._dummy is None:
+                self._dummy = (await self.hash("dummy password never matches")).encode("ascii")
+            target, known = self._dummy, False
+        else:
+            target, known = hashed.encode("ascii"), True
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self._pool, bcrypt.checkpw, _prehash(password), target)
+        return ok and known
+
+    async def warm_up(self) -> None:
+        """Compute the dummy hash before the first login, so its cost never shows in a timing."""
+        await self.verify("warm up", None)
+
+    def close(self) -> None:
+        """Stop the pool."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,139 @@
+"""gRPC edge of the auth service: protos in, domain calls, protos out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from pynode.auth.domain import IssuedTokens, User
+from pynode.auth.keys import SigningKeyring
+from pynode.auth.service import AuthService
+from pynode.core.principal import current_client, current_principal
+
+Context = Any
+
+_ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
+_ROLE_FROM_PROTO = {auth_pb2.ROLE_USER: "user", auth_pb2.ROLE_ADMIN: "admin"}
+
+
+def _ts(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def user_proto(user: User) -> auth_pb2.User:
+    """An account as the API shows it (never the password hash)."""
+    return auth_pb2.User(
+        id=str(user.id),
+        email=user.email,
+        display_name=user.display_name,
+        role=_ROLE_TO_PROTO.get(user.role, auth_pb2.ROLE_UNSPECIFIED),
+        disabled=user.disabled,
+        created_at=_ts(user.created_at.timestamp()),
+        updated_at=_ts(user.updated_at.timestamp()),
+    )
+
+
+def tokens_proto(tokens: IssuedTokens) -> auth_pb2.TokenPair:
+    return auth_pb2.TokenPair(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        access_token_expires_at=_ts(tokens.access_expires_at),
+        refresh_token_expires_at=_ts(tokens.refresh_expires_at),
+    )
+
+
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+    """devpynode.auth.v1.AuthService."""
+
+    def __init__(self, service: AuthService, keyring: SigningKeyring) -> None:
+        self._service = service
+        self._keyring = keyring
+
+    async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> auth_pb2.RegisterResponse:
+        user, tokens = await self._service.register(
+            request.email, request.password, request.display_name, current_client()
+        )
+        return auth_pb2.RegisterResponse(user=user_proto(user), tokens=tokens_proto(tokens))
+
+    async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.LoginResponse:
+        user, tokens = await self._service.login(request.email, request.password, current_client())
+        return auth_pb2.LoginResponse(user=user_proto(user), tokens=tokens_proto(tokens))
+
+    async def RefreshToken(
+        self, request: auth_pb2.RefreshTokenRequest, context: Context
+    ) -> auth_pb2.RefreshTokenResponse:
+        tokens = await self._service.refresh(request.refresh_token, current_client())
+        return auth_pb2.RefreshTokenResponse(tokens=tokens_proto(tokens))
+
+    async def Logout(self, request: auth_pb2.LogoutRequest, context: Context) -> auth_pb2.LogoutResponse:
+        await self._service.logout(current_principal(), request.all_sessions)
+        return auth_pb2.LogoutResponse()
+
+    async def GetCurrentUser(
+        self, request: auth_pb2.GetCurrentUserRequest, context: Context
+    ) -> auth_pb2.GetCurrentUserResponse:
+        return auth_pb2.GetCurrentUserResponse(user=user_proto(await self._service.current_user(current_principal())))
+
+    async def ChangePassword(
+        self, request: auth_pb2.ChangePasswordRequest, context: Context
+    ) -> auth_pb2.ChangePasswordResponse:
+        await self._service.change_password(current_principal(), request.current_password, request.new_password)
+        return auth_pb2.ChangePasswordResponse()
+
+    async def ListSessions(
+        self, request: auth_pb2.ListSessionsRequest, context: Context
+    ) -> auth_pb2.ListSessionsResponse:
+        views, next_token = await self._service.list_sessions(
+            current_principal(), request.page_size, request.page_token
+        )
+        return auth_pb2.ListSessionsResponse(
+            sessions=[
+                auth_pb2.Session(
+                    id=v.session.id,
+                    created_at=_ts(v.session.created_at),
+                    last_used_at=_ts(v.session.last_used_at),
+                    expires_at=_ts(v.session.expires_at),
+                    user_agent=v.session.user_agent,
+                    ip_address=v.session.ip_address,
+                    current=v.current,
+                )
+                for v in views
+            ],
+            next_page_token=next_token,
+        )
+
+    async def RevokeSession(
+        self, request: auth_pb2.RevokeSessionRequest, context: Context
+    ) -> auth_pb2.RevokeSessionResponse:
+        await self._service.revoke_session(current_principal(), request.session_id)
+        return auth_pb2.RevokeSessionResponse()
+
+    async def GetJwks(self, request: auth_pb2.GetJwksRequest, context: Context) -> auth_pb2.GetJwksResponse:
+        return auth_pb2.GetJwksResponse(keys=[auth_pb2.JsonWebKey(**jwk) for jwk in self._keyring.jwks()])
+
+    async def IssueServiceToken(
+        self, request: auth_pb2.IssueServiceTokenRequest, context: Context
+    ) -> auth_pb2.IssueServiceTokenResponse:
+        token, expires = self._service.issue_service_token(request.service_name, request.service_secret)
+        return auth_pb2.IssueServiceTokenResponse(access_token=token, expires_at=_ts(expires))
+
+
+class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
+    """devpynode.auth.v1.UserAdminService (admin only, declared in the proto)."""
+
+    def __init__(self, service: AuthService) -> None:
+        self._service = service
+
+    async def ListUsers(self, request: auth_pb2.ListUsersRequest, context: Context) -> auth_pb2.ListUsersResponse:
+        users, next_token = await self._service.list_users(request.page_size, request.page_token)
+        return auth_pb2.ListUsersResponse(users=[user_proto(u) for u in users], next_page_token=next_token)
+
+    async def UpdateUser(self, request: auth_pb2.UpdateUserRequest, context: Context) -> auth_pb2.UpdateUserResponse:
+        role = _ROLE_FROM_PROTO.get(request.role, "invalid") if request.HasField("role") else None
+        disabled = request.disabled if request.HasField("disabled") else None
+        user = await self._service.update_user(current_principal(), request.user_id, role, disabled)
+        return auth_pb2.UpdateUserResponse(user=user_proto(user))

@@ -1,0 +1,155 @@
+"""Login sessions and their refresh token families, kept in the key-value store (Redis or memory).
+
+A refresh token is `<session id>.<secret>`; only SHA-256 of the secret is
+stored. Rotation is a compare-and-set on the session record, so two
+concurrent refreshes can never both consume the same token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import uuid
+
+from pynode.auth.domain import LoginSession
+from pynode.core.errors import Unauthenticated, Unavailable
+from pynode.core.kv import KeyValueStore
+
+MAX_SIBLINGS = 4  # live refresh tokens a family may hold after grace-window replays
+
+
+def _session_key(sid: str) -> str:
+    return f"auth:session:{sid}"
+
+
+def _user_key(user_id: str) -> str:
+    return f"auth:user-sessions:{user_id}"
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _encode(session: LoginSession) -> str:
+    return json.dumps(dataclasses.asdict(session), separators=(",", ":"))
+
+
+def _decode(raw: str) -> LoginSession:
+    return LoginSession(**json.loads(raw))
+
+
+def _contains(hashes: list[str], digest: str) -> bool:
+    return any(hmac.compare_digest(h, digest) for h in hashes)
+
+
+class SessionStore:
+    """Creates, rotates, lists and revokes login sessions."""
+
+    def __init__(self, kv: KeyValueStore, lifetime_seconds: float, grace_seconds: float) -> None:
+        self._kv = kv
+        self.lifetime_seconds = lifetime_seconds
+        self.grace_seconds = grace_seconds
+
+    async def create(self, user_id: str, role: str, user_agent: str, ip_address: str) -> tuple[LoginSession, str]:
+        """A new session and its first refresh token."""
+        now = time.time()
+        secret = secrets.token_urlsafe(32)
+        session = LoginSession(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            role=role,
+            created_at=now,
+            expires_at=now + self.lifetime_seconds,
+            last_used_at=now,
+            user_agent=user_agent,
+            ip_address=ip_address,
+            current=[_digest(secret)],
+        )
+        await self._kv.set(_session_key(session.id), _encode(session), self.lifetime_seconds)
+        await self._kv.set_add(_user_key(user_id), session.id, self.lifetime_seconds)
+        return session, f"{session.id}.{secret}"
+
+    async def get(self, sid: str) -> LoginSession | None:
+        """A live session, or None."""
+        raw = await self._kv.get(_session_key(sid))
+        return _decode(raw) if raw else None
+
+    async def rotate(self, refresh_token: str) -> tuple[LoginSession, str]:
+        """Consume a refresh token and return its successor.
+
+        A token that was already rotated is accepted again only within the grace
+        window (its successor stays valid too); any other replay revokes the family.
+        """
+        sid, _, secret = refresh_token.partition(".")
+        if not sid or not secret:
+            raise Unauthenticated("refresh token is malformed; sign in again", reason="INVALID_REFRESH_TOKEN")
+        digest = _digest(secret)
+        for _attempt in range(8):
+            raw = await self._kv.get(_session_key(sid))
+            if raw is None:
+                raise Unauthenticated("refresh token expired or revoked; sign in again", reason="SESSION_ENDED")
+            session = _decode(raw)
+            now = time.time()
+            new_secret = secrets.token_urlsafe(32)
+            if _contains(session.current, digest):
+                session.previous, session.current, session.rotated_at = session.current, [_digest(new_secret)], now
+            elif _contains(session.previous, digest) and now - session.rotated_at <= self.grace_seconds:
+                session.current = [*session.current, _digest(new_secret)][-MAX_SIBLINGS:]
+            else:
+                await self.revoke(sid)
+                raise Unauthenticated(
+                    "refresh token was already used; the session is revoked, sign in again",
+                    reason="REFRESH_TOKEN_REUSED",
+                )
+            session.last_used_at = now
+            ttl = session.expires_at - now
+            if ttl <= 0:
+                raise Unauthenticated("session expired; sign in again", reason="SESSION_ENDED")
+            if await self._kv.compare_and_set(_session_key(sid), raw, _encode(session), ttl):
+                return session, f"{sid}.{new_secret}"
+        raise Unavailable("session is being refreshed concurrently; retry", retry_after=0.1)
+
+    async def list_for_user(self, user_id: str) -> list[LoginSession]:
+        """Live sessions of a user, newest first (dead ids are pruned from the index)."""
+        sids = sorted(await self._kv.set_members(_user_key(user_id)))
+        raws = await self._kv.get_many([_session_key(s) for s in sids])
+        live = []
+        for sid, raw in zip(sids, raws, strict=True):
+            if raw is None:
+                await self._kv.set_remove(_user_key(user_id), sid)
+            else:
+                live.append(_decode(raw))
+        return sorted(live, key=lambda s: (s.created_at, s.id), reverse=True)
+
+    async def revoke(self, sid: str) -> bool:
+        """End one session; access tokens carrying its sid stop working at once."""
+        raw = await self._kv.get(_session_key(sid))
+        await self._kv.delete(_session_key(sid))
+        if raw:
+            await self._kv.set_remove(_user_key(_decode(raw).user_id), sid)
+        return raw is not None
+
+    async def revoke_user(self, user_id: str, *, keep: str = "") -> int:
+        """End every session of a user except `keep`; returns how many ended."""
+        ended = 0
+        for sid in await self._kv.set_members(_user_key(user_id)):
+            if sid != keep and await self.revoke(sid):
+                ended += 1
+        return ended
+
+    async def set_role(self, user_id: str, role: str) -> None:
+        """Carry a role change into live sessions, so authorization sees it at once."""
+        for session in await self.list_for_user(user_id):
+            key = _session_key(session.id)
+            for _attempt in range(8):
+                raw = await self._kv.get(key)
+                if raw is None:
+                    break
+                updated = _decode(raw)
+                updated.role = role
+                if await self._kv.compare_and_set(key, raw, _encode(updated), updated.expires_at - time.time()):
+                    break

@@ -1,0 +1,172 @@
+"""Access and service tokens: EdDSA JWTs with every claim checked and the algorithm pinned."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from pynode.auth.keys import SigningKeyring
+from pynode.core.errors import Unauthenticated
+
+ALGORITHM = "EdDSA"
+ACCESS_TYP = "at+jwt"  # RFC 9068 header type
+ACCESS = "access"
+SERVICE = "service"
+LEEWAY_SECONDS = 5
+REQUIRED_CLAIMS = ["iss", "aud", "typ", "exp", "nbf", "iat", "sub", "role", "jti"]
+
+
+class KeySource(Protocol):
+    """Where verifiers find public keys by kid."""
+
+    async def public_key(self, kid: str) -> Ed25519PublicKey | None: ...
+
+
+class LocalKeySource:
+    """Keys from the keyring in this process."""
+
+    def __init__(self, keyring: SigningKeyring) -> None:
+        self._keyring = keyring
+
+    async def public_key(self, kid: str) -> Ed25519PublicKey | None:
+        return self._keyring.public_key(kid)
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The verified claims of a token."""
+
+    subject: str
+    role: str
+    session_id: str
+    typ: str
+    expires_at: float
+
+
+class TokenIssuer:
+    """Signs access tokens for sessions and service tokens for services."""
+
+    def __init__(self, keyring: SigningKeyring, issuer: str, audience: str, access_seconds: int) -> None:
+        self._keyring = keyring
+        self.issuer = issuer
+        self.audience = audience
+        self.access_seconds = access_seconds
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(
+            claims,
+            self._keyring.signer,
+            algorithm=ALGORITHM,
+            headers={"kid": self._keyring.signer_kid, "typ": ACCESS_TYP},
+        )
+
+    def access_token(self, subject: str, session_id: str, role: str, now: float | None = None) -> tuple[str, float]:
+        """A token for a user session; returns (token, expiry)."""
+        now = time.time() if now is None else now
+        expires = now + self.access_seconds
+        claims = self._base(subject, role, ACCESS, now, expires) | {"sid": session_id}
+        return self._sign(claims), expires
+
+    def service_token(self, service: str, seconds: int = 300) -> tuple[str, float]:
+        """A short-lived token for a service identity."""
+        now = time.time()
+        expires = now + seconds
+        return self._sign(self._base(f"service:{service}", SERVICE, SERVICE, now, expires)), expires
+
+    def _base(self, subject: str, role: str, typ: str, now: float, expires: float) -> dict[str, Any]:
+        return {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "typ": typ,
+            "sub": subject,
+            "role": role,
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(expires),
+            "jti": uuid.uuid4().hex,
+        }
+
+
+class TokenVerifier:
+    """Verifies tokens: EdDSA only, known kid, right typ, issuer and audience, inside its lifetime."""
+
+    def __init__(self, keys: KeySource, issuer: str, audience: str) -> None:
+        self._keys = keys
+        self.issuer = issuer
+        self.audience = audience
+
+    async def verify(self, token: str) -> Claims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _invalid("malformed token") from None
+        if header.get("alg") != ALGORITHM or header.get("typ") != ACCESS_TYP or not isinstance(header.get("kid"), str):
+            raise _invalid("token header is not accepted")
+        key = await self._keys.public_key(header["kid"])
+        if key is None:
+            raise _invalid("token signed by an unknown key")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("access token expired; refresh it", reason="TOKEN_EXPIRED") from None
+        except jwt.PyJWTError as exc:
+            raise _invalid(f"token rejected: {exc}") from None
+        typ, role = claims.get("typ"), claims.get("role")
+        sid = claims.get("sid", "")
+        if typ == ACCESS and role in ("user", "admin") and isinstance(sid, str) and sid:
+            return Claims(str(claims["sub"]), str(role), sid, typ, float(claims["exp"]))
+        if typ == SERVICE and role == SERVICE:
+            return Claims(str(claims["sub"]), SERVICE, "", typ, float(claims["exp"]))
+        raise _invalid("token type or role is not accepted")
+
+
+def _invalid(message: str) -> Unauthenticated:
+    return Unauthenticated(message, reason="INVALID_TOKEN")
+
+
+class JwksKeySource:
+    """Public keys fetched from a remote auth service's GetJwks, cached, refreshed on an unknown kid.
+
+    `fetch` returns the JWK dicts; refreshes are rate limited so garbage kids cannot flood auth.
+    """
+
+    def __init__(self, fetch: Any, min_refresh_seconds: float = 10.0) -> None:
+        self._fetch = fetch
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._fetched_at = 0.0
+        self._min_refresh = min_refresh_seconds
+        self._lock = asyncio.Lock()
+
+    async def public_key(self, kid: str) -> Ed25519PublicKey | None:
+        if kid in self._keys:
+            return self._keys[kid]
+        async with self._lock:
+            if kid not in self._keys and time.monotonic() - self._fetched_at >= self._min_refresh:
+                self._fetched_at = time.monotonic()
+                self._keys = _parse_jwks(await self._fetch())
+        return self._keys.get(kid)
+
+
+def _parse_jwks(jwks: list[dict[str, str]]) -> dict[str, Ed25519PublicKey]:
+    keys: dict[str, Ed25519PublicKey] = {}
+    for jwk in jwks:
+        if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+            continue
+        raw = base64.urlsafe_b64decode(jwk["x"] + "=" * (-len(jwk["x"]) % 4))
+        keys[jwk["kid"]] = Ed25519PublicKey.from_public_bytes(raw)
+    return keys

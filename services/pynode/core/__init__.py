@@ -1,0 +1,1 @@
+"""Shared core: settings, wiring, the gRPC edge, data and cache plumbing."""

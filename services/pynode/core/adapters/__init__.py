@@ -1,0 +1,1 @@
+"""Adapters of the shared core's ports, one file per technology."""

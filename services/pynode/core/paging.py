@@ -1,0 +1,46 @@
+"""AIP-158 page sizes and opaque page tokens."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from pynode.core.errors import FieldViolation, InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+
+def page_size(requested: int, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE) -> int:
+    """0 means the default; larger than the maximum is clamped (AIP-158)."""
+    if requested < 0:
+        raise InvalidArgument("page_size must not be negative", [FieldViolation("page_size", "must be >= 0")])
+    return min(requested or default, maximum)
+
+
+def encode_token(position: dict[str, Any]) -> str:
+    """An opaque token for the next page."""
+    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any] | None:
+    """The position a token names; None for the first page."""
+    if not token:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError):
+        value = None
+    if not isinstance(value, dict):
+        raise invalid_page_token()
+    return value
+
+
+def invalid_page_token() -> InvalidArgument:
+    """The error for a page token this server did not issue."""
+    return InvalidArgument(
+        "page_token is not valid; pass a next_page_token from a previous response",
+        [FieldViolation("page_token", "not a token this server issued", "BAD_PAGE_TOKEN")],
+    )

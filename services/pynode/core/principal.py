@@ -1,0 +1,62 @@
+"""Who is calling: set by the gRPC edge for the duration of one RPC."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Protocol
+
+from pynode.core.errors import Unauthenticated
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a user session or a service."""
+
+    subject: str  # user id, or "service:<name>"
+    role: str  # "user", "admin" or "service"
+    session_id: str = ""
+    client_address: str = ""
+    user_agent: str = ""
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == "service"
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """What the edge knows about the caller's connection, authenticated or not."""
+
+    address: str
+    user_agent: str
+
+
+class Authenticator(Protocol):
+    """Turns a bearer token into a Principal, or raises Unauthenticated."""
+
+    async def authenticate(self, token: str) -> Principal: ...
+
+
+_principal: ContextVar[Principal | None] = ContextVar("devpynode_principal", default=None)
+_client: ContextVar[ClientInfo | None] = ContextVar("devpynode_client", default=None)
+_NO_CLIENT = ClientInfo("", "")
+
+
+def current_principal() -> Principal:
+    """The caller of the running RPC; raises if the RPC is anonymous."""
+    principal = _principal.get()
+    if principal is None:
+        raise Unauthenticated("this call needs an access token: send `authorization: Bearer <access_token>`")
+    return principal
+
+
+def current_client() -> ClientInfo:
+    """Address and user agent of the running RPC's caller."""
+    return _client.get() or _NO_CLIENT
+
+
+def bind(principal: Principal | None, client: ClientInfo) -> None:
+    """Set the caller for the running task (each RPC runs in its own task)."""
+    _principal.set(principal)
+    _client.set(client)

@@ -1,0 +1,152 @@
+"""The one-process mesh: a grpc.aio server with the chosen services, health, reflection and metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
+from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
+from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
+from devpynode.files.v1 import files_pb2, files_pb2_grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from pynode.auth.servicer import AuthServicer, UserAdminServicer
+from pynode.core.bootstrap import Platform
+from pynode.core.contract import method_contracts
+from pynode.core.edge import EdgeInterceptor
+from pynode.core.metrics import ServerMetrics
+
+log = logging.getLogger("pynode.server")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One gRPC service to mount: its descriptor and how to add its servicer."""
+
+    descriptor: ServiceDescriptor
+    add: Callable[[grpc.aio.Server], None]
+
+
+def _unbuilt(base: Any) -> Any:
+    """The generated base servicer: every RPC answers UNIMPLEMENTED until its issue lands."""
+    return base()
+
+
+def _registrations(platform: Platform) -> list[Registration]:
+    chosen = platform.settings.services()
+    found: list[Registration] = []
+    if "auth" in chosen:
+        assert platform.auth is not None
+        auth = platform.auth
+        found.append(
+            Registration(
+                auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
+                lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(auth.service, auth.keyring), s),
+            )
+        )
+        found.append(
+            Registration(
+                auth_pb2.DESCRIPTOR.services_by_name["UserAdminService"],
+                lambda s: auth_pb2_grpc.add_UserAdminServiceServicer_to_server(UserAdminServicer(auth.service), s),
+            )
+        )
+    # Not built yet: the generated base servicers answer UNIMPLEMENTED, and say so.
+    if "ai" in chosen:
+        found.append(
+            Registration(
+                ai_pb2.DESCRIPTOR.services_by_name["AIRouterService"],
+                lambda s: ai_pb2_grpc.add_AIRouterServiceServicer_to_server(
+                    _unbuilt(ai_pb2_grpc.AIRouterServiceServicer), s
+                ),
+            )
+        )
+    if "chat" in chosen:
+        found.append(
+            Registration(
+                chat_pb2.DESCRIPTOR.services_by_name["ChatService"],
+                lambda s: chat_pb2_grpc.add_ChatServiceServicer_to_server(
+                    _unbuilt(chat_pb2_grpc.ChatServiceServicer), s
+                ),
+            )
+        )
+    if "files" in chosen:
+        found.append(
+            Registration(
+                files_pb2.DESCRIPTOR.services_by_name["FileService"],
+                lambda s: files_pb2_grpc.add_FileServiceServicer_to_server(
+                    _unbuilt(files_pb2_grpc.FileServiceServicer), s
+                ),
+            )
+        )
+    return found
+
+
+class MeshServer:
+    """Serves a Platform over gRPC until stopped; stopping is graceful."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        settings = platform.settings
+        self.metrics = ServerMetrics()
+        registrations = _registrations(platform)
+        self.service_names = [r.descriptor.full_name for r in registrations]
+        edge = EdgeInterceptor(
+            method_contracts(r.descriptor for r in registrations),
+            self.metrics,
+            platform.authenticator,
+            trust_forwarded_for=settings.trust_forwarded_for,
+        )
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.max_metadata_size", 16 * 1024),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+        self.server = grpc.aio.server(interceptors=[edge], options=options)
+        for registration in registrations:
+            registration.add(self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.port = 0
+        self.metrics_port = 0
+
+    async def start(self) -> int:
+        """Bind, start and mark every service SERVING; returns the gRPC port."""
+        settings = self.platform.settings
+        self.port = self.server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind {settings.grpc_host}:{settings.grpc_port}")
+        await self.server.start()
+        for name in [*self.service_names, ""]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if settings.metrics_port >= 0:
+            self.metrics_port = self.metrics.serve_http(settings.grpc_host, settings.metrics_port)
+        log.info(
+            "serving",
+            extra={"grpc_port": self.port, "metrics_port": self.metrics_port, "services": self.service_names},
+        )
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING first (so balancers drain), refuse new calls, give in-flight ones `grace` seconds."""
+        grace = self.platform.settings.shutdown_grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.metrics.close()
+        await self.platform.close()
+        log.info("stopped")
+
+    async def wait(self) -> None:
+        """Until the server terminates."""
+        await self.server.wait_for_termination()

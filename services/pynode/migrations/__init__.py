@@ -1,0 +1,1 @@
+"""Alembic migrations, run by `devpynode migrate` and by `serve` on embedded SQLite."""
