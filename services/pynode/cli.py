@@ -26,8 +26,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = "DEVPYNODE_" + "_".join(str(p) for p in first["loc"]).upper() if first["loc"] else "settings"
-        raise SettingsError(f"{where}: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if not first["loc"]:  # a whole-model check: its message names the setting already
+            raise SettingsError(message) from None
+        where = "DEVPYNODE_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise SettingsError(f"{where}: {message}") from None
 
 
 async def _serve(settings: Settings) -> None:

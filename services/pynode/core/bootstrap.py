@@ -85,7 +85,9 @@ async def _reachable(what: str, setting: str, check: Callable[[], Awaitable[None
     try:
         await check()
     except Exception as exc:
-        raise SettingsError(f"{setting}: cannot reach the {what} ({type(exc).__name__}: {exc})") from None
+        cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+        first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise SettingsError(f"{setting}: cannot reach the {what} ({first_line})") from None
 
 
 async def open_database(settings: Settings, *, auto_migrate: bool) -> Database:

