@@ -35,6 +35,7 @@ async def test_counters_keep_their_first_expiry(kv: KeyValueStore) -> None:
     assert (await kv.incr(key, 10))[0] == 1
     count, ttl = await kv.incr(key, 1000)
     assert count == 2 and 0 < ttl <= 10
+    assert await kv.get(key) == "2"
 
 
 async def test_sets(kv: KeyValueStore) -> None:

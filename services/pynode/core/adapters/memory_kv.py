@@ -64,11 +64,11 @@ class MemoryKeyValueStore:
     async def incr(self, key: str, ttl_seconds: float) -> tuple[int, float]:
         value = self._live(key)
         if value is None:
-            self._put(key, 1, ttl_seconds)
+            self._put(key, "1", ttl_seconds)
             return 1, ttl_seconds
         count = int(value) + 1
         expires = self._data[self._prefix + key][1]
-        self._data[self._prefix + key] = (count, expires)
+        self._data[self._prefix + key] = (str(count), expires)  # a string, as Redis would return it
         return count, (expires - time.monotonic()) if expires is not None else -1.0
 
     async def ttl(self, key: str) -> float:

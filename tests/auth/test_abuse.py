@@ -1,0 +1,124 @@
+"""Rate limits and a lockout that stops guessing without locking the owner out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from devpynode.auth.v1 import auth_pb2
+from google.rpc import error_details_pb2
+
+from pynode.core.server import MeshServer
+from tests.backends import Backend
+from tests.client import MeshClient, RichError, fails, new_email
+from tests.conftest import make_settings, start_mesh
+
+WRONG = "definitely not it"
+
+
+def _retry_seconds(error: RichError) -> float:
+    delay = error.detail(error_details_pb2.RetryInfo).retry_delay
+    return float(delay.seconds + delay.nanos / 1e9)
+
+
+@pytest.fixture
+async def strict(backend: Backend, tmp_path: Path) -> AsyncIterator[Any]:
+    """A mesh of its own with small limits, so limits can be reached quickly."""
+    servers: list[MeshServer] = []
+    channels: list[grpc.aio.Channel] = []
+
+    async def start(**overrides: Any) -> MeshClient:
+        server = await start_mesh(make_settings(backend, tmp_path / str(len(servers)), **overrides))
+        servers.append(server)
+        channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"))
+        return MeshClient(channels[-1])
+
+    yield start
+    for channel in channels:
+        await channel.close()
+    for server in servers:
+        await server.stop(0)
+
+
+async def test_register_is_rate_limited_per_address(strict: Any) -> None:
+    client: MeshClient = await strict(rate_limit_per_minute=3)
+    for _ in range(3):
+        await client.register()
+    error = await fails(client.register())
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.reason == "RATE_LIMITED"
+    quota = error.detail(error_details_pb2.QuotaFailure)
+    assert quota.violations[0].subject == "register:address"
+    assert 0 < _retry_seconds(error) <= 60
+    await client.as_other_address().register()  # other addresses are not affected
+
+
+async def test_login_is_rate_limited_per_account_across_addresses(strict: Any) -> None:
+    client: MeshClient = await strict(rate_limit_per_minute=4, account_flood_failures=100, lockout_free_failures=100)
+    email = new_email()
+    await client.register(email)
+    for _ in range(4):
+        await client.as_other_address().login(email)
+    error = await fails(client.as_other_address().login(email))
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.detail(error_details_pb2.QuotaFailure).violations[0].subject == "login:account"
+
+
+async def test_refresh_is_rate_limited(strict: Any) -> None:
+    client: MeshClient = await strict(rate_limit_per_minute=3)
+    tokens = (await client.register()).tokens
+    for _ in range(3):
+        tokens = (
+            await client.auth.RefreshToken(
+                auth_pb2.RefreshTokenRequest(refresh_token=tokens.refresh_token), metadata=client.md("")
+            )
+        ).tokens
+    error = await fails(
+        client.auth.RefreshToken(
+            auth_pb2.RefreshTokenRequest(refresh_token=tokens.refresh_token), metadata=client.md("")
+        )
+    )
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_seconds(error) > 0
+
+
+async def test_failures_lock_the_address_with_growing_delays(client: MeshClient) -> None:
+    email = new_email()
+    await client.register(email)
+    attacker = client.as_other_address()
+    for _ in range(5):
+        assert (await fails(attacker.login(email, WRONG))).code == grpc.StatusCode.UNAUTHENTICATED
+    locked = await fails(attacker.login(email))  # even the right password waits
+    assert locked.code == grpc.StatusCode.RESOURCE_EXHAUSTED and locked.reason == "LOGIN_LOCKED"
+    first_delay = _retry_seconds(locked)
+    assert 0 < first_delay <= 1.0
+    await asyncio.sleep(first_delay + 0.05)
+    await fails(attacker.login(email, WRONG))
+    second = await fails(attacker.login(email, WRONG))
+    assert second.reason == "LOGIN_LOCKED" and _retry_seconds(second) > first_delay
+    # The owner, from another address, is not locked out.
+    await client.as_other_address().login(email)
+
+
+async def test_lockout_does_not_reveal_whether_an_account_exists(client: MeshClient) -> None:
+    attacker = client.as_other_address()
+    ghost = new_email()
+    for _ in range(5):
+        await fails(attacker.login(ghost, WRONG))
+    assert (await fails(attacker.login(ghost, WRONG))).reason == "LOGIN_LOCKED"
+
+
+async def test_a_flood_slows_strangers_but_not_the_owners_known_address(client: MeshClient) -> None:
+    email = new_email()
+    await client.register(email)
+    owner = client.as_other_address()
+    await owner.login(email)  # a known good address from now on
+    for _ in range(12):  # the test settings' account_flood_failures
+        await fails(client.as_other_address().login(email, WRONG))
+    await fails(client.as_other_address().login(email, WRONG))  # takes the one slot of this spacing period
+    slowed = await fails(client.as_other_address().login(email))
+    assert slowed.code == grpc.StatusCode.RESOURCE_EXHAUSTED and slowed.reason == "LOGIN_LOCKED"
+    assert 0 < _retry_seconds(slowed) <= 2
+    await owner.login(email)  # the owner gets in at once
