@@ -13,6 +13,7 @@ from datetime import datetime
 from pynode.auth.domain import ROLES, IssuedTokens, LoginSession, User
 from pynode.auth.passwords import PasswordHasher, check_policy
 from pynode.auth.ports import UserRepository
+from pynode.auth.profiles import ProfileCache
 from pynode.auth.sessions import SessionStore
 from pynode.auth.throttle import LoginLockout, RateLimiter
 from pynode.auth.tokens import TokenIssuer
@@ -55,6 +56,7 @@ class AuthService:
         limiter: RateLimiter,
         lockout: LoginLockout,
         service_secret: str,
+        profiles: ProfileCache,
     ) -> None:
         self.users = users
         self.hasher = hasher
@@ -63,6 +65,12 @@ class AuthService:
         self.limiter = limiter
         self.lockout = lockout
         self._service_secret = service_secret
+        self.profiles = profiles
+
+    async def _save(self, user: User) -> None:
+        user.updated_at = utcnow()
+        await self.users.save(user)
+        await self.profiles.forget(user.id)
 
     async def _start_session(self, user: User, client: ClientInfo) -> IssuedTokens:
         session, refresh = await self.sessions.create(str(user.id), user.role, client.user_agent, client.address)
@@ -116,15 +124,22 @@ class AuthService:
             await self.sessions.revoke(caller.session_id)
 
     async def current_user(self, caller: Principal) -> User:
-        """The caller's account."""
-        user = await self.users.by_id(uuid.UUID(caller.subject))
+        """The caller's account (from the profile cache when warm; without the password hash)."""
+        user_id = uuid.UUID(caller.subject)
+        user = await self.profiles.get(user_id)
+        if user is None:
+            user = await self.users.by_id(user_id)
+            if user is not None:
+                await self.profiles.put(user)
         if user is None or user.disabled:
             raise Unauthenticated("the account no longer exists or is disabled", reason="ACCOUNT_UNAVAILABLE")
         return user
 
     async def change_password(self, caller: Principal, current: str, new: str) -> None:
         """Replace the password and end every other session."""
-        user = await self.current_user(caller)
+        user = await self.users.by_id(uuid.UUID(caller.subject))
+        if user is None or user.disabled:
+            raise Unauthenticated("the account no longer exists or is disabled", reason="ACCOUNT_UNAVAILABLE")
         if not await self.hasher.verify(current, user.password_hash):
             raise InvalidArgument(
                 "current_password is incorrect",
@@ -137,8 +152,7 @@ class AuthService:
                 [FieldViolation("new_password", "must differ from current_password", "UNCHANGED")],
             )
         user.password_hash = await self.hasher.hash(new)
-        user.updated_at = utcnow()
-        await self.users.save(user)
+        await self._save(user)
         await self.sessions.revoke_user(caller.subject, keep=caller.session_id)
 
     async def list_sessions(self, caller: Principal, size: int, token: str) -> tuple[list[SessionView], str]:
@@ -198,8 +212,7 @@ class AuthService:
             user.role = role
         if disabled is not None:
             user.disabled = disabled
-        user.updated_at = utcnow()
-        await self.users.save(user)
+        await self._save(user)
         if user.disabled:
             await self.sessions.revoke_user(str(user.id))
         elif role is not None:
@@ -211,8 +224,8 @@ class AuthService:
         email = normalise_email(email)
         existing = await self.users.by_email(email)
         if existing is not None:
-            existing.role, existing.disabled, existing.updated_at = "admin", False, utcnow()
-            await self.users.save(existing)
+            existing.role, existing.disabled = "admin", False
+            await self._save(existing)
             await self.sessions.set_role(str(existing.id), "admin")
             return existing
         check_policy(password, "password", email=email)

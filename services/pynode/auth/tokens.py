@@ -6,6 +6,7 @@ import asyncio
 import base64
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -95,14 +96,35 @@ class TokenIssuer:
 
 
 class TokenVerifier:
-    """Verifies tokens: EdDSA only, known kid, right typ, issuer and audience, inside its lifetime."""
+    """Verifies tokens: EdDSA only, known kid, right typ, issuer and audience, inside its lifetime.
 
-    def __init__(self, keys: KeySource, issuer: str, audience: str) -> None:
+    A client sends the same access token for its whole lifetime, and an Ed25519 check costs
+    more than the rest of a cheap RPC, so verified tokens are remembered (by their exact text)
+    until they expire. Revocation is not cached: the session check runs on every call.
+    """
+
+    def __init__(self, keys: KeySource, issuer: str, audience: str, cache_size: int = 10_000) -> None:
         self._keys = keys
         self.issuer = issuer
         self.audience = audience
+        self._verified: OrderedDict[str, Claims] = OrderedDict()
+        self._cache_size = cache_size
 
     async def verify(self, token: str) -> Claims:
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims.expires_at + LEEWAY_SECONDS > time.time():
+                self._verified.move_to_end(token)
+                return claims
+            del self._verified[token]
+        claims = await self._verify(token)
+        if self._cache_size:
+            self._verified[token] = claims
+            if len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        return claims
+
+    async def _verify(self, token: str) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

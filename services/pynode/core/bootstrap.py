@@ -18,6 +18,7 @@ from pynode.auth.adapters.sql_users import SqlUserRepository
 from pynode.auth.authenticator import TokenAuthenticator
 from pynode.auth.keys import SigningKeyring, load_keyring
 from pynode.auth.passwords import PasswordHasher
+from pynode.auth.profiles import ProfileCache
 from pynode.auth.service import AuthService
 from pynode.auth.sessions import SessionStore
 from pynode.auth.throttle import LoginLockout, RateLimiter
@@ -120,7 +121,7 @@ def _remote_key_source(settings: Settings) -> KeySource:
 def build_auth(settings: Settings, db: Database, kv: KeyValueStore, sessions: SessionStore) -> AuthComponents:
     """The auth service and what it owns."""
     keyring = load_keyring(settings)
-    hasher = PasswordHasher(settings.bcrypt_cost, settings.bcrypt_workers)
+    hasher = PasswordHasher(settings.bcrypt_cost, settings.bcrypt_workers, settings.bcrypt_thread_nice)
     issuer = TokenIssuer(keyring, settings.auth_issuer, settings.auth_audience, settings.access_token_seconds)
     service = AuthService(
         users=SqlUserRepository(db),
@@ -132,6 +133,7 @@ def build_auth(settings: Settings, db: Database, kv: KeyValueStore, sessions: Se
             kv, settings.lockout_free_failures, settings.lockout_max_seconds, settings.account_flood_failures
         ),
         service_secret=settings.service_secret.get_secret_value(),
+        profiles=ProfileCache(kv),
     )
     return AuthComponents(service, keyring, hasher)
 

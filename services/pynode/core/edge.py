@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,10 +22,10 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from pynode.core import errors, principal, status
+from pynode.core.access_log import AccessLog
 from pynode.core.contract import MethodContract, validate
-from pynode.core.metrics import MethodLabels, ServerMetrics
+from pynode.core.metrics import MethodLabels, MethodMetrics, ServerMetrics
 
-access_log = logging.getLogger("pynode.access")
 log = logging.getLogger("pynode.edge")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -53,41 +53,43 @@ def client_address(context: grpc.aio.ServicerContext[Any, Any], metadata: dict[s
 class _Call:
     """Bookkeeping for one RPC: admission, counting and the final status."""
 
-    __slots__ = ("_metadata", "context", "contract", "edge", "labels", "request_id", "started")
+    __slots__ = ("_metadata", "context", "contract", "edge", "labels", "metrics", "request_id", "started")
 
     def __init__(
         self,
         edge: EdgeInterceptor,
         contract: MethodContract,
-        labels: MethodLabels,
+        method: tuple[MethodLabels, MethodMetrics],
         context: grpc.aio.ServicerContext[Any, Any],
     ):
         self.edge = edge
         self.contract = contract
-        self.labels = labels
+        self.labels, self.metrics = method
         self.context = context
         self.request_id = ""
         self.started = 0.0
         self._metadata: dict[str, str] = {}
 
-    async def __aenter__(self) -> _Call:
+    def begin(self) -> None:
+        """Start the clock, count the call, settle the request id and the client's address."""
         self.started = time.perf_counter()
-        self.edge.metrics.started.labels(*self._label_values()).inc()
+        self.metrics.started.inc()
         metadata = {key: value for key, value in self.context.invocation_metadata() or () if isinstance(value, str)}
         supplied = metadata.get("x-request-id", "")
-        self.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        self.request_id = supplied if _REQUEST_ID.match(supplied) else os.urandom(16).hex()
         client = principal.ClientInfo(
             client_address(self.context, metadata, self.edge.trust_forwarded_for),
             metadata.get("user-agent", "")[:256],
         )
         principal.bind(None, client)
         self._metadata = metadata
-        return self
+
+    @property
+    def anonymous(self) -> bool:
+        return self.contract.access == options_pb2.ACCESS_ANONYMOUS
 
     async def authorize(self) -> None:
         """Enforce the access level the proto declares (inside the call, so failures are mapped)."""
-        if self.contract.access == options_pb2.ACCESS_ANONYMOUS:
-            return
         client = principal.current_client()
         who = await self._authenticate(self._metadata)
         principal.bind(
@@ -111,23 +113,21 @@ class _Call:
             )
         return who
 
-    def _label_values(self) -> tuple[str, str, str]:
-        return (self.labels.grpc_type, self.labels.grpc_service, self.labels.grpc_method)
-
     def admit(self, request: Message) -> None:
-        self.edge.metrics.msg_received.labels(*self._label_values()).inc()
+        self.metrics.msg_received.inc()
         validate(request)
 
     def sent(self) -> None:
-        self.edge.metrics.msg_sent.labels(*self._label_values()).inc()
+        self.metrics.msg_sent.inc()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def succeeded(self) -> None:
+        """The handler returned: count and log (its code is OK unless it set one)."""
+        self._finish(self.context.code() or grpc.StatusCode.OK, None)
+
+    async def failed(self, exc: BaseException) -> None:
+        """The handler raised: count, log, and turn domain errors into rich statuses (abort raises)."""
         rich: status_pb2.Status | None = None
-        if exc is None:
-            code = grpc.StatusCode.OK
-            if self.context.code() is not None:
-                code = self.context.code()
-        elif isinstance(exc, asyncio.CancelledError):
+        if isinstance(exc, asyncio.CancelledError):
             code = grpc.StatusCode.CANCELLED
         elif isinstance(exc, grpc.aio.AbortError):
             code = self.context.code() or grpc.StatusCode.UNKNOWN
@@ -153,29 +153,23 @@ class _Call:
                     ("x-request-id", self.request_id),
                 ),
             )
-        return False
 
     def _finish(self, code: grpc.StatusCode, rich: status_pb2.Status | None) -> None:
         elapsed = time.perf_counter() - self.started
-        values = self._label_values()
-        self.edge.metrics.handled.labels(*values, code.name).inc()
-        self.edge.metrics.handling_seconds.labels(*values).observe(elapsed)
-        if access_log.isEnabledFor(logging.INFO):
-            client = principal.current_client()
-            access_log.info(
-                "rpc",
-                extra={
-                    "request_id": self.request_id,
-                    "method": self.contract.full_method,
-                    "code": code.name,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "peer": client.address,
-                    "reason": _reason(rich),
-                },
-            )
+        self.metrics.handled(code.name).inc()
+        self.metrics.handling_seconds.observe(elapsed)
+        self.edge.access_log.record(
+            self.request_id,
+            self.contract.full_method,
+            code.name,
+            round(elapsed * 1000, 3),
+            principal.current_client().address,
+            _reason(rich),
+        )
 
 
 def _reason(rich: status_pb2.Status | None) -> str:
+    # The client-facing message only: never request fields, tokens or internals.
     if rich is None:
         return ""
     return str(rich.message[:200])
@@ -192,14 +186,18 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         contracts: dict[str, MethodContract],
         metrics: ServerMetrics,
         authenticator: principal.Authenticator | None,
+        access_log: AccessLog,
         *,
         trust_forwarded_for: bool = False,
     ):
+        self.access_log = access_log
         self.contracts = contracts
         self.metrics = metrics
         self.authenticator = authenticator
         self.trust_forwarded_for = trust_forwarded_for
-        self._labels: dict[str, MethodLabels] = {}
+        self._methods: dict[str, tuple[MethodLabels, MethodMetrics]] = {}
+        # grpc hands back the same handler object for a method every time; wrap it once.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
         self,
@@ -210,25 +208,33 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         contract = self.contracts.get(handler_call_details.method)
         if handler is None or contract is None:
             return handler
-        return self._wrap(handler, contract)
+        cached = self._wrapped.get(contract.full_method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, contract)
+        self._wrapped[contract.full_method] = (handler, wrapped)
+        return wrapped
 
-    def _labels_for(self, contract: MethodContract, handler: grpc.RpcMethodHandler[Any, Any]) -> MethodLabels:
-        labels = self._labels.get(contract.full_method)
-        if labels is None:
+    def _method(
+        self, contract: MethodContract, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> tuple[MethodLabels, MethodMetrics]:
+        method = self._methods.get(contract.full_method)
+        if method is None:
             kind = {
                 (False, False): "unary",
                 (False, True): "server_stream",
                 (True, False): "client_stream",
                 (True, True): "bidi_stream",
             }[(handler.request_streaming, handler.response_streaming)]
-            service, _, method = contract.full_method.lstrip("/").partition("/")
-            labels = self._labels[contract.full_method] = MethodLabels(kind, service, method)
-        return labels
+            service, _, name = contract.full_method.lstrip("/").partition("/")
+            labels = MethodLabels(kind, service, name)
+            method = self._methods[contract.full_method] = (labels, self.metrics.for_method(labels))
+        return method
 
     def _wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], contract: MethodContract
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        labels = self._labels_for(contract, handler)
+        labels = self._method(contract, handler)
         edge = self
         kwargs = {
             "request_deserializer": handler.request_deserializer,
@@ -238,24 +244,38 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             inner_uu: Any = handler.unary_unary
 
             async def unary_unary(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                async with _Call(edge, contract, labels, context) as call:
-                    await call.authorize()
+                call = _Call(edge, contract, labels, context)
+                call.begin()
+                try:
+                    if not call.anonymous:
+                        await call.authorize()
                     call.admit(request)
                     response = await inner_uu(request, context)
-                    call.sent()
-                    return response
+                except BaseException as exc:
+                    await call.failed(exc)
+                    raise
+                call.sent()
+                call.succeeded()
+                return response
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
         if handler.unary_stream is not None:
             inner_us: Any = handler.unary_stream
 
             async def unary_stream(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                async with _Call(edge, contract, labels, context) as call:
-                    await call.authorize()
+                call = _Call(edge, contract, labels, context)
+                call.begin()
+                try:
+                    if not call.anonymous:
+                        await call.authorize()
                     call.admit(request)
                     async for response in inner_us(request, context):
                         call.sent()
                         yield response
+                except BaseException as exc:
+                    await call.failed(exc)
+                    raise
+                call.succeeded()
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
 
@@ -270,11 +290,18 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             async def stream_unary(
                 requests: AsyncIterator[Message], context: grpc.aio.ServicerContext[Any, Any]
             ) -> Any:
-                async with _Call(edge, contract, labels, context) as call:
-                    await call.authorize()
+                call = _Call(edge, contract, labels, context)
+                call.begin()
+                try:
+                    if not call.anonymous:
+                        await call.authorize()
                     response = await inner_su(checked(call, requests), context)
-                    call.sent()
-                    return response
+                except BaseException as exc:
+                    await call.failed(exc)
+                    raise
+                call.sent()
+                call.succeeded()
+                return response
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
         inner_ss: Any = handler.stream_stream
@@ -282,10 +309,17 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         async def stream_stream(
             requests: AsyncIterator[Message], context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            async with _Call(edge, contract, labels, context) as call:
-                await call.authorize()
+            call = _Call(edge, contract, labels, context)
+            call.begin()
+            try:
+                if not call.anonymous:
+                    await call.authorize()
                 async for response in inner_ss(checked(call, requests), context):
                     call.sent()
                     yield response
+            except BaseException as exc:
+                await call.failed(exc)
+                raise
+            call.succeeded()
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)

@@ -12,7 +12,11 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and any `extra` fields."""
+    """One JSON object per line: time, level, logger, message and any `extra` fields.
+
+    Hot paths (the access log) pass their fields as one `extra={"fields": {...}}` dict,
+    which is merged without scanning the record.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -21,9 +25,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        fields = record.__dict__.get("fields")
+        if isinstance(fields, dict):
+            entry.update(fields)
+        else:
+            for key, value in record.__dict__.items():
+                if key not in _STANDARD and not key.startswith("_"):
+                    entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -36,5 +44,10 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Fields our JSON lines never show; skipping them makes each record cheaper (Python's
+    # logging docs, "Optimization").
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # Alembic narrates every plugin at INFO; its migration lines are enough at WARNING on serve.
     logging.getLogger("alembic").setLevel(logging.WARNING)

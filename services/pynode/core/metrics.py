@@ -19,6 +19,26 @@ class MethodLabels:
     grpc_method: str
 
 
+class MethodMetrics:
+    """One RPC's metric children, resolved once (label lookups cost more than the increments)."""
+
+    def __init__(self, metrics: ServerMetrics, labels: MethodLabels) -> None:
+        values = (labels.grpc_type, labels.grpc_service, labels.grpc_method)
+        self._metrics = metrics
+        self._values = values
+        self.started = metrics.started.labels(*values)
+        self.handling_seconds = metrics.handling_seconds.labels(*values)
+        self.msg_received = metrics.msg_received.labels(*values)
+        self.msg_sent = metrics.msg_sent.labels(*values)
+        self._handled: dict[str, Any] = {}
+
+    def handled(self, code: str) -> Any:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled[code] = self._metrics.handled.labels(*self._values, code)
+        return child
+
+
 class ServerMetrics:
     """The server's counters and histograms, in a registry of their own (never the global one)."""
 
@@ -51,6 +71,10 @@ class ServerMetrics:
             "grpc_server_msg_sent_total", "Stream messages sent by the server.", labels, registry=self.registry
         )
         self._http: Any = None
+
+    def for_method(self, labels: MethodLabels) -> MethodMetrics:
+        """Pre-resolved children for one RPC."""
+        return MethodMetrics(self, labels)
 
     def serve_http(self, host: str, port: int) -> int:
         """Expose /metrics over HTTP; returns the bound port."""

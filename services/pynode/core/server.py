@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pynode.auth.servicer import AuthServicer, UserAdminServicer
 from pynode.core import reflection
+from pynode.core.access_log import AccessLog
 from pynode.core.bootstrap import Platform
 from pynode.core.contract import method_contracts
 from pynode.core.edge import EdgeInterceptor
@@ -96,10 +97,12 @@ class MeshServer:
         self.metrics = ServerMetrics()
         registrations = _registrations(platform)
         self.service_names = [r.descriptor.full_name for r in registrations]
+        self.access_log = AccessLog()
         edge = EdgeInterceptor(
             method_contracts(r.descriptor for r in registrations),
             self.metrics,
             platform.authenticator,
+            self.access_log,
             trust_forwarded_for=settings.trust_forwarded_for,
         )
         options: list[tuple[str, Any]] = [
@@ -127,6 +130,7 @@ class MeshServer:
         if self.port == 0:
             raise OSError(f"cannot bind {settings.grpc_host}:{settings.grpc_port}")
         await self.server.start()
+        self.access_log.start()
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if settings.metrics_port >= 0:
@@ -142,6 +146,7 @@ class MeshServer:
         grace = self.platform.settings.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        await self.access_log.stop()
         self.metrics.close()
         await self.platform.close()
         log.info("stopped")

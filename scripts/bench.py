@@ -1,0 +1,289 @@
+"""Benchmark harness: the mesh (a real `devpynode serve` process) against a bare grpcio echo server.
+
+Both servers run as separate processes on loopback; one bounded grpc.aio load generator drives
+each in turn, so every figure comes with a baseline from the same run and machine.
+
+Scenarios (targets from the issues):
+  health   Health/Check on the mesh vs the echo baseline.
+  auth     authenticated GetCurrentUser at concurrency 16: >= 0.6x the echo baseline's requests/s.
+  storm    GetCurrentUser p99 during a login storm that saturates the bcrypt pool: < 2x its idle p99.
+  logins   Login throughput: >= 0.9 x cores / (time of one bcrypt check at the configured cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import grpc
+from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ECHO_METHOD = "/bench.v1.EchoService/Echo"
+PASSWORD = "bench password that is long"
+
+
+@dataclass
+class Run:
+    """What one load run measured."""
+
+    label: str
+    calls: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    def line(self) -> str:
+        return (
+            f"  {self.label:<34} {self.rps:9.1f} req/s   p50 {self.pct(0.5):7.2f} ms   "
+            f"p99 {self.pct(0.99):7.2f} ms   errors {self.errors}"
+        )
+
+
+async def drive(label: str, call: Callable[[], Awaitable[Any]], concurrency: int, seconds: float) -> Run:
+    """`concurrency` workers call back to back for `seconds` (after a short warm-up)."""
+    warm_until = time.perf_counter() + min(1.0, seconds / 4)
+    while time.perf_counter() < warm_until:
+        await call()
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                await call()
+            except grpc.aio.AioRpcError:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Run(label, len(latencies), errors, time.perf_counter() - began, latencies)
+
+
+# --- the two servers -------------------------------------------------------------------------
+
+
+async def serve_echo(port_file: Path) -> None:
+    """The baseline: a bare grpc.aio server whose one method returns its request."""
+
+    async def echo(request: bytes, context: Any) -> bytes:
+        return request
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.v1.EchoService", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    port_file.write_text(str(port))
+    await server.wait_for_termination()
+
+
+async def start_process(
+    args: list[str], log: Path, env: dict[str, str], pattern: str | None, port_file: Path | None = None
+) -> tuple[Any, int]:
+    """Start a server process; its port comes from `port_file` or from `pattern` in its log
+    (a file, so that logging costs what it costs in production, not a terminal's speed)."""
+    handle = log.open("w")
+    process = await asyncio.create_subprocess_exec(*args, stdout=handle, stderr=handle, env={**os.environ, **env})
+    for _ in range(600):
+        await asyncio.sleep(0.1)
+        if port_file is not None and port_file.exists() and port_file.read_text():
+            return process, int(port_file.read_text())
+        found = re.search(pattern, log.read_text()) if pattern else None
+        if found:
+            return process, int(found.group(1))
+        if process.returncode is not None:
+            break
+    raise SystemExit(f"server did not start; see {log}:\n{log.read_text()[-2000:]}")
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+def bcrypt_seconds(cost: int, samples: int = 5) -> float:
+    """Median time of one bcrypt check at `cost`, single-threaded, in this process."""
+    hashed = bcrypt.hashpw(b"x" * 44, bcrypt.gensalt(cost))
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        bcrypt.checkpw(b"x" * 44, hashed)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+async def main(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="devpynode-bench-"))
+    cores = os.cpu_count() or 1
+    echo_task, echo_port = await start_process(
+        [sys.executable, __file__, "--echo-server", str(workdir / "echo.port")],
+        workdir / "echo.log",
+        {},
+        None,
+        port_file=workdir / "echo.port",
+    )
+    env = {
+        "DEVPYNODE_DATA_DIR": str(workdir / "data"),
+        "DEVPYNODE_GRPC_PORT": "0",
+        "DEVPYNODE_METRICS_PORT": "-1",
+        "DEVPYNODE_RATE_LIMIT_PER_MINUTE": "100000000",
+        "DEVPYNODE_BCRYPT_COST": str(args.bcrypt_cost),
+        **({"DEVPYNODE_DATABASE_URL": args.database_url} if args.database_url else {}),
+        **({"DEVPYNODE_REDIS_URL": args.redis_url} if args.redis_url else {}),
+    }
+    devpynode = str(Path(sys.executable).parent / "devpynode")
+    mesh, mesh_port = await start_process(
+        [devpynode, "serve"], workdir / "mesh.log", env, r"serving .* on 127\.0\.0\.1:(\d+)"
+    )
+    failed = False
+    try:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{echo_port}") as echo_channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{mesh_port}") as mesh_channel,
+        ):
+            echo = echo_channel.unary_unary(ECHO_METHOD)
+            health = health_pb2_grpc.HealthStub(mesh_channel)
+            auth = auth_pb2_grpc.AuthServiceStub(mesh_channel)
+            email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+            registered = await auth.Register(
+                auth_pb2.RegisterRequest(email=email, password=PASSWORD, display_name="Bench")
+            )
+            bearer = [("authorization", f"Bearer {registered.tokens.access_token}")]
+            check = health_pb2.HealthCheckRequest()
+            check_bytes = check.SerializeToString()
+            me_bytes = auth_pb2.GetCurrentUserRequest().SerializeToString() or b"\x00"
+            c, d = args.concurrency, args.seconds
+            print(
+                f"Dev-PyNode benchmark: {cores} cores, concurrency {c}, {d:.0f} s per run, bcrypt cost "
+                f"{args.bcrypt_cost}, backends {args.database_url or 'sqlite'} / {args.redis_url or 'memory://'}"
+            )
+
+            if "health" in args.scenarios or "auth" in args.scenarios:
+                base = await drive("baseline: bare echo", lambda: echo(check_bytes), c, d)
+                print(base.line())
+            if "health" in args.scenarios:
+                run = await drive("mesh: Health/Check", lambda: health.Check(check), c, d)
+                print(run.line())
+                print(f"  -> health ratio to baseline: {run.rps / base.rps:.2f}x")
+            if "auth" in args.scenarios:
+                base_me = await drive("baseline: bare echo (me-sized)", lambda: echo(me_bytes), c, d)
+                run = await drive(
+                    "mesh: GetCurrentUser (authenticated)",
+                    lambda: auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer),
+                    c,
+                    d,
+                )
+                print(base_me.line())
+                print(run.line())
+                ratio = run.rps / base_me.rps
+                ok = ratio >= 0.6 and run.errors == 0
+                failed |= not ok
+                print(f"  -> authenticated ratio to baseline: {ratio:.2f}x (target >= 0.60x) {verdict(ok)}")
+
+            login = auth_pb2.LoginRequest(email=email, password=PASSWORD)
+            storm_width = max(2, 2 * cores)
+            if "storm" in args.scenarios:
+                probe_c = 4
+
+                def probe() -> Awaitable[Any]:
+                    return auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer)
+
+                idle = await drive("GetCurrentUser idle (c=4)", probe, probe_c, d)
+                stop = asyncio.Event()
+                storm_logins = 0
+
+                async def stormer() -> None:
+                    nonlocal storm_logins
+                    while not stop.is_set():
+                        await auth.Login(login)
+                        storm_logins += 1
+
+                storm_tasks = [asyncio.ensure_future(stormer()) for _ in range(storm_width)]
+                await asyncio.sleep(1.0)  # let the storm fill the bcrypt pool
+                before = storm_logins
+                busy = await drive(f"GetCurrentUser in storm ({storm_width} logins)", probe, probe_c, d)
+                storm_rate = (storm_logins - before) / busy.seconds
+                stop.set()
+                await asyncio.gather(*storm_tasks)
+                print(idle.line())
+                print(busy.line())
+                ratio = busy.pct(0.99) / idle.pct(0.99)
+                ok = ratio < 2.0 and busy.errors == 0
+                failed |= not ok
+                print(
+                    f"  -> storm p99 / idle p99: {ratio:.2f}x (target < 2x) {verdict(ok)}; logins during storm "
+                    f"{storm_rate:.2f}/s"
+                )
+            if "logins" in args.scenarios:
+                one = bcrypt_seconds(args.bcrypt_cost)
+                run = await drive(f"mesh: Login (c={storm_width})", lambda: auth.Login(login), storm_width, max(d, 5))
+                ideal = cores / one
+                print(run.line())
+                ratio = run.rps / ideal
+                ok = ratio >= 0.9 and run.errors == 0
+                failed |= not ok
+                print(
+                    f"  -> bcrypt check {one * 1000:.1f} ms; ideal {ideal:.2f} logins/s on {cores} cores; "
+                    f"measured {run.rps:.2f}/s = {ratio:.2f}x (target >= 0.90x) {verdict(ok)}"
+                )
+    finally:
+        for process in (mesh, echo_task):
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
+    return 1 if failed and args.strict else 0
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--echo-server", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--bcrypt-cost", type=int, default=12)
+    parser.add_argument("--database-url", default="", help="benchmark on PostgreSQL instead of SQLite")
+    parser.add_argument("--redis-url", default="", help="benchmark on Redis instead of memory://")
+    parser.add_argument(
+        "--scenarios", default="health,auth,storm,logins", type=lambda s: set(s.split(",")), help="comma-separated"
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    if arguments.echo_server:
+        asyncio.run(serve_echo(arguments.echo_server))
+    else:
+        sys.exit(asyncio.run(main(arguments)))

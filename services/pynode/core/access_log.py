@@ -1,0 +1,87 @@
+"""The access log: one JSON line per RPC, buffered and written in batches.
+
+Going through `logging` for every call cost a fifth of a cheap RPC's throughput
+(record creation, handler locks, a flush per line); here a call only appends a
+tuple, and a background task formats and writes the batch a few times a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import time
+from typing import TextIO
+
+LOGGER_NAME = "pynode.access"
+
+Entry = tuple[float, str, str, str, float, str, str]
+
+
+class AccessLog:
+    """Buffered access log lines in the same JSON shape as every other log line."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 0.25, max_buffer: int = 50_000) -> None:
+        self.enabled = logging.getLogger(LOGGER_NAME).isEnabledFor(logging.INFO)
+        self._stream = stream
+        self._interval = interval
+        self._max_buffer = max_buffer
+        self._buffer: list[Entry] = []
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def record(self, request_id: str, method: str, code: str, duration_ms: float, peer: str, reason: str) -> None:
+        """Queue one line (never blocks; drops and counts when the writer falls far behind)."""
+        if not self.enabled:
+            return
+        if len(self._buffer) >= self._max_buffer:
+            self.dropped += 1
+            return
+        self._buffer.append((time.time(), request_id, method, code, duration_ms, peer, reason))
+
+    def flush(self) -> None:
+        """Write every queued line now."""
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        lines = []
+        for created, request_id, method, code, duration_ms, peer, reason in batch:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+            entry = {
+                "ts": stamp,
+                "level": "info",
+                "logger": LOGGER_NAME,
+                "msg": "rpc",
+                "request_id": request_id,
+                "method": method,
+                "code": code,
+                "duration_ms": duration_ms,
+                "peer": peer,
+            }
+            if reason:
+                entry["reason"] = reason
+            lines.append(json.dumps(entry))
+        stream = self._stream or sys.stderr
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            self.flush()
+
+    def start(self) -> None:
+        """Begin writing batches in the background."""
+        if self.enabled and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the writer and write what is left."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.flush()
