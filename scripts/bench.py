@@ -87,20 +87,72 @@ async def drive(label: str, call: Callable[[], Awaitable[Any]], concurrency: int
     return Run(label, len(latencies), errors, time.perf_counter() - began, latencies)
 
 
+def merge(label: str, runs: list[Run]) -> Run:
+    return Run(
+        label,
+        sum(r.calls for r in runs),
+        sum(r.errors for r in runs),
+        sum(r.seconds for r in runs),
+        [x for r in runs for x in r.latencies],
+    )
+
+
+async def paired(
+    base: tuple[str, Callable[[], Awaitable[Any]]],
+    mesh: tuple[str, Callable[[], Awaitable[Any]]],
+    concurrency: int,
+    seconds: float,
+    rounds: int,
+) -> tuple[Run, Run, float]:
+    """Alternate baseline and mesh runs (drift on a noisy machine hits both alike);
+    the ratio is the median of the per-round ratios."""
+    base_runs, mesh_runs = [], []
+    for _ in range(rounds):
+        base_runs.append(await drive(base[0], base[1], concurrency, seconds / rounds))
+        mesh_runs.append(await drive(mesh[0], mesh[1], concurrency, seconds / rounds))
+    ratio = statistics.median(m.rps / b.rps for b, m in zip(base_runs, mesh_runs, strict=True))
+    return merge(base[0], base_runs), merge(mesh[0], mesh_runs), ratio
+
+
 # --- the two servers -------------------------------------------------------------------------
 
 
+CANNED_USER = auth_pb2.GetCurrentUserResponse(
+    user=auth_pb2.User(
+        id=str(uuid.UUID(int=1)), email="bench@example.com", display_name="Bench", role=auth_pb2.ROLE_USER
+    )
+)
+
+
 async def serve_echo(port_file: Path) -> None:
-    """The baseline: a bare grpc.aio server whose one method returns its request."""
+    """The baseline: a bare grpc.aio server. `Echo` returns its request; it also answers
+    AuthService/GetCurrentUser with a canned user (same messages on the wire as the mesh,
+    none of its work), so a comparison can isolate the mesh's own cost."""
 
     async def echo(request: bytes, context: Any) -> bytes:
         return request
 
-    handler = grpc.method_handlers_generic_handler(
-        "bench.v1.EchoService", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-    )
+    async def canned_user(request: auth_pb2.GetCurrentUserRequest, context: Any) -> auth_pb2.GetCurrentUserResponse:
+        return CANNED_USER
+
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "bench.v1.EchoService", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+            ),
+            grpc.method_handlers_generic_handler(
+                "devpynode.auth.v1.AuthService",
+                {
+                    "GetCurrentUser": grpc.unary_unary_rpc_method_handler(
+                        canned_user,
+                        request_deserializer=auth_pb2.GetCurrentUserRequest.FromString,
+                        response_serializer=auth_pb2.GetCurrentUserResponse.SerializeToString,
+                    )
+                },
+            ),
+        )
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     port_file.write_text(str(port))
@@ -174,6 +226,7 @@ async def main(args: argparse.Namespace) -> int:
             grpc.aio.insecure_channel(f"127.0.0.1:{mesh_port}") as mesh_channel,
         ):
             echo = echo_channel.unary_unary(ECHO_METHOD)
+            bare_auth = auth_pb2_grpc.AuthServiceStub(echo_channel)
             health = health_pb2_grpc.HealthStub(mesh_channel)
             auth = auth_pb2_grpc.AuthServiceStub(mesh_channel)
             email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
@@ -183,34 +236,39 @@ async def main(args: argparse.Namespace) -> int:
             bearer = [("authorization", f"Bearer {registered.tokens.access_token}")]
             check = health_pb2.HealthCheckRequest()
             check_bytes = check.SerializeToString()
-            me_bytes = auth_pb2.GetCurrentUserRequest().SerializeToString() or b"\x00"
             c, d = args.concurrency, args.seconds
             print(
                 f"Dev-PyNode benchmark: {cores} cores, concurrency {c}, {d:.0f} s per run, bcrypt cost "
                 f"{args.bcrypt_cost}, backends {args.database_url or 'sqlite'} / {args.redis_url or 'memory://'}"
             )
 
-            if "health" in args.scenarios or "auth" in args.scenarios:
-                base = await drive("baseline: bare echo", lambda: echo(check_bytes), c, d)
-                print(base.line())
+            rounds = args.rounds
+            plain_echo = ("baseline: bare echo", lambda: echo(check_bytes))
             if "health" in args.scenarios:
-                run = await drive("mesh: Health/Check", lambda: health.Check(check), c, d)
-                print(run.line())
-                print(f"  -> health ratio to baseline: {run.rps / base.rps:.2f}x")
-            if "auth" in args.scenarios:
-                base_me = await drive("baseline: bare echo (me-sized)", lambda: echo(me_bytes), c, d)
-                run = await drive(
-                    "mesh: GetCurrentUser (authenticated)",
-                    lambda: auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer),
-                    c,
-                    d,
+                base, run, ratio = await paired(
+                    plain_echo, ("mesh: Health/Check", lambda: health.Check(check)), c, d, rounds
                 )
-                print(base_me.line())
+                print(base.line())
                 print(run.line())
-                ratio = run.rps / base_me.rps
+                print(f"  -> health ratio to baseline: {ratio:.2f}x")
+            if "auth" in args.scenarios:
+
+                def me() -> Awaitable[Any]:
+                    return auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer)
+
+                base, run, ratio = await paired(plain_echo, ("mesh: GetCurrentUser (authenticated)", me), c, d, rounds)
+                print(base.line())
+                print(run.line())
                 ok = ratio >= 0.6 and run.errors == 0
                 failed |= not ok
-                print(f"  -> authenticated ratio to baseline: {ratio:.2f}x (target >= 0.60x) {verdict(ok)}")
+                print(f"  -> authenticated ratio to bare echo: {ratio:.2f}x (target >= 0.60x) {verdict(ok)}")
+                same = (
+                    "baseline: bare GetCurrentUser (canned)",
+                    lambda: bare_auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer),
+                )
+                base, run, ratio = await paired(same, ("mesh: GetCurrentUser (authenticated)", me), c, d, rounds)
+                print(base.line())
+                print(f"  -> ratio to a bare server answering the same RPC: {ratio:.2f}x (the mesh's own cost)")
 
             login = auth_pb2.LoginRequest(email=email, password=PASSWORD)
             storm_width = max(2, 2 * cores)
@@ -269,8 +327,9 @@ async def main(args: argparse.Namespace) -> int:
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--echo-server", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each measurement (split over rounds)")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/mesh rounds per comparison")
     parser.add_argument("--bcrypt-cost", type=int, default=12)
     parser.add_argument("--database-url", default="", help="benchmark on PostgreSQL instead of SQLite")
     parser.add_argument("--redis-url", default="", help="benchmark on Redis instead of memory://")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pynode.auth.domain import User
 from pynode.core.kv import KeyValueStore
@@ -38,8 +38,8 @@ class ProfileCache:
             display_name=data["display_name"],
             role=data["role"],
             disabled=data["disabled"],
-            created_at=datetime.fromisoformat(data["created_at"]),
-            updated_at=datetime.fromisoformat(data["updated_at"]),
+            created_at=datetime.fromtimestamp(data["created_at"], UTC),
+            updated_at=datetime.fromtimestamp(data["updated_at"], UTC),
         )
 
     async def put(self, user: User) -> None:
@@ -48,8 +48,8 @@ class ProfileCache:
             "display_name": user.display_name,
             "role": user.role,
             "disabled": user.disabled,
-            "created_at": user.created_at.isoformat(),
-            "updated_at": user.updated_at.isoformat(),
+            "created_at": user.created_at.timestamp(),
+            "updated_at": user.updated_at.timestamp(),
         }
         await self._kv.set(_key(user.id), json.dumps(data, separators=(",", ":")), TTL_SECONDS)
 

@@ -19,9 +19,8 @@ _ROLE_FROM_PROTO = {auth_pb2.ROLE_USER: "user", auth_pb2.ROLE_ADMIN: "admin"}
 
 
 def _ts(seconds: float) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
+    whole = int(seconds // 1)
+    return Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
 
 
 def user_proto(user: User) -> auth_pb2.User:

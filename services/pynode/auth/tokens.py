@@ -6,7 +6,6 @@ import asyncio
 import base64
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -107,21 +106,20 @@ class TokenVerifier:
         self._keys = keys
         self.issuer = issuer
         self.audience = audience
-        self._verified: OrderedDict[str, Claims] = OrderedDict()
+        self._verified: dict[str, Claims] = {}  # oldest first: evicted in insertion order
         self._cache_size = cache_size
 
     async def verify(self, token: str) -> Claims:
         claims = self._verified.get(token)
         if claims is not None:
             if claims.expires_at + LEEWAY_SECONDS > time.time():
-                self._verified.move_to_end(token)
                 return claims
             del self._verified[token]
         claims = await self._verify(token)
         if self._cache_size:
             self._verified[token] = claims
             if len(self._verified) > self._cache_size:
-                self._verified.popitem(last=False)
+                del self._verified[next(iter(self._verified))]
         return claims
 
     async def _verify(self, token: str) -> Claims:

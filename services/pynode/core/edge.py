@@ -1,9 +1,11 @@
-"""The gRPC edge: one server interceptor for request ids, access logs, metrics,
-declared access control, contract validation and error mapping.
+"""The gRPC edge: request ids, access logs, metrics, declared access control,
+contract validation and error mapping, wrapped around every handler of our services.
 
-One interceptor (not five) because each one costs a handler wrap per call, and
-the order between them matters: the request id must exist before anything logs,
-and errors from authentication must be mapped like any other.
+The handlers are wrapped once, when the services are mounted, rather than by a
+grpc.aio ServerInterceptor: an interceptor runs its own coroutine chain on every call
+(health and reflection included), which cost a tenth of a cheap RPC's throughput.
+One wrapper does everything because the order matters: the request id must exist
+before anything logs, and errors from authentication must be mapped like any other.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -37,19 +39,6 @@ _ROLES_FOR: dict[int, frozenset[str]] = {
 _ROLE_NAMES: dict[int, str] = {options_pb2.ACCESS_ADMIN: "admin", options_pb2.ACCESS_SERVICE: "service"}
 
 
-def client_address(context: grpc.aio.ServicerContext[Any, Any], metadata: dict[str, str], trust_xff: bool) -> str:
-    """The caller's IP: the peer, or the first x-forwarded-for hop behind a trusted proxy."""
-    if trust_xff and metadata.get("x-forwarded-for"):
-        return metadata["x-forwarded-for"].split(",")[0].strip()[:64]
-    peer = context.peer() or ""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        return rest.rsplit(":", 1)[0]
-    if kind == "ipv6":
-        return rest.rsplit(":", 1)[0].strip("[]")
-    return peer[:64]
-
-
 class _Call:
     """Bookkeeping for one RPC: admission, counting and the final status."""
 
@@ -57,7 +46,7 @@ class _Call:
 
     def __init__(
         self,
-        edge: EdgeInterceptor,
+        edge: Edge,
         contract: MethodContract,
         method: tuple[MethodLabels, MethodMetrics],
         context: grpc.aio.ServicerContext[Any, Any],
@@ -68,19 +57,19 @@ class _Call:
         self.context = context
         self.request_id = ""
         self.started = 0.0
-        self._metadata: dict[str, str] = {}
+        self._metadata: dict[str, Any] = {}
 
     def begin(self) -> None:
         """Start the clock, count the call, settle the request id and the client's address."""
         self.started = time.perf_counter()
         self.metrics.started.inc()
-        metadata = {key: value for key, value in self.context.invocation_metadata() or () if isinstance(value, str)}
-        supplied = metadata.get("x-request-id", "")
-        self.request_id = supplied if _REQUEST_ID.match(supplied) else os.urandom(16).hex()
-        client = principal.ClientInfo(
-            client_address(self.context, metadata, self.edge.trust_forwarded_for),
-            metadata.get("user-agent", "")[:256],
+        metadata: dict[str, Any] = dict(self.context.invocation_metadata() or ())  # values: str, or bytes for -bin
+        supplied = metadata.get("x-request-id")
+        self.request_id = (
+            supplied if isinstance(supplied, str) and _REQUEST_ID.match(supplied) else os.urandom(16).hex()
         )
+        forwarded = metadata.get("x-forwarded-for") if self.edge.trust_forwarded_for else None
+        client = principal.ClientInfo(self.context.peer() or "", str(metadata.get("user-agent", ""))[:256], forwarded)
         principal.bind(None, client)
         self._metadata = metadata
 
@@ -96,8 +85,9 @@ class _Call:
             principal.Principal(who.subject, who.role, who.session_id, client.address, client.user_agent), client
         )
 
-    async def _authenticate(self, metadata: dict[str, str]) -> principal.Principal:
-        scheme, _, token = metadata.get("authorization", "").partition(" ")
+    async def _authenticate(self, metadata: dict[str, Any]) -> principal.Principal:
+        header = metadata.get("authorization", "")
+        scheme, _, token = (header if isinstance(header, str) else "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise errors.Unauthenticated(
                 "this call needs an access token: send metadata `authorization: Bearer <access_token>`",
@@ -178,8 +168,22 @@ def _reason(rich: status_pb2.Status | None) -> str:
 Behavior = Callable[..., Any]
 
 
-class EdgeInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every RPC declared in our contracts; health and reflection pass through untouched."""
+class _HandlerCapture:
+    """Stands in for the server while a generated `add_*_to_server` hands over its handlers."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        return None
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.service, self.handlers = service, dict(handlers)
+
+
+class Edge:
+    """Wraps every handler of our services; health and reflection are mounted bare."""
 
     def __init__(
         self,
@@ -195,41 +199,31 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         self.metrics = metrics
         self.authenticator = authenticator
         self.trust_forwarded_for = trust_forwarded_for
-        self._methods: dict[str, tuple[MethodLabels, MethodMetrics]] = {}
-        # grpc hands back the same handler object for a method every time; wrap it once.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        contract = self.contracts.get(handler_call_details.method)
-        if handler is None or contract is None:
-            return handler
-        cached = self._wrapped.get(contract.full_method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler, contract)
-        self._wrapped[contract.full_method] = (handler, wrapped)
-        return wrapped
+    def mount(self, server: grpc.aio.Server, add_to_server: Callable[[Any, Any], None], servicer: Any) -> str:
+        """Register `servicer` through its generated `add_*_to_server`, every handler wrapped."""
+        capture = _HandlerCapture()
+        add_to_server(servicer, capture)
+        wrapped = {
+            name: self._wrap(handler, self.contracts[f"/{capture.service}/{name}"])
+            for name, handler in capture.handlers.items()
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, wrapped),))
+        server.add_registered_method_handlers(capture.service, wrapped)
+        return capture.service
 
     def _method(
         self, contract: MethodContract, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> tuple[MethodLabels, MethodMetrics]:
-        method = self._methods.get(contract.full_method)
-        if method is None:
-            kind = {
-                (False, False): "unary",
-                (False, True): "server_stream",
-                (True, False): "client_stream",
-                (True, True): "bidi_stream",
-            }[(handler.request_streaming, handler.response_streaming)]
-            service, _, name = contract.full_method.lstrip("/").partition("/")
-            labels = MethodLabels(kind, service, name)
-            method = self._methods[contract.full_method] = (labels, self.metrics.for_method(labels))
-        return method
+        kind = {
+            (False, False): "unary",
+            (False, True): "server_stream",
+            (True, False): "client_stream",
+            (True, True): "bidi_stream",
+        }[(handler.request_streaming, handler.response_streaming)]
+        service, _, name = contract.full_method.lstrip("/").partition("/")
+        labels = MethodLabels(kind, service, name)
+        return labels, self.metrics.for_method(labels)
 
     def _wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], contract: MethodContract

@@ -24,12 +24,37 @@ class Principal:
         return self.role == "service"
 
 
-@dataclass(frozen=True)
 class ClientInfo:
-    """What the edge knows about the caller's connection, authenticated or not."""
+    """What the edge knows about the caller's connection, authenticated or not.
 
-    address: str
-    user_agent: str
+    The address is parsed on first use: most calls never need it.
+    """
+
+    __slots__ = ("_address", "_forwarded", "_peer", "user_agent")
+
+    def __init__(self, peer: str, user_agent: str, forwarded: str | None = None) -> None:
+        self._peer = peer
+        self._forwarded = forwarded
+        self._address: str | None = None
+        self.user_agent = user_agent
+
+    @property
+    def address(self) -> str:
+        """The caller's IP: the first x-forwarded-for hop when trusted, else the peer's."""
+        if self._address is None:
+            self._address = _parse_address(self._peer, self._forwarded)
+        return self._address
+
+
+def _parse_address(peer: str, forwarded: str | None) -> str:
+    if forwarded:
+        return forwarded.split(",")[0].strip()[:64]
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return peer[:64]
 
 
 class Authenticator(Protocol):

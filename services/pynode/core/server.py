@@ -20,7 +20,7 @@ from pynode.core import reflection
 from pynode.core.access_log import AccessLog
 from pynode.core.bootstrap import Platform
 from pynode.core.contract import method_contracts
-from pynode.core.edge import EdgeInterceptor
+from pynode.core.edge import Edge
 from pynode.core.metrics import ServerMetrics
 
 log = logging.getLogger("pynode.server")
@@ -28,10 +28,11 @@ log = logging.getLogger("pynode.server")
 
 @dataclass(frozen=True)
 class Registration:
-    """One gRPC service to mount: its descriptor and how to add its servicer."""
+    """One gRPC service to mount: its descriptor, its generated `add_*_to_server` and its servicer."""
 
     descriptor: ServiceDescriptor
-    add: Callable[[grpc.aio.Server], None]
+    add_to_server: Callable[[Any, Any], None]
+    servicer: Any
 
 
 def _unbuilt(base: Any) -> Any:
@@ -48,41 +49,39 @@ def _registrations(platform: Platform) -> list[Registration]:
         found.append(
             Registration(
                 auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
-                lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(auth.service, auth.keyring), s),
+                auth_pb2_grpc.add_AuthServiceServicer_to_server,
+                AuthServicer(auth.service, auth.keyring),
             )
         )
         found.append(
             Registration(
                 auth_pb2.DESCRIPTOR.services_by_name["UserAdminService"],
-                lambda s: auth_pb2_grpc.add_UserAdminServiceServicer_to_server(UserAdminServicer(auth.service), s),
+                auth_pb2_grpc.add_UserAdminServiceServicer_to_server,
+                UserAdminServicer(auth.service),
             )
         )
-    # Not built yet: the generated base servicers answer UNIMPLEMENTED, and say so.
     if "ai" in chosen:
         found.append(
             Registration(
                 ai_pb2.DESCRIPTOR.services_by_name["AIRouterService"],
-                lambda s: ai_pb2_grpc.add_AIRouterServiceServicer_to_server(
-                    _unbuilt(ai_pb2_grpc.AIRouterServiceServicer), s
-                ),
+                ai_pb2_grpc.add_AIRouterServiceServicer_to_server,
+                _unbuilt(ai_pb2_grpc.AIRouterServiceServicer),
             )
         )
     if "chat" in chosen:
         found.append(
             Registration(
                 chat_pb2.DESCRIPTOR.services_by_name["ChatService"],
-                lambda s: chat_pb2_grpc.add_ChatServiceServicer_to_server(
-                    _unbuilt(chat_pb2_grpc.ChatServiceServicer), s
-                ),
+                chat_pb2_grpc.add_ChatServiceServicer_to_server,
+                _unbuilt(chat_pb2_grpc.ChatServiceServicer),
             )
         )
     if "files" in chosen:
         found.append(
             Registration(
                 files_pb2.DESCRIPTOR.services_by_name["FileService"],
-                lambda s: files_pb2_grpc.add_FileServiceServicer_to_server(
-                    _unbuilt(files_pb2_grpc.FileServiceServicer), s
-                ),
+                files_pb2_grpc.add_FileServiceServicer_to_server,
+                _unbuilt(files_pb2_grpc.FileServiceServicer),
             )
         )
     return found
@@ -98,7 +97,7 @@ class MeshServer:
         registrations = _registrations(platform)
         self.service_names = [r.descriptor.full_name for r in registrations]
         self.access_log = AccessLog()
-        edge = EdgeInterceptor(
+        edge = Edge(
             method_contracts(r.descriptor for r in registrations),
             self.metrics,
             platform.authenticator,
@@ -112,9 +111,9 @@ class MeshServer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
-        self.server = grpc.aio.server(interceptors=[edge], options=options)
+        self.server = grpc.aio.server(options=options)
         for registration in registrations:
-            registration.add(self.server)
+            edge.mount(self.server, registration.add_to_server, registration.servicer)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(
