@@ -225,7 +225,7 @@ async def main(args: argparse.Namespace) -> int:
             grpc.aio.insecure_channel(f"127.0.0.1:{echo_port}") as echo_channel,
             grpc.aio.insecure_channel(f"127.0.0.1:{mesh_port}") as mesh_channel,
         ):
-            echo = echo_channel.unary_unary(ECHO_METHOD)
+            echo: Any = echo_channel.unary_unary(ECHO_METHOD)
             bare_auth = auth_pb2_grpc.AuthServiceStub(echo_channel)
             health = health_pb2_grpc.HealthStub(mesh_channel)
             auth = auth_pb2_grpc.AuthServiceStub(mesh_channel)

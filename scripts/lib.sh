@@ -27,7 +27,7 @@ ensure_installed() {
   local extras="$1" stamp=".venv/.installed${1:+-dev}"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "==> installing devpynode${extras} into .venv" >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras}"
+    .venv/bin/python -m pip install --quiet --quiet --disable-pip-version-check -e ".${extras}"
     touch "$stamp"
   fi
 }

@@ -62,9 +62,8 @@ async def test_bad_settings_stop_serve_with_one_line(tmp_path: Path, env: dict[s
     assert "Traceback" not in err
 
 
-async def test_unmigrated_postgres_is_refused_then_migrate_fixes_it(backend: Backend, tmp_path: Path) -> None:
-    if backend.name != "real":
-        pytest.skip("PostgreSQL only: SQLite migrates itself on serve")
+async def test_unmigrated_postgres_is_refused_then_migrate_fixes_it(real_backend: Backend, tmp_path: Path) -> None:
+    """PostgreSQL only: SQLite migrates itself on serve."""
     import psycopg
 
     from tests.backends import PG_ADMIN_URL, unique
