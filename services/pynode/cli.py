@@ -42,7 +42,7 @@ async def _serve(settings: Settings) -> None:
     try:
         await server.start()
     except BaseException:
-        await platform.close()
+        await server.stop(0)  # also closes the platform
         raise
     print(
         f"devpynode: serving {', '.join(settings.services())} on {settings.grpc_host}:{server.port} "

@@ -58,3 +58,14 @@ async def test_compare_and_set_is_exclusive(kv: KeyValueStore) -> None:
     assert current is not None and current.startswith("w")
     assert await kv.compare_and_set(key, current, None)
     assert await kv.get(key) is None
+
+
+async def test_redis_outage_is_unavailable_not_internal() -> None:
+    from pynode.core.adapters.redis_kv import RedisKeyValueStore
+    from pynode.core.errors import Unavailable
+
+    store = RedisKeyValueStore("redis://127.0.0.1:1/0", "t:")
+    with pytest.raises(Unavailable) as raised:
+        await store.get("x")
+    assert raised.value.retry_after == 1.0
+    await store.close()

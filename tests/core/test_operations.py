@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 import urllib.request
 from pathlib import Path
@@ -31,7 +32,12 @@ async def _cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = b""
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(stdin), 60)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(stdin), 60)
+    finally:
+        if process.returncode is None:  # never leave a server behind
+            process.kill()
+            await process.wait()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
@@ -60,6 +66,21 @@ async def test_bad_settings_stop_serve_with_one_line(tmp_path: Path, env: dict[s
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"devpynode: {setting}"), err
     assert "Traceback" not in err
+
+
+async def test_busy_ports_stop_serve_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for env, setting in (
+            ({"DEVPYNODE_GRPC_PORT": "0", "DEVPYNODE_METRICS_PORT": port}, "DEVPYNODE_METRICS_PORT"),
+            ({"DEVPYNODE_GRPC_PORT": port, "DEVPYNODE_METRICS_PORT": "-1"}, "DEVPYNODE_GRPC_PORT"),
+        ):
+            code, _, err = await _cli("serve", "--data-dir", str(tmp_path), env=env)
+            assert (
+                code == 2 and err.startswith(f"devpynode: {setting}: cannot listen") and len(err.splitlines()) == 1
+            ), err
 
 
 async def test_unmigrated_postgres_is_refused_then_migrate_fixes_it(real_backend: Backend, tmp_path: Path) -> None:

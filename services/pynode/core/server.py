@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from pynode.core.bootstrap import Platform
 from pynode.core.contract import method_contracts
 from pynode.core.edge import Edge
 from pynode.core.metrics import ServerMetrics
+from pynode.core.settings import SettingsError
 
 log = logging.getLogger("pynode.server")
 
@@ -87,6 +89,19 @@ def _registrations(platform: Platform) -> list[Registration]:
     return found
 
 
+def _bind_problem(host: str, port: int) -> str:
+    """Why `host:port` cannot be listened on, or "" when it can."""
+    if port == 0:
+        return ""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
+
+
 class MeshServer:
     """Serves a Platform over gRPC until stopped; stopping is graceful."""
 
@@ -108,6 +123,8 @@ class MeshServer:
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_metadata_size", 16 * 1024),
+            # Two servers must never share a port by accident.
+            ("grpc.so_reuseport", 0),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
@@ -121,19 +138,32 @@ class MeshServer:
         )
         self.port = 0
         self.metrics_port = 0
+        self.started = False
 
     async def start(self) -> int:
         """Bind, start and mark every service SERVING; returns the gRPC port."""
         settings = self.platform.settings
-        self.port = self.server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
-        if self.port == 0:
-            raise OSError(f"cannot bind {settings.grpc_host}:{settings.grpc_port}")
+        address = f"{settings.grpc_host}:{settings.grpc_port}"
+        problem = _bind_problem(settings.grpc_host, settings.grpc_port)
+        if problem:  # checked first: grpc's own failure is a multi-line C-core log
+            raise SettingsError(f"DEVPYNODE_GRPC_PORT: cannot listen on {address} ({problem})")
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise SettingsError(f"DEVPYNODE_GRPC_PORT: cannot listen on {address} ({exc})") from None
+        if settings.metrics_port >= 0:
+            try:
+                self.metrics_port = self.metrics.serve_http(settings.grpc_host, settings.metrics_port)
+            except OSError as exc:
+                raise SettingsError(
+                    f"DEVPYNODE_METRICS_PORT: cannot listen on {settings.grpc_host}:{settings.metrics_port} "
+                    f"({exc.strerror}); choose another port or -1 to disable /metrics"
+                ) from None
         await self.server.start()
+        self.started = True
         self.access_log.start()
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        if settings.metrics_port >= 0:
-            self.metrics_port = self.metrics.serve_http(settings.grpc_host, settings.metrics_port)
         log.info(
             "serving",
             extra={"grpc_port": self.port, "metrics_port": self.metrics_port, "services": self.service_names},
@@ -148,7 +178,8 @@ class MeshServer:
         await self.access_log.stop()
         self.metrics.close()
         await self.platform.close()
-        log.info("stopped")
+        if self.started:
+            log.info("stopped")
 
     async def wait(self) -> None:
         """Until the server terminates."""

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Boolean, String, Uuid, select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pynode.auth.domain import User
 from pynode.core.db import Base, Database, UTCDateTime
-from pynode.core.errors import AlreadyExists
+from pynode.core.errors import AlreadyExists, Unavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class UserRow(Base):
@@ -29,6 +35,19 @@ class UserRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+def _unavailable_on_outage(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """A lost database connection becomes UNAVAILABLE (retry later), not an internal error."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except OperationalError:
+            raise Unavailable("the database is unreachable; retry shortly", retry_after=1.0) from None
+
+    return wrapper
+
+
 _FIELDS = ("id", "email", "password_hash", "display_name", "role", "disabled", "created_at", "updated_at")
 
 
@@ -37,11 +56,12 @@ def _to_domain(row: UserRow) -> User:
 
 
 class SqlUserRepository:
-    """Accounts in the `users` table."""
+    """Accounts in the `users` table. A lost database connection surfaces as UNAVAILABLE."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    @_unavailable_on_outage
     async def add(self, user: User) -> None:
         try:
             async with self._db.session() as session, session.begin():
@@ -51,16 +71,19 @@ class SqlUserRepository:
                 "an account with this e-mail cannot be created; sign in instead", reason="EMAIL_UNAVAILABLE"
             ) from None
 
+    @_unavailable_on_outage
     async def by_email(self, email: str) -> User | None:
         async with self._db.session() as session:
             row = await session.scalar(select(UserRow).where(UserRow.email == email))
             return _to_domain(row) if row else None
 
+    @_unavailable_on_outage
     async def by_id(self, user_id: uuid.UUID) -> User | None:
         async with self._db.session() as session:
             row = await session.get(UserRow, user_id)
             return _to_domain(row) if row else None
 
+    @_unavailable_on_outage
     async def save(self, user: User) -> None:
         async with self._db.session() as session, session.begin():
             row = await session.get(UserRow, user.id, with_for_update=True)
@@ -69,6 +92,7 @@ class SqlUserRepository:
             for f in _FIELDS[1:]:
                 setattr(row, f, getattr(user, f))
 
+    @_unavailable_on_outage
     async def page(self, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[User]:
         query = select(UserRow).order_by(UserRow.created_at, UserRow.id).limit(limit)
         if after is not None:
