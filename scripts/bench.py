@@ -8,6 +8,7 @@ Scenarios (targets from the issues):
   auth     authenticated GetCurrentUser at concurrency 16: >= 0.6x the echo baseline's requests/s.
   storm    GetCurrentUser p99 during a login storm that saturates the bcrypt pool: < 2x its idle p99.
   logins   Login throughput: >= 0.9 x cores / (time of one bcrypt check at the configured cost).
+  enumeration  Login latency for an unknown e-mail vs a wrong password (they must not differ).
 """
 
 from __future__ import annotations
@@ -211,6 +212,9 @@ async def main(args: argparse.Namespace) -> int:
         "DEVPYNODE_GRPC_PORT": "0",
         "DEVPYNODE_METRICS_PORT": "-1",
         "DEVPYNODE_RATE_LIMIT_PER_MINUTE": "100000000",
+        # The enumeration scenario fails many logins from one address on purpose.
+        "DEVPYNODE_LOCKOUT_FREE_FAILURES": "100000000",
+        "DEVPYNODE_ACCOUNT_FLOOD_FAILURES": "100000000",
         "DEVPYNODE_BCRYPT_COST": str(args.bcrypt_cost),
         **({"DEVPYNODE_DATABASE_URL": args.database_url} if args.database_url else {}),
         **({"DEVPYNODE_REDIS_URL": args.redis_url} if args.redis_url else {}),
@@ -316,6 +320,27 @@ async def main(args: argparse.Namespace) -> int:
                     f"  -> bcrypt check {one * 1000:.1f} ms; ideal {ideal:.2f} logins/s on {cores} cores; "
                     f"measured {run.rps:.2f}/s = {ratio:.2f}x (target >= 0.90x) {verdict(ok)}"
                 )
+            if "enumeration" in args.scenarios:
+                unknown_email = auth_pb2.LoginRequest(email="nobody-" + email, password=PASSWORD)
+                wrong_password = auth_pb2.LoginRequest(email=email, password="not the right password")
+                timings: dict[str, list[float]] = {"unknown e-mail": [], "wrong password": []}
+                for _ in range(args.enumeration_samples):  # interleaved, one at a time: no queueing
+                    for label, request in (("unknown e-mail", unknown_email), ("wrong password", wrong_password)):
+                        started = time.perf_counter()
+                        try:
+                            await auth.Login(request)
+                        except grpc.aio.AioRpcError as error:
+                            assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+                        timings[label].append(time.perf_counter() - started)
+                medians = {k: statistics.median(v) * 1000 for k, v in timings.items()}
+                spread = {k: statistics.quantiles(v, n=4) for k, v in timings.items()}
+                for label, median in medians.items():
+                    q1, _, q3 = spread[label]
+                    print(f"  Login, {label:<15} median {median:7.2f} ms   IQR {q1 * 1000:7.2f}-{q3 * 1000:7.2f} ms")
+                gap = abs(medians["unknown e-mail"] - medians["wrong password"]) / medians["wrong password"]
+                print(
+                    f"  -> enumeration timing gap: {gap * 100:.1f}% of a failed login ({args.enumeration_samples} each)"
+                )
     finally:
         for process in (mesh, echo_task):
             if process.returncode is None:
@@ -334,9 +359,13 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--database-url", default="", help="benchmark on PostgreSQL instead of SQLite")
     parser.add_argument("--redis-url", default="", help="benchmark on Redis instead of memory://")
     parser.add_argument(
-        "--scenarios", default="health,auth,storm,logins", type=lambda s: set(s.split(",")), help="comma-separated"
+        "--scenarios",
+        default="health,auth,storm,logins,enumeration",
+        type=lambda s: set(s.split(",")),
+        help="comma-separated",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--enumeration-samples", type=int, default=20, help="logins of each kind")
     return parser.parse_args()
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import bcrypt
+from typing import Any
+
 import grpc
 import pytest
 from devpynode.auth.v1 import auth_pb2
@@ -91,20 +92,22 @@ async def test_unknown_email_costs_one_bcrypt_check_like_a_wrong_password(
     """Timing parity by construction: both paths run exactly one bcrypt check at the configured cost."""
     email = new_email()
     await client.register(email)
-    costs: list[int] = []
-    real = bcrypt.checkpw
-
-    def counting(password: bytes, hashed: bytes) -> bool:
-        costs.append(int(hashed.split(b"$")[2]))
-        return real(password, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", counting)
-    await fails(client.as_other_address().login(email, "not the password at all"))
-    wrong = list(costs)
-    costs.clear()
-    await fails(client.as_other_address().login(new_email(), "not the password at all"))
     assert mesh.platform.auth is not None
-    assert wrong == costs == [mesh.platform.auth.hasher.cost]
+    hasher = mesh.platform.auth.hasher
+    checks: list[tuple[str, int]] = []
+    real_run = hasher._run
+
+    async def recording(function: Any, *args: Any) -> Any:
+        if function is passwords.check_password:
+            checks.append((function.__name__, int(args[1].split(b"$")[2])))
+        return await real_run(function, *args)
+
+    monkeypatch.setattr(hasher, "_run", recording)
+    await fails(client.as_other_address().login(email, "not the password at all"))
+    wrong = list(checks)
+    checks.clear()
+    await fails(client.as_other_address().login(new_email(), "not the password at all"))
+    assert wrong == checks == [("check_password", hasher.cost)]
 
 
 async def test_change_password_ends_other_sessions_and_keeps_this_one(client: MeshClient) -> None:

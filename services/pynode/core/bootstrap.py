@@ -121,7 +121,7 @@ def _remote_key_source(settings: Settings) -> KeySource:
 def build_auth(settings: Settings, db: Database, kv: KeyValueStore, sessions: SessionStore) -> AuthComponents:
     """The auth service and what it owns."""
     keyring = load_keyring(settings)
-    hasher = PasswordHasher(settings.bcrypt_cost, settings.bcrypt_workers, settings.bcrypt_thread_nice)
+    hasher = PasswordHasher(settings.bcrypt_cost, settings.bcrypt_workers, settings.bcrypt_nice)
     issuer = TokenIssuer(keyring, settings.auth_issuer, settings.auth_audience, settings.access_token_seconds)
     service = AuthService(
         users=SqlUserRepository(db),
