@@ -75,7 +75,12 @@ class Platform:
 
     async def close(self) -> None:
         """Release every resource, newest first."""
-        for close in reversed(self.closers):
+        await self.release(self.closers)
+
+    @staticmethod
+    async def release(closers: list[Callable[[], Awaitable[None]]]) -> None:
+        """Run closers newest first; one failing does not stop the others."""
+        for close in reversed(closers):
             try:
                 await close()
             except Exception:
@@ -105,10 +110,8 @@ async def open_database(settings: Settings, *, auto_migrate: bool) -> Database:
     return db
 
 
-def _remote_key_source(settings: Settings) -> KeySource:
-    if not settings.auth_address:
-        raise SettingsError("DEVPYNODE_AUTH_ADDRESS: required when the auth service runs in another process")
-    channel = grpc.aio.insecure_channel(settings.auth_address)
+def _remote_key_source(channel: grpc.aio.Channel) -> KeySource:
+    """Token keys from the auth process's GetJwks (cached; refreshed on an unknown kid)."""
     stub = auth_pb2_grpc.AuthServiceStub(channel)
 
     async def fetch() -> list[dict[str, str]]:
@@ -139,33 +142,38 @@ def build_auth(settings: Settings, db: Database, kv: KeyValueStore, sessions: Se
 
 
 async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
-    """Wire the services this process runs."""
+    """Wire the services this process runs; on any failure, release what was opened."""
     settings.check_production_safety()
     check_storage_url(settings)
-    kv = build_kv(settings)
-    await _reachable("Redis server", "DEVPYNODE_REDIS_URL", kv.ping)
-    closers: list[Callable[[], Awaitable[None]]] = [kv.close]
+    if "auth" not in settings.services() and not settings.auth_address:
+        raise SettingsError("DEVPYNODE_AUTH_ADDRESS: required when the auth service runs in another process")
+    closers: list[Callable[[], Awaitable[None]]] = []
     try:
+        kv = build_kv(settings)
+        closers.append(kv.close)
+        await _reachable("Redis server", "DEVPYNODE_REDIS_URL", kv.ping)
         db = await open_database(settings, auto_migrate=auto_migrate)
+        closers.append(db.close)
+        sessions = SessionStore(kv, settings.refresh_token_days * 86400, settings.refresh_grace_seconds)
+        auth: AuthComponents | None = None
+        keys: KeySource
+        if "auth" in settings.services():
+            auth = build_auth(settings, db, kv, sessions)
+            hasher = auth.hasher
+
+            async def close_hasher() -> None:
+                hasher.close()
+
+            closers.append(close_hasher)
+            await hasher.warm_up()
+            keys = LocalKeySource(auth.keyring)
+        else:
+            channel = grpc.aio.insecure_channel(settings.auth_address)
+            closers.append(channel.close)
+            keys = _remote_key_source(channel)
     except BaseException:
-        await kv.close()
+        await Platform.release(closers)
         raise
-    closers.append(db.close)
-    sessions = SessionStore(kv, settings.refresh_token_days * 86400, settings.refresh_grace_seconds)
-    auth: AuthComponents | None = None
-    keys: KeySource
-    if "auth" in settings.services():
-        auth = build_auth(settings, db, kv, sessions)
-        await auth.hasher.warm_up()
-        hasher = auth.hasher
-
-        async def close_hasher() -> None:
-            hasher.close()
-
-        closers.append(close_hasher)
-        keys = LocalKeySource(auth.keyring)
-    else:
-        keys = _remote_key_source(settings)
     verifier = TokenVerifier(keys, settings.auth_issuer, settings.auth_audience)
     authenticator = TokenAuthenticator(verifier, sessions)
     return Platform(settings, db, kv, authenticator, auth, closers)
