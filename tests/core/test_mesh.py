@@ -107,3 +107,21 @@ async def test_oversized_message_is_refused(client: MeshClient) -> None:
     huge = files_pb2.UploadPartRequest(session_id="x", data=b"\0" * (3 * 1024 * 1024))
     error = await fails(stub.UploadPart(huge, metadata=client.md()))
     assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_unexpected_errors_are_internal_without_internals(
+    client: MeshClient, mesh: MeshServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await client.register()
+    assert mesh.platform.auth is not None
+
+    async def broken(caller: object) -> None:
+        raise RuntimeError("database password is hunter2")
+
+    monkeypatch.setattr(mesh.platform.auth.service, "current_user", broken)
+    with caplog.at_level("ERROR", logger="pynode.edge"):
+        error = await fails(client.me())
+    assert error.code == grpc.StatusCode.INTERNAL and error.reason == "INTERNAL"
+    assert "hunter2" not in error.message and "RuntimeError" not in error.message
+    logged = [r for r in caplog.records if r.name == "pynode.edge"]
+    assert logged and logged[0].exc_info is not None and "hunter2" in str(logged[0].exc_info[1])

@@ -80,21 +80,19 @@ class _Call:
     async def authorize(self) -> None:
         """Enforce the access level the proto declares (inside the call, so failures are mapped)."""
         client = principal.current_client()
-        who = await self._authenticate(self._metadata)
+        who = await self._authenticate()
         principal.bind(
             principal.Principal(who.subject, who.role, who.session_id, client.address, client.user_agent), client
         )
 
-    async def _authenticate(self, metadata: dict[str, Any]) -> principal.Principal:
-        header = metadata.get("authorization", "")
+    async def _authenticate(self) -> principal.Principal:
+        header = self._metadata.get("authorization", "")
         scheme, _, token = (header if isinstance(header, str) else "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise errors.Unauthenticated(
                 "this call needs an access token: send metadata `authorization: Bearer <access_token>`",
                 reason="MISSING_CREDENTIALS",
             )
-        if self.edge.authenticator is None:
-            raise errors.Unavailable("authentication is not configured in this process", reason="NO_AUTHENTICATOR")
         who = await self.edge.authenticator.authenticate(token.strip())
         if who.role not in _ROLES_FOR.get(self.contract.access, frozenset()):
             raise errors.PermissionDenied(
@@ -117,7 +115,7 @@ class _Call:
     async def failed(self, exc: BaseException) -> None:
         """The handler raised: count, log, and turn domain errors into rich statuses (abort raises)."""
         rich: status_pb2.Status | None = None
-        if isinstance(exc, asyncio.CancelledError):
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):  # the client went away
             code = grpc.StatusCode.CANCELLED
         elif isinstance(exc, grpc.aio.AbortError):
             code = self.context.code() or grpc.StatusCode.UNKNOWN
@@ -189,7 +187,7 @@ class Edge:
         self,
         contracts: dict[str, MethodContract],
         metrics: ServerMetrics,
-        authenticator: principal.Authenticator | None,
+        authenticator: principal.Authenticator,
         access_log: AccessLog,
         *,
         trust_forwarded_for: bool = False,
