@@ -276,7 +276,7 @@ async def main(args: argparse.Namespace) -> int:
                 print(run.line())
                 ok = ratio >= 0.6 and run.errors == 0
                 failed |= not ok
-                print(f"  -> authenticated ratio to bare echo: {ratio:.2f}x (target >= 0.60x) {verdict(ok)}")
+                print(f"  -> authenticated ratio to bare echo: {ratio:.3f}x (target >= 0.60x) {verdict(ok)}")
                 same = (
                     "baseline: bare GetCurrentUser (canned)",
                     lambda: bare_auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer),
