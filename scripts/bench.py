@@ -113,8 +113,9 @@ async def paired(
     for _ in range(rounds):
         base_runs.append(await drive(base[0], base[1], concurrency, seconds / rounds))
         mesh_runs.append(await drive(mesh[0], mesh[1], concurrency, seconds / rounds))
-    ratio = statistics.median(m.rps / b.rps for b, m in zip(base_runs, mesh_runs, strict=True))
-    return merge(base[0], base_runs), merge(mesh[0], mesh_runs), ratio
+    ratios = [m.rps / b.rps for b, m in zip(base_runs, mesh_runs, strict=True)]
+    print(f"  (per-round ratios: {', '.join(f'{r:.2f}' for r in ratios)})")
+    return merge(base[0], base_runs), merge(mesh[0], mesh_runs), statistics.median(ratios)
 
 
 # --- the two servers -------------------------------------------------------------------------
@@ -383,9 +384,11 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--echo-server", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bcrypt-hog", nargs=2, type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=6.0, help="length of each measurement (split over rounds)")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="length of each measurement (comparisons split it over rounds)"
+    )
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/mesh rounds per comparison")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating baseline/mesh rounds per comparison")
     parser.add_argument("--bcrypt-cost", type=int, default=12)
     parser.add_argument("--database-url", default="", help="benchmark on PostgreSQL instead of SQLite")
     parser.add_argument("--redis-url", default="", help="benchmark on Redis instead of memory://")

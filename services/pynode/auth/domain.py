@@ -23,6 +23,23 @@ class User:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class Profile:
+    """What an account shows of itself: a User without its password hash, safe to cache and share."""
+
+    id: uuid.UUID
+    email: str
+    display_name: str
+    role: str
+    disabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> Profile:
+        return cls(user.id, user.email, user.display_name, user.role, user.disabled, user.created_at, user.updated_at)
+
+
 @dataclass
 class LoginSession:
     """One login: a refresh token family with an absolute lifetime.

@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
 
-from pynode.auth.domain import User
+from pynode.auth.domain import Profile, User
 from pynode.core.kv import KeyValueStore
 
 TTL_SECONDS = 300.0
@@ -33,34 +32,33 @@ class ProfileCache:
 
     def __init__(self, kv: KeyValueStore) -> None:
         self._kv = kv
-        self._near: dict[uuid.UUID, tuple[float, User]] = {}  # oldest first
+        self._near: dict[uuid.UUID, tuple[float, Profile]] = {}  # oldest first
 
-    def _remember(self, user: User) -> None:
-        self._near.pop(user.id, None)
-        self._near[user.id] = (time.monotonic() + NEAR_SECONDS, user)
+    def _remember(self, profile: Profile) -> None:
+        self._near.pop(profile.id, None)
+        self._near[profile.id] = (time.monotonic() + NEAR_SECONDS, profile)
         if len(self._near) > NEAR_MAX:
             del self._near[next(iter(self._near))]
 
-    async def get(self, user_id: uuid.UUID) -> User | None:
+    async def get(self, user_id: uuid.UUID) -> Profile | None:
         near = self._near.get(user_id)
         if near is not None and near[0] > time.monotonic():
-            return replace(near[1])  # a copy: callers may change what they get
+            return near[1]
         raw = await self._kv.get(_key(user_id))
         if raw is None:
             return None
         data = json.loads(raw)
-        user = User(
+        profile = Profile(
             id=user_id,
             email=data["email"],
-            password_hash="",
             display_name=data["display_name"],
             role=data["role"],
             disabled=data["disabled"],
             created_at=datetime.fromtimestamp(data["created_at"], UTC),
             updated_at=datetime.fromtimestamp(data["updated_at"], UTC),
         )
-        self._remember(user)
-        return replace(user)
+        self._remember(profile)
+        return profile
 
     async def put(self, user: User) -> None:
         data = {
@@ -72,7 +70,7 @@ class ProfileCache:
             "updated_at": user.updated_at.timestamp(),
         }
         await self._kv.set(_key(user.id), json.dumps(data, separators=(",", ":")), TTL_SECONDS)
-        self._remember(replace(user, password_hash=""))
+        self._remember(Profile.of(user))
 
     async def forget(self, user_id: uuid.UUID) -> None:
         self._near.pop(user_id, None)

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from pynode.auth.domain import ROLES, IssuedTokens, LoginSession, User
+from pynode.auth.domain import ROLES, IssuedTokens, LoginSession, Profile, User
 from pynode.auth.passwords import PasswordHasher, check_policy
 from pynode.auth.ports import UserRepository
 from pynode.auth.profiles import ProfileCache
@@ -123,17 +123,18 @@ class AuthService:
         else:
             await self.sessions.revoke(caller.session_id)
 
-    async def current_user(self, caller: Principal) -> User:
-        """The caller's account (from the profile cache when warm; without the password hash)."""
+    async def current_user(self, caller: Principal) -> Profile:
+        """The caller's account, from the profile cache when warm."""
         user_id = uuid.UUID(caller.subject)
-        user = await self.profiles.get(user_id)
-        if user is None:
+        profile = await self.profiles.get(user_id)
+        if profile is None:
             user = await self.users.by_id(user_id)
             if user is not None:
                 await self.profiles.put(user)
-        if user is None or user.disabled:
+                profile = Profile.of(user)
+        if profile is None or profile.disabled:
             raise Unauthenticated("the account no longer exists or is disabled", reason="ACCOUNT_UNAVAILABLE")
-        return user
+        return profile
 
     async def change_password(self, caller: Principal, current: str, new: str) -> None:
         """Replace the password and end every other session."""

@@ -7,7 +7,7 @@ from typing import Any
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from pynode.auth.domain import IssuedTokens, User
+from pynode.auth.domain import IssuedTokens, Profile, User
 from pynode.auth.keys import SigningKeyring
 from pynode.auth.service import AuthService
 from pynode.core.principal import current_client, current_principal
@@ -23,7 +23,7 @@ def _ts(seconds: float) -> Timestamp:
     return Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
 
 
-def user_proto(user: User) -> auth_pb2.User:
+def user_proto(user: User | Profile) -> auth_pb2.User:
     """An account as the API shows it (never the password hash)."""
     return auth_pb2.User(
         id=str(user.id),

@@ -53,8 +53,9 @@ def _rules_for(
     return tuple(found)
 
 
+@cache
 def _has_nested(descriptor: Any) -> bool:
-    return any(fd.message_type is not None for fd in descriptor.fields)
+    return any(fd.message_type is not None and not fd.message_type.GetOptions().map_entry for fd in descriptor.fields)
 
 
 def validate(message: Message) -> None:
@@ -71,7 +72,7 @@ def _collect(message: Message, prefix: str, out: list[FieldViolation]) -> None:
     descriptor = message.DESCRIPTOR
     for fd, rules in _rules_for(descriptor):
         _check_field(message, fd, rules, prefix + fd.name, out)
-    if not _has_nested(descriptor):
+    if not _has_nested(descriptor):  # cached per message type: most requests stop here
         return
     for fd, value in message.ListFields():
         if fd.message_type is None or fd.message_type.GetOptions().map_entry:

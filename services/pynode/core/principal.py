@@ -16,8 +16,6 @@ class Principal:
     subject: str  # user id, or "service:<name>"
     role: str  # "user", "admin" or "service"
     session_id: str = ""
-    client_address: str = ""
-    user_agent: str = ""
 
     @property
     def is_service(self) -> bool:
