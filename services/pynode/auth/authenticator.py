@@ -19,8 +19,8 @@ class TokenAuthenticator:
         claims = await self._verifier.verify(token)
         if claims.typ == SERVICE:
             return Principal(claims.subject, SERVICE)
-        session = await self._sessions.get(claims.session_id)
-        if session is None or session.user_id != claims.subject:
+        holder = await self._sessions.holder(claims.session_id)
+        if holder is None or holder[0] != claims.subject:
             raise Unauthenticated("session has ended; sign in again", reason="SESSION_REVOKED")
         # The session's role, not the token's: role changes apply before the token expires.
-        return Principal(claims.subject, session.role, claims.session_id)
+        return Principal(claims.subject, holder[1], claims.session_id)

@@ -78,6 +78,14 @@ class SessionStore:
         raw = await self._kv.get(_session_key(sid))
         return _decode(raw) if raw else None
 
+    async def holder(self, sid: str) -> tuple[str, str] | None:
+        """(user id, role) of a live session, or None: the per-call check, kept lean."""
+        raw = await self._kv.get(_session_key(sid))
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        return record["user_id"], record["role"]
+
     async def rotate(self, refresh_token: str) -> tuple[LoginSession, str]:
         """Consume a refresh token and return its successor.
 
