@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import statistics
@@ -88,6 +89,13 @@ async def drive(label: str, call: Callable[[], Awaitable[Any]], concurrency: int
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return Run(label, len(latencies), errors, time.perf_counter() - began, latencies)
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Set the CPU affinity of every thread of a process (affinity is per thread on Linux)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(tid), cpus)
 
 
 def merge(label: str, runs: list[Run]) -> Run:
@@ -259,6 +267,15 @@ async def main(args: argparse.Namespace) -> int:
             )
 
             rounds = args.rounds
+            all_cpus = os.sched_getaffinity(0)
+            pinned = args.pin and len(all_cpus) >= 2
+            if pinned:
+                # Throughput comparisons: the load generator on one CPU, the server under test on
+                # the others, so neither steals the other's CPU and the ratio measures the servers.
+                client_cpu = {min(all_cpus)}
+                for pid in (os.getpid(), mesh.pid, echo_task.pid):
+                    pin(pid, client_cpu if pid == os.getpid() else all_cpus - client_cpu)
+                print(f"  (load generator pinned to CPU {min(all_cpus)}, servers to the other CPUs)")
             plain_echo = ("baseline: bare echo", lambda: echo(check_bytes))
             if "health" in args.scenarios:
                 base, run, ratio = await paired(
@@ -286,6 +303,9 @@ async def main(args: argparse.Namespace) -> int:
                 print(base.line())
                 print(f"  -> ratio to a bare server answering the same RPC: {ratio:.2f}x (the mesh's own cost)")
 
+            if pinned:
+                for pid in (os.getpid(), mesh.pid, echo_task.pid):
+                    pin(pid, all_cpus)
             login = auth_pb2.LoginRequest(email=email, password=PASSWORD)
             storm_width = max(2, 2 * cores)
             if "storm" in args.scenarios:
@@ -399,6 +419,12 @@ def parse() -> argparse.Namespace:
         help="comma-separated",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the load generator and the servers to separate CPUs for the throughput comparisons",
+    )
     parser.add_argument("--enumeration-samples", type=int, default=20, help="logins of each kind")
     return parser.parse_args()
 
