@@ -174,8 +174,9 @@ class AuthService:
             raise NotFound("no such session of yours", reason="SESSION_NOT_FOUND")
         await self.sessions.revoke(session_id)
 
-    def issue_service_token(self, service_name: str, secret: str) -> tuple[str, float]:
-        """A service token for a process that knows the shared secret."""
+    async def issue_service_token(self, service_name: str, secret: str, client: ClientInfo) -> tuple[str, float]:
+        """A service token for a process that knows the shared secret (rate limited: no guessing)."""
+        await self.limiter.hit("service-token", "address", client.address)
         if not hmac.compare_digest(secret.encode(), self._service_secret.encode()):
             raise Unauthenticated("service secret is incorrect", reason="BAD_SERVICE_SECRET")
         return self.issuer.service_token(service_name)

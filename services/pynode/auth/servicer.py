@@ -117,7 +117,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def IssueServiceToken(
         self, request: auth_pb2.IssueServiceTokenRequest, context: Context
     ) -> auth_pb2.IssueServiceTokenResponse:
-        token, expires = self._service.issue_service_token(request.service_name, request.service_secret)
+        token, expires = await self._service.issue_service_token(
+            request.service_name, request.service_secret, current_client()
+        )
         return auth_pb2.IssueServiceTokenResponse(access_token=token, expires_at=_ts(expires))
 
 
