@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -34,6 +35,13 @@ def user_proto(user: User | Profile) -> auth_pb2.User:
         created_at=_ts(user.created_at.timestamp()),
         updated_at=_ts(user.updated_at.timestamp()),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def profile_proto(profile: Profile) -> auth_pb2.User:
+    """`user_proto` of an immutable profile, remembered: GetCurrentUser answers it on every call.
+    Callers must not change the returned message (setting it as a field copies it)."""
+    return user_proto(profile)
 
 
 def tokens_proto(tokens: IssuedTokens) -> auth_pb2.TokenPair:
@@ -75,7 +83,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def GetCurrentUser(
         self, request: auth_pb2.GetCurrentUserRequest, context: Context
     ) -> auth_pb2.GetCurrentUserResponse:
-        return auth_pb2.GetCurrentUserResponse(user=user_proto(await self._service.current_user(current_principal())))
+        return auth_pb2.GetCurrentUserResponse(
+            user=profile_proto(await self._service.current_user(current_principal()))
+        )
 
     async def ChangePassword(
         self, request: auth_pb2.ChangePasswordRequest, context: Context
