@@ -23,7 +23,7 @@ NEAR_SECONDS = 5.0
 NEAR_MAX = 10_000
 
 
-def _key(user_id: uuid.UUID) -> str:
+def _key(user_id: uuid.UUID | str) -> str:
     return f"auth:profile:{user_id}"
 
 
@@ -32,15 +32,18 @@ class ProfileCache:
 
     def __init__(self, kv: KeyValueStore) -> None:
         self._kv = kv
-        self._near: dict[uuid.UUID, tuple[float, Profile]] = {}  # oldest first
+        # Keyed by the id's text, as callers hold it (a token's `sub`): no UUID parsing per call.
+        self._near: dict[str, tuple[float, Profile]] = {}  # oldest first
 
     def _remember(self, profile: Profile) -> None:
-        self._near.pop(profile.id, None)
-        self._near[profile.id] = (time.monotonic() + NEAR_SECONDS, profile)
+        key = str(profile.id)
+        self._near.pop(key, None)
+        self._near[key] = (time.monotonic() + NEAR_SECONDS, profile)
         if len(self._near) > NEAR_MAX:
             del self._near[next(iter(self._near))]
 
-    async def get(self, user_id: uuid.UUID) -> Profile | None:
+    async def get(self, user_id: str) -> Profile | None:
+        """The cached profile of the account with this (canonical, lower-case) id, or None."""
         near = self._near.get(user_id)
         if near is not None and near[0] > time.monotonic():
             return near[1]
@@ -49,7 +52,7 @@ class ProfileCache:
             return None
         data = json.loads(raw)
         profile = Profile(
-            id=user_id,
+            id=uuid.UUID(user_id),
             email=data["email"],
             display_name=data["display_name"],
             role=data["role"],
@@ -73,5 +76,5 @@ class ProfileCache:
         self._remember(Profile.of(user))
 
     async def forget(self, user_id: uuid.UUID) -> None:
-        self._near.pop(user_id, None)
+        self._near.pop(str(user_id), None)
         await self._kv.delete(_key(user_id))

@@ -125,10 +125,9 @@ class AuthService:
 
     async def current_user(self, caller: Principal) -> Profile:
         """The caller's account, from the profile cache when warm."""
-        user_id = uuid.UUID(caller.subject)
-        profile = await self.profiles.get(user_id)
+        profile = await self.profiles.get(caller.subject)
         if profile is None:
-            user = await self.users.by_id(user_id)
+            user = await self.users.by_id(uuid.UUID(caller.subject))
             if user is not None:
                 await self.profiles.put(user)
                 profile = Profile.of(user)

@@ -19,6 +19,7 @@ from pynode.auth.domain import LoginSession
 from pynode.core.errors import Unauthenticated, Unavailable
 from pynode.core.kv import KeyValueStore
 
+PARSED_MAX = 10_000
 MAX_SIBLINGS = 4  # live refresh tokens a family may hold after grace-window replays
 
 
@@ -53,6 +54,7 @@ class SessionStore:
         self._kv = kv
         self.lifetime_seconds = lifetime_seconds
         self.grace_seconds = grace_seconds
+        self._parsed: dict[str, tuple[str, str]] = {}  # record text -> (user id, role), oldest first
 
     async def create(self, user_id: str, role: str, user_agent: str, ip_address: str) -> tuple[LoginSession, str]:
         """A new session and its first refresh token."""
@@ -83,8 +85,15 @@ class SessionStore:
         raw = await self._kv.get(_session_key(sid))
         if raw is None:
             return None
-        record = json.loads(raw)
-        return record["user_id"], record["role"]
+        # Parsed once per distinct record text: a record changes only on refresh or role change,
+        # and the text itself is the key, so this memo can never be stale.
+        parsed = self._parsed.get(raw)
+        if parsed is None:
+            record = json.loads(raw)
+            parsed = self._parsed[raw] = (record["user_id"], record["role"])
+            if len(self._parsed) > PARSED_MAX:
+                del self._parsed[next(iter(self._parsed))]
+        return parsed
 
     async def rotate(self, refresh_token: str) -> tuple[LoginSession, str]:
         """Consume a refresh token and return its successor.

@@ -80,17 +80,18 @@ class _Call:
 
     async def authorize(self) -> None:
         """Enforce the access level the proto declares (inside the call, so failures are mapped)."""
-        principal.bind(await self._authenticate(), principal.current_client())
+        principal.bind(await self._authenticate())
 
     async def _authenticate(self) -> principal.Principal:
         header = self._metadata.get("authorization", "")
         scheme, _, token = (header if isinstance(header, str) else "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise errors.Unauthenticated(
                 "this call needs an access token: send metadata `authorization: Bearer <access_token>`",
                 reason="MISSING_CREDENTIALS",
             )
-        who = await self.edge.authenticator.authenticate(token.strip())
+        who = await self.edge.authenticator.authenticate(token)
         if who.role not in _ROLES_FOR.get(self.contract.access, frozenset()):
             raise errors.PermissionDenied(
                 f"{self.labels.grpc_method} needs the {_ROLE_NAMES.get(self.contract.access, 'user')} role",

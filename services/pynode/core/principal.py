@@ -79,7 +79,8 @@ def current_client() -> ClientInfo:
     return _client.get() or _NO_CLIENT
 
 
-def bind(principal: Principal | None, client: ClientInfo) -> None:
-    """Set the caller for the running task (each RPC runs in its own task)."""
+def bind(principal: Principal | None, client: ClientInfo | None = None) -> None:
+    """Set the caller (and its connection, when given) for the running task; each RPC runs in its own task."""
     _principal.set(principal)
-    _client.set(client)
+    if client is not None:
+        _client.set(client)
