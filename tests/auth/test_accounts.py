@@ -139,3 +139,14 @@ async def test_change_password_ends_other_sessions_and_keeps_this_one(client: Me
     assert refresh.code == grpc.StatusCode.UNAUTHENTICATED
     await fails(client.as_other_address().login(email))
     await client.as_other_address().login(email, new_password)
+
+
+async def test_email_that_lengthens_when_lower_cased_is_invalid(client: MeshClient) -> None:
+    # "İ" (U+0130) lower-cases to two code points: 200 of them pass the 254 limit, then exceed it.
+    email = "\u0130" * 200 + "@example.com"
+    error = await fails(
+        client.auth.Register(
+            auth_pb2.RegisterRequest(email=email, password=PASSWORD, display_name="Long"), metadata=client.md("")
+        )
+    )
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.violations() == {"email": "TOO_LONG"}

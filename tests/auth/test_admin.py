@@ -124,3 +124,12 @@ async def test_create_admin_command(tmp_path: Path) -> None:
     out, err = await asyncio.wait_for(process.communicate(f"{PASSWORD}\n".encode()), 60)
     assert process.returncode == 0, err.decode()
     assert "admin root@example.com is" in out.decode()
+
+
+async def test_forged_user_page_tokens_are_invalid(client: MeshClient, mesh: MeshServer) -> None:
+    from pynode.core.paging import encode_token
+
+    admin = await _admin(client, mesh)
+    for forged in (encode_token({"t": "yesterday", "i": "x"}), encode_token({"t": 5}), "not-base64!"):
+        error = await fails(admin.admin.ListUsers(auth_pb2.ListUsersRequest(page_token=forged), metadata=admin.md()))
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.violations() == {"page_token": "BAD_PAGE_TOKEN"}

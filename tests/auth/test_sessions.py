@@ -122,3 +122,14 @@ async def test_revoke_session_only_for_its_owner(client: MeshClient) -> None:
     await client.auth.RevokeSession(auth_pb2.RevokeSessionRequest(session_id=target.id), metadata=client.md())
     assert (await fails(other.me())).reason == "SESSION_REVOKED"
     await client.me()
+
+
+async def test_forged_page_tokens_are_invalid_not_internal(client: MeshClient) -> None:
+    from pynode.core.paging import encode_token
+
+    await client.register()
+    for forged in (encode_token({"o": "abc"}), encode_token({"o": -5}), encode_token({"o": 1.5})):
+        error = await fails(
+            client.auth.ListSessions(auth_pb2.ListSessionsRequest(page_token=forged), metadata=client.md())
+        )
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.violations() == {"page_token": "BAD_PAGE_TOKEN"}

@@ -29,6 +29,7 @@ from pynode.core.paging import decode_token, encode_token, invalid_page_token, p
 from pynode.core.principal import ClientInfo, Principal
 
 _BAD_CREDENTIALS = "e-mail or password is incorrect"
+MAX_EMAIL_LENGTH = 254  # RFC 5321, and the users.email column
 
 
 def normalise_email(email: str) -> str:
@@ -86,6 +87,11 @@ class AuthService:
         """Create a user account and sign it in."""
         email = normalise_email(email)
         await self.limiter.hit("register", "address", client.address)
+        if len(email) > MAX_EMAIL_LENGTH:  # lower-casing can lengthen some Unicode letters
+            raise InvalidArgument(
+                f"email must be at most {MAX_EMAIL_LENGTH} characters",
+                [FieldViolation("email", f"must be at most {MAX_EMAIL_LENGTH} characters", "TOO_LONG")],
+            )
         check_policy(password, "password", email=email)
         # Hash before looking the e-mail up, so taken and free e-mails cost the same time.
         password_hash = await self.hasher.hash(password)
@@ -159,7 +165,9 @@ class AuthService:
         """The caller's sessions, newest first."""
         limit = page_size(size)
         position = decode_token(token)
-        offset = int(position.get("o", 0)) if position else 0
+        offset = position.get("o", 0) if position else 0
+        if not isinstance(offset, int) or offset < 0:
+            raise invalid_page_token()
         sessions = await self.sessions.list_for_user(caller.subject)
         chunk = sessions[offset : offset + limit]
         more = offset + limit < len(sessions)
