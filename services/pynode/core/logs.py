@@ -12,11 +12,7 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and any `extra` fields.
-
-    Hot paths (the access log) pass their fields as one `extra={"fields": {...}}` dict,
-    which is merged without scanning the record.
-    """
+    """One JSON object per line: time, level, logger, message and any `extra` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -25,13 +21,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        fields = record.__dict__.get("fields")
-        if isinstance(fields, dict):
-            entry.update(fields)
-        else:
-            for key, value in record.__dict__.items():
-                if key not in _STANDARD and not key.startswith("_"):
-                    entry[key] = value
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -17,10 +17,6 @@ class Principal:
     role: str  # "user", "admin" or "service"
     session_id: str = ""
 
-    @property
-    def is_service(self) -> bool:
-        return self.role == "service"
-
 
 class ClientInfo:
     """What the edge knows about the caller's connection, authenticated or not.
