@@ -15,7 +15,7 @@ from pynode.auth.passwords import PasswordHasher, check_policy
 from pynode.auth.ports import UserRepository
 from pynode.auth.profiles import ProfileCache
 from pynode.auth.sessions import SessionStore
-from pynode.auth.throttle import LoginLockout, RateLimiter
+from pynode.auth.throttle import LoginLockout, RateLimiter, account_key
 from pynode.auth.tokens import TokenIssuer
 from pynode.core.db import utcnow
 from pynode.core.errors import (
@@ -104,7 +104,7 @@ class AuthService:
         """Check credentials and start a session; unknown e-mail and wrong password look the same."""
         email = normalise_email(email)
         await self.limiter.hit("login", "address", client.address)
-        await self.limiter.hit("login", "account", email)
+        await self.limiter.hit("login", "account", account_key(email))  # a hash: no e-mails in Redis keys
         await self.lockout.check(email, client.address)
         user = await self.users.by_email(email)
         ok = await self.hasher.verify(password, user.password_hash if user else None)
