@@ -23,9 +23,12 @@ class User:
     updated_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Profile:
-    """What an account shows of itself: a User without its password hash, safe to cache and share."""
+    """What an account shows of itself: a User without its password hash, safe to cache and share.
+
+    Compared and hashed by identity: a cached profile is one object, so memos keyed by it are cheap.
+    """
 
     id: uuid.UUID
     email: str
