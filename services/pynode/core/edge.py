@@ -63,7 +63,7 @@ class _Call:
     def begin(self) -> None:
         """Start the clock, count the call, settle the request id and the client's address."""
         self.started = time.perf_counter()
-        self.metrics.started.inc()
+        self.metrics.started += 1
         metadata: dict[str, Any] = dict(self.context.invocation_metadata() or ())  # values: str, or bytes for -bin
         supplied = metadata.get("x-request-id")
         self.request_id = (
@@ -100,11 +100,11 @@ class _Call:
         return who
 
     def admit(self, request: Message) -> None:
-        self.metrics.msg_received.inc()
+        self.metrics.received += 1
         validate(request)
 
     def sent(self) -> None:
-        self.metrics.msg_sent.inc()
+        self.metrics.sent += 1
 
     def succeeded(self) -> None:
         """The handler returned: count and log (its code is OK unless it set one)."""
@@ -142,8 +142,7 @@ class _Call:
 
     def _finish(self, code: grpc.StatusCode, rich: status_pb2.Status | None) -> None:
         elapsed = time.perf_counter() - self.started
-        self.metrics.handled(code.name).inc()
-        self.metrics.handling_seconds.observe(elapsed)
+        self.metrics.finished(code.name, elapsed)
         self.edge.access_log.record(
             self.request_id,
             self.contract.full_method,

@@ -1,13 +1,25 @@
-"""Prometheus metrics for the gRPC server, with the standard go-grpc-prometheus names."""
+"""Prometheus metrics for the gRPC server, with the standard go-grpc-prometheus names.
+
+Each RPC's counts live in plain attributes of its MethodMetrics, bumped on the event
+loop without locks (prometheus_client's metric objects take a lock per update, which
+showed in a cheap RPC's throughput); a collector turns them into metric families when
+/metrics is scraped, from the HTTP server's thread. Reads there may be a few calls
+apart from each other, which a scrape tolerates.
+"""
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
 
 
 @dataclass(frozen=True)
@@ -20,61 +32,73 @@ class MethodLabels:
 
 
 class MethodMetrics:
-    """One RPC's metric children, resolved once (label lookups cost more than the increments)."""
+    """One RPC's counts: started, messages in and out, completions by code, latency buckets."""
 
-    def __init__(self, metrics: ServerMetrics, labels: MethodLabels) -> None:
-        values = (labels.grpc_type, labels.grpc_service, labels.grpc_method)
-        self._metrics = metrics
-        self._values = values
-        self.started = metrics.started.labels(*values)
-        self.handling_seconds = metrics.handling_seconds.labels(*values)
-        self.msg_received = metrics.msg_received.labels(*values)
-        self.msg_sent = metrics.msg_sent.labels(*values)
-        self._handled: dict[str, Any] = {}
+    __slots__ = ("buckets", "handled", "labels", "received", "sent", "started", "total_seconds")
 
-    def handled(self, code: str) -> Any:
-        child = self._handled.get(code)
-        if child is None:
-            child = self._handled[code] = self._metrics.handled.labels(*self._values, code)
-        return child
+    def __init__(self, labels: MethodLabels) -> None:
+        self.labels = labels
+        self.started = 0
+        self.received = 0
+        self.sent = 0
+        self.handled: dict[str, int] = {}
+        self.buckets = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+        self.total_seconds = 0.0
+
+    def finished(self, code: str, seconds: float) -> None:
+        """Count a completed call and its latency."""
+        self.handled[code] = self.handled.get(code, 0) + 1
+        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.total_seconds += seconds
+
+
+class _Collector(Collector):
+    def __init__(self, methods: list[MethodMetrics]) -> None:
+        self._methods = methods
+
+    def collect(self) -> Iterator[Metric]:
+        started = CounterMetricFamily("grpc_server_started", "RPCs started on the server.", labels=_LABELS)
+        handled = CounterMetricFamily(
+            "grpc_server_handled",
+            "RPCs completed on the server, regardless of success or failure.",
+            labels=[*_LABELS, "grpc_code"],
+        )
+        received = CounterMetricFamily(
+            "grpc_server_msg_received", "Stream messages received by the server.", labels=_LABELS
+        )
+        sent = CounterMetricFamily("grpc_server_msg_sent", "Stream messages sent by the server.", labels=_LABELS)
+        seconds = HistogramMetricFamily(
+            "grpc_server_handling_seconds", "Response latency of RPCs handled by the server.", labels=_LABELS
+        )
+        for method in list(self._methods):
+            values = [method.labels.grpc_type, method.labels.grpc_service, method.labels.grpc_method]
+            started.add_metric(values, method.started)
+            received.add_metric(values, method.received)
+            sent.add_metric(values, method.sent)
+            for code, count in list(method.handled.items()):
+                handled.add_metric([*values, code], count)
+            cumulative, buckets = 0, []
+            for bound, count in zip([*map(str, BUCKETS), "+Inf"], list(method.buckets), strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            seconds.add_metric(values, buckets, method.total_seconds)
+        yield from (started, handled, received, sent, seconds)
 
 
 class ServerMetrics:
-    """The server's counters and histograms, in a registry of their own (never the global one)."""
+    """The server's metrics, in a registry of their own (never the global one)."""
 
     def __init__(self) -> None:
+        self._methods: list[MethodMetrics] = []
         self.registry = CollectorRegistry(auto_describe=True)
-        labels = ("grpc_type", "grpc_service", "grpc_method")
-        self.started = Counter(
-            "grpc_server_started_total", "RPCs started on the server.", labels, registry=self.registry
-        )
-        self.handled = Counter(
-            "grpc_server_handled_total",
-            "RPCs completed on the server, regardless of success or failure.",
-            (*labels, "grpc_code"),
-            registry=self.registry,
-        )
-        self.handling_seconds = Histogram(
-            "grpc_server_handling_seconds",
-            "Response latency of RPCs handled by the server.",
-            labels,
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
-        self.msg_received = Counter(
-            "grpc_server_msg_received_total",
-            "Stream messages received by the server.",
-            labels,
-            registry=self.registry,
-        )
-        self.msg_sent = Counter(
-            "grpc_server_msg_sent_total", "Stream messages sent by the server.", labels, registry=self.registry
-        )
+        self.registry.register(_Collector(self._methods))
         self._http: Any = None
 
     def for_method(self, labels: MethodLabels) -> MethodMetrics:
-        """Pre-resolved children for one RPC."""
-        return MethodMetrics(self, labels)
+        """The counts of one RPC (created when its handler is mounted)."""
+        method = MethodMetrics(labels)
+        self._methods.append(method)
+        return method
 
     def serve_http(self, host: str, port: int) -> int:
         """Expose /metrics over HTTP; returns the bound port."""
