@@ -16,7 +16,7 @@ class TokenAuthenticator:
         self._sessions = sessions
 
     async def authenticate(self, token: str) -> Principal:
-        claims = await self._verifier.verify(token)
+        claims = self._verifier.remembered(token) or await self._verifier.verify(token)
         if claims.typ == SERVICE:
             return Principal(claims.subject, SERVICE)
         holder = await self._sessions.holder(claims.session_id)

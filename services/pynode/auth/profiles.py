@@ -42,11 +42,18 @@ class ProfileCache:
         if len(self._near) > NEAR_MAX:
             del self._near[next(iter(self._near))]
 
-    async def get(self, user_id: str) -> Profile | None:
-        """The cached profile of the account with this (canonical, lower-case) id, or None."""
+    def remembered(self, user_id: str) -> Profile | None:
+        """The profile held in this process, if fresh, without awaiting."""
         near = self._near.get(user_id)
         if near is not None and near[0] > time.monotonic():
             return near[1]
+        return None
+
+    async def get(self, user_id: str) -> Profile | None:
+        """The cached profile of the account with this (canonical, lower-case) id, or None."""
+        near = self.remembered(user_id)
+        if near is not None:
+            return near
         raw = await self._kv.get(_key(user_id))
         if raw is None:
             return None

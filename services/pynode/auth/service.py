@@ -131,7 +131,7 @@ class AuthService:
 
     async def current_user(self, caller: Principal) -> Profile:
         """The caller's account, from the profile cache when warm."""
-        profile = await self.profiles.get(caller.subject)
+        profile = self.profiles.remembered(caller.subject) or await self.profiles.get(caller.subject)
         if profile is None:
             user = await self.users.by_id(uuid.UUID(caller.subject))
             if user is not None:

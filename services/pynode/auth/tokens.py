@@ -109,12 +109,18 @@ class TokenVerifier:
         self._verified: dict[str, Claims] = {}  # oldest first: evicted in insertion order
         self._cache_size = cache_size
 
-    async def verify(self, token: str) -> Claims:
+    def remembered(self, token: str) -> Claims | None:
+        """The claims of a token verified before and not expired since, without awaiting."""
         claims = self._verified.get(token)
-        if claims is not None:
-            if claims.expires_at + LEEWAY_SECONDS > time.time():
-                return claims
+        if claims is not None and claims.expires_at + LEEWAY_SECONDS <= time.time():
             del self._verified[token]
+            return None
+        return claims
+
+    async def verify(self, token: str) -> Claims:
+        claims = self.remembered(token)
+        if claims is not None:
+            return claims
         claims = await self._verify(token)
         if self._cache_size:
             self._verified[token] = claims

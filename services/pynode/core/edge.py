@@ -80,9 +80,6 @@ class _Call:
 
     async def authorize(self) -> None:
         """Enforce the access level the proto declares (inside the call, so failures are mapped)."""
-        principal.bind(await self._authenticate())
-
-    async def _authenticate(self) -> principal.Principal:
         header = self._metadata.get("authorization", "")
         scheme, _, token = (header if isinstance(header, str) else "").partition(" ")
         token = token.strip()
@@ -97,7 +94,7 @@ class _Call:
                 f"{self.labels.grpc_method} needs the {_ROLE_NAMES.get(self.contract.access, 'user')} role",
                 reason="ROLE_REQUIRED",
             )
-        return who
+        principal.bind(who)
 
     def admit(self, request: Message) -> None:
         self.metrics.received += 1
