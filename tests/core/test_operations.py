@@ -123,10 +123,10 @@ async def test_metrics_endpoint_counts_calls_by_code(backend: Backend, tmp_path:
     assert f"grpc_server_started_total{{{labels}}} 2.0" in body
     assert f'grpc_server_handled_total{{grpc_code="OK",{labels}}} 1.0' in body
     assert f'grpc_server_handled_total{{grpc_code="UNAUTHENTICATED",{labels}}} 1.0' in body
-    assert f'grpc_server_handling_seconds_count{{{labels}}} 2.0' in body
+    assert f"grpc_server_handling_seconds_count{{{labels}}} 2.0" in body
     assert f'grpc_server_handling_seconds_bucket{{{labels},le="+Inf"}} 2.0' in body
-    assert f'grpc_server_msg_received_total{{{labels}}} 1.0' in body  # the garbage token never got that far
-    assert f'grpc_server_msg_sent_total{{{labels}}} 1.0' in body
+    assert f"grpc_server_msg_received_total{{{labels}}} 1.0" in body  # the garbage token never got that far
+    assert f"grpc_server_msg_sent_total{{{labels}}} 1.0" in body
 
 
 async def test_graceful_stop_drains_in_flight_calls(tmp_path: Path) -> None:
