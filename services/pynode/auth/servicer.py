@@ -38,10 +38,10 @@ def user_proto(user: User | Profile) -> auth_pb2.User:
 
 
 @functools.lru_cache(maxsize=4096)
-def profile_proto(profile: Profile) -> auth_pb2.User:
-    """`user_proto` of an immutable profile, remembered: GetCurrentUser answers it on every call.
-    Callers must not change the returned message (setting it as a field copies it)."""
-    return user_proto(profile)
+def current_user_response(profile: Profile) -> auth_pb2.GetCurrentUserResponse:
+    """GetCurrentUser's answer for an immutable profile, remembered: clients ask on every screen.
+    Shared between calls, so never changed after it is built (grpc only serializes it)."""
+    return auth_pb2.GetCurrentUserResponse(user=user_proto(profile))
 
 
 def tokens_proto(tokens: IssuedTokens) -> auth_pb2.TokenPair:
@@ -83,9 +83,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def GetCurrentUser(
         self, request: auth_pb2.GetCurrentUserRequest, context: Context
     ) -> auth_pb2.GetCurrentUserResponse:
-        return auth_pb2.GetCurrentUserResponse(
-            user=profile_proto(await self._service.current_user(current_principal()))
-        )
+        return current_user_response(await self._service.current_user(current_principal()))
 
     async def ChangePassword(
         self, request: auth_pb2.ChangePasswordRequest, context: Context

@@ -43,7 +43,7 @@ _ROLE_NAMES: dict[int, str] = {options_pb2.ACCESS_ADMIN: "admin", options_pb2.AC
 class _Call:
     """Bookkeeping for one RPC: admission, counting and the final status."""
 
-    __slots__ = ("_metadata", "context", "contract", "edge", "labels", "metrics", "request_id", "started")
+    __slots__ = ("_metadata", "client", "context", "contract", "edge", "labels", "metrics", "request_id", "started")
 
     def __init__(
         self,
@@ -59,6 +59,7 @@ class _Call:
         self.request_id = ""
         self.started = 0.0
         self._metadata: dict[str, Any] = {}
+        self.client = principal.NO_CLIENT
 
     def begin(self) -> None:
         """Start the clock, count the call, settle the request id and the client's address."""
@@ -72,6 +73,7 @@ class _Call:
         forwarded = metadata.get("x-forwarded-for") if self.edge.trust_forwarded_for else None
         client = principal.ClientInfo(self.context.peer() or "", str(metadata.get("user-agent", ""))[:256], forwarded)
         principal.bind(None, client)
+        self.client = client
         self._metadata = metadata
 
     @property
@@ -145,7 +147,7 @@ class _Call:
             self.contract.full_method,
             code.name,
             round(elapsed * 1000, 3),
-            principal.current_client().address,
+            self.client.address,
             _reason(rich),
         )
 

@@ -59,7 +59,7 @@ class Authenticator(Protocol):
 
 _principal: ContextVar[Principal | None] = ContextVar("devpynode_principal", default=None)
 _client: ContextVar[ClientInfo | None] = ContextVar("devpynode_client", default=None)
-_NO_CLIENT = ClientInfo("", "")
+NO_CLIENT = ClientInfo("", "")
 
 
 def current_principal() -> Principal:
@@ -72,7 +72,7 @@ def current_principal() -> Principal:
 
 def current_client() -> ClientInfo:
     """Address and user agent of the running RPC's caller."""
-    return _client.get() or _NO_CLIENT
+    return _client.get() or NO_CLIENT
 
 
 def bind(principal: Principal | None, client: ClientInfo | None = None) -> None:
