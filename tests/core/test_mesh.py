@@ -125,3 +125,17 @@ async def test_unexpected_errors_are_internal_without_internals(
     assert "hunter2" not in error.message and "RuntimeError" not in error.message
     logged = [r for r in caplog.records if r.name == "pynode.edge"]
     assert logged and logged[0].exc_info is not None and "hunter2" in str(logged[0].exc_info[1])
+
+
+async def test_client_streaming_rpc_goes_through_the_edge(client: MeshClient) -> None:
+    stub = files_pb2_grpc.FileServiceStub(client.channel)
+
+    def upload() -> list[files_pb2.UploadFileRequest]:
+        meta = files_pb2.FileMetadata(filename="a.txt", content_type="text/plain", size_bytes=1)
+        return [files_pb2.UploadFileRequest(metadata=meta), files_pb2.UploadFileRequest(chunk=b"x")]
+
+    anonymous = await fails(stub.UploadFile(iter(upload()), metadata=client.md("")))
+    assert anonymous.code == grpc.StatusCode.UNAUTHENTICATED
+    await client.register()
+    unbuilt = await fails(stub.UploadFile(iter(upload()), metadata=client.md()))
+    assert unbuilt.code == grpc.StatusCode.UNIMPLEMENTED and unbuilt.reason == "NOT_IMPLEMENTED"

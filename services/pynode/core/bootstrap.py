@@ -17,7 +17,7 @@ from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from pynode.auth.adapters.sql_users import SqlUserRepository
 from pynode.auth.authenticator import TokenAuthenticator
 from pynode.auth.keys import SigningKeyring, load_keyring
-from pynode.auth.passwords import PasswordHasher
+from pynode.auth.passwords import PasswordHasher, common_passwords
 from pynode.auth.profiles import ProfileCache
 from pynode.auth.service import AuthService
 from pynode.auth.sessions import SessionStore
@@ -166,6 +166,7 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
 
             closers.append(close_hasher)
             await hasher.warm_up()
+            common_passwords()  # load the blocklist now, not inside the first Register call
             keys = LocalKeySource(auth.keyring)
         else:
             channel = grpc.aio.insecure_channel(settings.auth_address)

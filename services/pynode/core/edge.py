@@ -11,12 +11,13 @@ before anything logs, and errors from authentication must be mapped like any oth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -98,9 +99,11 @@ class _Call:
             )
         principal.bind(who)
 
-    def admit(self, request: Message) -> None:
+    def admit(self, request: Message) -> Message:
+        """Count and validate one request message; returns it for the servicer."""
         self.metrics.received += 1
         validate(request)
+        return request
 
     def sent(self) -> None:
         self.metrics.sent += 1
@@ -230,91 +233,85 @@ class Edge:
         self, handler: grpc.RpcMethodHandler[Any, Any], contract: MethodContract
     ) -> grpc.RpcMethodHandler[Any, Any]:
         labels = self._method(contract, handler)
-        edge = self
         kwargs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
-        if handler.unary_unary is not None:
-            inner_uu: Any = handler.unary_unary
 
-            async def unary_unary(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                call = _Call(edge, contract, labels, context)
-                call.begin()
-                try:
-                    if not call.anonymous:
-                        await call.authorize()
-                    call.admit(request)
-                    response = await inner_uu(request, context)
-                except BaseException as exc:
-                    await call.failed(exc)
-                    raise
-                call.sent()
-                call.succeeded()
-                return response
-
-            return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
-        if handler.unary_stream is not None:
-            inner_us: Any = handler.unary_stream
-
-            async def unary_stream(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                call = _Call(edge, contract, labels, context)
-                call.begin()
-                try:
-                    if not call.anonymous:
-                        await call.authorize()
-                    call.admit(request)
-                    async for response in inner_us(request, context):
-                        call.sent()
-                        yield response
-                except BaseException as exc:
-                    await call.failed(exc)
-                    raise
-                call.succeeded()
-
-            return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
-
-        async def checked(call: _Call, requests: AsyncIterator[Message]) -> AsyncIterator[Message]:
-            async for request in requests:
-                call.admit(request)
-                yield request
-
-        if handler.stream_unary is not None:
-            inner_su: Any = handler.stream_unary
-
-            async def stream_unary(
-                requests: AsyncIterator[Message], context: grpc.aio.ServicerContext[Any, Any]
-            ) -> Any:
-                call = _Call(edge, contract, labels, context)
-                call.begin()
-                try:
-                    if not call.anonymous:
-                        await call.authorize()
-                    response = await inner_su(checked(call, requests), context)
-                except BaseException as exc:
-                    await call.failed(exc)
-                    raise
-                call.sent()
-                call.succeeded()
-                return response
-
-            return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
-        inner_ss: Any = handler.stream_stream
-
-        async def stream_stream(
-            requests: AsyncIterator[Message], context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            call = _Call(edge, contract, labels, context)
+        # Two skeletons, one per response shape; the four handler kinds differ only in how
+        # they hand the (checked) request or request stream to the servicer.
+        async def answer(context: grpc.aio.ServicerContext[Any, Any], invoke: Callable[[_Call], Any]) -> Any:
+            call = _Call(self, contract, labels, context)
             call.begin()
             try:
                 if not call.anonymous:
                     await call.authorize()
-                async for response in inner_ss(checked(call, requests), context):
+                response = await invoke(call)
+            except BaseException as exc:
+                await call.failed(exc)
+                raise
+            call.sent()
+            call.succeeded()
+            return response
+
+        async def stream(
+            context: grpc.aio.ServicerContext[Any, Any], invoke: Callable[[_Call], AsyncIterator[Any]]
+        ) -> AsyncGenerator[Any, None]:
+            call = _Call(self, contract, labels, context)
+            call.begin()
+            try:
+                if not call.anonymous:
+                    await call.authorize()
+                async for response in invoke(call):
                     call.sent()
                     yield response
             except BaseException as exc:
                 await call.failed(exc)
                 raise
             call.succeeded()
+
+        async def checked(call: _Call, requests: AsyncIterator[Message]) -> AsyncIterator[Message]:
+            async for request in requests:
+                call.admit(request)
+                yield request
+
+        if handler.unary_unary is not None:
+            inner_uu: Any = handler.unary_unary
+
+            async def unary_unary(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                return await answer(context, lambda call: inner_uu(call.admit(request), context))
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
+        if handler.stream_unary is not None:
+            inner_su: Any = handler.stream_unary
+
+            async def stream_unary(
+                requests: AsyncIterator[Message], context: grpc.aio.ServicerContext[Any, Any]
+            ) -> Any:
+                return await answer(context, lambda call: inner_su(checked(call, requests), context))
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
+        if handler.unary_stream is not None:
+            inner_us: Any = handler.unary_stream
+
+            async def unary_stream(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                # aclosing: when the client goes away, the skeleton sees it at once, not at garbage collection.
+                async with contextlib.aclosing(
+                    stream(context, lambda call: inner_us(call.admit(request), context))
+                ) as out:
+                    async for response in out:
+                        yield response
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
+        inner_ss: Any = handler.stream_stream
+
+        async def stream_stream(
+            requests: AsyncIterator[Message], context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            async with contextlib.aclosing(
+                stream(context, lambda call: inner_ss(checked(call, requests), context))
+            ) as out:
+                async for response in out:
+                    yield response
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
