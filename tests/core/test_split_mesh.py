@@ -11,6 +11,7 @@ from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from tests.backends import Backend
 from tests.client import MeshClient, fails
 from tests.conftest import make_settings, start_mesh
+from tests.core.test_events import eventually
 
 
 async def test_split_processes_share_auth_through_settings(real_backend: Backend, tmp_path: Path) -> None:
@@ -26,13 +27,16 @@ async def test_split_processes_share_auth_through_settings(real_backend: Backend
             grpc.aio.insecure_channel(f"127.0.0.1:{files.port}") as files_channel,
         ):
             user = MeshClient(auth_channel)
-            await user.register()
+            registered = await user.register()
+            sid = registered.tokens.refresh_token.partition(".")[0]
             stub = files_pb2_grpc.FileServiceStub(files_channel)
             anonymous = await fails(stub.ListFiles(files_pb2.ListFilesRequest(), metadata=user.md("")))
             assert anonymous.code == grpc.StatusCode.UNAUTHENTICATED
             # The token passes the files process's checks (keys fetched from auth's JWKS)...
+            await eventually(lambda: files.platform.sessions.remembering)
             accepted = await fails(stub.ListFiles(files_pb2.ListFilesRequest(), metadata=user.md()))
             assert accepted.code == grpc.StatusCode.UNIMPLEMENTED
+            assert files.platform.sessions.holder_known(sid) is not None  # remembered there
             # ...and a logout in the auth process takes effect there at once.
             from devpynode.auth.v1 import auth_pb2
 

@@ -2,8 +2,9 @@
 would otherwise hit the database every time.
 
 Two levels: the key-value store (shared by every process, 5 minutes) and, in front of it,
-a few seconds in this process, which saves a Redis round trip on hot accounts. Writes in
-this process clear both; another process may show a changed profile for up to
+a few seconds in this process, which saves a Redis round trip on hot accounts. A write
+clears both here and announces the change on the event feed, so other processes drop
+their copy too; a read racing with a write may still show the old profile for up to
 NEAR_SECONDS. Authorization never reads this cache (it reads the session), so staleness
 here can only delay what GetCurrentUser displays. The password hash is never cached.
 """
@@ -16,7 +17,10 @@ import uuid
 from datetime import UTC, datetime
 
 from pynode.auth.domain import Profile, User
+from pynode.core.events import EventFeed
 from pynode.core.kv import KeyValueStore
+
+CHANGES_CHANNEL = "auth:profile-changes"
 
 TTL_SECONDS = 300.0
 NEAR_SECONDS = 5.0
@@ -30,10 +34,15 @@ def _key(user_id: uuid.UUID | str) -> str:
 class ProfileCache:
     """Cache-aside for accounts, invalidated by every write through the auth service."""
 
-    def __init__(self, kv: KeyValueStore) -> None:
+    def __init__(self, kv: KeyValueStore, feed: EventFeed) -> None:
         self._kv = kv
+        self._feed = feed
         # Keyed by the id's text, as callers hold it (a token's `sub`): no UUID parsing per call.
         self._near: dict[str, tuple[float, Profile]] = {}  # oldest first
+        self._changes = feed.subscribe(CHANGES_CHANNEL, self._drop, self._near.clear)
+
+    def _drop(self, user_id: str) -> None:
+        self._near.pop(user_id, None)
 
     def _remember(self, profile: Profile) -> None:
         key = str(profile.id)
@@ -83,5 +92,6 @@ class ProfileCache:
         self._remember(Profile.of(user))
 
     async def forget(self, user_id: uuid.UUID) -> None:
-        self._near.pop(str(user_id), None)
+        self._drop(str(user_id))
         await self._kv.delete(_key(user_id))
+        await self._feed.publish(CHANGES_CHANNEL, str(user_id))

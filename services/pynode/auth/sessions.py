@@ -3,6 +3,15 @@
 A refresh token is `<session id>.<secret>`; only SHA-256 of the secret is
 stored. Rotation is a compare-and-set on the session record, so two
 concurrent refreshes can never both consume the same token.
+
+Every authenticated call asks whether its session is still live. To answer
+without a store round trip, each process remembers the holders of sessions it
+has seen, and every change that matters to authorization (revocation, role)
+is announced on the event feed, so each process forgets the session at once:
+the changing process before its call returns, the others when the announcement
+arrives (Redis pub/sub: well under a millisecond on one network). While the
+feed is not live (reconnecting, or silent for over a second) nothing is
+remembered and every call reads the store.
 """
 
 from __future__ import annotations
@@ -17,9 +26,14 @@ import uuid
 
 from pynode.auth.domain import LoginSession
 from pynode.core.errors import Unauthenticated, Unavailable
+from pynode.core.events import EventFeed
 from pynode.core.kv import KeyValueStore
 
-PARSED_MAX = 10_000
+CHANGES_CHANNEL = "auth:session-changes"
+HOLDERS_MAX = 10_000
+# A backstop only, for an announcement lost because its publisher died between its
+# write and its publish: the feed, not this age, is what makes revocation immediate.
+HOLDER_TRUST_SECONDS = 30.0
 MAX_SIBLINGS = 4  # live refresh tokens a family may hold after grace-window replays
 
 
@@ -50,11 +64,41 @@ def _contains(hashes: list[str], digest: str) -> bool:
 class SessionStore:
     """Creates, rotates, lists and revokes login sessions."""
 
-    def __init__(self, kv: KeyValueStore, lifetime_seconds: float, grace_seconds: float) -> None:
+    def __init__(self, kv: KeyValueStore, feed: EventFeed, lifetime_seconds: float, grace_seconds: float) -> None:
         self._kv = kv
+        self._feed = feed
         self.lifetime_seconds = lifetime_seconds
         self.grace_seconds = grace_seconds
-        self._parsed: dict[str, tuple[str, str]] = {}  # record text -> (user id, role), oldest first
+        # sid -> (user id, role, trusted until on the monotonic clock), oldest first.
+        self._holders: dict[str, tuple[str, str, float]] = {}
+        # Bumped by every forget: a store read that began before a forget must not be remembered.
+        self._generation = 0
+        self._changes = feed.subscribe(CHANGES_CHANNEL, self._forget, self._forget_all)
+
+    @property
+    def remembering(self) -> bool:
+        """Whether session holders are remembered between calls (the change feed is live)."""
+        return self._changes.live
+
+    def holder_known(self, sid: str) -> tuple[str, str] | None:
+        """What this process remembers of a session's holder, without asking the store."""
+        known = self._holders.get(sid)
+        if known is not None and known[2] > time.monotonic() and self.remembering:
+            return known[0], known[1]
+        return None
+
+    def _forget(self, sid: str) -> None:
+        self._generation += 1
+        self._holders.pop(sid, None)
+
+    def _forget_all(self) -> None:
+        self._generation += 1
+        self._holders.clear()
+
+    async def _announce(self, sid: str) -> None:
+        """Tell every process (this one first) that what it knows of `sid` is out of date."""
+        self._forget(sid)
+        await self._feed.publish(CHANGES_CHANNEL, sid)
 
     async def create(self, user_id: str, role: str, user_agent: str, ip_address: str) -> tuple[LoginSession, str]:
         """A new session and its first refresh token."""
@@ -82,18 +126,23 @@ class SessionStore:
 
     async def holder(self, sid: str) -> tuple[str, str] | None:
         """(user id, role) of a live session, or None: the per-call check, kept lean."""
+        known = self.holder_known(sid)
+        if known is not None:
+            return known
+        generation = self._generation
         raw = await self._kv.get(_session_key(sid))
         if raw is None:
+            self._holders.pop(sid, None)
             return None
-        # Parsed once per distinct record text: a record changes only on refresh or role change,
-        # and the text itself is the key, so this memo can never be stale.
-        parsed = self._parsed.get(raw)
-        if parsed is None:
-            record = json.loads(raw)
-            parsed = self._parsed[raw] = (record["user_id"], record["role"])
-            if len(self._parsed) > PARSED_MAX:
-                del self._parsed[next(iter(self._parsed))]
-        return parsed
+        record = json.loads(raw)
+        holder = record["user_id"], record["role"]
+        if generation == self._generation and self.remembering:
+            lifetime = min(HOLDER_TRUST_SECONDS, record["expires_at"] - time.time())
+            self._holders.pop(sid, None)
+            self._holders[sid] = (*holder, time.monotonic() + lifetime)
+            if len(self._holders) > HOLDERS_MAX:
+                del self._holders[next(iter(self._holders))]
+        return holder
 
     async def rotate(self, refresh_token: str) -> tuple[LoginSession, str]:
         """Consume a refresh token and return its successor.
@@ -146,6 +195,7 @@ class SessionStore:
         """End one session; access tokens carrying its sid stop working at once."""
         raw = await self._kv.get(_session_key(sid))
         await self._kv.delete(_session_key(sid))
+        await self._announce(sid)
         if raw:
             await self._kv.set_remove(_user_key(_decode(raw).user_id), sid)
         return raw is not None
@@ -169,4 +219,5 @@ class SessionStore:
                 updated = _decode(raw)
                 updated.role = role
                 if await self._kv.compare_and_set(key, raw, _encode(updated), updated.expires_at - time.time()):
+                    await self._announce(session.id)
                     break

@@ -24,9 +24,12 @@ from pynode.auth.sessions import SessionStore
 from pynode.auth.throttle import LoginLockout, RateLimiter
 from pynode.auth.tokens import JwksKeySource, KeySource, LocalKeySource, TokenIssuer, TokenVerifier
 from pynode.core import migrate
+from pynode.core.adapters.memory_events import MemoryEventFeed
 from pynode.core.adapters.memory_kv import MemoryKeyValueStore
+from pynode.core.adapters.redis_events import RedisEventFeed
 from pynode.core.adapters.redis_kv import RedisKeyValueStore
 from pynode.core.db import Database
+from pynode.core.events import EventFeed
 from pynode.core.kv import KeyValueStore
 from pynode.core.principal import Authenticator
 from pynode.core.settings import Settings, SettingsError
@@ -42,6 +45,13 @@ def build_kv(settings: Settings) -> KeyValueStore:
     if scheme in ("redis", "rediss", "unix"):
         return RedisKeyValueStore(settings.redis_url, settings.redis_prefix)
     raise SettingsError(f"DEVPYNODE_REDIS_URL: unsupported scheme {scheme!r}; use memory:// or redis://host:port/db")
+
+
+def build_feed(settings: Settings) -> EventFeed:
+    """The event feed beside the key-value store: in-process for memory://, Redis pub/sub otherwise."""
+    if urlparse(settings.redis_url).scheme == "memory":
+        return MemoryEventFeed()
+    return RedisEventFeed(settings.redis_url, settings.redis_prefix)
 
 
 def check_storage_url(settings: Settings) -> None:
@@ -69,6 +79,8 @@ class Platform:
     settings: Settings
     db: Database
     kv: KeyValueStore
+    feed: EventFeed
+    sessions: SessionStore
     authenticator: Authenticator
     auth: AuthComponents | None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -121,7 +133,9 @@ def _remote_key_source(channel: grpc.aio.Channel) -> KeySource:
     return JwksKeySource(fetch)
 
 
-def build_auth(settings: Settings, db: Database, kv: KeyValueStore, sessions: SessionStore) -> AuthComponents:
+def build_auth(
+    settings: Settings, db: Database, kv: KeyValueStore, feed: EventFeed, sessions: SessionStore
+) -> AuthComponents:
     """The auth service and what it owns."""
     keyring = load_keyring(settings)
     hasher = PasswordHasher(settings.bcrypt_cost, settings.bcrypt_workers, settings.bcrypt_nice)
@@ -136,7 +150,7 @@ def build_auth(settings: Settings, db: Database, kv: KeyValueStore, sessions: Se
             kv, settings.lockout_free_failures, settings.lockout_max_seconds, settings.account_flood_failures
         ),
         service_secret=settings.service_secret.get_secret_value(),
-        profiles=ProfileCache(kv),
+        profiles=ProfileCache(kv, feed),
     )
     return AuthComponents(service, keyring, hasher)
 
@@ -154,11 +168,13 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
         await _reachable("Redis server", "DEVPYNODE_REDIS_URL", kv.ping)
         db = await open_database(settings, auto_migrate=auto_migrate)
         closers.append(db.close)
-        sessions = SessionStore(kv, settings.refresh_token_days * 86400, settings.refresh_grace_seconds)
+        feed = build_feed(settings)
+        closers.append(feed.close)
+        sessions = SessionStore(kv, feed, settings.refresh_token_days * 86400, settings.refresh_grace_seconds)
         auth: AuthComponents | None = None
         keys: KeySource
         if "auth" in settings.services():
-            auth = build_auth(settings, db, kv, sessions)
+            auth = build_auth(settings, db, kv, feed, sessions)
             hasher = auth.hasher
 
             async def close_hasher() -> None:
@@ -177,7 +193,7 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
         raise
     verifier = TokenVerifier(keys, settings.auth_issuer, settings.auth_audience)
     authenticator = TokenAuthenticator(verifier, sessions)
-    return Platform(settings, db, kv, authenticator, auth, closers)
+    return Platform(settings, db, kv, feed, sessions, authenticator, auth, closers)
 
 
 def describe(platform: Platform) -> dict[str, Any]:

@@ -36,7 +36,7 @@ return 1
 """
 
 
-def _unavailable_on_outage(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+def unavailable_on_outage(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """A Redis outage becomes UNAVAILABLE (retry later), not an internal error."""
 
     @functools.wraps(method)
@@ -67,33 +67,33 @@ class RedisKeyValueStore:
     def _k(self, key: str) -> str:
         return self._prefix + key
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def get(self, key: str) -> str | None:
         value = await self._client.get(self._k(key))
         return None if value is None else str(value)
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def get_many(self, keys: list[str]) -> list[str | None]:
         if not keys:
             return []
         values = await self._client.mget([self._k(k) for k in keys])
         return [None if v is None else str(v) for v in values]
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def set(self, key: str, value: str, ttl_seconds: float | None = None) -> None:
         await self._client.set(self._k(key), value, px=_ms(ttl_seconds) if ttl_seconds is not None else None)
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def delete(self, *keys: str) -> int:
         if not keys:
             return 0
         return int(await self._client.delete(*[self._k(k) for k in keys]))
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def exists(self, key: str) -> bool:
         return bool(await self._client.exists(self._k(key)))
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def incr(self, key: str, ttl_seconds: float) -> tuple[int, float]:
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.incr(self._k(key))
@@ -102,14 +102,14 @@ class RedisKeyValueStore:
             count, _, pttl = await pipe.execute()
         return int(count), (pttl / 1000 if pttl >= 0 else -1.0)
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def ttl(self, key: str) -> float:
         pttl = int(await self._client.pttl(self._k(key)))
         if pttl == -2:
             return 0.0
         return -1.0 if pttl == -1 else pttl / 1000
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def set_add(self, key: str, member: str, ttl_seconds: float | None = None) -> None:
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.sadd(self._k(key), member)
@@ -117,19 +117,19 @@ class RedisKeyValueStore:
                 pipe.pexpire(self._k(key), _ms(ttl_seconds))
             await pipe.execute()
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def set_remove(self, key: str, member: str) -> None:
         await self._client.srem(self._k(key), member)
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def set_members(self, key: str) -> builtins.set[str]:
         return {str(m) for m in await self._client.smembers(self._k(key))}
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def set_contains(self, key: str, member: str) -> bool:
         return bool(await self._client.sismember(self._k(key), member))
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def compare_and_set(
         self, key: str, expected: str | None, new: str | None, ttl_seconds: float | None = None
     ) -> bool:
@@ -142,7 +142,7 @@ class RedisKeyValueStore:
         ]
         return bool(await self._cas(keys=[self._k(key)], args=args))
 
-    @_unavailable_on_outage
+    @unavailable_on_outage
     async def ping(self) -> None:
         await self._client.ping()
 
