@@ -35,6 +35,8 @@ import grpc
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from pynode.auth.passwords import lower_priority
+
 ECHO_METHOD = "/bench.v1.EchoService/Echo"
 PASSWORD = "bench password that is long"
 
@@ -205,8 +207,8 @@ def bcrypt_seconds(cost: int, samples: int = 5) -> float:
 
 
 def bcrypt_hog(cost: int, seconds: float) -> None:
-    """Hash in a loop at the lowest priority, like the server's pool threads (the storm control)."""
-    os.nice(19)
+    """Hash in a loop at the server's pool threads' priority (the storm control)."""
+    lower_priority(19)
     hashed = bcrypt.hashpw(b"x" * 44, bcrypt.gensalt(cost))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -150,3 +150,21 @@ async def test_email_that_lengthens_when_lower_cased_is_invalid(client: MeshClie
         )
     )
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.violations() == {"email": "TOO_LONG"}
+
+
+def test_hashing_threads_yield_to_the_event_loop() -> None:
+    """Pool threads run idle-priority, so a login storm never holds a core the event loop wants."""
+    import os
+    import threading
+
+    seen: list[tuple[int, int]] = []
+
+    def hashing_thread() -> None:
+        passwords.lower_priority(19)
+        seen.append((os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+
+    worker = threading.Thread(target=hashing_thread)
+    worker.start()
+    worker.join()
+    assert seen == [(os.SCHED_IDLE, 19)]
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # only that thread, not the process

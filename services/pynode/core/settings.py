@@ -73,7 +73,11 @@ class Settings(BaseSettings):
     bcrypt_cost: int = Field(12, ge=4, le=16, description="bcrypt work factor.")
     bcrypt_workers: int = Field(0, ge=0, description="Threads hashing passwords; 0 means one per core.")
     bcrypt_nice: int = Field(
-        19, ge=0, le=19, description="CPU niceness of the hashing threads, so hashing never slows cheap RPCs."
+        19,
+        ge=0,
+        le=19,
+        description="CPU niceness of the hashing threads; above 0 they also run SCHED_IDLE (Linux), so hashing "
+        "never delays cheap RPCs. 0 leaves them at normal priority.",
     )
     trust_forwarded_for: bool = Field(
         False, description="Take the client address from x-forwarded-for (only behind a trusted proxy)."
