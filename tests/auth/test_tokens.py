@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -185,3 +186,34 @@ async def test_service_tokens(client: MeshClient, mesh: MeshServer) -> None:
     # A service identity is not a user: user RPCs refuse it.
     error = await fails(client.me(token=issued.access_token))
     assert error.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_remote_keys_expire_so_a_retired_key_stops_verifying() -> None:
+    keyring_jwks = [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "a"}]
+    served = [keyring_jwks]
+
+    async def fetch() -> list[dict[str, str]]:
+        return served[-1]
+
+    keys = JwksKeySource(fetch, min_refresh_seconds=60, max_age_seconds=0.05)
+    assert await keys.public_key("a") is not None
+    served.append([])  # auth retired key "a"
+    await asyncio.sleep(0.06)
+    assert await keys.public_key("a") is None
+
+
+async def test_unreachable_auth_is_unavailable_not_unauthenticated() -> None:
+    from pynode.core.errors import Unavailable
+
+    calls = 0
+
+    async def fetch() -> list[dict[str, str]]:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("auth is down")
+
+    keys = JwksKeySource(fetch)
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            await keys.public_key("a")
+    assert calls == 1  # failing fast in between, not one fetch per call

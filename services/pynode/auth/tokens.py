@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -13,7 +15,11 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pynode.auth.keys import SigningKeyring
-from pynode.core.errors import Unauthenticated
+from pynode.core.errors import Unauthenticated, Unavailable
+
+log = logging.getLogger("pynode.auth.tokens")
+
+OUTAGE_RETRY_SECONDS = 1.0  # while auth is unreachable and no key is known, calls fail fast in between
 
 ALGORITHM = "EdDSA"
 ACCESS_TYP = "at+jwt"  # RFC 9068 header type
@@ -168,24 +174,45 @@ def _invalid(message: str) -> Unauthenticated:
 class JwksKeySource:
     """Public keys fetched from a remote auth service's GetJwks, cached, refreshed on an unknown kid.
 
-    `fetch` returns the JWK dicts; refreshes are rate limited so garbage kids cannot flood auth.
+    `fetch` returns the JWK dicts. Refreshes on unknown kids are rate limited, so garbage
+    kids cannot flood auth; the whole set is also replaced every `max_age_seconds`, so a key
+    retired from auth stops verifying here too. An auth service that cannot be reached
+    makes verification UNAVAILABLE while no keys are known, and keeps the known keys otherwise.
     """
 
-    def __init__(self, fetch: Any, min_refresh_seconds: float = 10.0) -> None:
+    def __init__(self, fetch: Any, min_refresh_seconds: float = 10.0, max_age_seconds: float = 300.0) -> None:
         self._fetch = fetch
         self._keys: dict[str, Ed25519PublicKey] = {}
-        self._fetched_at = 0.0
+        self._fetched_at = -math.inf
         self._min_refresh = min_refresh_seconds
+        self._max_age = max_age_seconds
+        self._failed_at = -math.inf
         self._lock = asyncio.Lock()
 
     async def public_key(self, kid: str) -> Ed25519PublicKey | None:
-        if kid in self._keys:
+        age = time.monotonic() - self._fetched_at
+        if kid in self._keys and age < self._max_age:
             return self._keys[kid]
         async with self._lock:
-            if kid not in self._keys and time.monotonic() - self._fetched_at >= self._min_refresh:
-                self._fetched_at = time.monotonic()
-                self._keys = _parse_jwks(await self._fetch())
+            age = time.monotonic() - self._fetched_at
+            if age >= self._max_age or (kid not in self._keys and age >= self._min_refresh):
+                await self._refresh()
         return self._keys.get(kid)
+
+    async def _refresh(self) -> None:
+        now = time.monotonic()
+        if not self._keys and now - self._failed_at < OUTAGE_RETRY_SECONDS:
+            raise Unavailable("the auth service's keys cannot be fetched; retry shortly", retry_after=1.0)
+        try:
+            keys = _parse_jwks(await self._fetch())
+        except Exception as exc:
+            if not self._keys:
+                self._failed_at = now
+                raise Unavailable("the auth service's keys cannot be fetched; retry shortly", retry_after=1.0) from exc
+            log.warning("could not refresh token keys from the auth service (%s); keeping the known ones", exc)
+            self._fetched_at = now - self._max_age + self._min_refresh  # try again soon, not on every call
+            return
+        self._keys, self._fetched_at = keys, now
 
 
 def _parse_jwks(jwks: list[dict[str, str]]) -> dict[str, Ed25519PublicKey]:

@@ -101,6 +101,9 @@ class RedisEventFeed:
                 await self._listen(pubsub)
             except (redis.RedisError, OSError) as exc:
                 log.warning("event feed lost Redis (%s); reconnecting", type(exc).__name__)
+            except Exception:
+                # A consumer's bug must not end the feed: its subscribers would never be live again.
+                log.exception("event feed failed; reconnecting")
             finally:
                 self._lost()
                 with contextlib.suppress(Exception):
