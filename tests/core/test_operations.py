@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.backends import Backend
 from tests.client import PASSWORD, MeshClient, new_email
 from tests.conftest import make_settings, start_mesh
+from tests.core.test_events import eventually
 
 DEVPYNODE = [sys.executable, "-m", "pynode.cli"]
 
@@ -115,6 +116,7 @@ async def test_metrics_endpoint_counts_calls_by_code(backend: Backend, tmp_path:
             await client.me()
             with pytest.raises(grpc.aio.AioRpcError):
                 await client.me(token="garbage")
+        await eventually(lambda: server.platform.sessions.remembering)
         url = f"http://127.0.0.1:{server.metrics_port}/metrics"
         body = (await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())).decode()
     finally:
@@ -127,6 +129,7 @@ async def test_metrics_endpoint_counts_calls_by_code(backend: Backend, tmp_path:
     assert f'grpc_server_handling_seconds_bucket{{{labels},le="+Inf"}} 2.0' in body
     assert f"grpc_server_msg_received_total{{{labels}}} 1.0" in body  # the garbage token never got that far
     assert f"grpc_server_msg_sent_total{{{labels}}} 1.0" in body
+    assert "devpynode_session_memory_live 1.0" in body
 
 
 async def test_graceful_stop_drains_in_flight_calls(tmp_path: Path) -> None:

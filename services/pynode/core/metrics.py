@@ -10,12 +10,12 @@ apart from each other, which a scrape tolerates.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -85,6 +85,16 @@ class _Collector(Collector):
         yield from (started, handled, received, sent, seconds)
 
 
+class _GaugeCollector(Collector):
+    """A gauge read from the application when scraped (the read must be safe from another thread)."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._name, self._documentation, self._read = name, documentation, read
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self._name, self._documentation, value=self._read())
+
+
 class ServerMetrics:
     """The server's metrics, in a registry of their own (never the global one)."""
 
@@ -99,6 +109,10 @@ class ServerMetrics:
         method = MethodMetrics(labels)
         self._methods.append(method)
         return method
+
+    def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """Publish a value that `read` returns at scrape time."""
+        self.registry.register(_GaugeCollector(name, documentation, read))
 
     def serve_http(self, host: str, port: int) -> int:
         """Expose /metrics over HTTP; returns the bound port."""

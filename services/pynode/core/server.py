@@ -109,6 +109,12 @@ class MeshServer:
         self.platform = platform
         settings = platform.settings
         self.metrics = ServerMetrics()
+        sessions = platform.sessions
+        self.metrics.gauge(
+            "devpynode_session_memory_live",
+            "1 while session checks are answered from memory (the change feed is live); 0 while each reads the store.",
+            lambda: float(sessions.remembering),
+        )
         registrations = _registrations(platform)
         self.service_names = [r.descriptor.full_name for r in registrations]
         self.access_log = AccessLog()
