@@ -56,6 +56,17 @@ async def test_register_is_rate_limited_per_address(strict: Any) -> None:
     await client.as_other_address().register()  # other addresses are not affected
 
 
+async def test_register_is_rate_limited_per_account_across_addresses(strict: Any) -> None:
+    client: MeshClient = await strict(rate_limit_per_minute=3)
+    email = new_email()
+    await client.as_other_address().register(email)
+    for _ in range(2):
+        assert (await fails(client.as_other_address().register(email))).code == grpc.StatusCode.ALREADY_EXISTS
+    error = await fails(client.as_other_address().register(email))
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.detail(error_details_pb2.QuotaFailure).violations[0].subject == "register:account"
+
+
 async def test_login_is_rate_limited_per_account_across_addresses(strict: Any) -> None:
     client: MeshClient = await strict(rate_limit_per_minute=4, account_flood_failures=100, lockout_free_failures=100)
     email = new_email()
@@ -82,6 +93,27 @@ async def test_refresh_is_rate_limited(strict: Any) -> None:
         )
     )
     assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_seconds(error) > 0
+
+
+async def test_refresh_is_rate_limited_per_account_across_sessions_and_addresses(strict: Any) -> None:
+    client: MeshClient = await strict(rate_limit_per_minute=3, lockout_free_failures=100)
+    email = new_email()
+    await client.register(email)
+    devices = [(await client.as_other_address().login(email)).tokens.refresh_token for _ in range(2)]
+
+    async def refresh(token: str) -> auth_pb2.TokenPair:
+        other = client.as_other_address()
+        response = await other.auth.RefreshToken(
+            auth_pb2.RefreshTokenRequest(refresh_token=token), metadata=other.md("")
+        )
+        return response.tokens
+
+    devices[0] = (await refresh(devices[0])).refresh_token
+    devices[1] = (await refresh(devices[1])).refresh_token
+    devices[0] = (await refresh(devices[0])).refresh_token
+    error = await fails(refresh(devices[1]))
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.detail(error_details_pb2.QuotaFailure).violations[0].subject == "refresh:account"
 
 
 async def test_failures_lock_the_address_with_growing_delays(client: MeshClient) -> None:

@@ -87,6 +87,7 @@ class AuthService:
         """Create a user account and sign it in."""
         email = normalise_email(email)
         await self.limiter.hit("register", "address", client.address)
+        await self.limiter.hit("register", "account", account_key(email))  # slows probing one e-mail from many places
         if len(email) > MAX_EMAIL_LENGTH:  # lower-casing can lengthen some Unicode letters
             raise InvalidArgument(
                 f"email must be at most {MAX_EMAIL_LENGTH} characters",
@@ -117,8 +118,9 @@ class AuthService:
     async def refresh(self, refresh_token: str, client: ClientInfo) -> IssuedTokens:
         """Rotate a refresh token into a new pair."""
         await self.limiter.hit("refresh", "address", client.address)
-        sid = refresh_token.partition(".")[0]
-        await self.limiter.hit("refresh", "session", sid[:64])
+        holder = await self.sessions.get(refresh_token.partition(".")[0][:64])
+        if holder is not None:  # an unknown session fails in rotate, limited by address alone
+            await self.limiter.hit("refresh", "account", holder.user_id)
         session, refresh = await self.sessions.rotate(refresh_token)
         return self._tokens(session, refresh)
 
