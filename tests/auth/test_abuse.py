@@ -14,7 +14,7 @@ from google.rpc import error_details_pb2
 
 from pynode.core.server import MeshServer
 from tests.backends import Backend
-from tests.client import MeshClient, RichError, fails, new_email
+from tests.client import MeshClient, RichError, fails, new_email, rich_error
 from tests.conftest import make_settings, start_mesh
 
 WRONG = "definitely not it"
@@ -154,3 +154,18 @@ async def test_a_flood_slows_strangers_but_not_the_owners_known_address(client: 
     assert slowed.code == grpc.StatusCode.RESOURCE_EXHAUSTED and slowed.reason == "LOGIN_LOCKED"
     assert 0 < _retry_seconds(slowed) <= 2
     await owner.login(email)  # the owner gets in at once
+
+
+async def test_a_storm_beyond_the_hashing_queue_is_shed_with_a_retry_delay(strict: Any) -> None:
+    client: MeshClient = await strict(
+        bcrypt_cost=10, bcrypt_workers=1, bcrypt_queue=1, rate_limit_per_minute=100, lockout_free_failures=100
+    )
+    email = new_email()
+    await client.register(email)
+    results = await asyncio.gather(*(client.as_other_address().login(email) for _ in range(6)), return_exceptions=True)
+    shed = [rich_error(r) for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert 0 < len(shed) <= 4 and sum(isinstance(r, auth_pb2.LoginResponse) for r in results) >= 2
+    for error in shed:
+        assert error.code == grpc.StatusCode.UNAVAILABLE and error.reason == "OVERLOADED"
+        assert _retry_seconds(error) > 0
+    await client.as_other_address().login(email)  # nothing was lost: the account works once the storm is over

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 
 import bcrypt
 
-from pynode.core.errors import FieldViolation, InvalidArgument
+from pynode.core.errors import FieldViolation, InvalidArgument, Unavailable
 
 T = TypeVar("T")
 
@@ -90,20 +91,33 @@ def check_password(password: str, hashed: bytes) -> bool:
 
 
 class PasswordHasher:
-    """bcrypt with a fixed cost in a pool of niced threads, one per core, so a login storm
-    queues in the pool and never stalls other RPCs."""
+    """bcrypt with a fixed cost in a pool of idle-priority threads, one per core, so a login
+    storm queues in the pool and never stalls other RPCs. The queue is bounded too: past it,
+    calls are shed at once with a retry delay instead of waiting minutes."""
 
-    def __init__(self, cost: int, workers: int = 0, nice: int = 19) -> None:
+    def __init__(self, cost: int, workers: int = 0, nice: int = 19, queue: int = 0) -> None:
         self.cost = cost
         self.workers = workers or os.cpu_count() or 1
+        self.capacity = self.workers + (queue or 16 * self.workers)  # running plus waiting
         self._pool = ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="bcrypt", initializer=lower_priority, initargs=(nice,)
         )
         self._dummy: bytes | None = None
+        self._pending = 0
+        self._seconds_per_hash = 0.25  # measured by warm_up
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         """The one way work reaches the pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+        if self._pending >= self.capacity:
+            drain = self._pending / self.workers * self._seconds_per_hash
+            raise Unavailable(
+                "too many sign-ins are being checked right now; retry shortly", retry_after=drain, reason="OVERLOADED"
+            )
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+        finally:
+            self._pending -= 1
 
     async def hash(self, password: str) -> str:
         """A bcrypt hash of the pre-hashed password."""
@@ -122,8 +136,11 @@ class PasswordHasher:
         return ok and known
 
     async def warm_up(self) -> None:
-        """Compute the dummy hash before the first login, so its cost never shows in a timing."""
-        await self.verify("warm up", None)
+        """Compute the dummy hash before the first login, so its cost never shows in a timing;
+        time one check, for the retry delay of shed calls."""
+        began = time.perf_counter()
+        await self.verify("warm up", None)  # two bcrypt runs: the dummy's hash, then its check
+        self._seconds_per_hash = (time.perf_counter() - began) / 2
 
     def close(self) -> None:
         """Stop the pool (queued hashes are dropped)."""

@@ -138,7 +138,7 @@ def build_auth(
 ) -> AuthComponents:
     """The auth service and what it owns."""
     keyring = load_keyring(settings)
-    hasher = PasswordHasher(settings.bcrypt_cost, settings.bcrypt_workers, settings.bcrypt_nice)
+    hasher = PasswordHasher(settings.bcrypt_cost, settings.bcrypt_workers, settings.bcrypt_nice, settings.bcrypt_queue)
     issuer = TokenIssuer(keyring, settings.auth_issuer, settings.auth_audience, settings.access_token_seconds)
     service = AuthService(
         users=SqlUserRepository(db),

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     )
     bcrypt_cost: int = Field(12, ge=4, le=16, description="bcrypt work factor.")
     bcrypt_workers: int = Field(0, ge=0, description="Threads hashing passwords; 0 means one per core.")
+    bcrypt_queue: int = Field(
+        0,
+        ge=0,
+        description="Hashes that may wait for a thread; beyond that Register/Login/ChangePassword answer UNAVAILABLE "
+        "with RetryInfo instead of queueing without end. 0 means 16 per thread (about 4 s of waiting at cost 12).",
+    )
     bcrypt_nice: int = Field(
         19,
         ge=0,
