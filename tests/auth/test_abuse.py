@@ -156,6 +156,21 @@ async def test_a_flood_slows_strangers_but_not_the_owners_known_address(client: 
     await owner.login(email)  # the owner gets in at once
 
 
+async def test_change_password_cannot_be_used_to_guess_the_current_one(strict: Any) -> None:
+    client: MeshClient = await strict(rate_limit_per_minute=3)
+    await client.register()
+
+    def attempt(guess: str) -> Any:
+        request = auth_pb2.ChangePasswordRequest(current_password=guess, new_password="another long passphrase")
+        return client.auth.ChangePassword(request, metadata=client.md())
+
+    for _ in range(3):
+        assert (await fails(attempt(WRONG))).code == grpc.StatusCode.INVALID_ARGUMENT
+    error = await fails(attempt(WRONG))
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.detail(error_details_pb2.QuotaFailure).violations[0].subject == "change-password:account"
+
+
 async def test_a_storm_beyond_the_hashing_queue_is_shed_with_a_retry_delay(strict: Any) -> None:
     client: MeshClient = await strict(
         bcrypt_cost=10, bcrypt_workers=1, bcrypt_queue=1, rate_limit_per_minute=100, lockout_free_failures=100

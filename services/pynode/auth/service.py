@@ -145,6 +145,8 @@ class AuthService:
 
     async def change_password(self, caller: Principal, current: str, new: str) -> None:
         """Replace the password and end every other session."""
+        # Limited like Login: a stolen access token must not become a way to guess the password.
+        await self.limiter.hit("change-password", "account", caller.subject)
         user = await self.users.by_id(uuid.UUID(caller.subject))
         if user is None or user.disabled:
             raise Unauthenticated("the account no longer exists or is disabled", reason="ACCOUNT_UNAVAILABLE")
