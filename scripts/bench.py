@@ -223,7 +223,13 @@ async def storm(args: argparse.Namespace, probe: Callable[[], Awaitable[Any]], l
     """GetCurrentUser p99 during a login storm vs idle, in alternating rounds (idle, control,
     storm) so the machine's drift hits all three alike. The control runs plain bcrypt loops in
     other processes, at the pool's priority: what any hashing load costs this machine's CPUs,
-    whatever the server does. Returns whether the target was met."""
+    whatever the server does. Returns whether the target was met.
+
+    Not pinned: on two CPUs, pinning the load generator apart leaves the server one CPU, where
+    its event loop starves the idle-priority hashing and no storm happens. Unpinned, the load
+    generator shares CPUs with the hashing, and that is what the control shows: measured by
+    hand (taskset), a bcrypt loop on the server's CPU left the probe's p99 unchanged, while the
+    same loop on the load generator's CPU raised it about 1.7x."""
     probe_c, width, seconds = 4, max(2, 2 * cores), args.seconds / args.rounds
     idle_runs, control_runs, storm_runs = [], [], []
     logins, login_seconds, done = 0, 0.0, 0
