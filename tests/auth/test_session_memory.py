@@ -115,3 +115,20 @@ async def test_a_read_that_raced_a_change_is_not_remembered() -> None:
     assert await reading == ("u1", "user")  # that call was ordered before the change...
     assert store.holder_known(session.id) is None  # ...but its answer is not kept
     assert await store.holder(session.id) == ("u1", "admin")
+
+
+class _DyingKeyValueStore(MemoryKeyValueStore):
+    """Fails every delete, as if the process died in the middle of a revocation."""
+
+    async def delete(self, *keys: str) -> int:
+        raise RuntimeError("died mid-revocation")
+
+
+async def test_a_change_is_announced_before_it_is_written() -> None:
+    kv, feed = _DyingKeyValueStore(), MemoryEventFeed()
+    dying, other = SessionStore(kv, feed, 3600, 1), SessionStore(kv, feed, 3600, 1)
+    session, _ = await dying.create("u1", "user", "ua", "1.2.3.4")
+    assert await other.holder(session.id) == ("u1", "user")
+    with pytest.raises(RuntimeError):
+        await dying.revoke(session.id)
+    assert other.holder_known(session.id) is None  # it will ask the store again, not trust its memory

@@ -16,6 +16,7 @@ remembered and every call reads the store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -23,6 +24,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 from pynode.auth.domain import LoginSession
 from pynode.core.errors import Unauthenticated, Unavailable
@@ -31,8 +33,7 @@ from pynode.core.kv import KeyValueStore
 
 CHANGES_CHANNEL = "auth:session-changes"
 HOLDERS_MAX = 10_000
-# A backstop only, for an announcement lost because its publisher died between its
-# write and its publish: the feed, not this age, is what makes revocation immediate.
+# A last backstop: the feed, not this age, is what makes revocation immediate (see `_changing`).
 HOLDER_TRUST_SECONDS = 30.0
 MAX_SIBLINGS = 4  # live refresh tokens a family may hold after grace-window replays
 
@@ -99,6 +100,15 @@ class SessionStore:
         """Tell every process (this one first) that what it knows of `sid` is out of date."""
         self._forget(sid)
         await self._feed.publish(CHANGES_CHANNEL, sid)
+
+    @contextlib.asynccontextmanager
+    async def _changing(self, sid: str) -> AsyncIterator[None]:
+        """Announce a change to `sid` before it is written and again after. Should this process
+        die between its write and the second announcement, the first has already made every
+        other process forget; only a read in the instant between the two could be remembered."""
+        await self._announce(sid)
+        yield
+        await self._announce(sid)
 
     async def create(self, user_id: str, role: str, user_agent: str, ip_address: str) -> tuple[LoginSession, str]:
         """A new session and its first refresh token."""
@@ -194,11 +204,12 @@ class SessionStore:
     async def revoke(self, sid: str) -> bool:
         """End one session; access tokens carrying its sid stop working at once."""
         raw = await self._kv.get(_session_key(sid))
-        await self._kv.delete(_session_key(sid))
-        await self._announce(sid)
-        if raw:
-            await self._kv.set_remove(_user_key(_decode(raw).user_id), sid)
-        return raw is not None
+        if raw is None:
+            return False  # gone already; whoever ended it announced it, and expiry needs no announcement
+        async with self._changing(sid):
+            await self._kv.delete(_session_key(sid))
+        await self._kv.set_remove(_user_key(_decode(raw).user_id), sid)
+        return True
 
     async def revoke_user(self, user_id: str, *, keep: str = "") -> int:
         """End every session of a user except `keep`; returns how many ended."""
@@ -212,12 +223,12 @@ class SessionStore:
         """Carry a role change into live sessions, so authorization sees it at once."""
         for session in await self.list_for_user(user_id):
             key = _session_key(session.id)
-            for _attempt in range(8):
-                raw = await self._kv.get(key)
-                if raw is None:
-                    break
-                updated = _decode(raw)
-                updated.role = role
-                if await self._kv.compare_and_set(key, raw, _encode(updated), updated.expires_at - time.time()):
-                    await self._announce(session.id)
-                    break
+            async with self._changing(session.id):
+                for _attempt in range(8):
+                    raw = await self._kv.get(key)
+                    if raw is None:
+                        break
+                    updated = _decode(raw)
+                    updated.role = role
+                    if await self._kv.compare_and_set(key, raw, _encode(updated), updated.expires_at - time.time()):
+                        break
