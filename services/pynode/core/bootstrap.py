@@ -202,5 +202,6 @@ def describe(platform: Platform) -> dict[str, Any]:
         "services": list(platform.settings.services()),
         "database": platform.db.engine.url.render_as_string(hide_password=True),
         "kv": type(platform.kv).__name__,
+        "events": type(platform.feed).__name__,
         "dev_mode": platform.settings.dev_mode,
     }
