@@ -19,8 +19,8 @@ from pynode.core.bootstrap import build_feed, build_kv
 from pynode.core.events import Deliver, EventFeed, Reset
 from pynode.core.kv import KeyValueStore
 from tests.backends import Backend
+from tests.client import eventually
 from tests.conftest import make_settings
-from tests.core.test_events import eventually
 
 
 @pytest.fixture

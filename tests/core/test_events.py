@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,15 +12,8 @@ import redis.asyncio as redis
 from pynode.core.bootstrap import build_feed
 from pynode.core.events import EventFeed
 from tests.backends import Backend, unique
+from tests.client import eventually
 from tests.conftest import make_settings
-
-
-async def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Wait for something another task (the feed's reader) makes true."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.backends import Backend
-from tests.client import PASSWORD, MeshClient, new_email
+from tests.client import PASSWORD, MeshClient, eventually, new_email
 from tests.conftest import make_settings, start_mesh
-from tests.core.test_events import eventually
 
 DEVPYNODE = [sys.executable, "-m", "pynode.cli"]
 

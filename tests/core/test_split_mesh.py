@@ -9,9 +9,8 @@ import pytest
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
 from tests.backends import Backend
-from tests.client import MeshClient, fails
+from tests.client import MeshClient, eventually, fails
 from tests.conftest import make_settings, start_mesh
-from tests.core.test_events import eventually
 
 
 async def test_split_processes_share_auth_through_settings(real_backend: Backend, tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ has seen, and every change that matters to authorization (revocation, role)
 is announced on the event feed, so each process forgets the session at once:
 the changing process before its call returns, the others when the announcement
 arrives (Redis pub/sub: well under a millisecond on one network). While the
-feed is not live (reconnecting, or silent for over a second) nothing is
-remembered and every call reads the store.
+feed is not live (reconnecting, or silent for 1.5 s) nothing is remembered and
+every call reads the store.
 """
 
 from __future__ import annotations

@@ -105,7 +105,8 @@ class TokenVerifier:
 
     A client sends the same access token for its whole lifetime, and an Ed25519 check costs
     more than the rest of a cheap RPC, so verified tokens are remembered (by their exact text)
-    until they expire. Revocation is not cached: the session check runs on every call.
+    until they expire. Revocation is not this class's concern: the authenticator asks the
+    session store on every call (see SessionStore.holder).
     """
 
     def __init__(self, keys: KeySource, issuer: str, audience: str, cache_size: int = 10_000) -> None:
@@ -201,14 +202,15 @@ class JwksKeySource:
 
     async def _refresh(self) -> None:
         now = time.monotonic()
+        unavailable = Unavailable("the auth service's keys cannot be fetched; retry shortly", retry_after=1.0)
         if not self._keys and now - self._failed_at < OUTAGE_RETRY_SECONDS:
-            raise Unavailable("the auth service's keys cannot be fetched; retry shortly", retry_after=1.0)
+            raise unavailable
         try:
             keys = _parse_jwks(await self._fetch())
         except Exception as exc:
             if not self._keys:
                 self._failed_at = now
-                raise Unavailable("the auth service's keys cannot be fetched; retry shortly", retry_after=1.0) from exc
+                raise unavailable from exc
             log.warning("could not refresh token keys from the auth service (%s); keeping the known ones", exc)
             self._fetched_at = now - self._max_age + self._min_refresh  # try again soon, not on every call
             return

@@ -204,7 +204,7 @@ class Edge:
     def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"
 
-    def mount(self, server: grpc.aio.Server, add_to_server: Callable[[Any, Any], None], servicer: Any) -> str:
+    def mount(self, server: grpc.aio.Server, add_to_server: Callable[[Any, Any], None], servicer: Any) -> None:
         """Register `servicer` through its generated `add_*_to_server`, every handler wrapped."""
         capture = _HandlerCapture()
         add_to_server(servicer, capture)
@@ -214,7 +214,6 @@ class Edge:
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, wrapped),))
         server.add_registered_method_handlers(capture.service, wrapped)
-        return capture.service
 
     def _method(
         self, contract: MethodContract, handler: grpc.RpcMethodHandler[Any, Any]

@@ -6,7 +6,13 @@ detail types that apply (AIP-193). Service code never imports grpc.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -113,3 +119,22 @@ class Unavailable(DomainError):
     def __init__(self, message: str, *, retry_after: float | None = None, reason: str | None = None):
         super().__init__(message, reason=reason)
         self.retry_after = retry_after
+
+
+def unavailable_on(
+    *outages: type[BaseException], what: str
+) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
+    """Decorate an adapter method so a lost connection to `what` becomes UNAVAILABLE (retry
+    later) instead of an internal error."""
+
+    def decorate(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        @functools.wraps(method)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                return await method(*args, **kwargs)
+            except outages:
+                raise Unavailable(f"{what} is unreachable; retry shortly", retry_after=1.0) from None
+
+        return wrapper
+
+    return decorate

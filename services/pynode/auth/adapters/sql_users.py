@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Boolean, String, Uuid, select, tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -14,10 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from pynode.auth.domain import User
 from pynode.core.db import Base, Database, UTCDateTime
-from pynode.core.errors import AlreadyExists, Unavailable
-
-P = ParamSpec("P")
-T = TypeVar("T")
+from pynode.core.errors import AlreadyExists, unavailable_on
 
 
 class UserRow(Base):
@@ -35,17 +29,8 @@ class UserRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-def _unavailable_on_outage(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """A lost database connection becomes UNAVAILABLE (retry later), not an internal error."""
-
-    @functools.wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except OperationalError:
-            raise Unavailable("the database is unreachable; retry shortly", retry_after=1.0) from None
-
-    return wrapper
+# A lost database connection is UNAVAILABLE with a retry delay, never INTERNAL.
+_unavailable_on_outage = unavailable_on(OperationalError, what="the database")
 
 
 _FIELDS = ("id", "email", "password_hash", "display_name", "role", "disabled", "created_at", "updated_at")

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import builtins
-import functools
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pynode.core.errors import Unavailable
-
-P = ParamSpec("P")
-T = TypeVar("T")
+from pynode.core.errors import unavailable_on
 
 # KEYS[1] key; ARGV[1] expected ("" with ARGV[4]=="1" meaning missing), ARGV[2] new, ARGV[3] ttl ms,
 # ARGV[4] expect-missing flag, ARGV[5] delete flag.
@@ -36,17 +31,8 @@ return 1
 """
 
 
-def unavailable_on_outage(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """A Redis outage becomes UNAVAILABLE (retry later), not an internal error."""
-
-    @functools.wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError):
-            raise Unavailable("the session store is unreachable; retry shortly", retry_after=1.0) from None
-
-    return wrapper
+# Every Redis call: an outage is UNAVAILABLE with a retry delay, never INTERNAL.
+unavailable_on_outage = unavailable_on(RedisConnectionError, RedisTimeoutError, what="the session store")
 
 
 def _ms(seconds: float) -> int:
