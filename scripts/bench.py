@@ -304,7 +304,7 @@ async def main(args: argparse.Namespace) -> int:
     }
     devpynode = str(Path(sys.executable).parent / "devpynode")
     mesh, mesh_port = await start_process(
-        [devpynode, "serve"], workdir / "mesh.log", env, r"serving .* on 127\.0\.0\.1:(\d+)"
+        [devpynode, "serve"], workdir / "mesh.log", env, r"gRPC\s+127\.0\.0\.1:(\d+)"
     )
     failed = False
     try:

@@ -12,9 +12,10 @@ import psycopg
 import pytest
 import redis
 
-from pynode.core.bootstrap import build
-from pynode.core.server import MeshServer
-from pynode.core.settings import Settings
+from pynode.app.bootstrap import build
+from pynode.app.server import MeshServer
+from pynode.app.settings import Settings, load
+from pynode.auth.module import AuthComponents
 from tests.backends import MODE, PG_ADMIN_URL, REDIS_URL, Backend, real_available, unique
 from tests.client import MeshClient
 
@@ -40,8 +41,10 @@ def _pg_plain(url: str) -> str:
 @pytest.fixture(scope="session")
 def real_backend() -> Iterator[Backend]:
     """A fresh PostgreSQL database and Redis key prefix for this run; dropped afterwards."""
+    if MODE == "off":
+        pytest.skip("real backends turned off (DEVPYNODE_TEST_REAL=off)")
     ok, missing = real_available()
-    if MODE == "off" or not ok:
+    if not ok:
         if MODE == "require":
             pytest.fail(f"real backends required (DEVPYNODE_TEST_REAL=require) but unreachable: {missing}")
         pytest.skip(f"real backends unreachable ({missing}); set DEVPYNODE_TEST_REAL=require to fail instead")
@@ -85,14 +88,21 @@ def make_settings(backend: Backend, data_dir: Path, **overrides: Any) -> Setting
         "shutdown_grace_seconds": 1.0,
     }
     values.update(overrides)
-    return Settings(**values)
+    return load(**values)
+
+
+def auth_of(mesh: MeshServer) -> AuthComponents:
+    """The auth service's wired parts in a test mesh."""
+    parts = mesh.platform.component("auth")
+    assert isinstance(parts, AuthComponents)
+    return parts
 
 
 async def start_mesh(settings: Settings) -> MeshServer:
-    if settings.database_url.startswith("postgresql"):
-        from pynode.core import migrate
+    if settings.stores.database_url.startswith("postgresql"):
+        from pynode.app import migrate
 
-        await migrate.upgrade_async(settings.database_url)
+        await migrate.upgrade_async(settings.stores.database_url)
     server = MeshServer(await build(settings))
     await server.start()
     return server

@@ -12,7 +12,7 @@ import pytest
 from devpynode.auth.v1 import auth_pb2
 from google.rpc import error_details_pb2
 
-from pynode.core.server import MeshServer
+from pynode.app.server import MeshServer
 from tests.backends import Backend
 from tests.client import MeshClient, RichError, fails, new_email, rich_error
 from tests.conftest import make_settings, start_mesh

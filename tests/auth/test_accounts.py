@@ -10,9 +10,10 @@ import grpc
 import pytest
 from devpynode.auth.v1 import auth_pb2
 
+from pynode.app.server import MeshServer
 from pynode.auth import passwords
-from pynode.core.server import MeshServer
 from tests.client import PASSWORD, MeshClient, fails, new_email
+from tests.conftest import auth_of
 
 
 async def test_register_signs_in_and_normalises_email(client: MeshClient) -> None:
@@ -94,8 +95,7 @@ async def test_unknown_email_costs_one_bcrypt_check_like_a_wrong_password(
     """Timing parity by construction: both paths run exactly one bcrypt check at the configured cost."""
     email = new_email()
     await client.register(email)
-    assert mesh.platform.auth is not None
-    hasher = mesh.platform.auth.hasher
+    hasher = auth_of(mesh).hasher
     checks: list[tuple[str, int]] = []
     real_run = hasher._run
 

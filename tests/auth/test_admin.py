@@ -10,14 +10,14 @@ from pathlib import Path
 import grpc
 from devpynode.auth.v1 import auth_pb2
 
-from pynode.core.server import MeshServer
+from pynode.app.server import MeshServer
 from tests.client import PASSWORD, MeshClient, fails, new_email
+from tests.conftest import auth_of
 
 
 async def _admin(client: MeshClient, mesh: MeshServer) -> MeshClient:
-    assert mesh.platform.auth is not None
     email = new_email()
-    await mesh.platform.auth.service.create_admin(email, PASSWORD, "Admin")
+    await auth_of(mesh).service.create_admin(email, PASSWORD, "Admin")
     admin = client.as_other_address()
     login = await admin.login(email)
     assert login.user.role == auth_pb2.ROLE_ADMIN
@@ -108,7 +108,7 @@ async def test_create_admin_command(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "pynode.cli",
+        "pynode.app.cli",
         "users",
         "create-admin",
         "--email",
@@ -123,7 +123,7 @@ async def test_create_admin_command(tmp_path: Path) -> None:
     )
     out, err = await asyncio.wait_for(process.communicate(f"{PASSWORD}\n".encode()), 60)
     assert process.returncode == 0, err.decode()
-    assert "admin root@example.com is" in out.decode()
+    assert "created admin root@example.com" in out.decode()
 
 
 async def test_forged_user_page_tokens_are_invalid(client: MeshClient, mesh: MeshServer) -> None:

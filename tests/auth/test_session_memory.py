@@ -1,7 +1,7 @@
 """Each process remembers session holders between calls; the change feed makes it forget at once.
 
-Two SessionStores on one key-value store stand for two processes (on Redis, each
-has its own pub/sub connection, as separate processes would).
+Two (SessionStore, CachedSessionLiveness) pairs on one key-value store stand for two processes
+(on Redis, each has its own pub/sub connection, as separate processes would).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from pynode.app.bootstrap import build_feed, build_kv
 from pynode.auth.sessions import SessionStore
+from pynode.auth.verification import CachedSessionLiveness, StoredSessionLiveness
 from pynode.core.adapters.memory_events import MemoryEventFeed
 from pynode.core.adapters.memory_kv import MemoryKeyValueStore
-from pynode.core.bootstrap import build_feed, build_kv
 from pynode.core.events import Deliver, EventFeed, Reset
 from pynode.core.kv import KeyValueStore
 from tests.backends import Backend
@@ -23,17 +24,36 @@ from tests.client import eventually
 from tests.conftest import make_settings
 
 
+class Process:
+    """One process's session writer and its session liveness memory."""
+
+    def __init__(self, kv: KeyValueStore, feed: EventFeed) -> None:
+        self.liveness = CachedSessionLiveness(StoredSessionLiveness(kv), feed)
+        self.store = SessionStore(kv, feed, self.liveness, 3600, 1)
+
+    @property
+    def remembering(self) -> bool:
+        return self.liveness.remembering
+
+    def holder_known(self, sid: str) -> tuple[str, str] | None:
+        return self.liveness.holder_known(sid)
+
+    async def holder(self, sid: str) -> tuple[str, str] | None:
+        return await self.liveness.holder(sid)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
 @pytest.fixture
-async def two_processes(
-    backend: Backend, tmp_path: Path
-) -> AsyncIterator[tuple[KeyValueStore, SessionStore, SessionStore]]:
+async def two_processes(backend: Backend, tmp_path: Path) -> AsyncIterator[tuple[KeyValueStore, Process, Process]]:
     settings = make_settings(backend, tmp_path)
-    kv = build_kv(settings)
-    feeds = [build_feed(settings)]
+    kv = build_kv(settings.stores)
+    feeds = [build_feed(settings.stores)]
     if backend.redis_url != "memory://":
-        feeds.append(build_feed(settings))
-    here = SessionStore(kv, feeds[0], 3600, 1)
-    there = SessionStore(kv, feeds[-1], 3600, 1)
+        feeds.append(build_feed(settings.stores))
+    here = Process(kv, feeds[0])
+    there = Process(kv, feeds[-1])
     await eventually(lambda: here.remembering and there.remembering)
     yield kv, here, there
     for feed in feeds:
@@ -42,7 +62,7 @@ async def two_processes(
 
 
 async def test_a_remembered_session_is_forgotten_when_another_process_revokes_it(
-    two_processes: tuple[KeyValueStore, SessionStore, SessionStore],
+    two_processes: tuple[KeyValueStore, Process, Process],
 ) -> None:
     kv, here, there = two_processes
     session, _ = await here.create("u1", "user", "ua", "1.2.3.4")
@@ -84,7 +104,7 @@ class _SilentFeed:
 async def test_nothing_is_remembered_while_the_feed_is_not_live() -> None:
     kv = MemoryKeyValueStore()
     feed: EventFeed = _SilentFeed()
-    store = SessionStore(kv, feed, 3600, 1)
+    store = Process(kv, feed)
     session, _ = await store.create("u1", "user", "ua", "1.2.3.4")
     assert await store.holder(session.id) == ("u1", "user")
     await kv.delete(f"auth:session:{session.id}")
@@ -106,7 +126,7 @@ class _SlowKeyValueStore(MemoryKeyValueStore):
 
 async def test_a_read_that_raced_a_change_is_not_remembered() -> None:
     kv = _SlowKeyValueStore()
-    store = SessionStore(kv, MemoryEventFeed(), 3600, 1)
+    store = Process(kv, MemoryEventFeed())
     session, _ = await store.create("u1", "user", "ua", "1.2.3.4")
     reading = asyncio.create_task(store.holder(session.id))
     await asyncio.sleep(0)  # the read has its (old) value and waits
@@ -126,7 +146,7 @@ class _DyingKeyValueStore(MemoryKeyValueStore):
 
 async def test_a_change_is_announced_before_it_is_written() -> None:
     kv, feed = _DyingKeyValueStore(), MemoryEventFeed()
-    dying, other = SessionStore(kv, feed, 3600, 1), SessionStore(kv, feed, 3600, 1)
+    dying, other = Process(kv, feed), Process(kv, feed)
     session, _ = await dying.create("u1", "user", "ua", "1.2.3.4")
     assert await other.holder(session.id) == ("u1", "user")
     with pytest.raises(RuntimeError):

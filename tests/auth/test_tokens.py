@@ -16,11 +16,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from devpynode.auth.v1 import auth_pb2
 
+from pynode.app.server import MeshServer
 from pynode.auth.keys import SigningKeyring, thumbprint
-from pynode.auth.tokens import JwksKeySource, LocalKeySource, TokenIssuer, TokenVerifier
+from pynode.auth.tokens import LocalKeySource, TokenIssuer
+from pynode.auth.verification import JwksKeySource
+from pynode.auth.verification import JwtVerifier as TokenVerifier
 from pynode.core.errors import Unauthenticated
-from pynode.core.server import MeshServer
 from tests.client import MeshClient, fails
+from tests.conftest import auth_of
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -32,8 +35,7 @@ def _parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _keyring(mesh: MeshServer) -> SigningKeyring:
-    assert mesh.platform.auth is not None
-    return mesh.platform.auth.keyring
+    return auth_of(mesh).keyring
 
 
 def _sign(mesh: MeshServer, claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
@@ -164,7 +166,7 @@ async def test_remote_services_verify_with_jwks_and_refresh_on_unknown_kid(
         return [{f: getattr(k, f) for f in ("kty", "crv", "x", "kid", "alg", "use")} for k in response.keys]
 
     keys = JwksKeySource(fetch, min_refresh_seconds=0)
-    verifier = TokenVerifier(keys, mesh.platform.settings.auth_issuer, mesh.platform.settings.auth_audience)
+    verifier = TokenVerifier(keys, mesh.platform.settings.mesh.auth_issuer, mesh.platform.settings.mesh.auth_audience)
     assert (await verifier.verify(client.token)).role == "user"
     assert (await verifier.verify(client.token)).role == "user"
     assert fetches == 1  # cached
@@ -177,7 +179,7 @@ async def test_service_tokens(client: MeshClient, mesh: MeshServer) -> None:
         client.auth.IssueServiceToken(auth_pb2.IssueServiceTokenRequest(service_name="chat", service_secret="guess"))
     )
     assert bad.code == grpc.StatusCode.UNAUTHENTICATED and bad.reason == "BAD_SERVICE_SECRET"
-    secret = mesh.platform.settings.service_secret.get_secret_value()
+    secret = mesh.platform.settings.mesh.service_secret.get_secret_value()
     issued = await client.auth.IssueServiceToken(
         auth_pb2.IssueServiceTokenRequest(service_name="chat", service_secret=secret)
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from pynode.core.bootstrap import build_feed
+from pynode.app.bootstrap import build_feed
 from pynode.core.events import EventFeed
 from tests.backends import Backend, unique
 from tests.client import eventually
@@ -18,7 +18,7 @@ from tests.conftest import make_settings
 
 @pytest.fixture
 async def feed(backend: Backend, tmp_path: Path) -> AsyncIterator[EventFeed]:
-    feed = build_feed(make_settings(backend, tmp_path))
+    feed = build_feed(make_settings(backend, tmp_path).stores)
     yield feed
     await feed.close()
 
@@ -44,7 +44,7 @@ async def test_messages_reach_every_subscriber_of_their_channel(feed: EventFeed)
 async def test_a_lost_connection_resets_its_subscribers_before_they_are_live_again(
     real_backend: Backend, tmp_path: Path
 ) -> None:
-    feed = build_feed(make_settings(real_backend, tmp_path))
+    feed = build_feed(make_settings(real_backend, tmp_path).stores)
     channel = unique("c")
     got: list[str] = []
     resets: list[bool] = []
@@ -71,7 +71,7 @@ async def test_publishing_without_redis_is_unavailable_not_internal(tmp_path: Pa
     from pynode.core.errors import Unavailable
 
     dead = Backend("dead", "", "redis://127.0.0.1:1/0", "t:")
-    feed = build_feed(make_settings(dead, tmp_path))
+    feed = build_feed(make_settings(dead, tmp_path).stores)
     subscription = feed.subscribe("c", lambda _m: None, lambda: None)
     try:
         with pytest.raises(Unavailable):

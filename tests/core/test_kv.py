@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from pynode.core.bootstrap import build_kv
+from pynode.app.bootstrap import build_kv
 from pynode.core.kv import KeyValueStore
 from tests.backends import Backend, unique
 from tests.conftest import make_settings
@@ -15,7 +15,7 @@ from tests.conftest import make_settings
 
 @pytest.fixture
 async def kv(backend: Backend, tmp_path: object) -> AsyncIterator[KeyValueStore]:
-    store = build_kv(make_settings(backend, tmp_path))  # type: ignore[arg-type]
+    store = build_kv(make_settings(backend, tmp_path).stores)  # type: ignore[arg-type]
     yield store
     await store.close()
 

@@ -11,8 +11,9 @@ from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pynode.core.server import MeshServer
+from pynode.app.server import MeshServer
 from tests.client import MeshClient, fails
+from tests.conftest import auth_of
 
 SERVICES = [
     "devpynode.auth.v1.AuthService",
@@ -113,12 +114,11 @@ async def test_unexpected_errors_are_internal_without_internals(
     client: MeshClient, mesh: MeshServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     await client.register()
-    assert mesh.platform.auth is not None
 
     async def broken(caller: object) -> None:
         raise RuntimeError("database password is hunter2")
 
-    monkeypatch.setattr(mesh.platform.auth.service, "current_user", broken)
+    monkeypatch.setattr(auth_of(mesh).service, "current_user", broken)
     with caplog.at_level("ERROR", logger="pynode.edge"):
         error = await fails(client.me())
     assert error.code == grpc.StatusCode.INTERNAL and error.reason == "INTERNAL"

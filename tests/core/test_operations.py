@@ -20,7 +20,7 @@ from tests.backends import Backend
 from tests.client import PASSWORD, MeshClient, eventually, new_email
 from tests.conftest import make_settings, start_mesh
 
-DEVPYNODE = [sys.executable, "-m", "pynode.cli"]
+DEVPYNODE = [sys.executable, "-m", "pynode.app.cli"]
 
 
 async def _cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> tuple[int, str, str]:
@@ -53,10 +53,15 @@ async def _cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = b""
         ({"DEVPYNODE_GRPC_PORT": "not-a-port"}, "DEVPYNODE_GRPC_PORT"),
         ({"DEVPYNODE_ONLY": "auth,billing"}, "DEVPYNODE_ONLY"),
         ({"DEVPYNODE_DEV_MODE": "false"}, "DEVPYNODE_SERVICE_SECRET"),
+        ({"DEVPYNODE_DEV_MODE": "false", "DEVPYNODE_SERVICE_SECRET": "abc"}, "DEVPYNODE_SERVICE_SECRET"),
         (
-            {"DEVPYNODE_DEV_MODE": "false", "DEVPYNODE_SERVICE_SECRET": "s3cr3t-long-enough"},
+            {"DEVPYNODE_DEV_MODE": "false", "DEVPYNODE_SERVICE_SECRET": "s3cr3t-long-enough-" + "x" * 20},
             "DEVPYNODE_AUTH_PRIVATE_KEYS",
         ),
+        ({"DEVPYNODE_ONLY": "files", "DEVPYNODE_AUTH_ADDRESS": "no-port-here"}, "DEVPYNODE_AUTH_ADDRESS"),
+        ({"DEVPYNODE_ONLY": "files"}, "DEVPYNODE_AUTH_ADDRESS"),
+        ({"DEVPYNODE_LOG_LEVEL": "chatty"}, "DEVPYNODE_LOG_LEVEL"),
+        ({"DEVPYNODE_CLAMD_ADDRESS": "clamd"}, "DEVPYNODE_CLAMD_ADDRESS"),
     ],
 )
 async def test_bad_settings_stop_serve_with_one_line(tmp_path: Path, env: dict[str, str], setting: str) -> None:
@@ -115,7 +120,7 @@ async def test_metrics_endpoint_counts_calls_by_code(backend: Backend, tmp_path:
             await client.me()
             with pytest.raises(grpc.aio.AioRpcError):
                 await client.me(token="garbage")
-        await eventually(lambda: server.platform.sessions.remembering)
+        await eventually(lambda: server.platform.authenticator.sessions.remembering)
         url = f"http://127.0.0.1:{server.metrics_port}/metrics"
         body = (await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())).decode()
     finally:
@@ -158,7 +163,8 @@ async def test_graceful_stop_drains_in_flight_calls(tmp_path: Path) -> None:
     await channel.close()
 
 
-async def test_serve_stops_on_sigterm(tmp_path: Path) -> None:
+async def test_serve_stops_on_sigterm_without_waiting_for_watch_streams(tmp_path: Path) -> None:
+    """A load balancer's Health/Watch stream ends at NOT_SERVING instead of holding the stop for the grace period."""
     process = await asyncio.create_subprocess_exec(
         *DEVPYNODE,
         "serve",
@@ -168,18 +174,30 @@ async def test_serve_stops_on_sigterm(tmp_path: Path) -> None:
         "0",
         "--metrics-port",
         "-1",
+        env={**os.environ, "DEVPYNODE_SHUTDOWN_GRACE_SECONDS": "600"},
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    assert process.stderr is not None
+    assert process.stdout is not None and process.stderr is not None
     port = 0
+    banner = ""
     while not port:
-        line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
         assert line, "serve exited before serving"
-        found = re.search(r"serving .* on 127\.0\.0\.1:(\d+)", line)
+        banner += line
+        found = re.search(r"gRPC\s+127\.0\.0\.1:(\d+)", line)
         port = int(found.group(1)) if found else 0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        health = health_pb2_grpc.HealthStub(channel)
+        response = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert response.status == health_pb2.HealthCheckResponse.SERVING
-    process.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(process.wait(), 30) == 0
+        watch = health.Watch(health_pb2.HealthCheckRequest())
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        process.send_signal(signal.SIGTERM)
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # With a 600 s grace, only an ended Watch stream lets the process exit within this wait.
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    err = (await process.stderr.read()).decode()
+    assert "stopping; 1 call(s) in flight" in err
     assert (tmp_path / "devpynode.db").exists()
+    assert "metrics    off" in (await process.stdout.read()).decode() or "metrics" in banner

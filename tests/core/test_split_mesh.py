@@ -32,10 +32,10 @@ async def test_split_processes_share_auth_through_settings(real_backend: Backend
             anonymous = await fails(stub.ListFiles(files_pb2.ListFilesRequest(), metadata=user.md("")))
             assert anonymous.code == grpc.StatusCode.UNAUTHENTICATED
             # The token passes the files process's checks (keys fetched from auth's JWKS)...
-            await eventually(lambda: files.platform.sessions.remembering)
+            await eventually(lambda: files.platform.authenticator.sessions.remembering)
             accepted = await fails(stub.ListFiles(files_pb2.ListFilesRequest(), metadata=user.md()))
             assert accepted.code == grpc.StatusCode.UNIMPLEMENTED
-            assert files.platform.sessions.holder_known(sid) is not None  # remembered there
+            assert files.platform.authenticator.sessions.holder_known(sid) is not None  # remembered there
             # ...and a logout in the auth process takes effect there at once.
             from devpynode.auth.v1 import auth_pb2
 
@@ -48,7 +48,7 @@ async def test_split_processes_share_auth_through_settings(real_backend: Backend
 
 
 async def test_a_process_without_auth_needs_its_address(tmp_path: Path) -> None:
-    from pynode.core.bootstrap import build
+    from pynode.app.bootstrap import build
     from pynode.core.settings import SettingsError
 
     embedded = Backend("embedded", "", "memory://", "t:")

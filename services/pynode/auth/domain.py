@@ -23,12 +23,9 @@ class User:
     updated_at: datetime
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Profile:
-    """What an account shows of itself: a User without its password hash, safe to cache and share.
-
-    Compared and hashed by identity: a cached profile is one object, so memos keyed by it are cheap.
-    """
+    """What an account shows of itself: a User without its password hash, safe to cache and share."""
 
     id: uuid.UUID
     email: str

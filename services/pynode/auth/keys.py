@@ -17,7 +17,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pynode.core.settings import Settings, SettingsError
+from pynode.auth.settings import AuthSettings
+from pynode.core.settings import SettingsError
 
 _PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----.+?-----END [A-Z ]+-----", re.S)
 DEV_KEY_FILE = "auth-ed25519.pem"
@@ -95,13 +96,13 @@ def generate_pem() -> str:
     )
 
 
-def load_keyring(settings: Settings) -> SigningKeyring:
-    """Keys from settings; in dev mode without keys, a key generated once and kept in the data dir."""
+def load_keyring(settings: AuthSettings, *, dev_mode: bool, data_dir: Path) -> SigningKeyring:
+    """The configured keys; in dev mode without any, a key generated once in the data dir."""
     private_pems = _PEM_BLOCK.findall(settings.auth_private_keys.get_secret_value())
     if not private_pems:
-        if not settings.dev_mode:
+        if not dev_mode:
             raise SettingsError("DEVPYNODE_AUTH_PRIVATE_KEYS: required when dev mode is off")
-        private_pems = [_dev_key(settings.data_dir)]
+        private_pems = [_dev_key(data_dir)]
     private = [_load_private(p, "DEVPYNODE_AUTH_PRIVATE_KEYS") for p in private_pems]
     public = [k.public_key() for k in private[1:]]
     public += [_load_public(p, "DEVPYNODE_AUTH_PUBLIC_KEYS") for p in _PEM_BLOCK.findall(settings.auth_public_keys)]

@@ -1,4 +1,4 @@
-"""What the auth service needs from the outside world."""
+"""What the auth service needs from the outside world, as Protocols: the service never names an adapter."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Protocol
 
-from pynode.auth.domain import User
+from pynode.auth.domain import LoginSession, Profile, User
 
 
 class UserRepository(Protocol):
@@ -21,8 +21,76 @@ class UserRepository(Protocol):
     async def by_id(self, user_id: uuid.UUID) -> User | None:
         """The account with this id."""
 
+    async def profile(self, user_id: str) -> Profile | None:
+        """What the account with this (canonical) id shows of itself: the per-call read."""
+
     async def save(self, user: User) -> None:
         """Write back a changed account."""
 
     async def page(self, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[User]:
         """Accounts ordered by (created_at, id), strictly after `after`."""
+
+
+class SessionRepository(Protocol):
+    """Login sessions and their refresh token families."""
+
+    async def create(self, user_id: str, role: str, user_agent: str, ip_address: str) -> tuple[LoginSession, str]:
+        """A new session and its first refresh token."""
+
+    async def get(self, sid: str) -> LoginSession | None:
+        """A live session, or None."""
+
+    async def rotate(self, refresh_token: str) -> tuple[LoginSession, str]:
+        """Consume a refresh token; returns the session and the token's successor."""
+
+    async def list_for_user(self, user_id: str) -> list[LoginSession]:
+        """Live sessions of a user, newest first."""
+
+    async def revoke(self, sid: str) -> bool:
+        """End one session at once; whether it was live."""
+
+    async def revoke_user(self, user_id: str, *, keep: str = "") -> int:
+        """End every session of a user but `keep`; how many ended."""
+
+    async def set_role(self, user_id: str, role: str) -> None:
+        """Carry a role change into the user's live sessions."""
+
+
+class PasswordHashing(Protocol):
+    """Slow password hashes, off the event loop."""
+
+    async def hash(self, password: str) -> str:
+        """A hash to store."""
+
+    async def verify(self, password: str, hashed: str | None) -> bool:
+        """Whether `password` matches; with no hash, the same work and False."""
+
+
+class TokenMinting(Protocol):
+    """Signs access and service tokens."""
+
+    def access_token(self, subject: str, session_id: str, role: str) -> tuple[str, float]:
+        """A user session's access token and its expiry."""
+
+    def service_token(self, service: str) -> tuple[str, float]:
+        """A service identity's token and its expiry."""
+
+
+class RateLimits(Protocol):
+    """Calls per minute per subject."""
+
+    async def hit(self, action: str, kind: str, subject: str) -> None:
+        """Count one call; raises QuotaExceeded over the limit."""
+
+
+class LoginLockouts(Protocol):
+    """Growing delays after failed logins, which cannot lock the owner out."""
+
+    async def check(self, email: str, address: str) -> None:
+        """Raise QuotaExceeded while this address is locked out of this account."""
+
+    async def failed(self, email: str, address: str) -> None:
+        """Count a failed login."""
+
+    async def succeeded(self, email: str, address: str) -> None:
+        """Clear the address's count and remember it as known good."""

@@ -11,12 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pynode.auth.domain import ROLES, IssuedTokens, LoginSession, Profile, User
-from pynode.auth.passwords import PasswordHasher, check_policy
-from pynode.auth.ports import UserRepository
-from pynode.auth.profiles import ProfileCache
-from pynode.auth.sessions import SessionStore
-from pynode.auth.throttle import LoginLockout, RateLimiter, account_key
-from pynode.auth.tokens import TokenIssuer
+from pynode.auth.passwords import check_policy
+from pynode.auth.ports import (
+    LoginLockouts,
+    PasswordHashing,
+    RateLimits,
+    SessionRepository,
+    TokenMinting,
+    UserRepository,
+)
+from pynode.auth.throttle import account_key
+from pynode.core.contract import is_email
 from pynode.core.db import utcnow
 from pynode.core.errors import (
     FailedPrecondition,
@@ -51,13 +56,12 @@ class AuthService:
     def __init__(
         self,
         users: UserRepository,
-        hasher: PasswordHasher,
-        sessions: SessionStore,
-        issuer: TokenIssuer,
-        limiter: RateLimiter,
-        lockout: LoginLockout,
+        hasher: PasswordHashing,
+        sessions: SessionRepository,
+        issuer: TokenMinting,
+        limiter: RateLimits,
+        lockout: LoginLockouts,
         service_secret: str,
-        profiles: ProfileCache,
     ) -> None:
         self.users = users
         self.hasher = hasher
@@ -66,12 +70,10 @@ class AuthService:
         self.limiter = limiter
         self.lockout = lockout
         self._service_secret = service_secret
-        self.profiles = profiles
 
     async def _save(self, user: User) -> None:
         user.updated_at = utcnow()
         await self.users.save(user)
-        await self.profiles.forget(user.id)
 
     async def _start_session(self, user: User, client: ClientInfo) -> IssuedTokens:
         session, refresh = await self.sessions.create(str(user.id), user.role, client.user_agent, client.address)
@@ -132,13 +134,8 @@ class AuthService:
             await self.sessions.revoke(caller.session_id)
 
     async def current_user(self, caller: Principal) -> Profile:
-        """The caller's account, from the profile cache when warm."""
-        profile = self.profiles.remembered(caller.subject) or await self.profiles.get(caller.subject)
-        if profile is None:
-            user = await self.users.by_id(uuid.UUID(caller.subject))
-            if user is not None:
-                await self.profiles.put(user)
-                profile = Profile.of(user)
+        """The caller's account (the repository caches profiles: clients ask on every screen)."""
+        profile = await self.users.profile(caller.subject)
         if profile is None or profile.disabled:
             raise Unauthenticated("the account no longer exists or is disabled", reason="ACCOUNT_UNAVAILABLE")
         return profile
@@ -232,15 +229,25 @@ class AuthService:
             await self.sessions.set_role(str(user.id), role)
         return user
 
-    async def create_admin(self, email: str, password: str, display_name: str) -> User:
-        """Make (or promote) an administrator from the command line."""
+    async def create_admin(self, email: str, password: str | None, display_name: str) -> User:
+        """Make an administrator from the command line, or promote an existing account (its password is
+        left alone: `password` is only for a new account)."""
         email = normalise_email(email)
+        if not is_email(email) or len(email) > MAX_EMAIL_LENGTH:
+            raise InvalidArgument(
+                "email must be an e-mail address like name@example.com",
+                [FieldViolation("email", "must be an e-mail address like name@example.com", "BAD_FORMAT")],
+            )
         existing = await self.users.by_email(email)
         if existing is not None:
             existing.role, existing.disabled = "admin", False
             await self._save(existing)
             await self.sessions.set_role(str(existing.id), "admin")
             return existing
+        if not password:
+            raise InvalidArgument(
+                "a password is required for a new account", [FieldViolation("password", "is required", "REQUIRED")]
+            )
         check_policy(password, "password", email=email)
         now = utcnow()
         user = User(uuid.uuid4(), email, await self.hasher.hash(password), display_name, "admin", False, now, now)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
+import grpc
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -12,8 +10,6 @@ from pynode.auth.domain import IssuedTokens, Profile, User
 from pynode.auth.keys import SigningKeyring
 from pynode.auth.service import AuthService
 from pynode.core.principal import current_client, current_principal
-
-Context = Any
 
 _ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
 _ROLE_FROM_PROTO = {auth_pb2.ROLE_USER: "user", auth_pb2.ROLE_ADMIN: "admin"}
@@ -37,13 +33,6 @@ def user_proto(user: User | Profile) -> auth_pb2.User:
     )
 
 
-@functools.lru_cache(maxsize=4096)
-def current_user_response(profile: Profile) -> auth_pb2.GetCurrentUserResponse:
-    """GetCurrentUser's answer for an immutable profile, remembered: clients ask on every screen.
-    Shared between calls, so never changed after it is built (grpc only serializes it)."""
-    return auth_pb2.GetCurrentUserResponse(user=user_proto(profile))
-
-
 def tokens_proto(tokens: IssuedTokens) -> auth_pb2.TokenPair:
     return auth_pb2.TokenPair(
         access_token=tokens.access_token,
@@ -60,39 +49,59 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._service = service
         self._keyring = keyring
 
-    async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> auth_pb2.RegisterResponse:
+    async def Register(
+        self,
+        request: auth_pb2.RegisterRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.RegisterRequest, auth_pb2.RegisterResponse],
+    ) -> auth_pb2.RegisterResponse:
         user, tokens = await self._service.register(
             request.email, request.password, request.display_name, current_client()
         )
         return auth_pb2.RegisterResponse(user=user_proto(user), tokens=tokens_proto(tokens))
 
-    async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.LoginResponse:
+    async def Login(
+        self,
+        request: auth_pb2.LoginRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.LoginRequest, auth_pb2.LoginResponse],
+    ) -> auth_pb2.LoginResponse:
         user, tokens = await self._service.login(request.email, request.password, current_client())
         return auth_pb2.LoginResponse(user=user_proto(user), tokens=tokens_proto(tokens))
 
     async def RefreshToken(
-        self, request: auth_pb2.RefreshTokenRequest, context: Context
+        self,
+        request: auth_pb2.RefreshTokenRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.RefreshTokenRequest, auth_pb2.RefreshTokenResponse],
     ) -> auth_pb2.RefreshTokenResponse:
         tokens = await self._service.refresh(request.refresh_token, current_client())
         return auth_pb2.RefreshTokenResponse(tokens=tokens_proto(tokens))
 
-    async def Logout(self, request: auth_pb2.LogoutRequest, context: Context) -> auth_pb2.LogoutResponse:
+    async def Logout(
+        self,
+        request: auth_pb2.LogoutRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.LogoutRequest, auth_pb2.LogoutResponse],
+    ) -> auth_pb2.LogoutResponse:
         await self._service.logout(current_principal(), request.all_sessions)
         return auth_pb2.LogoutResponse()
 
     async def GetCurrentUser(
-        self, request: auth_pb2.GetCurrentUserRequest, context: Context
+        self,
+        request: auth_pb2.GetCurrentUserRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.GetCurrentUserRequest, auth_pb2.GetCurrentUserResponse],
     ) -> auth_pb2.GetCurrentUserResponse:
-        return current_user_response(await self._service.current_user(current_principal()))
+        return auth_pb2.GetCurrentUserResponse(user=user_proto(await self._service.current_user(current_principal())))
 
     async def ChangePassword(
-        self, request: auth_pb2.ChangePasswordRequest, context: Context
+        self,
+        request: auth_pb2.ChangePasswordRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.ChangePasswordRequest, auth_pb2.ChangePasswordResponse],
     ) -> auth_pb2.ChangePasswordResponse:
         await self._service.change_password(current_principal(), request.current_password, request.new_password)
         return auth_pb2.ChangePasswordResponse()
 
     async def ListSessions(
-        self, request: auth_pb2.ListSessionsRequest, context: Context
+        self,
+        request: auth_pb2.ListSessionsRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.ListSessionsRequest, auth_pb2.ListSessionsResponse],
     ) -> auth_pb2.ListSessionsResponse:
         views, next_token = await self._service.list_sessions(
             current_principal(), request.page_size, request.page_token
@@ -114,16 +123,24 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
     async def RevokeSession(
-        self, request: auth_pb2.RevokeSessionRequest, context: Context
+        self,
+        request: auth_pb2.RevokeSessionRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.RevokeSessionRequest, auth_pb2.RevokeSessionResponse],
     ) -> auth_pb2.RevokeSessionResponse:
         await self._service.revoke_session(current_principal(), request.session_id)
         return auth_pb2.RevokeSessionResponse()
 
-    async def GetJwks(self, request: auth_pb2.GetJwksRequest, context: Context) -> auth_pb2.GetJwksResponse:
+    async def GetJwks(
+        self,
+        request: auth_pb2.GetJwksRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.GetJwksRequest, auth_pb2.GetJwksResponse],
+    ) -> auth_pb2.GetJwksResponse:
         return auth_pb2.GetJwksResponse(keys=[auth_pb2.JsonWebKey(**jwk) for jwk in self._keyring.jwks()])
 
     async def IssueServiceToken(
-        self, request: auth_pb2.IssueServiceTokenRequest, context: Context
+        self,
+        request: auth_pb2.IssueServiceTokenRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.IssueServiceTokenRequest, auth_pb2.IssueServiceTokenResponse],
     ) -> auth_pb2.IssueServiceTokenResponse:
         token, expires = await self._service.issue_service_token(
             request.service_name, request.service_secret, current_client()
@@ -137,11 +154,19 @@ class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
     def __init__(self, service: AuthService) -> None:
         self._service = service
 
-    async def ListUsers(self, request: auth_pb2.ListUsersRequest, context: Context) -> auth_pb2.ListUsersResponse:
+    async def ListUsers(
+        self,
+        request: auth_pb2.ListUsersRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.ListUsersRequest, auth_pb2.ListUsersResponse],
+    ) -> auth_pb2.ListUsersResponse:
         users, next_token = await self._service.list_users(request.page_size, request.page_token)
         return auth_pb2.ListUsersResponse(users=[user_proto(u) for u in users], next_page_token=next_token)
 
-    async def UpdateUser(self, request: auth_pb2.UpdateUserRequest, context: Context) -> auth_pb2.UpdateUserResponse:
+    async def UpdateUser(
+        self,
+        request: auth_pb2.UpdateUserRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.UpdateUserRequest, auth_pb2.UpdateUserResponse],
+    ) -> auth_pb2.UpdateUserResponse:
         role = _ROLE_FROM_PROTO.get(request.role, "invalid") if request.HasField("role") else None
         disabled = request.disabled if request.HasField("disabled") else None
         user = await self._service.update_user(current_principal(), request.user_id, role, disabled)

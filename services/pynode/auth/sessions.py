@@ -4,14 +4,11 @@ A refresh token is `<session id>.<secret>`; only SHA-256 of the secret is
 stored. Rotation is a compare-and-set on the session record, so two
 concurrent refreshes can never both consume the same token.
 
-Every authenticated call asks whether its session is still live. To answer
-without a store round trip, each process remembers the holders of sessions it
-has seen, and every change that matters to authorization (revocation, role)
-is announced on the event feed, so each process forgets the session at once:
-the changing process before its call returns, the others when the announcement
-arrives (Redis pub/sub: well under a millisecond on one network). While the
-feed is not live (reconnecting, or silent for 1.5 s) nothing is remembered and
-every call reads the store.
+Every authenticated call, in any process, asks whether its session is still live
+(`verification.CachedSessionLiveness`, which remembers holders between calls). Every change
+that matters to authorization (revocation, role) is therefore announced on the event feed,
+and this process's own memory forgets the session before the call that changed it returns.
+The record and channel formats are the contract in `verification.py`.
 """
 
 from __future__ import annotations
@@ -27,19 +24,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 from pynode.auth.domain import LoginSession
+from pynode.auth.verification import SESSION_CHANGES_CHANNEL, CachedSessionLiveness
+from pynode.auth.verification import session_key as _session_key
 from pynode.core.errors import Unauthenticated, Unavailable
 from pynode.core.events import EventFeed
 from pynode.core.kv import KeyValueStore
 
-CHANGES_CHANNEL = "auth:session-changes"
-HOLDERS_MAX = 10_000
-# A last backstop: the feed, not this age, is what makes revocation immediate (see `_changing`).
-HOLDER_TRUST_SECONDS = 30.0
 MAX_SIBLINGS = 4  # live refresh tokens a family may hold after grace-window replays
-
-
-def _session_key(sid: str) -> str:
-    return f"auth:session:{sid}"
 
 
 def _user_key(user_id: str) -> str:
@@ -63,43 +54,26 @@ def _contains(hashes: list[str], digest: str) -> bool:
 
 
 class SessionStore:
-    """Creates, rotates, lists and revokes login sessions."""
+    """Creates, rotates, lists and revokes login sessions (auth's SessionRepository)."""
 
-    def __init__(self, kv: KeyValueStore, feed: EventFeed, lifetime_seconds: float, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        kv: KeyValueStore,
+        feed: EventFeed,
+        liveness: CachedSessionLiveness,
+        lifetime_seconds: float,
+        grace_seconds: float,
+    ) -> None:
         self._kv = kv
         self._feed = feed
+        self._liveness = liveness
         self.lifetime_seconds = lifetime_seconds
         self.grace_seconds = grace_seconds
-        # sid -> (user id, role, trusted until on the monotonic clock), oldest first.
-        self._holders: dict[str, tuple[str, str, float]] = {}
-        # Bumped by every forget: a store read that began before a forget must not be remembered.
-        self._generation = 0
-        self._changes = feed.subscribe(CHANGES_CHANNEL, self._forget, self._forget_all)
-
-    @property
-    def remembering(self) -> bool:
-        """Whether session holders are remembered between calls (the change feed is live)."""
-        return self._changes.live
-
-    def holder_known(self, sid: str) -> tuple[str, str] | None:
-        """What this process remembers of a session's holder, without asking the store."""
-        known = self._holders.get(sid)
-        if known is not None and known[2] > time.monotonic() and self.remembering:
-            return known[0], known[1]
-        return None
-
-    def _forget(self, sid: str) -> None:
-        self._generation += 1
-        self._holders.pop(sid, None)
-
-    def _forget_all(self) -> None:
-        self._generation += 1
-        self._holders.clear()
 
     async def _announce(self, sid: str) -> None:
         """Tell every process (this one first) that what it knows of `sid` is out of date."""
-        self._forget(sid)
-        await self._feed.publish(CHANGES_CHANNEL, sid)
+        self._liveness.forget(sid)
+        await self._feed.publish(SESSION_CHANGES_CHANNEL, sid)
 
     @contextlib.asynccontextmanager
     async def _changing(self, sid: str) -> AsyncIterator[None]:
@@ -133,26 +107,6 @@ class SessionStore:
         """A live session, or None."""
         raw = await self._kv.get(_session_key(sid))
         return _decode(raw) if raw else None
-
-    async def holder(self, sid: str) -> tuple[str, str] | None:
-        """(user id, role) of a live session, or None: the per-call check, kept lean."""
-        known = self.holder_known(sid)
-        if known is not None:
-            return known
-        generation = self._generation
-        raw = await self._kv.get(_session_key(sid))
-        if raw is None:
-            self._holders.pop(sid, None)
-            return None
-        record = json.loads(raw)
-        holder = record["user_id"], record["role"]
-        if generation == self._generation and self.remembering:
-            lifetime = min(HOLDER_TRUST_SECONDS, record["expires_at"] - time.time())
-            self._holders.pop(sid, None)
-            self._holders[sid] = (*holder, time.monotonic() + lifetime)
-            if len(self._holders) > HOLDERS_MAX:
-                del self._holders[next(iter(self._holders))]
-        return holder
 
     async def rotate(self, refresh_token: str) -> tuple[LoginSession, str]:
         """Consume a refresh token and return its successor.

@@ -17,7 +17,7 @@ from typing import TextIO
 
 LOGGER_NAME = "pynode.access"
 
-Entry = tuple[float, str, str, str, float, str, str]
+Entry = tuple[float, str, str, str, float, str, str, str]
 
 
 class AccessLog:
@@ -32,14 +32,17 @@ class AccessLog:
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
-    def record(self, request_id: str, method: str, code: str, duration_ms: float, peer: str, reason: str) -> None:
-        """Queue one line (never blocks; drops and counts when the writer falls far behind)."""
+    def record(
+        self, request_id: str, method: str, code: str, duration_ms: float, peer: str, reason: str, user: str = ""
+    ) -> None:
+        """Queue one line (never blocks; drops and counts when the writer falls far behind). `user` is the
+        authenticated caller's id (a user id or `service:<name>`), empty for anonymous calls."""
         if not self.enabled:
             return
         if len(self._buffer) >= self._max_buffer:
             self.dropped += 1
             return
-        self._buffer.append((time.time(), request_id, method, code, duration_ms, peer, reason))
+        self._buffer.append((time.time(), request_id, method, code, duration_ms, peer, reason, user))
 
     def flush(self) -> None:
         """Write every queued line now."""
@@ -47,7 +50,7 @@ class AccessLog:
         if not batch:
             return
         lines = []
-        for created, request_id, method, code, duration_ms, peer, reason in batch:
+        for created, request_id, method, code, duration_ms, peer, reason, user in batch:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
             # Formatted by hand (json.dumps of the whole dict costs more than the RPC's own logging
             # budget); request ids, methods and codes come from fixed alphabets, the rest is escaped.
@@ -56,6 +59,8 @@ class AccessLog:
                 f'"request_id": "{request_id}", "method": "{method}", "code": "{code}", '
                 f'"duration_ms": {duration_ms}, "peer": {json.dumps(peer)}'
             )
+            if user:  # user ids and service names come from verified tokens, but escape them all the same
+                line += f', "user": {json.dumps(user)}'
             lines.append(line + (f', "reason": {json.dumps(reason)}}}' if reason else "}"))
         stream = self._stream or sys.stderr
         stream.write("\n".join(lines) + "\n")

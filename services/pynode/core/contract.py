@@ -20,6 +20,11 @@ Access = int  # an options_pb2.Access value
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+def is_email(value: str) -> bool:
+    """Whether `value` has the shape the contracts call an e-mail address."""
+    return bool(_EMAIL.match(value.strip()))
+
+
 @dataclass(frozen=True)
 class MethodContract:
     """What the proto declares for one RPC."""
@@ -127,7 +132,7 @@ def _check_text(value: str | bytes, rules: options_pb2.FieldRules, path: str, ou
         out.append(FieldViolation(path, f"must be at least {rules.min_len} characters", "TOO_SHORT"))
     if rules.max_len and len(value) > rules.max_len:
         out.append(FieldViolation(path, f"must be at most {rules.max_len} characters", "TOO_LONG"))
-    if rules.format == options_pb2.STRING_FORMAT_EMAIL and not _EMAIL.match(value.strip()):
+    if rules.format == options_pb2.STRING_FORMAT_EMAIL and not is_email(value):
         out.append(FieldViolation(path, "must be an e-mail address like name@example.com", "BAD_FORMAT"))
     if rules.format == options_pb2.STRING_FORMAT_UUID and not _is_uuid(value):
         out.append(FieldViolation(path, "must be a UUID", "BAD_FORMAT"))

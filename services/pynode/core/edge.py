@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import logging
 import os
@@ -25,7 +26,7 @@ from devpynode.common.v1 import options_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from pynode.core import errors, principal, status
+from pynode.core import deadlines, errors, principal, status
 from pynode.core.access_log import AccessLog
 from pynode.core.contract import MethodContract, validate
 from pynode.core.metrics import MethodLabels, MethodMetrics, ServerMetrics
@@ -44,7 +45,18 @@ _ROLE_NAMES: dict[int, str] = {options_pb2.ACCESS_ADMIN: "admin", options_pb2.AC
 class _Call:
     """Bookkeeping for one RPC: admission, counting and the final status."""
 
-    __slots__ = ("_metadata", "client", "context", "contract", "edge", "labels", "metrics", "request_id", "started")
+    __slots__ = (
+        "_metadata",
+        "client",
+        "context",
+        "contract",
+        "edge",
+        "labels",
+        "metrics",
+        "request_id",
+        "started",
+        "user",
+    )
 
     def __init__(
         self,
@@ -61,6 +73,7 @@ class _Call:
         self.started = 0.0
         self._metadata: dict[str, Any] = {}
         self.client = principal.NO_CLIENT
+        self.user = ""
 
     def begin(self) -> None:
         """Start the clock, count the call, settle the request id and the client's address."""
@@ -73,7 +86,8 @@ class _Call:
         )
         forwarded = metadata.get("x-forwarded-for") if self.edge.trust_forwarded_for else None
         client = principal.ClientInfo(self.context.peer() or "", str(metadata.get("user-agent", ""))[:256], forwarded)
-        principal.bind(None, client)
+        principal.bind(None, client, self.request_id)
+        deadlines.bind(self.context.time_remaining())
         self.client = client
         self._metadata = metadata
 
@@ -98,6 +112,7 @@ class _Call:
                 reason="ROLE_REQUIRED",
             )
         principal.bind(who)
+        self.user = who.subject
 
     def admit(self, request: Message) -> Message:
         """Count and validate one request message; returns it for the servicer."""
@@ -122,6 +137,8 @@ class _Call:
         elif isinstance(exc, errors.DomainError):
             code = status.grpc_code(exc)
             rich = status.to_status(exc, code=code)
+            if isinstance(exc, errors.Internal):  # a dependency failed: worth a line, not a traceback
+                log.warning("%s: %s", self.contract.full_method, exc.message, extra={"request_id": self.request_id})
         elif isinstance(exc, NotImplementedError):
             code = grpc.StatusCode.UNIMPLEMENTED
             rich = status.unimplemented_status(self.contract.full_method)
@@ -152,6 +169,7 @@ class _Call:
             round(elapsed * 1000, 3),
             self.client.address,
             _reason(rich),
+            self.user,
         )
 
 
@@ -204,14 +222,28 @@ class Edge:
     def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"
 
-    def mount(self, server: grpc.aio.Server, add_to_server: Callable[[Any, Any], None], servicer: Any) -> None:
-        """Register `servicer` through its generated `add_*_to_server`, every handler wrapped."""
+    def mount(
+        self,
+        server: grpc.aio.Server,
+        add_to_server: Callable[[Any, Any], None],
+        servicer: Any,
+        *,
+        open_to_all: bool = False,
+    ) -> None:
+        """Register `servicer` through its generated `add_*_to_server`, every handler wrapped. Our
+        services' access comes from their contracts; `open_to_all` mounts a standard service that has
+        none (health, reflection) as anonymous, still logged and counted."""
         capture = _HandlerCapture()
         add_to_server(servicer, capture)
-        wrapped = {
-            name: self._wrap(handler, self.contracts[f"/{capture.service}/{name}"])
-            for name, handler in capture.handlers.items()
-        }
+        wrapped = {}
+        for name, handler in capture.handlers.items():
+            full = f"/{capture.service}/{name}"
+            contract = self.contracts.get(full)
+            if contract is None:
+                if not open_to_all:
+                    raise KeyError(f"{full} has no contract")
+                contract = MethodContract(full, options_pb2.ACCESS_ANONYMOUS)
+            wrapped[name] = self._wrap(handler, contract)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, wrapped),))
         server.add_registered_method_handlers(capture.service, wrapped)
 
@@ -254,16 +286,20 @@ class Edge:
             return response
 
         async def stream(
-            context: grpc.aio.ServicerContext[Any, Any], invoke: Callable[[_Call], AsyncIterator[Any]]
+            context: grpc.aio.ServicerContext[Any, Any], invoke: Callable[[_Call], Any]
         ) -> AsyncGenerator[Any, None]:
             call = _Call(self, contract, labels, context)
             call.begin()
             try:
                 if not call.anonymous:
                     await call.authorize()
-                async for response in invoke(call):
-                    call.sent()
-                    yield response
+                produced = invoke(call)
+                if inspect.isawaitable(produced):  # a handler that writes with context.write (health Watch)
+                    await produced
+                else:
+                    async for response in produced:
+                        call.sent()
+                        yield response
             except BaseException as exc:
                 await call.failed(exc)
                 raise

@@ -116,9 +116,34 @@ class Unavailable(DomainError):
 
     reason = "UNAVAILABLE"
 
-    def __init__(self, message: str, *, retry_after: float | None = None, reason: str | None = None):
-        super().__init__(message, reason=reason)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ):
+        super().__init__(message, reason=reason, metadata=metadata)
         self.retry_after = retry_after
+
+
+class DeadlineExceeded(DomainError):
+    """The caller's deadline passed before the work (or a call it needed) could finish."""
+
+    reason = "DEADLINE_EXCEEDED"
+
+
+class Internal(DomainError):
+    """A dependency failed in a way the caller cannot fix (its details stay in the log)."""
+
+    reason = "INTERNAL"
+
+
+class Unimplemented(DomainError):
+    """The RPC is declared but not served (by this build, or by this process)."""
+
+    reason = "NOT_IMPLEMENTED"
 
 
 def unavailable_on(

@@ -110,6 +110,10 @@ class ServerMetrics:
         self._methods.append(method)
         return method
 
+    def in_flight(self) -> int:
+        """Calls started and not yet finished."""
+        return sum(m.started - sum(m.handled.values()) for m in list(self._methods))
+
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """Publish a value that `read` returns at scrape time."""
         self.registry.register(_GaugeCollector(name, documentation, read))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pynode.core.errors import Unauthenticated
@@ -16,6 +16,8 @@ class Principal:
     subject: str  # user id, or "service:<name>"
     role: str  # "user", "admin" or "service"
     session_id: str = ""
+    # The bearer token itself, for peer calls that act as this user; never shown in a repr or log.
+    token: str = field(default="", repr=False, compare=False)
 
 
 class ClientInfo:
@@ -59,6 +61,7 @@ class Authenticator(Protocol):
 
 _principal: ContextVar[Principal | None] = ContextVar("devpynode_principal", default=None)
 _client: ContextVar[ClientInfo | None] = ContextVar("devpynode_client", default=None)
+_request_id: ContextVar[str] = ContextVar("devpynode_request_id", default="")
 NO_CLIENT = ClientInfo("", "")
 
 
@@ -75,8 +78,16 @@ def current_client() -> ClientInfo:
     return _client.get() or NO_CLIENT
 
 
-def bind(principal: Principal | None, client: ClientInfo | None = None) -> None:
-    """Set the caller (and its connection, when given) for the running task; each RPC runs in its own task."""
+def current_request_id() -> str:
+    """The running RPC's request id (passed on to peers, so one request is one id across the mesh)."""
+    return _request_id.get()
+
+
+def bind(principal: Principal | None, client: ClientInfo | None = None, request_id: str | None = None) -> None:
+    """Set the caller (and its connection and request id, when given) for the running task; each RPC runs
+    in its own task."""
     _principal.set(principal)
     if client is not None:
         _client.set(client)
+    if request_id is not None:
+        _request_id.set(request_id)

@@ -11,7 +11,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import grpc
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha._async import ReflectionServicer
@@ -43,7 +42,9 @@ class DocumentedReflectionServicer(ReflectionServicer):  # type: ignore[misc]
             yield response
 
 
-def enable(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
-    """Serve reflection for `service_names` (and itself)."""
-    servicer = DocumentedReflectionServicer([*service_names, SERVICE_NAME])
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+def servicer(service_names: Iterable[str]) -> DocumentedReflectionServicer:
+    """Reflection for `service_names` (and itself), to mount with `reflection_pb2_grpc`."""
+    return DocumentedReflectionServicer([*service_names, SERVICE_NAME])
+
+
+add_to_server = reflection_pb2_grpc.add_ServerReflectionServicer_to_server

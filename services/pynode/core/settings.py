@@ -1,28 +1,68 @@
-"""Settings: one pydantic-settings tree read from `DEVPYNODE_*` environment variables.
+"""Settings kernel: the section base class, the shared sections, and the checks of URLs and addresses.
 
-Nothing here is created at import time: `Settings()` is called by the CLI and
-tests and handed to the bootstrap.
+Every setting is a `DEVPYNODE_<NAME>` environment variable. Each service declares its own section
+(`pynode/<service>/settings.py`); the app composes them in one root (`pynode/app/settings.py`) and hands
+each service its own section only. Nothing here is created at import time.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICE_NAMES = ("auth", "ai", "chat", "files")
 DEV_SERVICE_SECRET = "dev-service-secret-not-for-production"  # noqa: S105 - refused outside dev mode
+MIN_SERVICE_SECRET_CHARS = 32
 
 
 class SettingsError(ValueError):
-    """A setting is malformed or unsafe; the message names the variable."""
+    """A setting is malformed or unsafe; the message starts with the variable's name."""
 
 
-class Settings(BaseSettings):
-    """Every knob of the platform. Each field is `DEVPYNODE_<NAME>` in the environment."""
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    return f"DEVPYNODE_{field.upper()}"
 
-    model_config = SettingsConfigDict(env_prefix="DEVPYNODE_", extra="ignore")
+
+class Section(BaseSettings):
+    """Base of every settings section: fields read from `DEVPYNODE_<FIELD>`, unknown variables ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="DEVPYNODE_", extra="ignore", frozen=True)
+
+
+def check_address(value: str) -> str:
+    """`host:port` (IPv6 in brackets), or empty; the message names the variable."""
+    value = value.strip()
+    if not value:
+        return ""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port (for example 127.0.0.1:50051)")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{value!r}: {host!r} is not an IPv6 address") from None
+    return value
+
+
+def check_url(value: str, schemes: tuple[str, ...], example: str) -> str:
+    """A URL with one of `schemes`, or empty."""
+    value = value.strip()
+    if not value:
+        return ""
+    scheme = urlparse(value).scheme
+    if scheme not in schemes:
+        raise ValueError(f"unsupported scheme {scheme!r} in {value!r}; use {example}")
+    return value
+
+
+class ServerSettings(Section):
+    """The process: what it listens on, where embedded data lives, how it logs and stops."""
 
     dev_mode: bool = Field(
         True,
@@ -40,88 +80,70 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         2 * 1024 * 1024, ge=64 * 1024, description="Largest gRPC message accepted or sent (file chunks are 1 MiB)."
     )
-    log_level: str = Field("INFO", description="Root log level.")
-
-    database_url: str = Field("", description="SQLAlchemy URL; default SQLite in the data dir.")
-    redis_url: str = Field("memory://", description="redis://host:port/db, or memory:// for in-process.")
-    redis_prefix: str = Field("devpynode:", description="Prefix for every Redis key.")
-    storage_url: str = Field("", description="file:///path or s3://bucket; default file:// in the data dir.")
-    s3_endpoint_url: str = Field("", description="S3/MinIO endpoint, e.g. http://minio:9000.")
-    s3_access_key: SecretStr = Field(SecretStr(""), description="S3 access key.")
-    s3_secret_key: SecretStr = Field(SecretStr(""), description="S3 secret key.")
-    ollama_url: str = Field("http://127.0.0.1:11434", description="Ollama base URL.")
-    openai_base_url: str = Field("", description="OpenAI-compatible API base URL; empty disables it.")
-    openai_api_key: SecretStr = Field(SecretStr(""), description="API key for the OpenAI-compatible API.")
-
-    auth_address: str = Field("", description="host:port of the auth service when it runs in another process.")
-    service_secret: SecretStr = Field(
-        SecretStr(DEV_SERVICE_SECRET), description="Shared secret services trade for service tokens."
-    )
-    auth_private_keys: SecretStr = Field(
-        SecretStr(""),
-        description="Ed25519 private keys (PEM, concatenated). The first signs; all verify. "
-        "Empty in dev mode: a key is generated in the data dir.",
-    )
-    auth_public_keys: str = Field("", description="Extra verify-only Ed25519 public keys (PEM), for rotation.")
-    auth_issuer: str = Field("devpynode", description="`iss` of access tokens.")
-    auth_audience: str = Field("devpynode", description="`aud` of access tokens.")
-    access_token_seconds: int = Field(900, ge=30, le=86400, description="Access token lifetime.")
-    refresh_token_days: float = Field(30, gt=0, le=365, description="Absolute lifetime of a login session.")
-    refresh_grace_seconds: float = Field(
-        30, ge=0, le=300, description="Window in which a just-rotated refresh token may be replayed."
-    )
-    bcrypt_cost: int = Field(12, ge=4, le=16, description="bcrypt work factor.")
-    bcrypt_workers: int = Field(0, ge=0, description="Threads hashing passwords; 0 means one per core.")
-    bcrypt_queue: int = Field(
-        0,
-        ge=0,
-        description="Hashes that may wait for a thread; beyond that Register/Login/ChangePassword answer UNAVAILABLE "
-        "with RetryInfo instead of queueing without end. 0 means 16 per thread (about 4 s of waiting at cost 12).",
-    )
-    bcrypt_nice: int = Field(
-        19,
-        ge=0,
-        le=19,
-        description="CPU niceness of the hashing threads; above 0 they also run SCHED_IDLE (Linux), so hashing "
-        "never delays cheap RPCs. 0 leaves them at normal priority.",
-    )
+    log_level: str = Field("INFO", description="Root log level (DEBUG, INFO, WARNING, ERROR).")
     trust_forwarded_for: bool = Field(
         False, description="Take the client address from x-forwarded-for (only behind a trusted proxy)."
     )
-    rate_limit_per_minute: int = Field(
-        30, ge=1, description="Register/Login/RefreshToken calls per minute per client address and per account."
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"{value!r} is not a log level; use DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    def chosen(self) -> tuple[str, ...]:
+        """The services named in `only` (empty: all of them)."""
+        return tuple(s.strip() for s in self.only.split(",") if s.strip())
+
+
+class StoreSettings(Section):
+    """The shared stores: the relational database, and the key-value store with its event feed."""
+
+    database_url: str = Field(
+        "", description="SQLAlchemy URL (postgresql+psycopg:// or sqlite+aiosqlite://); default SQLite in the data dir."
     )
-    lockout_free_failures: int = Field(5, ge=1, description="Failed logins per address and account before delays.")
-    lockout_max_seconds: int = Field(900, ge=1, description="Longest lockout delay.")
-    account_flood_failures: int = Field(
-        50, ge=1, description="Failed logins on one account (all addresses, 15 min) that slow unknown addresses."
+    redis_url: str = Field(
+        "memory://",
+        description="redis://host:port/db (rediss://, unix:// too) for sessions, limits, caches and events "
+        "shared between processes; memory:// keeps them in this process.",
     )
+    redis_prefix: str = Field("devpynode:", description="Prefix of every Redis key and channel.")
 
-    @model_validator(mode="after")
-    def _check(self) -> Settings:
-        unknown = {s for s in self.services() if s not in SERVICE_NAMES}
-        if unknown:
-            raise SettingsError(f"DEVPYNODE_ONLY: unknown service(s) {sorted(unknown)}; choose from {SERVICE_NAMES}")
-        return self
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        return (
+            check_url(value, ("memory", "redis", "rediss", "unix"), "memory:// or redis://host:port/db") or "memory://"
+        )
 
-    def services(self) -> tuple[str, ...]:
-        """Services this process runs."""
-        chosen = tuple(s.strip() for s in self.only.split(",") if s.strip())
-        return chosen or SERVICE_NAMES
-
-    def resolved_database_url(self) -> str:
+    def resolved_database_url(self, data_dir: Path) -> str:
         """The database URL, defaulting to SQLite in the data dir."""
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'devpynode.db').resolve()}"
+        return f"sqlite+aiosqlite:///{(data_dir / 'devpynode.db').resolve()}"
 
-    def check_production_safety(self) -> None:
-        """Refuse development secrets outside dev mode."""
-        if self.dev_mode:
-            return
-        if self.service_secret.get_secret_value() in ("", DEV_SERVICE_SECRET):
-            raise SettingsError("DEVPYNODE_SERVICE_SECRET: the development default is refused when dev mode is off")
-        if "auth" in self.services() and not self.auth_private_keys.get_secret_value():
-            raise SettingsError(
-                "DEVPYNODE_AUTH_PRIVATE_KEYS: required when dev mode is off (generated keys are for development)"
-            )
+
+class MeshSettings(Section):
+    """How the services of a split mesh find and trust each other."""
+
+    auth_address: str = Field("", description="host:port of auth when this process does not run it.")
+    ai_address: str = Field("", description="host:port of the AI router when this process does not run it.")
+    files_address: str = Field("", description="host:port of files when this process does not run it.")
+    chat_address: str = Field("", description="host:port of chat when this process does not run it.")
+    service_secret: SecretStr = Field(
+        SecretStr(DEV_SERVICE_SECRET),
+        description=f"Shared secret services trade for service tokens (IssueServiceToken); at least "
+        f"{MIN_SERVICE_SECRET_CHARS} characters outside dev mode.",
+    )
+    auth_issuer: str = Field("devpynode", description="`iss` of access tokens.")
+    auth_audience: str = Field("devpynode", description="`aud` of access tokens.")
+
+    @field_validator("auth_address", "ai_address", "files_address", "chat_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return check_address(value)
+
+    def address_of(self, service: str) -> str:
+        """The configured address of a peer service ("" when unset)."""
+        return str(getattr(self, f"{service}_address", ""))

@@ -21,6 +21,9 @@ _CODES: list[tuple[type[errors.DomainError], grpc.StatusCode]] = [
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.Internal, grpc.StatusCode.INTERNAL),
+    (errors.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
 ]
 
 
@@ -32,7 +35,7 @@ def grpc_code(error: errors.DomainError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-def _pack(message: object) -> any_pb2.Any:
+def pack(message: object) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)  # type: ignore[arg-type]
     return packed
@@ -47,10 +50,10 @@ def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
 def to_status(error: errors.DomainError, *, code: grpc.StatusCode | None = None) -> status_pb2.Status:
     """Build the rich status for a domain error."""
     code = code or grpc_code(error)
-    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))]
+    details = [pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))]
     if isinstance(error, errors.InvalidArgument) and error.violations:
         details.append(
-            _pack(
+            pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(
@@ -64,7 +67,7 @@ def to_status(error: errors.DomainError, *, code: grpc.StatusCode | None = None)
     if isinstance(error, errors.QuotaExceeded):
         if error.violations:
             details.append(
-                _pack(
+                pack(
                     error_details_pb2.QuotaFailure(
                         violations=[
                             error_details_pb2.QuotaFailure.Violation(subject=v.subject, description=v.description)
@@ -73,9 +76,9 @@ def to_status(error: errors.DomainError, *, code: grpc.StatusCode | None = None)
                     )
                 )
             )
-        details.append(_pack(_retry_info(error.retry_after)))
+        details.append(pack(_retry_info(error.retry_after)))
     if isinstance(error, errors.Unavailable) and error.retry_after is not None:
-        details.append(_pack(_retry_info(error.retry_after)))
+        details.append(pack(_retry_info(error.retry_after)))
     return status_pb2.Status(code=code.value[0], message=error.message, details=details)
 
 
@@ -85,7 +88,7 @@ def internal_status() -> status_pb2.Status:
     return status_pb2.Status(
         code=code_pb2.INTERNAL,
         message="internal error; the server logged it with this call's request id",
-        details=[_pack(info)],
+        details=[pack(info)],
     )
 
 
@@ -93,5 +96,48 @@ def unimplemented_status(method: str) -> status_pb2.Status:
     """The status for an RPC that is declared but not built yet."""
     info = error_details_pb2.ErrorInfo(reason="NOT_IMPLEMENTED", domain=ERROR_DOMAIN, metadata={"method": method})
     return status_pb2.Status(
-        code=code_pb2.UNIMPLEMENTED, message=f"{method} is not implemented yet", details=[_pack(info)]
+        code=code_pb2.UNIMPLEMENTED, message=f"{method} is not implemented yet", details=[pack(info)]
     )
+
+
+def _seconds(retry: error_details_pb2.RetryInfo) -> float:
+    return float(retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9)
+
+
+def from_status(code: grpc.StatusCode, message: str, details_bin: bytes | None) -> errors.DomainError:
+    """The domain error a peer's failed call stands for, its details kept (the inverse of `to_status`), so a
+    peer's refusal reaches our caller with the same status, reason, field violations and retry delay."""
+    rich = status_pb2.Status.FromString(details_bin) if details_bin else status_pb2.Status()
+    info, retry = error_details_pb2.ErrorInfo(), None
+    violations: list[errors.FieldViolation] = []
+    quota: list[errors.QuotaViolation] = []
+    for packed in rich.details:
+        if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            packed.Unpack(info)
+        elif packed.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            packed.Unpack(retry)
+        elif packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            packed.Unpack(bad)
+            violations += [errors.FieldViolation(v.field, v.description, v.reason) for v in bad.field_violations]
+        elif packed.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+            failure = error_details_pb2.QuotaFailure()
+            packed.Unpack(failure)
+            quota += [errors.QuotaViolation(v.subject, v.description) for v in failure.violations]
+    reason = info.reason or None
+    metadata = dict(info.metadata)
+    delay = _seconds(retry) if retry is not None else None
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return errors.InvalidArgument(message, violations, reason=reason, metadata=metadata)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return errors.QuotaExceeded(
+            message, retry_after=delay or 1.0, violations=quota, reason=reason, metadata=metadata
+        )
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return errors.Unavailable(message, retry_after=delay, reason=reason, metadata=metadata)
+    kind = next((k for k, c in _CODES if c == code), None)
+    if kind is None or kind is errors.Internal:
+        # UNKNOWN, DATA_LOSS, INTERNAL and the like: the peer's words are not ours to show.
+        return errors.Internal("a dependency failed; the server logged it with this call's request id")
+    return kind(message, reason=reason, metadata=metadata)

@@ -9,7 +9,7 @@ from sqlalchemy import Boolean, String, Uuid, select, tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pynode.auth.domain import User
+from pynode.auth.domain import Profile, User
 from pynode.core.db import Base, Database, UTCDateTime
 from pynode.core.errors import AlreadyExists, unavailable_on
 
@@ -67,6 +67,14 @@ class SqlUserRepository:
         async with self._db.session() as session:
             row = await session.get(UserRow, user_id)
             return _to_domain(row) if row else None
+
+    async def profile(self, user_id: str) -> Profile | None:
+        try:
+            parsed = uuid.UUID(user_id)
+        except ValueError:
+            return None
+        user = await self.by_id(parsed)
+        return Profile.of(user) if user is not None else None
 
     @_unavailable_on_outage
     async def save(self, user: User) -> None:

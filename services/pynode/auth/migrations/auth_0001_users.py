@@ -1,6 +1,6 @@
 """Accounts.
 
-Revision ID: 0001_users
+Revision ID: auth_0001_users
 Revises:
 """
 
@@ -11,9 +11,9 @@ from alembic import op
 
 from pynode.core.db import UTCDateTime
 
-revision = "0001_users"
+revision = "auth_0001_users"
 down_revision = None
-branch_labels = None
+branch_labels = ("auth",)
 depends_on = None
 
 

@@ -1,4 +1,4 @@
-"""Alembic environment: runs migrations over the async engine, on PostgreSQL and SQLite alike."""
+"""Alembic environment: every service's tables, migrated over the async engine on PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
@@ -6,14 +6,31 @@ import asyncio
 from typing import Any
 
 from alembic import context
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from pynode.app import modules
 from pynode.core.db import Base, normalise_url
 
 config = context.config
+for module in modules.MODULES:
+    module.load_tables()
+
+# Revision ids before the per-service naming rule, adopted in place so existing databases upgrade.
+RENAMED = {"0001_users": "auth_0001_users"}
+
+
+def _adopt_renamed(connection: Any) -> None:
+    if not inspect(connection).has_table("alembic_version"):
+        return
+    for old, new in RENAMED.items():
+        connection.execute(
+            text("UPDATE alembic_version SET version_num = :new WHERE version_num = :old"), {"old": old, "new": new}
+        )
 
 
 def _run(connection: Any) -> None:
+    _adopt_renamed(connection)
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

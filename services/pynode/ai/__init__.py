@@ -1,0 +1,1 @@
+"""The AI router (devpynode.ai.v1): contract only until its issue lands."""

@@ -1,0 +1,165 @@
+"""The one place that builds everything: settings in, wired services out.
+
+Adapters are picked by URL scheme; nothing is created at import time. Each chosen service module is
+built with its own settings section and the shared infrastructure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from pynode.app import migrate, modules
+from pynode.app.settings import Settings
+from pynode.auth import module as auth_module
+from pynode.auth.verification import TokenAuthenticator, service_token_fetch
+from pynode.core.adapters.memory_events import MemoryEventFeed
+from pynode.core.adapters.memory_kv import MemoryKeyValueStore
+from pynode.core.adapters.redis_events import RedisEventFeed
+from pynode.core.adapters.redis_kv import RedisKeyValueStore
+from pynode.core.db import Database
+from pynode.core.events import EventFeed
+from pynode.core.kv import KeyValueStore
+from pynode.core.module import Closer, Gauge, Infrastructure, Registration, ServiceParts
+from pynode.core.peers import Peers, ServiceTokens
+from pynode.core.settings import SettingsError, StoreSettings
+
+log = logging.getLogger("pynode.bootstrap")
+
+
+def build_kv(stores: StoreSettings) -> KeyValueStore:
+    """memory:// or redis:// (rediss://, unix://); the scheme was checked by StoreSettings."""
+    if urlparse(stores.redis_url).scheme == "memory":
+        return MemoryKeyValueStore(stores.redis_prefix)
+    return RedisKeyValueStore(stores.redis_url, stores.redis_prefix)
+
+
+def build_feed(stores: StoreSettings) -> EventFeed:
+    """The event feed beside the key-value store: in-process for memory://, Redis pub/sub otherwise."""
+    if urlparse(stores.redis_url).scheme == "memory":
+        return MemoryEventFeed()
+    return RedisEventFeed(stores.redis_url, stores.redis_prefix)
+
+
+@dataclass
+class Platform:
+    """Everything one process runs, ready to be served."""
+
+    settings: Settings
+    infra: Infrastructure
+    authenticator: TokenAuthenticator
+    parts: dict[str, ServiceParts]
+    closers: list[Closer] = field(default_factory=list)
+
+    @property
+    def registrations(self) -> list[Registration]:
+        return [r for p in self.parts.values() for r in p.registrations]
+
+    @property
+    def gauges(self) -> list[Gauge]:
+        found = [g for p in self.parts.values() for g in p.gauges]
+        if "auth" not in self.parts:
+            found.append(auth_module.session_memory_gauge(self.authenticator))
+        return found
+
+    def component(self, name: str) -> object:
+        """A service module's own wired object (its tools and the tests use it)."""
+        return self.parts[name].component
+
+    def describe(self) -> dict[str, str]:
+        """The backends in use, for the startup summary (no secrets)."""
+        kv = self.settings.stores.redis_url
+        found = {
+            "database": self.infra.db.engine.url.render_as_string(hide_password=True),
+            "kv+events": "in this process (memory://)" if kv == "memory://" else _without_password(kv),
+        }
+        for part in self.parts.values():
+            found.update(part.backends)
+        return found
+
+    async def close(self) -> None:
+        """Release every resource, newest first."""
+        await release(self.closers)
+
+
+def _without_password(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@", 1)
+    return url
+
+
+async def release(closers: list[Closer]) -> None:
+    """Run closers newest first; one failing does not stop the others."""
+    for close in reversed(closers):
+        try:
+            await close()
+        except Exception:
+            log.warning("error while closing", exc_info=True)
+
+
+async def _reachable(what: str, setting: str, check: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await check()
+    except Exception as exc:
+        cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+        first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise SettingsError(f"{setting}: cannot reach the {what} ({first_line})") from None
+
+
+async def open_database(settings: Settings, *, auto_migrate: bool) -> Database:
+    """The database, reachable and migrated (SQLite migrates itself; others must be migrated)."""
+    data_dir = settings.server.data_dir
+    db = Database(settings.stores.resolved_database_url(data_dir))
+    if db.is_sqlite:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        await _reachable("database", "DEVPYNODE_DATABASE_URL", db.ping)
+        if db.is_sqlite and auto_migrate:
+            await migrate.upgrade_async(db.url)
+        elif not await migrate.is_current(db):
+            raise SettingsError(
+                "DEVPYNODE_DATABASE_URL: the database schema is not up to date; run `devpynode migrate`"
+            )
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
+    """Wire the services this process runs; on any failure, release what was opened."""
+    settings.check_production_safety()
+    chosen = modules.chosen(settings.server.chosen())
+    names = {m.name for m in chosen}
+    closers: list[Closer] = []
+    try:
+        peers = Peers(settings.mesh, names)
+        closers.append(peers.close)
+        if "auth" not in names:
+            peers.require("auth")  # fail now, naming the setting, not at the first call
+        kv = build_kv(settings.stores)
+        closers.append(kv.close)
+        await _reachable("Redis server", "DEVPYNODE_REDIS_URL", kv.ping)
+        db = await open_database(settings, auto_migrate=auto_migrate)
+        closers.append(db.close)
+        feed = build_feed(settings.stores)
+        closers.append(feed.close)
+        infra = Infrastructure(db, kv, feed, peers, settings.mesh, settings.server.dev_mode, settings.server.data_dir)
+        parts: dict[str, ServiceParts] = {}
+        for module in chosen:
+            built = await module.build(settings.section(module.name), infra)
+            parts[module.name] = built
+            closers.extend(built.closers)
+        authenticator = next(
+            (p.authenticator for p in parts.values() if isinstance(p.authenticator, TokenAuthenticator)), None
+        ) or auth_module.remote_authenticator(infra)
+        peers.service_tokens = ServiceTokens(
+            service_token_fetch("+".join(sorted(names)), settings.mesh.service_secret.get_secret_value())
+        )
+    except BaseException:
+        await release(closers)
+        raise
+    return Platform(settings, infra, authenticator, parts, closers)

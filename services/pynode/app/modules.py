@@ -1,0 +1,22 @@
+"""The services this platform is made of: the one list to extend when a service is added."""
+
+from __future__ import annotations
+
+from pynode.ai.module import MODULE as AI
+from pynode.auth.module import MODULE as AUTH
+from pynode.chat.module import MODULE as CHAT
+from pynode.core.module import ServiceModule
+from pynode.files.module import MODULE as FILES
+
+# Order is start-up order: auth first, since every other service verifies its tokens.
+MODULES: tuple[ServiceModule, ...] = (AUTH, AI, FILES, CHAT)
+
+
+def names() -> tuple[str, ...]:
+    """Every service name `--only` accepts."""
+    return tuple(m.name for m in MODULES)
+
+
+def chosen(only: tuple[str, ...]) -> tuple[ServiceModule, ...]:
+    """The modules `--only` picks (all of them when empty), in start-up order."""
+    return tuple(m for m in MODULES if not only or m.name in only)

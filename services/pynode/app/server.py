@@ -1,0 +1,140 @@
+"""The mesh process: a grpc.aio server with the chosen services, health, reflection and metrics."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pynode.app import modules
+from pynode.app.bootstrap import Platform
+from pynode.core import reflection
+from pynode.core.access_log import AccessLog
+from pynode.core.contract import method_contracts
+from pynode.core.edge import Edge
+from pynode.core.elsewhere import ServedElsewhere
+from pynode.core.health import DrainingHealth
+from pynode.core.metrics import ServerMetrics
+from pynode.core.settings import SettingsError
+
+log = logging.getLogger("pynode.server")
+
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+def bind_problem(host: str, port: int) -> str:
+    """Why `host:port` cannot be listened on, or "" when it can."""
+    if port == 0:
+        return ""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
+
+
+def _dialable(host: str) -> str:
+    """How this process reaches its own listener (peers co-located in it dial it)."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - a bind address, read here only
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+class MeshServer:
+    """Serves a Platform over gRPC until stopped; stopping is graceful."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        server_settings = platform.settings.server
+        self.metrics = ServerMetrics()
+        for gauge in platform.gauges:
+            self.metrics.gauge(gauge.name, gauge.documentation, gauge.read)
+        registrations = platform.registrations
+        self.service_names = [r.descriptor.full_name for r in registrations]
+        self.access_log = AccessLog()
+        edge = Edge(
+            method_contracts(r.descriptor for r in registrations),
+            self.metrics,
+            platform.authenticator,
+            self.access_log,
+            trust_forwarded_for=server_settings.trust_forwarded_for,
+        )
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", server_settings.max_message_bytes),
+            ("grpc.max_send_message_length", server_settings.max_message_bytes),
+            ("grpc.max_metadata_size", 16 * 1024),
+            # Two servers must never share a port by accident.
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+        self.server = grpc.aio.server(options=options)
+        for registration in registrations:
+            edge.mount(self.server, registration.add_to_server, registration.servicer)
+        self.health = DrainingHealth()
+        edge.mount(self.server, health_pb2_grpc.add_HealthServicer_to_server, self.health, open_to_all=True)
+        edge.mount(
+            self.server,
+            reflection.add_to_server,
+            reflection.servicer([*self.service_names, HEALTH_SERVICE]),
+            open_to_all=True,
+        )
+        absent = [n for m in modules.MODULES if m.name not in platform.parts for n in m.service_names]
+        self.server.add_generic_rpc_handlers((ServedElsewhere(absent, platform.parts),))
+        self.port = 0
+        self.metrics_port = 0
+        self.started = False
+
+    async def start(self) -> int:
+        """Bind, start and mark every service SERVING; returns the gRPC port."""
+        settings = self.platform.settings.server
+        address = f"{settings.grpc_host}:{settings.grpc_port}"
+        problem = bind_problem(settings.grpc_host, settings.grpc_port)
+        if problem:  # checked first: grpc's own failure is a multi-line C-core log
+            raise SettingsError(f"DEVPYNODE_GRPC_PORT: cannot listen on {address} ({problem})")
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise SettingsError(f"DEVPYNODE_GRPC_PORT: cannot listen on {address} ({exc})") from None
+        if settings.metrics_port >= 0:
+            try:
+                self.metrics_port = self.metrics.serve_http(settings.grpc_host, settings.metrics_port)
+            except OSError as exc:
+                raise SettingsError(
+                    f"DEVPYNODE_METRICS_PORT: cannot listen on {settings.grpc_host}:{settings.metrics_port} "
+                    f"({exc.strerror}); choose another port, or -1 to disable /metrics"
+                ) from None
+        await self.server.start()
+        self.started = True
+        self.platform.infra.peers.local_address = f"{_dialable(settings.grpc_host)}:{self.port}"
+        self.access_log.start()
+        for name in [*self.service_names, ""]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "serving",
+            extra={"grpc_port": self.port, "metrics_port": self.metrics_port, "services": self.service_names},
+        )
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING first (so balancers drain and Watch streams end), refuse new calls, give in-flight
+        ones `grace` seconds, then cancel what is left."""
+        grace = self.platform.settings.server.shutdown_grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.access_log.stop()
+        self.metrics.close()
+        await self.platform.close()
+        if self.started:
+            log.info("stopped")
+
+    async def wait(self) -> None:
+        """Until the server terminates."""
+        await self.server.wait_for_termination()

@@ -1,0 +1,115 @@
+"""CachedUsers: the UserRepository in front of another, with account profiles cached for the per-call reads
+(GetCurrentUser) that would otherwise hit the database every time.
+
+Two levels: the key-value store (shared by every process, 5 minutes) and, in front of it, a few seconds
+in this process, which saves a Redis round trip on hot accounts. Every write through this repository
+clears both here and announces the change on the event feed, so other processes drop their copy too; a
+read racing with a write may still show the old profile for up to NEAR_SECONDS. Authorization never reads
+profiles (it reads the session), so staleness here can only delay what GetCurrentUser displays. The
+password hash is never cached.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+
+from pynode.auth.domain import Profile, User
+from pynode.auth.ports import UserRepository
+from pynode.core.events import EventFeed
+from pynode.core.kv import KeyValueStore
+
+CHANGES_CHANNEL = "auth:profile-changes"
+
+TTL_SECONDS = 300.0
+NEAR_SECONDS = 5.0
+NEAR_MAX = 10_000
+
+
+def _key(user_id: uuid.UUID | str) -> str:
+    return f"auth:profile:{user_id}"
+
+
+def _encode(profile: Profile) -> str:
+    data = {
+        "email": profile.email,
+        "display_name": profile.display_name,
+        "role": profile.role,
+        "disabled": profile.disabled,
+        "created_at": profile.created_at.timestamp(),
+        "updated_at": profile.updated_at.timestamp(),
+    }
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _decode(user_id: str, raw: str) -> Profile:
+    data = json.loads(raw)
+    return Profile(
+        id=uuid.UUID(user_id),
+        email=data["email"],
+        display_name=data["display_name"],
+        role=data["role"],
+        disabled=data["disabled"],
+        created_at=datetime.fromtimestamp(data["created_at"], UTC),
+        updated_at=datetime.fromtimestamp(data["updated_at"], UTC),
+    )
+
+
+class CachedUsers:
+    """UserRepository: reads of profiles cached, every write passed through and announced."""
+
+    def __init__(self, inner: UserRepository, kv: KeyValueStore, feed: EventFeed) -> None:
+        self._inner = inner
+        self._kv = kv
+        self._feed = feed
+        # Keyed by the id's text, as callers hold it (a token's `sub`): no UUID parsing per call.
+        self._near: dict[str, tuple[float, Profile]] = {}  # oldest first
+        self._changes = feed.subscribe(CHANGES_CHANNEL, self._drop, self._near.clear)
+
+    def _drop(self, user_id: str) -> None:
+        self._near.pop(user_id, None)
+
+    def _remember(self, key: str, profile: Profile) -> None:
+        self._near.pop(key, None)
+        self._near[key] = (time.monotonic() + NEAR_SECONDS, profile)
+        if len(self._near) > NEAR_MAX:
+            del self._near[next(iter(self._near))]
+
+    async def profile(self, user_id: str) -> Profile | None:
+        near = self._near.get(user_id)
+        if near is not None and near[0] > time.monotonic():
+            return near[1]
+        raw = await self._kv.get(_key(user_id))
+        if raw is not None:
+            profile: Profile | None = _decode(user_id, raw)
+        else:
+            profile = await self._inner.profile(user_id)
+            if profile is None:
+                return None
+            await self._kv.set(_key(user_id), _encode(profile), TTL_SECONDS)
+        assert profile is not None
+        self._remember(user_id, profile)
+        return profile
+
+    async def _forget(self, user_id: uuid.UUID) -> None:
+        self._drop(str(user_id))
+        await self._kv.delete(_key(user_id))
+        await self._feed.publish(CHANGES_CHANNEL, str(user_id))
+
+    async def add(self, user: User) -> None:
+        await self._inner.add(user)
+
+    async def by_email(self, email: str) -> User | None:
+        return await self._inner.by_email(email)
+
+    async def by_id(self, user_id: uuid.UUID) -> User | None:
+        return await self._inner.by_id(user_id)
+
+    async def save(self, user: User) -> None:
+        await self._inner.save(user)
+        await self._forget(user.id)
+
+    async def page(self, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[User]:
+        return await self._inner.page(after, limit)

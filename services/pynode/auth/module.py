@@ -1,0 +1,122 @@
+"""The auth service's entry point: its settings and the shared infrastructure in, servicers out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
+
+from pynode.auth import verification
+from pynode.auth.adapters.cached_users import CachedUsers
+from pynode.auth.adapters.sql_users import SqlUserRepository
+from pynode.auth.keys import SigningKeyring, load_keyring
+from pynode.auth.passwords import PasswordHasher, common_passwords
+from pynode.auth.service import AuthService
+from pynode.auth.servicer import AuthServicer, UserAdminServicer
+from pynode.auth.sessions import SessionStore
+from pynode.auth.settings import AuthSettings
+from pynode.auth.throttle import LoginLockout, RateLimiter
+from pynode.auth.tokens import LocalKeySource, TokenIssuer
+from pynode.core.module import Gauge, Infrastructure, Registration, ServiceParts
+
+_AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
+_ADMIN = auth_pb2.DESCRIPTOR.services_by_name["UserAdminService"]
+
+
+@dataclass
+class AuthComponents:
+    """The auth service's wired parts, for its command-line tools and tests."""
+
+    service: AuthService
+    keyring: SigningKeyring
+    hasher: PasswordHasher
+    authenticator: verification.TokenAuthenticator
+
+
+def session_memory_gauge(authenticator: verification.TokenAuthenticator) -> Gauge:
+    """Whether this process answers session checks from memory (the change feed is live)."""
+    sessions = authenticator.sessions
+    return Gauge(
+        "devpynode_session_memory_live",
+        "1 while session checks are answered from memory (the change feed is live); 0 while each reads the store.",
+        lambda: float(sessions.remembering),
+    )
+
+
+async def build_components(settings: AuthSettings, infra: Infrastructure) -> AuthComponents:
+    """Auth's parts, hashing warmed up; the caller closes `hasher`."""
+    keyring = load_keyring(settings, dev_mode=infra.dev_mode, data_dir=infra.data_dir)
+    authenticator = verification.authenticator(
+        LocalKeySource(keyring), infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience
+    )
+    hasher = PasswordHasher(settings.bcrypt_cost, settings.bcrypt_workers, settings.bcrypt_nice, settings.bcrypt_queue)
+    try:
+        await hasher.warm_up()
+        common_passwords()  # load the blocklist now, not inside the first Register call
+    except BaseException:
+        hasher.close()
+        raise
+    sessions = SessionStore(
+        infra.kv,
+        infra.feed,
+        authenticator.sessions,
+        settings.refresh_token_days * 86400,
+        settings.refresh_grace_seconds,
+    )
+    service = AuthService(
+        users=CachedUsers(SqlUserRepository(infra.db), infra.kv, infra.feed),
+        hasher=hasher,
+        sessions=sessions,
+        issuer=TokenIssuer(keyring, infra.mesh.auth_issuer, infra.mesh.auth_audience, settings.access_token_seconds),
+        limiter=RateLimiter(infra.kv, settings.rate_limit_per_minute),
+        lockout=LoginLockout(
+            infra.kv, settings.lockout_free_failures, settings.lockout_max_seconds, settings.account_flood_failures
+        ),
+        service_secret=infra.mesh.service_secret.get_secret_value(),
+    )
+    return AuthComponents(service, keyring, hasher, authenticator)
+
+
+def remote_authenticator(infra: Infrastructure) -> verification.TokenAuthenticator:
+    """Token verification in a process that does not run auth: keys from auth's GetJwks over the peer
+    channel, sessions from the shared key-value store and its change feed."""
+    infra.peers.require("auth")
+    keys = verification.JwksKeySource(verification.jwks_over_grpc(lambda: infra.peers.channel("auth")))
+    return verification.authenticator(keys, infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience)
+
+
+class AuthModule:
+    """devpynode.auth.v1: AuthService and UserAdminService."""
+
+    name = "auth"
+    settings_class = AuthSettings
+    service_names = (_AUTH.full_name, _ADMIN.full_name)
+    migrations: Path | None = Path(__file__).resolve().parent / "migrations"
+
+    def load_tables(self) -> None:
+        from pynode.auth.adapters import sql_users  # noqa: F401 - registers the tables
+
+    async def build(self, settings: AuthSettings, infra: Infrastructure) -> ServiceParts:
+        parts = await build_components(settings, infra)
+
+        async def close_hasher() -> None:
+            parts.hasher.close()
+
+        return ServiceParts(
+            registrations=[
+                Registration(
+                    _AUTH, auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(parts.service, parts.keyring)
+                ),
+                Registration(
+                    _ADMIN, auth_pb2_grpc.add_UserAdminServiceServicer_to_server, UserAdminServicer(parts.service)
+                ),
+            ],
+            closers=[close_hasher],
+            gauges=[session_memory_gauge(parts.authenticator)],
+            authenticator=parts.authenticator,
+            component=parts,
+        )
+
+
+MODULE = AuthModule()

@@ -1,0 +1,32 @@
+"""The files service's settings: where bytes are stored and how uploads are scanned."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+
+from pynode.core.settings import Section, check_address, check_url
+
+
+class FilesSettings(Section):
+    """Storage and scanning; each field is `DEVPYNODE_<NAME>`."""
+
+    storage_url: str = Field("", description="file:///path or s3://bucket; default file:// in the data dir.")
+    s3_endpoint_url: str = Field("", description="S3/MinIO endpoint, e.g. http://minio:9000.")
+    s3_access_key: SecretStr = Field(SecretStr(""), description="S3 access key.")
+    s3_secret_key: SecretStr = Field(SecretStr(""), description="S3 secret key.")
+    clamd_address: str = Field("", description="host:port of clamd; unset means uploads are not scanned.")
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        return check_url(value, ("file", "s3"), "file:///path or s3://bucket")
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return check_url(value, ("http", "https"), "http://host:port or https://host")
+
+    @field_validator("clamd_address")
+    @classmethod
+    def _clamd(cls, value: str) -> str:
+        return check_address(value)

@@ -1,1 +1,0 @@
-"""Alembic migrations, run by `devpynode migrate` and by `serve` on embedded SQLite."""
