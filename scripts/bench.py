@@ -303,9 +303,7 @@ async def main(args: argparse.Namespace) -> int:
         **({"DEVPYNODE_REDIS_URL": args.redis_url} if args.redis_url else {}),
     }
     devpynode = str(Path(sys.executable).parent / "devpynode")
-    mesh, mesh_port = await start_process(
-        [devpynode, "serve"], workdir / "mesh.log", env, r"gRPC\s+127\.0\.0\.1:(\d+)"
-    )
+    mesh, mesh_port = await start_process([devpynode, "serve"], workdir / "mesh.log", env, r"gRPC\s+127\.0\.0\.1:(\d+)")
     failed = False
     try:
         async with (

@@ -120,6 +120,7 @@ async def test_metrics_endpoint_counts_calls_by_code(backend: Backend, tmp_path:
             await client.me()
             with pytest.raises(grpc.aio.AioRpcError):
                 await client.me(token="garbage")
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         await eventually(lambda: server.platform.authenticator.sessions.remembering)
         url = f"http://127.0.0.1:{server.metrics_port}/metrics"
         body = (await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())).decode()
@@ -134,6 +135,8 @@ async def test_metrics_endpoint_counts_calls_by_code(backend: Backend, tmp_path:
     assert f"grpc_server_msg_received_total{{{labels}}} 1.0" in body  # the garbage token never got that far
     assert f"grpc_server_msg_sent_total{{{labels}}} 1.0" in body
     assert "devpynode_session_memory_live 1.0" in body
+    # Health and reflection calls are counted like every other RPC.
+    assert 'grpc_method="Check",grpc_service="grpc.health.v1.Health"' in body
 
 
 async def test_graceful_stop_drains_in_flight_calls(tmp_path: Path) -> None:

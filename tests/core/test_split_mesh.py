@@ -54,3 +54,21 @@ async def test_a_process_without_auth_needs_its_address(tmp_path: Path) -> None:
     embedded = Backend("embedded", "", "memory://", "t:")
     with pytest.raises(SettingsError, match="DEVPYNODE_AUTH_ADDRESS"):
         await build(make_settings(embedded, tmp_path, only="files"))
+
+
+async def test_a_service_this_process_does_not_run_says_so(tmp_path: Path) -> None:
+    embedded = Backend("embedded", "", "memory://", "t:")
+    server = await start_mesh(make_settings(embedded, tmp_path, only="auth"))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = files_pb2_grpc.FileServiceStub(channel)
+            error = await fails(stub.ListFiles(files_pb2.ListFilesRequest()))
+            assert error.code == grpc.StatusCode.UNIMPLEMENTED and error.reason == "SERVICE_NOT_IN_THIS_PROCESS"
+            assert "devpynode.files.v1.FileService is not run by this process (it runs auth)" in error.message
+            streaming = stub.DownloadFile(files_pb2.DownloadFileRequest(file_id="x"))
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                async for _ in streaming:
+                    pass
+            assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await server.stop(0)

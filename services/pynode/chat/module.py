@@ -6,6 +6,7 @@ from pathlib import Path
 
 from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
 
+from pynode.chat.adapters.grpc_attachments import GrpcAttachments
 from pynode.chat.settings import ChatSettings
 from pynode.core.module import Infrastructure, Registration, ServiceParts, unbuilt
 
@@ -26,8 +27,10 @@ class ChatModule:
     async def build(self, settings: ChatSettings, infra: Infrastructure) -> ServiceParts:
         # The generated base servicer answers UNIMPLEMENTED until the service's issue lands.
         servicer = unbuilt(chat_pb2_grpc.ChatServiceServicer)
+        infra.peers.require("files")  # attachments are read through the files service
         return ServiceParts(
             [Registration(_SERVICE, chat_pb2_grpc.add_ChatServiceServicer_to_server, servicer)],
+            component=GrpcAttachments(infra.peers),
         )
 
 

@@ -65,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devpynode: {error}", file=sys.stderr)
         return error.status
     except TyperException as error:  # usage errors: a bad flag, a missing option
-        if type(error).__name__ == "NoArgsIsHelpError":
-            return 0  # bare `devpynode` (or a bare group): the help was printed
         ctx = getattr(error, "ctx", None)
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare `devpynode`, or a bare group: help, not an error
+            if ctx is not None:
+                print(ctx.get_help())
+            return 0
         hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
         print(f"devpynode: {error.format_message()}{hint}", file=sys.stderr)
         return int(error.exit_code)

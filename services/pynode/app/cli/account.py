@@ -156,25 +156,30 @@ def _role(role: auth_pb2.Role.ValueType) -> str:
     return auth_pb2.Role.Name(role).removeprefix("ROLE_").lower()
 
 
+def _all_users(channel: grpc.Channel, address: str) -> Iterator[auth_pb2.User]:
+    """Every account, page by page (admins only)."""
+    stub = auth_pb2_grpc.UserAdminServiceStub(channel)
+    page = ""
+    while True:
+        response = stub.ListUsers(
+            auth_pb2.ListUsersRequest(page_size=100, page_token=page),
+            metadata=_bearer(address),
+            timeout=TIMEOUT_SECONDS,
+        )
+        yield from response.users
+        page = response.next_page_token
+        if not page:
+            return
+
+
 @users.command("list")
 def list_users(server: Server = None) -> None:
     """List every account (admins only)."""
     address = server_address(server)
     table = Table("id", "email", "name", "role", "disabled")
-    page = ""
     with _channel(address) as channel:
-        stub = auth_pb2_grpc.UserAdminServiceStub(channel)
-        while True:
-            response = stub.ListUsers(
-                auth_pb2.ListUsersRequest(page_size=100, page_token=page),
-                metadata=_bearer(address),
-                timeout=TIMEOUT_SECONDS,
-            )
-            for user in response.users:
-                table.add_row(user.id, user.email, user.display_name, _role(user.role), "yes" if user.disabled else "")
-            page = response.next_page_token
-            if not page:
-                break
+        for user in _all_users(channel, address):
+            table.add_row(user.id, user.email, user.display_name, _role(user.role), "yes" if user.disabled else "")
     console.print(table)
 
 
@@ -215,20 +220,11 @@ def _update(server: str | None, user: str, **changes: Any) -> auth_pb2.User:
 
 
 def _find(channel: grpc.Channel, address: str, email: str) -> str:
-    stub = auth_pb2_grpc.UserAdminServiceStub(channel)
-    page = ""
-    while True:
-        response = stub.ListUsers(
-            auth_pb2.ListUsersRequest(page_size=100, page_token=page),
-            metadata=_bearer(address),
-            timeout=TIMEOUT_SECONDS,
-        )
-        for user in response.users:
-            if user.email == email.strip().lower():
-                return str(user.id)
-        page = response.next_page_token
-        if not page:
-            fail(f"no account {email}")
+    wanted = email.strip().lower()
+    for user in _all_users(channel, address):
+        if user.email == wanted:
+            return str(user.id)
+    fail(f"no account {email}")
 
 
 @users.command("set-role")

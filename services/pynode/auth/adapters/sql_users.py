@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, String, Uuid, select, tuple_
+from sqlalchemy import Boolean, CheckConstraint, Index, String, Uuid, select, tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,6 +18,10 @@ class UserRow(Base):
     """The `users` table (migration 0001)."""
 
     __tablename__ = "users"
+    __table_args__ = (
+        Index("ix_users_created_at_id", "created_at", "id"),  # ListUsers pages in this order
+        CheckConstraint("role IN ('user', 'admin')", name="role_known"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)

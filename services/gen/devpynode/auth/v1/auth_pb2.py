@@ -26,7 +26,7 @@ from devpynode.common.v1 import options_pb2 as devpynode_dot_common_dot_v1_dot_o
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64\x65vpynode/auth/v1/auth.proto\x12\x11\x64\x65vpynode.auth.v1\x1a!devpynode/common/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12%\n\x04role\x18\x04 \x01(\x0e\x32\x17.devpynode.auth.v1.Role\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb3\x01\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12;\n\x17\x61\x63\x63\x65ss_token_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x18refresh_token_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x0fRegisterRequest\x12\x1a\n\x05\x65mail\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\xfe\x01(\x01\x12 \n\x08password\x18\x02 \x01(\tB\x0e\x92\xb5\x18\n\x08\x01\x10\x08\x18\x80\x02 \x80\x08\x12\x1e\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18\x64\"g\n\x10RegisterResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.devpynode.auth.v1.User\x12,\n\x06tokens\x18\x02 \x01(\x0b\x32\x1c.devpynode.auth.v1.TokenPair\"H\n\x0cLoginRequest\x12\x18\n\x05\x65mail\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\xfe\x01\x12\x1e\n\x08password\x18\x02 \x01(\tB\x0c\x92\xb5\x18\x08\x08\x01\x18\x80\x02 \x80\x08\"d\n\rLoginResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.devpynode.auth.v1.User\x12,\n\x06tokens\x18\x02 \x01(\x0b\x32\x1c.devpynode.auth.v1.TokenPair\"7\n\x13RefreshTokenRequest\x12 \n\rrefresh_token\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x04\"D\n\x14RefreshTokenResponse\x12,\n\x06tokens\x18\x01 \x01(\x0b\x32\x1c.devpynode.auth.v1.TokenPair\"%\n\rLogoutRequest\x12\x14\n\x0c\x61ll_sessions\x18\x01 \x01(\x08\"\x10\n\x0eLogoutResponse\"\x17\n\x15GetCurrentUserRequest\"?\n\x16GetCurrentUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.devpynode.auth.v1.User\"e\n\x15\x43hangePasswordRequest\x12&\n\x10\x63urrent_password\x18\x01 \x01(\tB\x0c\x92\xb5\x18\x08\x08\x01\x18\x80\x02 \x80\x08\x12$\n\x0cnew_password\x18\x02 \x01(\tB\x0e\x92\xb5\x18\n\x08\x01\x10\x08\x18\x80\x02 \x80\x08\"\x18\n\x16\x43hangePasswordResponse\"\xe0\x01\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nuser_agent\x18\x05 \x01(\t\x12\x12\n\nip_address\x18\x06 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x07 \x01(\x08\"P\n\x13ListSessionsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\x92\xb5\x18\x05\x38\x00@\xe8\x07\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x04\"]\n\x14ListSessionsResponse\x12,\n\x08sessions\x18\x01 \x03(\x0b\x32\x1a.devpynode.auth.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x14RevokeSessionRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01(\x02\"\x17\n\x15RevokeSessionResponse\"\x10\n\x0eGetJwksRequest\"X\n\nJsonWebKey\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\x0b\n\x03kid\x18\x04 \x01(\t\x12\x0b\n\x03\x61lg\x18\x05 \x01(\t\x12\x0b\n\x03use\x18\x06 \x01(\t\">\n\x0fGetJwksResponse\x12+\n\x04keys\x18\x01 \x03(\x0b\x32\x1d.devpynode.auth.v1.JsonWebKey\"]\n\x18IssueServiceTokenRequest\x12\x1e\n\x0cservice_name\x18\x01 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@\x12!\n\x0eservice_secret\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x04\"a\n\x19IssueServiceTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x10ListUsersRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\x92\xb5\x18\x05\x38\x00@\xe8\x07\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x04\"T\n\x11ListUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b\x32\x17.devpynode.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x87\x01\n\x11UpdateUserRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01(\x02\x12*\n\x04role\x18\x02 \x01(\x0e\x32\x17.devpynode.auth.v1.RoleH\x00\x88\x01\x01\x12\x15\n\x08\x64isabled\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\x07\n\x05_roleB\x0b\n\t_disabled\";\n\x12UpdateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.devpynode.auth.v1.User*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xef\x07\n\x0b\x41uthService\x12Y\n\x08Register\x12\".devpynode.auth.v1.RegisterRequest\x1a#.devpynode.auth.v1.RegisterResponse\"\x04\x88\xb5\x18\x01\x12P\n\x05Login\x12\x1f.devpynode.auth.v1.LoginRequest\x1a .devpynode.auth.v1.LoginResponse\"\x04\x88\xb5\x18\x01\x12\x65\n\x0cRefreshToken\x12&.devpynode.auth.v1.RefreshTokenRequest\x1a\'.devpynode.auth.v1.RefreshTokenResponse\"\x04\x88\xb5\x18\x01\x12S\n\x06Logout\x12 .devpynode.auth.v1.LogoutRequest\x1a!.devpynode.auth.v1.LogoutResponse\"\x04\x88\xb5\x18\x02\x12k\n\x0eGetCurrentUser\x12(.devpynode.auth.v1.GetCurrentUserRequest\x1a).devpynode.auth.v1.GetCurrentUserResponse\"\x04\x88\xb5\x18\x02\x12k\n\x0e\x43hangePassword\x12(.devpynode.auth.v1.ChangePasswordRequest\x1a).devpynode.auth.v1.ChangePasswordResponse\"\x04\x88\xb5\x18\x02\x12\x65\n\x0cListSessions\x12&.devpynode.auth.v1.ListSessionsRequest\x1a\'.devpynode.auth.v1.ListSessionsResponse\"\x04\x88\xb5\x18\x02\x12h\n\rRevokeSession\x12\'.devpynode.auth.v1.RevokeSessionRequest\x1a(.devpynode.auth.v1.RevokeSessionResponse\"\x04\x88\xb5\x18\x02\x12V\n\x07GetJwks\x12!.devpynode.auth.v1.GetJwksRequest\x1a\".devpynode.auth.v1.GetJwksResponse\"\x04\x88\xb5\x18\x01\x12t\n\x11IssueServiceToken\x12+.devpynode.auth.v1.IssueServiceTokenRequest\x1a,.devpynode.auth.v1.IssueServiceTokenResponse\"\x04\x88\xb5\x18\x01\x32\xd1\x01\n\x10UserAdminService\x12\\\n\tListUsers\x12#.devpynode.auth.v1.ListUsersRequest\x1a$.devpynode.auth.v1.ListUsersResponse\"\x04\x88\xb5\x18\x03\x12_\n\nUpdateUser\x12$.devpynode.auth.v1.UpdateUserRequest\x1a%.devpynode.auth.v1.UpdateUserResponse\"\x04\x88\xb5\x18\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64\x65vpynode/auth/v1/auth.proto\x12\x11\x64\x65vpynode.auth.v1\x1a!devpynode/common/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12%\n\x04role\x18\x04 \x01(\x0e\x32\x17.devpynode.auth.v1.Role\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb3\x01\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12;\n\x17\x61\x63\x63\x65ss_token_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x18refresh_token_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x0fRegisterRequest\x12\x1a\n\x05\x65mail\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\xfe\x01(\x01\x12 \n\x08password\x18\x02 \x01(\tB\x0e\x92\xb5\x18\n\x08\x01\x10\x08\x18\x80\x02 \x80\x08\x12\x1e\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18\x64\"g\n\x10RegisterResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.devpynode.auth.v1.User\x12,\n\x06tokens\x18\x02 \x01(\x0b\x32\x1c.devpynode.auth.v1.TokenPair\"H\n\x0cLoginRequest\x12\x18\n\x05\x65mail\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\xfe\x01\x12\x1e\n\x08password\x18\x02 \x01(\tB\x0c\x92\xb5\x18\x08\x08\x01\x18\x80\x02 \x80\x08\"d\n\rLoginResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.devpynode.auth.v1.User\x12,\n\x06tokens\x18\x02 \x01(\x0b\x32\x1c.devpynode.auth.v1.TokenPair\"7\n\x13RefreshTokenRequest\x12 \n\rrefresh_token\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x04\"D\n\x14RefreshTokenResponse\x12,\n\x06tokens\x18\x01 \x01(\x0b\x32\x1c.devpynode.auth.v1.TokenPair\"%\n\rLogoutRequest\x12\x14\n\x0c\x61ll_sessions\x18\x01 \x01(\x08\"\x10\n\x0eLogoutResponse\"\x17\n\x15GetCurrentUserRequest\"?\n\x16GetCurrentUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.devpynode.auth.v1.User\"e\n\x15\x43hangePasswordRequest\x12&\n\x10\x63urrent_password\x18\x01 \x01(\tB\x0c\x92\xb5\x18\x08\x08\x01\x18\x80\x02 \x80\x08\x12$\n\x0cnew_password\x18\x02 \x01(\tB\x0e\x92\xb5\x18\n\x08\x01\x10\x08\x18\x80\x02 \x80\x08\"\x18\n\x16\x43hangePasswordResponse\"\xe0\x01\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_used_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nuser_agent\x18\x05 \x01(\t\x12\x12\n\nip_address\x18\x06 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x07 \x01(\x08\"O\n\x13ListSessionsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05\x42\x08\x92\xb5\x18\x04\x38\x00@d\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x04\"]\n\x14ListSessionsResponse\x12,\n\x08sessions\x18\x01 \x03(\x0b\x32\x1a.devpynode.auth.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x14RevokeSessionRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01(\x02\"\x17\n\x15RevokeSessionResponse\"\x10\n\x0eGetJwksRequest\"X\n\nJsonWebKey\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\x0b\n\x03kid\x18\x04 \x01(\t\x12\x0b\n\x03\x61lg\x18\x05 \x01(\t\x12\x0b\n\x03use\x18\x06 \x01(\t\">\n\x0fGetJwksResponse\x12+\n\x04keys\x18\x01 \x03(\x0b\x32\x1d.devpynode.auth.v1.JsonWebKey\"]\n\x18IssueServiceTokenRequest\x12\x1e\n\x0cservice_name\x18\x01 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@\x12!\n\x0eservice_secret\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x04\"a\n\x19IssueServiceTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x10ListUsersRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05\x42\x08\x92\xb5\x18\x04\x38\x00@d\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x04\"T\n\x11ListUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b\x32\x17.devpynode.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x87\x01\n\x11UpdateUserRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01(\x02\x12*\n\x04role\x18\x02 \x01(\x0e\x32\x17.devpynode.auth.v1.RoleH\x00\x88\x01\x01\x12\x15\n\x08\x64isabled\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\x07\n\x05_roleB\x0b\n\t_disabled\";\n\x12UpdateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.devpynode.auth.v1.User*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xef\x07\n\x0b\x41uthService\x12Y\n\x08Register\x12\".devpynode.auth.v1.RegisterRequest\x1a#.devpynode.auth.v1.RegisterResponse\"\x04\x88\xb5\x18\x01\x12P\n\x05Login\x12\x1f.devpynode.auth.v1.LoginRequest\x1a .devpynode.auth.v1.LoginResponse\"\x04\x88\xb5\x18\x01\x12\x65\n\x0cRefreshToken\x12&.devpynode.auth.v1.RefreshTokenRequest\x1a\'.devpynode.auth.v1.RefreshTokenResponse\"\x04\x88\xb5\x18\x01\x12S\n\x06Logout\x12 .devpynode.auth.v1.LogoutRequest\x1a!.devpynode.auth.v1.LogoutResponse\"\x04\x88\xb5\x18\x02\x12k\n\x0eGetCurrentUser\x12(.devpynode.auth.v1.GetCurrentUserRequest\x1a).devpynode.auth.v1.GetCurrentUserResponse\"\x04\x88\xb5\x18\x02\x12k\n\x0e\x43hangePassword\x12(.devpynode.auth.v1.ChangePasswordRequest\x1a).devpynode.auth.v1.ChangePasswordResponse\"\x04\x88\xb5\x18\x02\x12\x65\n\x0cListSessions\x12&.devpynode.auth.v1.ListSessionsRequest\x1a\'.devpynode.auth.v1.ListSessionsResponse\"\x04\x88\xb5\x18\x02\x12h\n\rRevokeSession\x12\'.devpynode.auth.v1.RevokeSessionRequest\x1a(.devpynode.auth.v1.RevokeSessionResponse\"\x04\x88\xb5\x18\x02\x12V\n\x07GetJwks\x12!.devpynode.auth.v1.GetJwksRequest\x1a\".devpynode.auth.v1.GetJwksResponse\"\x04\x88\xb5\x18\x01\x12t\n\x11IssueServiceToken\x12+.devpynode.auth.v1.IssueServiceTokenRequest\x1a,.devpynode.auth.v1.IssueServiceTokenResponse\"\x04\x88\xb5\x18\x01\x32\xd1\x01\n\x10UserAdminService\x12\\\n\tListUsers\x12#.devpynode.auth.v1.ListUsersRequest\x1a$.devpynode.auth.v1.ListUsersResponse\"\x04\x88\xb5\x18\x03\x12_\n\nUpdateUser\x12$.devpynode.auth.v1.UpdateUserRequest\x1a%.devpynode.auth.v1.UpdateUserResponse\"\x04\x88\xb5\x18\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,7 +50,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['new_password']._loaded_options = None
   _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['new_password']._serialized_options = b'\222\265\030\n\010\001\020\010\030\200\002 \200\010'
   _globals['_LISTSESSIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
-  _globals['_LISTSESSIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\222\265\030\0058\000@\350\007'
+  _globals['_LISTSESSIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\222\265\030\0048\000@d'
   _globals['_LISTSESSIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTSESSIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\222\265\030\003\030\200\004'
   _globals['_REVOKESESSIONREQUEST'].fields_by_name['session_id']._loaded_options = None
@@ -60,7 +60,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ISSUESERVICETOKENREQUEST'].fields_by_name['service_secret']._loaded_options = None
   _globals['_ISSUESERVICETOKENREQUEST'].fields_by_name['service_secret']._serialized_options = b'\222\265\030\005\010\001\030\200\004'
   _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._loaded_options = None
-  _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\222\265\030\0058\000@\350\007'
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\222\265\030\0048\000@d'
   _globals['_LISTUSERSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTUSERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\222\265\030\003\030\200\004'
   _globals['_UPDATEUSERREQUEST'].fields_by_name['user_id']._loaded_options = None
@@ -89,8 +89,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERADMINSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\210\265\030\003'
   _globals['_USERADMINSERVICE'].methods_by_name['UpdateUser']._loaded_options = None
   _globals['_USERADMINSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\210\265\030\003'
-  _globals['_ROLE']._serialized_start=2522
-  _globals['_ROLE']._serialized_end=2581
+  _globals['_ROLE']._serialized_start=2520
+  _globals['_ROLE']._serialized_end=2579
   _globals['_USER']._serialized_start=120
   _globals['_USER']._serialized_end=328
   _globals['_TOKENPAIR']._serialized_start=331
@@ -122,33 +122,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSION']._serialized_start=1310
   _globals['_SESSION']._serialized_end=1534
   _globals['_LISTSESSIONSREQUEST']._serialized_start=1536
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1616
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1618
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1711
-  _globals['_REVOKESESSIONREQUEST']._serialized_start=1713
-  _globals['_REVOKESESSIONREQUEST']._serialized_end=1765
-  _globals['_REVOKESESSIONRESPONSE']._serialized_start=1767
-  _globals['_REVOKESESSIONRESPONSE']._serialized_end=1790
-  _globals['_GETJWKSREQUEST']._serialized_start=1792
-  _globals['_GETJWKSREQUEST']._serialized_end=1808
-  _globals['_JSONWEBKEY']._serialized_start=1810
-  _globals['_JSONWEBKEY']._serialized_end=1898
-  _globals['_GETJWKSRESPONSE']._serialized_start=1900
-  _globals['_GETJWKSRESPONSE']._serialized_end=1962
-  _globals['_ISSUESERVICETOKENREQUEST']._serialized_start=1964
-  _globals['_ISSUESERVICETOKENREQUEST']._serialized_end=2057
-  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_start=2059
-  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_end=2156
-  _globals['_LISTUSERSREQUEST']._serialized_start=2158
-  _globals['_LISTUSERSREQUEST']._serialized_end=2235
-  _globals['_LISTUSERSRESPONSE']._serialized_start=2237
-  _globals['_LISTUSERSRESPONSE']._serialized_end=2321
-  _globals['_UPDATEUSERREQUEST']._serialized_start=2324
-  _globals['_UPDATEUSERREQUEST']._serialized_end=2459
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=2461
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=2520
-  _globals['_AUTHSERVICE']._serialized_start=2584
-  _globals['_AUTHSERVICE']._serialized_end=3591
-  _globals['_USERADMINSERVICE']._serialized_start=3594
-  _globals['_USERADMINSERVICE']._serialized_end=3803
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1615
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1617
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1710
+  _globals['_REVOKESESSIONREQUEST']._serialized_start=1712
+  _globals['_REVOKESESSIONREQUEST']._serialized_end=1764
+  _globals['_REVOKESESSIONRESPONSE']._serialized_start=1766
+  _globals['_REVOKESESSIONRESPONSE']._serialized_end=1789
+  _globals['_GETJWKSREQUEST']._serialized_start=1791
+  _globals['_GETJWKSREQUEST']._serialized_end=1807
+  _globals['_JSONWEBKEY']._serialized_start=1809
+  _globals['_JSONWEBKEY']._serialized_end=1897
+  _globals['_GETJWKSRESPONSE']._serialized_start=1899
+  _globals['_GETJWKSRESPONSE']._serialized_end=1961
+  _globals['_ISSUESERVICETOKENREQUEST']._serialized_start=1963
+  _globals['_ISSUESERVICETOKENREQUEST']._serialized_end=2056
+  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_start=2058
+  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_end=2155
+  _globals['_LISTUSERSREQUEST']._serialized_start=2157
+  _globals['_LISTUSERSREQUEST']._serialized_end=2233
+  _globals['_LISTUSERSRESPONSE']._serialized_start=2235
+  _globals['_LISTUSERSRESPONSE']._serialized_end=2319
+  _globals['_UPDATEUSERREQUEST']._serialized_start=2322
+  _globals['_UPDATEUSERREQUEST']._serialized_end=2457
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=2459
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=2518
+  _globals['_AUTHSERVICE']._serialized_start=2582
+  _globals['_AUTHSERVICE']._serialized_end=3589
+  _globals['_USERADMINSERVICE']._serialized_start=3592
+  _globals['_USERADMINSERVICE']._serialized_end=3801
 # @@protoc_insertion_point(module_scope)

@@ -478,7 +478,7 @@ class ListSessionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """At most this many sessions (default 50, at most 100)."""
+    """At most this many sessions: 0 means 50, more than 100 is INVALID_ARGUMENT."""
     page_token: _builtins.str
     """Token from a previous response's next_page_token."""
     def __init__(
@@ -708,7 +708,7 @@ class ListUsersRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """At most this many users (default 50, at most 100)."""
+    """At most this many users: 0 means 50, more than 100 is INVALID_ARGUMENT."""
     page_token: _builtins.str
     """Token from a previous response's next_page_token."""
     def __init__(

@@ -1,0 +1,1 @@
+"""Chat adapters: gRPC clients of its peers."""

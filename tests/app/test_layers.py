@@ -1,0 +1,45 @@
+"""The layers read top-down: app -> services -> core -> generated code, and nothing points back up."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pynode
+from pynode.app import modules
+
+ROOT = Path(pynode.__file__).resolve().parent
+SERVICES = {m.name for m in modules.MODULES}
+
+
+def _imports(package: str) -> dict[str, set[str]]:
+    """`pynode.*` modules each file of `package` imports (at any depth, lazily or not)."""
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        found[str(path.relative_to(ROOT))] = {n for n in names if n.startswith("pynode.")}
+    return found
+
+
+def test_core_imports_no_service_and_not_the_app() -> None:
+    for path, names in _imports("core").items():
+        above = {n for n in names if n.split(".")[1] in SERVICES | {"app"}}
+        assert not above, f"core/{path} imports {sorted(above)}"
+
+
+def test_a_service_imports_only_core_and_itself() -> None:
+    for service in SERVICES:
+        for path, names in _imports(service).items():
+            foreign = {n for n in names if n.split(".")[1] not in {"core", service}}
+            assert not foreign, f"{service}/{path} imports {sorted(foreign)}: reach other services via a peer port"
+
+
+def test_every_service_has_one_module_and_is_listed_once() -> None:
+    packages = {p.parent.name for p in ROOT.glob("*/module.py")} - {"core"}  # core/module.py: the protocol
+    assert packages == SERVICES
+    assert len(modules.names()) == len(set(modules.names()))
