@@ -5,7 +5,7 @@ each in turn, so every figure comes with a baseline from the same run and machin
 
 Scenarios (targets from the issues):
   health   Health/Check on the mesh vs the echo baseline.
-  auth     authenticated GetCurrentUser at concurrency 16: >= 0.6x the echo baseline's requests/s.
+  auth     authenticated GetCurrentUser at concurrency 16: >= 0.7x (the spine issue) the echo baseline's requests/s.
   storm    GetCurrentUser p99 during a login storm that saturates the bcrypt pool: < 2x its idle p99;
            with a control run (the same hashing load in another process) that separates what the
            machine's shared CPUs cost from what the server adds.
@@ -353,9 +353,9 @@ async def main(args: argparse.Namespace) -> int:
                 base, run, ratio = await paired(plain_echo, ("mesh: GetCurrentUser (authenticated)", me), c, d, rounds)
                 print(base.line())
                 print(run.line())
-                ok = ratio >= 0.6 and run.errors == 0
+                ok = ratio >= 0.7 and run.errors == 0
                 failed |= not ok
-                print(f"  -> authenticated ratio to bare echo: {ratio:.3f}x (target >= 0.60x) {verdict(ok)}")
+                print(f"  -> authenticated ratio to bare echo: {ratio:.3f}x (target >= 0.70x) {verdict(ok)}")
                 same = (
                     "baseline: bare GetCurrentUser (canned)",
                     lambda: bare_auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer),
