@@ -19,7 +19,7 @@ from pynode.app.cli.common import CliError, fail, read_password, rpc_error, serv
 from pynode.app.cli.credentials import Credentials
 
 TIMEOUT_SECONDS = 15.0
-console = Console()
+console = Console(soft_wrap=True)  # a line per message, whatever the width: scripts read these
 
 Server = Annotated[
     str | None, typer.Option("--server", help="host:port of the mesh [env DEVPYNODE_SERVER; 127.0.0.1:50051]")

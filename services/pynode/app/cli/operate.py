@@ -181,7 +181,10 @@ def create_admin(
                 if password_stdin:
                     sys.stdin.read()  # never left unread in a pipe; and never applied
                 user = await parts.service.create_admin(email, None, display_name)
-                return f"devpynode: promoted {user.email} ({user.id}) to admin; its password is unchanged"
+                done = f"devpynode: promoted {user.email} ({user.id}) to admin; its password is unchanged"
+                if settings.stores.redis_url == "memory://":  # sessions live in the serving process's memory
+                    done += "; a running server with the embedded defaults applies it at the account's next sign-in"
+                return done
             password = read_password(password_stdin, confirm=True)
             user = await parts.service.create_admin(email, password, display_name)
             return f"devpynode: created admin {user.email} ({user.id})"
