@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,3 +134,26 @@ class MeshClient:
     async def me(self, token: str | None = None) -> auth_pb2.User:
         response = await self.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=self.md(token))
         return response.user
+
+
+DEVPYNODE = [sys.executable, "-m", "pynode.app.cli"]
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> tuple[int, str, str]:
+    """Run `devpynode ARGS` (fast bcrypt); returns (exit status, stdout, stderr). Never leaves a process behind."""
+    process = await asyncio.create_subprocess_exec(
+        *DEVPYNODE,
+        *args,
+        env={**os.environ, "DEVPYNODE_BCRYPT_COST": "4", **(env or {})},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(stdin), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

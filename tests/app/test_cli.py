@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
 import stat
-import sys
 from pathlib import Path
 
 from pynode.app.server import MeshServer
-from tests.client import PASSWORD, MeshClient, new_email
+from tests.client import PASSWORD, MeshClient, new_email, run_cli
 
-DEVPYNODE = [sys.executable, "-m", "pynode.app.cli"]
-
-
-async def cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        *DEVPYNODE,
-        *args,
-        env={**os.environ, "DEVPYNODE_BCRYPT_COST": "4", **(env or {})},
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(stdin), 60)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+cli = run_cli
 
 
 def one_line_error(code: int, err: str) -> str:

@@ -17,29 +17,13 @@ from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.backends import Backend
-from tests.client import PASSWORD, MeshClient, eventually, new_email
+from tests.client import PASSWORD, MeshClient, eventually, new_email, run_cli
 from tests.conftest import make_settings, start_mesh
 
 DEVPYNODE = [sys.executable, "-m", "pynode.app.cli"]
 
 
-async def _cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        *DEVPYNODE,
-        *args,
-        env={**os.environ, **(env or {})},
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(stdin), 60)
-    finally:
-        if process.returncode is None:  # never leave a server behind
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+_cli = run_cli
 
 
 @pytest.mark.parametrize(
