@@ -45,13 +45,6 @@ class Settings:
         """A service's own section."""
         return self.services[name]
 
-    def with_overrides(self, **overrides: Any) -> Settings:
-        """The same settings with some fields replaced (validated like the environment)."""
-        current: dict[str, Any] = {}
-        for section in self.sections():
-            current.update({name: getattr(section, name) for name in type(section).model_fields})
-        return load(**{**current, **overrides})
-
     def sections(self) -> list[Section]:
         return [self.server, self.stores, self.mesh, *self.services.values()]
 

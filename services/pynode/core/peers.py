@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -175,15 +175,3 @@ class PeerClient:
             return await call
         except grpc.aio.AioRpcError as error:
             raise peer_error(error, self.service) from None
-
-    async def stream(self, call: AsyncIterator[T]) -> AsyncIterator[T]:
-        """Iterate a server stream, its failure mapped; closing this generator cancels the call upstream."""
-        try:
-            async for item in call:
-                yield item
-        except grpc.aio.AioRpcError as error:
-            raise peer_error(error, self.service) from None
-        finally:
-            cancel = getattr(call, "cancel", None)
-            if cancel is not None:
-                cancel()

@@ -13,6 +13,7 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from pynode.app.cli import account, operate
 from pynode.app.cli.common import CliError
+from pynode.core.settings import SettingsError
 
 app = typer.Typer(
     name="devpynode",
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as error:
         print(f"devpynode: {error}", file=sys.stderr)
         return error.status
+    except SettingsError as error:  # any command: a setting named in one line, as for serve
+        print(f"devpynode: {error}", file=sys.stderr)
+        return 2
     except TyperException as error:  # usage errors: a bad flag, a missing option
         ctx = getattr(error, "ctx", None)
         if type(error).__name__ == "NoArgsIsHelpError":  # bare `devpynode`, or a bare group: help, not an error

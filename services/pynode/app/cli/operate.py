@@ -122,8 +122,10 @@ def _free_metrics_port(settings: Settings) -> Settings:
 
 def migrate(data_dir: DataDir = None) -> None:
     """Apply the database migrations of every service (serve does it itself for SQLite)."""
+    from sqlalchemy.engine import make_url
+
     from pynode.app import migrate as migrations
-    from pynode.core.db import Database
+    from pynode.core.db import Database, normalise_url
 
     settings = settings_from({"data_dir": data_dir})
     logs.configure("WARNING")
@@ -138,13 +140,11 @@ def migrate(data_dir: DataDir = None) -> None:
         finally:
             await db.close()
 
-    shown = Database(url).engine.url.render_as_string(hide_password=True)
+    shown = make_url(normalise_url(url)).render_as_string(hide_password=True)  # also refuses unknown schemes
     try:
         before = asyncio.run(revisions())
         migrations.upgrade(url)
         after = asyncio.run(revisions())
-    except SettingsError:
-        raise
     except Exception as exc:
         cause = getattr(exc, "orig", None) or exc
         fail(f"DEVPYNODE_DATABASE_URL: cannot migrate {shown} ({str(cause).strip().splitlines()[0]})", 2)
