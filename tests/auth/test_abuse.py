@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from devpynode.auth.v1 import auth_pb2
 from google.rpc import error_details_pb2
 
-from pynode.app.server import MeshServer
-from tests.backends import Backend
 from tests.client import MeshClient, RichError, fails, new_email, rich_error
-from tests.conftest import make_settings, start_mesh
 
 WRONG = "definitely not it"
 
@@ -23,25 +17,6 @@ WRONG = "definitely not it"
 def _retry_seconds(error: RichError) -> float:
     delay = error.detail(error_details_pb2.RetryInfo).retry_delay
     return float(delay.seconds + delay.nanos / 1e9)
-
-
-@pytest.fixture
-async def strict(backend: Backend, tmp_path: Path) -> AsyncIterator[Any]:
-    """A mesh of its own with small limits, so limits can be reached quickly."""
-    servers: list[MeshServer] = []
-    channels: list[grpc.aio.Channel] = []
-
-    async def start(**overrides: Any) -> MeshClient:
-        server = await start_mesh(make_settings(backend, tmp_path / str(len(servers)), **overrides))
-        servers.append(server)
-        channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"))
-        return MeshClient(channels[-1])
-
-    yield start
-    for channel in channels:
-        await channel.close()
-    for server in servers:
-        await server.stop(0)
 
 
 async def test_register_is_rate_limited_per_address(strict: Any) -> None:
@@ -184,3 +159,34 @@ async def test_a_storm_beyond_the_hashing_queue_is_shed_with_a_retry_delay(stric
         assert error.code == grpc.StatusCode.UNAVAILABLE and error.reason == "OVERLOADED"
         assert _retry_seconds(error) > 0
     await client.as_other_address().login(email)  # nothing was lost: the account works once the storm is over
+
+
+async def test_failures_from_elsewhere_never_lock_the_owner_out_of_a_known_address(strict: Any) -> None:
+    client: MeshClient = await strict(rate_limit_per_minute=30)
+    email = new_email()
+    await client.register(email)
+    await client.login(email)  # home: an address that signed in before
+    attackers = [client.as_other_address() for _ in range(8)]
+    for attempt in range(32):
+        error = await fails(attackers[attempt % 8].login(email, WRONG))
+        assert error.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    stranger = await fails(client.as_other_address().login(email))  # the account's limit still holds
+    assert stranger.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    await client.login(email)  # the owner, at home, with the right password, gets in
+
+
+async def test_wrong_current_passwords_meet_the_login_lockout(strict: Any) -> None:
+    client: MeshClient = await strict(lockout_free_failures=3)
+    email = new_email()
+    await client.register(email)
+
+    def attempt(guess: str) -> Any:
+        request = auth_pb2.ChangePasswordRequest(current_password=guess, new_password="another long passphrase")
+        return client.auth.ChangePassword(request, metadata=client.md())
+
+    for _ in range(3):
+        assert (await fails(attempt(WRONG))).code == grpc.StatusCode.INVALID_ARGUMENT
+    locked = await fails(attempt(WRONG))
+    assert locked.code == grpc.StatusCode.RESOURCE_EXHAUSTED and locked.reason == "LOGIN_LOCKED"
+    # The same budget as Login: this address is now locked out of signing in to the account too.
+    assert (await fails(client.login(email))).reason == "LOGIN_LOCKED"

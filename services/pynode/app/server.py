@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import resource
 import socket
 from typing import Any
 
@@ -36,6 +38,32 @@ def bind_problem(host: str, port: int) -> str:
     except OSError as exc:
         return exc.strerror or str(exc)
     return ""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+# File descriptors the process keeps for everything but client connections: the database pool,
+# Redis, peers, log files, the metrics endpoint.
+_RESERVED_DESCRIPTORS = 256
+
+
+def connection_cap(wanted: int) -> int:
+    """The connection limit to give grpc: `wanted`, but below the open-file limit, raised first to the
+    hard limit (a flood must meet the cap, never EMFILE, which would refuse every new connection)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return max(1, min(wanted, soft - _RESERVED_DESCRIPTORS))
+
+
+def listen_address(host: str, port: int) -> str:
+    """`host:port` as grpc parses it (IPv6 literals in brackets)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 def _dialable(host: str) -> str:
@@ -72,8 +100,18 @@ class MeshServer:
             ("grpc.max_metadata_size", 16 * 1024),
             # Two servers must never share a port by accident.
             ("grpc.so_reuseport", 0),
+            # Keepalive enforcement: clients may ping every 10 s even without calls; more often is a
+            # strike, and two strikes close the connection.
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.max_ping_strikes", 2),
+            ("grpc.keepalive_time_ms", _ms(server_settings.keepalive_seconds)),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.max_connection_idle_ms", _ms(server_settings.connection_idle_seconds)),
+            ("grpc.max_connection_age_ms", _ms(server_settings.connection_age_seconds)),
+            ("grpc.max_connection_age_grace_ms", _ms(server_settings.connection_age_grace_seconds)),
+            ("grpc.max_concurrent_streams", server_settings.max_concurrent_streams),
+            ("grpc.max_allowed_incoming_connections", connection_cap(server_settings.max_connections)),
         ]
         self.server = grpc.aio.server(options=options)
         for registration in registrations:
@@ -95,7 +133,7 @@ class MeshServer:
     async def start(self) -> int:
         """Bind, start and mark every service SERVING; returns the gRPC port."""
         settings = self.platform.settings.server
-        address = f"{settings.grpc_host}:{settings.grpc_port}"
+        address = listen_address(settings.grpc_host, settings.grpc_port)
         problem = bind_problem(settings.grpc_host, settings.grpc_port)
         if problem:  # checked first: grpc's own failure is a multi-line C-core log
             raise SettingsError(f"DEVPYNODE_GRPC_PORT: cannot listen on {address} ({problem})")

@@ -44,9 +44,14 @@ class Profile:
 class LoginSession:
     """One login: a refresh token family with an absolute lifetime.
 
-    Only SHA-256 hashes of refresh tokens are kept. `current` are the hashes
-    that may be rotated now; `previous` were current until `rotated_at` and are
-    accepted for the grace window only (a client that lost the response).
+    Only SHA-256 hashes of refresh tokens are kept. `current` is the hash of the
+    one token that may be rotated now; `previous` was current until `rotated_at`.
+    A replay of `previous` within the grace window (a client that lost the
+    response) is answered with the same successor: `handoff` is that successor's
+    secret encrypted under the previous secret, so only a holder of the previous
+    token can read it, and the store alone reveals nothing. `retired` holds short
+    hashes of older tokens of this family: presenting one of them is reuse, while a
+    secret that was never issued for this session is merely invalid.
     """
 
     id: str
@@ -60,6 +65,8 @@ class LoginSession:
     current: list[str] = field(default_factory=list)
     previous: list[str] = field(default_factory=list)
     rotated_at: float = 0.0
+    handoff: str = ""
+    retired: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -70,3 +77,18 @@ class IssuedTokens:
     access_expires_at: float
     refresh_token: str
     refresh_expires_at: float
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One security event: who (`actor`) did what (`kind`) to which account (`subject`), when, from where.
+    `details` are short facts (a reason, a role); never a secret."""
+
+    id: int
+    at: datetime
+    kind: str
+    actor: str
+    subject: str
+    address: str
+    request_id: str
+    details: dict[str, str]

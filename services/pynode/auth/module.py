@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 
-from pynode.auth import verification
+from pynode.auth import audit, verification
 from pynode.auth.adapters.cached_users import CachedUsers
+from pynode.auth.adapters.sql_audit import SqlAuditStore
 from pynode.auth.adapters.sql_users import SqlUserRepository
 from pynode.auth.keys import SigningKeyring, load_keyring
 from pynode.auth.passwords import PasswordHasher, common_passwords
@@ -32,6 +34,7 @@ class AuthComponents:
     keyring: SigningKeyring
     hasher: PasswordHasher
     authenticator: verification.TokenAuthenticator
+    audit: audit.AuditTrail
 
 
 def session_memory_gauge(authenticator: verification.TokenAuthenticator) -> Gauge:
@@ -64,6 +67,7 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
         settings.refresh_token_days * 86400,
         settings.refresh_grace_seconds,
     )
+    trail = audit.AuditTrail(SqlAuditStore(infra.db), settings.audit_retention_days)
     service = AuthService(
         users=CachedUsers(SqlUserRepository(infra.db), infra.kv, infra.feed),
         hasher=hasher,
@@ -73,9 +77,10 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
         lockout=LoginLockout(
             infra.kv, settings.lockout_free_failures, settings.lockout_max_seconds, settings.account_flood_failures
         ),
+        audit=trail,
         service_secret=infra.mesh.service_secret.get_secret_value(),
     )
-    return AuthComponents(service, keyring, hasher, authenticator)
+    return AuthComponents(service, keyring, hasher, authenticator, trail)
 
 
 def remote_authenticator(infra: Infrastructure) -> verification.TokenAuthenticator:
@@ -95,13 +100,17 @@ class AuthModule:
     migrations: Path | None = Path(__file__).resolve().parent / "migrations"
 
     def load_tables(self) -> None:
-        from pynode.auth.adapters import sql_users  # noqa: F401 - registers the tables
+        from pynode.auth.adapters import sql_audit, sql_users  # noqa: F401 - registers the tables
 
     async def build(self, settings: AuthSettings, infra: Infrastructure) -> ServiceParts:
         parts = await build_components(settings, infra)
+        sweeper = asyncio.create_task(parts.audit.sweep_forever(), name="audit-retention")
 
         async def close_hasher() -> None:
             parts.hasher.close()
+
+        async def stop_sweeper() -> None:
+            await audit.stop(sweeper)
 
         return ServiceParts(
             registrations=[
@@ -112,7 +121,7 @@ class AuthModule:
                     _ADMIN, auth_pb2_grpc.add_UserAdminServiceServicer_to_server, UserAdminServicer(parts.service)
                 ),
             ],
-            closers=[close_hasher],
+            closers=[stop_sweeper, close_hasher],
             gauges=[session_memory_gauge(parts.authenticator)],
             authenticator=parts.authenticator,
             component=parts,

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Protocol
 
-from pynode.auth.domain import LoginSession, Profile, User
+from pynode.auth.domain import AuditEvent, LoginSession, Profile, User
 
 
 class UserRepository(Protocol):
@@ -26,6 +26,10 @@ class UserRepository(Protocol):
 
     async def save(self, user: User) -> None:
         """Write back a changed account."""
+
+    async def save_keeping_an_admin(self, user: User) -> bool:
+        """Write back a changed account unless that would leave no enabled administrator, checked
+        atomically against concurrent changes; whether it was written."""
 
     async def page(self, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[User]:
         """Accounts ordered by (created_at, id), strictly after `after`."""
@@ -89,8 +93,25 @@ class LoginLockouts(Protocol):
     async def check(self, email: str, address: str) -> None:
         """Raise QuotaExceeded while this address is locked out of this account."""
 
-    async def failed(self, email: str, address: str) -> None:
-        """Count a failed login."""
+    async def known_good(self, email: str, address: str) -> bool:
+        """Whether this address has signed in to this account before."""
+
+    async def failed(self, email: str, address: str) -> bool:
+        """Count a failed login; whether this failure locked the address out."""
 
     async def succeeded(self, email: str, address: str) -> None:
         """Clear the address's count and remember it as known good."""
+
+
+class AuditStore(Protocol):
+    """The append-only record of security events."""
+
+    async def add(self, event: AuditEvent) -> None:
+        """Append one event (its id is assigned by the store)."""
+
+    async def page(self, before: int | None, limit: int, user_id: str, kind: str) -> list[AuditEvent]:
+        """Events newest first with ids below `before`, optionally of one account (as actor or subject)
+        or one kind."""
+
+    async def purge_older_than(self, cutoff: datetime) -> int:
+        """Drop events from before `cutoff` (retention); how many went."""

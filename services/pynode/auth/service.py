@@ -10,7 +10,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from pynode.auth.domain import ROLES, IssuedTokens, LoginSession, Profile, User
+from pynode.auth.audit import AuditTrail
+from pynode.auth.domain import ROLES, AuditEvent, IssuedTokens, LoginSession, Profile, User
 from pynode.auth.passwords import check_policy
 from pynode.auth.ports import (
     LoginLockouts,
@@ -29,9 +30,10 @@ from pynode.core.errors import (
     InvalidArgument,
     NotFound,
     Unauthenticated,
+    Unavailable,
 )
 from pynode.core.paging import decode_token, encode_token, invalid_page_token, page_size
-from pynode.core.principal import ClientInfo, Principal
+from pynode.core.principal import ClientInfo, Principal, current_client
 
 _BAD_CREDENTIALS = "e-mail or password is incorrect"
 MAX_EMAIL_LENGTH = 254  # RFC 5321, and the users.email column
@@ -61,6 +63,7 @@ class AuthService:
         issuer: TokenMinting,
         limiter: RateLimits,
         lockout: LoginLockouts,
+        audit: AuditTrail,
         service_secret: str,
     ) -> None:
         self.users = users
@@ -69,6 +72,7 @@ class AuthService:
         self.issuer = issuer
         self.limiter = limiter
         self.lockout = lockout
+        self.audit = audit
         self._service_secret = service_secret
 
     async def _save(self, user: User) -> None:
@@ -78,6 +82,31 @@ class AuthService:
     async def _start_session(self, user: User, client: ClientInfo) -> IssuedTokens:
         session, refresh = await self.sessions.create(str(user.id), user.role, client.user_agent, client.address)
         return self._tokens(session, refresh)
+
+    async def _sign_in(self, user: User, client: ClientInfo) -> tuple[User, IssuedTokens]:
+        """Start a session for `user` as it was read before hashing, then read the account again.
+
+        A role change, disabling or password change commits and then sweeps the account's sessions.
+        The new session is indexed before the second read, so a change that commits after that read
+        finds it in its sweep, and one that committed before is seen here: the session is ended and the
+        login fails (disabled, new password) or is redone with the new role. Either way the outcome is
+        as if the change came strictly before or after the login.
+        """
+        for _attempt in range(3):
+            session, refresh = await self.sessions.create(str(user.id), user.role, client.user_agent, client.address)
+            now = await self.users.by_id(user.id)
+            if now is not None and (now.role, now.disabled, now.password_hash) == (
+                user.role,
+                user.disabled,
+                user.password_hash,
+            ):
+                return now, self._tokens(session, refresh)
+            await self.sessions.revoke(session.id)
+            if now is None or now.disabled or now.password_hash != user.password_hash:
+                await self.audit.record("login.failed", client, subject=str(user.id), reason="CHANGED_DURING_LOGIN")
+                raise Unauthenticated(_BAD_CREDENTIALS, reason="BAD_CREDENTIALS")
+            user = now  # only the role changed: sign in again with the new one
+        raise Unavailable("the account is being changed; retry", retry_after=0.5)
 
     def _tokens(self, session: LoginSession, refresh: str) -> IssuedTokens:
         access, expires = self.issuer.access_token(session.user_id, session.id, session.role)
@@ -101,21 +130,34 @@ class AuthService:
         now = utcnow()
         user = User(uuid.uuid4(), email, password_hash, display_name.strip(), "user", False, now, now)
         await self.users.add(user)
+        await self.audit.record("register", client, actor=str(user.id), subject=str(user.id))
         return user, await self._start_session(user, client)
 
     async def login(self, email: str, password: str, client: ClientInfo) -> tuple[User, IssuedTokens]:
         """Check credentials and start a session; unknown e-mail and wrong password look the same."""
         email = normalise_email(email)
+        account = account_key(email)  # a hash: no e-mails in Redis keys or audit details
         await self.limiter.hit("login", "address", client.address)
-        await self.limiter.hit("login", "account", account_key(email))  # a hash: no e-mails in Redis keys
+        # The per-account limit slows guessing from new places. An address that signed in to this
+        # account before is exempt, so other addresses' failures cannot lock the owner out (its own
+        # failures still meet the per-address lockout).
+        if not await self.lockout.known_good(email, client.address):
+            await self.limiter.hit("login", "account", account)
         await self.lockout.check(email, client.address)
         user = await self.users.by_email(email)
         ok = await self.hasher.verify(password, user.password_hash if user else None)
         if user is None or not ok or user.disabled:
-            await self.lockout.failed(email, client.address)
+            locked = await self.lockout.failed(email, client.address)
+            subject = str(user.id) if user else ""
+            why = "UNKNOWN_ACCOUNT" if user is None else "WRONG_PASSWORD" if not ok else "ACCOUNT_DISABLED"
+            await self.audit.record("login.failed", client, subject=subject, reason=why, account=account)
+            if locked:
+                await self.audit.record("login.lockout", client, subject=subject, account=account)
             raise Unauthenticated(_BAD_CREDENTIALS, reason="BAD_CREDENTIALS")
         await self.lockout.succeeded(email, client.address)
-        return user, await self._start_session(user, client)
+        user, tokens = await self._sign_in(user, client)
+        await self.audit.record("login.succeeded", client, actor=str(user.id), subject=str(user.id))
+        return user, tokens
 
     async def refresh(self, refresh_token: str, client: ClientInfo) -> IssuedTokens:
         """Rotate a refresh token into a new pair."""
@@ -123,7 +165,12 @@ class AuthService:
         holder = await self.sessions.get(refresh_token.partition(".")[0][:64])
         if holder is not None:  # an unknown session fails in rotate, limited by address alone
             await self.limiter.hit("refresh", "account", holder.user_id)
-        session, refresh = await self.sessions.rotate(refresh_token)
+        try:
+            session, refresh = await self.sessions.rotate(refresh_token)
+        except Unauthenticated as exc:
+            if holder is not None and exc.reason == "REFRESH_TOKEN_REUSED":
+                await self.audit.record("refresh.reuse_detected", client, subject=holder.user_id, session=holder.id)
+            raise
         return self._tokens(session, refresh)
 
     async def logout(self, caller: Principal, all_sessions: bool) -> None:
@@ -132,6 +179,13 @@ class AuthService:
             await self.sessions.revoke_user(caller.subject)
         else:
             await self.sessions.revoke(caller.session_id)
+        await self.audit.record(
+            "logout",
+            current_client(),
+            actor=caller.subject,
+            subject=caller.subject,
+            all_sessions=str(all_sessions).lower(),
+        )
 
     async def current_user(self, caller: Principal) -> Profile:
         """The caller's account (the repository caches profiles: clients ask on every screen)."""
@@ -142,16 +196,26 @@ class AuthService:
 
     async def change_password(self, caller: Principal, current: str, new: str) -> None:
         """Replace the password and end every other session."""
-        # Limited like Login: a stolen access token must not become a way to guess the password.
+        # A stolen access token must not become a way to guess the password: wrong current passwords
+        # meet the same lockout as failed logins to this account, from this address.
+        client = current_client()
         await self.limiter.hit("change-password", "account", caller.subject)
         user = await self.users.by_id(uuid.UUID(caller.subject))
         if user is None or user.disabled:
             raise Unauthenticated("the account no longer exists or is disabled", reason="ACCOUNT_UNAVAILABLE")
+        await self.lockout.check(user.email, client.address)
         if not await self.hasher.verify(current, user.password_hash):
+            locked = await self.lockout.failed(user.email, client.address)
+            await self.audit.record(
+                "password.change_failed", client, actor=caller.subject, subject=caller.subject, reason="WRONG_PASSWORD"
+            )
+            if locked:
+                await self.audit.record("login.lockout", client, subject=caller.subject)
             raise InvalidArgument(
                 "current_password is incorrect",
                 [FieldViolation("current_password", "does not match", "WRONG_PASSWORD")],
             )
+        await self.lockout.succeeded(user.email, client.address)
         check_policy(new, "new_password", email=user.email)
         if hmac.compare_digest(current.encode(), new.encode()):
             raise InvalidArgument(
@@ -160,14 +224,17 @@ class AuthService:
             )
         user.password_hash = await self.hasher.hash(new)
         await self._save(user)
-        await self.sessions.revoke_user(caller.subject, keep=caller.session_id)
+        ended = await self.sessions.revoke_user(caller.subject, keep=caller.session_id)
+        await self.audit.record(
+            "password.changed", client, actor=caller.subject, subject=caller.subject, sessions_ended=str(ended)
+        )
 
     async def list_sessions(self, caller: Principal, size: int, token: str) -> tuple[list[SessionView], str]:
         """The caller's sessions, newest first."""
         limit = page_size(size)
         position = decode_token(token)
         offset = position.get("o", 0) if position else 0
-        if not isinstance(offset, int) or offset < 0:
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise invalid_page_token()
         sessions = await self.sessions.list_for_user(caller.subject)
         chunk = sessions[offset : offset + limit]
@@ -181,12 +248,17 @@ class AuthService:
         if session is None or session.user_id != caller.subject:
             raise NotFound("no such session of yours", reason="SESSION_NOT_FOUND")
         await self.sessions.revoke(session_id)
+        await self.audit.record(
+            "session.revoked", current_client(), actor=caller.subject, subject=caller.subject, session=session_id
+        )
 
     async def issue_service_token(self, service_name: str, secret: str, client: ClientInfo) -> tuple[str, float]:
         """A service token for a process that knows the shared secret (rate limited: no guessing)."""
         await self.limiter.hit("service-token", "address", client.address)
         if not hmac.compare_digest(secret.encode(), self._service_secret.encode()):
+            await self.audit.record("service_token.refused", client, service=service_name[:64])
             raise Unauthenticated("service secret is incorrect", reason="BAD_SERVICE_SECRET")
+        await self.audit.record("service_token.issued", client, actor=f"service:{service_name[:64]}")
         return self.issuer.service_token(service_name)
 
     async def list_users(self, size: int, token: str) -> tuple[list[User], str]:
@@ -195,10 +267,15 @@ class AuthService:
         position = decode_token(token)
         after = None
         if position:
+            at, user_id = position.get("t"), position.get("i")
+            if not isinstance(at, str) or not isinstance(user_id, str):
+                raise invalid_page_token()
             try:
-                after = (datetime.fromisoformat(position["t"]), uuid.UUID(position["i"]))
-            except (KeyError, ValueError, TypeError):
+                after = (datetime.fromisoformat(at), uuid.UUID(user_id))
+            except ValueError:
                 raise invalid_page_token() from None
+            if after[0].tzinfo is None:
+                raise invalid_page_token()
         users = await self.users.page(after, limit + 1)
         next_token = ""
         if len(users) > limit:
@@ -218,16 +295,52 @@ class AuthService:
             )
         if str(user.id) == caller.subject and (disabled or role == "user"):
             raise FailedPrecondition("admins cannot disable or demote themselves", reason="SELF_LOCKOUT")
+        before = (user.role, user.disabled)
         if role is not None:
             user.role = role
         if disabled is not None:
             user.disabled = disabled
-        await self._save(user)
+        user.updated_at = utcnow()
+        if not await self.users.save_keeping_an_admin(user):
+            raise FailedPrecondition(
+                "this is the last enabled administrator: promote another account first", reason="LAST_ADMIN"
+            )
         if user.disabled:
             await self.sessions.revoke_user(str(user.id))
         elif role is not None:
             await self.sessions.set_role(str(user.id), role)
+        await self._audit_change(caller, user, before)
         return user
+
+    async def _audit_change(self, caller: Principal, user: User, before: tuple[str, bool]) -> None:
+        client, who, whom = current_client(), caller.subject, str(user.id)
+        if user.role != before[0]:
+            await self.audit.record(
+                "user.role_changed", client, actor=who, subject=whom, from_role=before[0], to_role=user.role
+            )
+        if user.disabled != before[1]:
+            await self.audit.record(
+                "user.disabled" if user.disabled else "user.enabled", client, actor=who, subject=whom
+            )
+
+    async def list_audit_events(self, size: int, token: str, user_id: str, kind: str) -> tuple[list[AuditEvent], str]:
+        """Security events, newest first, optionally of one account or kind (admin)."""
+        limit = page_size(size)
+        filters = f"{user_id}|{kind}"
+        position = decode_token(token)
+        before = None
+        if position:
+            before = position.get("b")
+            if not isinstance(before, int) or isinstance(before, bool) or position.get("f") != filters:
+                raise invalid_page_token()
+        if user_id:
+            user_id = str(uuid.UUID(user_id))  # the contract checked the shape; this is the stored spelling
+        events = await self.audit.store.page(before, limit + 1, user_id, kind)
+        next_token = ""
+        if len(events) > limit:
+            events = events[:limit]
+            next_token = encode_token({"b": events[-1].id, "f": filters})
+        return events, next_token
 
     async def create_admin(self, email: str, password: str | None, display_name: str) -> User:
         """Make an administrator from the command line, or promote an existing account (its password is
@@ -240,9 +353,19 @@ class AuthService:
             )
         existing = await self.users.by_email(email)
         if existing is not None:
+            before = existing.role, existing.disabled
             existing.role, existing.disabled = "admin", False
             await self._save(existing)
             await self.sessions.set_role(str(existing.id), "admin")
+            await self.audit.record(
+                "admin.created",
+                current_client(),
+                actor="cli",
+                subject=str(existing.id),
+                promoted="true",
+                from_role=before[0],
+                was_disabled=str(before[1]).lower(),
+            )
             return existing
         if not password:
             raise InvalidArgument(
@@ -252,4 +375,5 @@ class AuthService:
         now = utcnow()
         user = User(uuid.uuid4(), email, await self.hasher.hash(password), display_name, "admin", False, now, now)
         await self.users.add(user)
+        await self.audit.record("admin.created", current_client(), actor="cli", subject=str(user.id), promoted="false")
         return user

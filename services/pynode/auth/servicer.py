@@ -6,7 +6,7 @@ import grpc
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from pynode.auth.domain import IssuedTokens, Profile, User
+from pynode.auth.domain import AuditEvent, IssuedTokens, Profile, User
 from pynode.auth.keys import SigningKeyring
 from pynode.auth.service import AuthService
 from pynode.core.principal import current_client, current_principal
@@ -30,6 +30,20 @@ def user_proto(user: User | Profile) -> auth_pb2.User:
         disabled=user.disabled,
         created_at=_ts(user.created_at.timestamp()),
         updated_at=_ts(user.updated_at.timestamp()),
+    )
+
+
+def audit_proto(event: AuditEvent) -> auth_pb2.AuditEvent:
+    """An audit event as the API shows it."""
+    return auth_pb2.AuditEvent(
+        id=event.id,
+        time=_ts(event.at.timestamp()),
+        kind=event.kind,
+        actor=event.actor,
+        user_id=event.subject,
+        client_address=event.address,
+        request_id=event.request_id,
+        details={k: str(v) for k, v in event.details.items()},
     )
 
 
@@ -171,3 +185,13 @@ class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
         disabled = request.disabled if request.HasField("disabled") else None
         user = await self._service.update_user(current_principal(), request.user_id, role, disabled)
         return auth_pb2.UpdateUserResponse(user=user_proto(user))
+
+    async def ListAuditEvents(
+        self,
+        request: auth_pb2.ListAuditEventsRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.ListAuditEventsRequest, auth_pb2.ListAuditEventsResponse],
+    ) -> auth_pb2.ListAuditEventsResponse:
+        events, next_token = await self._service.list_audit_events(
+            request.page_size, request.page_token, request.user_id, request.kind
+        )
+        return auth_pb2.ListAuditEventsResponse(events=[audit_proto(e) for e in events], next_page_token=next_token)

@@ -2,7 +2,12 @@
 
 A refresh token is `<session id>.<secret>`; only SHA-256 of the secret is
 stored. Rotation is a compare-and-set on the session record, so two
-concurrent refreshes can never both consume the same token.
+concurrent refreshes can never both consume the same token, and a family has
+one live token at a time: a replay inside the grace window gets the successor
+that was already issued (never a second branch), a replay of any older token of
+the family is reuse and revokes it, and a secret never issued for the session
+is just invalid (knowing a session id, which every access token shows, is not
+enough to end it).
 
 Every authenticated call, in any process, asks whether its session is still live
 (`verification.CachedSessionLiveness`, which remembers holders between calls). Every change
@@ -13,6 +18,7 @@ The record and channel formats are the contract in `verification.py`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -30,7 +36,9 @@ from pynode.core.errors import Unauthenticated, Unavailable
 from pynode.core.events import EventFeed
 from pynode.core.kv import KeyValueStore
 
-MAX_SIBLINGS = 4  # live refresh tokens a family may hold after grace-window replays
+RETIRED_KEPT = 64  # older tokens of a family recognised as reuse; older still are merely invalid
+_RETIRED_HEX = 16  # 64 bits of each retired token's hash: ample to tell issued from guessed
+_HANDOFF_CONTEXT = b"devpynode refresh-token handoff:"
 
 
 def _user_key(user_id: str) -> str:
@@ -51,6 +59,31 @@ def _decode(raw: str) -> LoginSession:
 
 def _contains(hashes: list[str], digest: str) -> bool:
     return any(hmac.compare_digest(h, digest) for h in hashes)
+
+
+def _new_secret() -> tuple[str, bytes]:
+    raw = secrets.token_bytes(32)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode(), raw
+
+
+def _pad(previous_secret: str, sid: str) -> bytes:
+    # A one-time pad from the previous secret: each secret seals exactly one successor.
+    return hmac.new(previous_secret.encode(), _HANDOFF_CONTEXT + sid.encode(), hashlib.sha256).digest()
+
+
+def _seal(successor: bytes, previous_secret: str, sid: str) -> str:
+    return bytes(a ^ b for a, b in zip(successor, _pad(previous_secret, sid), strict=True)).hex()
+
+
+def _unseal(handoff: str, previous_secret: str, sid: str) -> str | None:
+    try:
+        sealed = bytes.fromhex(handoff)
+    except ValueError:
+        return None
+    if len(sealed) != 32:
+        return None
+    raw = bytes(a ^ b for a, b in zip(sealed, _pad(previous_secret, sid), strict=True))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 class SessionStore:
@@ -111,8 +144,8 @@ class SessionStore:
     async def rotate(self, refresh_token: str) -> tuple[LoginSession, str]:
         """Consume a refresh token and return its successor.
 
-        A token that was already rotated is accepted again only within the grace
-        window (its successor stays valid too); any other replay revokes the family.
+        The token just rotated is accepted again within the grace window and answered with the
+        same successor; an older token of the family revokes the family; anything else is invalid.
         """
         sid, _, secret = refresh_token.partition(".")
         if not sid or not secret:
@@ -124,17 +157,13 @@ class SessionStore:
                 raise Unauthenticated("refresh token expired or revoked; sign in again", reason="SESSION_ENDED")
             session = _decode(raw)
             now = time.time()
-            new_secret = secrets.token_urlsafe(32)
-            if _contains(session.current, digest):
-                session.previous, session.current, session.rotated_at = session.current, [_digest(new_secret)], now
-            elif _contains(session.previous, digest) and now - session.rotated_at <= self.grace_seconds:
-                session.current = [*session.current, _digest(new_secret)][-MAX_SIBLINGS:]
-            else:
-                await self.revoke(sid)
-                raise Unauthenticated(
-                    "refresh token was already used; the session is revoked, sign in again",
-                    reason="REFRESH_TOKEN_REUSED",
-                )
+            if not _contains(session.current, digest):
+                return session, await self._replayed(session, secret, digest, now)
+            new_secret, new_raw = _new_secret()
+            retired = [*session.retired, *(h[:_RETIRED_HEX] for h in session.previous)]
+            session.retired = retired[-RETIRED_KEPT:]
+            session.previous, session.current, session.rotated_at = session.current, [_digest(new_secret)], now
+            session.handoff = _seal(new_raw, secret, sid)
             session.last_used_at = now
             ttl = session.expires_at - now
             if ttl <= 0:
@@ -142,6 +171,21 @@ class SessionStore:
             if await self._kv.compare_and_set(_session_key(sid), raw, _encode(session), ttl):
                 return session, f"{sid}.{new_secret}"
         raise Unavailable("session is being refreshed concurrently; retry", retry_after=0.1)
+
+    async def _replayed(self, session: LoginSession, secret: str, digest: str, now: float) -> str:
+        """A token that is not the family's current one: the issued successor, or an error."""
+        if _contains(session.previous, digest):
+            successor = _unseal(session.handoff, secret, session.id)
+            in_grace = now - session.rotated_at <= self.grace_seconds
+            if in_grace and successor is not None and _contains(session.current, _digest(successor)):
+                return f"{session.id}.{successor}"  # nothing new is issued: the lost response, again
+        elif not _contains(session.retired, digest[:_RETIRED_HEX]):
+            raise Unauthenticated("refresh token is not valid; sign in again", reason="INVALID_REFRESH_TOKEN")
+        await self.revoke(session.id)
+        raise Unauthenticated(
+            "refresh token was already used; the session is revoked, sign in again",
+            reason="REFRESH_TOKEN_REUSED",
+        )
 
     async def list_for_user(self, user_id: str) -> list[LoginSession]:
         """Live sessions of a user, newest first (dead ids are pruned from the index)."""

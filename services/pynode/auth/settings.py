@@ -44,3 +44,6 @@ class AuthSettings(Section):
     account_flood_failures: int = Field(
         50, ge=1, description="Failed logins on one account (all addresses, 15 min) that slow unknown addresses."
     )
+    audit_retention_days: float = Field(
+        365, ge=0, description="Days the audit trail keeps security events; 0 keeps them for ever."
+    )

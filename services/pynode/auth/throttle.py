@@ -9,6 +9,8 @@ Lockout policy (also in the README):
   `flood_failures`, addresses that never signed in successfully to that account get one
   attempt per `FLOOD_SPACING_SECONDS` for the whole account, while addresses that did
   ("known good", remembered 90 days) are not slowed;
+- the per-account Login rate limit (RateLimiter) is not applied to known-good addresses either:
+  thirty wrong passwords from elsewhere must not stop the owner signing in from home;
 - accounts are keyed by a hash of the normalised e-mail, whether or not the account exists,
   so the lockout reveals nothing about which e-mails are registered.
 """
@@ -76,14 +78,20 @@ class LoginLockout:
         if not await self._kv.compare_and_set(f"lock:slow:{acct}", None, "1", FLOOD_SPACING_SECONDS):
             raise _locked(max(await self._kv.ttl(f"lock:slow:{acct}"), 0.1))
 
-    async def failed(self, email: str, address: str) -> None:
-        """Count a wrong password; lock the address out once past the free failures."""
+    async def known_good(self, email: str, address: str) -> bool:
+        """Whether `address` has signed in to this account before (remembered 90 days)."""
+        return await self._kv.set_contains(f"lock:good:{account_key(email)}", address)
+
+    async def failed(self, email: str, address: str) -> bool:
+        """Count a wrong password; lock the address out once past the free failures (returns whether)."""
         acct = account_key(email)
         count, _ = await self._kv.incr(f"lock:pair:{acct}:{address}", PAIR_MEMORY_SECONDS)
         await self._kv.incr(f"lock:acct:{acct}", FLOOD_WINDOW_SECONDS)
-        if count >= self.free_failures:
-            delay = min(float(self.max_seconds), 2.0 ** (count - self.free_failures))
-            await self._kv.set(f"lock:until:{acct}:{address}", "1", delay)
+        if count < self.free_failures:
+            return False
+        delay = min(float(self.max_seconds), 2.0 ** (count - self.free_failures))
+        await self._kv.set(f"lock:until:{acct}:{address}", "1", delay)
+        return True
 
     async def succeeded(self, email: str, address: str) -> None:
         """Clear the address's failures and remember it as known good for this account."""

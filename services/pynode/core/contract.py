@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,16 +12,15 @@ from devpynode.common.v1 import options_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf.message import Message
 
+from pynode.core import text
 from pynode.core.errors import FieldViolation, InvalidArgument
 
 Access = int  # an options_pb2.Access value
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
 
 def is_email(value: str) -> bool:
-    """Whether `value` has the shape the contracts call an e-mail address."""
-    return bool(_EMAIL.match(value.strip()))
+    """Whether `value` is what the contracts call an e-mail address (one a person can type back)."""
+    return text.email_problem(value) is None
 
 
 @dataclass(frozen=True)
@@ -132,8 +130,20 @@ def _check_text(value: str | bytes, rules: options_pb2.FieldRules, path: str, ou
         out.append(FieldViolation(path, f"must be at least {rules.min_len} characters", "TOO_SHORT"))
     if rules.max_len and len(value) > rules.max_len:
         out.append(FieldViolation(path, f"must be at most {rules.max_len} characters", "TOO_LONG"))
-    if rules.format == options_pb2.STRING_FORMAT_EMAIL and not is_email(value):
-        out.append(FieldViolation(path, "must be an e-mail address like name@example.com", "BAD_FORMAT"))
+    if "\x00" in value:  # no database stores NUL in text; no client means it
+        out.append(FieldViolation(path, "must not contain NUL characters", "CONTROL_CHARACTER"))
+    elif rules.plain_text and text.has_hidden(value):
+        out.append(FieldViolation(path, "must not contain control or invisible characters", "CONTROL_CHARACTER"))
+    elif rules.plain_text and text.is_blank(value):
+        out.append(FieldViolation(path, "must show at least one visible character", "REQUIRED"))
+    if rules.format == options_pb2.STRING_FORMAT_EMAIL:
+        problem = text.email_problem(value)
+        if problem == "BAD_FORMAT":
+            out.append(FieldViolation(path, "must be an e-mail address like name@example.com", problem))
+        elif problem is not None:
+            out.append(
+                FieldViolation(path, "must not contain invisible, look-alike or mixed-script characters", problem)
+            )
     if rules.format == options_pb2.STRING_FORMAT_UUID and not _is_uuid(value):
         out.append(FieldViolation(path, "must be a UUID", "BAD_FORMAT"))
 

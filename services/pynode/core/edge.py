@@ -42,6 +42,39 @@ _ROLES_FOR: dict[int, frozenset[str]] = {
 _ROLE_NAMES: dict[int, str] = {options_pb2.ACCESS_ADMIN: "admin", options_pb2.ACCESS_SERVICE: "service"}
 
 
+class _Malformed:
+    """Stands in for a request message that did not parse, so the call fails inside the edge
+    (INVALID_ARGUMENT, logged and counted) rather than in grpc's own deserialisation (UNKNOWN, a
+    traceback per request, no access log)."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+    parse = deserialize
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # DecodeError, and RecursionError-like limits of the parser
+            return _Malformed(type(exc).__name__)
+
+    return tolerant
+
+
+def _refuse_malformed(request: Any) -> None:
+    raise errors.InvalidArgument(
+        "the request is not a valid protobuf message of this method's type",
+        reason="MALFORMED_REQUEST",
+        metadata={"problem": request.problem},
+    )
+
+
 class _Call:
     """Bookkeeping for one RPC: admission, counting and the final status."""
 
@@ -117,6 +150,8 @@ class _Call:
     def admit(self, request: Message) -> Message:
         """Count and validate one request message; returns it for the servicer."""
         self.metrics.received += 1
+        if isinstance(request, _Malformed):
+            _refuse_malformed(request)
         validate(request)
         return request
 
@@ -265,7 +300,7 @@ class Edge:
     ) -> grpc.RpcMethodHandler[Any, Any]:
         labels = self._method(contract, handler)
         kwargs = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": _tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
 

@@ -84,6 +84,33 @@ class ServerSettings(Section):
     trust_forwarded_for: bool = Field(
         False, description="Take the client address from x-forwarded-for (only behind a trusted proxy)."
     )
+    # Connection limits: without them a flood of connections that only send the HTTP/2 preface and
+    # answer pings holds file descriptors until the process has none left.
+    max_connections: int = Field(
+        4096,
+        ge=1,
+        description="Client connections held at once; more are closed as they arrive. Kept below the "
+        "process's open-file limit, which the server raises to its hard limit at start.",
+    )
+    connection_idle_seconds: float = Field(
+        300, gt=0, description="A connection with no call for this long is closed (GOAWAY)."
+    )
+    connection_age_seconds: float = Field(
+        3600, gt=0, description="Connections are recycled after this long (GOAWAY), so load spreads again."
+    )
+    connection_age_grace_seconds: float = Field(
+        600,
+        ge=0,
+        description="How long calls may continue on a connection being recycled; longer streams are "
+        "ended and clients reconnect.",
+    )
+    max_concurrent_streams: int = Field(100, ge=1, description="Calls at once on one connection.")
+    keepalive_seconds: float = Field(
+        60,
+        gt=0,
+        description="The server pings connections idle this long, and closes them if the ping goes "
+        "unanswered for 20 s (peers that vanished without closing).",
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -250,3 +250,38 @@ def disable(
     """Disable an account (admins only): its sessions end at once. --enable undoes it."""
     updated = _update(server, user, disabled=not enable)
     console.print(f"{updated.email} is {'disabled' if updated.disabled else 'enabled'}")
+
+
+@users.command("audit")
+def audit(
+    user: Annotated[str, typer.Option("--user", help="Only events of this account (e-mail address or id)")] = "",
+    kind: Annotated[str, typer.Option("--kind", help="Only events of this kind, e.g. login.failed")] = "",
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="At most this many events")] = 50,
+    server: Server = None,
+) -> None:
+    """Show the audit trail of security events, newest first (admins only)."""
+    address = server_address(server)
+    table = Table("time", "kind", "actor", "user", "address", "details", "request id")
+    with _channel(address) as channel:
+        user_id = user if "@" not in user else _find(channel, address, user)
+        stub = auth_pb2_grpc.UserAdminServiceStub(channel)
+        page, shown = "", 0
+        while shown < limit:
+            response = stub.ListAuditEvents(
+                auth_pb2.ListAuditEventsRequest(
+                    page_size=min(100, limit - shown), page_token=page, user_id=user_id, kind=kind
+                ),
+                metadata=_bearer(address),
+                timeout=TIMEOUT_SECONDS,
+            )
+            for event in response.events:
+                details = " ".join(f"{k}={v}" for k, v in sorted(event.details.items()))
+                when = event.time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+                table.add_row(
+                    when, event.kind, event.actor, event.user_id, event.client_address, details, event.request_id
+                )
+                shown += 1
+            page = response.next_page_token
+            if not page:
+                break
+    console.print(table)

@@ -111,5 +111,11 @@ class CachedUsers:
         await self._inner.save(user)
         await self._forget(user.id)
 
+    async def save_keeping_an_admin(self, user: User) -> bool:
+        saved = await self._inner.save_keeping_an_admin(user)
+        if saved:
+            await self._forget(user.id)
+        return saved
+
     async def page(self, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[User]:
         return await self._inner.page(after, limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 
@@ -49,6 +50,8 @@ class SqlUserRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # SQLite has no row locks and one process: this serialises the last-admin check there.
+        self._admin_changes = asyncio.Lock()
 
     @_unavailable_on_outage
     async def add(self, user: User) -> None:
@@ -88,6 +91,29 @@ class SqlUserRepository:
                 return
             for f in _FIELDS[1:]:
                 setattr(row, f, getattr(user, f))
+
+    @_unavailable_on_outage
+    async def save_keeping_an_admin(self, user: User) -> bool:
+        # The enabled admins' rows are locked (in id order, so two of these never deadlock) before
+        # they are counted: of two admins demoting each other at once, the second sees one admin left.
+        async with self._admin_changes, self._db.session() as session, session.begin():
+            admins = list(
+                await session.scalars(
+                    select(UserRow.id)
+                    .where(UserRow.role == "admin", UserRow.disabled.is_(False))
+                    .order_by(UserRow.id)
+                    .with_for_update()
+                )
+            )
+            stays_admin = user.role == "admin" and not user.disabled
+            if not stays_admin and admins == [user.id]:
+                return False
+            row = await session.get(UserRow, user.id, with_for_update=True)
+            if row is None:
+                return True
+            for f in _FIELDS[1:]:
+                setattr(row, f, getattr(user, f))
+        return True
 
     @_unavailable_on_outage
     async def page(self, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[User]:

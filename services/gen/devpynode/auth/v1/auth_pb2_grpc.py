@@ -115,7 +115,9 @@ class AuthServiceServicer:
 
     def RefreshToken(self, request, context):
         """RefreshToken trades a refresh token for a new token pair. The old refresh
-        token stops working; presenting it again revokes the whole session.
+        token stops working: presented again within the grace window (a lost
+        response) it gets the same successor back; presented later, or after its
+        successor was used, it revokes the whole session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -531,6 +533,11 @@ class UserAdminServiceStub:
                 request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
                 response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.UpdateUserResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/devpynode.auth.v1.UserAdminService/ListAuditEvents',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class UserAdminServiceServicer:
@@ -552,6 +559,15 @@ class UserAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """ListAuditEvents lists security events, newest first: sign-ins and their
+        failures, lockouts, refresh-token reuse, logouts, password and role
+        changes, revocations, service tokens and administrators' actions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -564,6 +580,11 @@ def add_UserAdminServiceServicer_to_server(servicer, server):
                     servicer.UpdateUser,
                     request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.UpdateUserRequest.FromString,
                     response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.UpdateUserResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -621,6 +642,33 @@ class UserAdminService:
             '/devpynode.auth.v1.UserAdminService/UpdateUser',
             devpynode_dot_auth_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
             devpynode_dot_auth_dot_v1_dot_auth__pb2.UpdateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.UserAdminService/ListAuditEvents',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

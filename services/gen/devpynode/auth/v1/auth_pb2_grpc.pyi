@@ -44,7 +44,9 @@ class AuthServiceStub:
     """Login checks an email and password and starts a new session."""
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RefreshTokenRequest, _auth_pb2.RefreshTokenResponse]
     """RefreshToken trades a refresh token for a new token pair. The old refresh
-    token stops working; presenting it again revokes the whole session.
+    token stops working: presented again within the grace window (a lost
+    response) it gets the same successor back; presented later, or after its
+    successor was used, it revokes the whole session.
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]
     """Logout ends the caller's session, or every session of the caller."""
@@ -79,7 +81,9 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Login checks an email and password and starts a new session."""
     RefreshToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.RefreshTokenRequest, _auth_pb2.RefreshTokenResponse]  # type: ignore[assignment]
     """RefreshToken trades a refresh token for a new token pair. The old refresh
-    token stops working; presenting it again revokes the whole session.
+    token stops working: presented again within the grace window (a lost
+    response) it gets the same successor back; presented later, or after its
+    successor was used, it revokes the whole session.
     """
     Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]  # type: ignore[assignment]
     """Logout ends the caller's session, or every session of the caller."""
@@ -129,7 +133,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.RefreshTokenResponse, _abc.Awaitable[_auth_pb2.RefreshTokenResponse]]:
         """RefreshToken trades a refresh token for a new token pair. The old refresh
-        token stops working; presenting it again revokes the whole session.
+        token stops working: presented again within the grace window (a lost
+        response) it gets the same successor back; presented later, or after its
+        successor was used, it revokes the whole session.
         """
 
     @_abc_1.abstractmethod
@@ -205,6 +211,11 @@ class UserAdminServiceStub:
     """UpdateUser changes an account's role or disabled flag. Disabling an
     account ends all of its sessions.
     """
+    ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListAuditEventsRequest, _auth_pb2.ListAuditEventsResponse]
+    """ListAuditEvents lists security events, newest first: sign-ins and their
+    failures, lockouts, refresh-token reuse, logouts, password and role
+    changes, revocations, service tokens and administrators' actions.
+    """
 
 @_typing.type_check_only
 class UserAdminServiceAsyncStub(UserAdminServiceStub):
@@ -216,6 +227,11 @@ class UserAdminServiceAsyncStub(UserAdminServiceStub):
     UpdateUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.UpdateUserRequest, _auth_pb2.UpdateUserResponse]  # type: ignore[assignment]
     """UpdateUser changes an account's role or disabled flag. Disabling an
     account ends all of its sessions.
+    """
+    ListAuditEvents: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListAuditEventsRequest, _auth_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
+    """ListAuditEvents lists security events, newest first: sign-ins and their
+    failures, lockouts, refresh-token reuse, logouts, password and role
+    changes, revocations, service tokens and administrators' actions.
     """
 
 class UserAdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -237,6 +253,17 @@ class UserAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.UpdateUserResponse, _abc.Awaitable[_auth_pb2.UpdateUserResponse]]:
         """UpdateUser changes an account's role or disabled flag. Disabling an
         account ends all of its sessions.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEvents(
+        self,
+        request: _auth_pb2.ListAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListAuditEventsResponse, _abc.Awaitable[_auth_pb2.ListAuditEventsResponse]]:
+        """ListAuditEvents lists security events, newest first: sign-ins and their
+        failures, lockouts, refresh-token reuse, logouts, password and role
+        changes, revocations, service tokens and administrators' actions.
         """
 
 def add_UserAdminServiceServicer_to_server(servicer: UserAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

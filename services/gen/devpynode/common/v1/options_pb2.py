@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!devpynode/common/v1/options.proto\x12\x13\x64\x65vpynode.common.v1\x1a google/protobuf/descriptor.proto\"\xe5\x01\n\nFieldRules\x12\x10\n\x08required\x18\x01 \x01(\x08\x12\x0f\n\x07min_len\x18\x02 \x01(\r\x12\x0f\n\x07max_len\x18\x03 \x01(\r\x12\x11\n\tmax_bytes\x18\x04 \x01(\r\x12\x31\n\x06\x66ormat\x18\x05 \x01(\x0e\x32!.devpynode.common.v1.StringFormat\x12\x11\n\tmax_items\x18\x06 \x01(\r\x12\x16\n\tmin_value\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x16\n\tmax_value\x18\x08 \x01(\x03H\x01\x88\x01\x01\x42\x0c\n\n_min_valueB\x0c\n\n_max_value*m\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41\x43\x43\x45SS_ANONYMOUS\x10\x01\x12\x0f\n\x0b\x41\x43\x43\x45SS_USER\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x03\x12\x12\n\x0e\x41\x43\x43\x45SS_SERVICE\x10\x04*^\n\x0cStringFormat\x12\x1d\n\x19STRING_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13STRING_FORMAT_EMAIL\x10\x01\x12\x16\n\x12STRING_FORMAT_UUID\x10\x02:M\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0e\x32\x1b.devpynode.common.v1.Access:O\n\x05rules\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x1f.devpynode.common.v1.FieldRulesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!devpynode/common/v1/options.proto\x12\x13\x64\x65vpynode.common.v1\x1a google/protobuf/descriptor.proto\"\xf9\x01\n\nFieldRules\x12\x10\n\x08required\x18\x01 \x01(\x08\x12\x0f\n\x07min_len\x18\x02 \x01(\r\x12\x0f\n\x07max_len\x18\x03 \x01(\r\x12\x11\n\tmax_bytes\x18\x04 \x01(\r\x12\x31\n\x06\x66ormat\x18\x05 \x01(\x0e\x32!.devpynode.common.v1.StringFormat\x12\x11\n\tmax_items\x18\x06 \x01(\r\x12\x16\n\tmin_value\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x16\n\tmax_value\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12\x12\n\nplain_text\x18\t \x01(\x08\x42\x0c\n\n_min_valueB\x0c\n\n_max_value*m\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41\x43\x43\x45SS_ANONYMOUS\x10\x01\x12\x0f\n\x0b\x41\x43\x43\x45SS_USER\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x03\x12\x12\n\x0e\x41\x43\x43\x45SS_SERVICE\x10\x04*^\n\x0cStringFormat\x12\x1d\n\x19STRING_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13STRING_FORMAT_EMAIL\x10\x01\x12\x16\n\x12STRING_FORMAT_UUID\x10\x02:M\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0e\x32\x1b.devpynode.common.v1.Access:O\n\x05rules\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x1f.devpynode.common.v1.FieldRulesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'devpynode.common.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESS']._serialized_start=324
-  _globals['_ACCESS']._serialized_end=433
-  _globals['_STRINGFORMAT']._serialized_start=435
-  _globals['_STRINGFORMAT']._serialized_end=529
+  _globals['_ACCESS']._serialized_start=344
+  _globals['_ACCESS']._serialized_end=453
+  _globals['_STRINGFORMAT']._serialized_start=455
+  _globals['_STRINGFORMAT']._serialized_end=549
   _globals['_FIELDRULES']._serialized_start=93
-  _globals['_FIELDRULES']._serialized_end=322
+  _globals['_FIELDRULES']._serialized_end=342
 # @@protoc_insertion_point(module_scope)

@@ -94,6 +94,7 @@ class FieldRules(_message.Message):
     MAX_ITEMS_FIELD_NUMBER: _builtins.int
     MIN_VALUE_FIELD_NUMBER: _builtins.int
     MAX_VALUE_FIELD_NUMBER: _builtins.int
+    PLAIN_TEXT_FIELD_NUMBER: _builtins.int
     required: _builtins.bool
     """The field must be set: non-empty for strings, bytes and repeated fields,
     present for messages.
@@ -112,6 +113,10 @@ class FieldRules(_message.Message):
     """Inclusive lower bound for integer fields."""
     max_value: _builtins.int
     """Inclusive upper bound for integer fields."""
+    plain_text: _builtins.bool
+    """Text shown to people: no control or format characters (zero-width,
+    right-to-left overrides), and not made only of invisible characters.
+    """
     def __init__(
         self,
         *,
@@ -123,10 +128,11 @@ class FieldRules(_message.Message):
         max_items: _builtins.int = ...,
         min_value: _builtins.int | None = ...,
         max_value: _builtins.int | None = ...,
+        plain_text: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_value", b"_max_value", "_min_value", b"_min_value", "max_value", b"max_value", "min_value", b"min_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_value", b"_max_value", "_min_value", b"_min_value", "format", b"format", "max_bytes", b"max_bytes", "max_items", b"max_items", "max_len", b"max_len", "max_value", b"max_value", "min_len", b"min_len", "min_value", b"min_value", "required", b"required"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_value", b"_max_value", "_min_value", b"_min_value", "format", b"format", "max_bytes", b"max_bytes", "max_items", b"max_items", "max_len", b"max_len", "max_value", b"max_value", "min_len", b"min_len", "min_value", b"min_value", "plain_text", b"plain_text", "required", b"required"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_value: _TypeAlias = _typing.Literal["max_value"]  # noqa: Y015
     _WhichOneofArgType__max_value: _TypeAlias = _typing.Literal["_max_value", b"_max_value"]  # noqa: Y015

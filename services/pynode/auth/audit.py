@@ -1,0 +1,74 @@
+"""The audit trail: every security event written to the append-only audit table and logged as one line.
+
+Kinds (the README lists them for operators): `register`, `login.succeeded`, `login.failed` (details
+`reason`), `login.lockout`, `refresh.reuse_detected`, `logout`, `password.changed`,
+`password.change_failed`, `user.role_changed` (`from_role`, `to_role`), `user.disabled`, `user.enabled`,
+`session.revoked`, `service_token.issued` (`service`), `service_token.refused`, `admin.created`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from pynode.auth.domain import AuditEvent
+from pynode.auth.ports import AuditStore
+from pynode.core.db import utcnow
+from pynode.core.principal import ClientInfo, current_request_id
+
+log = logging.getLogger("pynode.audit")
+
+SWEEP_SECONDS = 3600.0
+
+
+class AuditTrail:
+    """Records security events; the one way the auth service writes to the audit table."""
+
+    def __init__(self, store: AuditStore, retention_days: float) -> None:
+        self.store = store
+        self.retention_days = retention_days
+
+    async def record(
+        self, kind: str, client: ClientInfo, *, actor: str = "", subject: str = "", **details: str
+    ) -> None:
+        """Append one event and log it. `details` must never carry a secret: callers pass reasons and roles."""
+        event = AuditEvent(0, utcnow(), kind, actor, subject, client.address, current_request_id(), details)
+        log.info(
+            "audit %s",
+            kind,
+            extra={
+                "audit_kind": kind,
+                "actor": actor,
+                "subject": subject,
+                "address": client.address,
+                "request_id": event.request_id,
+                **{f"detail_{k}": v for k, v in details.items()},
+            },
+        )
+        await self.store.add(event)
+
+    async def sweep(self) -> int:
+        """Drop events past the retention period (0 days keeps them for ever)."""
+        if self.retention_days <= 0:
+            return 0
+        return await self.store.purge_older_than(utcnow() - timedelta(days=self.retention_days))
+
+    async def sweep_forever(self) -> None:
+        """Run `sweep` now and then every hour, until cancelled; a failed sweep is retried next hour."""
+        while True:
+            try:
+                gone = await self.sweep()
+                if gone:
+                    log.info("audit retention removed %d events", gone)
+            except Exception as exc:  # a database outage must not end the loop
+                log.warning("audit retention sweep failed: %s", type(exc).__name__)
+            await asyncio.sleep(SWEEP_SECONDS)
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel a running sweep and wait for it."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
