@@ -32,7 +32,7 @@ from pynode.core.errors import (
     Unauthenticated,
     Unavailable,
 )
-from pynode.core.paging import decode_token, encode_token, invalid_page_token, page_size
+from pynode.core.paging import decode_token, encode_token, invalid_page_token, page_size, token_field
 from pynode.core.principal import ClientInfo, Principal, current_client
 
 _BAD_CREDENTIALS = "e-mail or password is incorrect"
@@ -233,8 +233,8 @@ class AuthService:
         """The caller's sessions, newest first."""
         limit = page_size(size)
         position = decode_token(token)
-        offset = position.get("o", 0) if position else 0
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        offset = token_field(position, "o", int) if position else 0
+        if offset < 0:
             raise invalid_page_token()
         sessions = await self.sessions.list_for_user(caller.subject)
         chunk = sessions[offset : offset + limit]
@@ -267,11 +267,11 @@ class AuthService:
         position = decode_token(token)
         after = None
         if position:
-            at, user_id = position.get("t"), position.get("i")
-            if not isinstance(at, str) or not isinstance(user_id, str):
-                raise invalid_page_token()
             try:
-                after = (datetime.fromisoformat(at), uuid.UUID(user_id))
+                after = (
+                    datetime.fromisoformat(token_field(position, "t", str)),
+                    uuid.UUID(token_field(position, "i", str)),
+                )
             except ValueError:
                 raise invalid_page_token() from None
             if after[0].tzinfo is None:
@@ -330,8 +330,8 @@ class AuthService:
         position = decode_token(token)
         before = None
         if position:
-            before = position.get("b")
-            if not isinstance(before, int) or isinstance(before, bool) or position.get("f") != filters:
+            before = token_field(position, "b", int)
+            if token_field(position, "f", str) != filters:
                 raise invalid_page_token()
         if user_id:
             user_id = str(uuid.UUID(user_id))  # the contract checked the shape; this is the stored spelling

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from pynode.core.errors import FieldViolation, InvalidArgument
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -34,6 +36,15 @@ def decode_token(token: str) -> dict[str, Any] | None:
     except (binascii.Error, ValueError):
         value = None
     if not isinstance(value, dict):
+        raise invalid_page_token()
+    return value
+
+
+def token_field(position: dict[str, Any], key: str, kind: type[T]) -> T:
+    """`position[key]` when it is a `kind` (never a bool for int): a forged token is INVALID_ARGUMENT,
+    never a TypeError deep in a query."""
+    value = position.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise invalid_page_token()
     return value
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -20,6 +20,19 @@ from pynode.app.cli.credentials import Credentials
 
 TIMEOUT_SECONDS = 15.0
 console = Console(soft_wrap=True)  # a line per message, whatever the width: scripts read these
+
+
+def print_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    """A table on a terminal; tab-separated lines, a header first and never wrapped, for pipes and scripts."""
+    if console.is_terminal:
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    for line in (headers, *rows):
+        print("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in line))
+
 
 Server = Annotated[
     str | None, typer.Option("--server", help="host:port of the mesh [env DEVPYNODE_SERVER; 127.0.0.1:50051]")
@@ -176,11 +189,12 @@ def _all_users(channel: grpc.Channel, address: str) -> Iterator[auth_pb2.User]:
 def list_users(server: Server = None) -> None:
     """List every account (admins only)."""
     address = server_address(server)
-    table = Table("id", "email", "name", "role", "disabled")
     with _channel(address) as channel:
-        for user in _all_users(channel, address):
-            table.add_row(user.id, user.email, user.display_name, _role(user.role), "yes" if user.disabled else "")
-    console.print(table)
+        rows = [
+            (user.id, user.email, user.display_name, _role(user.role), "yes" if user.disabled else "")
+            for user in _all_users(channel, address)
+        ]
+    print_table(("id", "email", "name", "role", "disabled"), rows)
 
 
 @users.command("create")
@@ -261,7 +275,7 @@ def audit(
 ) -> None:
     """Show the audit trail of security events, newest first (admins only)."""
     address = server_address(server)
-    table = Table("time", "kind", "actor", "user", "address", "details", "request id")
+    rows: list[tuple[str, ...]] = []
     with _channel(address) as channel:
         user_id = user if "@" not in user else _find(channel, address, user)
         stub = auth_pb2_grpc.UserAdminServiceStub(channel)
@@ -277,11 +291,11 @@ def audit(
             for event in response.events:
                 details = " ".join(f"{k}={v}" for k, v in sorted(event.details.items()))
                 when = event.time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
-                table.add_row(
-                    when, event.kind, event.actor, event.user_id, event.client_address, details, event.request_id
+                rows.append(
+                    (when, event.kind, event.actor, event.user_id, event.client_address, details, event.request_id)
                 )
                 shown += 1
             page = response.next_page_token
             if not page:
                 break
-    console.print(table)
+    print_table(("time", "kind", "actor", "user", "address", "details", "request id"), rows)
