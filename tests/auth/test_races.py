@@ -58,6 +58,14 @@ async def _during_login_hashing(
     return result
 
 
+async def _assert_session_ended(client: MeshClient, tokens: auth_pb2.TokenPair) -> None:
+    """The session itself is gone (not merely hidden by a profile check): no refresh, no session list."""
+    request = auth_pb2.RefreshTokenRequest(refresh_token=tokens.refresh_token)
+    assert (await fails(client.auth.RefreshToken(request, metadata=client.md("")))).reason == "SESSION_ENDED"
+    listing = client.auth.ListSessions(auth_pb2.ListSessionsRequest(), metadata=client.md(tokens.access_token))
+    assert (await fails(listing)).code == grpc.StatusCode.UNAUTHENTICATED
+
+
 async def test_demotion_during_login_hashing_reaches_the_new_session(
     client: MeshClient, mesh: MeshServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -100,7 +108,7 @@ async def test_disabling_during_login_hashing_leaves_no_live_session(
 
     result = await _during_login_hashing(mesh, monkeypatch, late.login(email), disable)
     if not isinstance(result, grpc.aio.AioRpcError):
-        assert (await fails(late.me())).code == grpc.StatusCode.UNAUTHENTICATED
+        await _assert_session_ended(late, result.tokens)
         return
     assert result.code() == grpc.StatusCode.UNAUTHENTICATED
 
@@ -120,7 +128,7 @@ async def test_password_change_during_login_hashing_leaves_no_live_session(
 
     result = await _during_login_hashing(mesh, monkeypatch, thief.login(email), change_password)
     if not isinstance(result, grpc.aio.AioRpcError):
-        assert (await fails(thief.me())).code == grpc.StatusCode.UNAUTHENTICATED
+        await _assert_session_ended(thief, result.tokens)
         return
     assert result.code() == grpc.StatusCode.UNAUTHENTICATED
     await owner.me()  # the owner's own session survives its password change
