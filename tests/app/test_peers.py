@@ -20,6 +20,7 @@ from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
 from pynode.app import modules
 from pynode.app.server import MeshServer
+from pynode.ai.module import MODULE as AI
 from pynode.auth.module import MODULE as AUTH
 from pynode.chat.adapters.grpc_attachments import GrpcAttachments
 from pynode.chat.settings import ChatSettings
@@ -122,7 +123,8 @@ async def mesh_pair(
 ) -> AsyncIterator[tuple[MeshServer, RecordingFiles]]:
     """Chat's process and the stand-in files service: one process, or two (which needs a shared Redis)."""
     files = StandInFiles()
-    monkeypatch.setattr(modules, "MODULES", (AUTH, files, StandInChat()))
+    # The real AI module stays for its migrations: the real-backend database is shared with other tests.
+    monkeypatch.setattr(modules, "MODULES", (AUTH, AI, files, StandInChat()))
     if request.param == "co-located":
         server = await start_mesh(make_settings(backend, tmp_path, only="auth,files,chat"))
         yield server, files.servicer

@@ -1,15 +1,64 @@
-"""The AI router's entry point. Contract only for now: every RPC answers UNIMPLEMENTED, after the edge's checks."""
+"""The AI router's entry point: its settings and the shared infrastructure in, the servicer out."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 
+from pynode.ai.adapters.sql_usage import SqlUsageLedger
+from pynode.ai.cache import ResponseCache
+from pynode.ai.config import RouterConfig, load_config
+from pynode.ai.metrics import AIMetrics
+from pynode.ai.providers.base import Provider, public_url
+from pynode.ai.providers.builtin import BuiltinProvider
+from pynode.ai.providers.ollama import OllamaProvider
+from pynode.ai.providers.openai import OpenAIProvider
+from pynode.ai.router import Router
+from pynode.ai.service import AIService, Limits
+from pynode.ai.servicer import AIRouterServicer
 from pynode.ai.settings import AISettings
-from pynode.core.module import Infrastructure, Registration, ServiceParts, unbuilt
+from pynode.core.module import Infrastructure, Registration, ServiceParts
 
 _SERVICE = ai_pb2.DESCRIPTOR.services_by_name["AIRouterService"]
+
+
+@dataclass
+class AIComponents:
+    """The AI router's wired parts, for its tools and tests."""
+
+    service: AIService
+    router: Router
+    config: RouterConfig
+
+
+def build_providers(config: RouterConfig, settings: AISettings) -> dict[str, Provider]:
+    """One client per configured provider, plus the built-in model."""
+    providers: dict[str, Provider] = {"builtin": BuiltinProvider()}
+    for name, spec in config.providers.items():
+        if spec.type == "ollama":
+            providers[name] = OllamaProvider(
+                name,
+                spec.url,
+                keep_alive=spec.keep_alive,
+                options=spec.options,
+                first_token_seconds=settings.ai_first_token_seconds,
+            )
+        else:
+            limit = (spec.max_concurrency or settings.ai_max_concurrency) + (
+                spec.max_queue if spec.max_queue is not None else settings.ai_max_queue
+            )
+            providers[name] = OpenAIProvider(
+                name,
+                spec.url,
+                spec.key(),
+                models=spec.models,
+                options=spec.options,
+                first_token_seconds=settings.ai_first_token_seconds,
+                max_connections=max(8, limit),
+            )
+    return providers
 
 
 class AIModule:
@@ -18,17 +67,43 @@ class AIModule:
     name = "ai"
     settings_class = AISettings
     service_names = (_SERVICE.full_name,)
-    migrations: Path | None = None
+    migrations: Path | None = Path(__file__).resolve().parent / "migrations"
 
     def load_tables(self) -> None:
-        """No tables yet."""
+        from pynode.ai.adapters import sql_usage  # noqa: F401 - registers the tables
 
     async def build(self, settings: AISettings, infra: Infrastructure) -> ServiceParts:
-        # The generated base servicer answers UNIMPLEMENTED until the service's issue lands.
-        servicer = unbuilt(ai_pb2_grpc.AIRouterServiceServicer)
+        config = load_config(settings)
+        providers = build_providers(config, settings)
+        router = Router(
+            providers,
+            config,
+            max_concurrency=settings.ai_max_concurrency,
+            max_queue=settings.ai_max_queue,
+            first_token_seconds=settings.ai_first_token_seconds,
+        )
+        metrics = AIMetrics(lambda: [(d, g.waiting, g.active) for d, g in list(router.gates.items())])
+        service = AIService(
+            router,
+            ResponseCache(infra.kv, settings.ai_cache_seconds),
+            SqlUsageLedger(infra.db),
+            infra.kv,
+            metrics,
+            Limits(settings.ai_default_max_tokens, settings.ai_requests_per_minute, settings.ai_tokens_per_day),
+        )
+
+        async def close() -> None:
+            await service.drain()
+            for provider in providers.values():
+                await provider.close()
+
+        described = ", ".join(f"{name} ({spec.type} {public_url(spec.url)})" for name, spec in config.providers.items())
         return ServiceParts(
-            [Registration(_SERVICE, ai_pb2_grpc.add_AIRouterServiceServicer_to_server, servicer)],
-            backends={"providers": "none yet (the AI router is contract only)"},
+            [Registration(_SERVICE, ai_pb2_grpc.add_AIRouterServiceServicer_to_server, AIRouterServicer(service))],
+            closers=[close],
+            collectors=metrics.collectors,
+            component=AIComponents(service, router, config),
+            backends={"models": f"builtin, {described}" if described else "builtin"},
         )
 
 

@@ -1,4 +1,4 @@
-"""The AI router's settings: model providers and the routing file."""
+"""The AI router's settings: providers, the routing file, limits, cache and budgets."""
 
 from __future__ import annotations
 
@@ -15,7 +15,22 @@ class AISettings(Section):
     ollama_url: str = Field("http://127.0.0.1:11434", description="Ollama base URL.")
     openai_base_url: str = Field("", description="OpenAI-compatible API base URL; empty disables it.")
     openai_api_key: SecretStr = Field(SecretStr(""), description="API key for the OpenAI-compatible API.")
-    ai_config: Path | None = Field(None, description="YAML routing file (providers, aliases, fallbacks).")
+    ai_config: Path | None = Field(None, description="YAML routing file (providers, aliases, fallbacks, limits).")
+    ai_default_max_tokens: int = Field(2048, ge=1, le=32768, description="Tokens generated when a request sets none.")
+    ai_first_token_seconds: float = Field(
+        120, gt=0, description="Longest wait for a model's first token (cold loads); each later read waits as long."
+    )
+    ai_max_concurrency: int = Field(
+        8, ge=1, description="Generations at once per deployment (routing file may set its own)."
+    )
+    ai_max_queue: int = Field(32, ge=0, description="Generations waiting per deployment; beyond it RESOURCE_EXHAUSTED.")
+    ai_cache_seconds: float = Field(
+        86400, ge=0, description="How long completed deterministic answers are cached; 0 turns the cache off."
+    )
+    ai_requests_per_minute: int = Field(120, ge=0, description="Generate calls per user per minute; 0 is unlimited.")
+    ai_tokens_per_day: int = Field(
+        0, ge=0, description="Tokens (prompt + completion) per user per UTC day; 0 is unlimited."
+    )
 
     @field_validator("ollama_url", "openai_base_url")
     @classmethod

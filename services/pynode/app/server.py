@@ -84,6 +84,9 @@ class MeshServer:
         self.metrics = ServerMetrics()
         for gauge in platform.gauges:
             self.metrics.gauge(gauge.name, gauge.documentation, gauge.read)
+        for part in platform.parts.values():
+            for collector in part.collectors:
+                self.metrics.registry.register(collector)
         registrations = platform.registrations
         self.service_names = [r.descriptor.full_name for r in registrations]
         self.access_log = AccessLog()

@@ -332,9 +332,12 @@ class Edge:
                 if inspect.isawaitable(produced):  # a handler that writes with context.write (health Watch)
                     await produced
                 else:
-                    async for response in produced:
-                        call.sent()
-                        yield response
+                    # aclosing: a caller that goes away closes the servicer's generator (and whatever it
+                    # holds open upstream) now, not when the garbage collector finds it.
+                    async with contextlib.aclosing(produced) as responses:
+                        async for response in responses:
+                            call.sent()
+                            yield response
             except BaseException as exc:
                 await call.failed(exc)
                 raise

@@ -28,8 +28,8 @@ class KeyValueStore(Protocol):
     async def exists(self, key: str) -> bool:
         """Whether the key holds a live value."""
 
-    async def incr(self, key: str, ttl_seconds: float) -> tuple[int, float]:
-        """Add one; a new counter expires after `ttl_seconds`. Returns (count, seconds left)."""
+    async def incr(self, key: str, ttl_seconds: float, amount: int = 1) -> tuple[int, float]:
+        """Add `amount` (one by default); a new counter expires after `ttl_seconds`. Returns (count, seconds left)."""
 
     async def ttl(self, key: str) -> float:
         """Seconds until the key expires; 0 when missing, -1 when it never expires."""

@@ -49,6 +49,8 @@ class ServiceParts:
     registrations: list[Registration]
     closers: list[Closer] = field(default_factory=list)
     gauges: list[Gauge] = field(default_factory=list)
+    # prometheus_client collectors (counters, histograms with labels) for /metrics.
+    collectors: list[Any] = field(default_factory=list)
     # The token verification this process uses, when this module owns it (auth does).
     authenticator: Authenticator | None = None
     # The module's own wired object, for its command-line tools and tests (e.g. auth's components).

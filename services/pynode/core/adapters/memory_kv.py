@@ -61,12 +61,12 @@ class MemoryKeyValueStore:
     async def exists(self, key: str) -> bool:
         return self._live(key) is not None
 
-    async def incr(self, key: str, ttl_seconds: float) -> tuple[int, float]:
+    async def incr(self, key: str, ttl_seconds: float, amount: int = 1) -> tuple[int, float]:
         value = self._live(key)
         if value is None:
-            self._put(key, "1", ttl_seconds)
-            return 1, ttl_seconds
-        count = int(value) + 1
+            self._put(key, str(amount), ttl_seconds)
+            return amount, ttl_seconds
+        count = int(value) + amount
         expires = self._data[self._prefix + key][1]
         self._data[self._prefix + key] = (str(count), expires)  # a string, as Redis would return it
         return count, (expires - time.monotonic()) if expires is not None else -1.0

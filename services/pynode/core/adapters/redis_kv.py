@@ -80,9 +80,9 @@ class RedisKeyValueStore:
         return bool(await self._client.exists(self._k(key)))
 
     @unavailable_on_outage
-    async def incr(self, key: str, ttl_seconds: float) -> tuple[int, float]:
+    async def incr(self, key: str, ttl_seconds: float, amount: int = 1) -> tuple[int, float]:
         async with self._client.pipeline(transaction=True) as pipe:
-            pipe.incr(self._k(key))
+            pipe.incrby(self._k(key), amount)
             pipe.pexpire(self._k(key), _ms(ttl_seconds), nx=True)
             pipe.pttl(self._k(key))
             count, _, pttl = await pipe.execute()

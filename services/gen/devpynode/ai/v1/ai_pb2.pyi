@@ -154,15 +154,33 @@ class GenerateOptions(_message.Message):
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     TOKENS_PER_SECOND_FIELD_NUMBER: _builtins.int
     FALLBACK_MODELS_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    NO_CACHE_FIELD_NUMBER: _builtins.int
+    TOP_P_FIELD_NUMBER: _builtins.int
+    STOP_FIELD_NUMBER: _builtins.int
     temperature: _builtins.float
     """Sampling temperature, 0 to 2; unset uses the model's default."""
     max_tokens: _builtins.int
     """Most tokens to generate; 0 uses the router's default limit."""
     tokens_per_second: _builtins.int
     """Pace of the built-in model in tokens per second; 0 is as fast as possible."""
+    seed: _builtins.int
+    """Sampling seed; with it (or with temperature 0) a request is deterministic
+    and its completed answer may be served from the response cache.
+    """
+    no_cache: _builtins.bool
+    """Never answer from the response cache, nor store this answer in it."""
+    top_p: _builtins.float
+    """Nucleus sampling, 0 to 1; unset uses the model's default."""
     @_builtins.property
     def fallback_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Models to try in order when the requested one is unavailable."""
+        """Models to try in order when the requested one is unavailable (tried only
+        before the first token: a stream is never restarted once output was sent).
+        """
+
+    @_builtins.property
+    def stop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sequences that end the answer when generated."""
 
     def __init__(
         self,
@@ -171,14 +189,27 @@ class GenerateOptions(_message.Message):
         max_tokens: _builtins.int = ...,
         tokens_per_second: _builtins.int = ...,
         fallback_models: _abc.Iterable[_builtins.str] | None = ...,
+        seed: _builtins.int | None = ...,
+        no_cache: _builtins.bool = ...,
+        top_p: _builtins.float | None = ...,
+        stop: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "temperature", b"temperature"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "seed", b"seed", "temperature", b"temperature", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "fallback_models", b"fallback_models", "max_tokens", b"max_tokens", "temperature", b"temperature", "tokens_per_second", b"tokens_per_second"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "fallback_models", b"fallback_models", "max_tokens", b"max_tokens", "no_cache", b"no_cache", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tokens_per_second", b"tokens_per_second", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
+    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    _WhichOneofReturnType__top_p: _TypeAlias = _typing.Literal["top_p"]  # noqa: Y015
+    _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
 
 Global___GenerateOptions: _TypeAlias = GenerateOptions  # noqa: Y015
 
@@ -252,12 +283,15 @@ class GenerateResponse(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Text added by this piece (a delta, not the whole text so far)."""
     finish_reason: Global___FinishReason.ValueType
     """Set on the last response only."""
     model: _builtins.str
     """The model that actually answered (differs from the request after a fallback)."""
+    cached: _builtins.bool
+    """Set on the last response: the answer was replayed from the response cache."""
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Set on the last response only."""
@@ -269,10 +303,11 @@ class GenerateResponse(_message.Message):
         usage: Global___Usage | None = ...,
         finish_reason: Global___FinishReason.ValueType = ...,
         model: _builtins.str = ...,
+        cached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "model", b"model", "text", b"text", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "finish_reason", b"finish_reason", "model", b"model", "text", b"text", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -286,6 +321,12 @@ class GetUsageRequest(_message.Message):
 
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ALL_USERS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Another user's usage (admins only); empty means the caller's."""
+    all_users: _builtins.bool
+    """Every user's usage, one entry per user in `users` (admins only)."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the range (inclusive); unset means the beginning."""
@@ -299,10 +340,12 @@ class GetUsageRequest(_message.Message):
         *,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        user_id: _builtins.str = ...,
+        all_users: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_users", b"all_users", "end_time", b"end_time", "start_time", b"start_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -317,10 +360,16 @@ class ModelUsage(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     REQUESTS_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    CACHED_REQUESTS_FIELD_NUMBER: _builtins.int
+    UNFINISHED_REQUESTS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model id."""
     requests: _builtins.int
     """Number of generations."""
+    cached_requests: _builtins.int
+    """Generations answered from the response cache."""
+    unfinished_requests: _builtins.int
+    """Generations that ended cancelled or failed."""
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Token totals."""
@@ -331,14 +380,48 @@ class ModelUsage(_message.Message):
         model: _builtins.str = ...,
         requests: _builtins.int = ...,
         usage: Global___Usage | None = ...,
+        cached_requests: _builtins.int = ...,
+        unfinished_requests: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "requests", b"requests", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_requests", b"cached_requests", "model", b"model", "requests", b"requests", "unfinished_requests", b"unfinished_requests", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelUsage: _TypeAlias = ModelUsage  # noqa: Y015
+
+@_typing.final
+class UserUsage(_message.Message):
+    """UserUsage is usage summed for one user."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user's id."""
+    requests: _builtins.int
+    """Number of generations."""
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """Token totals."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        requests: _builtins.int = ...,
+        usage: Global___Usage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests", "usage", b"usage", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserUsage: _TypeAlias = UserUsage  # noqa: Y015
 
 @_typing.final
 class GetUsageResponse(_message.Message):
@@ -348,6 +431,7 @@ class GetUsageResponse(_message.Message):
 
     MODELS_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelUsage]:
         """One entry per model used in the range."""
@@ -356,15 +440,20 @@ class GetUsageResponse(_message.Message):
     def total(self) -> Global___Usage:
         """Sum over all models."""
 
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserUsage]:
+        """With all_users: one entry per user, most tokens first."""
+
     def __init__(
         self,
         *,
         models: _abc.Iterable[Global___ModelUsage] | None = ...,
         total: Global___Usage | None = ...,
+        users: _abc.Iterable[Global___UserUsage] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "total", b"total", "users", b"users"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

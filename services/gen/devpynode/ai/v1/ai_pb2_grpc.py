@@ -74,7 +74,8 @@ class AIRouterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUsage(self, request, context):
-        """GetUsage sums the caller's token usage per model over a time range.
+        """GetUsage sums the caller's token usage per model over a time range; an
+        admin may ask for another user's, or for every user's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

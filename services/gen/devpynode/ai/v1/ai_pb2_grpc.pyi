@@ -42,7 +42,9 @@ class AIRouterServiceStub:
     carries usage and finish_reason.
     """
     GetUsage: _grpc.UnaryUnaryMultiCallable[_ai_pb2.GetUsageRequest, _ai_pb2.GetUsageResponse]
-    """GetUsage sums the caller's token usage per model over a time range."""
+    """GetUsage sums the caller's token usage per model over a time range; an
+    admin may ask for another user's, or for every user's.
+    """
 
 @_typing.type_check_only
 class AIRouterServiceAsyncStub(AIRouterServiceStub):
@@ -58,7 +60,9 @@ class AIRouterServiceAsyncStub(AIRouterServiceStub):
     carries usage and finish_reason.
     """
     GetUsage: _aio.UnaryUnaryMultiCallable[_ai_pb2.GetUsageRequest, _ai_pb2.GetUsageResponse]  # type: ignore[assignment]
-    """GetUsage sums the caller's token usage per model over a time range."""
+    """GetUsage sums the caller's token usage per model over a time range; an
+    admin may ask for another user's, or for every user's.
+    """
 
 class AIRouterServiceServicer(metaclass=_abc_1.ABCMeta):
     """AIRouterService is one API over many model providers: local Ollama,
@@ -89,6 +93,8 @@ class AIRouterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ai_pb2.GetUsageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ai_pb2.GetUsageResponse, _abc.Awaitable[_ai_pb2.GetUsageResponse]]:
-        """GetUsage sums the caller's token usage per model over a time range."""
+        """GetUsage sums the caller's token usage per model over a time range; an
+        admin may ask for another user's, or for every user's.
+        """
 
 def add_AIRouterServiceServicer_to_server(servicer: AIRouterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

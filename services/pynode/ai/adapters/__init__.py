@@ -1,0 +1,1 @@
+"""Adapters of the AI router's ports."""

@@ -1,0 +1,68 @@
+"""The response cache: completed answers to deterministic requests (temperature 0 or a seed), replayed as streams.
+
+Keyed on SHA-256 of the whole request as the caller sent it (model or alias, fallbacks, messages, sampling),
+in the key-value store (Redis, or memory when embedded). Only streams that completed (stop or length) are
+stored; a cancelled or failed one never is. A request may opt out both ways (`no_cache`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from pynode.ai.domain import Prompt
+from pynode.core.kv import KeyValueStore
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """What a completed generation left in the cache."""
+
+    model: str
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def request_key(requested: str, fallbacks: tuple[str, ...], prompt: Prompt) -> str:
+    """The cache key of a request: a hash of everything that shapes the answer."""
+    sampling = asdict(prompt.sampling)
+    sampling.pop("tokens_per_second")  # the built-in model's pace changes when, not what
+    canonical = json.dumps(
+        {
+            "model": requested,
+            "fallbacks": list(fallbacks),
+            "messages": [[m.role, m.content] for m in prompt.messages],
+            "sampling": sampling,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return "ai:answer:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ResponseCache:
+    """Completed answers in the key-value store for `ttl_seconds`."""
+
+    def __init__(self, kv: KeyValueStore, ttl_seconds: float) -> None:
+        self._kv = kv
+        self.ttl_seconds = ttl_seconds
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl_seconds > 0
+
+    async def get(self, key: str) -> CachedAnswer | None:
+        raw = await self._kv.get(key)
+        if raw is None:
+            return None
+        try:
+            return CachedAnswer(**json.loads(raw))
+        except (TypeError, ValueError):
+            return None  # written by another version: a miss
+
+    async def put(self, key: str, answer: CachedAnswer) -> None:
+        await self._kv.set(key, json.dumps(asdict(answer), separators=(",", ":")), self.ttl_seconds)

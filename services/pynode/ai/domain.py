@@ -1,0 +1,103 @@
+"""AI router domain types: prompts, stream pieces, models, and the usage of a generation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# Finish reasons as the ledger stores them (the proto's FinishReason, lower-cased).
+STOP, LENGTH, CANCELLED, ERROR = "stop", "length", "cancelled", "error"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of a prompt: role is system, user or assistant."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to sample; None leaves the model's default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    max_tokens: int = 0
+    stop: tuple[str, ...] = ()
+    tokens_per_second: int = 0  # the built-in model's pace; providers ignore it
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether the same request gives the same answer (so a completed one may be cached)."""
+        return self.seed is not None or self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a provider is asked: the model's own name (without the provider) and the conversation."""
+
+    model: str
+    messages: tuple[Message, ...]
+    sampling: Sampling
+
+
+@dataclass(frozen=True)
+class Delta:
+    """Text a provider produced (one token, or a few)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A provider's last word: why it stopped and its own token counts (None when it gave none)."""
+
+    reason: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+Chunk = Delta | Finished
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model the router can call."""
+
+    id: str
+    provider: str
+    available: bool
+    development: bool = False
+    description: str = ""
+
+
+@dataclass
+class Generation:
+    """One generation's usage as the ledger keeps it."""
+
+    user_id: str
+    model: str
+    deployment: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ERROR
+    cached: bool = False
+    time_to_first_token_ms: float | None = None
+    duration_ms: float = 0.0
+    created_at: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UsageTotal:
+    """Usage summed over a group of generations (a model, or a user)."""
+
+    key: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_requests: int = 0
+    unfinished_requests: int = 0

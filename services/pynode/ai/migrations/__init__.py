@@ -1,0 +1,1 @@
+"""The AI router's migrations (revision ids ai_NNNN_...)."""

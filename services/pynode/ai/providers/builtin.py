@@ -1,0 +1,59 @@
+"""The built-in development model `builtin/echo`: streams the last user message back, one word per token.
+
+Deterministic and always available, for laptops without a model, tests and benchmarks. `tokens_per_second`
+paces it (0 = as fast as the caller reads); `max_tokens` cuts it with finish reason `length`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+
+from pynode.ai.domain import LENGTH, STOP, Chunk, Delta, Finished, ModelInfo, Prompt
+from pynode.core.errors import NotFound
+
+_WORD = re.compile(r"\S+\s*")
+DESCRIPTION = "Development model: streams your last message back, one word per token (not a language model)"
+
+
+def words(text: str) -> list[str]:
+    """The echo model's tokens: each word with the whitespace after it."""
+    return _WORD.findall(text)
+
+
+class BuiltinProvider:
+    """Provider `builtin`, model `echo`."""
+
+    name = "builtin"
+    kind = "builtin"
+
+    async def models(self) -> list[ModelInfo]:
+        return [ModelInfo("builtin/echo", self.name, True, development=True, description=DESCRIPTION)]
+
+    async def stream(self, prompt: Prompt, budget_seconds: float) -> AsyncIterator[Chunk]:
+        if prompt.model != "echo":
+            raise NotFound(
+                f"the built-in provider has no model {prompt.model!r}; it has echo", reason="MODEL_NOT_FOUND"
+            )
+        said = next((m.content for m in reversed(prompt.messages) if m.role == "user"), "")
+        tokens = words(said)
+        prompt_tokens = sum(len(words(m.content)) for m in prompt.messages)
+        limit = prompt.sampling.max_tokens
+        pace = prompt.sampling.tokens_per_second
+        start = time.monotonic()
+        for i, token in enumerate(tokens):
+            if limit and i >= limit:
+                yield Finished(LENGTH, prompt_tokens, i)
+                return
+            if pace:
+                delay = start + i / pace - time.monotonic()  # drift-free: token i is due at i/pace
+                await asyncio.sleep(max(0.0, delay))
+            else:
+                await asyncio.sleep(0)  # let the relay send what is ready: the first token goes out at once
+            yield Delta(token)
+        yield Finished(STOP, prompt_tokens, len(tokens))
+
+    async def close(self) -> None:
+        return None

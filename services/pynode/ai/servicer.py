@@ -1,0 +1,153 @@
+"""gRPC edge of the AI router: protos in, domain calls, protos out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Literal
+
+import grpc
+from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
+
+from pynode.ai.domain import CANCELLED, ERROR, LENGTH, STOP, Message, ModelInfo, Sampling, UsageTotal
+from pynode.ai.service import AIService, GenerateCommand
+from pynode.core.errors import FieldViolation, InvalidArgument
+from pynode.core.paging import decode_token, encode_token, invalid_page_token, page_size, token_field
+from pynode.core.principal import current_principal
+
+_ROLES = {
+    ai_pb2.MESSAGE_ROLE_SYSTEM: "system",
+    ai_pb2.MESSAGE_ROLE_USER: "user",
+    ai_pb2.MESSAGE_ROLE_ASSISTANT: "assistant",
+}
+_FINISH = {
+    STOP: ai_pb2.FINISH_REASON_STOP,
+    LENGTH: ai_pb2.FINISH_REASON_LENGTH,
+    CANCELLED: ai_pb2.FINISH_REASON_CANCELLED,
+    ERROR: ai_pb2.FINISH_REASON_ERROR,
+}
+
+
+def command_of(request: ai_pb2.GenerateRequest) -> GenerateCommand:
+    """The request as the service takes it; the checks the field rules cannot declare."""
+    violations = []
+    messages = []
+    for i, message in enumerate(request.messages):
+        role = _ROLES.get(message.role)
+        if role is None:
+            violations.append(FieldViolation(f"messages[{i}].role", "must be SYSTEM, USER or ASSISTANT"))
+        messages.append(Message(role or "user", message.content))
+    options = request.options
+    temperature = options.temperature if options.HasField("temperature") else None
+    top_p = options.top_p if options.HasField("top_p") else None
+    if temperature is not None and not 0 <= temperature <= 2:
+        violations.append(FieldViolation("options.temperature", "must be between 0 and 2", "OUT_OF_RANGE"))
+    if top_p is not None and not 0 <= top_p <= 1:
+        violations.append(FieldViolation("options.top_p", "must be between 0 and 1", "OUT_OF_RANGE"))
+    if violations:
+        raise InvalidArgument("request has invalid fields: " + "; ".join(v.field for v in violations), violations)
+    sampling = Sampling(
+        temperature=temperature,
+        top_p=top_p,
+        seed=options.seed if options.HasField("seed") else None,
+        max_tokens=options.max_tokens,
+        stop=tuple(options.stop),
+        tokens_per_second=options.tokens_per_second,
+    )
+    return GenerateCommand(
+        request.model.strip(), tuple(messages), sampling, tuple(options.fallback_models), options.no_cache
+    )
+
+
+def model_proto(model: ModelInfo) -> ai_pb2.Model:
+    return ai_pb2.Model(
+        id=model.id,
+        provider=model.provider,
+        available=model.available,
+        development=model.development,
+        description=model.description,
+    )
+
+
+def _total(total: UsageTotal) -> tuple[int, ai_pb2.Usage]:
+    return total.requests, ai_pb2.Usage(prompt_tokens=total.prompt_tokens, completion_tokens=total.completion_tokens)
+
+
+def _time(request: ai_pb2.GetUsageRequest, field: Literal["start_time", "end_time"]) -> datetime | None:
+    if not request.HasField(field):
+        return None
+    stamp = getattr(request, field)
+    return datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, UTC)
+
+
+class AIRouterServicer(ai_pb2_grpc.AIRouterServiceServicer):
+    """devpynode.ai.v1.AIRouterService."""
+
+    def __init__(self, service: AIService) -> None:
+        self._service = service
+
+    async def ListModels(
+        self,
+        request: ai_pb2.ListModelsRequest,
+        context: grpc.aio.ServicerContext[ai_pb2.ListModelsRequest, ai_pb2.ListModelsResponse],
+    ) -> ai_pb2.ListModelsResponse:
+        limit = page_size(request.page_size)
+        position = decode_token(request.page_token)
+        offset = token_field(position, "o", int) if position else 0
+        if offset < 0:
+            raise invalid_page_token()
+        models = await self._service.list_models()
+        page = models[offset : offset + limit]
+        more = offset + limit < len(models)
+        return ai_pb2.ListModelsResponse(
+            models=[model_proto(m) for m in page], next_page_token=encode_token({"o": offset + limit}) if more else ""
+        )
+
+    async def Generate(
+        self,
+        request: ai_pb2.GenerateRequest,
+        context: grpc.aio.ServicerContext[ai_pb2.GenerateRequest, ai_pb2.GenerateResponse],
+    ) -> AsyncIterator[ai_pb2.GenerateResponse]:
+        command = command_of(request)
+        async for piece in self._service.generate(current_principal(), command):
+            if piece.finish_reason is None:
+                yield ai_pb2.GenerateResponse(text=piece.text, model=piece.model)
+            else:
+                yield ai_pb2.GenerateResponse(
+                    text=piece.text,
+                    model=piece.model,
+                    finish_reason=_FINISH[piece.finish_reason],
+                    usage=ai_pb2.Usage(prompt_tokens=piece.prompt_tokens, completion_tokens=piece.completion_tokens),
+                    cached=piece.cached,
+                )
+
+    async def GetUsage(
+        self,
+        request: ai_pb2.GetUsageRequest,
+        context: grpc.aio.ServicerContext[ai_pb2.GetUsageRequest, ai_pb2.GetUsageResponse],
+    ) -> ai_pb2.GetUsageResponse:
+        models, users = await self._service.usage(
+            current_principal(),
+            _time(request, "start_time"),
+            _time(request, "end_time"),
+            request.user_id,
+            request.all_users,
+        )
+        response = ai_pb2.GetUsageResponse(total=ai_pb2.Usage())
+        for total in models:
+            requests, usage = _total(total)
+            response.models.append(
+                ai_pb2.ModelUsage(
+                    model=total.key,
+                    requests=requests,
+                    usage=usage,
+                    cached_requests=total.cached_requests,
+                    unfinished_requests=total.unfinished_requests,
+                )
+            )
+            response.total.prompt_tokens += total.prompt_tokens
+            response.total.completion_tokens += total.completion_tokens
+        for total in users:
+            requests, usage = _total(total)
+            response.users.append(ai_pb2.UserUsage(user_id=total.key, requests=requests, usage=usage))
+        return response
