@@ -43,3 +43,6 @@ def configure(level: str) -> None:
     logging.logMultiprocessing = False
     # Alembic narrates every plugin at INFO; its migration lines are enough at WARNING on serve.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # One INFO line per provider request would double the access log; failures are mapped and logged by us.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from contextvars import ContextVar
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
@@ -20,6 +21,13 @@ from pynode.ai.providers.base import connection_failure, http_failure, public_ur
 from pynode.core.errors import Unavailable
 
 LIST_TIMEOUT_SECONDS = 2.0
+
+# Set by the response hook in the task making the request, read where its error is mapped.
+_retry_after: ContextVar[str | None] = ContextVar("ollama_retry_after", default=None)
+
+
+async def _remember_retry_after(response: httpx.Response) -> None:
+    _retry_after.set(response.headers.get("retry-after") if response.status_code == 429 else None)
 
 
 class OllamaProvider:
@@ -42,7 +50,8 @@ class OllamaProvider:
         self.options = dict(options or {})
         # A read may wait for a cold model load: the first-token allowance bounds every read.
         timeout = httpx.Timeout(first_token_seconds, connect=5.0)
-        self._client = ollama.AsyncClient(host=url, timeout=timeout)
+        # The ollama package drops response headers from its errors; a hook keeps Retry-After for them.
+        self._client = ollama.AsyncClient(host=url, timeout=timeout, event_hooks={"response": [_remember_retry_after]})
 
     async def models(self) -> list[ModelInfo]:
         try:
@@ -92,7 +101,8 @@ class OllamaProvider:
                         yield Finished(reason, part.prompt_eval_count, part.eval_count)
                         return
         except ollama.ResponseError as exc:
-            raise http_failure(self.name, prompt.model, exc.status_code, str(exc.error), None) from None
+            retry_after = _retry_after.get()
+            raise http_failure(self.name, prompt.model, exc.status_code, str(exc.error), retry_after) from None
         except (ConnectionError, httpx.TransportError, ValueError) as exc:
             raise connection_failure(self.name, exc) from None
         raise Unavailable(

@@ -1,0 +1,106 @@
+"""AI router fixtures: fake providers on loopback and a mesh of its own pointed at them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
+
+from pynode.ai.module import AIComponents
+from pynode.app.server import MeshServer
+from tests.ai.fakes import FakeProvider
+from tests.client import MeshClient
+
+API_KEY = "sk-test-0123456789abcdef-secret"
+
+
+@dataclass
+class Answer:
+    """A finished Generate stream as the client saw it."""
+
+    text: str
+    pieces: list[ai_pb2.GenerateResponse]
+
+    @property
+    def last(self) -> ai_pb2.GenerateResponse:
+        return self.pieces[-1]
+
+
+@dataclass
+class AIClient:
+    """A signed-in user with the AI router's stub."""
+
+    user: MeshClient
+    mesh: MeshServer
+
+    @property
+    def stub(self) -> ai_pb2_grpc.AIRouterServiceStub:
+        return ai_pb2_grpc.AIRouterServiceStub(self.user.channel)
+
+    @property
+    def parts(self) -> AIComponents:
+        component = self.mesh.platform.component("ai")
+        assert isinstance(component, AIComponents)
+        return component
+
+    def request(self, model: str, text: str = "hello there", **options: Any) -> ai_pb2.GenerateRequest:
+        return ai_pb2.GenerateRequest(
+            model=model,
+            messages=[ai_pb2.ChatMessage(role=ai_pb2.MESSAGE_ROLE_USER, content=text)],
+            options=ai_pb2.GenerateOptions(**options),
+        )
+
+    def generate(self, model: str, text: str = "hello there", timeout: float | None = 30, **options: Any) -> Any:
+        return self.stub.Generate(self.request(model, text, **options), metadata=self.user.md(), timeout=timeout)
+
+    async def ask(self, model: str, text: str = "hello there", **options: Any) -> Answer:
+        pieces = [piece async for piece in self.generate(model, text, **options)]
+        return Answer("".join(p.text for p in pieces), pieces)
+
+
+@pytest.fixture
+async def ollama() -> AsyncIterator[FakeProvider]:
+    fake = await FakeProvider("ollama").start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def openai() -> AsyncIterator[FakeProvider]:
+    fake = await FakeProvider("openai").start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+def ai(strict: Any, ollama: FakeProvider, openai: FakeProvider) -> Callable[..., Awaitable[AIClient]]:
+    """Start a mesh whose Ollama and OpenAI-compatible providers are the fakes; returns a signed-in client."""
+
+    async def start(**overrides: Any) -> AIClient:
+        values = {
+            "ollama_url": ollama.url,
+            "openai_base_url": openai.url,
+            "openai_api_key": API_KEY,
+            "ai_requests_per_minute": 1000,
+            **overrides,
+        }
+        client: MeshClient = await strict(**values)
+        await client.register()
+        return AIClient(client, strict.servers[-1])
+
+    return start
+
+
+async def stream_error(call: Any) -> tuple[list[ai_pb2.GenerateResponse], grpc.aio.AioRpcError]:
+    """Read a stream that must end in an error: what arrived first, and the error."""
+    pieces = []
+    try:
+        async for piece in call:
+            pieces.append(piece)
+    except grpc.aio.AioRpcError as error:
+        return pieces, error
+    raise AssertionError(f"the stream ended without an error after {pieces}")
