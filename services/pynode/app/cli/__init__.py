@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from typer.exceptions import Abort, Exit, TyperException
 
-from pynode.app.cli import account, operate
+from pynode.app.cli import account, models, operate
 from pynode.app.cli.common import CliError
 from pynode.core.settings import SettingsError
 
@@ -48,6 +48,8 @@ app.command()(account.logout)
 app.command()(account.whoami)
 app.command()(account.token)
 app.command()(account.health)
+app.command()(models.models)
+app.command()(models.ask)
 account.users.command("create-admin")(operate.create_admin)
 app.add_typer(account.users, name="users")
 keys = typer.Typer(help="Signing keys for access tokens.", no_args_is_help=True)

@@ -1,0 +1,27 @@
+"""`devpynode models` and `devpynode ask` against a running mesh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pynode.app.server import MeshServer
+from tests.client import PASSWORD, MeshClient, new_email, run_cli
+
+
+async def test_models_and_ask(client: MeshClient, mesh: MeshServer, tmp_path: Path) -> None:
+    email = new_email()
+    await client.register(email)
+    env = {"DEVPYNODE_SERVER": f"127.0.0.1:{mesh.port}", "DEVPYNODE_CONFIG_DIR": str(tmp_path / "config")}
+    code, _, err = await run_cli("login", "--email", email, "--password-stdin", env=env, stdin=PASSWORD.encode())
+    assert code == 0, err
+    code, out, err = await run_cli("models", env=env)
+    assert code == 0, err
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert rows[0][:3] == ["id", "provider", "available"]
+    assert ["builtin/echo", "builtin", "yes", "development"] in [r[:4] for r in rows]
+    code, out, err = await run_cli("ask", "--model", "builtin/echo", "hello from the terminal", env=env)
+    assert code == 0, err
+    assert out == "hello from the terminal\n"
+    assert err.strip().splitlines()[-1] == "[builtin/echo: 4 prompt + 4 completion tokens, stop]"
+    code, _, err = await run_cli("ask", "--model", "nosuch", "x", env=env)
+    assert code != 0 and "Traceback" not in err and "no model or alias 'nosuch'" in err
