@@ -11,6 +11,8 @@ Scenarios (targets from the issues):
            machine's shared CPUs cost from what the server adds.
   logins   Login throughput: >= 0.9 x cores / (time of one bcrypt check at the configured cost).
   enumeration  Login latency for an unknown e-mail vs a wrong password (they must not differ).
+  relay    builtin/echo through the AI router vs a bare grpcio stream of the same tokens (bench_ai.py).
+  upstream an OpenAI-compatible SSE upstream through the AI router vs a bare httpx client (bench_ai.py).
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+import bench_ai
 import grpc
+import httpx
+from devpynode.ai.v1 import ai_pb2_grpc
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -165,6 +170,7 @@ async def serve_echo(port_file: Path) -> None:
                     )
                 },
             ),
+            bench_ai.bare_generate_handler(),
         )
     )
     port = server.add_insecure_port("127.0.0.1:0")
@@ -290,8 +296,18 @@ async def main(args: argparse.Namespace) -> int:
         None,
         port_file=workdir / "echo.port",
     )
+    sse_task, sse_port = await start_process(
+        [sys.executable, __file__, "--sse-server", str(workdir / "sse.port")],
+        workdir / "sse.log",
+        {},
+        None,
+        port_file=workdir / "sse.port",
+    )
     env = {
         "DEVPYNODE_DATA_DIR": str(workdir / "data"),
+        "DEVPYNODE_OPENAI_BASE_URL": f"http://127.0.0.1:{sse_port}/v1",
+        "DEVPYNODE_AI_REQUESTS_PER_MINUTE": "0",
+        "DEVPYNODE_AI_MAX_CONCURRENCY": "64",
         "DEVPYNODE_GRPC_PORT": "0",
         "DEVPYNODE_METRICS_PORT": "-1",
         "DEVPYNODE_RATE_LIMIT_PER_MINUTE": "100000000",
@@ -334,7 +350,7 @@ async def main(args: argparse.Namespace) -> int:
                 # Throughput comparisons: the load generator on one CPU, the server under test on
                 # the others, so neither steals the other's CPU and the ratio measures the servers.
                 client_cpu = {min(all_cpus)}
-                for pid in (os.getpid(), mesh.pid, echo_task.pid):
+                for pid in (os.getpid(), mesh.pid, echo_task.pid, sse_task.pid):
                     pin(pid, client_cpu if pid == os.getpid() else all_cpus - client_cpu)
                 print(f"  (load generator pinned to CPU {min(all_cpus)}, servers to the other CPUs)")
             plain_echo = ("baseline: bare echo", lambda: echo(check_bytes))
@@ -364,8 +380,46 @@ async def main(args: argparse.Namespace) -> int:
                 print(base.line())
                 print(f"  -> ratio to a bare server answering the same RPC: {ratio:.2f}x (the mesh's own cost)")
 
+            if "relay" in args.scenarios or "upstream" in args.scenarios:
+                router = ai_pb2_grpc.AIRouterServiceStub(mesh_channel)
+                bare = ai_pb2_grpc.AIRouterServiceStub(echo_channel)
+            if "relay" in args.scenarios:
+                runs = []
+                for paced in (False, True):
+                    echo_request = bench_ai.generate_request("builtin/echo", paced)
+                    kind = " (paced)" if paced else ""
+                    runs.append(
+                        await bench_ai.paired_streams(
+                            (f"baseline: bare grpcio token stream{kind}", bench_ai.grpc_reader(bare, echo_request, ())),
+                            (f"router: builtin/echo{kind}", bench_ai.grpc_reader(router, echo_request, bearer)),
+                            c,
+                            d,
+                            rounds,
+                        )
+                    )
+                failed |= not bench_ai.report("relay", runs[0], runs[1], 0.7)
+            if "upstream" in args.scenarios:
+                limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sse_port}/v1/", limits=limits) as direct:
+                    runs = []
+                    for paced in (False, True):
+                        model, kind = ("bench-paced", " (paced)") if paced else ("bench", "")
+                        runs.append(
+                            await bench_ai.paired_streams(
+                                (f"baseline: bare httpx on the upstream{kind}", bench_ai.httpx_reader(direct, model)),
+                                (
+                                    f"router: openai/{model}",
+                                    bench_ai.grpc_reader(router, bench_ai.generate_request(f"openai/{model}"), bearer),
+                                ),
+                                c,
+                                d,
+                                rounds,
+                            )
+                        )
+                failed |= not bench_ai.report("upstream", runs[0], runs[1], 0.3)
+
             if pinned:
-                for pid in (os.getpid(), mesh.pid, echo_task.pid):
+                for pid in (os.getpid(), mesh.pid, echo_task.pid, sse_task.pid):
                     pin(pid, all_cpus)
             login = auth_pb2.LoginRequest(email=email, password=PASSWORD)
             storm_width = max(2, 2 * cores)
@@ -409,7 +463,7 @@ async def main(args: argparse.Namespace) -> int:
                     f"  -> enumeration timing gap: {gap * 100:.1f}% of a failed login ({args.enumeration_samples} each)"
                 )
     finally:
-        for process in (mesh, echo_task):
+        for process in (mesh, echo_task, sse_task):
             if process.returncode is None:
                 process.terminate()
                 await process.wait()
@@ -419,6 +473,7 @@ async def main(args: argparse.Namespace) -> int:
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--echo-server", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--sse-server", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bcrypt-hog", nargs=2, type=float, help=argparse.SUPPRESS)
     parser.add_argument(
         "--seconds", type=float, default=10.0, help="length of each measurement (comparisons split it over rounds)"
@@ -430,7 +485,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--redis-url", default="", help="benchmark on Redis instead of memory://")
     parser.add_argument(
         "--scenarios",
-        default="health,auth,storm,logins,enumeration",
+        default="health,auth,storm,logins,enumeration,relay,upstream",
         type=lambda s: set(s.split(",")),
         help="comma-separated",
     )
@@ -449,6 +504,8 @@ if __name__ == "__main__":
     arguments = parse()
     if arguments.echo_server:
         asyncio.run(serve_echo(arguments.echo_server))
+    elif arguments.sse_server:
+        asyncio.run(bench_ai.serve_sse(arguments.sse_server))
     elif arguments.bcrypt_hog:
         bcrypt_hog(int(arguments.bcrypt_hog[0]), arguments.bcrypt_hog[1])
     else:

@@ -46,9 +46,10 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Delta:
-    """Text a provider produced (one token, or a few)."""
+    """Text a provider produced: `tokens` tokens of it (providers hand over what one network read held)."""
 
     text: str
+    tokens: int = 1
 
 
 @dataclass(frozen=True)

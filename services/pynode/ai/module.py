@@ -10,6 +10,7 @@ from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 from pynode.ai.adapters.sql_usage import SqlUsageLedger
 from pynode.ai.cache import ResponseCache
 from pynode.ai.config import RouterConfig, load_config
+from pynode.ai.ledger import BufferedLedger
 from pynode.ai.metrics import AIMetrics
 from pynode.ai.providers.base import Provider, public_url
 from pynode.ai.providers.builtin import BuiltinProvider
@@ -83,10 +84,11 @@ class AIModule:
             first_token_seconds=settings.ai_first_token_seconds,
         )
         metrics = AIMetrics(lambda: [(d, g.waiting, g.active) for d, g in list(router.gates.items())])
+        ledger = BufferedLedger(SqlUsageLedger(infra.db))
         service = AIService(
             router,
             ResponseCache(infra.kv, settings.ai_cache_seconds),
-            SqlUsageLedger(infra.db),
+            ledger,
             infra.kv,
             metrics,
             Limits(settings.ai_default_max_tokens, settings.ai_requests_per_minute, settings.ai_tokens_per_day),
@@ -94,6 +96,7 @@ class AIModule:
 
         async def close() -> None:
             await service.drain()
+            await ledger.close()
             for provider in providers.values():
                 await provider.close()
 

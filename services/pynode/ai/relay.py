@@ -33,7 +33,7 @@ class Relay:
             async for chunk in self._stream:
                 if isinstance(chunk, Delta):
                     self._pending.append(chunk.text)
-                    self.deltas += 1
+                    self.deltas += chunk.tokens
                 else:
                     self.finished = chunk
                 self._ready.set()

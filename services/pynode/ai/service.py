@@ -198,7 +198,7 @@ class AIService:
         finished = started.first if isinstance(started.first, Finished) else None
         try:
             if isinstance(started.first, Delta):
-                first_deltas = 1
+                first_deltas = started.first.tokens
                 first_at = time.perf_counter()
                 if answer is not None:
                     answer.append(started.first.text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, case, func, select
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, case, func, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,23 +45,29 @@ class SqlUsageLedger:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    @_unavailable_on_outage
     async def add(self, generation: Generation) -> None:
+        await self.add_many([generation])
+
+    @_unavailable_on_outage
+    async def add_many(self, generations: list[Generation]) -> None:
+        """One INSERT for many rows (Core, not the ORM: this runs for every generation)."""
+        rows = [
+            {
+                "user_id": g.user_id[:36],
+                "model": g.model[:200],
+                "deployment": g.deployment[:200],
+                "prompt_tokens": g.prompt_tokens,
+                "completion_tokens": g.completion_tokens,
+                "finish_reason": g.finish_reason,
+                "cached": g.cached,
+                "time_to_first_token_ms": g.time_to_first_token_ms,
+                "duration_ms": g.duration_ms,
+                "created_at": g.created_at or utcnow(),
+            }
+            for g in generations
+        ]
         async with self._db.session() as session, session.begin():
-            session.add(
-                GenerationRow(
-                    user_id=generation.user_id[:36],
-                    model=generation.model[:200],
-                    deployment=generation.deployment[:200],
-                    prompt_tokens=generation.prompt_tokens,
-                    completion_tokens=generation.completion_tokens,
-                    finish_reason=generation.finish_reason,
-                    cached=generation.cached,
-                    time_to_first_token_ms=generation.time_to_first_token_ms,
-                    duration_ms=generation.duration_ms,
-                    created_at=generation.created_at or utcnow(),
-                )
-            )
+            await session.execute(insert(GenerationRow), rows)
 
     @_unavailable_on_outage
     async def totals(

@@ -15,6 +15,7 @@ from pynode.ai.domain import LENGTH, STOP, Chunk, Delta, Finished, ModelInfo, Pr
 from pynode.core.errors import NotFound
 
 _WORD = re.compile(r"\S+\s*")
+_BURST = 16
 DESCRIPTION = "Development model: streams your last message back, one word per token (not a language model)"
 
 
@@ -50,8 +51,10 @@ class BuiltinProvider:
             if pace:
                 delay = start + i / pace - time.monotonic()  # drift-free: token i is due at i/pace
                 await asyncio.sleep(max(0.0, delay))
-            else:
-                await asyncio.sleep(0)  # let the relay send what is ready: the first token goes out at once
+            elif i % _BURST == 1:
+                # As fast as it can, in bursts: the first token alone (it goes out at once), then the loop
+                # gets a turn every few tokens, as a real model server's socket reads would give it.
+                await asyncio.sleep(0)
             yield Delta(token)
         yield Finished(STOP, prompt_tokens, len(tokens))
 
