@@ -18,8 +18,6 @@ from pynode.core import logs
 from pynode.core.contract import is_email
 from pynode.core.settings import SettingsError, env_name
 
-GIL_SWITCH_SECONDS = 0.0005
-
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where embedded data lives [env DEVPYNODE_DATA_DIR; ./.devpynode]")
 ]
@@ -102,11 +100,6 @@ def serve(
     logs.configure(settings.server.log_level)
     if metrics_port is None and "metrics_port" not in settings.server.model_fields_set:
         settings = _free_metrics_port(settings)
-    # grpc's completion-queue poller thread needs the GIL for every event (a new call, a message, a
-    # finished write). Under load the event loop thread holds it for the whole 5 ms default switch
-    # interval, so each event of a new call waited that long: at 16 busy streams the first token took
-    # 50 ms instead of a few. A shorter interval hands the GIL over sooner.
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
         asyncio.run(_serve(settings))
     except SettingsError as exc:
