@@ -18,9 +18,9 @@ import pytest
 from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
+from pynode.ai.module import MODULE as AI
 from pynode.app import modules
 from pynode.app.server import MeshServer
-from pynode.ai.module import MODULE as AI
 from pynode.auth.module import MODULE as AUTH
 from pynode.chat.adapters.grpc_attachments import GrpcAttachments
 from pynode.chat.settings import ChatSettings
