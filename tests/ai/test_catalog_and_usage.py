@@ -132,12 +132,16 @@ async def test_usage_is_totalled_per_model_for_the_caller_and_per_user_for_admin
     await client.ask("builtin/echo", "one two three")
     await client.ask("builtin/echo", "four five")
     await client.ask("openai/gpt-test", "x", no_cache=True)
+    await client.ask("default", "via the alias", fallback_models=["builtin/echo"])
     await eventually(lambda: not client.parts.service._writes)
     usage = await client.stub.GetUsage(ai_pb2.GetUsageRequest(), metadata=client.user.md())
     by_model = {m.model: m for m in usage.models}
-    assert by_model["builtin/echo"].requests == 2 and by_model["builtin/echo"].usage.completion_tokens == 5
+    assert "default" not in by_model  # an alias counts under the model it chose (here Ollama's first)
+    assert sum(m.requests for m in usage.models) == 4
+    echo = by_model["builtin/echo"]
+    assert (echo.requests, echo.usage.completion_tokens) == (2, 5)
     assert by_model["openai/gpt-test"].usage.prompt_tokens == 11
-    assert usage.total.completion_tokens == 5 + 6
+    assert usage.total.completion_tokens == sum(m.usage.completion_tokens for m in usage.models)
     later = Timestamp()
     later.GetCurrentTime()
     later.seconds += 3600

@@ -17,4 +17,5 @@ class UsageLedger(Protocol):
     async def totals(
         self, user_id: str | None, start: datetime | None, end: datetime | None, by: str
     ) -> list[UsageTotal]:
-        """Sums per `by` ("model" or "user_id") over [start, end), for one user or (None) every user."""
+        """Sums per `by` ("model": the model that answered, or "user_id") over [start, end), for one user or
+        (None) every user."""

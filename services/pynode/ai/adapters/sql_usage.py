@@ -73,7 +73,8 @@ class SqlUsageLedger:
     async def totals(
         self, user_id: str | None, start: datetime | None, end: datetime | None, by: str
     ) -> list[UsageTotal]:
-        group = GenerationRow.model if by == "model" else GenerationRow.user_id
+        # Per model means per model that answered (the deployment), not the alias asked for: that is what costs.
+        group = GenerationRow.deployment if by == "model" else GenerationRow.user_id
         unfinished = case((GenerationRow.finish_reason.in_((CANCELLED, ERROR)), 1), else_=0)
         query = select(
             group,

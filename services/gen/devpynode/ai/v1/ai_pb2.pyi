@@ -363,7 +363,7 @@ class ModelUsage(_message.Message):
     CACHED_REQUESTS_FIELD_NUMBER: _builtins.int
     UNFINISHED_REQUESTS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
-    """Model id."""
+    """Id of the model that answered (an alias is counted under the model it chose)."""
     requests: _builtins.int
     """Number of generations."""
     cached_requests: _builtins.int
