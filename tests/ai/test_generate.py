@@ -197,6 +197,10 @@ async def test_deterministic_answers_are_cached_and_replayed_as_streams(ai: Any,
     await client.ask("openai/gpt-test", "random", temperature=0.7)
     await client.ask("openai/gpt-test", "random", temperature=0.7)
     assert len(openai.chats) == 4  # not deterministic: never cached
+    other = AIClient(client.user.as_other_address(), client.mesh)
+    await other.user.register()
+    theirs = await other.ask("openai/gpt-test", "cache me", temperature=0)
+    assert not theirs.last.cached and len(openai.chats) == 5  # no one learns what others asked
 
 
 async def test_a_cancelled_answer_is_never_cached(ai: Any, openai: FakeProvider) -> None:
@@ -232,7 +236,24 @@ async def test_bad_requests_are_invalid_argument(ai: Any) -> None:
     assert set(error.violations()) == {"messages[0].role", "options.temperature"}
 
 
+async def test_one_user_cannot_hold_every_slot(ai: Any) -> None:
+    client: AIClient = await ai(ai_streams_per_user=2)
+    slow = [client.generate("builtin/echo", "slow words here", tokens_per_second=1) for _ in range(2)]
+    for call in slow:
+        await call.read()
+    _, raised = await stream_error(client.generate("builtin/echo", "a third"))
+    error = rich_error(raised)
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.reason == "TOO_MANY_STREAMS"
+    other = AIClient(client.user.as_other_address(), client.mesh)
+    await other.user.register()
+    assert (await other.ask("builtin/echo", "others are served")).text == "others are served"
+    for call in slow:
+        call.cancel()
+    await eventually(lambda: not client.parts.service._running)
+    assert (await client.ask("builtin/echo", "and again")).text == "and again"
+
+
 async def test_concurrent_generations_each_get_their_own_stream(ai: Any) -> None:
-    client: AIClient = await ai()
+    client: AIClient = await ai(ai_streams_per_user=0)
     answers = await asyncio.gather(*(client.ask("builtin/echo", f"stream {i} of many") for i in range(16)))
     assert [a.text for a in answers] == [f"stream {i} of many" for i in range(16)]

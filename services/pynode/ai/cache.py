@@ -1,7 +1,8 @@
 """The response cache: completed answers to deterministic requests (temperature 0 or a seed), replayed as streams.
 
-Keyed on SHA-256 of the whole request as the caller sent it (model or alias, fallbacks, messages, sampling),
-in the key-value store (Redis, or memory when embedded). Only streams that completed (stop or length) are
+Keyed on SHA-256 of the whole request as the caller sent it (model or alias, fallbacks, messages, sampling)
+and of who sent it: a shared cache would tell anyone who repeats a prompt that somebody asked it before. In
+the key-value store (Redis, or memory when embedded). Only streams that completed (stop or length) are
 stored; a cancelled or failed one never is. A request may opt out both ways (`no_cache`).
 """
 
@@ -26,12 +27,13 @@ class CachedAnswer:
     completion_tokens: int
 
 
-def request_key(requested: str, fallbacks: tuple[str, ...], prompt: Prompt) -> str:
-    """The cache key of a request: a hash of everything that shapes the answer."""
+def request_key(user_id: str, requested: str, fallbacks: tuple[str, ...], prompt: Prompt) -> str:
+    """The cache key of a request: a hash of everything that shapes the answer, and of the user."""
     sampling = asdict(prompt.sampling)
     sampling.pop("tokens_per_second")  # the built-in model's pace changes when, not what
     canonical = json.dumps(
         {
+            "user": user_id,
             "model": requested,
             "fallbacks": list(fallbacks),
             "messages": [[m.role, m.content] for m in prompt.messages],

@@ -91,7 +91,12 @@ class AIModule:
             ledger,
             infra.kv,
             metrics,
-            Limits(settings.ai_default_max_tokens, settings.ai_requests_per_minute, settings.ai_tokens_per_day),
+            Limits(
+                settings.ai_default_max_tokens,
+                settings.ai_requests_per_minute,
+                settings.ai_tokens_per_day,
+                settings.ai_streams_per_user,
+            ),
         )
 
         async def close() -> None:

@@ -87,6 +87,7 @@ class Limits:
     default_max_tokens: int
     requests_per_minute: int
     tokens_per_day: int
+    streams_per_user: int = 0  # generations one user may run at once (0: no limit)
 
 
 def estimate_tokens(messages: tuple[Message, ...]) -> int:
@@ -122,6 +123,7 @@ class AIService:
         self.metrics = metrics
         self.limits = limits
         self._writes: set[asyncio.Task[None]] = set()
+        self._running: dict[str, int] = {}  # user id -> generations streaming now
 
     # --- models -----------------------------------------------------------------------------------
 
@@ -159,13 +161,35 @@ class AIService:
         """Stream an answer: from the cache, or from the first deployment that answers."""
         began = time.perf_counter()
         await self._admit(caller.subject)
+        user = caller.subject
+        if self.limits.streams_per_user and self._running.get(user, 0) >= self.limits.streams_per_user:
+            # One user's slow streams must not hold every deployment slot the others need.
+            raise QuotaExceeded(
+                f"at most {self.limits.streams_per_user} generations at once per user; wait for one to finish",
+                retry_after=1.0,
+                reason="TOO_MANY_STREAMS",
+                violations=[QuotaViolation("ai:streams_per_user", "generations running at once per user")],
+            )
+        self._running[user] = self._running.get(user, 0) + 1
+        try:
+            async with contextlib.aclosing(self._generate(caller, command, began)) as pieces:
+                async for piece in pieces:
+                    yield piece
+        finally:
+            left = self._running[user] - 1
+            if left:
+                self._running[user] = left
+            else:
+                del self._running[user]
+
+    async def _generate(self, caller: Principal, command: GenerateCommand, began: float) -> AsyncGenerator[Piece, None]:
         sampling = command.sampling
         if not sampling.max_tokens:
             sampling = replace(sampling, max_tokens=self.limits.default_max_tokens)
         prompt = Prompt("", command.messages, sampling)
         key = None
         if self.cache.enabled and sampling.deterministic and not command.no_cache:
-            key = request_key(command.model, command.fallbacks, prompt)
+            key = request_key(caller.subject, command.model, command.fallbacks, prompt)
             hit = await self.cache.get(key)
             self.metrics.cache.labels("hit" if hit else "miss").inc()
             if hit is not None:

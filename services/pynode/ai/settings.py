@@ -28,6 +28,7 @@ class AISettings(Section):
         86400, ge=0, description="How long completed deterministic answers are cached; 0 turns the cache off."
     )
     ai_requests_per_minute: int = Field(120, ge=0, description="Generate calls per user per minute; 0 is unlimited.")
+    ai_streams_per_user: int = Field(4, ge=0, description="Generations one user may run at once; 0 is unlimited.")
     ai_tokens_per_day: int = Field(
         0, ge=0, description="Tokens (prompt + completion) per user per UTC day; 0 is unlimited."
     )
