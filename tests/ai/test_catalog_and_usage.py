@@ -190,5 +190,5 @@ async def test_metrics_count_generations_per_provider_and_model(ai: Any) -> None
     text = generate_latest(client.mesh.metrics.registry).decode()
     assert 'devpynode_ai_time_to_first_token_seconds_count{model="echo",provider="builtin"}' in text
     assert 'devpynode_ai_generations_total{finish_reason="stop",model="echo",provider="builtin"}' in text
-    assert 'devpynode_ai_cache_lookups_total{result="hit"} 1.0' in text
+    assert 'devpynode_ai_cache_lookups_total{model="echo",provider="builtin",result="hit"} 1.0' in text
     assert "devpynode_ai_queue_depth" in text and "devpynode_ai_tokens_per_second_bucket" in text

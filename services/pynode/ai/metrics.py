@@ -57,7 +57,12 @@ class AIMetrics:
             "devpynode_ai_generations", "Generations by how they ended.", (*labels, "finish_reason"), registry=None
         )
         self.tokens = Counter("devpynode_ai_completion_tokens", "Completion tokens generated.", labels, registry=None)
-        self.cache = Counter("devpynode_ai_cache_lookups", "Response cache lookups.", ("result",), registry=None)
+        self.cache = Counter(
+            "devpynode_ai_cache_lookups",
+            "Response cache lookups, by the model or alias asked for.",
+            ("provider", "model", "result"),
+            registry=None,
+        )
         self.queue = QueueDepth(gates)
 
     @property

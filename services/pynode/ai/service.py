@@ -191,7 +191,8 @@ class AIService:
         if self.cache.enabled and sampling.deterministic and not command.no_cache:
             key = request_key(caller.subject, command.model, command.fallbacks, prompt)
             hit = await self.cache.get(key)
-            self.metrics.cache.labels("hit" if hit else "miss").inc()
+            provider, _, name = command.model.rpartition("/")
+            self.metrics.cache.labels(provider or "alias", name, "hit" if hit else "miss").inc()
             if hit is not None:
                 async with contextlib.aclosing(self._replay(caller, command, hit, began)) as replayed:
                     async for piece in replayed:
