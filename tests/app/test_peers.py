@@ -29,6 +29,7 @@ from pynode.core.errors import NotFound
 from pynode.core.module import Infrastructure, Registration, ServiceParts
 from pynode.core.peers import ServiceTokens
 from pynode.core.principal import current_principal
+from pynode.files.module import MODULE as FILES
 from pynode.files.settings import FilesSettings
 from tests.backends import Backend
 from tests.client import MeshClient, eventually, fails
@@ -94,13 +95,14 @@ class AttachingChat(chat_pb2_grpc.ChatServiceServicer):
 
 
 class StandInFiles:
-    name, settings_class, service_names, migrations = "files", FilesSettings, (_FILES.full_name,), None
+    # The real module's migrations stay: the real-backend database is shared with other tests.
+    name, settings_class, service_names, migrations = "files", FilesSettings, (_FILES.full_name,), FILES.migrations
 
     def __init__(self) -> None:
         self.servicer = RecordingFiles()
 
     def load_tables(self) -> None:
-        pass
+        FILES.load_tables()
 
     async def build(self, settings: Any, infra: Infrastructure) -> ServiceParts:
         return ServiceParts([Registration(_FILES, files_pb2_grpc.add_FileServiceServicer_to_server, self.servicer)])

@@ -8,6 +8,7 @@ import json
 import grpc
 import pytest
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
+from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -86,9 +87,9 @@ async def test_unbuilt_rpc_says_unimplemented_after_authentication(client: MeshC
 
 async def test_unbuilt_streaming_rpc_says_unimplemented(client: MeshClient) -> None:
     await client.register()
-    stub = files_pb2_grpc.FileServiceStub(client.channel)
-    call = stub.DownloadFile(
-        files_pb2.DownloadFileRequest(file_id="6f1c1bc4-8a0e-4c38-9a52-2f1a1b1b1b1b"), metadata=client.md()
+    stub = chat_pb2_grpc.ChatServiceStub(client.channel)
+    call = stub.StreamEvents(
+        chat_pb2.StreamEventsRequest(conversation_id="6f1c1bc4-8a0e-4c38-9a52-2f1a1b1b1b1b"), metadata=client.md()
     )
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         async for _ in call:
@@ -132,11 +133,11 @@ async def test_client_streaming_rpc_goes_through_the_edge(client: MeshClient) ->
     stub = files_pb2_grpc.FileServiceStub(client.channel)
 
     def upload() -> list[files_pb2.UploadFileRequest]:
-        meta = files_pb2.FileMetadata(filename="a.txt", content_type="text/plain", size_bytes=1)
-        return [files_pb2.UploadFileRequest(metadata=meta), files_pb2.UploadFileRequest(chunk=b"x")]
+        meta = files_pb2.FileMetadata(filename="a.txt", content_type="text/plain", size_bytes=12)
+        return [files_pb2.UploadFileRequest(metadata=meta), files_pb2.UploadFileRequest(chunk=b"hello world\n")]
 
     anonymous = await fails(stub.UploadFile(iter(upload()), metadata=client.md("")))
     assert anonymous.code == grpc.StatusCode.UNAUTHENTICATED
     await client.register()
-    unbuilt = await fails(stub.UploadFile(iter(upload()), metadata=client.md()))
-    assert unbuilt.code == grpc.StatusCode.UNIMPLEMENTED and unbuilt.reason == "NOT_IMPLEMENTED"
+    stored = await stub.UploadFile(iter(upload()), metadata=client.md())
+    assert stored.file.size_bytes == 12 and stored.file.content_type == "text/plain"

@@ -1,15 +1,38 @@
-"""The files service's entry point. Contract only for now: every RPC answers UNIMPLEMENTED, after the edge's checks."""
+"""The files service's entry point: its settings and the shared infrastructure in, the servicer out.
+
+Built so far: streamed uploads, downloads (ranges), GetFile, ListFiles, DeleteFile on local storage. Upload
+sessions, S3, scanning and thumbnails are not yet: their RPCs answer UNIMPLEMENTED, and an `s3://` storage
+URL stops the server with one line rather than being ignored.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlparse
 
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
-from pynode.core.module import Infrastructure, Registration, ServiceParts, unbuilt
+from pynode.core.module import Infrastructure, Registration, ServiceParts
+from pynode.core.settings import SettingsError
+from pynode.files.adapters.local_store import LocalBlobStore
+from pynode.files.adapters.sql_files import SqlFileRepository
+from pynode.files.service import FilesService, Limits
+from pynode.files.servicer import FileServicer
 from pynode.files.settings import FilesSettings
 
 _SERVICE = files_pb2.DESCRIPTOR.services_by_name["FileService"]
+
+
+def storage_root(settings: FilesSettings, data_dir: Path) -> Path:
+    """The local storage directory (`file://` URL, or `files/` in the data dir)."""
+    if not settings.storage_url:
+        return (data_dir / "files").resolve()
+    parsed = urlparse(settings.storage_url)
+    if parsed.scheme != "file":
+        raise SettingsError(
+            "DEVPYNODE_STORAGE_URL: s3:// storage is not built yet (the files issue's S3 part); use file:///path"
+        )
+    return Path(parsed.path).resolve()
 
 
 class FilesModule:
@@ -18,20 +41,23 @@ class FilesModule:
     name = "files"
     settings_class = FilesSettings
     service_names = (_SERVICE.full_name,)
-    migrations: Path | None = None
+    migrations: Path | None = Path(__file__).resolve().parent / "migrations"
 
     def load_tables(self) -> None:
-        """No tables yet."""
+        from pynode.files.adapters import sql_files  # noqa: F401 - registers the tables
 
     async def build(self, settings: FilesSettings, infra: Infrastructure) -> ServiceParts:
-        # The generated base servicer answers UNIMPLEMENTED until the service's issue lands.
-        servicer = unbuilt(files_pb2_grpc.FileServiceServicer)
+        if settings.clamd_address:
+            raise SettingsError("DEVPYNODE_CLAMD_ADDRESS: upload scanning is not built yet; unset it")
+        root = storage_root(settings, infra.data_dir)
+        store = LocalBlobStore(root)
+        store.sweep_partials()
+        limits = Limits(settings.files_max_bytes, settings.files_quota_bytes, settings.allowed_types())
+        service = FilesService(store, SqlFileRepository(infra.db), limits)
         return ServiceParts(
-            [Registration(_SERVICE, files_pb2_grpc.add_FileServiceServicer_to_server, servicer)],
-            backends={
-                "storage": (settings.storage_url or (infra.data_dir / "files").resolve().as_uri())
-                + " (the files service is contract only)"
-            },
+            [Registration(_SERVICE, files_pb2_grpc.add_FileServiceServicer_to_server, FileServicer(service))],
+            component=service,
+            backends={"storage": root.as_uri() + " (uploads, downloads; sessions, S3, scanning not yet)"},
         )
 
 

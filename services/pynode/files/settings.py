@@ -15,6 +15,17 @@ class FilesSettings(Section):
     s3_access_key: SecretStr = Field(SecretStr(""), description="S3 access key.")
     s3_secret_key: SecretStr = Field(SecretStr(""), description="S3 secret key.")
     clamd_address: str = Field("", description="host:port of clamd; unset means uploads are not scanned.")
+    files_max_bytes: int = Field(2 * 1024**3, ge=1, description="Largest file accepted, in bytes.")
+    files_quota_bytes: int = Field(10 * 1024**3, ge=0, description="Bytes each user may store.")
+    files_allowed_types: str = Field(
+        "image/*,audio/*,video/*,text/*,application/pdf,application/json,application/zip,application/gzip,"
+        "application/x-tar,application/octet-stream,application/x-empty",
+        description="Comma-separated media types (wildcards allowed) accepted, as detected from the bytes.",
+    )
+
+    def allowed_types(self) -> tuple[str, ...]:
+        """The allowlist as patterns."""
+        return tuple(t.strip().lower() for t in self.files_allowed_types.split(",") if t.strip())
 
     @field_validator("storage_url")
     @classmethod

@@ -61,6 +61,8 @@ class File(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     HAS_THUMBNAIL_FIELD_NUMBER: _builtins.int
+    INLINE_FIELD_NUMBER: _builtins.int
+    DECLARED_CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID."""
     filename: _builtins.str
@@ -73,6 +75,14 @@ class File(_message.Message):
     """SHA-256 of the content, lowercase hex."""
     has_thumbnail: _builtins.bool
     """Whether a thumbnail exists (images only)."""
+    inline: _builtins.bool
+    """Whether a browser may display it in place; never for anything it could
+    run as active content (HTML, SVG, XML, JavaScript): those download only.
+    """
+    declared_content_type: _builtins.str
+    """The media type the client declared (a hint; content_type is what the
+    content is).
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the upload completed."""
@@ -87,10 +97,12 @@ class File(_message.Message):
         sha256: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         has_thumbnail: _builtins.bool = ...,
+        inline: _builtins.bool = ...,
+        declared_content_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "created_at", b"created_at", "filename", b"filename", "has_thumbnail", b"has_thumbnail", "id", b"id", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "created_at", b"created_at", "declared_content_type", b"declared_content_type", "filename", b"filename", "has_thumbnail", b"has_thumbnail", "id", b"id", "inline", b"inline", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

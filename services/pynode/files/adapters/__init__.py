@@ -1,0 +1,1 @@
+"""Adapters of the files service's ports."""

@@ -1,0 +1,27 @@
+"""Files domain types: a stored file's metadata."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file whose bytes are durably stored: its row exists only then."""
+
+    id: uuid.UUID
+    owner_id: str
+    filename: str
+    content_type: str  # detected from the bytes
+    declared_type: str  # what the client said (a hint)
+    size: int
+    sha256: str
+    inline: bool
+    created_at: datetime
+
+    @property
+    def key(self) -> str:
+        """Where its bytes live (the seed bucket's layout)."""
+        return f"users/{self.owner_id}/uploads/{self.id}"

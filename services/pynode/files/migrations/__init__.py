@@ -1,0 +1,1 @@
+"""The files service's migrations (revision ids files_NNNN_...)."""

@@ -1,0 +1,55 @@
+"""What the files service needs from the outside world: byte storage and the files table."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Protocol
+
+from pynode.files.domain import StoredFile
+
+
+class BlobWriter(Protocol):
+    """An object being written: invisible until `commit`, gone after `abort`."""
+
+    async def write(self, chunk: bytes) -> None:
+        """Append bytes (they go to storage now: memory stays flat)."""
+
+    async def commit(self, key: str) -> None:
+        """Make the bytes durable under `key` (local: fsync and rename)."""
+
+    async def abort(self) -> None:
+        """Discard everything written (idempotent)."""
+
+
+class BlobStore(Protocol):
+    """Where file bytes live: a local directory, or an S3 bucket."""
+
+    def begin(self) -> BlobWriter:
+        """A new object being written."""
+
+    def read(self, key: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        """Chunks of at most 1 MiB from `offset`, `length` bytes or to the end."""
+
+    async def delete(self, key: str) -> None:
+        """Remove an object (missing is fine)."""
+
+
+class FileRepository(Protocol):
+    """The `files` table."""
+
+    async def add(self, file: StoredFile) -> None:
+        """Insert a file whose bytes are stored."""
+
+    async def get(self, file_id: uuid.UUID) -> StoredFile | None:
+        """A file by id, whoever owns it (callers check)."""
+
+    async def page(self, owner_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int) -> list[StoredFile]:
+        """The owner's files newest first, strictly before `before`."""
+
+    async def delete(self, file_id: uuid.UUID) -> bool:
+        """Remove the row; whether it existed."""
+
+    async def used_bytes(self, owner_id: str) -> int:
+        """Bytes the owner's files take."""

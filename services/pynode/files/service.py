@@ -1,0 +1,219 @@
+"""Files use cases: streamed uploads that store nothing unless complete and checked, downloads, listing, deletion.
+
+Never imports grpc. An upload's bytes go to storage as they arrive (memory stays flat); the SHA-256, the size
+limit and the per-user quota are checked on the way, at the chunk that crosses; the content type is detected
+from the bytes and checked against the allowlist. The row is written only after the bytes are durable, and
+any failure (a check, a cancelled stream, a crash) leaves neither row nor object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from pynode.core.db import utcnow
+from pynode.core.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    QuotaExceeded,
+    QuotaViolation,
+)
+from pynode.core.paging import decode_token, encode_token, invalid_page_token, page_size, token_field
+from pynode.core.principal import Principal
+from pynode.files import detect
+from pynode.files.domain import StoredFile
+from pynode.files.names import display_name
+from pynode.files.ports import BlobStore, FileRepository
+
+_HASH_IN_THREAD = 64 * 1024  # hashing a larger chunk on the loop would stall every other call
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upload limits from settings."""
+
+    max_bytes: int
+    quota_bytes: int
+    allowed_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UploadMetadata:
+    """What a client declares before the bytes."""
+
+    filename: str
+    content_type: str
+    size_bytes: int  # 0: not declared
+    sha256: str  # empty: not declared
+
+
+def _too_big(limit: int) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"files may be at most {limit} bytes",
+        retry_after=0,
+        reason="FILE_TOO_LARGE",
+        violations=[QuotaViolation("files:max_bytes", f"at most {limit} bytes per file")],
+    )
+
+
+def _over_quota(quota: int) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"this upload would take your storage past its quota of {quota} bytes; delete files first",
+        retry_after=0,
+        reason="QUOTA_EXCEEDED",
+        violations=[QuotaViolation("files:quota", f"at most {quota} bytes stored per user")],
+    )
+
+
+class FilesService:
+    """The files use cases."""
+
+    def __init__(self, store: BlobStore, files: FileRepository, limits: Limits) -> None:
+        self.store = store
+        self.files = files
+        self.limits = limits
+        self._in_flight: dict[str, int] = {}  # bytes of unfinished uploads per user, held against the quota
+
+    def _hold(self, owner: str, amount: int) -> None:
+        self._in_flight[owner] = self._in_flight.get(owner, 0) + amount
+
+    def _release(self, owner: str, amount: int) -> None:
+        left = self._in_flight.get(owner, 0) - amount
+        if left > 0:
+            self._in_flight[owner] = left
+        else:
+            self._in_flight.pop(owner, None)
+
+    async def upload(self, caller: Principal, metadata: UploadMetadata, chunks: AsyncIterator[bytes]) -> StoredFile:
+        """Store a streamed upload, or nothing."""
+        owner = caller.subject
+        limits = self.limits
+        if metadata.sha256 and (len(metadata.sha256) != 64 or metadata.sha256.strip("0123456789abcdef")):
+            raise InvalidArgument(
+                "metadata.sha256 must be 64 lowercase hex digits",
+                [FieldViolation("metadata.sha256", "must be 64 lowercase hex digits", "BAD_FORMAT")],
+            )
+        if metadata.size_bytes > limits.max_bytes:
+            raise _too_big(limits.max_bytes)
+        used = await self.files.used_bytes(owner)
+        if used + self._in_flight.get(owner, 0) + metadata.size_bytes > limits.quota_bytes:
+            raise _over_quota(limits.quota_bytes)
+        writer = self.store.begin()
+        digest = hashlib.sha256()
+        size = 0
+        head = bytearray()
+        detected: str | None = None
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                self._hold(owner, len(chunk))
+                if size > limits.max_bytes:
+                    raise _too_big(limits.max_bytes)
+                if used + self._in_flight.get(owner, 0) > limits.quota_bytes:
+                    raise _over_quota(limits.quota_bytes)
+                if detected is None:
+                    head += chunk[: detect.SNIFF_BYTES - len(head)]
+                    if len(head) >= detect.SNIFF_BYTES:
+                        detected = self._check_type(bytes(head), metadata.content_type)
+                if len(chunk) >= _HASH_IN_THREAD:
+                    await asyncio.to_thread(digest.update, chunk)
+                else:
+                    digest.update(chunk)
+                await writer.write(chunk)
+            if detected is None:
+                detected = self._check_type(bytes(head), metadata.content_type)
+            if metadata.size_bytes and size != metadata.size_bytes:
+                raise InvalidArgument(
+                    f"the upload has {size} bytes, not the {metadata.size_bytes} declared",
+                    [FieldViolation("metadata.size_bytes", f"the content has {size} bytes", "SIZE_MISMATCH")],
+                )
+            sha256 = digest.hexdigest()
+            if metadata.sha256 and sha256 != metadata.sha256:
+                raise InvalidArgument(
+                    "the content's SHA-256 is not the one declared",
+                    [FieldViolation("metadata.sha256", "does not match the content", "CHECKSUM_MISMATCH")],
+                )
+            file = StoredFile(
+                uuid.uuid4(),
+                owner,
+                display_name(metadata.filename),
+                detected,
+                metadata.content_type[:127],
+                size,
+                sha256,
+                detect.inline_safe(detected),
+                utcnow(),
+            )
+            await writer.commit(file.key)
+        except BaseException:
+            await asyncio.shield(writer.abort())
+            raise
+        finally:
+            self._release(owner, size)
+        try:
+            await self.files.add(file)
+        except BaseException:
+            await asyncio.shield(self.store.delete(file.key))  # no object without its row
+            raise
+        return file
+
+    def _check_type(self, head: bytes, declared: str) -> str:
+        detected = detect.refine(detect.detect(head), declared)
+        if not detect.allowed(detected, self.limits.allowed_types):
+            raise FailedPrecondition(
+                f"files of type {detected} are not accepted here",
+                reason="TYPE_NOT_ALLOWED",
+                metadata={"detected_type": detected},
+            )
+        return detected
+
+    async def get(self, caller: Principal, file_id: str) -> StoredFile:
+        """A file the caller may read: its own, or any for an admin; every other id is NOT_FOUND."""
+        file = await self.files.get(uuid.UUID(file_id))
+        if file is None or (file.owner_id != caller.subject and caller.role != "admin"):
+            raise NotFound(f"no file {file_id}", reason="FILE_NOT_FOUND")
+        return file
+
+    async def download(
+        self, caller: Principal, file_id: str, offset: int, length: int
+    ) -> tuple[StoredFile, AsyncIterator[bytes]]:
+        """The file and its bytes from `offset` (`length` of them, or to the end)."""
+        file = await self.get(caller, file_id)
+        if offset > file.size:
+            raise InvalidArgument(
+                f"offset {offset} is past the end of the file ({file.size} bytes)",
+                [FieldViolation("offset", f"must be at most {file.size}", "OUT_OF_RANGE")],
+            )
+        return file, self.store.read(file.key, offset, length or None)
+
+    async def list(self, caller: Principal, size: int, token: str) -> tuple[list[StoredFile], str]:
+        """The caller's files, newest first."""
+        limit = page_size(size)
+        position = decode_token(token)
+        before = None
+        if position:
+            try:
+                before = (
+                    datetime.fromisoformat(token_field(position, "t", str)),
+                    uuid.UUID(token_field(position, "i", str)),
+                )
+            except ValueError:
+                raise invalid_page_token() from None
+        found = await self.files.page(caller.subject, before, limit + 1)
+        next_token = ""
+        if len(found) > limit:
+            found = found[:limit]
+            next_token = encode_token({"t": found[-1].created_at.isoformat(), "i": str(found[-1].id)})
+        return found, next_token
+
+    async def delete(self, caller: Principal, file_id: str) -> None:
+        """Remove a file: the row first (it is gone for readers at once), then its bytes."""
+        file = await self.get(caller, file_id)
+        if await self.files.delete(file.id):
+            await self.store.delete(file.key)

@@ -1,0 +1,136 @@
+"""gRPC edge of the files service: protos in, domain calls, protos out. RPCs not built yet (upload sessions)
+answer UNIMPLEMENTED through the generated base class."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from devpynode.files.v1 import files_pb2, files_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from pynode.core.errors import FieldViolation, InvalidArgument
+from pynode.core.principal import current_principal
+from pynode.files.domain import StoredFile
+from pynode.files.service import FilesService, UploadMetadata
+
+
+def file_proto(file: StoredFile) -> files_pb2.File:
+    created = Timestamp()
+    created.FromDatetime(file.created_at)
+    return files_pb2.File(
+        id=str(file.id),
+        filename=file.filename,
+        content_type=file.content_type,
+        size_bytes=file.size,
+        sha256=file.sha256,
+        created_at=created,
+        inline=file.inline,
+        declared_content_type=file.declared_type,
+    )
+
+
+async def _chunks(requests: AsyncIterator[files_pb2.UploadFileRequest]) -> AsyncIterator[bytes]:
+    async for request in requests:
+        if request.WhichOneof("data") != "chunk":
+            raise InvalidArgument(
+                "only the first message carries metadata; the rest carry chunks",
+                [FieldViolation("metadata", "only in the first message", "UNEXPECTED")],
+            )
+        if request.chunk:
+            yield request.chunk
+
+
+class FileServicer(files_pb2_grpc.FileServiceServicer):
+    """devpynode.files.v1.FileService. Upload sessions are not built yet: they answer UNIMPLEMENTED."""
+
+    def __init__(self, service: FilesService) -> None:
+        self._service = service
+
+    async def UploadFile(
+        self,
+        request_iterator: AsyncIterator[files_pb2.UploadFileRequest],
+        context: grpc.aio.ServicerContext[files_pb2.UploadFileRequest, files_pb2.UploadFileResponse],
+    ) -> files_pb2.UploadFileResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("data") != "metadata":
+            raise InvalidArgument(
+                "the first message of an upload carries its metadata",
+                [FieldViolation("metadata", "is required in the first message", "REQUIRED")],
+            )
+        given = first.metadata
+        metadata = UploadMetadata(given.filename, given.content_type, given.size_bytes, given.sha256)
+        stored = await self._service.upload(current_principal(), metadata, _chunks(request_iterator))
+        return files_pb2.UploadFileResponse(file=file_proto(stored))
+
+    async def DownloadFile(
+        self,
+        request: files_pb2.DownloadFileRequest,
+        context: grpc.aio.ServicerContext[files_pb2.DownloadFileRequest, files_pb2.DownloadFileResponse],
+    ) -> AsyncIterator[files_pb2.DownloadFileResponse]:
+        file, chunks = await self._service.download(
+            current_principal(), request.file_id, request.offset, request.length
+        )
+        yield files_pb2.DownloadFileResponse(file=file_proto(file))
+        async for chunk in chunks:
+            yield files_pb2.DownloadFileResponse(chunk=chunk)
+
+    async def GetFile(
+        self,
+        request: files_pb2.GetFileRequest,
+        context: grpc.aio.ServicerContext[files_pb2.GetFileRequest, files_pb2.GetFileResponse],
+    ) -> files_pb2.GetFileResponse:
+        return files_pb2.GetFileResponse(file=file_proto(await self._service.get(current_principal(), request.file_id)))
+
+    async def ListFiles(
+        self,
+        request: files_pb2.ListFilesRequest,
+        context: grpc.aio.ServicerContext[files_pb2.ListFilesRequest, files_pb2.ListFilesResponse],
+    ) -> files_pb2.ListFilesResponse:
+        found, next_token = await self._service.list(current_principal(), request.page_size, request.page_token)
+        return files_pb2.ListFilesResponse(files=[file_proto(f) for f in found], next_page_token=next_token)
+
+    async def DeleteFile(
+        self,
+        request: files_pb2.DeleteFileRequest,
+        context: grpc.aio.ServicerContext[files_pb2.DeleteFileRequest, files_pb2.DeleteFileResponse],
+    ) -> files_pb2.DeleteFileResponse:
+        await self._service.delete(current_principal(), request.file_id)
+        return files_pb2.DeleteFileResponse()
+
+    async def CreateUploadSession(
+        self,
+        request: files_pb2.CreateUploadSessionRequest,
+        context: grpc.aio.ServicerContext[files_pb2.CreateUploadSessionRequest, files_pb2.CreateUploadSessionResponse],
+    ) -> files_pb2.CreateUploadSessionResponse:
+        raise NotImplementedError
+
+    async def UploadPart(
+        self,
+        request: files_pb2.UploadPartRequest,
+        context: grpc.aio.ServicerContext[files_pb2.UploadPartRequest, files_pb2.UploadPartResponse],
+    ) -> files_pb2.UploadPartResponse:
+        raise NotImplementedError
+
+    async def GetUploadSession(
+        self,
+        request: files_pb2.GetUploadSessionRequest,
+        context: grpc.aio.ServicerContext[files_pb2.GetUploadSessionRequest, files_pb2.GetUploadSessionResponse],
+    ) -> files_pb2.GetUploadSessionResponse:
+        raise NotImplementedError
+
+    async def CompleteUploadSession(
+        self,
+        request: files_pb2.CompleteUploadSessionRequest,
+        context: grpc.aio.ServicerContext[
+            files_pb2.CompleteUploadSessionRequest, files_pb2.CompleteUploadSessionResponse
+        ],
+    ) -> files_pb2.CompleteUploadSessionResponse:
+        raise NotImplementedError
+
+    async def CancelUploadSession(
+        self,
+        request: files_pb2.CancelUploadSessionRequest,
+        context: grpc.aio.ServicerContext[files_pb2.CancelUploadSessionRequest, files_pb2.CancelUploadSessionResponse],
+    ) -> files_pb2.CancelUploadSessionResponse:
+        raise NotImplementedError
