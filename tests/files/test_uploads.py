@@ -1,0 +1,250 @@
+"""Streamed uploads and downloads on local storage: nothing half-stored, nothing leaked, nothing trusted."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from devpynode.files.v1 import files_pb2, files_pb2_grpc
+from google.rpc import error_details_pb2
+
+from pynode.app.server import MeshServer
+from pynode.files.service import FilesService
+from tests.client import PASSWORD, MeshClient, fails, new_email
+from tests.conftest import auth_of
+
+MIB = 1024 * 1024
+HTML = b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>\n"
+
+
+def _service(mesh: MeshServer) -> FilesService:
+    service = mesh.platform.component("files")
+    assert isinstance(service, FilesService)
+    return service
+
+
+def _requests(name: str, data: bytes, declared: str = "application/octet-stream", **meta: Any) -> Iterator[Any]:
+    yield files_pb2.UploadFileRequest(metadata=files_pb2.FileMetadata(filename=name, content_type=declared, **meta))
+    for i in range(0, len(data), MIB):
+        yield files_pb2.UploadFileRequest(chunk=data[i : i + MIB])
+
+
+def _stub(client: MeshClient) -> files_pb2_grpc.FileServiceStub:
+    return files_pb2_grpc.FileServiceStub(client.channel)
+
+
+def _stored_objects(mesh: MeshServer) -> list[Path]:
+    root = _service(mesh).store.root  # type: ignore[attr-defined]
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+async def _download(client: MeshClient, file_id: str, **options: Any) -> tuple[files_pb2.File, bytes]:
+    call = _stub(client).DownloadFile(files_pb2.DownloadFileRequest(file_id=file_id, **options), metadata=client.md())
+    pieces = [piece async for piece in call]
+    assert pieces and pieces[0].WhichOneof("data") == "file"
+    return pieces[0].file, b"".join(p.chunk for p in pieces[1:])
+
+
+async def test_upload_and_download_round_trip_with_ranges(client: MeshClient) -> None:
+    await client.register()
+    data = os.urandom(2 * MIB + 123)
+    digest = hashlib.sha256(data).hexdigest()
+    stored = (
+        await _stub(client).UploadFile(
+            _requests("blob.bin", data, size_bytes=len(data), sha256=digest), metadata=client.md()
+        )
+    ).file
+    assert (stored.size_bytes, stored.sha256, stored.content_type) == (len(data), digest, "application/octet-stream")
+    file, body = await _download(client, stored.id)
+    assert file.id == stored.id and body == data
+    _, part = await _download(client, stored.id, offset=MIB - 10, length=20)
+    assert part == data[MIB - 10 : MIB + 10]
+    _, tail = await _download(client, stored.id, offset=len(data) - 5)
+    assert tail == data[-5:]
+    past = await fails(_download(client, stored.id, offset=len(data) + 1))
+    assert past.code == grpc.StatusCode.INVALID_ARGUMENT and past.violations() == {"offset": "OUT_OF_RANGE"}
+
+
+@pytest.mark.parametrize(
+    ("meta", "field", "reason"),
+    [
+        ({"sha256": "0" * 64}, "metadata.sha256", "CHECKSUM_MISMATCH"),
+        ({"size_bytes": 999}, "metadata.size_bytes", "SIZE_MISMATCH"),
+        ({"sha256": "not-hex"}, "metadata.sha256", "BAD_FORMAT"),
+    ],
+)
+async def test_a_mismatch_stores_nothing(
+    client: MeshClient, mesh: MeshServer, meta: dict[str, Any], field: str, reason: str
+) -> None:
+    await client.register()
+    before = _stored_objects(mesh)
+    error = await fails(
+        _stub(client).UploadFile(_requests("x.txt", b"plain text line\n" * 100, **meta), metadata=client.md())
+    )
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.violations() == {field: reason}
+    listed = await _stub(client).ListFiles(files_pb2.ListFilesRequest(), metadata=client.md())
+    assert not listed.files and _stored_objects(mesh) == before
+
+
+async def test_size_limit_and_quota_stop_the_upload_at_the_crossing_chunk(strict: Any) -> None:
+    client: MeshClient = await strict(files_max_bytes=3 * MIB, files_quota_bytes=4 * MIB)
+    await client.register()
+    stub = _stub(client)
+    too_big = await fails(stub.UploadFile(_requests("big.bin", os.urandom(5 * MIB)), metadata=client.md()))
+    assert too_big.code == grpc.StatusCode.RESOURCE_EXHAUSTED and too_big.reason == "FILE_TOO_LARGE"
+    assert too_big.detail(error_details_pb2.QuotaFailure).violations[0].subject == "files:max_bytes"
+    await stub.UploadFile(_requests("first.bin", os.urandom(3 * MIB)), metadata=client.md())
+    over = await fails(stub.UploadFile(_requests("second.bin", os.urandom(2 * MIB)), metadata=client.md()))
+    assert over.code == grpc.StatusCode.RESOURCE_EXHAUSTED and over.reason == "QUOTA_EXCEEDED"
+    declared = await fails(stub.UploadFile(_requests("third.bin", b"x", size_bytes=2 * MIB), metadata=client.md()))
+    assert declared.reason == "QUOTA_EXCEEDED"  # refused before any byte is sent
+    listed = await stub.ListFiles(files_pb2.ListFilesRequest(), metadata=client.md())
+    assert [f.filename for f in listed.files] == ["first.bin"]
+
+
+async def test_a_cancelled_upload_leaves_no_row_and_no_object(client: MeshClient, mesh: MeshServer) -> None:
+    await client.register()
+    before = _stored_objects(mesh)
+    sent = asyncio.Event()
+
+    async def slow() -> Any:
+        yield files_pb2.UploadFileRequest(metadata=files_pb2.FileMetadata(filename="c.bin", content_type="x/y"))
+        yield files_pb2.UploadFileRequest(chunk=os.urandom(MIB))
+        sent.set()
+        await asyncio.sleep(30)
+
+    call = _stub(client).UploadFile(slow(), metadata=client.md())
+    await sent.wait()
+    await asyncio.sleep(0.3)  # the first chunk is on disk, under a temporary name
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    for _ in range(50):
+        if _stored_objects(mesh) == before:
+            break
+        await asyncio.sleep(0.05)
+    assert _stored_objects(mesh) == before
+    listed = await _stub(client).ListFiles(files_pb2.ListFilesRequest(), metadata=client.md())
+    assert not listed.files
+
+
+async def test_names_are_display_names_only(client: MeshClient, mesh: MeshServer) -> None:
+    await client.register()
+    cases = {
+        "../../etc/passwd": "passwd",
+        "..\\..\\windows\\system.ini": "system.ini",
+        "re\u202eport\x07.txt": "report.txt",
+        "..": "file",
+        "dir/" + "a" * 240 + ".pdf": "a" * 240 + ".pdf",
+    }
+    for raw, shown in cases.items():
+        stored = (await _stub(client).UploadFile(_requests(raw, b"some text\n"), metadata=client.md())).file
+        assert stored.filename == shown
+    root = _service(mesh).store.root  # type: ignore[attr-defined]
+    assert all(root in p.parents for p in _stored_objects(mesh))
+    too_long = await fails(_stub(client).UploadFile(_requests("a" * 300, b"x\n"), metadata=client.md()))
+    assert too_long.violations() == {"metadata.filename": "TOO_LONG"}
+
+
+async def test_the_declared_type_is_only_a_hint_and_active_content_never_inline(client: MeshClient) -> None:
+    await client.register()
+    spoofed = (await _stub(client).UploadFile(_requests("cat.png", HTML, "image/png"), metadata=client.md())).file
+    assert spoofed.content_type == "text/html" and not spoofed.inline
+    assert spoofed.declared_content_type == "image/png"
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"></svg>'
+    stored_svg = (await _stub(client).UploadFile(_requests("a.svg", svg, "image/svg+xml"), metadata=client.md())).file
+    assert stored_svg.content_type == "image/svg+xml" and not stored_svg.inline
+    text = (
+        await _stub(client).UploadFile(_requests("notes.txt", b"plain words\n", "text/plain"), metadata=client.md())
+    ).file
+    assert text.content_type == "text/plain" and text.inline
+    csv = (await _stub(client).UploadFile(_requests("t.csv", b"a,b\n1,2\n", "text/csv"), metadata=client.md())).file
+    assert csv.content_type == "text/csv"
+
+
+async def test_types_outside_the_allowlist_are_refused(strict: Any) -> None:
+    client: MeshClient = await strict(files_allowed_types="image/*,text/plain")
+    await client.register()
+    error = await fails(_stub(client).UploadFile(_requests("page.html", HTML, "text/plain"), metadata=client.md()))
+    assert error.code == grpc.StatusCode.FAILED_PRECONDITION and error.reason == "TYPE_NOT_ALLOWED"
+    await _stub(client).UploadFile(_requests("ok.txt", b"just text\n", "text/plain"), metadata=client.md())
+
+
+async def test_other_users_ids_are_not_found_on_every_rpc_and_admins_can_read(
+    client: MeshClient, mesh: MeshServer
+) -> None:
+    await client.register()
+    mine = (await _stub(client).UploadFile(_requests("mine.txt", b"private\n"), metadata=client.md())).file
+    other = client.as_other_address()
+    await other.register()
+    stub = _stub(other)
+    for call in (
+        stub.GetFile(files_pb2.GetFileRequest(file_id=mine.id), metadata=other.md()),
+        stub.DeleteFile(files_pb2.DeleteFileRequest(file_id=mine.id), metadata=other.md()),
+        _download(other, mine.id),
+    ):
+        error = await fails(call)
+        assert error.code == grpc.StatusCode.NOT_FOUND and error.reason == "FILE_NOT_FOUND"
+    missing = await fails(
+        stub.GetFile(
+            files_pb2.GetFileRequest(file_id=str(os.urandom(16).hex()[:8]) + "-0000-4000-8000-000000000000"),
+            metadata=other.md(),
+        )
+    )
+    assert missing.code == grpc.StatusCode.NOT_FOUND and missing.message.startswith("no file")
+    assert not (await stub.ListFiles(files_pb2.ListFilesRequest(), metadata=other.md())).files
+    email = new_email()
+    await auth_of(mesh).service.create_admin(email, PASSWORD, "Admin")
+    admin = client.as_other_address()
+    await admin.login(email)
+    _, body = await _download(admin, mine.id)
+    assert body == b"private\n"
+
+
+async def test_delete_removes_row_and_bytes_and_lists_page_newest_first(client: MeshClient, mesh: MeshServer) -> None:
+    await client.register()
+    stub = _stub(client)
+    ids = [
+        (await stub.UploadFile(_requests(f"f{i}.txt", b"text %d\n" % i), metadata=client.md())).file.id
+        for i in range(5)
+    ]
+    seen, token = [], ""
+    while True:
+        page = await stub.ListFiles(files_pb2.ListFilesRequest(page_size=2, page_token=token), metadata=client.md())
+        seen.extend(f.id for f in page.files)
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == list(reversed(ids))
+    before = len(_stored_objects(mesh))
+    await stub.DeleteFile(files_pb2.DeleteFileRequest(file_id=ids[0]), metadata=client.md())
+    assert len(_stored_objects(mesh)) == before - 1
+    gone = await fails(stub.GetFile(files_pb2.GetFileRequest(file_id=ids[0]), metadata=client.md()))
+    assert gone.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_metadata_must_come_first_and_only_first(client: MeshClient) -> None:
+    await client.register()
+    stub = _stub(client)
+    no_meta = await fails(stub.UploadFile(iter([files_pb2.UploadFileRequest(chunk=b"x")]), metadata=client.md()))
+    assert no_meta.code == grpc.StatusCode.INVALID_ARGUMENT
+    meta = files_pb2.UploadFileRequest(metadata=files_pb2.FileMetadata(filename="a", content_type="text/plain"))
+    twice = await fails(stub.UploadFile(iter([meta, meta]), metadata=client.md()))
+    assert twice.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_crash_leaves_only_a_temporary_file_which_the_next_start_removes(mesh: MeshServer) -> None:
+    store = _service(mesh).store
+    leftover = store.root / ".partial" / "crashed-upload"  # type: ignore[attr-defined]
+    leftover.write_bytes(b"half an upload")
+    old = time.time() - 7200
+    os.utime(leftover, (old, old))
+    assert store.sweep_partials() >= 1  # type: ignore[attr-defined]
+    assert not leftover.exists()
