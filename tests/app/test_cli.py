@@ -58,7 +58,7 @@ async def test_migrate_names_the_database_and_the_revisions(tmp_path: Path) -> N
     code, out, err = await cli("migrate", "--data-dir", str(tmp_path))
     assert (
         code == 0
-        and "already at the newest revisions (ai_0001_generations, auth_0002_audit_events, files_0001_files)" in out
+        and "already at the newest revisions (ai_0001_generations, auth_0002_audit_events, files_0002_upload_sessions)" in out
     ), err
 
 

@@ -75,12 +75,12 @@ async def test_grpcurl_health_check_answers_serving(mesh: MeshServer, grpcurl: s
 
 
 async def test_unbuilt_rpc_says_unimplemented_after_authentication(client: MeshClient) -> None:
-    stub = files_pb2_grpc.FileServiceStub(client.channel)
-    request = files_pb2.GetUploadSessionRequest(session_id="6f1c1bc4-8a0e-4c38-9a52-2f1a1b1b1b1b")
-    anonymous = await fails(stub.GetUploadSession(request, metadata=client.md("")))
+    stub = chat_pb2_grpc.ChatServiceStub(client.channel)
+    request = chat_pb2.GetConversationRequest(conversation_id="6f1c1bc4-8a0e-4c38-9a52-2f1a1b1b1b1b")
+    anonymous = await fails(stub.GetConversation(request, metadata=client.md("")))
     assert anonymous.code == grpc.StatusCode.UNAUTHENTICATED
     await client.register()
-    error = await fails(stub.GetUploadSession(request, metadata=client.md()))
+    error = await fails(stub.GetConversation(request, metadata=client.md()))
     assert error.code == grpc.StatusCode.UNIMPLEMENTED
     assert error.reason == "NOT_IMPLEMENTED"
 

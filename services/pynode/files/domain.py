@@ -25,3 +25,23 @@ class StoredFile:
     def key(self) -> str:
         """Where its bytes live (the seed bucket's layout)."""
         return f"users/{self.owner_id}/uploads/{self.id}"
+
+
+ACTIVE, COMPLETED, CANCELLED = "active", "completed", "cancelled"
+
+
+@dataclass
+class UploadSessionRecord:
+    """A resumable upload: what it will store, how far it got, and where it stands."""
+
+    id: uuid.UUID
+    owner_id: str
+    filename: str
+    declared_type: str
+    size_bytes: int  # 0: not declared
+    sha256: str  # empty: not declared
+    received: int
+    state: str
+    created_at: datetime
+    expires_at: datetime
+    file_id: uuid.UUID | None = None

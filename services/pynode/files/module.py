@@ -1,12 +1,14 @@
 """The files service's entry point: its settings and the shared infrastructure in, the servicer out.
 
-Built so far: streamed uploads, downloads (ranges), GetFile, ListFiles, DeleteFile on local storage. Upload
-sessions, S3, scanning and thumbnails are not yet: their RPCs answer UNIMPLEMENTED, and an `s3://` storage
-URL stops the server with one line rather than being ignored.
+Built so far: streamed and resumable uploads, downloads (ranges), GetFile, ListFiles, DeleteFile on local
+storage. S3, scanning and thumbnails are not yet: an `s3://` storage URL or a clamd address stops the server
+with one line rather than being ignored.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -14,13 +16,22 @@ from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
 from pynode.core.module import Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
-from pynode.files.adapters.local_store import LocalBlobStore
-from pynode.files.adapters.sql_files import SqlFileRepository
+from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
+from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
 from pynode.files.service import FilesService, Limits
 from pynode.files.servicer import FileServicer
+from pynode.files.sessions import UploadSessions
 from pynode.files.settings import FilesSettings
 
 _SERVICE = files_pb2.DESCRIPTOR.services_by_name["FileService"]
+
+
+@dataclass
+class FilesComponents:
+    """The files service's wired parts, for its tools and tests."""
+
+    service: FilesService
+    sessions: UploadSessions
 
 
 def storage_root(settings: FilesSettings, data_dir: Path) -> Path:
@@ -54,10 +65,21 @@ class FilesModule:
         store.sweep_partials()
         limits = Limits(settings.files_max_bytes, settings.files_quota_bytes, settings.allowed_types())
         service = FilesService(store, SqlFileRepository(infra.db), limits)
+        sessions = UploadSessions(
+            service, SqlUploadSessions(infra.db), LocalStaging(root), settings.files_session_hours
+        )
+        sweeper = asyncio.create_task(sessions.sweep_forever(), name="upload-session-sweep")
+
+        async def stop_sweeper() -> None:
+            sweeper.cancel()
+            await asyncio.wait([sweeper])
+
+        servicer = FileServicer(service, sessions)
         return ServiceParts(
-            [Registration(_SERVICE, files_pb2_grpc.add_FileServiceServicer_to_server, FileServicer(service))],
-            component=service,
-            backends={"storage": root.as_uri() + " (uploads, downloads; sessions, S3, scanning not yet)"},
+            [Registration(_SERVICE, files_pb2_grpc.add_FileServiceServicer_to_server, servicer)],
+            closers=[stop_sweeper],
+            component=FilesComponents(service, sessions),
+            backends={"storage": root.as_uri() + " (S3, scanning and thumbnails not built yet)"},
         )
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from pynode.files.domain import StoredFile
+from pynode.files.domain import StoredFile, UploadSessionRecord
 
 
 class BlobWriter(Protocol):
@@ -53,3 +54,38 @@ class FileRepository(Protocol):
 
     async def used_bytes(self, owner_id: str) -> int:
         """Bytes the owner's files take."""
+
+
+class UploadSessionRepository(Protocol):
+    """The `upload_sessions` table."""
+
+    async def add(self, record: UploadSessionRecord) -> None:
+        """Insert a new session."""
+
+    async def get(self, session_id: uuid.UUID) -> UploadSessionRecord | None:
+        """A session by id, whoever owns it (callers check)."""
+
+    def locked(self, session_id: uuid.UUID) -> AbstractAsyncContextManager[UploadSessionRecord | None]:
+        """The session under its lock; changes to the record are saved when the block ends cleanly."""
+
+    async def active_bytes(self, owner_id: str) -> int:
+        """Bytes the owner's unfinished sessions hold."""
+
+    async def expired(self, now: datetime, limit: int = 100) -> list[uuid.UUID]:
+        """Active sessions past their expiry."""
+
+
+class Staging(Protocol):
+    """Where upload sessions' bytes wait until they complete (local: a file per session)."""
+
+    async def write(self, session_id: uuid.UUID, offset: int, data: bytes) -> None:
+        """Write `data` at `offset`, dropping anything after it, durably."""
+
+    def read(self, session_id: uuid.UUID) -> AsyncIterator[bytes]:
+        """The session's bytes so far."""
+
+    async def commit(self, session_id: uuid.UUID, key: str) -> None:
+        """Make the bytes the object `key`."""
+
+    async def discard(self, session_id: uuid.UUID) -> None:
+        """Drop the bytes (missing is fine)."""

@@ -53,7 +53,16 @@ class UploadMetadata:
     sha256: str  # empty: not declared
 
 
-def _too_big(limit: int) -> QuotaExceeded:
+def check_sha256(value: str) -> None:
+    """A declared SHA-256 is 64 lowercase hex digits (or absent)."""
+    if value and (len(value) != 64 or value.strip("0123456789abcdef")):
+        raise InvalidArgument(
+            "metadata.sha256 must be 64 lowercase hex digits",
+            [FieldViolation("metadata.sha256", "must be 64 lowercase hex digits", "BAD_FORMAT")],
+        )
+
+
+def too_big(limit: int) -> QuotaExceeded:
     return QuotaExceeded(
         f"files may be at most {limit} bytes",
         retry_after=0,
@@ -62,7 +71,7 @@ def _too_big(limit: int) -> QuotaExceeded:
     )
 
 
-def _over_quota(quota: int) -> QuotaExceeded:
+def over_quota(quota: int) -> QuotaExceeded:
     return QuotaExceeded(
         f"this upload would take your storage past its quota of {quota} bytes; delete files first",
         retry_after=0,
@@ -94,16 +103,12 @@ class FilesService:
         """Store a streamed upload, or nothing."""
         owner = caller.subject
         limits = self.limits
-        if metadata.sha256 and (len(metadata.sha256) != 64 or metadata.sha256.strip("0123456789abcdef")):
-            raise InvalidArgument(
-                "metadata.sha256 must be 64 lowercase hex digits",
-                [FieldViolation("metadata.sha256", "must be 64 lowercase hex digits", "BAD_FORMAT")],
-            )
+        check_sha256(metadata.sha256)
         if metadata.size_bytes > limits.max_bytes:
-            raise _too_big(limits.max_bytes)
+            raise too_big(limits.max_bytes)
         used = await self.files.used_bytes(owner)
         if used + self._in_flight.get(owner, 0) + metadata.size_bytes > limits.quota_bytes:
-            raise _over_quota(limits.quota_bytes)
+            raise over_quota(limits.quota_bytes)
         writer = self.store.begin()
         digest = hashlib.sha256()
         size = 0
@@ -114,20 +119,20 @@ class FilesService:
                 size += len(chunk)
                 self._hold(owner, len(chunk))
                 if size > limits.max_bytes:
-                    raise _too_big(limits.max_bytes)
+                    raise too_big(limits.max_bytes)
                 if used + self._in_flight.get(owner, 0) > limits.quota_bytes:
-                    raise _over_quota(limits.quota_bytes)
+                    raise over_quota(limits.quota_bytes)
                 if detected is None:
                     head += chunk[: detect.SNIFF_BYTES - len(head)]
                     if len(head) >= detect.SNIFF_BYTES:
-                        detected = self._check_type(bytes(head), metadata.content_type)
+                        detected = self.check_type(bytes(head), metadata.content_type)
                 if len(chunk) >= _HASH_IN_THREAD:
                     await asyncio.to_thread(digest.update, chunk)
                 else:
                     digest.update(chunk)
                 await writer.write(chunk)
             if detected is None:
-                detected = self._check_type(bytes(head), metadata.content_type)
+                detected = self.check_type(bytes(head), metadata.content_type)
             if metadata.size_bytes and size != metadata.size_bytes:
                 raise InvalidArgument(
                     f"the upload has {size} bytes, not the {metadata.size_bytes} declared",
@@ -163,7 +168,8 @@ class FilesService:
             raise
         return file
 
-    def _check_type(self, head: bytes, declared: str) -> str:
+    def check_type(self, head: bytes, declared: str) -> str:
+        """The type the bytes show, refused unless the allowlist has it."""
         detected = detect.refine(detect.detect(head), declared)
         if not detect.allowed(detected, self.limits.allowed_types):
             raise FailedPrecondition(

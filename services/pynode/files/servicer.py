@@ -1,9 +1,9 @@
-"""gRPC edge of the files service: protos in, domain calls, protos out. RPCs not built yet (upload sessions)
-answer UNIMPLEMENTED through the generated base class."""
+"""gRPC edge of the files service: protos in, domain calls, protos out."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
@@ -11,8 +11,38 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from pynode.core.errors import FieldViolation, InvalidArgument
 from pynode.core.principal import current_principal
-from pynode.files.domain import StoredFile
+from pynode.files.domain import ACTIVE, COMPLETED, StoredFile, UploadSessionRecord
 from pynode.files.service import FilesService, UploadMetadata
+from pynode.files.sessions import PART_SIZE, UploadSessions
+
+_STATES = {
+    ACTIVE: files_pb2.UPLOAD_SESSION_STATE_ACTIVE,
+    COMPLETED: files_pb2.UPLOAD_SESSION_STATE_COMPLETED,
+}
+
+
+def _ts(when: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+def session_proto(record: UploadSessionRecord) -> files_pb2.UploadSession:
+    return files_pb2.UploadSession(
+        id=str(record.id),
+        metadata=files_pb2.FileMetadata(
+            filename=record.filename,
+            content_type=record.declared_type,
+            size_bytes=record.size_bytes,
+            sha256=record.sha256,
+        ),
+        received_bytes=record.received,
+        state=_STATES.get(record.state, files_pb2.UPLOAD_SESSION_STATE_CANCELLED),
+        created_at=_ts(record.created_at),
+        expires_at=_ts(record.expires_at),
+        file_id=str(record.file_id) if record.file_id else "",
+        part_size=PART_SIZE,
+    )
 
 
 def file_proto(file: StoredFile) -> files_pb2.File:
@@ -42,10 +72,11 @@ async def _chunks(requests: AsyncIterator[files_pb2.UploadFileRequest]) -> Async
 
 
 class FileServicer(files_pb2_grpc.FileServiceServicer):
-    """devpynode.files.v1.FileService. Upload sessions are not built yet: they answer UNIMPLEMENTED."""
+    """devpynode.files.v1.FileService."""
 
-    def __init__(self, service: FilesService) -> None:
+    def __init__(self, service: FilesService, sessions: UploadSessions) -> None:
         self._service = service
+        self._sessions = sessions
 
     async def UploadFile(
         self,
@@ -103,21 +134,26 @@ class FileServicer(files_pb2_grpc.FileServiceServicer):
         request: files_pb2.CreateUploadSessionRequest,
         context: grpc.aio.ServicerContext[files_pb2.CreateUploadSessionRequest, files_pb2.CreateUploadSessionResponse],
     ) -> files_pb2.CreateUploadSessionResponse:
-        raise NotImplementedError
+        given = request.metadata
+        metadata = UploadMetadata(given.filename, given.content_type, given.size_bytes, given.sha256)
+        record = await self._sessions.create(current_principal(), metadata)
+        return files_pb2.CreateUploadSessionResponse(session=session_proto(record))
 
     async def UploadPart(
         self,
         request: files_pb2.UploadPartRequest,
         context: grpc.aio.ServicerContext[files_pb2.UploadPartRequest, files_pb2.UploadPartResponse],
     ) -> files_pb2.UploadPartResponse:
-        raise NotImplementedError
+        record = await self._sessions.part(current_principal(), request.session_id, request.offset, request.data)
+        return files_pb2.UploadPartResponse(session=session_proto(record))
 
     async def GetUploadSession(
         self,
         request: files_pb2.GetUploadSessionRequest,
         context: grpc.aio.ServicerContext[files_pb2.GetUploadSessionRequest, files_pb2.GetUploadSessionResponse],
     ) -> files_pb2.GetUploadSessionResponse:
-        raise NotImplementedError
+        record = await self._sessions.get(current_principal(), request.session_id)
+        return files_pb2.GetUploadSessionResponse(session=session_proto(record))
 
     async def CompleteUploadSession(
         self,
@@ -126,11 +162,13 @@ class FileServicer(files_pb2_grpc.FileServiceServicer):
             files_pb2.CompleteUploadSessionRequest, files_pb2.CompleteUploadSessionResponse
         ],
     ) -> files_pb2.CompleteUploadSessionResponse:
-        raise NotImplementedError
+        stored = await self._sessions.complete(current_principal(), request.session_id)
+        return files_pb2.CompleteUploadSessionResponse(file=file_proto(stored))
 
     async def CancelUploadSession(
         self,
         request: files_pb2.CancelUploadSessionRequest,
         context: grpc.aio.ServicerContext[files_pb2.CancelUploadSessionRequest, files_pb2.CancelUploadSessionResponse],
     ) -> files_pb2.CancelUploadSessionResponse:
-        raise NotImplementedError
+        await self._sessions.cancel(current_principal(), request.session_id)
+        return files_pb2.CancelUploadSessionResponse()

@@ -17,6 +17,9 @@ class FilesSettings(Section):
     clamd_address: str = Field("", description="host:port of clamd; unset means uploads are not scanned.")
     files_max_bytes: int = Field(2 * 1024**3, ge=1, description="Largest file accepted, in bytes.")
     files_quota_bytes: int = Field(10 * 1024**3, ge=0, description="Bytes each user may store.")
+    files_session_hours: float = Field(
+        24, gt=0, description="How long an unfinished upload session lives before it is discarded."
+    )
     files_allowed_types: str = Field(
         "image/*,audio/*,video/*,text/*,application/pdf,application/json,application/zip,application/gzip,"
         "application/x-tar,application/octet-stream,application/x-empty",

@@ -67,6 +67,7 @@ class RedisEventFeed:
         self._heard = 0.0
         self._backoff = 0.1
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     @unavailable_on_outage
     async def publish(self, channel: str, message: str) -> None:
@@ -88,14 +89,17 @@ class RedisEventFeed:
         return channel in self._confirmed and time.monotonic() - self._heard < LIVE_SECONDS
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Cancel until it is done: a cancellation that lands as redis-py's own read timeout expires is
+            # turned into that timeout (asyncio.timeout's race) and lost, and the loop would read on for ever.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=0.1)
         await self._client.aclose()
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             pubsub = self._client.pubsub()
             try:
                 await self._listen(pubsub)
@@ -115,7 +119,7 @@ class RedisEventFeed:
         subscribed: set[str] = set()
         last_ping = 0.0
         self._heard = time.monotonic()
-        while True:
+        while not self._closing:
             missing = set(self._subscribers) - subscribed
             if missing:
                 await pubsub.subscribe(*missing)

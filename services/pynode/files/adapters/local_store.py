@@ -103,3 +103,62 @@ class LocalBlobStore:
     def _delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.root / key).unlink()
+
+
+class LocalStaging:
+    """Resumable uploads' bytes, one file per session under `.sessions/`: parts are written at their offset
+    and fsynced before the session records them, so a restart resumes where the record says."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._dir = root / ".sessions"
+        self._dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, session_id: uuid.UUID) -> Path:
+        return self._dir / session_id.hex
+
+    async def write(self, session_id: uuid.UUID, offset: int, data: bytes) -> None:
+        await asyncio.to_thread(self._write, self._path(session_id), offset, data)
+
+    @staticmethod
+    def _write(path: Path, offset: int, data: bytes) -> None:
+        with path.open("r+b" if path.exists() else "wb") as handle:
+            handle.truncate(offset)  # drop anything past the recorded offset (a part that was never recorded)
+            handle.seek(offset)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    async def read(self, session_id: uuid.UUID) -> AsyncIterator[bytes]:
+        path = self._path(session_id)
+        if not path.exists():
+            return
+        handle = await asyncio.to_thread(path.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                yield chunk
+        finally:
+            handle.close()
+
+    async def commit(self, session_id: uuid.UUID, key: str) -> None:
+        await asyncio.to_thread(self._commit, self._path(session_id), self.root / key)
+
+    @staticmethod
+    def _commit(path: Path, final: Path) -> None:
+        if not path.exists():
+            path.touch()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, final)
+        directory = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    async def discard(self, session_id: uuid.UUID) -> None:
+        await asyncio.to_thread(self._discard, self._path(session_id))
+
+    @staticmethod
+    def _discard(path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

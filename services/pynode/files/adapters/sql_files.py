@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Boolean, Index, String, Uuid, delete, func, select, tuple_
@@ -11,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from pynode.core.db import Base, Database, UTCDateTime
 from pynode.core.errors import unavailable_on
-from pynode.files.domain import StoredFile
+from pynode.files.domain import ACTIVE, StoredFile, UploadSessionRecord
 
 
 class FileRow(Base):
@@ -82,3 +85,112 @@ class SqlFileRepository:
                 select(func.coalesce(func.sum(FileRow.size), 0)).where(FileRow.owner_id == owner_id)
             )
             return int(total or 0)
+
+
+class UploadSessionRow(Base):
+    """The `upload_sessions` table (migration files_0002): resumable uploads survive a restart."""
+
+    __tablename__ = "upload_sessions"
+    __table_args__ = (
+        Index("ix_upload_sessions_owner_id_state", "owner_id", "state"),
+        Index("ix_upload_sessions_state_expires_at", "state", "expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(36))
+    filename: Mapped[str] = mapped_column(String(255))
+    declared_type: Mapped[str] = mapped_column(String(127))
+    size_bytes: Mapped[int] = mapped_column(BigInteger())
+    sha256: Mapped[str] = mapped_column(String(64))
+    received: Mapped[int] = mapped_column(BigInteger())
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    file_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), nullable=True)
+
+
+_SESSION_FIELDS = (
+    "id",
+    "owner_id",
+    "filename",
+    "declared_type",
+    "size_bytes",
+    "sha256",
+    "received",
+    "state",
+    "created_at",
+    "expires_at",
+    "file_id",
+)
+
+
+def _session(row: UploadSessionRow) -> UploadSessionRecord:
+    return UploadSessionRecord(**{f: getattr(row, f) for f in _SESSION_FIELDS})
+
+
+class _Held:
+    """A session's lock in this process and how many calls are using it (the entry goes with the last)."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self.lock = lock
+        self.users = 0
+
+
+class SqlUploadSessions:
+    """Upload sessions in `upload_sessions`. `locked` holds the session's row lock (and, for SQLite, which has
+    none, a lock in this process) while a part is written, so two writers never interleave on one session."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._locks: dict[uuid.UUID, _Held] = {}
+
+    @_unavailable_on_outage
+    async def add(self, record: UploadSessionRecord) -> None:
+        async with self._db.session() as session, session.begin():
+            session.add(UploadSessionRow(**{f: getattr(record, f) for f in _SESSION_FIELDS}))
+
+    @_unavailable_on_outage
+    async def get(self, session_id: uuid.UUID) -> UploadSessionRecord | None:
+        async with self._db.session() as session:
+            row = await session.get(UploadSessionRow, session_id)
+            return _session(row) if row else None
+
+    @contextlib.asynccontextmanager
+    async def locked(self, session_id: uuid.UUID) -> AsyncIterator[UploadSessionRecord | None]:
+        """The session, locked; changes made to the yielded record are written when the block ends cleanly."""
+        entry = self._locks.get(session_id)
+        if entry is None:
+            entry = self._locks[session_id] = _Held(asyncio.Lock())
+        entry.users += 1
+        try:
+            async with entry.lock, self._db.session() as session, session.begin():
+                row = await session.get(UploadSessionRow, session_id, with_for_update=True)
+                record = _session(row) if row else None
+                yield record
+                if row is not None and record is not None:
+                    for f in _SESSION_FIELDS[1:]:
+                        setattr(row, f, getattr(record, f))
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._locks[session_id]
+
+    @_unavailable_on_outage
+    async def active_bytes(self, owner_id: str) -> int:
+        """Bytes the owner's unfinished sessions hold."""
+        query = select(func.coalesce(func.sum(UploadSessionRow.received), 0)).where(
+            UploadSessionRow.owner_id == owner_id, UploadSessionRow.state == ACTIVE
+        )
+        async with self._db.session() as session:
+            return int(await session.scalar(query) or 0)
+
+    @_unavailable_on_outage
+    async def expired(self, now: datetime, limit: int = 100) -> list[uuid.UUID]:
+        """Active sessions past their expiry."""
+        query = (
+            select(UploadSessionRow.id)
+            .where(UploadSessionRow.state == ACTIVE, UploadSessionRow.expires_at < now)
+            .limit(limit)
+        )
+        async with self._db.session() as session:
+            return list(await session.scalars(query))

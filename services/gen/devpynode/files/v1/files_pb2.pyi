@@ -209,6 +209,7 @@ class UploadSession(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     FILE_ID_FIELD_NUMBER: _builtins.int
+    PART_SIZE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID."""
     received_bytes: _builtins.int
@@ -217,6 +218,8 @@ class UploadSession(_message.Message):
     """Where the session stands."""
     file_id: _builtins.str
     """The file, once completed."""
+    part_size: _builtins.int
+    """The largest part UploadPart accepts; send parts of this size."""
     @_builtins.property
     def metadata(self) -> Global___FileMetadata:
         """What will be stored."""
@@ -239,10 +242,11 @@ class UploadSession(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         file_id: _builtins.str = ...,
+        part_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "file_id", b"file_id", "id", b"id", "metadata", b"metadata", "received_bytes", b"received_bytes", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "file_id", b"file_id", "id", b"id", "metadata", b"metadata", "part_size", b"part_size", "received_bytes", b"received_bytes", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

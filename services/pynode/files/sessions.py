@@ -1,0 +1,207 @@
+"""Resumable uploads: for browsers (grpc-web cannot stream uploads) and unreliable links.
+
+A session records how many bytes it has (`received`); a part is appended only at exactly that offset (any
+other is FAILED_PRECONDITION carrying the current offset, so a client resumes from there). Parts are durable
+before they are counted, and the record lives in the database, so sessions survive a restart. Completing
+checks the size, the SHA-256 and the content type, then makes the file; cancelling or expiring discards the
+bytes. Nothing is visible as a file before completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from datetime import timedelta
+
+from pynode.core.db import utcnow
+from pynode.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from pynode.core.principal import Principal
+from pynode.files import detect
+from pynode.files.domain import ACTIVE, CANCELLED, COMPLETED, StoredFile, UploadSessionRecord
+from pynode.files.names import display_name
+from pynode.files.ports import Staging, UploadSessionRepository
+from pynode.files.service import FilesService, UploadMetadata, check_sha256, over_quota, too_big
+
+log = logging.getLogger("pynode.files")
+
+PART_SIZE = 1024 * 1024
+SWEEP_SECONDS = 600.0
+
+
+class UploadSessions:
+    """The upload session use cases, on top of the files service's limits and tables."""
+
+    def __init__(
+        self, files: FilesService, sessions: UploadSessionRepository, staging: Staging, lifetime_hours: float
+    ) -> None:
+        self.files = files
+        self.sessions = sessions
+        self.staging = staging
+        self.lifetime = timedelta(hours=lifetime_hours)
+
+    async def _owned(self, caller: Principal, session_id: str) -> UploadSessionRecord:
+        record = await self.sessions.get(uuid.UUID(session_id))
+        return self._check_owner(caller, record, session_id)
+
+    @staticmethod
+    def _check_owner(caller: Principal, record: UploadSessionRecord | None, session_id: str) -> UploadSessionRecord:
+        if record is None or record.owner_id != caller.subject:
+            raise NotFound(f"no upload session {session_id}", reason="UPLOAD_SESSION_NOT_FOUND")
+        return record
+
+    @staticmethod
+    def _active(record: UploadSessionRecord) -> None:
+        if record.state == ACTIVE and record.expires_at <= utcnow():
+            record.state = CANCELLED  # expired: the sweep will discard its bytes, the caller learns now
+        if record.state != ACTIVE:
+            raise FailedPrecondition(
+                f"the upload session is {record.state}; start a new one",
+                reason="UPLOAD_SESSION_NOT_ACTIVE",
+                metadata={"state": record.state},
+            )
+
+    async def create(self, caller: Principal, metadata: UploadMetadata) -> UploadSessionRecord:
+        check_sha256(metadata.sha256)
+        limits = self.files.limits
+        if metadata.size_bytes > limits.max_bytes:
+            raise too_big(limits.max_bytes)
+        await self._within_quota(caller.subject, metadata.size_bytes)
+        now = utcnow()
+        record = UploadSessionRecord(
+            uuid.uuid4(),
+            caller.subject,
+            display_name(metadata.filename),
+            metadata.content_type[:127],
+            metadata.size_bytes,
+            metadata.sha256,
+            0,
+            ACTIVE,
+            now,
+            now + self.lifetime,
+        )
+        await self.sessions.add(record)
+        return record
+
+    async def _within_quota(self, owner: str, adding: int) -> None:
+        quota = self.files.limits.quota_bytes
+        held = await self.files.files.used_bytes(owner) + await self.sessions.active_bytes(owner)
+        if held + adding > quota:
+            raise over_quota(quota)
+
+    async def get(self, caller: Principal, session_id: str) -> UploadSessionRecord:
+        record = await self._owned(caller, session_id)
+        if record.state == ACTIVE and record.expires_at <= utcnow():
+            record.state = CANCELLED
+        return record
+
+    async def part(self, caller: Principal, session_id: str, offset: int, data: bytes) -> UploadSessionRecord:
+        limits = self.files.limits
+        async with self.sessions.locked(uuid.UUID(session_id)) as record:
+            record = self._check_owner(caller, record, session_id)
+            self._active(record)
+            if offset != record.received:
+                raise FailedPrecondition(
+                    f"this part starts at {offset} but the session has {record.received} bytes; resume from there",
+                    reason="OFFSET_MISMATCH",
+                    metadata={"received_bytes": str(record.received)},
+                )
+            end = record.received + len(data)
+            if end > limits.max_bytes:
+                raise too_big(limits.max_bytes)
+            if record.size_bytes and end > record.size_bytes:
+                raise InvalidArgument(
+                    f"the session was declared {record.size_bytes} bytes; this part would make it {end}",
+                    [FieldViolation("data", f"past the declared size of {record.size_bytes} bytes", "SIZE_MISMATCH")],
+                )
+            if not record.size_bytes:
+                await self._within_quota(caller.subject, len(data))
+            await self.staging.write(record.id, offset, data)
+            record.received = end
+            return record
+
+    async def complete(self, caller: Principal, session_id: str) -> StoredFile:
+        async with self.sessions.locked(uuid.UUID(session_id)) as record:
+            record = self._check_owner(caller, record, session_id)
+            self._active(record)
+            if record.size_bytes and record.received != record.size_bytes:
+                raise FailedPrecondition(
+                    f"the session has {record.received} of {record.size_bytes} bytes; send the rest first",
+                    reason="UPLOAD_INCOMPLETE",
+                    metadata={"received_bytes": str(record.received)},
+                )
+            digest = hashlib.sha256()
+            head = bytearray()
+            async for chunk in self.staging.read(record.id):
+                if len(head) < detect.SNIFF_BYTES:
+                    head += chunk[: detect.SNIFF_BYTES - len(head)]
+                await asyncio.to_thread(digest.update, chunk)
+            sha256 = digest.hexdigest()
+            try:
+                if record.sha256 and sha256 != record.sha256:
+                    raise InvalidArgument(
+                        "the content's SHA-256 is not the one declared; the session is discarded",
+                        [FieldViolation("metadata.sha256", "does not match the content", "CHECKSUM_MISMATCH")],
+                    )
+                content_type = self.files.check_type(bytes(head), record.declared_type)
+            except (InvalidArgument, FailedPrecondition):
+                await self._discard_now(record)
+                raise
+            file = StoredFile(
+                uuid.uuid4(),
+                record.owner_id,
+                record.filename,
+                content_type,
+                record.declared_type,
+                record.received,
+                sha256,
+                detect.inline_safe(content_type),
+                utcnow(),
+            )
+            await self.staging.commit(record.id, file.key)
+            try:
+                await self.files.files.add(file)
+            except BaseException:
+                await asyncio.shield(self.files.store.delete(file.key))
+                raise
+            record.state, record.file_id = COMPLETED, file.id
+            return file
+
+    async def _discard_now(self, record: UploadSessionRecord) -> None:
+        """Mark cancelled in its own transaction (the caller's is rolled back by the error) and drop the bytes."""
+        await self.staging.discard(record.id)
+        asyncio.get_running_loop().create_task(self._mark_cancelled(record.id))
+
+    async def _mark_cancelled(self, session_id: uuid.UUID) -> None:
+        async with self.sessions.locked(session_id) as record:
+            if record is not None and record.state == ACTIVE:
+                record.state = CANCELLED
+
+    async def cancel(self, caller: Principal, session_id: str) -> None:
+        async with self.sessions.locked(uuid.UUID(session_id)) as record:
+            record = self._check_owner(caller, record, session_id)
+            if record.state == ACTIVE:
+                record.state = CANCELLED
+                await self.staging.discard(record.id)
+
+    async def sweep(self) -> int:
+        """Discard expired sessions' bytes; how many."""
+        swept = 0
+        for session_id in await self.sessions.expired(utcnow()):
+            async with self.sessions.locked(session_id) as record:
+                if record is not None and record.state == ACTIVE:
+                    record.state = CANCELLED
+                    await self.staging.discard(session_id)
+                    swept += 1
+        return swept
+
+    async def sweep_forever(self) -> None:
+        while True:
+            try:
+                swept = await self.sweep()
+                if swept:
+                    log.info("discarded %d expired upload sessions", swept)
+            except Exception as exc:
+                log.warning("upload session sweep failed: %s", type(exc).__name__)
+            await asyncio.sleep(SWEEP_SECONDS)
