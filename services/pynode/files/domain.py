@@ -20,11 +20,17 @@ class StoredFile:
     sha256: str
     inline: bool
     created_at: datetime
+    has_thumbnail: bool = False
 
     @property
     def key(self) -> str:
         """Where its bytes live (the seed bucket's layout)."""
         return f"users/{self.owner_id}/uploads/{self.id}"
+
+    @property
+    def thumbnail_key(self) -> str:
+        """Where its thumbnail lives."""
+        return f"users/{self.owner_id}/thumbnails/{self.id}"
 
 
 ACTIVE, COMPLETED, CANCELLED = "active", "completed", "cancelled"

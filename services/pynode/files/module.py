@@ -63,7 +63,13 @@ class FilesModule:
         root = storage_root(settings, infra.data_dir)
         store = LocalBlobStore(root)
         store.sweep_partials()
-        limits = Limits(settings.files_max_bytes, settings.files_quota_bytes, settings.allowed_types())
+        limits = Limits(
+            settings.files_max_bytes,
+            settings.files_quota_bytes,
+            settings.allowed_types(),
+            settings.files_thumbnail_pixels,
+            settings.files_max_image_pixels,
+        )
         service = FilesService(store, SqlFileRepository(infra.db), limits)
         sessions = UploadSessions(
             service, SqlUploadSessions(infra.db), LocalStaging(root), settings.files_session_hours
@@ -79,7 +85,7 @@ class FilesModule:
             [Registration(_SERVICE, files_pb2_grpc.add_FileServiceServicer_to_server, servicer)],
             closers=[stop_sweeper],
             component=FilesComponents(service, sessions),
-            backends={"storage": root.as_uri() + " (S3, scanning and thumbnails not built yet)"},
+            backends={"storage": root.as_uri() + " (S3 storage and scanning not built yet)"},
         )
 
 

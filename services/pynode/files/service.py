@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pynode.core.db import utcnow
@@ -26,7 +26,7 @@ from pynode.core.errors import (
 )
 from pynode.core.paging import decode_token, encode_token, invalid_page_token, page_size, token_field
 from pynode.core.principal import Principal
-from pynode.files import detect
+from pynode.files import detect, thumbnails
 from pynode.files.domain import StoredFile
 from pynode.files.names import display_name
 from pynode.files.ports import BlobStore, FileRepository
@@ -41,6 +41,8 @@ class Limits:
     max_bytes: int
     quota_bytes: int
     allowed_types: tuple[str, ...]
+    thumbnail_pixels: int = 256
+    max_image_pixels: int = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -161,12 +163,38 @@ class FilesService:
             raise
         finally:
             self._release(owner, size)
+        return await self.publish(file)
+
+    async def publish(self, file: StoredFile) -> StoredFile:
+        """Make a file whose bytes are stored visible: its thumbnail, then its row. Should either fail (a
+        decompression bomb, the database), the objects go and nothing is visible."""
         try:
+            file = await self._with_thumbnail(file)
             await self.files.add(file)
         except BaseException:
-            await asyncio.shield(self.store.delete(file.key))  # no object without its row
+            await asyncio.shield(self._delete_objects(file))  # no object without its row
             raise
         return file
+
+    async def _with_thumbnail(self, file: StoredFile) -> StoredFile:
+        if file.content_type not in thumbnails.THUMBNAILED or file.size > thumbnails.MAX_SOURCE_BYTES:
+            return file
+        data = b"".join([chunk async for chunk in self.store.read(file.key, 0, None)])
+        rendered = await thumbnails.thumbnail(data, self.limits.thumbnail_pixels, self.limits.max_image_pixels)
+        if rendered is None:
+            return file  # not an image Pillow reads after all: stored, without a thumbnail
+        writer = self.store.begin()
+        try:
+            await writer.write(rendered)
+            await writer.commit(file.thumbnail_key)
+        except BaseException:
+            await asyncio.shield(writer.abort())
+            raise
+        return replace(file, has_thumbnail=True)
+
+    async def _delete_objects(self, file: StoredFile) -> None:
+        await self.store.delete(file.key)
+        await self.store.delete(file.thumbnail_key)
 
     def check_type(self, head: bytes, declared: str) -> str:
         """The type the bytes show, refused unless the allowlist has it."""
@@ -187,10 +215,14 @@ class FilesService:
         return file
 
     async def download(
-        self, caller: Principal, file_id: str, offset: int, length: int
+        self, caller: Principal, file_id: str, offset: int, length: int, *, thumbnail: bool = False
     ) -> tuple[StoredFile, AsyncIterator[bytes]]:
-        """The file and its bytes from `offset` (`length` of them, or to the end)."""
+        """The file and its bytes (or its thumbnail's) from `offset`, `length` of them or to the end."""
         file = await self.get(caller, file_id)
+        if thumbnail:
+            if not file.has_thumbnail:
+                raise NotFound(f"file {file_id} has no thumbnail", reason="THUMBNAIL_NOT_FOUND")
+            return file, self.store.read(file.thumbnail_key, offset, length or None)
         if offset > file.size:
             raise InvalidArgument(
                 f"offset {offset} is past the end of the file ({file.size} bytes)",
@@ -222,4 +254,4 @@ class FilesService:
         """Remove a file: the row first (it is gone for readers at once), then its bytes."""
         file = await self.get(caller, file_id)
         if await self.files.delete(file.id):
-            await self.store.delete(file.key)
+            await self._delete_objects(file)

@@ -57,6 +57,7 @@ def file_proto(file: StoredFile) -> files_pb2.File:
         created_at=created,
         inline=file.inline,
         declared_content_type=file.declared_type,
+        has_thumbnail=file.has_thumbnail,
     )
 
 
@@ -99,8 +100,9 @@ class FileServicer(files_pb2_grpc.FileServiceServicer):
         request: files_pb2.DownloadFileRequest,
         context: grpc.aio.ServicerContext[files_pb2.DownloadFileRequest, files_pb2.DownloadFileResponse],
     ) -> AsyncIterator[files_pb2.DownloadFileResponse]:
+        thumbnail = request.variant == files_pb2.FILE_VARIANT_THUMBNAIL
         file, chunks = await self._service.download(
-            current_principal(), request.file_id, request.offset, request.length
+            current_principal(), request.file_id, request.offset, request.length, thumbnail=thumbnail
         )
         yield files_pb2.DownloadFileResponse(file=file_proto(file))
         async for chunk in chunks:

@@ -161,9 +161,9 @@ class UploadSessions:
             )
             await self.staging.commit(record.id, file.key)
             try:
-                await self.files.files.add(file)
-            except BaseException:
-                await asyncio.shield(self.files.store.delete(file.key))
+                file = await self.files.publish(file)
+            except InvalidArgument:  # an image bomb: the session is over, nothing was stored
+                await self._discard_now(record)
                 raise
             record.state, record.file_id = COMPLETED, file.id
             return file

@@ -17,6 +17,10 @@ class FilesSettings(Section):
     clamd_address: str = Field("", description="host:port of clamd; unset means uploads are not scanned.")
     files_max_bytes: int = Field(2 * 1024**3, ge=1, description="Largest file accepted, in bytes.")
     files_quota_bytes: int = Field(10 * 1024**3, ge=0, description="Bytes each user may store.")
+    files_thumbnail_pixels: int = Field(256, ge=16, le=4096, description="Long side of image thumbnails.")
+    files_max_image_pixels: int = Field(
+        50_000_000, ge=1, description="Largest image (width x height) accepted; more is refused (decompression bombs)."
+    )
     files_session_hours: float = Field(
         24, gt=0, description="How long an unfinished upload session lives before it is discarded."
     )

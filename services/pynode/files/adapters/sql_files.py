@@ -32,9 +32,21 @@ class FileRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     inline: Mapped[bool] = mapped_column(Boolean())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    has_thumbnail: Mapped[bool] = mapped_column(Boolean())
 
 
-_FIELDS = ("id", "owner_id", "filename", "content_type", "declared_type", "size", "sha256", "inline", "created_at")
+_FIELDS = (
+    "id",
+    "owner_id",
+    "filename",
+    "content_type",
+    "declared_type",
+    "size",
+    "sha256",
+    "inline",
+    "created_at",
+    "has_thumbnail",
+)
 _unavailable_on_outage = unavailable_on(OperationalError, what="the database")
 
 

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("inline", sa.Boolean(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("has_thumbnail", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_files")),
     )
     op.create_index("ix_files_owner_id_created_at_id", "files", ["owner_id", "created_at", "id"])

@@ -48,6 +48,26 @@ UPLOAD_SESSION_STATE_CANCELLED: UploadSessionState.ValueType  # 3
 """Cancelled or expired; its bytes are gone."""
 Global___UploadSessionState: _TypeAlias = UploadSessionState  # noqa: Y015
 
+class _FileVariant:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FileVariantEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FileVariant.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FILE_VARIANT_UNSPECIFIED: _FileVariant.ValueType  # 0
+    """The file as uploaded."""
+    FILE_VARIANT_THUMBNAIL: _FileVariant.ValueType  # 1
+    """The thumbnail of an image (WebP, metadata stripped); see has_thumbnail."""
+
+class FileVariant(_FileVariant, metaclass=_FileVariantEnumTypeWrapper):
+    """FileVariant names a rendition of a stored file."""
+
+FILE_VARIANT_UNSPECIFIED: FileVariant.ValueType  # 0
+"""The file as uploaded."""
+FILE_VARIANT_THUMBNAIL: FileVariant.ValueType  # 1
+"""The thumbnail of an image (WebP, metadata stripped); see has_thumbnail."""
+Global___FileVariant: _TypeAlias = FileVariant  # noqa: Y015
+
 @_typing.final
 class File(_message.Message):
     """File is a stored file's metadata."""
@@ -494,22 +514,26 @@ class DownloadFileRequest(_message.Message):
     FILE_ID_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     LENGTH_FIELD_NUMBER: _builtins.int
+    VARIANT_FIELD_NUMBER: _builtins.int
     file_id: _builtins.str
     """File id."""
     offset: _builtins.int
     """First byte to send."""
     length: _builtins.int
     """Most bytes to send; 0 sends to the end."""
+    variant: Global___FileVariant.ValueType
+    """Which rendition: the file itself, or its thumbnail."""
     def __init__(
         self,
         *,
         file_id: _builtins.str = ...,
         offset: _builtins.int = ...,
         length: _builtins.int = ...,
+        variant: Global___FileVariant.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "length", b"length", "offset", b"offset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "length", b"length", "offset", b"offset", "variant", b"variant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
