@@ -1,8 +1,8 @@
 """The files service's entry point: its settings and the shared infrastructure in, the servicer out.
 
 Built so far: streamed and resumable uploads, downloads (ranges), GetFile, ListFiles, DeleteFile on local
-storage. S3, scanning and thumbnails are not yet: an `s3://` storage URL or a clamd address stops the server
-with one line rather than being ignored.
+storage, scanned by clamd when one is configured. S3 is not yet: an `s3://` storage URL stops the server with
+one line rather than being ignored.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pynode.core.module import Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
 from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
 from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
+from pynode.files.scanner import ClamdScanner
 from pynode.files.service import FilesService, Limits
 from pynode.files.servicer import FileServicer
 from pynode.files.sessions import UploadSessions
@@ -58,8 +59,6 @@ class FilesModule:
         from pynode.files.adapters import sql_files  # noqa: F401 - registers the tables
 
     async def build(self, settings: FilesSettings, infra: Infrastructure) -> ServiceParts:
-        if settings.clamd_address:
-            raise SettingsError("DEVPYNODE_CLAMD_ADDRESS: upload scanning is not built yet; unset it")
         root = storage_root(settings, infra.data_dir)
         store = LocalBlobStore(root)
         store.sweep_partials()
@@ -70,7 +69,8 @@ class FilesModule:
             settings.files_thumbnail_pixels,
             settings.files_max_image_pixels,
         )
-        service = FilesService(store, SqlFileRepository(infra.db), limits)
+        scanner = ClamdScanner(settings.clamd_address) if settings.clamd_address else None
+        service = FilesService(store, SqlFileRepository(infra.db), limits, scanner)
         sessions = UploadSessions(
             service, SqlUploadSessions(infra.db), LocalStaging(root), settings.files_session_hours
         )
@@ -85,7 +85,10 @@ class FilesModule:
             [Registration(_SERVICE, files_pb2_grpc.add_FileServiceServicer_to_server, servicer)],
             closers=[stop_sweeper],
             component=FilesComponents(service, sessions),
-            backends={"storage": root.as_uri() + " (S3 storage and scanning not built yet)"},
+            backends={
+                "storage": root.as_uri() + " (S3 storage not built yet)",
+                "scanning": f"clamd at {settings.clamd_address}" if scanner else "off (DEVPYNODE_CLAMD_ADDRESS unset)",
+            },
         )
 
 

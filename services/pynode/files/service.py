@@ -30,6 +30,7 @@ from pynode.files import detect, thumbnails
 from pynode.files.domain import StoredFile
 from pynode.files.names import display_name
 from pynode.files.ports import BlobStore, FileRepository
+from pynode.files.scanner import ClamdScanner
 
 _HASH_IN_THREAD = 64 * 1024  # hashing a larger chunk on the loop would stall every other call
 
@@ -85,10 +86,13 @@ def over_quota(quota: int) -> QuotaExceeded:
 class FilesService:
     """The files use cases."""
 
-    def __init__(self, store: BlobStore, files: FileRepository, limits: Limits) -> None:
+    def __init__(
+        self, store: BlobStore, files: FileRepository, limits: Limits, scanner: ClamdScanner | None = None
+    ) -> None:
         self.store = store
         self.files = files
         self.limits = limits
+        self.scanner = scanner
         self._in_flight: dict[str, int] = {}  # bytes of unfinished uploads per user, held against the quota
 
     def _hold(self, owner: str, amount: int) -> None:
@@ -111,6 +115,7 @@ class FilesService:
         used = await self.files.used_bytes(owner)
         if used + self._in_flight.get(owner, 0) + metadata.size_bytes > limits.quota_bytes:
             raise over_quota(limits.quota_bytes)
+        scan = await self.scanner.start() if self.scanner is not None else None
         writer = self.store.begin()
         digest = hashlib.sha256()
         size = 0
@@ -132,7 +137,10 @@ class FilesService:
                     await asyncio.to_thread(digest.update, chunk)
                 else:
                     digest.update(chunk)
-                await writer.write(chunk)
+                if scan is not None:  # scanned alongside the write, not after it
+                    await asyncio.gather(writer.write(chunk), scan.feed(chunk))
+                else:
+                    await writer.write(chunk)
             if detected is None:
                 detected = self.check_type(bytes(head), metadata.content_type)
             if metadata.size_bytes and size != metadata.size_bytes:
@@ -140,6 +148,8 @@ class FilesService:
                     f"the upload has {size} bytes, not the {metadata.size_bytes} declared",
                     [FieldViolation("metadata.size_bytes", f"the content has {size} bytes", "SIZE_MISMATCH")],
                 )
+            if scan is not None:
+                await scan.verdict()
             sha256 = digest.hexdigest()
             if metadata.sha256 and sha256 != metadata.sha256:
                 raise InvalidArgument(
@@ -159,6 +169,8 @@ class FilesService:
             )
             await writer.commit(file.key)
         except BaseException:
+            if scan is not None:
+                scan.close()
             await asyncio.shield(writer.abort())
             raise
         finally:

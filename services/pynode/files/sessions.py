@@ -133,10 +133,24 @@ class UploadSessions:
                 )
             digest = hashlib.sha256()
             head = bytearray()
-            async for chunk in self.staging.read(record.id):
-                if len(head) < detect.SNIFF_BYTES:
-                    head += chunk[: detect.SNIFF_BYTES - len(head)]
-                await asyncio.to_thread(digest.update, chunk)
+            scanner = self.files.scanner
+            scan = await scanner.start() if scanner is not None else None
+            try:
+                async for chunk in self.staging.read(record.id):
+                    if len(head) < detect.SNIFF_BYTES:
+                        head += chunk[: detect.SNIFF_BYTES - len(head)]
+                    if scan is not None:
+                        await asyncio.gather(asyncio.to_thread(digest.update, chunk), scan.feed(chunk))
+                    else:
+                        await asyncio.to_thread(digest.update, chunk)
+                if scan is not None:
+                    await scan.verdict()
+            except FailedPrecondition:  # malware: the session is over, nothing is stored
+                await self._discard_now(record)
+                raise
+            finally:
+                if scan is not None:
+                    scan.close()
             sha256 = digest.hexdigest()
             try:
                 if record.sha256 and sha256 != record.sha256:
