@@ -259,3 +259,54 @@ async def test_a_crash_leaves_only_a_temporary_file_which_the_next_start_removes
     os.utime(leftover, (old, old))
     assert store.sweep_partials() >= 1  # type: ignore[attr-defined]
     assert not leftover.exists()
+
+
+async def test_list_files_filters_by_type_and_family(client: MeshClient) -> None:
+    await client.register()
+    stub = _stub(client)
+    await stub.UploadFile(_requests("a.txt", b"words\n", "text/plain"), metadata=client.md())
+    await stub.UploadFile(_requests("b.csv", b"a,b\n1,2\n", "text/csv"), metadata=client.md())
+    await stub.UploadFile(_requests("c.bin", payload(4096)), metadata=client.md())
+
+    async def names(kind: str) -> list[str]:
+        found = await stub.ListFiles(files_pb2.ListFilesRequest(content_type=kind), metadata=client.md())
+        return [f.filename for f in found.files]
+
+    assert await names("text/csv") == ["b.csv"]
+    assert await names("text/*") == ["b.csv", "a.txt"]
+    assert await names("image/*") == []
+    page = await stub.ListFiles(files_pb2.ListFilesRequest(page_size=1, content_type="text/*"), metadata=client.md())
+    switched = await fails(
+        stub.ListFiles(
+            files_pb2.ListFilesRequest(page_size=1, page_token=page.next_page_token, content_type="image/*"),
+            metadata=client.md(),
+        )
+    )
+    assert switched.violations() == {"page_token": "BAD_PAGE_TOKEN"}
+
+
+async def test_a_service_reads_a_users_file_for_that_user_only(client: MeshClient, mesh: MeshServer) -> None:
+    from devpynode.auth.v1 import auth_pb2
+
+    registered = await client.register()
+    mine = (await _stub(client).UploadFile(_requests("shared.txt", b"for the chat\n"), metadata=client.md())).file
+    secret = mesh.platform.settings.mesh.service_secret.get_secret_value()
+    issued = await client.auth.IssueServiceToken(
+        auth_pb2.IssueServiceTokenRequest(service_name="chat", service_secret=secret), metadata=client.md("")
+    )
+    service = [("authorization", f"Bearer {issued.access_token}")]
+
+    async def read(user_id: str, md: Any) -> bytes:
+        call = _stub(client).ReadFileForUser(
+            files_pb2.ReadFileForUserRequest(file_id=mine.id, user_id=user_id), metadata=md
+        )
+        pieces = [p async for p in call]
+        return b"".join(p.chunk for p in pieces[1:])
+
+    assert await read(registered.user.id, service) == b"for the chat\n"
+    other = client.as_other_address()
+    stranger = await other.register()
+    denied = await fails(read(stranger.user.id, service))
+    assert denied.code == grpc.StatusCode.NOT_FOUND
+    as_user = await fails(read(registered.user.id, client.md()))  # users cannot call it, not even for themselves
+    assert as_user.code == grpc.StatusCode.PERMISSION_DENIED

@@ -46,8 +46,11 @@ class FileRepository(Protocol):
     async def get(self, file_id: uuid.UUID) -> StoredFile | None:
         """A file by id, whoever owns it (callers check)."""
 
-    async def page(self, owner_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int) -> list[StoredFile]:
-        """The owner's files newest first, strictly before `before`."""
+    async def page(
+        self, owner_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int, content_type: str = ""
+    ) -> list[StoredFile]:
+        """The owner's files newest first, strictly before `before`, optionally of one type (`image/*`: a
+        family)."""
 
     async def delete(self, file_id: uuid.UUID) -> bool:
         """Remove the row; whether it existed."""

@@ -242,12 +242,17 @@ class FilesService:
             )
         return file, self.store.read(file.key, offset, length or None)
 
-    async def list(self, caller: Principal, size: int, token: str) -> tuple[list[StoredFile], str]:
-        """The caller's files, newest first."""
+    async def list(
+        self, caller: Principal, size: int, token: str, content_type: str = ""
+    ) -> tuple[list[StoredFile], str]:
+        """The caller's files, newest first, optionally of one type or family (`image/*`)."""
         limit = page_size(size)
+        content_type = content_type.strip().lower()
         position = decode_token(token)
         before = None
         if position:
+            if position.get("f", "") != content_type:
+                raise invalid_page_token()
             try:
                 before = (
                     datetime.fromisoformat(token_field(position, "t", str)),
@@ -255,12 +260,25 @@ class FilesService:
                 )
             except ValueError:
                 raise invalid_page_token() from None
-        found = await self.files.page(caller.subject, before, limit + 1)
+        found = await self.files.page(caller.subject, before, limit + 1, content_type)
         next_token = ""
         if len(found) > limit:
             found = found[:limit]
-            next_token = encode_token({"t": found[-1].created_at.isoformat(), "i": str(found[-1].id)})
+            last = found[-1]
+            next_token = encode_token({"t": last.created_at.isoformat(), "i": str(last.id), "f": content_type})
         return found, next_token
+
+    async def read_for_user(
+        self, caller: Principal, file_id: str, user_id: str, *, thumbnail: bool = False
+    ) -> tuple[StoredFile, AsyncIterator[bytes]]:
+        """A service reading a file for one of its users (chat, for a conversation's member): the file must be
+        that user's; anything else is NOT_FOUND. The access level (service tokens only) is the contract's."""
+        file = await self.files.get(uuid.UUID(file_id))
+        if file is None or file.owner_id != str(uuid.UUID(user_id)):
+            raise NotFound(f"no file {file_id} for that user", reason="FILE_NOT_FOUND")
+        if thumbnail and not file.has_thumbnail:
+            raise NotFound(f"file {file_id} has no thumbnail", reason="THUMBNAIL_NOT_FOUND")
+        return file, self.store.read(file.thumbnail_key if thumbnail else file.key, 0, None)
 
     async def delete(self, caller: Principal, file_id: str) -> None:
         """Remove a file: the row first (it is gone for readers at once), then its bytes."""

@@ -108,6 +108,19 @@ class FileServicer(files_pb2_grpc.FileServiceServicer):
         async for chunk in chunks:
             yield files_pb2.DownloadFileResponse(chunk=chunk)
 
+    async def ReadFileForUser(
+        self,
+        request: files_pb2.ReadFileForUserRequest,
+        context: grpc.aio.ServicerContext[files_pb2.ReadFileForUserRequest, files_pb2.ReadFileForUserResponse],
+    ) -> AsyncIterator[files_pb2.ReadFileForUserResponse]:
+        thumbnail = request.variant == files_pb2.FILE_VARIANT_THUMBNAIL
+        file, chunks = await self._service.read_for_user(
+            current_principal(), request.file_id, request.user_id, thumbnail=thumbnail
+        )
+        yield files_pb2.ReadFileForUserResponse(file=file_proto(file))
+        async for chunk in chunks:
+            yield files_pb2.ReadFileForUserResponse(chunk=chunk)
+
     async def GetFile(
         self,
         request: files_pb2.GetFileRequest,
@@ -120,7 +133,9 @@ class FileServicer(files_pb2_grpc.FileServiceServicer):
         request: files_pb2.ListFilesRequest,
         context: grpc.aio.ServicerContext[files_pb2.ListFilesRequest, files_pb2.ListFilesResponse],
     ) -> files_pb2.ListFilesResponse:
-        found, next_token = await self._service.list(current_principal(), request.page_size, request.page_token)
+        found, next_token = await self._service.list(
+            current_principal(), request.page_size, request.page_token, request.content_type
+        )
         return files_pb2.ListFilesResponse(files=[file_proto(f) for f in found], next_page_token=next_token)
 
     async def DeleteFile(

@@ -72,7 +72,9 @@ class SqlFileRepository:
             return _domain(row) if row else None
 
     @_unavailable_on_outage
-    async def page(self, owner_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int) -> list[StoredFile]:
+    async def page(
+        self, owner_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int, content_type: str = ""
+    ) -> list[StoredFile]:
         query = (
             select(FileRow)
             .where(FileRow.owner_id == owner_id)
@@ -81,6 +83,10 @@ class SqlFileRepository:
         )
         if before is not None:
             query = query.where(tuple_(FileRow.created_at, FileRow.id) < tuple_(*before))
+        if content_type.endswith("/*"):
+            query = query.where(FileRow.content_type.startswith(content_type[:-1], autoescape=True))
+        elif content_type:
+            query = query.where(FileRow.content_type == content_type)
         async with self._db.session() as session:
             return [_domain(r) for r in await session.scalars(query)]
 

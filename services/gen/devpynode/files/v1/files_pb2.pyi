@@ -540,6 +540,66 @@ class DownloadFileRequest(_message.Message):
 Global___DownloadFileRequest: _TypeAlias = DownloadFileRequest  # noqa: Y015
 
 @_typing.final
+class ReadFileForUserRequest(_message.Message):
+    """ReadFileForUserRequest is a service reading a file for one of its users."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    VARIANT_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    """File id."""
+    user_id: _builtins.str
+    """The user the service acts for: the file is read only if this user may read it."""
+    variant: Global___FileVariant.ValueType
+    """Which rendition: the file itself, or its thumbnail."""
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        variant: Global___FileVariant.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "user_id", b"user_id", "variant", b"variant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadFileForUserRequest: _TypeAlias = ReadFileForUserRequest  # noqa: Y015
+
+@_typing.final
+class ReadFileForUserResponse(_message.Message):
+    """ReadFileForUserResponse is one message of the stream: the file, then chunks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """A piece of content, at most 1 MiB."""
+    @_builtins.property
+    def file(self) -> Global___File:
+        """The file's metadata (first message)."""
+
+    def __init__(
+        self,
+        *,
+        file: Global___File | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "data", b"data", "file", b"file"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "data", b"data", "file", b"file"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_data: _TypeAlias = _typing.Literal["file", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_data: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_data) -> _WhichOneofReturnType_data | None: ...
+
+Global___ReadFileForUserResponse: _TypeAlias = ReadFileForUserResponse  # noqa: Y015
+
+@_typing.final
 class DownloadFileResponse(_message.Message):
     """DownloadFileResponse is one message of a download stream."""
 
@@ -623,19 +683,23 @@ class ListFilesRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most this many files (default 50, at most 100)."""
     page_token: _builtins.str
     """Token from a previous response's next_page_token."""
+    content_type: _builtins.str
+    """Only files of this media type; `image/*` matches a whole family."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        content_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -71,6 +71,11 @@ class FileServiceStub:
                 request_serializer=devpynode_dot_files_dot_v1_dot_files__pb2.DownloadFileRequest.SerializeToString,
                 response_deserializer=devpynode_dot_files_dot_v1_dot_files__pb2.DownloadFileResponse.FromString,
                 _registered_method=True)
+        self.ReadFileForUser = channel.unary_stream(
+                '/devpynode.files.v1.FileService/ReadFileForUser',
+                request_serializer=devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserRequest.SerializeToString,
+                response_deserializer=devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserResponse.FromString,
+                _registered_method=True)
         self.GetFile = channel.unary_unary(
                 '/devpynode.files.v1.FileService/GetFile',
                 request_serializer=devpynode_dot_files_dot_v1_dot_files__pb2.GetFileRequest.SerializeToString,
@@ -144,6 +149,15 @@ class FileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadFileForUser(self, request, context):
+        """ReadFileForUser streams a file (metadata first, then chunks) to a service
+        acting for a user, e.g. chat reading an attachment for a conversation's
+        member. Service tokens only; the file must be one that user may read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFile(self, request, context):
         """GetFile returns a file's metadata.
         """
@@ -202,6 +216,11 @@ def add_FileServiceServicer_to_server(servicer, server):
                     servicer.DownloadFile,
                     request_deserializer=devpynode_dot_files_dot_v1_dot_files__pb2.DownloadFileRequest.FromString,
                     response_serializer=devpynode_dot_files_dot_v1_dot_files__pb2.DownloadFileResponse.SerializeToString,
+            ),
+            'ReadFileForUser': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadFileForUser,
+                    request_deserializer=devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserRequest.FromString,
+                    response_serializer=devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserResponse.SerializeToString,
             ),
             'GetFile': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFile,
@@ -410,6 +429,33 @@ class FileService:
             '/devpynode.files.v1.FileService/DownloadFile',
             devpynode_dot_files_dot_v1_dot_files__pb2.DownloadFileRequest.SerializeToString,
             devpynode_dot_files_dot_v1_dot_files__pb2.DownloadFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadFileForUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/devpynode.files.v1.FileService/ReadFileForUser',
+            devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserRequest.SerializeToString,
+            devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

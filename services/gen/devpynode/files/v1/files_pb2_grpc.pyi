@@ -52,6 +52,11 @@ class FileServiceStub:
     """CancelUploadSession drops a session and its bytes."""
     DownloadFile: _grpc.UnaryStreamMultiCallable[_files_pb2.DownloadFileRequest, _files_pb2.DownloadFileResponse]
     """DownloadFile streams a file (or a byte range): the file first, then chunks."""
+    ReadFileForUser: _grpc.UnaryStreamMultiCallable[_files_pb2.ReadFileForUserRequest, _files_pb2.ReadFileForUserResponse]
+    """ReadFileForUser streams a file (metadata first, then chunks) to a service
+    acting for a user, e.g. chat reading an attachment for a conversation's
+    member. Service tokens only; the file must be one that user may read.
+    """
     GetFile: _grpc.UnaryUnaryMultiCallable[_files_pb2.GetFileRequest, _files_pb2.GetFileResponse]
     """GetFile returns a file's metadata."""
     ListFiles: _grpc.UnaryUnaryMultiCallable[_files_pb2.ListFilesRequest, _files_pb2.ListFilesResponse]
@@ -83,6 +88,11 @@ class FileServiceAsyncStub(FileServiceStub):
     """CancelUploadSession drops a session and its bytes."""
     DownloadFile: _aio.UnaryStreamMultiCallable[_files_pb2.DownloadFileRequest, _files_pb2.DownloadFileResponse]  # type: ignore[assignment]
     """DownloadFile streams a file (or a byte range): the file first, then chunks."""
+    ReadFileForUser: _aio.UnaryStreamMultiCallable[_files_pb2.ReadFileForUserRequest, _files_pb2.ReadFileForUserResponse]  # type: ignore[assignment]
+    """ReadFileForUser streams a file (metadata first, then chunks) to a service
+    acting for a user, e.g. chat reading an attachment for a conversation's
+    member. Service tokens only; the file must be one that user may read.
+    """
     GetFile: _aio.UnaryUnaryMultiCallable[_files_pb2.GetFileRequest, _files_pb2.GetFileResponse]  # type: ignore[assignment]
     """GetFile returns a file's metadata."""
     ListFiles: _aio.UnaryUnaryMultiCallable[_files_pb2.ListFilesRequest, _files_pb2.ListFilesResponse]  # type: ignore[assignment]
@@ -153,6 +163,17 @@ class FileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_files_pb2.DownloadFileResponse], _abc.AsyncIterator[_files_pb2.DownloadFileResponse]]:
         """DownloadFile streams a file (or a byte range): the file first, then chunks."""
+
+    @_abc_1.abstractmethod
+    def ReadFileForUser(
+        self,
+        request: _files_pb2.ReadFileForUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_files_pb2.ReadFileForUserResponse], _abc.AsyncIterator[_files_pb2.ReadFileForUserResponse]]:
+        """ReadFileForUser streams a file (metadata first, then chunks) to a service
+        acting for a user, e.g. chat reading an attachment for a conversation's
+        member. Service tokens only; the file must be one that user may read.
+        """
 
     @_abc_1.abstractmethod
     def GetFile(
