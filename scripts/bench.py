@@ -13,6 +13,8 @@ Scenarios (targets from the issues):
   enumeration  Login latency for an unknown e-mail vs a wrong password (they must not differ).
   relay    builtin/echo through the AI router vs a bare grpcio stream of the same tokens (bench_ai.py).
   upstream an OpenAI-compatible SSE upstream through the AI router vs a bare httpx client (bench_ai.py).
+  files    a 1 GiB upload and download through the files service vs bare grpcio streams and a plain disk
+           write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py).
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ from typing import Any
 
 import bcrypt
 import bench_ai
+import bench_files
 import grpc
 import httpx
 from devpynode.ai.v1 import ai_pb2_grpc
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
+from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pynode.auth.passwords import lower_priority
@@ -171,6 +175,7 @@ async def serve_echo(port_file: Path) -> None:
                 },
             ),
             bench_ai.bare_generate_handler(),
+            bench_files.bare_handlers(),
         )
     )
     port = server.add_insecure_port("127.0.0.1:0")
@@ -284,6 +289,118 @@ async def storm(args: argparse.Namespace, probe: Callable[[], Awaitable[Any]], l
         f"server); storm p99 / control p99: {busy.pct(0.99) / control.pct(0.99):.2f}x (the server's share)"
     )
     return ok
+
+
+async def files_scenario(
+    args: argparse.Namespace,
+    workdir: Path,
+    env: dict[str, str],
+    echo_channel: grpc.aio.Channel,
+    mesh_channel: grpc.aio.Channel,
+    mesh_pid: int,
+    bearer: list[tuple[str, str]],
+) -> bool:
+    """1 GiB up and down, alternating with the baselines; then the same upload to a mesh that scans."""
+    bare = files_pb2_grpc.FileServiceStub(echo_channel)
+    routed = files_pb2_grpc.FileServiceStub(mesh_channel)
+    disk, bare_up, mesh_up, bare_down, mesh_down, growth = [], [], [], [], [], []
+    for _ in range(max(2, args.rounds // 2)):
+        disk.append(bench_files.disk_write_seconds(workdir))
+        bare_up.append((await bench_files.timed_upload(bare, ()))[0])
+        before = bench_files.rss_mib(mesh_pid)
+        stop = asyncio.Event()
+        sampler = asyncio.ensure_future(bench_files.peak_rss(mesh_pid, stop))
+        seconds, file_id = await bench_files.timed_upload(routed, bearer)
+        mesh_up.append(seconds)
+        mesh_down.append(await bench_files.timed_download(routed, file_id, bearer))
+        stop.set()
+        growth.append(await sampler - before)
+        bare_down.append(await bench_files.timed_download(bare, "", ()))
+        await routed.DeleteFile(files_pb2.DeleteFileRequest(file_id=file_id), metadata=bearer)
+    med = statistics.median
+    bench_files.report_line("baseline: plain write + fsync", med(disk))
+    bench_files.report_line("baseline: bare grpcio client-streaming upload", med(bare_up))
+    bench_files.report_line("mesh: UploadFile to local storage", med(mesh_up))
+    bench_files.report_line("baseline: bare grpcio server-streaming download", med(bare_down))
+    bench_files.report_line("mesh: DownloadFile", med(mesh_down))
+    slower = max(med(disk), med(bare_up))
+    up_ratio, down_ratio = slower / med(mesh_up), med(bare_down) / med(mesh_down)
+    rss = max(growth)
+    ok = up_ratio >= 0.8 and down_ratio >= 0.8 and rss < 64
+    print(
+        f"  -> upload {up_ratio:.2f}x the slower baseline (target >= 0.8x), download {down_ratio:.2f}x "
+        f"(target >= 0.8x), server RSS growth {rss:.1f} MiB (target < 64) {verdict(ok)}"
+    )
+    scanned = await scanned_upload(workdir, env)
+    if scanned is not None:
+        bench_files.report_line("mesh: UploadFile, scanned by clamd", scanned)
+        scan_ratio = slower / scanned
+        scan_ok = scan_ratio >= 0.8
+        ok &= scan_ok
+        print(f"  -> scanned upload {scan_ratio:.2f}x the slower baseline (target >= 0.8x) {verdict(scan_ok)}")
+    else:
+        print("  (clamd not installed: the scanned upload was not measured)")
+    return ok
+
+
+async def scanned_upload(workdir: Path, env: dict[str, str]) -> float | None:
+    """One 1 GiB upload to a second mesh configured with a clamd of its own; None without clamd."""
+    import hashlib
+    import shutil
+    import socket
+
+    binary = shutil.which("clamd") or ("/usr/sbin/clamd" if os.path.exists("/usr/sbin/clamd") else None)
+    if binary is None:
+        return None
+    home = workdir / "clamd"
+    (home / "db").mkdir(parents=True)
+    (home / "tmp").mkdir()
+    eicar = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+    (home / "db" / "bench.hdb").write_text(f"{hashlib.md5(eicar).hexdigest()}:{len(eicar)}:Bench.EICAR\n")  # noqa: S324
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    limits = "\n".join(f"{k} 1100M" for k in ("StreamMaxLength", "MaxScanSize", "MaxFileSize"))
+    (home / "clamd.conf").write_text(
+        f"DatabaseDirectory {home / 'db'}\nTemporaryDirectory {home / 'tmp'}\nTCPSocket {port}\n"
+        f"TCPAddr 127.0.0.1\nForeground yes\n{limits}\n"
+    )
+    clamd = await asyncio.create_subprocess_exec(
+        binary, "-c", str(home / "clamd.conf"), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    devpynode = str(Path(sys.executable).parent / "devpynode")
+    scanned_env = {
+        **env,
+        "DEVPYNODE_DATA_DIR": str(workdir / "data-scanned"),
+        "DEVPYNODE_CLAMD_ADDRESS": f"127.0.0.1:{port}",
+    }
+    mesh = None
+    try:
+        for _ in range(300):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        mesh, mesh_port = await start_process(
+            [devpynode, "serve"], workdir / "mesh-scanned.log", scanned_env, r"gRPC\s+127\.0\.0\.1:(\d+)"
+        )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh_port}") as channel:
+            auth = auth_pb2_grpc.AuthServiceStub(channel)
+            registered = await auth.Register(
+                auth_pb2.RegisterRequest(
+                    email=f"scan-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD, display_name="Bench"
+                )
+            )
+            bearer = [("authorization", f"Bearer {registered.tokens.access_token}")]
+            seconds, _ = await bench_files.timed_upload(files_pb2_grpc.FileServiceStub(channel), bearer)
+            return seconds
+    finally:
+        for process in (mesh, clamd):
+            if process is not None and process.returncode is None:
+                process.terminate()
+                await process.wait()
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -422,6 +539,8 @@ async def main(args: argparse.Namespace) -> int:
             if pinned:
                 for pid in (os.getpid(), mesh.pid, echo_task.pid, sse_task.pid):
                     pin(pid, all_cpus)
+            if "files" in args.scenarios:
+                failed |= not await files_scenario(args, workdir, env, echo_channel, mesh_channel, mesh.pid, bearer)
             login = auth_pb2.LoginRequest(email=email, password=PASSWORD)
             storm_width = max(2, 2 * cores)
             if "storm" in args.scenarios:

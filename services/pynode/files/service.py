@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from pynode.core.db import utcnow
 from pynode.core.errors import (
@@ -29,10 +30,14 @@ from pynode.core.principal import Principal
 from pynode.files import detect, thumbnails
 from pynode.files.domain import StoredFile
 from pynode.files.names import display_name
-from pynode.files.ports import BlobStore, FileRepository
-from pynode.files.scanner import ClamdScanner
+from pynode.files.ports import BlobStore, BlobWriter, FileRepository
+from pynode.files.scanner import ClamdScanner, Scan
 
 _HASH_IN_THREAD = 64 * 1024  # hashing a larger chunk on the loop would stall every other call
+
+
+async def _now(digest: Any, chunk: bytes) -> None:
+    digest.update(chunk)
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ class FilesService:
         if used + self._in_flight.get(owner, 0) + metadata.size_bytes > limits.quota_bytes:
             raise over_quota(limits.quota_bytes)
         scan = await self.scanner.start() if self.scanner is not None else None
+        pending: asyncio.Future[None] | None = None
         writer = self.store.begin()
         digest = hashlib.sha256()
         size = 0
@@ -133,14 +139,14 @@ class FilesService:
                     head += chunk[: detect.SNIFF_BYTES - len(head)]
                     if len(head) >= detect.SNIFF_BYTES:
                         detected = self.check_type(bytes(head), metadata.content_type)
-                if len(chunk) >= _HASH_IN_THREAD:
-                    await asyncio.to_thread(digest.update, chunk)
-                else:
-                    digest.update(chunk)
-                if scan is not None:  # scanned alongside the write, not after it
-                    await asyncio.gather(writer.write(chunk), scan.feed(chunk))
-                else:
-                    await writer.write(chunk)
+                # A pipeline: this chunk is hashed, written (and scanned) while the next one arrives; the
+                # previous chunk's work is awaited first, so the hash sees the chunks in order.
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(self._absorb(chunk, digest, writer, scan))
+            if pending is not None:
+                await pending
+                pending = None
             if detected is None:
                 detected = self.check_type(bytes(head), metadata.content_type)
             if metadata.size_bytes and size != metadata.size_bytes:
@@ -169,6 +175,9 @@ class FilesService:
             )
             await writer.commit(file.key)
         except BaseException:
+            if pending is not None:
+                pending.cancel()
+                await asyncio.wait([pending])
             if scan is not None:
                 scan.close()
             await asyncio.shield(writer.abort())
@@ -207,6 +216,15 @@ class FilesService:
     async def _delete_objects(self, file: StoredFile) -> None:
         await self.store.delete(file.key)
         await self.store.delete(file.thumbnail_key)
+
+    @staticmethod
+    async def _absorb(chunk: bytes, digest: Any, writer: BlobWriter, scan: Scan | None) -> None:
+        """Hash, write and scan one chunk at once (hashing and writing run in threads, off the loop)."""
+        hashed = asyncio.to_thread(digest.update, chunk) if len(chunk) >= _HASH_IN_THREAD else _now(digest, chunk)
+        if scan is not None:  # scanned alongside the write, not after it
+            await asyncio.gather(hashed, writer.write(chunk), scan.feed(chunk))
+        else:
+            await asyncio.gather(hashed, writer.write(chunk))
 
     def check_type(self, head: bytes, declared: str) -> str:
         """The type the bytes show, refused unless the allowlist has it."""

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 CHUNK = 1024 * 1024
 STALE_PARTIAL_SECONDS = 3600.0
+SYNC_EVERY = 64 * 1024 * 1024  # flushed to disk as it goes, so the final fsync is short
 
 
 class LocalWriter:
@@ -27,11 +28,20 @@ class LocalWriter:
         self._root = root
         self._temp = root / ".partial" / uuid.uuid4().hex
         self._file: BinaryIO | None = None
+        self._unsynced = 0
 
     async def write(self, chunk: bytes) -> None:
+        await asyncio.to_thread(self._write, chunk)
+
+    def _write(self, chunk: bytes) -> None:
         if self._file is None:
-            self._file = await asyncio.to_thread(self._temp.open, "wb")
-        await asyncio.to_thread(self._file.write, chunk)
+            self._file = self._temp.open("wb")
+        self._file.write(chunk)
+        self._unsynced += len(chunk)
+        if self._unsynced >= SYNC_EVERY:
+            self._file.flush()
+            os.fdatasync(self._file.fileno())
+            self._unsynced = 0
 
     async def commit(self, key: str) -> None:
         final = self._root / key
@@ -84,17 +94,30 @@ class LocalBlobStore:
 
     async def read(self, key: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         handle = await asyncio.to_thread((self.root / key).open, "rb")
+        left = length
+
+        def next_chunk() -> bytes:
+            nonlocal left
+            chunk = handle.read(CHUNK if left is None else min(CHUNK, left))
+            if left is not None:
+                left -= len(chunk)
+            return chunk
+
+        ahead: asyncio.Future[bytes] | None = None
         try:
             await asyncio.to_thread(handle.seek, offset)
-            left = length
-            while left is None or left > 0:
-                chunk = await asyncio.to_thread(handle.read, CHUNK if left is None else min(CHUNK, left))
+            ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
+            while ahead is not None:
+                chunk = await ahead
+                ahead = None
                 if not chunk:
                     return
-                if left is not None:
-                    left -= len(chunk)
+                if left is None or left > 0:  # the next chunk is read from disk while this one is sent
+                    ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
                 yield chunk
         finally:
+            if ahead is not None:
+                await asyncio.wait([ahead])  # its thread still uses the handle
             handle.close()
 
     async def delete(self, key: str) -> None:

@@ -1,0 +1,123 @@
+"""File service benchmarks (issue 8), used by scripts/bench (scenario `files`).
+
+- a 1 GiB upload over gRPC to the local backend vs the slower of (a bare grpcio client-streaming upload of the
+  same messages to a sink, a plain 1 GiB write with fsync to the same disk): >= 0.8x, with and without the
+  scanner (when clamd is installed); the server's RSS grows by less than 64 MiB;
+- a download of the same file vs a bare server-streaming of the same messages: >= 0.8x.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+from devpynode.files.v1 import files_pb2, files_pb2_grpc
+
+MIB = 1024 * 1024
+SIZE = 1024 * MIB
+_BLOCK = b"\x00devpynode bench\x00" + os.urandom(MIB - 17)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def peak_rss(pid: int, stop: asyncio.Event) -> float:
+    """The highest RSS of `pid` until `stop` is set, sampled every 50 ms."""
+    peak = rss_mib(pid)
+    while not stop.is_set():
+        peak = max(peak, rss_mib(pid))
+        await asyncio.sleep(0.05)
+    return peak
+
+
+def upload_requests(size: int = SIZE) -> Iterator[files_pb2.UploadFileRequest]:
+    yield files_pb2.UploadFileRequest(
+        metadata=files_pb2.FileMetadata(filename="bench.bin", content_type="application/octet-stream", size_bytes=size)
+    )
+    for _ in range(size // MIB):
+        yield files_pb2.UploadFileRequest(chunk=_BLOCK)
+
+
+def disk_write_seconds(directory: Path, size: int = SIZE) -> float:
+    """A plain write of `size` bytes in 1 MiB blocks and an fsync, on the disk the mesh stores files on."""
+    path = directory / "bench-disk-write.bin"
+    started = time.perf_counter()
+    with path.open("wb") as handle:
+        for _ in range(size // MIB):
+            handle.write(_BLOCK)
+        handle.flush()
+        os.fsync(handle.fileno())
+    elapsed = time.perf_counter() - started
+    path.unlink()
+    return elapsed
+
+
+# --- the bare server's handlers ------------------------------------------------------------------
+
+
+async def sink(requests: AsyncIterator[files_pb2.UploadFileRequest], context: Any) -> files_pb2.UploadFileResponse:
+    """A client-streaming upload to nowhere: the same messages as UploadFile, counted and dropped."""
+    size = 0
+    async for request in requests:
+        size += len(request.chunk)
+    return files_pb2.UploadFileResponse(file=files_pb2.File(size_bytes=size))
+
+
+async def source(request: files_pb2.DownloadFileRequest, context: Any) -> AsyncIterator[files_pb2.DownloadFileResponse]:
+    """A server-streaming download from memory: the same messages as DownloadFile."""
+    yield files_pb2.DownloadFileResponse(file=files_pb2.File(size_bytes=SIZE))
+    for _ in range(SIZE // MIB):
+        yield files_pb2.DownloadFileResponse(chunk=_BLOCK)
+
+
+def bare_handlers() -> Any:
+    return grpc.method_handlers_generic_handler(
+        "devpynode.files.v1.FileService",
+        {
+            "UploadFile": grpc.stream_unary_rpc_method_handler(
+                sink,
+                request_deserializer=files_pb2.UploadFileRequest.FromString,
+                response_serializer=files_pb2.UploadFileResponse.SerializeToString,
+            ),
+            "DownloadFile": grpc.unary_stream_rpc_method_handler(
+                source,
+                request_deserializer=files_pb2.DownloadFileRequest.FromString,
+                response_serializer=files_pb2.DownloadFileResponse.SerializeToString,
+            ),
+        },
+    )
+
+
+# --- measurements ------------------------------------------------------------------------------------
+
+
+async def timed_upload(stub: files_pb2_grpc.FileServiceStub, metadata: Any) -> tuple[float, str]:
+    started = time.perf_counter()
+    response = await stub.UploadFile(upload_requests(), metadata=metadata)  # type: ignore[misc]
+    return time.perf_counter() - started, response.file.id
+
+
+async def timed_download(stub: files_pb2_grpc.FileServiceStub, file_id: str, metadata: Any) -> float:
+    started = time.perf_counter()
+    size = 0
+    async for piece in stub.DownloadFile(files_pb2.DownloadFileRequest(file_id=file_id), metadata=metadata):  # type: ignore[attr-defined]
+        size += len(piece.chunk)
+    assert size == SIZE, size
+    return time.perf_counter() - started
+
+
+def rate(seconds: float) -> float:
+    return SIZE / MIB / seconds
+
+
+def report_line(label: str, seconds: float) -> None:
+    print(f"  {label:<48} {rate(seconds):8.1f} MiB/s   ({seconds:.2f} s for 1 GiB)")
