@@ -197,3 +197,15 @@ async def test_other_users_sessions_are_not_found(client: MeshClient) -> None:
     ):
         error = await fails(call)
         assert error.code == grpc.StatusCode.NOT_FOUND and error.reason == "UPLOAD_SESSION_NOT_FOUND"
+
+
+async def test_declared_sizes_are_reserved_against_the_quota(strict: Any) -> None:
+    client: MeshClient = await strict(files_quota_bytes=4 * MIB)
+    await client.register()
+    meta = files_pb2.FileMetadata(filename="a.bin", content_type="application/octet-stream", size_bytes=3 * MIB)
+    stub = _stub(client)
+    await stub.CreateUploadSession(files_pb2.CreateUploadSessionRequest(metadata=meta), metadata=client.md())
+    second = await fails(
+        stub.CreateUploadSession(files_pb2.CreateUploadSessionRequest(metadata=meta), metadata=client.md())
+    )
+    assert second.code == grpc.StatusCode.RESOURCE_EXHAUSTED and second.reason == "QUOTA_EXCEEDED"

@@ -71,8 +71,8 @@ class UploadSessionRepository(Protocol):
     def locked(self, session_id: uuid.UUID) -> AbstractAsyncContextManager[UploadSessionRecord | None]:
         """The session under its lock; changes to the record are saved when the block ends cleanly."""
 
-    async def active_bytes(self, owner_id: str) -> int:
-        """Bytes the owner's unfinished sessions hold."""
+    async def active_bytes(self, owner_id: str) -> tuple[int, int]:
+        """How many unfinished sessions the owner has, and the bytes they hold or were declared to bring."""
 
     async def expired(self, now: datetime, limit: int = 100) -> list[uuid.UUID]:
         """Active sessions past their expiry."""

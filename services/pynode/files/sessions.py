@@ -16,7 +16,14 @@ import uuid
 from datetime import timedelta
 
 from pynode.core.db import utcnow
-from pynode.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from pynode.core.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    QuotaExceeded,
+    QuotaViolation,
+)
 from pynode.core.principal import Principal
 from pynode.files import detect
 from pynode.files.domain import ACTIVE, CANCELLED, COMPLETED, StoredFile, UploadSessionRecord
@@ -27,6 +34,7 @@ from pynode.files.service import FilesService, UploadMetadata, check_sha256, ove
 log = logging.getLogger("pynode.files")
 
 PART_SIZE = 1024 * 1024
+MAX_ACTIVE_SESSIONS = 100
 SWEEP_SECONDS = 600.0
 
 
@@ -67,7 +75,7 @@ class UploadSessions:
         limits = self.files.limits
         if metadata.size_bytes > limits.max_bytes:
             raise too_big(limits.max_bytes)
-        await self._within_quota(caller.subject, metadata.size_bytes)
+        await self._within_quota(caller.subject, metadata.size_bytes, new_session=True)
         now = utcnow()
         record = UploadSessionRecord(
             uuid.uuid4(),
@@ -84,10 +92,17 @@ class UploadSessions:
         await self.sessions.add(record)
         return record
 
-    async def _within_quota(self, owner: str, adding: int) -> None:
+    async def _within_quota(self, owner: str, adding: int, *, new_session: bool = False) -> None:
         quota = self.files.limits.quota_bytes
-        held = await self.files.files.used_bytes(owner) + await self.sessions.active_bytes(owner)
-        if held + adding > quota:
+        sessions, reserved = await self.sessions.active_bytes(owner)
+        if new_session and sessions >= MAX_ACTIVE_SESSIONS:
+            raise QuotaExceeded(
+                f"at most {MAX_ACTIVE_SESSIONS} unfinished upload sessions; complete or cancel some first",
+                retry_after=0,
+                reason="TOO_MANY_UPLOAD_SESSIONS",
+                violations=[QuotaViolation("files:upload_sessions", "unfinished upload sessions per user")],
+            )
+        if await self.files.files.used_bytes(owner) + reserved + adding > quota:
             raise over_quota(quota)
 
     async def get(self, caller: Principal, session_id: str) -> UploadSessionRecord:

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Index, String, Uuid, delete, func, select, tuple_
+from sqlalchemy import BigInteger, Boolean, Index, String, Uuid, case, delete, func, select, tuple_
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -194,13 +194,19 @@ class SqlUploadSessions:
                 del self._locks[session_id]
 
     @_unavailable_on_outage
-    async def active_bytes(self, owner_id: str) -> int:
-        """Bytes the owner's unfinished sessions hold."""
-        query = select(func.coalesce(func.sum(UploadSessionRow.received), 0)).where(
+    async def active_bytes(self, owner_id: str) -> tuple[int, int]:
+        """How many unfinished sessions the owner has, and the bytes they hold or were declared to bring (the
+        larger): a declared size is reserved against the quota from the start."""
+        held = case(
+            (UploadSessionRow.size_bytes > UploadSessionRow.received, UploadSessionRow.size_bytes),
+            else_=UploadSessionRow.received,
+        )
+        query = select(func.count(), func.coalesce(func.sum(held), 0)).where(
             UploadSessionRow.owner_id == owner_id, UploadSessionRow.state == ACTIVE
         )
         async with self._db.session() as session:
-            return int(await session.scalar(query) or 0)
+            count, total = (await session.execute(query)).one()
+            return int(count), int(total or 0)
 
     @_unavailable_on_outage
     async def expired(self, now: datetime, limit: int = 100) -> list[uuid.UUID]:
