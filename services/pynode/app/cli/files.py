@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mimetypes
 import os
 import sys
 from collections.abc import Iterator
@@ -106,9 +107,10 @@ def _upload_one(stub: Any, address: str, path: Path, progress: Progress) -> file
     state = _load_state()
     session = _resumable(stub, metadata, state.get(key))
     if session is None:
+        guessed, _ = mimetypes.guess_type(path.name)  # a hint: the server detects the type from the bytes
         declared = files_pb2.FileMetadata(
             filename=path.name,
-            content_type="application/octet-stream",
+            content_type=guessed or "application/octet-stream",
             size_bytes=size,
             sha256=_sha256(path),
         )
