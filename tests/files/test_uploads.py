@@ -310,3 +310,19 @@ async def test_a_service_reads_a_users_file_for_that_user_only(client: MeshClien
     assert denied.code == grpc.StatusCode.NOT_FOUND
     as_user = await fails(read(registered.user.id, client.md()))  # users cannot call it, not even for themselves
     assert as_user.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_download_urls_say_why_local_storage_has_none(client: MeshClient) -> None:
+    await client.register()
+    stored = (await _stub(client).UploadFile(_requests("u.txt", b"text\n"), metadata=client.md())).file
+    error = await fails(
+        _stub(client).GetDownloadUrl(files_pb2.GetDownloadUrlRequest(file_id=stored.id), metadata=client.md())
+    )
+    assert error.code == grpc.StatusCode.FAILED_PRECONDITION and error.reason == "DOWNLOAD_URL_UNAVAILABLE"
+    assert "DownloadFile" in error.message
+    other = client.as_other_address()
+    await other.register()
+    hidden = await fails(
+        _stub(other).GetDownloadUrl(files_pb2.GetDownloadUrlRequest(file_id=stored.id), metadata=other.md())
+    )
+    assert hidden.code == grpc.StatusCode.NOT_FOUND

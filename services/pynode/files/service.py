@@ -286,6 +286,18 @@ class FilesService:
             next_token = encode_token({"t": last.created_at.isoformat(), "i": str(last.id), "f": content_type})
         return found, next_token
 
+    async def download_url(self, caller: Principal, file_id: str, *, thumbnail: bool = False) -> tuple[str, datetime]:
+        """A short-lived direct URL: S3 presigns one; local storage has none to give yet."""
+        file = await self.get(caller, file_id)
+        if thumbnail and not file.has_thumbnail:
+            raise NotFound(f"file {file_id} has no thumbnail", reason="THUMBNAIL_NOT_FOUND")
+        raise FailedPrecondition(
+            "direct download URLs need S3 storage (DEVPYNODE_STORAGE_URL=s3://...) or the browser gateway; "
+            "this server keeps files on local disk: use DownloadFile",
+            reason="DOWNLOAD_URL_UNAVAILABLE",
+            metadata={"storage": "local"},
+        )
+
     async def read_for_user(
         self, caller: Principal, file_id: str, user_id: str, *, thumbnail: bool = False
     ) -> tuple[StoredFile, AsyncIterator[bytes]]:

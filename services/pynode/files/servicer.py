@@ -121,6 +121,15 @@ class FileServicer(files_pb2_grpc.FileServiceServicer):
         async for chunk in chunks:
             yield files_pb2.ReadFileForUserResponse(chunk=chunk)
 
+    async def GetDownloadUrl(
+        self,
+        request: files_pb2.GetDownloadUrlRequest,
+        context: grpc.aio.ServicerContext[files_pb2.GetDownloadUrlRequest, files_pb2.GetDownloadUrlResponse],
+    ) -> files_pb2.GetDownloadUrlResponse:
+        thumbnail = request.variant == files_pb2.FILE_VARIANT_THUMBNAIL
+        url, expires = await self._service.download_url(current_principal(), request.file_id, thumbnail=thumbnail)
+        return files_pb2.GetDownloadUrlResponse(url=url, expires_at=_ts(expires))
+
     async def GetFile(
         self,
         request: files_pb2.GetFileRequest,

@@ -76,6 +76,11 @@ class FileServiceStub:
                 request_serializer=devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserRequest.SerializeToString,
                 response_deserializer=devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserResponse.FromString,
                 _registered_method=True)
+        self.GetDownloadUrl = channel.unary_unary(
+                '/devpynode.files.v1.FileService/GetDownloadUrl',
+                request_serializer=devpynode_dot_files_dot_v1_dot_files__pb2.GetDownloadUrlRequest.SerializeToString,
+                response_deserializer=devpynode_dot_files_dot_v1_dot_files__pb2.GetDownloadUrlResponse.FromString,
+                _registered_method=True)
         self.GetFile = channel.unary_unary(
                 '/devpynode.files.v1.FileService/GetFile',
                 request_serializer=devpynode_dot_files_dot_v1_dot_files__pb2.GetFileRequest.SerializeToString,
@@ -158,6 +163,15 @@ class FileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDownloadUrl(self, request, context):
+        """GetDownloadUrl returns a short-lived direct URL for a file (presigned,
+        with Content-Disposition: attachment, on S3). Local storage answers
+        FAILED_PRECONDITION saying why, until the browser gateway serves files.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFile(self, request, context):
         """GetFile returns a file's metadata.
         """
@@ -221,6 +235,11 @@ def add_FileServiceServicer_to_server(servicer, server):
                     servicer.ReadFileForUser,
                     request_deserializer=devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserRequest.FromString,
                     response_serializer=devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserResponse.SerializeToString,
+            ),
+            'GetDownloadUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDownloadUrl,
+                    request_deserializer=devpynode_dot_files_dot_v1_dot_files__pb2.GetDownloadUrlRequest.FromString,
+                    response_serializer=devpynode_dot_files_dot_v1_dot_files__pb2.GetDownloadUrlResponse.SerializeToString,
             ),
             'GetFile': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFile,
@@ -456,6 +475,33 @@ class FileService:
             '/devpynode.files.v1.FileService/ReadFileForUser',
             devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserRequest.SerializeToString,
             devpynode_dot_files_dot_v1_dot_files__pb2.ReadFileForUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDownloadUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.files.v1.FileService/GetDownloadUrl',
+            devpynode_dot_files_dot_v1_dot_files__pb2.GetDownloadUrlRequest.SerializeToString,
+            devpynode_dot_files_dot_v1_dot_files__pb2.GetDownloadUrlResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,11 @@ class FileServiceStub:
     acting for a user, e.g. chat reading an attachment for a conversation's
     member. Service tokens only; the file must be one that user may read.
     """
+    GetDownloadUrl: _grpc.UnaryUnaryMultiCallable[_files_pb2.GetDownloadUrlRequest, _files_pb2.GetDownloadUrlResponse]
+    """GetDownloadUrl returns a short-lived direct URL for a file (presigned,
+    with Content-Disposition: attachment, on S3). Local storage answers
+    FAILED_PRECONDITION saying why, until the browser gateway serves files.
+    """
     GetFile: _grpc.UnaryUnaryMultiCallable[_files_pb2.GetFileRequest, _files_pb2.GetFileResponse]
     """GetFile returns a file's metadata."""
     ListFiles: _grpc.UnaryUnaryMultiCallable[_files_pb2.ListFilesRequest, _files_pb2.ListFilesResponse]
@@ -92,6 +97,11 @@ class FileServiceAsyncStub(FileServiceStub):
     """ReadFileForUser streams a file (metadata first, then chunks) to a service
     acting for a user, e.g. chat reading an attachment for a conversation's
     member. Service tokens only; the file must be one that user may read.
+    """
+    GetDownloadUrl: _aio.UnaryUnaryMultiCallable[_files_pb2.GetDownloadUrlRequest, _files_pb2.GetDownloadUrlResponse]  # type: ignore[assignment]
+    """GetDownloadUrl returns a short-lived direct URL for a file (presigned,
+    with Content-Disposition: attachment, on S3). Local storage answers
+    FAILED_PRECONDITION saying why, until the browser gateway serves files.
     """
     GetFile: _aio.UnaryUnaryMultiCallable[_files_pb2.GetFileRequest, _files_pb2.GetFileResponse]  # type: ignore[assignment]
     """GetFile returns a file's metadata."""
@@ -173,6 +183,17 @@ class FileServiceServicer(metaclass=_abc_1.ABCMeta):
         """ReadFileForUser streams a file (metadata first, then chunks) to a service
         acting for a user, e.g. chat reading an attachment for a conversation's
         member. Service tokens only; the file must be one that user may read.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDownloadUrl(
+        self,
+        request: _files_pb2.GetDownloadUrlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_files_pb2.GetDownloadUrlResponse, _abc.Awaitable[_files_pb2.GetDownloadUrlResponse]]:
+        """GetDownloadUrl returns a short-lived direct URL for a file (presigned,
+        with Content-Disposition: attachment, on S3). Local storage answers
+        FAILED_PRECONDITION saying why, until the browser gateway serves files.
         """
 
     @_abc_1.abstractmethod
