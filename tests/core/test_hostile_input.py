@@ -12,7 +12,6 @@ from typing import Any
 import grpc
 import pytest
 from devpynode.auth.v1 import auth_pb2
-from google.rpc import error_details_pb2
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -167,7 +166,3 @@ async def test_sql_errors_never_carry_bound_parameters(backend: Backend, tmp_pat
         assert secret not in str(raised.value)
     finally:
         await db.close()
-
-
-def test_retry_info_type_is_exported() -> None:
-    assert error_details_pb2.RetryInfo  # rich errors keep their standard detail types

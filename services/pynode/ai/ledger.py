@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from pynode.ai.domain import Generation, UsageTotal
+from pynode.core import tasks
 
 log = logging.getLogger("pynode.ai")
 
@@ -82,7 +83,5 @@ class BufferedLedger:
 
     async def close(self) -> None:
         """Stop the writer and write what is left."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
+        await tasks.stop(self._task)
         await self.flush()

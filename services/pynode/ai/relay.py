@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from pynode.ai.domain import Chunk, Delta, Finished
+from pynode.core import tasks
 
 
 class Relay:
@@ -60,6 +61,4 @@ class Relay:
 
     async def stop(self) -> None:
         """Stop reading and close the upstream request (idempotent)."""
-        if not self._task.done():
-            self._task.cancel()
-        await asyncio.wait([self._task])  # never raises the reader's own cancellation here
+        await tasks.stop(self._task)

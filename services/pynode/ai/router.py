@@ -211,7 +211,7 @@ class Router:
         failures: list[DomainError],
     ) -> Started | None:
         budget = deadlines.outbound_timeout(self.first_token_seconds)
-        stream = provider.stream(prompt, budget)
+        stream = provider.stream(prompt)
         try:
             async with asyncio.timeout(budget):
                 first = await anext(stream)

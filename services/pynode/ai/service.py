@@ -18,8 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pynode.ai.builtin_words import group_words
-from pynode.ai.cache import CachedAnswer, ResponseCache, request_key
+from pynode.ai.cache import CachedAnswer, ResponseCache, group_words, request_key
 from pynode.ai.domain import (
     CANCELLED,
     ERROR,

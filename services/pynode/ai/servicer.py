@@ -12,7 +12,7 @@ from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 from pynode.ai.domain import CANCELLED, ERROR, LENGTH, STOP, Message, ModelInfo, Sampling, UsageTotal
 from pynode.ai.service import AIService, GenerateCommand
 from pynode.core.errors import FieldViolation, InvalidArgument
-from pynode.core.paging import decode_token, encode_token, invalid_page_token, page_size, token_field
+from pynode.core.paging import offset_page
 from pynode.core.principal import current_principal
 
 _ROLES = {
@@ -91,17 +91,8 @@ class AIRouterServicer(ai_pb2_grpc.AIRouterServiceServicer):
         request: ai_pb2.ListModelsRequest,
         context: grpc.aio.ServicerContext[ai_pb2.ListModelsRequest, ai_pb2.ListModelsResponse],
     ) -> ai_pb2.ListModelsResponse:
-        limit = page_size(request.page_size)
-        position = decode_token(request.page_token)
-        offset = token_field(position, "o", int) if position else 0
-        if offset < 0:
-            raise invalid_page_token()
-        models = await self._service.list_models()
-        page = models[offset : offset + limit]
-        more = offset + limit < len(models)
-        return ai_pb2.ListModelsResponse(
-            models=[model_proto(m) for m in page], next_page_token=encode_token({"o": offset + limit}) if more else ""
-        )
+        page, next_token = offset_page(await self._service.list_models(), request.page_size, request.page_token)
+        return ai_pb2.ListModelsResponse(models=[model_proto(m) for m in page], next_page_token=next_token)
 
     async def Generate(
         self,

@@ -9,7 +9,6 @@ Kinds (the README lists them for operators): `register`, `login.succeeded`, `log
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -65,10 +64,3 @@ class AuditTrail:
             except Exception as exc:  # a database outage must not end the loop
                 log.warning("audit retention sweep failed: %s", type(exc).__name__)
             await asyncio.sleep(SWEEP_SECONDS)
-
-
-async def stop(task: asyncio.Task[None]) -> None:
-    """Cancel a running sweep and wait for it."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

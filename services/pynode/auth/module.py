@@ -20,6 +20,7 @@ from pynode.auth.sessions import SessionStore
 from pynode.auth.settings import AuthSettings
 from pynode.auth.throttle import LoginLockout, RateLimiter
 from pynode.auth.tokens import LocalKeySource, TokenIssuer
+from pynode.core import tasks
 from pynode.core.module import Gauge, Infrastructure, Registration, ServiceParts
 
 _AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
@@ -110,7 +111,7 @@ class AuthModule:
             parts.hasher.close()
 
         async def stop_sweeper() -> None:
-            await audit.stop(sweeper)
+            await tasks.stop(sweeper)
 
         return ServiceParts(
             registrations=[

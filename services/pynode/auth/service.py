@@ -32,7 +32,7 @@ from pynode.core.errors import (
     Unauthenticated,
     Unavailable,
 )
-from pynode.core.paging import decode_token, encode_token, invalid_page_token, page_size, token_field
+from pynode.core.paging import decode_token, encode_token, invalid_page_token, offset_page, page_size, token_field
 from pynode.core.principal import ClientInfo, Principal, current_client
 
 _BAD_CREDENTIALS = "e-mail or password is incorrect"
@@ -231,16 +231,8 @@ class AuthService:
 
     async def list_sessions(self, caller: Principal, size: int, token: str) -> tuple[list[SessionView], str]:
         """The caller's sessions, newest first."""
-        limit = page_size(size)
-        position = decode_token(token)
-        offset = token_field(position, "o", int) if position else 0
-        if offset < 0:
-            raise invalid_page_token()
-        sessions = await self.sessions.list_for_user(caller.subject)
-        chunk = sessions[offset : offset + limit]
-        more = offset + limit < len(sessions)
-        views = [SessionView(s, s.id == caller.session_id) for s in chunk]
-        return views, encode_token({"o": offset + limit}) if more else ""
+        chunk, next_token = offset_page(await self.sessions.list_for_user(caller.subject), size, token)
+        return [SessionView(s, s.id == caller.session_id) for s in chunk], next_token
 
     async def revoke_session(self, caller: Principal, session_id: str) -> None:
         """End one of the caller's own sessions."""

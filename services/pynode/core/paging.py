@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pynode.core.errors import FieldViolation, InvalidArgument
@@ -47,6 +48,17 @@ def token_field(position: dict[str, Any], key: str, kind: type[T]) -> T:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise invalid_page_token()
     return value
+
+
+def offset_page(items: Sequence[T], size: int, token: str) -> tuple[list[T], str]:
+    """One page of a list read in full (a few hundred items at most), and the next page's token."""
+    limit = page_size(size)
+    position = decode_token(token)
+    offset = token_field(position, "o", int) if position else 0
+    if offset < 0:
+        raise invalid_page_token()
+    end = offset + limit
+    return list(items[offset:end]), encode_token({"o": end}) if end < len(items) else ""
 
 
 def invalid_page_token() -> InvalidArgument:

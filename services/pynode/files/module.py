@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
+from pynode.core import tasks
 from pynode.core.module import Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
 from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
@@ -77,8 +78,7 @@ class FilesModule:
         sweeper = asyncio.create_task(sessions.sweep_forever(), name="upload-session-sweep")
 
         async def stop_sweeper() -> None:
-            sweeper.cancel()
-            await asyncio.wait([sweeper])
+            await tasks.stop(sweeper)
 
         servicer = FileServicer(service, sessions)
         return ServiceParts(

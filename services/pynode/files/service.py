@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from pynode.core import tasks
 from pynode.core.db import utcnow
 from pynode.core.errors import (
     FailedPrecondition,
@@ -34,10 +35,6 @@ from pynode.files.ports import BlobStore, BlobWriter, FileRepository
 from pynode.files.scanner import ClamdScanner, Scan
 
 _HASH_IN_THREAD = 64 * 1024  # hashing a larger chunk on the loop would stall every other call
-
-
-async def _now(digest: Any, chunk: bytes) -> None:
-    digest.update(chunk)
 
 
 @dataclass(frozen=True)
@@ -175,9 +172,7 @@ class FilesService:
             )
             await writer.commit(file.key)
         except BaseException:
-            if pending is not None:
-                pending.cancel()
-                await asyncio.wait([pending])
+            await tasks.stop(pending)
             if scan is not None:
                 scan.close()
             await asyncio.shield(writer.abort())
@@ -220,11 +215,14 @@ class FilesService:
     @staticmethod
     async def _absorb(chunk: bytes, digest: Any, writer: BlobWriter, scan: Scan | None) -> None:
         """Hash, write and scan one chunk at once (hashing and writing run in threads, off the loop)."""
-        hashed = asyncio.to_thread(digest.update, chunk) if len(chunk) >= _HASH_IN_THREAD else _now(digest, chunk)
-        if scan is not None:  # scanned alongside the write, not after it
-            await asyncio.gather(hashed, writer.write(chunk), scan.feed(chunk))
+        work: list[Awaitable[None]] = [writer.write(chunk)]
+        if len(chunk) >= _HASH_IN_THREAD:
+            work.append(asyncio.to_thread(digest.update, chunk))
         else:
-            await asyncio.gather(hashed, writer.write(chunk))
+            digest.update(chunk)
+        if scan is not None:  # scanned alongside the write, not after it
+            work.append(scan.feed(chunk))
+        await asyncio.gather(*work)
 
     def check_type(self, head: bytes, declared: str) -> str:
         """The type the bytes show, refused unless the allowlist has it."""

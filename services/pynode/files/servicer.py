@@ -46,15 +46,13 @@ def session_proto(record: UploadSessionRecord) -> files_pb2.UploadSession:
 
 
 def file_proto(file: StoredFile) -> files_pb2.File:
-    created = Timestamp()
-    created.FromDatetime(file.created_at)
     return files_pb2.File(
         id=str(file.id),
         filename=file.filename,
         content_type=file.content_type,
         size_bytes=file.size,
         sha256=file.sha256,
-        created_at=created,
+        created_at=_ts(file.created_at),
         inline=file.inline,
         declared_content_type=file.declared_type,
         has_thumbnail=file.has_thumbnail,

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from pynode.core.db import utcnow
 from pynode.core.errors import (
+    DomainError,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -137,6 +138,7 @@ class UploadSessions:
             return record
 
     async def complete(self, caller: Principal, session_id: str) -> StoredFile:
+        refused: DomainError | None = None
         async with self.sessions.locked(uuid.UUID(session_id)) as record:
             record = self._check_owner(caller, record, session_id)
             self._active(record)
@@ -146,66 +148,58 @@ class UploadSessions:
                     reason="UPLOAD_INCOMPLETE",
                     metadata={"received_bytes": str(record.received)},
                 )
-            digest = hashlib.sha256()
-            head = bytearray()
-            scanner = self.files.scanner
-            scan = await scanner.start() if scanner is not None else None
             try:
-                async for chunk in self.staging.read(record.id):
-                    if len(head) < detect.SNIFF_BYTES:
-                        head += chunk[: detect.SNIFF_BYTES - len(head)]
-                    if scan is not None:
-                        await asyncio.gather(asyncio.to_thread(digest.update, chunk), scan.feed(chunk))
-                    else:
-                        await asyncio.to_thread(digest.update, chunk)
+                file = await self._make_file(record)
+            except (InvalidArgument, FailedPrecondition) as exc:
+                # The content is refused (checksum, type, malware, an image bomb): the session is over and its
+                # bytes go. The block ends cleanly so that the cancelled state is saved, then the error is raised.
+                await self.staging.discard(record.id)
+                record.state, refused = CANCELLED, exc
+            else:
+                record.state, record.file_id = COMPLETED, file.id
+                return file
+        assert refused is not None  # the block either returned or recorded the refusal
+        raise refused
+
+    async def _make_file(self, record: UploadSessionRecord) -> StoredFile:
+        """Check the staged bytes (SHA-256, type, scan) and publish them as a file."""
+        digest = hashlib.sha256()
+        head = bytearray()
+        scanner = self.files.scanner
+        scan = await scanner.start() if scanner is not None else None
+        try:
+            async for chunk in self.staging.read(record.id):
+                if len(head) < detect.SNIFF_BYTES:
+                    head += chunk[: detect.SNIFF_BYTES - len(head)]
                 if scan is not None:
-                    await scan.verdict()
-            except FailedPrecondition:  # malware: the session is over, nothing is stored
-                await self._discard_now(record)
-                raise
-            finally:
-                if scan is not None:
-                    scan.close()
-            sha256 = digest.hexdigest()
-            try:
-                if record.sha256 and sha256 != record.sha256:
-                    raise InvalidArgument(
-                        "the content's SHA-256 is not the one declared; the session is discarded",
-                        [FieldViolation("metadata.sha256", "does not match the content", "CHECKSUM_MISMATCH")],
-                    )
-                content_type = self.files.check_type(bytes(head), record.declared_type)
-            except (InvalidArgument, FailedPrecondition):
-                await self._discard_now(record)
-                raise
-            file = StoredFile(
-                uuid.uuid4(),
-                record.owner_id,
-                record.filename,
-                content_type,
-                record.declared_type,
-                record.received,
-                sha256,
-                detect.inline_safe(content_type),
-                utcnow(),
+                    await asyncio.gather(asyncio.to_thread(digest.update, chunk), scan.feed(chunk))
+                else:
+                    await asyncio.to_thread(digest.update, chunk)
+            if scan is not None:
+                await scan.verdict()
+        finally:
+            if scan is not None:
+                scan.close()
+        sha256 = digest.hexdigest()
+        if record.sha256 and sha256 != record.sha256:
+            raise InvalidArgument(
+                "the content's SHA-256 is not the one declared; the session is discarded",
+                [FieldViolation("metadata.sha256", "does not match the content", "CHECKSUM_MISMATCH")],
             )
-            await self.staging.commit(record.id, file.key)
-            try:
-                file = await self.files.publish(file)
-            except InvalidArgument:  # an image bomb: the session is over, nothing was stored
-                await self._discard_now(record)
-                raise
-            record.state, record.file_id = COMPLETED, file.id
-            return file
-
-    async def _discard_now(self, record: UploadSessionRecord) -> None:
-        """Mark cancelled in its own transaction (the caller's is rolled back by the error) and drop the bytes."""
-        await self.staging.discard(record.id)
-        asyncio.get_running_loop().create_task(self._mark_cancelled(record.id))
-
-    async def _mark_cancelled(self, session_id: uuid.UUID) -> None:
-        async with self.sessions.locked(session_id) as record:
-            if record is not None and record.state == ACTIVE:
-                record.state = CANCELLED
+        content_type = self.files.check_type(bytes(head), record.declared_type)
+        file = StoredFile(
+            uuid.uuid4(),
+            record.owner_id,
+            record.filename,
+            content_type,
+            record.declared_type,
+            record.received,
+            sha256,
+            detect.inline_safe(content_type),
+            utcnow(),
+        )
+        await self.staging.commit(record.id, file.key)
+        return await self.files.publish(file)
 
     async def cancel(self, caller: Principal, session_id: str) -> None:
         async with self.sessions.locked(uuid.UUID(session_id)) as record:

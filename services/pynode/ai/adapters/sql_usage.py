@@ -40,13 +40,10 @@ _unavailable_on_outage = unavailable_on(OperationalError, what="the database")
 
 
 class SqlUsageLedger:
-    """Generations in `ai_generations`."""
+    """Generations in `ai_generations` (a BatchLedger: the service writes through `ledger.BufferedLedger`)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    async def add(self, generation: Generation) -> None:
-        await self.add_many([generation])
 
     @_unavailable_on_outage
     async def add_many(self, generations: list[Generation]) -> None:

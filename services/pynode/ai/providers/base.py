@@ -38,9 +38,10 @@ class Provider(Protocol):
     async def models(self) -> list[ModelInfo]:
         """The models it offers now; never raises (an unreachable provider lists itself unavailable)."""
 
-    def stream(self, prompt: Prompt, budget_seconds: float) -> AsyncIterator[Chunk]:
+    def stream(self, prompt: Prompt) -> AsyncIterator[Chunk]:
         """Deltas, then exactly one Finished. Raises DomainError (mapped below) on failure. Closing the
-        iterator closes the upstream request."""
+        iterator closes the upstream request; the router bounds the wait for the first chunk and the caller's
+        deadline cancels the rest."""
 
     async def close(self) -> None:
         """Release connections."""

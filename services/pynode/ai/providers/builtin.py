@@ -33,7 +33,7 @@ class BuiltinProvider:
     async def models(self) -> list[ModelInfo]:
         return [ModelInfo("builtin/echo", self.name, True, development=True, description=DESCRIPTION)]
 
-    async def stream(self, prompt: Prompt, budget_seconds: float) -> AsyncIterator[Chunk]:
+    async def stream(self, prompt: Prompt) -> AsyncIterator[Chunk]:
         if prompt.model != "echo":
             raise NotFound(
                 f"the built-in provider has no model {prompt.model!r}; it has echo", reason="MODEL_NOT_FOUND"

@@ -80,7 +80,7 @@ class OllamaProvider:
                 options[key] = value
         return options
 
-    async def stream(self, prompt: Prompt, budget_seconds: float) -> AsyncIterator[Chunk]:
+    async def stream(self, prompt: Prompt) -> AsyncIterator[Chunk]:
         messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
         try:
             parts = await self._client.chat(

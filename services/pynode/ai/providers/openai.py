@@ -83,7 +83,7 @@ class OpenAIProvider:
                 body[key] = value
         return body
 
-    async def stream(self, prompt: Prompt, budget_seconds: float) -> AsyncIterator[Chunk]:
+    async def stream(self, prompt: Prompt) -> AsyncIterator[Chunk]:
         events = _Events(self.name)
         try:
             async with self._client.stream("POST", "chat/completions", json=self._body(prompt)) as response:
