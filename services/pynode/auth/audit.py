@@ -8,7 +8,6 @@ Kinds (the README lists them for operators): `register`, `login.succeeded`, `log
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -53,14 +52,3 @@ class AuditTrail:
         if self.retention_days <= 0:
             return 0
         return await self.store.purge_older_than(utcnow() - timedelta(days=self.retention_days))
-
-    async def sweep_forever(self) -> None:
-        """Run `sweep` now and then every hour, until cancelled; a failed sweep is retried next hour."""
-        while True:
-            try:
-                gone = await self.sweep()
-                if gone:
-                    log.info("audit retention removed %d events", gone)
-            except Exception as exc:  # a database outage must not end the loop
-                log.warning("audit retention sweep failed: %s", type(exc).__name__)
-            await asyncio.sleep(SWEEP_SECONDS)

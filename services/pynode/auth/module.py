@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,13 +104,13 @@ class AuthModule:
 
     async def build(self, settings: AuthSettings, infra: Infrastructure) -> ServiceParts:
         parts = await build_components(settings, infra)
-        sweeper = asyncio.create_task(parts.audit.sweep_forever(), name="audit-retention")
+        sweeper = tasks.Periodic("audit-retention", audit.SWEEP_SECONDS, parts.audit.sweep, "old events removed")
 
         async def close_hasher() -> None:
             parts.hasher.close()
 
         async def stop_sweeper() -> None:
-            await tasks.stop(sweeper)
+            await sweeper.stop()
 
         return ServiceParts(
             registrations=[

@@ -7,7 +7,6 @@ one line rather than being ignored.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -22,7 +21,7 @@ from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
 from pynode.files.scanner import ClamdScanner
 from pynode.files.service import FilesService, Limits
 from pynode.files.servicer import FileServicer
-from pynode.files.sessions import UploadSessions
+from pynode.files.sessions import SWEEP_SECONDS, UploadSessions
 from pynode.files.settings import FilesSettings
 
 _SERVICE = files_pb2.DESCRIPTOR.services_by_name["FileService"]
@@ -75,10 +74,10 @@ class FilesModule:
         sessions = UploadSessions(
             service, SqlUploadSessions(infra.db), LocalStaging(root), settings.files_session_hours
         )
-        sweeper = asyncio.create_task(sessions.sweep_forever(), name="upload-session-sweep")
+        sweeper = tasks.Periodic("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired sessions discarded")
 
         async def stop_sweeper() -> None:
-            await tasks.stop(sweeper)
+            await sweeper.stop()
 
         servicer = FileServicer(service, sessions)
         return ServiceParts(

@@ -218,13 +218,3 @@ class UploadSessions:
                     await self.staging.discard(session_id)
                     swept += 1
         return swept
-
-    async def sweep_forever(self) -> None:
-        while True:
-            try:
-                swept = await self.sweep()
-                if swept:
-                    log.info("discarded %d expired upload sessions", swept)
-            except Exception as exc:
-                log.warning("upload session sweep failed: %s", type(exc).__name__)
-            await asyncio.sleep(SWEEP_SECONDS)
