@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -13,7 +14,7 @@ from pynode.ai.domain import CANCELLED, ERROR, LENGTH, STOP, Message, ModelInfo,
 from pynode.ai.service import AIService, GenerateCommand
 from pynode.core.errors import FieldViolation, InvalidArgument
 from pynode.core.paging import offset_page
-from pynode.core.principal import current_principal
+from pynode.core.principal import Principal, current_principal
 
 _ROLES = {
     ai_pb2.MESSAGE_ROLE_SYSTEM: "system",
@@ -99,18 +100,38 @@ class AIRouterServicer(ai_pb2_grpc.AIRouterServiceServicer):
         request: ai_pb2.GenerateRequest,
         context: grpc.aio.ServicerContext[ai_pb2.GenerateRequest, ai_pb2.GenerateResponse],
     ) -> AsyncIterator[ai_pb2.GenerateResponse]:
+        async with contextlib.aclosing(self._pieces(current_principal(), request)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    async def GenerateForUser(
+        self,
+        request: ai_pb2.GenerateForUserRequest,
+        context: grpc.aio.ServicerContext[ai_pb2.GenerateForUserRequest, ai_pb2.GenerateForUserResponse],
+    ) -> AsyncIterator[ai_pb2.GenerateForUserResponse]:
+        # The edge admitted a service token only; limits, budgets and usage are the named user's.
+        async with contextlib.aclosing(self._pieces(Principal(request.user_id, "user"), request.request)) as pieces:
+            async for piece in pieces:
+                yield ai_pb2.GenerateForUserResponse(response=piece)
+
+    async def _pieces(
+        self, caller: Principal, request: ai_pb2.GenerateRequest
+    ) -> AsyncGenerator[ai_pb2.GenerateResponse, None]:
         command = command_of(request)
-        async for piece in self._service.generate(current_principal(), command):
-            if piece.finish_reason is None:
-                yield ai_pb2.GenerateResponse(text=piece.text, model=piece.model)
-            else:
-                yield ai_pb2.GenerateResponse(
-                    text=piece.text,
-                    model=piece.model,
-                    finish_reason=_FINISH[piece.finish_reason],
-                    usage=ai_pb2.Usage(prompt_tokens=piece.prompt_tokens, completion_tokens=piece.completion_tokens),
-                    cached=piece.cached,
-                )
+        async with contextlib.aclosing(self._service.generate(caller, command)) as generated:
+            async for piece in generated:
+                if piece.finish_reason is None:
+                    yield ai_pb2.GenerateResponse(text=piece.text, model=piece.model)
+                else:
+                    yield ai_pb2.GenerateResponse(
+                        text=piece.text,
+                        model=piece.model,
+                        finish_reason=_FINISH[piece.finish_reason],
+                        usage=ai_pb2.Usage(
+                            prompt_tokens=piece.prompt_tokens, completion_tokens=piece.completion_tokens
+                        ),
+                        cached=piece.cached,
+                    )
 
     async def GetUsage(
         self,

@@ -17,14 +17,17 @@ from pynode.auth import module as auth_module
 from pynode.auth.verification import TokenAuthenticator, service_token_fetch
 from pynode.core.adapters.memory_events import MemoryEventFeed
 from pynode.core.adapters.memory_kv import MemoryKeyValueStore
+from pynode.core.adapters.memory_streams import MemoryEventStreams
 from pynode.core.adapters.redis_events import RedisEventFeed
 from pynode.core.adapters.redis_kv import RedisKeyValueStore
+from pynode.core.adapters.redis_streams import RedisEventStreams
 from pynode.core.db import Database
 from pynode.core.events import EventFeed
 from pynode.core.kv import KeyValueStore
 from pynode.core.module import Closer, Gauge, Infrastructure, Registration, ServiceParts
 from pynode.core.peers import Peers, ServiceTokens
 from pynode.core.settings import SettingsError, StoreSettings
+from pynode.core.streams import EventStreams
 
 log = logging.getLogger("pynode.bootstrap")
 
@@ -41,6 +44,13 @@ def build_feed(stores: StoreSettings) -> EventFeed:
     if urlparse(stores.redis_url).scheme == "memory":
         return MemoryEventFeed()
     return RedisEventFeed(stores.redis_url, stores.redis_prefix)
+
+
+def build_streams(stores: StoreSettings) -> EventStreams:
+    """Event streams beside the key-value store: in-process for memory://, Redis Streams otherwise."""
+    if urlparse(stores.redis_url).scheme == "memory":
+        return MemoryEventStreams(stores.stream_max_events)
+    return RedisEventStreams(stores.redis_url, stores.redis_prefix, stores.stream_max_events)
 
 
 @dataclass
@@ -147,7 +157,11 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
         closers.append(db.close)
         feed = build_feed(settings.stores)
         closers.append(feed.close)
-        infra = Infrastructure(db, kv, feed, peers, settings.mesh, settings.server.dev_mode, settings.server.data_dir)
+        streams = build_streams(settings.stores)
+        closers.append(streams.close)
+        infra = Infrastructure(
+            db, kv, feed, peers, settings.mesh, settings.server.dev_mode, settings.server.data_dir, streams
+        )
         parts: dict[str, ServiceParts] = {}
         for module in chosen:
             built = await module.build(settings.section(module.name), infra)

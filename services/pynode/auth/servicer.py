@@ -104,6 +104,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.GetCurrentUserResponse:
         return auth_pb2.GetCurrentUserResponse(user=user_proto(await self._service.current_user(current_principal())))
 
+    async def LookupUser(
+        self,
+        request: auth_pb2.LookupUserRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.LookupUserRequest, auth_pb2.LookupUserResponse],
+    ) -> auth_pb2.LookupUserResponse:
+        return auth_pb2.LookupUserResponse(user_id=await self._service.lookup_user(request.email, request.user_id))
+
     async def ChangePassword(
         self,
         request: auth_pb2.ChangePasswordRequest,

@@ -1,16 +1,32 @@
-"""The chat service's entry point. Contract only for now: every RPC answers UNIMPLEMENTED, after the edge's checks."""
+"""The chat service's entry point: its settings and the shared infrastructure in, the servicer out."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
 
+from pynode.chat.adapters.grpc_accounts import GrpcAccounts
 from pynode.chat.adapters.grpc_attachments import GrpcAttachments
+from pynode.chat.adapters.grpc_completions import GrpcCompletions
+from pynode.chat.adapters.sql_chat import SqlConversations
+from pynode.chat.generations import GenerationRunner
+from pynode.chat.service import ChatLimits, ChatService
+from pynode.chat.servicer import ChatServicer
 from pynode.chat.settings import ChatSettings
-from pynode.core.module import Infrastructure, Registration, ServiceParts, unbuilt
+from pynode.core.module import Infrastructure, Registration, ServiceParts
 
 _SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"]
+
+
+@dataclass
+class ChatComponents:
+    """The chat service's wired parts, for its tools and tests."""
+
+    service: ChatService
+    runner: GenerationRunner
 
 
 class ChatModule:
@@ -19,18 +35,48 @@ class ChatModule:
     name = "chat"
     settings_class = ChatSettings
     service_names = (_SERVICE.full_name,)
-    migrations: Path | None = None
+    migrations: Path | None = Path(__file__).resolve().parent / "migrations"
 
     def load_tables(self) -> None:
-        """No tables yet."""
+        from pynode.chat.adapters import sql_chat  # noqa: F401 - registers the tables
 
     async def build(self, settings: ChatSettings, infra: Infrastructure) -> ServiceParts:
-        # The generated base servicer answers UNIMPLEMENTED until the service's issue lands.
-        servicer = unbuilt(chat_pb2_grpc.ChatServiceServicer)
-        infra.peers.require("files")  # attachments are read through the files service
+        for peer in ("auth", "ai", "files"):
+            infra.peers.require(peer)
+        owner = f"chat-{uuid.uuid4().hex[:16]}"  # this process, as the holder of generation leases
+        repo = SqlConversations(infra.db, owner, settings.chat_lease_seconds)
+        runner = GenerationRunner(
+            repo, infra.streams, infra.feed, GrpcCompletions(infra.peers), owner, settings.chat_lease_seconds
+        )
+        service = ChatService(
+            repo,
+            infra.streams,
+            infra.kv,
+            runner,
+            GrpcAttachments(infra.peers),
+            GrpcAccounts(infra.peers),
+            ChatLimits(
+                settings.chat_default_model,
+                settings.chat_max_members,
+                settings.chat_messages_per_minute,
+                settings.chat_invites_per_minute,
+                settings.chat_context_chars,
+                settings.chat_history_messages,
+                settings.chat_attachment_text_bytes,
+                settings.chat_typing_seconds,
+            ),
+        )
+        runner.start_background()
+
+        async def close() -> None:
+            await runner.close()
+            await service.close()
+
         return ServiceParts(
-            [Registration(_SERVICE, chat_pb2_grpc.add_ChatServiceServicer_to_server, servicer)],
-            component=GrpcAttachments(infra.peers),
+            [Registration(_SERVICE, chat_pb2_grpc.add_ChatServiceServicer_to_server, ChatServicer(service))],
+            closers=[close],
+            component=ChatComponents(service, runner),
+            gauges=[],
         )
 
 

@@ -1,23 +1,118 @@
-"""What chat needs from its peers, as Protocols; the gRPC adapters live in chat/adapters/."""
+"""What chat needs: its own storage, and its peers (accounts, AI router, files) as Protocols."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
+
+from pynode.chat.domain import Attachment, ChatMessage, Conversation
 
 
 @dataclass(frozen=True)
-class Attachment:
-    """A file attached to a message, as chat shows it."""
+class PromptMessage:
+    """One message of the history given to the model."""
 
-    file_id: str
-    filename: str
-    content_type: str
-    size_bytes: int
+    role: str  # user or assistant (system for instructions)
+    content: str
+
+
+@dataclass(frozen=True)
+class CompletionPiece:
+    """A piece of the model's answer; the last carries why it ended and the usage."""
+
+    text: str
+    model: str = ""
+    finish_reason: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Completions(Protocol):
+    """The AI router, called with this service's identity for a named user."""
+
+    def generate(
+        self, user_id: str, model: str, messages: list[PromptMessage]
+    ) -> AsyncGenerator[CompletionPiece, None]:
+        """Stream the answer; raises a DomainError when the router refuses or fails."""
 
 
 class AttachmentReader(Protocol):
-    """Reads files as the end user (so a member can only attach files they may read)."""
+    """The files service."""
 
     async def attachment(self, file_id: str) -> Attachment:
-        """The file, or NotFound when it does not exist or the caller may not see it."""
+        """The file as the calling user sees it (NotFound unless they may read it)."""
+
+    def read(self, file_id: str, user_id: str) -> AsyncGenerator[Attachment | bytes, None]:
+        """A file read for `user_id` with this service's identity: its metadata, then its bytes."""
+
+
+class AccountDirectory(Protocol):
+    """The auth service."""
+
+    async def enabled_user(self, *, email: str = "", user_id: str = "") -> str | None:
+        """The id of the enabled account with this e-mail (or id), or None."""
+
+
+class ConversationRepository(Protocol):
+    """Conversations, members, messages and reactions."""
+
+    async def add_conversation(self, conversation: Conversation) -> None: ...
+
+    async def conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
+        """With its member ids."""
+
+    async def conversations_of(
+        self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[Conversation]:
+        """Most recent activity first."""
+
+    async def update_conversation(self, conversation_id: uuid.UUID, title: str | None, model: str | None) -> None: ...
+
+    async def delete_conversation(self, conversation_id: uuid.UUID) -> list[uuid.UUID]:
+        """Delete it with everything in it; returns the ids of AI replies that were still streaming."""
+
+    async def add_member(self, conversation_id: uuid.UUID, user_id: str, limit: int) -> bool:
+        """False when already a member; raises QuotaExceeded past `limit` members."""
+
+    async def remove_member(self, conversation_id: uuid.UUID, user_id: str) -> bool: ...
+
+    async def add_exchange(self, message: ChatMessage, reply: ChatMessage | None) -> bool:
+        """Store a member's message (and the AI reply it starts) and mark the conversation active.
+        False when the author already sent a message with that client_request_id."""
+
+    async def by_request_id(
+        self, conversation_id: uuid.UUID, author_id: str, client_request_id: str
+    ) -> tuple[ChatMessage, ChatMessage | None] | None:
+        """A message sent before with this client_request_id, and its AI reply."""
+
+    async def message(self, message_id: uuid.UUID) -> ChatMessage | None: ...
+
+    async def messages(
+        self, conversation_id: uuid.UUID, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[ChatMessage]:
+        """Newest first."""
+
+    async def streaming(self, conversation_id: uuid.UUID) -> list[ChatMessage]:
+        """AI replies still being written."""
+
+    async def checkpoint(
+        self, owner: str, message_id: uuid.UUID, text: str, last_seq: int, event_id: str, lease_until: datetime
+    ) -> tuple[bool, bool]:
+        """Save a running reply's text so far and renew its lease: (still ours, cancel requested)."""
+
+    async def finish(self, owner: str, message: ChatMessage) -> bool:
+        """Save a reply's end, if `owner` still holds its lease (a sweeper may have taken it)."""
+
+    async def request_cancel(self, message_id: uuid.UUID) -> bool:
+        """Flag a streaming reply for cancellation (its owner sees the flag); False when it is not streaming."""
+
+    async def expire_leases(self, now: datetime, error: str) -> list[ChatMessage]:
+        """Mark replies whose lease ran out as failed, keeping their text; returns them."""
+
+    async def set_reaction(self, message_id: uuid.UUID, user_id: str, emoji: str, present: bool) -> bool:
+        """Add or remove one reaction; False when nothing changed."""
+
+    async def reactions(self, message_id: uuid.UUID) -> dict[str, set[str]]: ...

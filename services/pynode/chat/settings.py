@@ -1,9 +1,36 @@
-"""The chat service's settings."""
+"""The chat service's settings: its limits, defaults and generation leases."""
 
 from __future__ import annotations
+
+from pydantic import Field
 
 from pynode.core.settings import Section
 
 
 class ChatSettings(Section):
-    """Chat has no settings of its own yet; its peers (AI router, files) are found through MeshSettings."""
+    """Each field is `DEVPYNODE_<NAME>`; its peers (auth, AI router, files) are found through MeshSettings."""
+
+    chat_default_model: str = Field(
+        "default", description="Model of new conversations that name none (the AI router's `default` alias)."
+    )
+    chat_max_members: int = Field(50, ge=1, description="Members one conversation may have, the owner included.")
+    chat_messages_per_minute: int = Field(60, ge=0, description="Messages one user may send per minute (0: no limit).")
+    chat_invites_per_minute: int = Field(
+        30, ge=0, description="Invitations one user may send per minute (0: no limit)."
+    )
+    chat_context_chars: int = Field(
+        16_000, ge=256, description="History given to the model, in characters (newest first; about 4 per token)."
+    )
+    chat_history_messages: int = Field(200, ge=1, description="Most messages of history read for one answer.")
+    chat_attachment_text_bytes: int = Field(
+        64 * 1024, ge=0, description="Largest text attachment given to the model as context."
+    )
+    chat_typing_seconds: float = Field(
+        5.0, gt=0, description="How long a member shows as typing after SendTyping, unless renewed."
+    )
+    chat_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="A streaming answer's lease: renewed by the process writing it; once expired, any chat "
+        "process marks the answer failed (its writer died), keeping the text so far.",
+    )

@@ -20,6 +20,7 @@ from pynode.core.kv import KeyValueStore
 from pynode.core.peers import Peers
 from pynode.core.principal import Authenticator
 from pynode.core.settings import MeshSettings, Section
+from pynode.core.streams import EventStreams
 
 Closer = Callable[[], Awaitable[None]]
 
@@ -75,6 +76,7 @@ class Infrastructure:
     mesh: MeshSettings
     dev_mode: bool
     data_dir: Path
+    streams: EventStreams
 
 
 class ServiceModule(Protocol):

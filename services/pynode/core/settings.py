@@ -136,6 +136,12 @@ class StoreSettings(Section):
         "shared between processes; memory:// keeps them in this process.",
     )
     redis_prefix: str = Field("devpynode:", description="Prefix of every Redis key and channel.")
+    stream_max_events: int = Field(
+        10_000,
+        ge=100,
+        description="Events kept per event stream (a conversation's live events); a client away for "
+        "longer than this many events is told to reload.",
+    )
 
     @field_validator("redis_url")
     @classmethod

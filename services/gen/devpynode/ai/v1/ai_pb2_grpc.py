@@ -46,6 +46,11 @@ class AIRouterServiceStub:
                 request_serializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.GenerateForUser = channel.unary_stream(
+                '/devpynode.ai.v1.AIRouterService/GenerateForUser',
+                request_serializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateForUserRequest.SerializeToString,
+                response_deserializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateForUserResponse.FromString,
+                _registered_method=True)
         self.GetUsage = channel.unary_unary(
                 '/devpynode.ai.v1.AIRouterService/GetUsage',
                 request_serializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GetUsageRequest.SerializeToString,
@@ -73,6 +78,15 @@ class AIRouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateForUser(self, request, context):
+        """GenerateForUser is Generate for a service acting for one of its users
+        (chat writing an answer that must outlive its caller's stream): limits,
+        budgets and usage are that user's. Service tokens only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetUsage(self, request, context):
         """GetUsage sums the caller's token usage per model over a time range; an
         admin may ask for another user's, or for every user's.
@@ -93,6 +107,11 @@ def add_AIRouterServiceServicer_to_server(servicer, server):
                     servicer.Generate,
                     request_deserializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateRequest.FromString,
                     response_serializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateResponse.SerializeToString,
+            ),
+            'GenerateForUser': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateForUser,
+                    request_deserializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateForUserRequest.FromString,
+                    response_serializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateForUserResponse.SerializeToString,
             ),
             'GetUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsage,
@@ -156,6 +175,33 @@ class AIRouterService:
             '/devpynode.ai.v1.AIRouterService/Generate',
             devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateRequest.SerializeToString,
             devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateForUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/devpynode.ai.v1.AIRouterService/GenerateForUser',
+            devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateForUserRequest.SerializeToString,
+            devpynode_dot_ai_dot_v1_dot_ai__pb2.GenerateForUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

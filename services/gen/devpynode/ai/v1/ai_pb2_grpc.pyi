@@ -41,6 +41,11 @@ class AIRouterServiceStub:
     """Generate streams a model's reply token by token. The last response
     carries usage and finish_reason.
     """
+    GenerateForUser: _grpc.UnaryStreamMultiCallable[_ai_pb2.GenerateForUserRequest, _ai_pb2.GenerateForUserResponse]
+    """GenerateForUser is Generate for a service acting for one of its users
+    (chat writing an answer that must outlive its caller's stream): limits,
+    budgets and usage are that user's. Service tokens only.
+    """
     GetUsage: _grpc.UnaryUnaryMultiCallable[_ai_pb2.GetUsageRequest, _ai_pb2.GetUsageResponse]
     """GetUsage sums the caller's token usage per model over a time range; an
     admin may ask for another user's, or for every user's.
@@ -58,6 +63,11 @@ class AIRouterServiceAsyncStub(AIRouterServiceStub):
     Generate: _aio.UnaryStreamMultiCallable[_ai_pb2.GenerateRequest, _ai_pb2.GenerateResponse]  # type: ignore[assignment]
     """Generate streams a model's reply token by token. The last response
     carries usage and finish_reason.
+    """
+    GenerateForUser: _aio.UnaryStreamMultiCallable[_ai_pb2.GenerateForUserRequest, _ai_pb2.GenerateForUserResponse]  # type: ignore[assignment]
+    """GenerateForUser is Generate for a service acting for one of its users
+    (chat writing an answer that must outlive its caller's stream): limits,
+    budgets and usage are that user's. Service tokens only.
     """
     GetUsage: _aio.UnaryUnaryMultiCallable[_ai_pb2.GetUsageRequest, _ai_pb2.GetUsageResponse]  # type: ignore[assignment]
     """GetUsage sums the caller's token usage per model over a time range; an
@@ -85,6 +95,17 @@ class AIRouterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_ai_pb2.GenerateResponse], _abc.AsyncIterator[_ai_pb2.GenerateResponse]]:
         """Generate streams a model's reply token by token. The last response
         carries usage and finish_reason.
+        """
+
+    @_abc_1.abstractmethod
+    def GenerateForUser(
+        self,
+        request: _ai_pb2.GenerateForUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ai_pb2.GenerateForUserResponse], _abc.AsyncIterator[_ai_pb2.GenerateForUserResponse]]:
+        """GenerateForUser is Generate for a service acting for one of its users
+        (chat writing an answer that must outlive its caller's stream): limits,
+        budgets and usage are that user's. Service tokens only.
         """
 
     @_abc_1.abstractmethod

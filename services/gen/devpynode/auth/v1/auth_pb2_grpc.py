@@ -84,6 +84,11 @@ class AuthServiceStub:
                 request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.GetJwksResponse.FromString,
                 _registered_method=True)
+        self.LookupUser = channel.unary_unary(
+                '/devpynode.auth.v1.AuthService/LookupUser',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserResponse.FromString,
+                _registered_method=True)
         self.IssueServiceToken = channel.unary_unary(
                 '/devpynode.auth.v1.AuthService/IssueServiceToken',
                 request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.SerializeToString,
@@ -165,6 +170,14 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupUser(self, request, context):
+        """LookupUser finds an enabled account by e-mail or id for a service (chat
+        inviting a member). Service tokens only; NOT_FOUND when there is none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IssueServiceToken(self, request, context):
         """IssueServiceToken gives a service process a short-lived service token in
         exchange for the shared service secret.
@@ -220,6 +233,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.GetJwks,
                     request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.FromString,
                     response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.GetJwksResponse.SerializeToString,
+            ),
+            'LookupUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupUser,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserResponse.SerializeToString,
             ),
             'IssueServiceToken': grpc.unary_unary_rpc_method_handler(
                     servicer.IssueServiceToken,
@@ -475,6 +493,33 @@ class AuthService:
             '/devpynode.auth.v1.AuthService/GetJwks',
             devpynode_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
             devpynode_dot_auth_dot_v1_dot_auth__pb2.GetJwksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/LookupUser',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,10 @@ class AuthServiceStub:
     """RevokeSession ends one of the caller's sessions at once, access tokens included."""
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]
     """GetJwks publishes the public keys that verify access tokens."""
+    LookupUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LookupUserRequest, _auth_pb2.LookupUserResponse]
+    """LookupUser finds an enabled account by e-mail or id for a service (chat
+    inviting a member). Service tokens only; NOT_FOUND when there is none.
+    """
     IssueServiceToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IssueServiceTokenRequest, _auth_pb2.IssueServiceTokenResponse]
     """IssueServiceToken gives a service process a short-lived service token in
     exchange for the shared service secret.
@@ -97,6 +101,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """RevokeSession ends one of the caller's sessions at once, access tokens included."""
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]  # type: ignore[assignment]
     """GetJwks publishes the public keys that verify access tokens."""
+    LookupUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.LookupUserRequest, _auth_pb2.LookupUserResponse]  # type: ignore[assignment]
+    """LookupUser finds an enabled account by e-mail or id for a service (chat
+    inviting a member). Service tokens only; NOT_FOUND when there is none.
+    """
     IssueServiceToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.IssueServiceTokenRequest, _auth_pb2.IssueServiceTokenResponse]  # type: ignore[assignment]
     """IssueServiceToken gives a service process a short-lived service token in
     exchange for the shared service secret.
@@ -185,6 +193,16 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.GetJwksResponse, _abc.Awaitable[_auth_pb2.GetJwksResponse]]:
         """GetJwks publishes the public keys that verify access tokens."""
+
+    @_abc_1.abstractmethod
+    def LookupUser(
+        self,
+        request: _auth_pb2.LookupUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LookupUserResponse, _abc.Awaitable[_auth_pb2.LookupUserResponse]]:
+        """LookupUser finds an enabled account by e-mail or id for a service (chat
+        inviting a member). Service tokens only; NOT_FOUND when there is none.
+        """
 
     @_abc_1.abstractmethod
     def IssueServiceToken(

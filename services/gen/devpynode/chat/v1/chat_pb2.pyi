@@ -76,6 +76,72 @@ MESSAGE_STATE_FAILED: MessageState.ValueType  # 4
 """The AI reply failed; the text is what was generated before."""
 Global___MessageState: _TypeAlias = MessageState  # noqa: Y015
 
+class _FinishReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FINISH_REASON_UNSPECIFIED: _FinishReason.ValueType  # 0
+    """Not finished, or a member's message."""
+    FINISH_REASON_STOP: _FinishReason.ValueType  # 1
+    """The model finished its answer."""
+    FINISH_REASON_LENGTH: _FinishReason.ValueType  # 2
+    """The answer reached its token limit."""
+    FINISH_REASON_CANCELLED: _FinishReason.ValueType  # 3
+    """A member cancelled it (CancelGeneration)."""
+    FINISH_REASON_ERROR: _FinishReason.ValueType  # 4
+    """It failed; Message.error says why."""
+
+class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
+    """FinishReason says why an AI reply ended."""
+
+FINISH_REASON_UNSPECIFIED: FinishReason.ValueType  # 0
+"""Not finished, or a member's message."""
+FINISH_REASON_STOP: FinishReason.ValueType  # 1
+"""The model finished its answer."""
+FINISH_REASON_LENGTH: FinishReason.ValueType  # 2
+"""The answer reached its token limit."""
+FINISH_REASON_CANCELLED: FinishReason.ValueType  # 3
+"""A member cancelled it (CancelGeneration)."""
+FINISH_REASON_ERROR: FinishReason.ValueType  # 4
+"""It failed; Message.error says why."""
+Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
+
+@_typing.final
+class Attachment(_message.Message):
+    """Attachment is a file attached to a message, as members see it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    """File id (FileService)."""
+    filename: _builtins.str
+    """Display name."""
+    content_type: _builtins.str
+    """Media type detected by the files service."""
+    size_bytes: _builtins.int
+    """Size in bytes."""
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "file_id", b"file_id", "filename", b"filename", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attachment: _TypeAlias = Attachment  # noqa: Y015
+
 @_typing.final
 class Conversation(_message.Message):
     """Conversation is a thread of messages between members and a model."""
@@ -200,6 +266,12 @@ class Message(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     REACTIONS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    FINISH_REASON_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    REPLY_TO_ID_FIELD_NUMBER: _builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID."""
     conversation_id: _builtins.str
@@ -212,6 +284,18 @@ class Message(_message.Message):
     """The author's account id; empty for AI replies."""
     state: Global___MessageState.ValueType
     """Whether it is final."""
+    model: _builtins.str
+    """For AI replies: the model that answered."""
+    finish_reason: Global___FinishReason.ValueType
+    """For AI replies: why it ended (unset while streaming)."""
+    error: _builtins.str
+    """For failed AI replies: why, in words."""
+    reply_to_id: _builtins.str
+    """For AI replies: the member's message it answers."""
+    last_seq: _builtins.int
+    """For a streaming AI reply: the seq of the last delta its text includes
+    (-1 before the first), so a client can join its deltas without a gap.
+    """
     @_builtins.property
     def attachment_file_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Files attached to it."""
@@ -228,6 +312,10 @@ class Message(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was posted."""
 
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attachment]:
+        """The attached files with their names and types."""
+
     def __init__(
         self,
         *,
@@ -241,10 +329,16 @@ class Message(_message.Message):
         usage: Global___Usage | None = ...,
         reactions: _abc.Iterable[Global___ReactionSummary] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        model: _builtins.str = ...,
+        finish_reason: Global___FinishReason.ValueType = ...,
+        error: _builtins.str = ...,
+        attachments: _abc.Iterable[Global___Attachment] | None = ...,
+        reply_to_id: _builtins.str = ...,
+        last_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_file_ids", b"attachment_file_ids", "author_id", b"author_id", "conversation_id", b"conversation_id", "created_at", b"created_at", "id", b"id", "reactions", b"reactions", "role", b"role", "state", b"state", "text", b"text", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_file_ids", b"attachment_file_ids", "attachments", b"attachments", "author_id", b"author_id", "conversation_id", b"conversation_id", "created_at", b"created_at", "error", b"error", "finish_reason", b"finish_reason", "id", b"id", "last_seq", b"last_seq", "model", b"model", "reactions", b"reactions", "reply_to_id", b"reply_to_id", "role", b"role", "state", b"state", "text", b"text", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -447,19 +541,23 @@ class AddMemberRequest(_message.Message):
 
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
     """Conversation id."""
     user_id: _builtins.str
-    """The account to add."""
+    """The account to add (or give `email` instead)."""
+    email: _builtins.str
+    """The e-mail of the account to add (or give `user_id` instead)."""
     def __init__(
         self,
         *,
         conversation_id: _builtins.str = ...,
         user_id: _builtins.str = ...,
+        email: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "email", b"email", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -467,14 +565,16 @@ Global___AddMemberRequest: _TypeAlias = AddMemberRequest  # noqa: Y015
 
 @_typing.final
 class AddMemberResponse(_message.Message):
-    """AddMemberResponse carries the updated conversation."""
+    """AddMemberResponse carries the conversation. For an invitation by e-mail it
+    is the same whether or not the address has an account.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CONVERSATION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def conversation(self) -> Global___Conversation:
-        """The conversation with the new member."""
+        """The conversation (its members as the caller may know them)."""
 
     def __init__(
         self,
@@ -488,6 +588,170 @@ class AddMemberResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AddMemberResponse: _TypeAlias = AddMemberResponse  # noqa: Y015
+
+@_typing.final
+class RemoveMemberRequest(_message.Message):
+    """RemoveMemberRequest takes a member out of a conversation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.str
+    """Conversation id."""
+    user_id: _builtins.str
+    """The member to remove; the caller's own id leaves the conversation."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveMemberRequest: _TypeAlias = RemoveMemberRequest  # noqa: Y015
+
+@_typing.final
+class RemoveMemberResponse(_message.Message):
+    """RemoveMemberResponse is empty."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveMemberResponse: _TypeAlias = RemoveMemberResponse  # noqa: Y015
+
+@_typing.final
+class UpdateConversationRequest(_message.Message):
+    """UpdateConversationRequest changes a conversation; unset fields stay."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.str
+    """Conversation id."""
+    title: _builtins.str
+    """New title, up to 200 characters."""
+    model: _builtins.str
+    """New model id (`provider/name`) for the next AI replies."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.str = ...,
+        title: _builtins.str | None = ...,
+        model: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_model", b"_model", "_title", b"_title", "model", b"model", "title", b"title"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_model", b"_model", "_title", b"_title", "conversation_id", b"conversation_id", "model", b"model", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__model: _TypeAlias = _typing.Literal["model"]  # noqa: Y015
+    _WhichOneofArgType__model: _TypeAlias = _typing.Literal["_model", b"_model"]  # noqa: Y015
+    _WhichOneofReturnType__title: _TypeAlias = _typing.Literal["title"]  # noqa: Y015
+    _WhichOneofArgType__title: _TypeAlias = _typing.Literal["_title", b"_title"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__model) -> _WhichOneofReturnType__model | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__title) -> _WhichOneofReturnType__title | None: ...
+
+Global___UpdateConversationRequest: _TypeAlias = UpdateConversationRequest  # noqa: Y015
+
+@_typing.final
+class UpdateConversationResponse(_message.Message):
+    """UpdateConversationResponse carries the changed conversation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def conversation(self) -> Global___Conversation:
+        """The conversation after the change."""
+
+    def __init__(
+        self,
+        *,
+        conversation: Global___Conversation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateConversationResponse: _TypeAlias = UpdateConversationResponse  # noqa: Y015
+
+@_typing.final
+class DownloadAttachmentRequest(_message.Message):
+    """DownloadAttachmentRequest names an attachment of a message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.str
+    """Conversation id."""
+    message_id: _builtins.str
+    """The message the file is attached to."""
+    file_id: _builtins.str
+    """The attached file."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.str = ...,
+        message_id: _builtins.str = ...,
+        file_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "file_id", b"file_id", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadAttachmentRequest: _TypeAlias = DownloadAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class DownloadAttachmentResponse(_message.Message):
+    """DownloadAttachmentResponse is the attachment's metadata, then its bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """Up to 1 MiB of its bytes."""
+    @_builtins.property
+    def attachment(self) -> Global___Attachment:
+        """The file (first message)."""
+
+    def __init__(
+        self,
+        *,
+        attachment: Global___Attachment | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "chunk", b"chunk", "data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "chunk", b"chunk", "data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_data: _TypeAlias = _typing.Literal["attachment", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_data: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_data) -> _WhichOneofReturnType_data | None: ...
+
+Global___DownloadAttachmentResponse: _TypeAlias = DownloadAttachmentResponse  # noqa: Y015
 
 @_typing.final
 class SendMessageRequest(_message.Message):
@@ -859,16 +1123,20 @@ class StreamEventsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
     """Conversation id."""
+    after: _builtins.str
+    """The id of the last event seen, to resume after it; empty starts now."""
     def __init__(
         self,
         *,
         conversation_id: _builtins.str = ...,
+        after: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "conversation_id", b"conversation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -882,19 +1150,25 @@ class TypingEvent(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     TYPING_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The member."""
     typing: _builtins.bool
     """Whether they are typing."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When to stop showing it unless renewed (set while typing)."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         typing: _builtins.bool = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["typing", b"typing", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "typing", b"typing", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -908,21 +1182,33 @@ class ReactionEvent(_message.Message):
 
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
     REACTIONS_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EMOJI_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     """The message."""
+    user_id: _builtins.str
+    """The member who reacted or took a reaction back."""
+    emoji: _builtins.str
+    """The emoji concerned."""
+    added: _builtins.bool
+    """True when added, false when removed."""
     @_builtins.property
     def reactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReactionSummary]:
-        """Its reactions after the change."""
+        """Its reactions after the change (reacted_by_me is the subscriber's)."""
 
     def __init__(
         self,
         *,
         message_id: _builtins.str = ...,
         reactions: _abc.Iterable[Global___ReactionSummary] | None = ...,
+        user_id: _builtins.str = ...,
+        emoji: _builtins.str = ...,
+        added: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id", "reactions", b"reactions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "emoji", b"emoji", "message_id", b"message_id", "reactions", b"reactions", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -961,6 +1247,14 @@ class StreamEventsResponse(_message.Message):
     TYPING_FIELD_NUMBER: _builtins.int
     REACTION_FIELD_NUMBER: _builtins.int
     MEMBER_ADDED_FIELD_NUMBER: _builtins.int
+    MEMBER_REMOVED_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    RELOAD_FIELD_NUMBER: _builtins.int
+    CONVERSATION_UPDATED_FIELD_NUMBER: _builtins.int
+    CONVERSATION_DELETED_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """This event's id, to pass as `after` when resubscribing."""
     @_builtins.property
     def message(self) -> Global___Message:
         """A message was posted or an AI reply finished."""
@@ -981,6 +1275,28 @@ class StreamEventsResponse(_message.Message):
     def member_added(self) -> Global___MemberAddedEvent:
         """A member joined."""
 
+    @_builtins.property
+    def member_removed(self) -> Global___MemberRemovedEvent:
+        """A member left or was removed."""
+
+    @_builtins.property
+    def ready(self) -> Global___ReadyEvent:
+        """The subscription is live from this event's id (first, when no `after`)."""
+
+    @_builtins.property
+    def reload(self) -> Global___ReloadEvent:
+        """Events after `after` are no longer kept: reload the history, then
+        resume from this event's id.
+        """
+
+    @_builtins.property
+    def conversation_updated(self) -> Global___Conversation:
+        """The conversation's title or model changed."""
+
+    @_builtins.property
+    def conversation_deleted(self) -> Global___ConversationDeletedEvent:
+        """The conversation was deleted; the stream ends."""
+
     def __init__(
         self,
         *,
@@ -989,13 +1305,92 @@ class StreamEventsResponse(_message.Message):
         typing: Global___TypingEvent | None = ...,
         reaction: Global___ReactionEvent | None = ...,
         member_added: Global___MemberAddedEvent | None = ...,
+        member_removed: Global___MemberRemovedEvent | None = ...,
+        ready: Global___ReadyEvent | None = ...,
+        reload: Global___ReloadEvent | None = ...,
+        conversation_updated: Global___Conversation | None = ...,
+        conversation_deleted: Global___ConversationDeletedEvent | None = ...,
+        id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "event", b"event", "member_added", b"member_added", "message", b"message", "reaction", b"reaction", "typing", b"typing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation_deleted", b"conversation_deleted", "conversation_updated", b"conversation_updated", "delta", b"delta", "event", b"event", "member_added", b"member_added", "member_removed", b"member_removed", "message", b"message", "reaction", b"reaction", "ready", b"ready", "reload", b"reload", "typing", b"typing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "event", b"event", "member_added", b"member_added", "message", b"message", "reaction", b"reaction", "typing", b"typing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_deleted", b"conversation_deleted", "conversation_updated", b"conversation_updated", "delta", b"delta", "event", b"event", "id", b"id", "member_added", b"member_added", "member_removed", b"member_removed", "message", b"message", "reaction", b"reaction", "ready", b"ready", "reload", b"reload", "typing", b"typing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "delta", "typing", "reaction", "member_added"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "delta", "typing", "reaction", "member_added", "member_removed", "ready", "reload", "conversation_updated", "conversation_deleted"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___StreamEventsResponse: _TypeAlias = StreamEventsResponse  # noqa: Y015
+
+@_typing.final
+class MemberRemovedEvent(_message.Message):
+    """MemberRemovedEvent says an account left the conversation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The former member."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberRemovedEvent: _TypeAlias = MemberRemovedEvent  # noqa: Y015
+
+@_typing.final
+class ReadyEvent(_message.Message):
+    """ReadyEvent marks where a subscription starts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadyEvent: _TypeAlias = ReadyEvent  # noqa: Y015
+
+@_typing.final
+class ReloadEvent(_message.Message):
+    """ReloadEvent says events were missed and history must be read again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReloadEvent: _TypeAlias = ReloadEvent  # noqa: Y015
+
+@_typing.final
+class ConversationDeletedEvent(_message.Message):
+    """ConversationDeletedEvent says the conversation is gone."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConversationDeletedEvent: _TypeAlias = ConversationDeletedEvent  # noqa: Y015

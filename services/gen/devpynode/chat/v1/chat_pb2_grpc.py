@@ -61,6 +61,16 @@ class ChatServiceStub:
                 request_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberRequest.SerializeToString,
                 response_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberResponse.FromString,
                 _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/devpynode.chat.v1.ChatService/RemoveMember',
+                request_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
+        self.UpdateConversation = channel.unary_unary(
+                '/devpynode.chat.v1.ChatService/UpdateConversation',
+                request_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.UpdateConversationRequest.SerializeToString,
+                response_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.UpdateConversationResponse.FromString,
+                _registered_method=True)
         self.SendMessage = channel.unary_stream(
                 '/devpynode.chat.v1.ChatService/SendMessage',
                 request_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.SendMessageRequest.SerializeToString,
@@ -95,6 +105,11 @@ class ChatServiceStub:
                 '/devpynode.chat.v1.ChatService/StreamEvents',
                 request_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.StreamEventsRequest.SerializeToString,
                 response_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.StreamEventsResponse.FromString,
+                _registered_method=True)
+        self.DownloadAttachment = channel.unary_stream(
+                '/devpynode.chat.v1.ChatService/DownloadAttachment',
+                request_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.DownloadAttachmentRequest.SerializeToString,
+                response_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.DownloadAttachmentResponse.FromString,
                 _registered_method=True)
 
 
@@ -132,7 +147,24 @@ class ChatServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AddMember(self, request, context):
-        """AddMember adds an account to a conversation the caller owns.
+        """AddMember adds an account to a conversation the caller owns, by e-mail or
+        account id. An e-mail that names no account is answered exactly like one
+        that does, so invitations never reveal who has an account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """RemoveMember takes a member out of a conversation: the owner removes
+        anyone but themself; any member may remove themself (leave).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateConversation(self, request, context):
+        """UpdateConversation changes a conversation's title or model (owner only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,7 +214,19 @@ class ChatServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamEvents(self, request, context):
-        """StreamEvents streams real-time events of one conversation.
+        """StreamEvents streams real-time events of one conversation. Without
+        `after` it starts with a `ready` event (the cursor to resume from) and the
+        answers still being written, so far; with `after` it replays what came
+        after that event id, then goes live. Open it before ListMessages: a
+        message may then show in both (same id), never in neither.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadAttachment(self, request, context):
+        """DownloadAttachment streams a file attached to a message of the
+        conversation (metadata first, then chunks) to any member.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -215,6 +259,16 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.AddMember,
                     request_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberRequest.FromString,
                     response_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberResponse.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.RemoveMemberResponse.SerializeToString,
+            ),
+            'UpdateConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateConversation,
+                    request_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.UpdateConversationRequest.FromString,
+                    response_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.UpdateConversationResponse.SerializeToString,
             ),
             'SendMessage': grpc.unary_stream_rpc_method_handler(
                     servicer.SendMessage,
@@ -250,6 +304,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.StreamEvents,
                     request_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.StreamEventsRequest.FromString,
                     response_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.StreamEventsResponse.SerializeToString,
+            ),
+            'DownloadAttachment': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadAttachment,
+                    request_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.DownloadAttachmentRequest.FromString,
+                    response_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.DownloadAttachmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -389,6 +448,60 @@ class ChatService:
             '/devpynode.chat.v1.ChatService/AddMember',
             devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberRequest.SerializeToString,
             devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.chat.v1.ChatService/RemoveMember',
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.RemoveMemberRequest.SerializeToString,
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.RemoveMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.chat.v1.ChatService/UpdateConversation',
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.UpdateConversationRequest.SerializeToString,
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.UpdateConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -578,6 +691,33 @@ class ChatService:
             '/devpynode.chat.v1.ChatService/StreamEvents',
             devpynode_dot_chat_dot_v1_dot_chat__pb2.StreamEventsRequest.SerializeToString,
             devpynode_dot_chat_dot_v1_dot_chat__pb2.StreamEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/devpynode.chat.v1.ChatService/DownloadAttachment',
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.DownloadAttachmentRequest.SerializeToString,
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.DownloadAttachmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

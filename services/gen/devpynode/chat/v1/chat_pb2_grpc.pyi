@@ -44,7 +44,16 @@ class ChatServiceStub:
     DeleteConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeleteConversationRequest, _chat_pb2.DeleteConversationResponse]
     """DeleteConversation deletes a conversation the caller owns, with its messages."""
     AddMember: _grpc.UnaryUnaryMultiCallable[_chat_pb2.AddMemberRequest, _chat_pb2.AddMemberResponse]
-    """AddMember adds an account to a conversation the caller owns."""
+    """AddMember adds an account to a conversation the caller owns, by e-mail or
+    account id. An e-mail that names no account is answered exactly like one
+    that does, so invitations never reveal who has an account.
+    """
+    RemoveMember: _grpc.UnaryUnaryMultiCallable[_chat_pb2.RemoveMemberRequest, _chat_pb2.RemoveMemberResponse]
+    """RemoveMember takes a member out of a conversation: the owner removes
+    anyone but themself; any member may remove themself (leave).
+    """
+    UpdateConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.UpdateConversationRequest, _chat_pb2.UpdateConversationResponse]
+    """UpdateConversation changes a conversation's title or model (owner only)."""
     SendMessage: _grpc.UnaryStreamMultiCallable[_chat_pb2.SendMessageRequest, _chat_pb2.SendMessageResponse]
     """SendMessage posts the caller's message and streams the AI reply:
     user_message first, then deltas, then assistant_message.
@@ -60,7 +69,16 @@ class ChatServiceStub:
     SendTyping: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SendTypingRequest, _chat_pb2.SendTypingResponse]
     """SendTyping tells the other members that the caller is typing."""
     StreamEvents: _grpc.UnaryStreamMultiCallable[_chat_pb2.StreamEventsRequest, _chat_pb2.StreamEventsResponse]
-    """StreamEvents streams real-time events of one conversation."""
+    """StreamEvents streams real-time events of one conversation. Without
+    `after` it starts with a `ready` event (the cursor to resume from) and the
+    answers still being written, so far; with `after` it replays what came
+    after that event id, then goes live. Open it before ListMessages: a
+    message may then show in both (same id), never in neither.
+    """
+    DownloadAttachment: _grpc.UnaryStreamMultiCallable[_chat_pb2.DownloadAttachmentRequest, _chat_pb2.DownloadAttachmentResponse]
+    """DownloadAttachment streams a file attached to a message of the
+    conversation (metadata first, then chunks) to any member.
+    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -78,7 +96,16 @@ class ChatServiceAsyncStub(ChatServiceStub):
     DeleteConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeleteConversationRequest, _chat_pb2.DeleteConversationResponse]  # type: ignore[assignment]
     """DeleteConversation deletes a conversation the caller owns, with its messages."""
     AddMember: _aio.UnaryUnaryMultiCallable[_chat_pb2.AddMemberRequest, _chat_pb2.AddMemberResponse]  # type: ignore[assignment]
-    """AddMember adds an account to a conversation the caller owns."""
+    """AddMember adds an account to a conversation the caller owns, by e-mail or
+    account id. An e-mail that names no account is answered exactly like one
+    that does, so invitations never reveal who has an account.
+    """
+    RemoveMember: _aio.UnaryUnaryMultiCallable[_chat_pb2.RemoveMemberRequest, _chat_pb2.RemoveMemberResponse]  # type: ignore[assignment]
+    """RemoveMember takes a member out of a conversation: the owner removes
+    anyone but themself; any member may remove themself (leave).
+    """
+    UpdateConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.UpdateConversationRequest, _chat_pb2.UpdateConversationResponse]  # type: ignore[assignment]
+    """UpdateConversation changes a conversation's title or model (owner only)."""
     SendMessage: _aio.UnaryStreamMultiCallable[_chat_pb2.SendMessageRequest, _chat_pb2.SendMessageResponse]  # type: ignore[assignment]
     """SendMessage posts the caller's message and streams the AI reply:
     user_message first, then deltas, then assistant_message.
@@ -94,7 +121,16 @@ class ChatServiceAsyncStub(ChatServiceStub):
     SendTyping: _aio.UnaryUnaryMultiCallable[_chat_pb2.SendTypingRequest, _chat_pb2.SendTypingResponse]  # type: ignore[assignment]
     """SendTyping tells the other members that the caller is typing."""
     StreamEvents: _aio.UnaryStreamMultiCallable[_chat_pb2.StreamEventsRequest, _chat_pb2.StreamEventsResponse]  # type: ignore[assignment]
-    """StreamEvents streams real-time events of one conversation."""
+    """StreamEvents streams real-time events of one conversation. Without
+    `after` it starts with a `ready` event (the cursor to resume from) and the
+    answers still being written, so far; with `after` it replays what came
+    after that event id, then goes live. Open it before ListMessages: a
+    message may then show in both (same id), never in neither.
+    """
+    DownloadAttachment: _aio.UnaryStreamMultiCallable[_chat_pb2.DownloadAttachmentRequest, _chat_pb2.DownloadAttachmentResponse]  # type: ignore[assignment]
+    """DownloadAttachment streams a file attached to a message of the
+    conversation (metadata first, then chunks) to any member.
+    """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """ChatService holds conversations between members and AI models: history,
@@ -139,7 +175,28 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.AddMemberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.AddMemberResponse, _abc.Awaitable[_chat_pb2.AddMemberResponse]]:
-        """AddMember adds an account to a conversation the caller owns."""
+        """AddMember adds an account to a conversation the caller owns, by e-mail or
+        account id. An e-mail that names no account is answered exactly like one
+        that does, so invitations never reveal who has an account.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveMember(
+        self,
+        request: _chat_pb2.RemoveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.RemoveMemberResponse, _abc.Awaitable[_chat_pb2.RemoveMemberResponse]]:
+        """RemoveMember takes a member out of a conversation: the owner removes
+        anyone but themself; any member may remove themself (leave).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateConversation(
+        self,
+        request: _chat_pb2.UpdateConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.UpdateConversationResponse, _abc.Awaitable[_chat_pb2.UpdateConversationResponse]]:
+        """UpdateConversation changes a conversation's title or model (owner only)."""
 
     @_abc_1.abstractmethod
     def SendMessage(
@@ -197,6 +254,21 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.StreamEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_chat_pb2.StreamEventsResponse], _abc.AsyncIterator[_chat_pb2.StreamEventsResponse]]:
-        """StreamEvents streams real-time events of one conversation."""
+        """StreamEvents streams real-time events of one conversation. Without
+        `after` it starts with a `ready` event (the cursor to resume from) and the
+        answers still being written, so far; with `after` it replays what came
+        after that event id, then goes live. Open it before ListMessages: a
+        message may then show in both (same id), never in neither.
+        """
+
+    @_abc_1.abstractmethod
+    def DownloadAttachment(
+        self,
+        request: _chat_pb2.DownloadAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_chat_pb2.DownloadAttachmentResponse], _abc.AsyncIterator[_chat_pb2.DownloadAttachmentResponse]]:
+        """DownloadAttachment streams a file attached to a message of the
+        conversation (metadata first, then chunks) to any member.
+        """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

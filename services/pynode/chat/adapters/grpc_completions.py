@@ -1,0 +1,62 @@
+"""Completions over the AI router's GenerateForUser (service identity, usage counted for the user)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import grpc
+from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
+
+from pynode.chat.ports import CompletionPiece, PromptMessage
+from pynode.core.peers import PeerClient, peer_error
+
+_ROLES = {
+    "system": ai_pb2.MESSAGE_ROLE_SYSTEM,
+    "user": ai_pb2.MESSAGE_ROLE_USER,
+    "assistant": ai_pb2.MESSAGE_ROLE_ASSISTANT,
+}
+_FINISH = {
+    ai_pb2.FINISH_REASON_STOP: "stop",
+    ai_pb2.FINISH_REASON_LENGTH: "length",
+    ai_pb2.FINISH_REASON_CANCELLED: "cancelled",
+    ai_pb2.FINISH_REASON_ERROR: "error",
+}
+# A generation may stream for a long time; the router bounds the wait for its first token itself.
+GENERATION_BUDGET_SECONDS = 3600.0
+
+
+class GrpcCompletions(PeerClient):
+    """Streams an answer from the AI router for a named user."""
+
+    service = "ai"
+
+    async def generate(
+        self, user_id: str, model: str, messages: list[PromptMessage]
+    ) -> AsyncGenerator[CompletionPiece, None]:
+        stub = ai_pb2_grpc.AIRouterServiceStub(self.channel)
+        request = ai_pb2.GenerateForUserRequest(
+            user_id=user_id,
+            request=ai_pb2.GenerateRequest(
+                model=model,
+                messages=[ai_pb2.ChatMessage(role=_ROLES[m.role], content=m.content) for m in messages],
+            ),
+        )
+        options = await self.options(as_user=False, budget_seconds=GENERATION_BUDGET_SECONDS)
+        call = stub.GenerateForUser(request, **options)
+        try:
+            async for wrapped in call:
+                piece = wrapped.response
+                if piece.finish_reason:
+                    yield CompletionPiece(
+                        piece.text,
+                        piece.model,
+                        _FINISH.get(piece.finish_reason, "stop"),
+                        piece.usage.prompt_tokens,
+                        piece.usage.completion_tokens,
+                    )
+                else:
+                    yield CompletionPiece(piece.text, piece.model)
+        except grpc.aio.AioRpcError as error:
+            raise peer_error(error, self.service) from None
+        finally:
+            call.cancel()  # a cancelled generation ends the router's stream (and its provider's) at once

@@ -1,0 +1,547 @@
+"""Chat use cases: conversations, members, messages with AI replies, reactions, typing and live events.
+
+Never imports grpc. Every use case starts from the caller's membership: a conversation the caller is not
+a member of answers NotFound, exactly like a missing one. Every change is appended to the conversation's
+event stream, which is what members (in any process) follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pynode.chat.domain import (
+    ASSISTANT,
+    COMPLETE,
+    STREAMING,
+    USER,
+    Attachment,
+    ChatEvent,
+    ChatMessage,
+    Conversation,
+)
+from pynode.chat.events import conversation_data, decode, encode, message_data, message_of, stream_name
+from pynode.chat.generations import GenerationJob, GenerationRunner
+from pynode.chat.ports import AccountDirectory, AttachmentReader, ConversationRepository, PromptMessage
+from pynode.core.db import utcnow
+from pynode.core.errors import (
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    QuotaViolation,
+)
+from pynode.core.kv import KeyValueStore
+from pynode.core.paging import decode_token, encode_token, page_size, token_field
+from pynode.core.principal import Principal
+from pynode.core.streams import EventStreams, event_key
+
+log = logging.getLogger("pynode.chat")
+
+# A renewal within this share of the typing time after the last one is absorbed: typing cannot flood
+# the conversation's events.
+TYPING_RENEW_SHARE = 0.3
+CANCEL_WAIT_SECONDS = 10.0
+TEXT_TYPES = ("text/", "application/json")
+RATE_WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    """Sizes and rates from settings."""
+
+    default_model: str
+    max_members: int
+    messages_per_minute: int
+    invites_per_minute: int
+    context_chars: int
+    history_messages: int
+    attachment_text_bytes: int
+    typing_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """What SendMessage produced: the member's message, and the AI reply it started (or had started)."""
+
+    message: ChatMessage
+    reply: ChatMessage | None
+    job: GenerationJob | None
+
+
+def _not_found(conversation_id: object) -> NotFound:
+    return NotFound(f"no conversation {conversation_id} of yours", reason="CONVERSATION_NOT_FOUND")
+
+
+def _uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(f"{field} is not a UUID", [FieldViolation(field, "must be a UUID")]) from None
+
+
+def title_from(text: str, limit: int = 60) -> str:
+    """A conversation title from its first message: the first words, cut at a word boundary."""
+    words = " ".join(text.split())
+    if len(words) <= limit:
+        return words
+    cut = words[:limit].rsplit(" ", 1)[0] or words[:limit]
+    return cut + "…"
+
+
+class ChatService:
+    """The chat service's use cases."""
+
+    def __init__(
+        self,
+        repo: ConversationRepository,
+        streams: EventStreams,
+        kv: KeyValueStore,
+        runner: GenerationRunner,
+        attachments: AttachmentReader,
+        accounts: AccountDirectory,
+        limits: ChatLimits,
+    ) -> None:
+        self.repo = repo
+        self.streams = streams
+        self._kv = kv
+        self.runner = runner
+        self._attachments = attachments
+        self._accounts = accounts
+        self.limits = limits
+        self._timers: set[asyncio.Task[None]] = set()
+        runner.prompt = self._prompt
+        runner.finished = self._finished
+
+    # --- membership -------------------------------------------------------------------------------
+
+    async def _conversation(self, caller: Principal, conversation_id: str) -> Conversation:
+        found = await self.repo.conversation(_uuid(conversation_id, "conversation_id"))
+        if found is None or caller.subject not in found.member_ids:
+            raise _not_found(conversation_id)
+        return found
+
+    async def _owned(self, caller: Principal, conversation_id: str, what: str) -> Conversation:
+        conversation = await self._conversation(caller, conversation_id)
+        if conversation.owner_id != caller.subject:
+            raise PermissionDenied(f"only the conversation's owner may {what}", reason="NOT_OWNER")
+        return conversation
+
+    async def _publish(self, conversation_id: uuid.UUID, kind: str, data: dict[str, Any]) -> str:
+        return await self.streams.append(stream_name(conversation_id), encode(ChatEvent(kind, data)))
+
+    async def _limit(self, key: str, limit: int, what: str) -> None:
+        if not limit:
+            return
+        count, ttl = await self._kv.incr(key, RATE_WINDOW_SECONDS)
+        if count > limit:
+            raise QuotaExceeded(
+                f"at most {limit} {what} per minute; retry in {max(1, round(ttl))} s",
+                retry_after=ttl if ttl > 0 else RATE_WINDOW_SECONDS,
+                violations=[QuotaViolation(key.rsplit(":", 1)[0], f"{what} per user per minute")],
+            )
+
+    # --- conversations ----------------------------------------------------------------------------
+
+    async def create(self, caller: Principal, title: str, model: str) -> Conversation:
+        now = utcnow()
+        conversation = Conversation(
+            uuid.uuid4(), caller.subject, title.strip(), model.strip() or self.limits.default_model, now, now
+        )
+        await self.repo.add_conversation(conversation)
+        conversation.member_ids = [caller.subject]
+        return conversation
+
+    async def get(self, caller: Principal, conversation_id: str) -> Conversation:
+        return await self._conversation(caller, conversation_id)
+
+    async def conversations(self, caller: Principal, size: int, token: str) -> tuple[list[Conversation], str]:
+        limit = page_size(size)
+        position = decode_token(token)
+        before = None
+        if position is not None:
+            before = (
+                datetime.fromisoformat(token_field(position, "t", str)),
+                _uuid(token_field(position, "i", str), "page_token"),
+            )
+        found = await self.repo.conversations_of(caller.subject, before, limit + 1)
+        page = found[:limit]
+        next_token = ""
+        if len(found) > limit:
+            last = page[-1]
+            next_token = encode_token({"t": last.updated_at.isoformat(), "i": str(last.id)})
+        return page, next_token
+
+    async def update(
+        self, caller: Principal, conversation_id: str, title: str | None, model: str | None
+    ) -> Conversation:
+        conversation = await self._owned(caller, conversation_id, "change it")
+        if model is not None and not model.strip():
+            raise InvalidArgument("model must not be empty", [FieldViolation("model", "give a model id")])
+        title = title.strip() if title is not None else None
+        model = model.strip() if model is not None else None
+        await self.repo.update_conversation(conversation.id, title, model)
+        conversation.title = conversation.title if title is None else title
+        conversation.model = conversation.model if model is None else model
+        await self._publish(conversation.id, "conversation_updated", conversation_data(conversation))
+        return conversation
+
+    async def delete(self, caller: Principal, conversation_id: str) -> None:
+        conversation = await self._owned(caller, conversation_id, "delete it")
+        streaming = await self.repo.delete_conversation(conversation.id)
+        for message_id in streaming:
+            if self.runner.cancel_local(message_id) is None:
+                await self.runner.request_cancel(message_id)
+        await self._publish(conversation.id, "conversation_deleted", {})
+
+    # --- members ----------------------------------------------------------------------------------
+
+    async def add_member(self, caller: Principal, conversation_id: str, user_id: str, email: str) -> Conversation:
+        if bool(user_id) == bool(email):
+            raise InvalidArgument(
+                "give exactly one of email and user_id",
+                [FieldViolation("email", "give the e-mail of the account to add, or its user_id")],
+            )
+        conversation = await self._owned(caller, conversation_id, "add members")
+        await self._limit(f"chat:invites:{caller.subject}", self.limits.invites_per_minute, "invitations")
+        found = await self._accounts.enabled_user(email=email, user_id=user_id)
+        if found is None:
+            if email:
+                # Said exactly as for an account that exists: invitations do not reveal who has one.
+                return conversation
+            raise NotFound(f"no account {user_id}", reason="USER_NOT_FOUND")
+        if await self.repo.add_member(conversation.id, found, self.limits.max_members):
+            conversation.member_ids.append(found)
+            await self._publish(conversation.id, "member_added", {"user_id": found})
+        return conversation
+
+    async def remove_member(self, caller: Principal, conversation_id: str, user_id: str) -> None:
+        conversation = await self._conversation(caller, conversation_id)
+        if user_id == caller.subject:
+            if conversation.owner_id == caller.subject:
+                raise FailedPrecondition(
+                    "the owner cannot leave their conversation; delete it instead", reason="OWNER_CANNOT_LEAVE"
+                )
+        elif conversation.owner_id != caller.subject:
+            raise PermissionDenied("only the conversation's owner may remove other members", reason="NOT_OWNER")
+        if not await self.repo.remove_member(conversation.id, user_id):
+            raise NotFound(f"{user_id} is not a member of this conversation", reason="MEMBER_NOT_FOUND")
+        await self._publish(conversation.id, "member_removed", {"user_id": user_id})
+
+    # --- messages ---------------------------------------------------------------------------------
+
+    async def send(
+        self, caller: Principal, conversation_id: str, text: str, file_ids: list[str], client_request_id: str
+    ) -> SentMessage:
+        conversation = await self._conversation(caller, conversation_id)
+        if not text.strip():
+            raise InvalidArgument("text must not be blank", [FieldViolation("text", "write something")])
+        if client_request_id:
+            earlier = await self.repo.by_request_id(conversation.id, caller.subject, client_request_id)
+            if earlier is not None:
+                return self._retried(*earlier)
+        await self._limit(f"chat:messages:{caller.subject}", self.limits.messages_per_minute, "messages")
+        attachments = await self._check_attachments(file_ids)
+        now = utcnow()
+        message = ChatMessage(
+            uuid.uuid4(), conversation.id, USER, caller.subject, text, COMPLETE, now,
+            attachments=attachments, client_request_id=client_request_id or None,
+        )  # fmt: skip
+        # Deltas of the reply come after this id: a late subscriber rebuilds its text from here on.
+        start = await self.streams.last_id(stream_name(conversation.id))
+        reply = ChatMessage(
+            uuid.uuid4(), conversation.id, ASSISTANT, caller.subject, "", STREAMING, now + timedelta(microseconds=1),
+            model=conversation.model, reply_to_id=message.id, checkpoint_event_id=start,
+        )  # fmt: skip
+        if not await self.repo.add_exchange(message, reply):
+            earlier = await self.repo.by_request_id(conversation.id, caller.subject, client_request_id)
+            if earlier is None:
+                raise FailedPrecondition("the conversation is gone", reason="CONVERSATION_NOT_FOUND")
+            return self._retried(*earlier)
+        await self._publish(conversation.id, "message", message_data(message))
+        await self._publish(conversation.id, "message", message_data(reply))
+        job = self.runner.start(reply)
+        return SentMessage(message, reply, job)
+
+    def _retried(self, message: ChatMessage, reply: ChatMessage | None) -> SentMessage:
+        job = self.runner.jobs.get(reply.id) if reply is not None else None
+        return SentMessage(message, reply, job)
+
+    async def _check_attachments(self, file_ids: list[str]) -> list[Attachment]:
+        found: list[Attachment] = []
+        violations = []
+        for i, file_id in enumerate(file_ids):
+            try:
+                found.append(await self._attachments.attachment(file_id))
+            except NotFound:
+                violations.append(FieldViolation(f"attachment_file_ids[{i}]", "no such file of yours"))
+        if violations:
+            raise InvalidArgument("attachments must be files you uploaded", violations)
+        if len({a.file_id for a in found}) != len(found):
+            raise InvalidArgument(
+                "a file is attached twice", [FieldViolation("attachment_file_ids", "each file at most once")]
+            )
+        return found
+
+    async def follow_reply(self, reply: ChatMessage) -> AsyncGenerator[ChatEvent, None]:
+        """Deltas then the final message of a reply written by another process (a retried SendMessage)."""
+        stream = stream_name(reply.conversation_id)
+        async for event in self._follow_one(stream, reply):
+            yield event
+
+    async def _follow_one(self, stream: str, reply: ChatMessage) -> AsyncGenerator[ChatEvent, None]:
+        current = await self.repo.message(reply.id)
+        if current is None:
+            return
+        if current.state != STREAMING:
+            yield ChatEvent("message", message_data(current))
+            return
+        if current.text:
+            yield ChatEvent("delta", {"message_id": str(reply.id), "seq": current.last_seq, "text": current.text})
+        seq = current.last_seq
+        async for batch in self.streams.follow(stream, current.checkpoint_event_id):
+            for raw in batch:
+                event = decode(raw.id, raw.payload)
+                if event.data.get("message_id") == str(reply.id) and event.kind == "delta":
+                    if int(str(event.data["seq"])) > seq:
+                        seq = int(str(event.data["seq"]))
+                        yield event
+                elif event.kind == "message" and event.data.get("id") == str(reply.id):
+                    if event.data["state"] != STREAMING:
+                        yield event
+                        return
+                elif event.kind == "conversation_deleted":
+                    return
+
+    async def messages(
+        self, caller: Principal, conversation_id: str, size: int, token: str
+    ) -> tuple[list[ChatMessage], str]:
+        conversation = await self._conversation(caller, conversation_id)
+        limit = page_size(size, maximum=200)
+        position = decode_token(token)
+        before = None
+        if position is not None:
+            before = (
+                datetime.fromisoformat(token_field(position, "t", str)),
+                _uuid(token_field(position, "i", str), "page_token"),
+            )
+        found = await self.repo.messages(conversation.id, before, limit + 1)
+        page = found[:limit]
+        next_token = ""
+        if len(found) > limit:
+            last = page[-1]
+            next_token = encode_token({"t": last.created_at.isoformat(), "i": str(last.id)})
+        return [await self._live(m) for m in page], next_token
+
+    async def _live(self, message: ChatMessage) -> ChatMessage:
+        """A streaming reply written here shows its text so far, not its last checkpoint."""
+        job = self.runner.jobs.get(message.id) if message.state == STREAMING else None
+        if job is None:
+            return message
+        return replace(message, text=job.text, last_seq=len(job.pieces) - 1)
+
+    async def _message_in(self, conversation: Conversation, message_id: str) -> ChatMessage:
+        message = await self.repo.message(_uuid(message_id, "message_id"))
+        if message is None or message.conversation_id != conversation.id:
+            raise NotFound(f"no message {message_id} in this conversation", reason="MESSAGE_NOT_FOUND")
+        return message
+
+    async def cancel(self, caller: Principal, conversation_id: str, message_id: str) -> ChatMessage:
+        conversation = await self._conversation(caller, conversation_id)
+        message = await self._message_in(conversation, message_id)
+        if message.role != ASSISTANT:
+            raise FailedPrecondition("only an AI reply can be cancelled", reason="NOT_A_GENERATION")
+        if message.state != STREAMING:
+            return message
+        job = self.runner.cancel_local(message.id)
+        if job is not None:
+            await job.done.wait()
+            return job.reply
+        await self.runner.request_cancel(message.id)
+        deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            current = await self.repo.message(message.id)
+            if current is None or current.state != STREAMING:
+                return current or message
+            await asyncio.sleep(0.05)
+        return message
+
+    # --- reactions and typing ---------------------------------------------------------------------
+
+    async def react(
+        self, caller: Principal, conversation_id: str, message_id: str, emoji: str, present: bool
+    ) -> dict[str, set[str]]:
+        if not emoji.strip() or any(c.isspace() for c in emoji):
+            raise InvalidArgument("emoji must be one emoji, without spaces", [FieldViolation("emoji", "one emoji")])
+        conversation = await self._conversation(caller, conversation_id)
+        message = await self._message_in(conversation, message_id)
+        changed = await self.repo.set_reaction(message.id, caller.subject, emoji, present)
+        reactions = await self.repo.reactions(message.id)
+        if changed:
+            await self._publish(
+                conversation.id,
+                "reaction",
+                {
+                    "message_id": str(message.id),
+                    "user_id": caller.subject,
+                    "emoji": emoji,
+                    "added": present,
+                    "reactions": {e: sorted(users) for e, users in reactions.items()},
+                },
+            )
+        return reactions
+
+    async def typing(self, caller: Principal, conversation_id: str, typing: bool) -> None:
+        conversation = await self._conversation(caller, conversation_id)
+        key = f"chat:typing:{conversation.id}:{caller.subject}"
+        if not typing:
+            if await self._kv.delete(key):
+                await self._publish(conversation.id, "typing", {"user_id": caller.subject, "typing": False})
+            return
+        now = datetime.now(UTC)
+        current = await self._kv.get(key)
+        seconds = self.limits.typing_seconds
+        if current is not None and datetime.fromisoformat(current) - now > timedelta(
+            seconds=seconds * (1 - TYPING_RENEW_SHARE)
+        ):
+            return
+        expires = (now + timedelta(seconds=seconds)).isoformat()
+        await self._kv.set(key, expires, seconds * 3)
+        await self._publish(
+            conversation.id, "typing", {"user_id": caller.subject, "typing": True, "expires_at": expires}
+        )
+        timer = asyncio.get_running_loop().create_task(self._typing_expires(conversation.id, caller.subject, expires))
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
+
+    async def _typing_expires(self, conversation_id: uuid.UUID, user_id: str, expires: str) -> None:
+        await asyncio.sleep(self.limits.typing_seconds)
+        key = f"chat:typing:{conversation_id}:{user_id}"
+        try:
+            # Only the latest renewal's timer says "stopped" (a renewal in another process replaced the value).
+            if await self._kv.compare_and_set(key, expires, None):
+                await self._publish(conversation_id, "typing", {"user_id": user_id, "typing": False})
+        except DomainError as exc:
+            log.warning("typing expiry not published: %s", exc.message)
+
+    # --- events -----------------------------------------------------------------------------------
+
+    async def events(self, caller: Principal, conversation_id: str, after: str) -> AsyncGenerator[ChatEvent, None]:
+        """Every change of the conversation after `after` (or from now, with the replies being written),
+        until the caller is removed or the conversation is deleted."""
+        conversation = await self._conversation(caller, conversation_id)
+        stream = stream_name(conversation.id)
+        position = ""
+        if after:
+            event_key(after)
+            backlog = await self.streams.read_after(stream, after)
+            if backlog.trimmed:
+                yield ChatEvent("reload", {}, await self.streams.last_id(stream))
+            else:
+                position = after
+        if not position:
+            position = await self.streams.last_id(stream)
+            yield ChatEvent("ready", {}, position)
+            for reply in await self.repo.streaming(conversation.id):
+                snapshot = await self._snapshot(stream, reply, position)
+                yield ChatEvent("message", message_data(snapshot), position)
+        async for batch in self.streams.follow(stream, position):
+            for raw in batch:
+                event = decode(raw.id, raw.payload)
+                yield event
+                if event.kind == "conversation_deleted" or (
+                    event.kind == "member_removed" and event.data.get("user_id") == caller.subject
+                ):
+                    return
+
+    async def _snapshot(self, stream: str, reply: ChatMessage, until: str) -> ChatMessage:
+        """A streaming reply as of event `until`: its checkpoint plus the deltas kept since."""
+        pieces = [reply.text]
+        seq = reply.last_seq
+        backlog = await self.streams.read_after(stream, reply.checkpoint_event_id, until)
+        for raw in backlog.events:
+            event = decode(raw.id, raw.payload)
+            if event.kind == "delta" and event.data["message_id"] == str(reply.id):
+                if int(str(event.data["seq"])) == seq + 1:
+                    pieces.append(str(event.data["text"]))
+                    seq += 1
+            elif event.kind == "message" and event.data["id"] == str(reply.id) and event.data["state"] != STREAMING:
+                return message_of(event.data)
+        return replace(reply, text="".join(pieces), last_seq=seq)
+
+    # --- attachments --------------------------------------------------------------------------------
+
+    async def attachment(
+        self, caller: Principal, conversation_id: str, message_id: str, file_id: str
+    ) -> AsyncGenerator[Attachment | bytes, None]:
+        """An attachment's metadata then bytes, read from files for the message's author."""
+        conversation = await self._conversation(caller, conversation_id)
+        message = await self._message_in(conversation, message_id)
+        if file_id not in {a.file_id for a in message.attachments}:
+            raise NotFound(f"no attachment {file_id} on this message", reason="ATTACHMENT_NOT_FOUND")
+        return self._attachments.read(file_id, message.author_id)
+
+    # --- generation hooks ---------------------------------------------------------------------------
+
+    async def _prompt(self, reply: ChatMessage) -> list[PromptMessage]:
+        """The conversation's history for the model, newest kept, trimmed to the context budget."""
+        history = await self.repo.messages(reply.conversation_id, None, self.limits.history_messages)
+        budget = self.limits.context_chars
+        chosen: list[PromptMessage] = []
+        for message in history:  # newest first
+            if message.id == reply.id or message.state == STREAMING or not message.text:
+                continue
+            content = message.text
+            if message.role == USER and message.attachments:
+                content = await self._with_attachments(message) + content
+            if len(content) > budget:
+                if not chosen:  # the newest message always goes, cut to fit
+                    chosen.append(PromptMessage(message.role, content[-budget:]))
+                break
+            budget -= len(content)
+            chosen.append(PromptMessage(message.role, content))
+        return list(reversed(chosen))
+
+    async def _with_attachments(self, message: ChatMessage) -> str:
+        parts = []
+        for attachment in message.attachments:
+            if not attachment.content_type.startswith(TEXT_TYPES):
+                continue
+            if attachment.size_bytes > self.limits.attachment_text_bytes:
+                parts.append(f"[Attached file {attachment.filename}: too large to include]\n\n")
+                continue
+            data = bytearray()
+            with contextlib.suppress(DomainError):  # a deleted file is left out, not a failed answer
+                async for chunk in self._attachments.read(attachment.file_id, message.author_id):
+                    if isinstance(chunk, bytes):
+                        data += chunk
+            text = data[: self.limits.attachment_text_bytes].decode("utf-8", "replace")
+            parts.append(f"[Attached file {attachment.filename}]\n{text}\n[End of {attachment.filename}]\n\n")
+        return "".join(parts)
+
+    async def _finished(self, reply: ChatMessage) -> None:
+        """Untitled conversations take a title from their first exchange."""
+        conversation = await self.repo.conversation(reply.conversation_id)
+        if conversation is None or conversation.title or reply.reply_to_id is None:
+            return
+        asked = await self.repo.message(reply.reply_to_id)
+        if asked is None:
+            return
+        conversation.title = title_from(asked.text) or title_from(reply.text)
+        await self.repo.update_conversation(conversation.id, conversation.title, None)
+        await self._publish(conversation.id, "conversation_updated", conversation_data(conversation))
+
+    async def close(self) -> None:
+        for timer in list(self._timers):
+            timer.cancel()
+        if self._timers:
+            await asyncio.wait(list(self._timers))
