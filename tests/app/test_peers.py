@@ -23,6 +23,7 @@ from pynode.app import modules
 from pynode.app.server import MeshServer
 from pynode.auth.module import MODULE as AUTH
 from pynode.chat.adapters.grpc_attachments import GrpcAttachments
+from pynode.chat.module import MODULE as CHAT
 from pynode.chat.settings import ChatSettings
 from pynode.core import peers as peers_module
 from pynode.core.errors import NotFound
@@ -109,10 +110,11 @@ class StandInFiles:
 
 
 class StandInChat:
-    name, settings_class, service_names, migrations = "chat", ChatSettings, (_CHAT.full_name,), None
+    # The real module's migrations stay: the real-backend database is shared with other tests.
+    name, settings_class, service_names, migrations = "chat", ChatSettings, (_CHAT.full_name,), CHAT.migrations
 
     def load_tables(self) -> None:
-        pass
+        CHAT.load_tables()
 
     async def build(self, settings: Any, infra: Infrastructure) -> ServiceParts:
         servicer = AttachingChat(GrpcAttachments(infra.peers))

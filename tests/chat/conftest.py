@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
 from pynode.app.server import MeshServer
 from pynode.chat.module import ChatComponents
 from tests.ai.fakes import FakeProvider
-from tests.client import MeshClient
+from tests.client import MeshClient, eventually
 
 MODEL = "ollama/llama3.2:latest"
 WORDS = [f" w{i}" for i in range(12)]
@@ -129,3 +130,58 @@ async def join(channel: grpc.aio.Channel, mesh: MeshServer, count: int) -> list[
         registered = await user.register(email)
         found.append(Member(user, mesh, registered.user.id, email))
     return found
+
+
+class Subscriber:
+    """A StreamEvents call read in the background into `events`."""
+
+    def __init__(self, member: Member, conversation_id: str, after: str = "") -> None:
+        self.call = member.events(conversation_id, after)
+        self.events: list[chat_pb2.StreamEventsResponse] = []
+        self.error: grpc.aio.AioRpcError | None = None
+        self.ended = False
+        self._task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for event in self.call:
+                self.events.append(event)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED:
+                self.error = error
+        self.ended = True
+
+    def kinds(self) -> list[str]:
+        return [str(e.WhichOneof("event")) for e in self.events]
+
+    def of(self, kind: str) -> list[Any]:
+        return [getattr(e, kind) for e in self.events if e.WhichOneof("event") == kind]
+
+    def final(self, message_id: str) -> chat_pb2.Message | None:
+        done = [m for m in self.of("message") if m.id == message_id and m.state != chat_pb2.MESSAGE_STATE_STREAMING]
+        return done[-1] if done else None
+
+    async def ready(self) -> str:
+        await eventually(lambda: bool(self.events))
+        first = self.events[0]
+        assert first.WhichOneof("event") in ("ready", "reload"), first
+        return first.id
+
+    async def stop(self) -> None:
+        self.call.cancel()
+        await asyncio.wait([self._task])
+
+
+def reply_text(events: list[chat_pb2.StreamEventsResponse], message_id: str) -> tuple[str, list[int]]:
+    """A reply as a subscriber rebuilds it: the snapshot's text then each delta; and the seqs seen."""
+    text = ""
+    seqs: list[int] = []
+    for event in events:
+        kind = event.WhichOneof("event")
+        if kind == "message" and event.message.id == message_id and event.message.state == 1 and event.message.text:
+            text = event.message.text
+            seqs = list(range(event.message.last_seq + 1))
+        elif kind == "delta" and event.delta.message_id == message_id:
+            text += event.delta.text
+            seqs.append(event.delta.seq)
+    return text, seqs

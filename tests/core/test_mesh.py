@@ -13,7 +13,7 @@ from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pynode.app.server import MeshServer
-from tests.client import MeshClient, fails
+from tests.client import MeshClient, fails, rich_error
 from tests.conftest import auth_of
 
 SERVICES = [
@@ -74,18 +74,17 @@ async def test_grpcurl_health_check_answers_serving(mesh: MeshServer, grpcurl: s
     assert json.loads(out) == {"status": "SERVING"}
 
 
-async def test_unbuilt_rpc_says_unimplemented_after_authentication(client: MeshClient) -> None:
+async def test_chat_authenticates_before_it_looks(client: MeshClient) -> None:
     stub = chat_pb2_grpc.ChatServiceStub(client.channel)
     request = chat_pb2.GetConversationRequest(conversation_id="6f1c1bc4-8a0e-4c38-9a52-2f1a1b1b1b1b")
     anonymous = await fails(stub.GetConversation(request, metadata=client.md("")))
     assert anonymous.code == grpc.StatusCode.UNAUTHENTICATED
     await client.register()
     error = await fails(stub.GetConversation(request, metadata=client.md()))
-    assert error.code == grpc.StatusCode.UNIMPLEMENTED
-    assert error.reason == "NOT_IMPLEMENTED"
+    assert error.code == grpc.StatusCode.NOT_FOUND and error.reason == "CONVERSATION_NOT_FOUND"
 
 
-async def test_unbuilt_streaming_rpc_says_unimplemented(client: MeshClient) -> None:
+async def test_a_streaming_rpc_fails_with_rich_details_before_its_first_message(client: MeshClient) -> None:
     await client.register()
     stub = chat_pb2_grpc.ChatServiceStub(client.channel)
     call = stub.StreamEvents(
@@ -94,7 +93,8 @@ async def test_unbuilt_streaming_rpc_says_unimplemented(client: MeshClient) -> N
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         async for _ in call:
             pass
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert rich_error(raised.value).reason == "CONVERSATION_NOT_FOUND"
 
 
 async def test_request_id_is_echoed_on_errors(client: MeshClient) -> None:

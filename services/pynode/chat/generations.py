@@ -39,6 +39,7 @@ from pynode.core.streams import EventStreams
 log = logging.getLogger("pynode.chat")
 
 CANCEL_CHANNEL = "chat:cancel"
+RENEW_MAX_SECONDS = 2.0
 LOST_OWNER = "the server writing this answer stopped before it finished"
 STOPPED = "the chat server stopped while writing this answer; ask again"
 
@@ -116,7 +117,9 @@ class GenerationRunner:
     def start_background(self) -> None:
         """Lease renewal, the sweep of lost replies and cross-process cancellation (needs a running loop)."""
         self._subscription = self._feed.subscribe(CANCEL_CHANNEL, self._cancel_message, lambda: None)
-        self._renewal = tasks.Periodic("chat-lease-renewal", self._lease / 3, self.renew, "leases renewed")
+        # Renewal also carries cancellations whose pub/sub message was lost: at most every 2 s.
+        every = min(self._lease / 3, RENEW_MAX_SECONDS)
+        self._renewal = tasks.Periodic("chat-lease-renewal", every, self.renew, "leases renewed")
         self._sweep = tasks.Periodic("chat-lease-sweep", self._lease / 2, self.sweep, "lost answers marked failed")
 
     def start(self, reply: ChatMessage) -> GenerationJob:

@@ -45,9 +45,8 @@ class ChatModule:
             infra.peers.require(peer)
         owner = f"chat-{uuid.uuid4().hex[:16]}"  # this process, as the holder of generation leases
         repo = SqlConversations(infra.db, owner, settings.chat_lease_seconds)
-        runner = GenerationRunner(
-            repo, infra.streams, infra.feed, GrpcCompletions(infra.peers), owner, settings.chat_lease_seconds
-        )
+        completions = GrpcCompletions(infra.peers)
+        runner = GenerationRunner(repo, infra.streams, infra.feed, completions, owner, settings.chat_lease_seconds)
         service = ChatService(
             repo,
             infra.streams,
@@ -55,6 +54,7 @@ class ChatModule:
             runner,
             GrpcAttachments(infra.peers),
             GrpcAccounts(infra.peers),
+            completions,
             ChatLimits(
                 settings.chat_default_model,
                 settings.chat_max_members,

@@ -33,6 +33,9 @@ class CompletionPiece:
 class Completions(Protocol):
     """The AI router, called with this service's identity for a named user."""
 
+    async def known_model(self, model: str) -> bool:
+        """Whether the router lists `model` (a model id or an alias), asked as the calling user."""
+
     def generate(
         self, user_id: str, model: str, messages: list[PromptMessage]
     ) -> AsyncGenerator[CompletionPiece, None]:

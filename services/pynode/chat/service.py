@@ -28,7 +28,13 @@ from pynode.chat.domain import (
 )
 from pynode.chat.events import conversation_data, decode, encode, message_data, message_of, stream_name
 from pynode.chat.generations import GenerationJob, GenerationRunner
-from pynode.chat.ports import AccountDirectory, AttachmentReader, ConversationRepository, PromptMessage
+from pynode.chat.ports import (
+    AccountDirectory,
+    AttachmentReader,
+    Completions,
+    ConversationRepository,
+    PromptMessage,
+)
 from pynode.core.db import utcnow
 from pynode.core.errors import (
     DomainError,
@@ -109,8 +115,10 @@ class ChatService:
         runner: GenerationRunner,
         attachments: AttachmentReader,
         accounts: AccountDirectory,
+        completions: Completions,
         limits: ChatLimits,
     ) -> None:
+        self._completions = completions
         self.repo = repo
         self.streams = streams
         self._kv = kv
@@ -152,11 +160,18 @@ class ChatService:
 
     # --- conversations ----------------------------------------------------------------------------
 
+    async def _check_model(self, model: str) -> None:
+        if model != self.limits.default_model and not await self._completions.known_model(model):
+            raise InvalidArgument(
+                f"the AI router has no model {model!r}; ListModels shows those it has",
+                [FieldViolation("model", "not a model or alias the AI router lists", "UNKNOWN_MODEL")],
+            )
+
     async def create(self, caller: Principal, title: str, model: str) -> Conversation:
+        model = model.strip() or self.limits.default_model
+        await self._check_model(model)
         now = utcnow()
-        conversation = Conversation(
-            uuid.uuid4(), caller.subject, title.strip(), model.strip() or self.limits.default_model, now, now
-        )
+        conversation = Conversation(uuid.uuid4(), caller.subject, title.strip(), model, now, now)
         await self.repo.add_conversation(conversation)
         conversation.member_ids = [caller.subject]
         return conversation
@@ -189,6 +204,8 @@ class ChatService:
             raise InvalidArgument("model must not be empty", [FieldViolation("model", "give a model id")])
         title = title.strip() if title is not None else None
         model = model.strip() if model is not None else None
+        if model is not None:
+            await self._check_model(model)
         await self.repo.update_conversation(conversation.id, title, model)
         conversation.title = conversation.title if title is None else title
         conversation.model = conversation.model if model is None else model

@@ -103,9 +103,3 @@ class ServiceModule(Protocol):
 
     async def build(self, settings: Any, infra: Infrastructure) -> ServiceParts:
         """Wire the service; on failure, release what it opened before raising."""
-
-
-def unbuilt(base: type[Any]) -> Any:
-    """A generated base servicer whose RPCs all answer UNIMPLEMENTED: a service whose contract is served
-    (reflection, health, the edge's checks) before its implementation lands."""
-    return base()

@@ -21,6 +21,7 @@ _FINISH = {
     ai_pb2.FINISH_REASON_CANCELLED: "cancelled",
     ai_pb2.FINISH_REASON_ERROR: "error",
 }
+LIST_BUDGET_SECONDS = 5.0
 # A generation may stream for a long time; the router bounds the wait for its first token itself.
 GENERATION_BUDGET_SECONDS = 3600.0
 
@@ -29,6 +30,20 @@ class GrpcCompletions(PeerClient):
     """Streams an answer from the AI router for a named user."""
 
     service = "ai"
+
+    async def known_model(self, model: str) -> bool:
+        stub = ai_pb2_grpc.AIRouterServiceStub(self.channel)
+        token = ""
+        while True:
+            options = await self.options(as_user=True, budget_seconds=LIST_BUDGET_SECONDS)
+            page = await self.unary(
+                stub.ListModels(ai_pb2.ListModelsRequest(page_size=100, page_token=token), **options)
+            )
+            if any(m.id == model for m in page.models):
+                return True
+            token = page.next_page_token
+            if not token:
+                return False
 
     async def generate(
         self, user_id: str, model: str, messages: list[PromptMessage]

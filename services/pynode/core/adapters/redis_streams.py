@@ -114,8 +114,12 @@ class RedisEventStreams:
         trimmed = False
         with contextlib.suppress(redis.ResponseError):  # no such stream: nothing was ever trimmed
             info = await self._client.xinfo_stream(key)
-            deleted = _text(info.get("max-deleted-entry-id", b"0-0"))
-            trimmed = start < event_key(deleted)
+            # Trimming does not move max-deleted-entry-id (only XDEL does); what tells is that events were
+            # added beyond those kept and `after` is older than the first kept. (When `after` is exactly the
+            # newest trimmed event, the reader reloads for nothing: safe, and rare.)
+            if int(info.get("entries-added", 0)) > int(info.get("length", 0)):
+                first = info.get("recorded-first-entry-id") or b"0-0"
+                trimmed = start < event_key(_text(first))
         return Backlog(events, trimmed)
 
     async def follow(self, stream: str, after: str) -> AsyncIterator[list[StreamEvent]]:

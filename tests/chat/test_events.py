@@ -1,0 +1,162 @@
+"""StreamEvents: members see each other live, reattach to running answers, resume after an id, reload."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from devpynode.chat.v1 import chat_pb2
+
+from tests.ai.fakes import FakeProvider
+from tests.chat.conftest import ANSWER, Start, Subscriber, reply_text
+from tests.client import eventually, fails
+
+
+async def test_members_see_each_others_messages_answers_typing_and_reactions_live(
+    chat: Start, ollama: FakeProvider
+) -> None:
+    alice, bob = await chat(2, chat_typing_seconds=0.4)
+    conversation = await alice.create()
+    await alice.invite(conversation.id, bob)
+    watching = Subscriber(bob, conversation.id)
+    await watching.ready()
+    sent = await alice.send(conversation.id, "hi bob")
+    await eventually(lambda: watching.final(sent.reply.id) is not None)
+    messages = watching.of("message")
+    assert messages[0].id == sent.user_message.id and messages[0].author_id == alice.id
+    assert messages[1].id == sent.reply.id and messages[1].state == chat_pb2.MESSAGE_STATE_STREAMING
+    text, seqs = reply_text(watching.events, sent.reply.id)
+    assert text == ANSWER and seqs == list(range(len(seqs)))
+    final = watching.final(sent.reply.id)
+    assert final is not None and final.text == ANSWER and final.state == chat_pb2.MESSAGE_STATE_COMPLETE
+
+    # Typing shows with an expiry, and ends on its own when not renewed.
+    alice_watching = Subscriber(alice, conversation.id)
+    await alice_watching.ready()
+    await bob.stub.SendTyping(chat_pb2.SendTypingRequest(conversation_id=conversation.id, typing=True), metadata=bob.md)
+    await eventually(lambda: len(alice_watching.of("typing")) == 1)
+    started = alice_watching.of("typing")[0]
+    assert started.user_id == bob.id and started.typing and started.HasField("expires_at")
+    await eventually(lambda: len(alice_watching.of("typing")) == 2, 5)
+    assert not alice_watching.of("typing")[1].typing
+
+    # Reactions: counts per kind, and reacted_by_me is each subscriber's own.
+    await bob.stub.AddReaction(
+        chat_pb2.AddReactionRequest(conversation_id=conversation.id, message_id=sent.reply.id, emoji="👍"),
+        metadata=bob.md,
+    )
+    await eventually(lambda: bool(alice_watching.of("reaction")) and bool(watching.of("reaction")))
+    for subscriber, mine in ((alice_watching, False), (watching, True)):
+        event = subscriber.of("reaction")[-1]
+        assert event.message_id == sent.reply.id and event.user_id == bob.id and event.added
+        assert [(r.emoji, r.count, r.reacted_by_me) for r in event.reactions] == [("👍", 1, mine)]
+    ids = [e.id for e in watching.events]
+    assert len(set(ids)) == len(ids)
+    await watching.stop()
+    await alice_watching.stop()
+
+
+async def test_a_member_reattaches_to_a_running_answer_with_no_gap_and_no_duplicate(
+    chat: Start, ollama: FakeProvider
+) -> None:
+    alice, bob = await chat(2, chat_lease_seconds=0.3)
+    conversation = await alice.create()
+    await alice.invite(conversation.id, bob)
+    ollama.script.delay = 0.05
+    call = alice.send_call(conversation.id, "a long answer")
+    seen = []
+    async for response in call:
+        seen.append(response)
+        if len(seen) == 5:
+            break
+    call.cancel()  # alice's tab closes; the answer goes on
+    reply_id = seen[1].delta.message_id
+    await asyncio.sleep(0.25)  # let a lease renewal checkpoint part of the text
+    late = Subscriber(bob, conversation.id)
+    await eventually(lambda: late.final(reply_id) is not None, 10)
+    snapshot = next(m for m in late.of("message") if m.id == reply_id)
+    assert snapshot.state == chat_pb2.MESSAGE_STATE_STREAMING and snapshot.text  # what was written so far
+    text, seqs = reply_text(late.events, reply_id)
+    assert text == ANSWER and seqs == list(range(len(seqs)))
+    await late.stop()
+
+
+async def test_resuming_after_an_id_replays_exactly_what_was_missed(chat: Start) -> None:
+    alice, bob = await chat(2)
+    conversation = await alice.create(model="builtin/echo")
+    await alice.invite(conversation.id, bob)
+    first = Subscriber(bob, conversation.id)
+    await first.ready()
+    one = await alice.send(conversation.id, "one")
+    await eventually(lambda: first.final(one.reply.id) is not None)
+    last_seen = first.events[-1].id
+    await first.stop()
+    # While bob is away: a message, a reaction, a title change.
+    two = await alice.send(conversation.id, "two words")
+    await alice.stub.AddReaction(
+        chat_pb2.AddReactionRequest(conversation_id=conversation.id, message_id=one.reply.id, emoji="🎉"),
+        metadata=alice.md,
+    )
+    resumed = Subscriber(bob, conversation.id, after=last_seen)
+    await eventually(lambda: bool(resumed.of("reaction")))
+    kinds = resumed.kinds()
+    assert "ready" not in kinds and "reload" not in kinds
+    assert [m.id for m in resumed.of("message")][:2] == [two.user_message.id, two.reply.id]
+    assert reply_text(resumed.events, two.reply.id)[0] == "two words"
+    assert all(e.id > last_seen or len(e.id) != len(last_seen) for e in resumed.events)
+    assert one.user_message.id not in [m.id for m in resumed.of("message")]
+    await resumed.stop()
+
+
+async def test_a_client_away_too_long_is_told_to_reload(chat: Start) -> None:
+    alice, bob = await chat(2, stream_max_events=100)
+    conversation = await alice.create(model="builtin/echo")
+    await alice.invite(conversation.id, bob)
+    watcher = Subscriber(bob, conversation.id)
+    start = await watcher.ready()
+    await watcher.stop()
+    sent = await alice.send(conversation.id, "x")
+    request = chat_pb2.AddReactionRequest(conversation_id=conversation.id, message_id=sent.reply.id, emoji="🔥")
+    for _ in range(60):
+        await alice.stub.AddReaction(request, metadata=alice.md)
+        await alice.stub.RemoveReaction(chat_pb2.RemoveReactionRequest(**{
+            "conversation_id": conversation.id, "message_id": sent.reply.id, "emoji": "🔥"
+        }), metadata=alice.md)  # fmt: skip
+    again = Subscriber(bob, conversation.id, after=start)
+    cursor = await again.ready()
+    assert again.kinds()[0] == "reload" and cursor != start
+    await alice.send(conversation.id, "after the reload")
+    await eventually(lambda: len(again.of("message")) >= 2)
+    await again.stop()
+    bad = await fails(_first(bob.events(conversation.id, after="not-an-id")))
+    assert bad.code == grpc.StatusCode.INVALID_ARGUMENT and bad.violations() == {"after": "BAD_EVENT_ID"}
+
+
+async def _first(call: object) -> object:
+    async for event in call:  # type: ignore[attr-defined]
+        return event
+    return None
+
+
+async def test_a_removed_member_stops_receiving_and_a_deleted_conversation_ends_streams(chat: Start) -> None:
+    alice, bob, carol = await chat(3)
+    conversation = await alice.create(model="builtin/echo")
+    await alice.invite(conversation.id, bob)
+    await alice.invite(conversation.id, carol)
+    bobs = Subscriber(bob, conversation.id)
+    carols = Subscriber(carol, conversation.id)
+    await bobs.ready()
+    await carols.ready()
+    await alice.stub.RemoveMember(
+        chat_pb2.RemoveMemberRequest(conversation_id=conversation.id, user_id=bob.id), metadata=alice.md
+    )
+    await eventually(lambda: bobs.ended)
+    assert bobs.of("member_removed")[-1].user_id == bob.id
+    await alice.send(conversation.id, "bob cannot see this")
+    await eventually(lambda: len(carols.of("message")) >= 2)
+    assert len(bobs.of("message")) == 0
+    await alice.stub.DeleteConversation(
+        chat_pb2.DeleteConversationRequest(conversation_id=conversation.id), metadata=alice.md
+    )
+    await eventually(lambda: carols.ended)
+    assert carols.kinds()[-1] == "conversation_deleted"
