@@ -13,6 +13,9 @@ Scenarios (targets from the issues):
   enumeration  Login latency for an unknown e-mail vs a wrong password (they must not differ).
   relay    builtin/echo through the AI router vs a bare grpcio stream of the same tokens (bench_ai.py).
   upstream an OpenAI-compatible SSE upstream through the AI router vs a bare httpx client (bench_ai.py).
+  chat     client -> chat -> AI router -> builtin/echo vs a bare grpcio stream: first token and tokens/s
+           (bench_chat.py).
+  fanout   200 StreamEvents subscribers of one conversation receive a 500-token answer (bench_chat.py).
   files    a 1 GiB upload and download through the files service vs bare grpcio streams and a plain disk
            write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py).
 """
@@ -36,6 +39,7 @@ from typing import Any
 
 import bcrypt
 import bench_ai
+import bench_chat
 import bench_files
 import grpc
 import httpx
@@ -426,6 +430,7 @@ async def main(args: argparse.Namespace) -> int:
         "DEVPYNODE_AI_REQUESTS_PER_MINUTE": "0",
         "DEVPYNODE_AI_STREAMS_PER_USER": "0",  # one bench user runs all the streams
         "DEVPYNODE_AI_MAX_CONCURRENCY": "64",
+        "DEVPYNODE_CHAT_MESSAGES_PER_MINUTE": "0",
         "DEVPYNODE_GRPC_PORT": "0",
         "DEVPYNODE_METRICS_PORT": "-1",
         "DEVPYNODE_RATE_LIMIT_PER_MINUTE": "100000000",
@@ -536,9 +541,13 @@ async def main(args: argparse.Namespace) -> int:
                         )
                 failed |= not bench_ai.report("upstream", runs[0], runs[1], 0.3)
 
+            if "chat" in args.scenarios:
+                failed |= not await bench_chat.chat_scenario(echo_channel, mesh_channel, bearer, c, d, rounds)
             if pinned:
                 for pid in (os.getpid(), mesh.pid, echo_task.pid, sse_task.pid):
                     pin(pid, all_cpus)
+            if "fanout" in args.scenarios:
+                failed |= not await bench_chat.fanout_scenario(mesh_channel, f"127.0.0.1:{mesh_port}", bearer)
             if "files" in args.scenarios:
                 failed |= not await files_scenario(args, workdir, env, echo_channel, mesh_channel, mesh.pid, bearer)
             login = auth_pb2.LoginRequest(email=email, password=PASSWORD)
@@ -605,7 +614,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--redis-url", default="", help="benchmark on Redis instead of memory://")
     parser.add_argument(
         "--scenarios",
-        default="health,auth,storm,logins,enumeration,relay,upstream",
+        default="health,auth,storm,logins,enumeration,relay,upstream,chat,fanout",
         type=lambda s: set(s.split(",")),
         help="comma-separated",
     )

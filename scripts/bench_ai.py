@@ -33,6 +33,9 @@ PROMPT = " ".join(f"w{i}" for i in range(TOKENS))
 PACE = 100  # tokens/s of the paced runs
 PACED_TOKENS = 32
 PACED_PROMPT = " ".join(f"w{i}" for i in range(PACED_TOKENS))
+# The chat fan-out's model (`openai/bench-fanout`): a 500-token answer at a fast model's speed.
+FANOUT_TOKENS = 500
+FANOUT_PACE = 500
 
 
 @dataclass
@@ -238,8 +241,10 @@ async def serve_sse(port_file: Path) -> None:
     keep-alive), so the comparison measures the clients, not the upstream."""
     body = b"".join(_sse_events(TOKENS))
     paced_events = _sse_events(PACED_TOKENS)
+    fanout_events = _sse_events(FANOUT_TOKENS)
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-    models = json.dumps({"object": "list", "data": [{"id": "bench", "object": "model"}]}).encode()
+    listed = [{"id": name, "object": "model"} for name in ("bench", "bench-paced", "bench-fanout")]
+    models = json.dumps({"object": "list", "data": listed}).encode()
     models_answer = (
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
         + str(len(models)).encode()
@@ -259,7 +264,9 @@ async def serve_sse(port_file: Path) -> None:
                 if request.startswith(b"GET"):
                     writer.write(models_answer)
                 elif b'"bench-paced"' in payload:
-                    await _paced(writer, head, paced_events)
+                    await _paced(writer, head, paced_events, PACE)
+                elif b'"bench-fanout"' in payload:
+                    await _paced(writer, head, fanout_events, FANOUT_PACE)
                 else:
                     writer.write(head + body)
                 await writer.drain()
@@ -274,13 +281,13 @@ async def serve_sse(port_file: Path) -> None:
         await server.serve_forever()
 
 
-async def _paced(writer: asyncio.StreamWriter, head: bytes, events: list[bytes]) -> None:
-    """The events one every 1/PACE s (the role chunk and the first token at once), as a model server
+async def _paced(writer: asyncio.StreamWriter, head: bytes, events: list[bytes], pace: float) -> None:
+    """The events one every 1/pace s (the role chunk and the first token at once), as a model server
     streams them."""
     writer.write(head)
     start = time.monotonic()
     for i, event in enumerate(events):
-        await asyncio.sleep(max(0.0, start + max(0, i - 1) / PACE - time.monotonic()))
+        await asyncio.sleep(max(0.0, start + max(0, i - 1) / pace - time.monotonic()))
         writer.write(event)
         await writer.drain()
 

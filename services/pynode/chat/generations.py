@@ -43,15 +43,17 @@ RENEW_MAX_SECONDS = 2.0
 LOST_OWNER = "the server writing this answer stopped before it finished"
 STOPPED = "the chat server stopped while writing this answer; ask again"
 
-PromptBuilder = Callable[[ChatMessage], Awaitable[list[PromptMessage]]]
+PromptBuilder = Callable[["GenerationJob"], Awaitable[list[PromptMessage]]]
 Finished = Callable[[ChatMessage], Awaitable[None]]
 
 
 class GenerationJob:
     """One AI reply being written by this process."""
 
-    def __init__(self, reply: ChatMessage) -> None:
+    def __init__(self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage]) -> None:
         self.reply = reply
+        self.asked = asked
+        self.recent = recent  # the newest messages before `asked`, read ahead with the membership check
         self.pieces: list[str] = []
         self.last_event_id = reply.checkpoint_event_id
         self.cancelled_by_member = False
@@ -122,9 +124,10 @@ class GenerationRunner:
         self._renewal = tasks.Periodic("chat-lease-renewal", every, self.renew, "leases renewed")
         self._sweep = tasks.Periodic("chat-lease-sweep", self._lease / 2, self.sweep, "lost answers marked failed")
 
-    def start(self, reply: ChatMessage) -> GenerationJob:
-        """Write `reply` in a task of its own, outside the caller's context (no deadline, no identity)."""
-        job = GenerationJob(reply)
+    def start(self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage]) -> GenerationJob:
+        """Write `reply` (stored, streaming) to `asked` in a task of its own, outside the caller's context
+        (no deadline, no identity)."""
+        job = GenerationJob(reply, asked, recent)
         self.jobs[reply.id] = job
         job.task = asyncio.get_running_loop().create_task(
             self._run(job), name=f"generation {reply.id}", context=contextvars.Context()
@@ -154,7 +157,7 @@ class GenerationRunner:
         stream = stream_name(reply.conversation_id)
         try:
             assert self.prompt is not None
-            prompt = await self.prompt(reply)
+            prompt = await self.prompt(job)
             async with contextlib.aclosing(self._completions.generate(reply.author_id, reply.model, prompt)) as pieces:
                 async for piece in pieces:
                     if piece.text:

@@ -98,6 +98,11 @@ class ConversationRepository(Protocol):
     ) -> list[ChatMessage]:
         """Newest first."""
 
+    async def history(
+        self, conversation_id: uuid.UUID, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[ChatMessage]:
+        """Newest first, without reactions: what a prompt is made of."""
+
     async def streaming(self, conversation_id: uuid.UUID) -> list[ChatMessage]:
         """AI replies still being written."""
 

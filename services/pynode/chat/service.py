@@ -59,6 +59,7 @@ TYPING_RENEW_SHARE = 0.3
 CANCEL_WAIT_SECONDS = 10.0
 TEXT_TYPES = ("text/", "application/json")
 RATE_WINDOW_SECONDS = 60.0
+PROMPT_PAGE = 20  # history is read this many messages at a time, until the context budget is spent
 
 
 @dataclass(frozen=True)
@@ -259,9 +260,19 @@ class ChatService:
     async def send(
         self, caller: Principal, conversation_id: str, text: str, file_ids: list[str], client_request_id: str
     ) -> SentMessage:
-        conversation = await self._conversation(caller, conversation_id)
         if not text.strip():
             raise InvalidArgument("text must not be blank", [FieldViolation("text", "write something")])
+        # The prompt's newest history is read alongside the membership check (it is only used, and so
+        # only seen, once the caller is known to be a member): the first token comes that much sooner.
+        recent_read = asyncio.ensure_future(
+            self.repo.history(_uuid(conversation_id, "conversation_id"), None, PROMPT_PAGE)
+        )
+        try:
+            conversation = await self._conversation(caller, conversation_id)
+        except BaseException:
+            recent_read.cancel()
+            raise
+        recent = await recent_read
         if client_request_id:
             earlier = await self.repo.by_request_id(conversation.id, caller.subject, client_request_id)
             if earlier is not None:
@@ -284,9 +295,10 @@ class ChatService:
             if earlier is None:
                 raise FailedPrecondition("the conversation is gone", reason="CONVERSATION_NOT_FOUND")
             return self._retried(*earlier)
+        # Started before the events are published: the prompt and the router's first token overlap them.
+        job = self.runner.start(reply, message, recent)
         await self._publish(conversation.id, "message", message_data(message))
         await self._publish(conversation.id, "message", message_data(reply))
-        job = self.runner.start(reply)
         return SentMessage(message, reply, job)
 
     def _retried(self, message: ChatMessage, reply: ChatMessage | None) -> SentMessage:
@@ -509,23 +521,47 @@ class ChatService:
 
     # --- generation hooks ---------------------------------------------------------------------------
 
-    async def _prompt(self, reply: ChatMessage) -> list[PromptMessage]:
-        """The conversation's history for the model, newest kept, trimmed to the context budget."""
-        history = await self.repo.messages(reply.conversation_id, None, self.limits.history_messages)
+    async def _prompt(self, job: GenerationJob) -> list[PromptMessage]:
+        """The conversation's history for the model, ending with `asked`, newest kept, trimmed to the
+        context budget."""
         budget = self.limits.context_chars
         chosen: list[PromptMessage] = []
-        for message in history:  # newest first
-            if message.id == reply.id or message.state == STREAMING or not message.text:
-                continue
+
+        async def take(message: ChatMessage) -> bool:
+            nonlocal budget
             content = message.text
             if message.role == USER and message.attachments:
                 content = await self._with_attachments(message) + content
             if len(content) > budget:
                 if not chosen:  # the newest message always goes, cut to fit
                     chosen.append(PromptMessage(message.role, content[-budget:]))
-                break
+                return False
             budget -= len(content)
             chosen.append(PromptMessage(message.role, content))
+            return True
+
+        reply, asked = job.reply, job.asked
+        if await take(asked):
+            before = (asked.created_at, asked.id)
+            read = 0
+            # Pages, newest first, only as far back as the budget reaches; the first was read ahead.
+            while read < self.limits.history_messages:
+                size = min(PROMPT_PAGE, self.limits.history_messages - read)
+                if read == 0:
+                    page = job.recent[:size]
+                else:
+                    page = await self.repo.history(reply.conversation_id, before, size)
+                read += len(page)
+                fits = True
+                for message in page:
+                    if message.id in (reply.id, asked.id) or message.state == STREAMING or not message.text:
+                        continue
+                    if not await take(message):
+                        fits = False
+                        break
+                if not fits or len(page) < size:
+                    break
+                before = (page[-1].created_at, page[-1].id)
         return list(reversed(chosen))
 
     async def _with_attachments(self, message: ChatMessage) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    insert,
     or_,
     select,
     tuple_,
@@ -134,8 +135,8 @@ def _message(row: MessageRow, reactions: dict[str, set[str]] | None = None) -> C
     )
 
 
-def _row(message: ChatMessage, owner: str, lease_until: datetime | None) -> MessageRow:
-    return MessageRow(
+def _values(message: ChatMessage, owner: str, lease_until: datetime | None) -> dict[str, Any]:
+    return dict(
         id=message.id,
         conversation_id=message.conversation_id,
         role=message.role,
@@ -202,12 +203,28 @@ class SqlConversations:
 
     @_unavailable_on_outage
     async def conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
-        async with self._db.session() as session:
-            row = await session.get(ConversationRow, conversation_id)
-            if row is None:
-                return None
-            members = await self._members(session, [row.id])
-            return self._conversation(row, members[row.id])
+        # One round trip (Core, no ORM session): every SendMessage and event subscription starts here.
+        conversations, members = ConversationRow.__table__, MemberRow.__table__
+        query = (
+            select(conversations, members.c.user_id)
+            .select_from(conversations.outerjoin(members, members.c.conversation_id == conversations.c.id))
+            .where(conversations.c.id == conversation_id)
+            .order_by(members.c.joined_at, members.c.user_id)
+        )
+        async with self._db.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        if not rows:
+            return None
+        first = rows[0]
+        return Conversation(
+            first.id,
+            first.owner_id,
+            first.title,
+            first.model,
+            first.created_at,
+            first.updated_at,
+            [r.user_id for r in rows if r.user_id is not None],
+        )
 
     @_unavailable_on_outage
     async def conversations_of(
@@ -293,13 +310,13 @@ class SqlConversations:
 
     @_unavailable_on_outage
     async def add_exchange(self, message: ChatMessage, reply: ChatMessage | None) -> bool:
+        rows = [_values(message, "", None)]
+        if reply is not None:
+            rows.append(_values(reply, self._owner, utcnow() + self._lease))
         try:
-            async with self._db.session() as session, session.begin():
-                session.add(_row(message, "", None))
-                if reply is not None:
-                    await session.flush()
-                    session.add(_row(reply, self._owner, utcnow() + self._lease))
-                await session.execute(
+            async with self._db.engine.begin() as connection:
+                await connection.execute(insert(MessageRow), rows)
+                await connection.execute(
                     update(ConversationRow)
                     .where(ConversationRow.id == message.conversation_id)
                     .values(updated_at=message.created_at)
@@ -359,6 +376,18 @@ class SqlConversations:
             rows = list((await session.execute(query)).scalars())
             reactions = await self._reactions_of(session, [r.id for r in rows])
             return [_message(r, reactions.get(r.id)) for r in rows]
+
+    @_unavailable_on_outage
+    async def history(
+        self, conversation_id: uuid.UUID, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[ChatMessage]:
+        table = MessageRow.__table__
+        query = select(table).where(table.c.conversation_id == conversation_id)
+        if before is not None:
+            query = query.where(tuple_(table.c.created_at, table.c.id) < before)
+        query = query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit)
+        async with self._db.engine.connect() as connection:
+            return [_message(row) for row in (await connection.execute(query)).all()]  # type: ignore[arg-type]
 
     @_unavailable_on_outage
     async def streaming(self, conversation_id: uuid.UUID) -> list[ChatMessage]:
