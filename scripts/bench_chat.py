@@ -5,9 +5,10 @@ chat      client -> chat -> AI router -> `builtin/echo` vs a bare grpcio stream 
           queueing: what the chat path adds to one answer); tokens/s at concurrency 16 >= 0.5x the bare
           stream's.
 fanout    200 StreamEvents subscribers on one conversation all receive every event of a 500-token answer
-          (an OpenAI-compatible upstream streaming 500 tokens at 500 tokens/s, so that the answer comes as
-          hundreds of deltas rather than a few coalesced ones), in order, with no gap; the fan-out delay (a delta's arrival at a subscriber minus its arrival on
-          the sender's SendMessage stream) is reported at p50 and p99.
+          (an OpenAI-compatible upstream streaming 500 tokens at 500 tokens/s, so that it comes as many
+          deltas rather than a few coalesced ones), in order, with no gap; the fan-out delay (a delta's
+          arrival at a subscriber minus its arrival on the sender's SendMessage stream) is reported at p50
+          and p99.
 """
 
 from __future__ import annotations
