@@ -24,6 +24,7 @@ class Backend:
     database_url: str  # empty: SQLite in the test's data dir
     redis_url: str
     redis_prefix: str
+    s3_endpoint: str = ""  # empty: files on local disk; else an S3 server (each mesh gets a bucket of its own)
 
 
 def reachable(host: str, port: int) -> bool:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ from pynode.app.bootstrap import build
 from pynode.app.server import MeshServer
 from pynode.app.settings import Settings, load
 from pynode.auth.module import AuthComponents
-from tests.backends import MODE, PG_ADMIN_URL, REDIS_URL, Backend, real_available, unique
+from tests.backends import MODE, PG_ADMIN_URL, REDIS_URL, Backend, reachable, real_available, unique
 from tests.client import MeshClient
 
 BACKENDS = ["embedded", "real"]
@@ -27,7 +31,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     if MODE == "off":
         return "backends: embedded only (DEVPYNODE_TEST_REAL=off)"
     if ok:
-        return "backends: embedded (SQLite + memory) and real (PostgreSQL + Redis)"
+        return "backends: embedded (SQLite + memory + local files) and real (PostgreSQL + Redis + S3)"
     return (
         f"backends: embedded only; real-backend runs SKIPPED ({missing} unreachable). "
         "Start them, or set DEVPYNODE_TEST_REAL=require to make this a failure."
@@ -39,8 +43,30 @@ def _pg_plain(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def real_backend() -> Iterator[Backend]:
-    """A fresh PostgreSQL database and Redis key prefix for this run; dropped afterwards."""
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An S3 server on loopback for this run (moto's, which speaks the S3 REST API); stopped afterwards."""
+    binary = Path(sys.executable).parent / "moto_server"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    log = (tmp_path_factory.mktemp("s3") / "moto.log").open("wb")
+    process = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while not reachable("127.0.0.1", port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the S3 server (moto_server) did not start; see {log.name}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def real_backend(s3_server: str) -> Iterator[Backend]:
+    """A fresh PostgreSQL database and Redis key prefix for this run, and an S3 server; dropped afterwards."""
     if MODE == "off":
         pytest.skip("real backends turned off (DEVPYNODE_TEST_REAL=off)")
     ok, missing = real_available()
@@ -54,7 +80,7 @@ def real_backend() -> Iterator[Backend]:
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     prefix = unique("devpynode-test-") + ":"
     try:
-        yield Backend("real", f"{base}/{name}", REDIS_URL, prefix)
+        yield Backend("real", f"{base}/{name}", REDIS_URL, prefix, s3_server)
     finally:
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
@@ -87,6 +113,13 @@ def make_settings(backend: Backend, data_dir: Path, **overrides: Any) -> Setting
         "refresh_grace_seconds": 1.0,
         "shutdown_grace_seconds": 1.0,
     }
+    if backend.s3_endpoint:
+        values.update(
+            storage_url=f"s3://{unique('devpynode-test-')}",
+            s3_endpoint_url=backend.s3_endpoint,
+            s3_access_key="devpynode-test",
+            s3_secret_key="devpynode-test-secret",
+        )
     values.update(overrides)
     return load(**values)
 
@@ -167,7 +200,13 @@ def own_backend(backend: Backend) -> Iterator[Backend]:
     with psycopg.connect(_pg_plain(PG_ADMIN_URL), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield Backend("real", f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}", backend.redis_url, backend.redis_prefix)
+        yield Backend(
+            "real",
+            f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}",
+            backend.redis_url,
+            backend.redis_prefix,
+            backend.s3_endpoint,
+        )
     finally:
         with psycopg.connect(_pg_plain(PG_ADMIN_URL), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from pynode.files.module import FilesComponents
 from tests.backends import Backend
 from tests.client import MeshClient, fails, new_email
 from tests.conftest import make_settings, start_mesh
+from tests.storage import staged
 
 MIB = 1024 * 1024
 
@@ -159,12 +159,11 @@ async def test_cancel_discards_and_parts_past_the_declared_size_are_refused(
     past = await fails(_part(client, session.id, 0, data + b"x"))
     assert past.violations() == {"data": "SIZE_MISMATCH"}
     await _part(client, session.id, 0, data[:500])
-    staged = _parts(mesh).sessions.staging._path(uuid.UUID(session.id))  # type: ignore[attr-defined]
-    assert staged.exists()
+    assert staged(mesh, session.id)
     await _stub(client).CancelUploadSession(
         files_pb2.CancelUploadSessionRequest(session_id=session.id), metadata=client.md()
     )
-    assert not staged.exists()
+    assert not staged(mesh, session.id)
     refused = await fails(_part(client, session.id, 500, data[500:]))
     assert refused.code == grpc.StatusCode.FAILED_PRECONDITION and refused.reason == "UPLOAD_SESSION_NOT_ACTIVE"
 
@@ -179,8 +178,7 @@ async def test_abandoned_sessions_expire_and_are_swept(strict: Any) -> None:
     refused = await fails(_part(client, session.id, 3, b"abc"))
     assert refused.reason == "UPLOAD_SESSION_NOT_ACTIVE"
     assert await _parts(mesh).sessions.sweep() == 1
-    staged = _parts(mesh).sessions.staging._path(uuid.UUID(session.id))  # type: ignore[attr-defined]
-    assert not staged.exists()
+    assert not staged(mesh, session.id)
 
 
 async def test_other_users_sessions_are_not_found(client: MeshClient) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from google.rpc import error_details_pb2
@@ -19,8 +20,9 @@ from google.rpc import error_details_pb2
 from pynode.app.server import MeshServer
 from pynode.files.module import FilesComponents
 from pynode.files.service import FilesService
-from tests.client import PASSWORD, MeshClient, fails, new_email
+from tests.client import PASSWORD, MeshClient, eventually, fails, new_email
 from tests.conftest import auth_of
+from tests.storage import is_s3, open_uploads, stored_objects
 
 MIB = 1024 * 1024
 
@@ -51,9 +53,8 @@ def _stub(client: MeshClient) -> files_pb2_grpc.FileServiceStub:
     return files_pb2_grpc.FileServiceStub(client.channel)
 
 
-def _stored_objects(mesh: MeshServer) -> list[Path]:
-    root = _service(mesh).store.root  # type: ignore[attr-defined]
-    return [p for p in root.rglob("*") if p.is_file() and ".sessions" not in p.parts]
+def _stored_objects(mesh: MeshServer) -> list[str]:
+    return stored_objects(mesh)
 
 
 async def _download(client: MeshClient, file_id: str, **options: Any) -> tuple[files_pb2.File, bytes]:
@@ -142,6 +143,7 @@ async def test_a_cancelled_upload_leaves_no_row_and_no_object(client: MeshClient
             break
         await asyncio.sleep(0.05)
     assert _stored_objects(mesh) == before
+    await eventually(lambda: open_uploads(mesh) == 0)  # S3: the multipart upload was aborted
     listed = await _stub(client).ListFiles(files_pb2.ListFilesRequest(), metadata=client.md())
     assert not listed.files
 
@@ -158,8 +160,9 @@ async def test_names_are_display_names_only(client: MeshClient, mesh: MeshServer
     for raw, shown in cases.items():
         stored = (await _stub(client).UploadFile(_requests(raw, b"some text\n"), metadata=client.md())).file
         assert stored.filename == shown
-    root = _service(mesh).store.root  # type: ignore[attr-defined]
-    assert all(root in p.parents for p in _stored_objects(mesh))
+    # Names never reach the storage's keys: every object sits at users/<id>/(uploads|thumbnails)/<id>.
+    layout = re.compile(r"users/[0-9a-f-]{36}/(uploads|thumbnails)/[0-9a-f-]{36}")
+    assert all(layout.fullmatch(key) for key in _stored_objects(mesh))
     too_long = await fails(_stub(client).UploadFile(_requests("a" * 300, b"x\n"), metadata=client.md()))
     assert too_long.violations() == {"metadata.filename": "TOO_LONG"}
 
@@ -253,6 +256,17 @@ async def test_metadata_must_come_first_and_only_first(client: MeshClient) -> No
 
 async def test_a_crash_leaves_only_a_temporary_file_which_the_next_start_removes(mesh: MeshServer) -> None:
     store = _service(mesh).store
+    if is_s3(mesh):
+        # On S3 a crashed upload is a multipart upload never completed: invisible, and aborted by the
+        # bucket's lifecycle rule. Begin one and walk away: nothing shows.
+        before = _stored_objects(mesh)
+        writer = store.begin("users/crashed/uploads/" + str(uuid.uuid4()))
+        await writer.write(payload(9 * MIB))  # past one part: the multipart upload exists
+        await asyncio.sleep(0.5)
+        assert _stored_objects(mesh) == before and open_uploads(mesh) >= 1
+        await writer.abort()
+        assert open_uploads(mesh) == 0
+        return
     leftover = store.root / ".partial" / "crashed-upload"  # type: ignore[attr-defined]
     leftover.write_bytes(b"half an upload")
     old = time.time() - 7200
@@ -312,17 +326,30 @@ async def test_a_service_reads_a_users_file_for_that_user_only(client: MeshClien
     assert as_user.code == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_download_urls_say_why_local_storage_has_none(client: MeshClient) -> None:
+async def test_download_urls_are_presigned_attachments_on_s3_and_explained_on_local_disk(
+    client: MeshClient, mesh: MeshServer
+) -> None:
     await client.register()
-    stored = (await _stub(client).UploadFile(_requests("u.txt", b"text\n"), metadata=client.md())).file
-    error = await fails(
-        _stub(client).GetDownloadUrl(files_pb2.GetDownloadUrlRequest(file_id=stored.id), metadata=client.md())
-    )
-    assert error.code == grpc.StatusCode.FAILED_PRECONDITION and error.reason == "DOWNLOAD_URL_UNAVAILABLE"
-    assert "DownloadFile" in error.message
+    stored = (await _stub(client).UploadFile(_requests("page.html", HTML, "text/html"), metadata=client.md())).file
+    request = files_pb2.GetDownloadUrlRequest(file_id=stored.id)
+    if is_s3(mesh):
+        answer = await _stub(client).GetDownloadUrl(request, metadata=client.md())
+        lifetime = answer.expires_at.seconds - time.time()
+        assert 800 < lifetime <= 900
+        async with httpx.AsyncClient() as http:
+            fetched = await http.get(answer.url)
+        assert fetched.status_code == 200 and fetched.content == HTML
+        # Never shown in place, whatever the type: an HTML file must not run on the storage's origin.
+        assert fetched.headers["content-disposition"].startswith("attachment;")
+        assert "page.html" in fetched.headers["content-disposition"]
+        async with httpx.AsyncClient() as http:
+            forged = await http.get(answer.url.replace(stored.id, str(uuid.uuid4())))
+        assert forged.status_code == 403  # the signature covers the key
+    else:
+        error = await fails(_stub(client).GetDownloadUrl(request, metadata=client.md()))
+        assert error.code == grpc.StatusCode.FAILED_PRECONDITION and error.reason == "DOWNLOAD_URL_UNAVAILABLE"
+        assert "DownloadFile" in error.message
     other = client.as_other_address()
     await other.register()
-    hidden = await fails(
-        _stub(other).GetDownloadUrl(files_pb2.GetDownloadUrlRequest(file_id=stored.id), metadata=other.md())
-    )
+    hidden = await fails(_stub(other).GetDownloadUrl(request, metadata=other.md()))
     assert hidden.code == grpc.StatusCode.NOT_FOUND

@@ -7,6 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
+def object_key(owner_id: str, file_id: uuid.UUID) -> str:
+    """Where a file's bytes live (the seed bucket's layout)."""
+    return f"users/{owner_id}/uploads/{file_id}"
+
+
+def thumbnail_key(owner_id: str, file_id: uuid.UUID) -> str:
+    """Where a file's thumbnail lives."""
+    return f"users/{owner_id}/thumbnails/{file_id}"
+
+
 @dataclass(frozen=True)
 class StoredFile:
     """A file whose bytes are durably stored: its row exists only then."""
@@ -24,13 +34,13 @@ class StoredFile:
 
     @property
     def key(self) -> str:
-        """Where its bytes live (the seed bucket's layout)."""
-        return f"users/{self.owner_id}/uploads/{self.id}"
+        """Where its bytes live."""
+        return object_key(self.owner_id, self.id)
 
     @property
     def thumbnail_key(self) -> str:
         """Where its thumbnail lives."""
-        return f"users/{self.owner_id}/thumbnails/{self.id}"
+        return thumbnail_key(self.owner_id, self.id)
 
 
 ACTIVE, COMPLETED, CANCELLED = "active", "completed", "cancelled"

@@ -1,8 +1,7 @@
 """The files service's entry point: its settings and the shared infrastructure in, the servicer out.
 
-Built so far: streamed and resumable uploads, downloads (ranges), GetFile, ListFiles, DeleteFile on local
-storage, scanned by clamd when one is configured. S3 is not yet: an `s3://` storage URL stops the server with
-one line rather than being ignored.
+Storage by URL scheme: `file://` (or nothing: `files/` in the data dir) on local disk, `s3://BUCKET` on S3 or
+MinIO with the endpoint and key settings. Uploads are scanned by clamd when one is configured.
 """
 
 from __future__ import annotations
@@ -14,10 +13,12 @@ from urllib.parse import urlparse
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
 from pynode.core import tasks
-from pynode.core.module import Infrastructure, Registration, ServiceParts
+from pynode.core.module import Closer, Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
 from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
+from pynode.files.adapters.s3_store import S3BlobStore, S3Objects, S3Staging
 from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
+from pynode.files.ports import BlobStore, Staging
 from pynode.files.scanner import ClamdScanner
 from pynode.files.service import FilesService, Limits
 from pynode.files.servicer import FileServicer
@@ -39,12 +40,35 @@ def storage_root(settings: FilesSettings, data_dir: Path) -> Path:
     """The local storage directory (`file://` URL, or `files/` in the data dir)."""
     if not settings.storage_url:
         return (data_dir / "files").resolve()
+    return Path(urlparse(settings.storage_url).path).resolve()
+
+
+async def open_storage(settings: FilesSettings, data_dir: Path) -> tuple[BlobStore, Staging, str, Closer | None]:
+    """The store and the sessions' staging the storage URL names, a description, and what closes them."""
     parsed = urlparse(settings.storage_url)
-    if parsed.scheme != "file":
-        raise SettingsError(
-            "DEVPYNODE_STORAGE_URL: s3:// storage is not built yet (the files issue's S3 part); use file:///path"
-        )
-    return Path(parsed.path).resolve()
+    if parsed.scheme != "s3":
+        root = storage_root(settings, data_dir)
+        store = LocalBlobStore(root)
+        store.sweep_partials()
+        return store, LocalStaging(root), root.as_uri(), None
+    bucket = parsed.netloc
+    if not bucket or parsed.path.strip("/"):
+        raise SettingsError("DEVPYNODE_STORAGE_URL: give the bucket alone, as s3://BUCKET")
+    objects = S3Objects(
+        bucket,
+        settings.s3_endpoint_url,
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+        settings.s3_region,
+        settings.s3_public_endpoint_url,
+    )
+    try:
+        await objects.prepare()
+    except BaseException:
+        await objects.close()
+        raise
+    s3_store = S3BlobStore(objects)
+    return s3_store, S3Staging(s3_store), f"s3://{bucket} at {settings.s3_endpoint_url}", objects.close
 
 
 class FilesModule:
@@ -59,21 +83,18 @@ class FilesModule:
         from pynode.files.adapters import sql_files  # noqa: F401 - registers the tables
 
     async def build(self, settings: FilesSettings, infra: Infrastructure) -> ServiceParts:
-        root = storage_root(settings, infra.data_dir)
-        store = LocalBlobStore(root)
-        store.sweep_partials()
+        store, staging, described, close_storage = await open_storage(settings, infra.data_dir)
         limits = Limits(
             settings.files_max_bytes,
             settings.files_quota_bytes,
             settings.allowed_types(),
             settings.files_thumbnail_pixels,
             settings.files_max_image_pixels,
+            settings.files_url_seconds,
         )
         scanner = ClamdScanner(settings.clamd_address) if settings.clamd_address else None
         service = FilesService(store, SqlFileRepository(infra.db), limits, scanner)
-        sessions = UploadSessions(
-            service, SqlUploadSessions(infra.db), LocalStaging(root), settings.files_session_hours
-        )
+        sessions = UploadSessions(service, SqlUploadSessions(infra.db), staging, settings.files_session_hours)
         sweeper = tasks.Periodic("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired sessions discarded")
 
         async def stop_sweeper() -> None:
@@ -82,10 +103,10 @@ class FilesModule:
         servicer = FileServicer(service, sessions)
         return ServiceParts(
             [Registration(_SERVICE, files_pb2_grpc.add_FileServiceServicer_to_server, servicer)],
-            closers=[stop_sweeper],
+            closers=[c for c in (close_storage, stop_sweeper) if c is not None],
             component=FilesComponents(service, sessions),
             backends={
-                "storage": root.as_uri() + " (S3 storage not built yet)",
+                "storage": described,
                 "scanning": f"clamd at {settings.clamd_address}" if scanner else "off (DEVPYNODE_CLAMD_ADDRESS unset)",
             },
         )

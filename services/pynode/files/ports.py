@@ -17,24 +17,29 @@ class BlobWriter(Protocol):
     async def write(self, chunk: bytes) -> None:
         """Append bytes (they go to storage now: memory stays flat)."""
 
-    async def commit(self, key: str) -> None:
-        """Make the bytes durable under `key` (local: fsync and rename)."""
+    async def commit(self) -> None:
+        """Make the bytes durable and visible under the key (local: fsync and rename; S3: complete the
+        multipart upload)."""
 
     async def abort(self) -> None:
-        """Discard everything written (idempotent)."""
+        """Discard everything written (idempotent; S3: abort the multipart upload)."""
 
 
 class BlobStore(Protocol):
     """Where file bytes live: a local directory, or an S3 bucket."""
 
-    def begin(self) -> BlobWriter:
-        """A new object being written."""
+    def begin(self, key: str) -> BlobWriter:
+        """A new object being written, to become `key`."""
 
     def read(self, key: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         """Chunks of at most 1 MiB from `offset`, `length` bytes or to the end."""
 
     async def delete(self, key: str) -> None:
         """Remove an object (missing is fine)."""
+
+    async def download_url(self, key: str, filename: str, content_type: str, seconds: int) -> str | None:
+        """A URL that downloads the object directly for `seconds` (as an attachment named `filename`), or None
+        when this store has none to give."""
 
 
 class FileRepository(Protocol):
@@ -78,17 +83,29 @@ class UploadSessionRepository(Protocol):
         """Active sessions past their expiry."""
 
 
+class StagedObject(Protocol):
+    """A session's bytes on their way to becoming an object: read once (for the checks), then committed
+    as the object or aborted."""
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The bytes, in order (S3: written to the object's multipart upload as they are read)."""
+
+    async def commit(self) -> None:
+        """Make the object visible under its key (after `chunks` was read to the end)."""
+
+    async def abort(self) -> None:
+        """Leave no object (idempotent); the staged bytes stay until discarded."""
+
+
 class Staging(Protocol):
-    """Where upload sessions' bytes wait until they complete (local: a file per session)."""
+    """Where upload sessions' bytes wait until they complete (local: a file per session; S3: an object per
+    part)."""
 
     async def write(self, session_id: uuid.UUID, offset: int, data: bytes) -> None:
         """Write `data` at `offset`, dropping anything after it, durably."""
 
-    def read(self, session_id: uuid.UUID) -> AsyncIterator[bytes]:
-        """The session's bytes so far."""
-
-    async def commit(self, session_id: uuid.UUID, key: str) -> None:
-        """Make the bytes the object `key`."""
+    def assemble(self, session_id: uuid.UUID, length: int, key: str) -> StagedObject:
+        """The session's first `length` bytes, to become the object `key`."""
 
     async def discard(self, session_id: uuid.UUID) -> None:
         """Drop the bytes (missing is fine)."""

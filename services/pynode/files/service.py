@@ -13,7 +13,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pynode.core import tasks
@@ -29,7 +29,7 @@ from pynode.core.errors import (
 from pynode.core.paging import decode_token, encode_token, invalid_page_token, page_size, token_field
 from pynode.core.principal import Principal
 from pynode.files import detect, thumbnails
-from pynode.files.domain import StoredFile
+from pynode.files.domain import StoredFile, object_key
 from pynode.files.names import display_name
 from pynode.files.ports import BlobStore, BlobWriter, FileRepository
 from pynode.files.scanner import ClamdScanner, Scan
@@ -46,6 +46,7 @@ class Limits:
     allowed_types: tuple[str, ...]
     thumbnail_pixels: int = 256
     max_image_pixels: int = 50_000_000
+    url_seconds: int = 900  # lifetime of a direct download URL
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ class FilesService:
             raise over_quota(limits.quota_bytes)
         scan = await self.scanner.start() if self.scanner is not None else None
         pending: asyncio.Future[None] | None = None
-        writer = self.store.begin()
+        file_id = uuid.uuid4()  # known from the start: S3 writes the object's multipart upload under its key
+        writer = self.store.begin(object_key(owner, file_id))
         digest = hashlib.sha256()
         size = 0
         head = bytearray()
@@ -160,7 +162,7 @@ class FilesService:
                     [FieldViolation("metadata.sha256", "does not match the content", "CHECKSUM_MISMATCH")],
                 )
             file = StoredFile(
-                uuid.uuid4(),
+                file_id,
                 owner,
                 display_name(metadata.filename),
                 detected,
@@ -170,7 +172,7 @@ class FilesService:
                 detect.inline_safe(detected),
                 utcnow(),
             )
-            await writer.commit(file.key)
+            await writer.commit()
         except BaseException:
             await tasks.stop(pending)
             if scan is not None:
@@ -199,10 +201,10 @@ class FilesService:
         rendered = await thumbnails.thumbnail(data, self.limits.thumbnail_pixels, self.limits.max_image_pixels)
         if rendered is None:
             return file  # not an image Pillow reads after all: stored, without a thumbnail
-        writer = self.store.begin()
+        writer = self.store.begin(file.thumbnail_key)
         try:
             await writer.write(rendered)
-            await writer.commit(file.thumbnail_key)
+            await writer.commit()
         except BaseException:
             await asyncio.shield(writer.abort())
             raise
@@ -285,10 +287,16 @@ class FilesService:
         return found, next_token
 
     async def download_url(self, caller: Principal, file_id: str, *, thumbnail: bool = False) -> tuple[str, datetime]:
-        """A short-lived direct URL: S3 presigns one; local storage has none to give yet."""
+        """A short-lived direct URL: S3 presigns one (an attachment, never shown in place); local storage has
+        none to give yet."""
         file = await self.get(caller, file_id)
         if thumbnail and not file.has_thumbnail:
             raise NotFound(f"file {file_id} has no thumbnail", reason="THUMBNAIL_NOT_FOUND")
+        key, content_type = (file.thumbnail_key, "image/webp") if thumbnail else (file.key, file.content_type)
+        seconds = self.limits.url_seconds
+        url = await self.store.download_url(key, file.filename, content_type, seconds)
+        if url is not None:
+            return url, utcnow() + timedelta(seconds=seconds)
         raise FailedPrecondition(
             "direct download URLs need S3 storage (DEVPYNODE_STORAGE_URL=s3://...) or the browser gateway; "
             "this server keeps files on local disk: use DownloadFile",

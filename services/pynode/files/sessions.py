@@ -27,7 +27,7 @@ from pynode.core.errors import (
 )
 from pynode.core.principal import Principal
 from pynode.files import detect
-from pynode.files.domain import ACTIVE, CANCELLED, COMPLETED, StoredFile, UploadSessionRecord
+from pynode.files.domain import ACTIVE, CANCELLED, COMPLETED, StoredFile, UploadSessionRecord, object_key
 from pynode.files.names import display_name
 from pynode.files.ports import Staging, UploadSessionRepository
 from pynode.files.service import FilesService, UploadMetadata, check_sha256, over_quota, too_big
@@ -162,13 +162,16 @@ class UploadSessions:
         raise refused
 
     async def _make_file(self, record: UploadSessionRecord) -> StoredFile:
-        """Check the staged bytes (SHA-256, type, scan) and publish them as a file."""
+        """Check the staged bytes (SHA-256, type, scan) while they become the object, and publish them as a
+        file; a refusal leaves no object."""
         digest = hashlib.sha256()
         head = bytearray()
         scanner = self.files.scanner
+        file_id = uuid.uuid4()
+        staged = self.staging.assemble(record.id, record.received, object_key(record.owner_id, file_id))
         scan = await scanner.start() if scanner is not None else None
         try:
-            async for chunk in self.staging.read(record.id):
+            async for chunk in staged.chunks():
                 if len(head) < detect.SNIFF_BYTES:
                     head += chunk[: detect.SNIFF_BYTES - len(head)]
                 if scan is not None:
@@ -177,18 +180,22 @@ class UploadSessions:
                     await asyncio.to_thread(digest.update, chunk)
             if scan is not None:
                 await scan.verdict()
+            sha256 = digest.hexdigest()
+            if record.sha256 and sha256 != record.sha256:
+                raise InvalidArgument(
+                    "the content's SHA-256 is not the one declared; the session is discarded",
+                    [FieldViolation("metadata.sha256", "does not match the content", "CHECKSUM_MISMATCH")],
+                )
+            content_type = self.files.check_type(bytes(head), record.declared_type)
+            await staged.commit()
+        except BaseException:
+            await asyncio.shield(staged.abort())
+            raise
         finally:
             if scan is not None:
                 scan.close()
-        sha256 = digest.hexdigest()
-        if record.sha256 and sha256 != record.sha256:
-            raise InvalidArgument(
-                "the content's SHA-256 is not the one declared; the session is discarded",
-                [FieldViolation("metadata.sha256", "does not match the content", "CHECKSUM_MISMATCH")],
-            )
-        content_type = self.files.check_type(bytes(head), record.declared_type)
         file = StoredFile(
-            uuid.uuid4(),
+            file_id,
             record.owner_id,
             record.filename,
             content_type,
@@ -198,7 +205,6 @@ class UploadSessions:
             detect.inline_safe(content_type),
             utcnow(),
         )
-        await self.staging.commit(record.id, file.key)
         return await self.files.publish(file)
 
     async def cancel(self, caller: Principal, session_id: str) -> None:

@@ -14,6 +14,12 @@ class FilesSettings(Section):
     s3_endpoint_url: str = Field("", description="S3/MinIO endpoint, e.g. http://minio:9000.")
     s3_access_key: SecretStr = Field(SecretStr(""), description="S3 access key.")
     s3_secret_key: SecretStr = Field(SecretStr(""), description="S3 secret key.")
+    s3_region: str = Field("us-east-1", description="S3 region (MinIO accepts any; presigned URLs are signed for it).")
+    s3_public_endpoint_url: str = Field(
+        "",
+        description="Endpoint that browsers reach, for presigned download URLs (default: the S3 endpoint).",
+    )
+    files_url_seconds: int = Field(900, ge=1, le=7 * 86400, description="Lifetime of a presigned download URL.")
     clamd_address: str = Field("", description="host:port of clamd; unset means uploads are not scanned.")
     files_max_bytes: int = Field(2 * 1024**3, ge=1, description="Largest file accepted, in bytes.")
     files_quota_bytes: int = Field(10 * 1024**3, ge=0, description="Bytes each user may store.")
@@ -39,7 +45,7 @@ class FilesSettings(Section):
     def _storage(cls, value: str) -> str:
         return check_url(value, ("file", "s3"), "file:///path or s3://bucket")
 
-    @field_validator("s3_endpoint_url")
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
     @classmethod
     def _endpoint(cls, value: str) -> str:
         return check_url(value, ("http", "https"), "http://host:port or https://host")

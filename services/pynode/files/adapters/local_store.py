@@ -22,10 +22,11 @@ SYNC_EVERY = 64 * 1024 * 1024  # flushed to disk as it goes, so the final fsync 
 
 
 class LocalWriter:
-    """One object being written under `.partial/`."""
+    """One object being written under `.partial/`, to be renamed to its key."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, key: str) -> None:
         self._root = root
+        self._key = key
         self._temp = root / ".partial" / uuid.uuid4().hex
         self._file: BinaryIO | None = None
         self._unsynced = 0
@@ -43,9 +44,8 @@ class LocalWriter:
             os.fdatasync(self._file.fileno())
             self._unsynced = 0
 
-    async def commit(self, key: str) -> None:
-        final = self._root / key
-        await asyncio.to_thread(self._commit, final)
+    async def commit(self) -> None:
+        await asyncio.to_thread(self._commit, self._root / self._key)
 
     def _commit(self, final: Path) -> None:
         if self._file is None:
@@ -89,8 +89,8 @@ class LocalBlobStore:
                     removed += 1
         return removed
 
-    def begin(self) -> LocalWriter:
-        return LocalWriter(self.root)
+    def begin(self, key: str) -> LocalWriter:
+        return LocalWriter(self.root, key)
 
     async def read(self, key: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         handle = await asyncio.to_thread((self.root / key).open, "rb")
@@ -127,6 +127,49 @@ class LocalBlobStore:
         with contextlib.suppress(FileNotFoundError):
             (self.root / key).unlink()
 
+    async def download_url(self, key: str, filename: str, content_type: str, seconds: int) -> str | None:
+        return None  # files on local disk are served through DownloadFile only
+
+
+class LocalStagedObject:
+    """A session's file, read for the checks, then renamed to the object's path (no copy)."""
+
+    def __init__(self, path: Path, length: int, final: Path) -> None:
+        self._path = path
+        self._length = length
+        self._final = final
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if not self._path.exists():
+            return
+        handle = await asyncio.to_thread(self._path.open, "rb")
+        left = self._length
+        try:
+            while left > 0 and (chunk := await asyncio.to_thread(handle.read, min(CHUNK, left))):
+                left -= len(chunk)
+                yield chunk
+        finally:
+            handle.close()
+
+    async def commit(self) -> None:
+        await asyncio.to_thread(self._commit)
+
+    def _commit(self) -> None:
+        if not self._path.exists():
+            self._path.touch()
+        # Bytes past the recorded length (a part written just before a crash, never recorded) are not the file's.
+        os.truncate(self._path, self._length)
+        self._final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path, self._final)
+        directory = os.open(self._final.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    async def abort(self) -> None:
+        return None  # nothing was made: the staged file stays until the session is discarded
+
 
 class LocalStaging:
     """Resumable uploads' bytes, one file per session under `.sessions/`: parts are written at their offset
@@ -152,31 +195,8 @@ class LocalStaging:
             handle.flush()
             os.fsync(handle.fileno())
 
-    async def read(self, session_id: uuid.UUID) -> AsyncIterator[bytes]:
-        path = self._path(session_id)
-        if not path.exists():
-            return
-        handle = await asyncio.to_thread(path.open, "rb")
-        try:
-            while chunk := await asyncio.to_thread(handle.read, CHUNK):
-                yield chunk
-        finally:
-            handle.close()
-
-    async def commit(self, session_id: uuid.UUID, key: str) -> None:
-        await asyncio.to_thread(self._commit, self._path(session_id), self.root / key)
-
-    @staticmethod
-    def _commit(path: Path, final: Path) -> None:
-        if not path.exists():
-            path.touch()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, final)
-        directory = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+    def assemble(self, session_id: uuid.UUID, length: int, key: str) -> LocalStagedObject:
+        return LocalStagedObject(self._path(session_id), length, self.root / key)
 
     async def discard(self, session_id: uuid.UUID) -> None:
         await asyncio.to_thread(self._discard, self._path(session_id))
