@@ -16,6 +16,7 @@ Scenarios (targets from the issues):
   chat     client -> chat -> AI router -> builtin/echo vs a bare grpcio stream: first token and tokens/s
            (bench_chat.py).
   fanout   200 StreamEvents subscribers of one conversation receive a 500-token answer (bench_chat.py).
+  files-s3 the same upload and download with the files service on S3 (moto), vs the minio client direct.
   files    a 1 GiB upload and download through the files service vs bare grpcio streams and a plain disk
            write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py).
 """
@@ -347,6 +348,80 @@ async def files_scenario(
     return ok
 
 
+async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> bool:
+    """Upload and download through the files service on S3 (moto on loopback) vs the minio client direct."""
+    size = bench_files.S3_SIZE
+    moto = Path(sys.executable).parent / "moto_server"
+    s3_port = bench_port()
+    s3 = await asyncio.create_subprocess_exec(
+        str(moto), "-H", "127.0.0.1", "-p", str(s3_port), stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{s3_port}"
+    s3_env = {
+        **env,
+        "DEVPYNODE_DATA_DIR": str(workdir / "data-s3"),
+        "DEVPYNODE_STORAGE_URL": "s3://bench-files",
+        "DEVPYNODE_S3_ENDPOINT_URL": endpoint,
+        "DEVPYNODE_S3_ACCESS_KEY": "bench",
+        "DEVPYNODE_S3_SECRET_KEY": "bench-secret",
+    }
+    mesh = None
+    try:
+        for _ in range(300):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", s3_port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        devpynode = str(Path(sys.executable).parent / "devpynode")
+        mesh, mesh_port = await start_process(
+            [devpynode, "serve"], workdir / "mesh-s3.log", s3_env, r"gRPC\s+127\.0\.0\.1:(\d+)"
+        )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh_port}") as channel:
+            auth = auth_pb2_grpc.AuthServiceStub(channel)
+            registered = await auth.Register(
+                auth_pb2.RegisterRequest(
+                    email=f"s3-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD, display_name="Bench"
+                )
+            )
+            bearer = [("authorization", f"Bearer {registered.tokens.access_token}")]
+            stub = files_pb2_grpc.FileServiceStub(channel)
+            direct_up, direct_down, mesh_up, mesh_down = [], [], [], []
+            for _ in range(max(2, args.rounds // 2)):
+                up, down = await asyncio.to_thread(bench_files.direct_s3_seconds, endpoint, "bench-direct", size)
+                direct_up.append(up)
+                direct_down.append(down)
+                seconds, file_id = await bench_files.timed_upload(stub, bearer, size)
+                mesh_up.append(seconds)
+                mesh_down.append(await bench_files.timed_download(stub, file_id, bearer, size))
+                await stub.DeleteFile(files_pb2.DeleteFileRequest(file_id=file_id), metadata=bearer)
+        med = statistics.median
+        bench_files.report_line("baseline: minio client put_object on the S3 server", med(direct_up), size)
+        bench_files.report_line("mesh: UploadFile to S3", med(mesh_up), size)
+        bench_files.report_line("baseline: minio client get_object", med(direct_down), size)
+        bench_files.report_line("mesh: DownloadFile from S3", med(mesh_down), size)
+        print(
+            f"  -> on S3: upload {med(direct_up) / med(mesh_up):.2f}x the direct client, download "
+            f"{med(direct_down) / med(mesh_down):.2f}x (figures only)"
+        )
+        return True
+    finally:
+        for process in (mesh, s3):
+            if process is not None and process.returncode is None:
+                process.terminate()
+                await process.wait()
+
+
+def bench_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 async def scanned_upload(workdir: Path, env: dict[str, str]) -> float | None:
     """One 1 GiB upload to a second mesh configured with a clamd of its own; None without clamd."""
     import hashlib
@@ -550,6 +625,8 @@ async def main(args: argparse.Namespace) -> int:
                 failed |= not await bench_chat.fanout_scenario(mesh_channel, f"127.0.0.1:{mesh_port}", bearer)
             if "files" in args.scenarios:
                 failed |= not await files_scenario(args, workdir, env, echo_channel, mesh_channel, mesh.pid, bearer)
+            if "files-s3" in args.scenarios:
+                failed |= not await files_s3_scenario(args, workdir, env)
             login = auth_pb2.LoginRequest(email=email, password=PASSWORD)
             storm_width = max(2, 2 * cores)
             if "storm" in args.scenarios:

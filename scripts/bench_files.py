@@ -4,6 +4,10 @@
   same messages to a sink, a plain 1 GiB write with fsync to the same disk): >= 0.8x, with and without the
   scanner (when clamd is installed); the server's RSS grows by less than 64 MiB;
 - a download of the same file vs a bare server-streaming of the same messages: >= 0.8x.
+
+Scenario `files-s3`: the same upload and download (S3_SIZE) with the files service on S3 (a moto S3 server on
+loopback), against the minio client writing and reading the same bytes on the same server directly: what the
+service adds on top of the S3 server's own speed. Figures only; the issue sets no target for it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
 MIB = 1024 * 1024
 SIZE = 1024 * MIB
+S3_SIZE = 256 * MIB
 _BLOCK = b"\x00devpynode bench\x00" + os.urandom(MIB - 17)
 
 
@@ -100,24 +105,64 @@ def bare_handlers() -> Any:
 # --- measurements ------------------------------------------------------------------------------------
 
 
-async def timed_upload(stub: files_pb2_grpc.FileServiceStub, metadata: Any) -> tuple[float, str]:
+async def timed_upload(stub: files_pb2_grpc.FileServiceStub, metadata: Any, size: int = SIZE) -> tuple[float, str]:
     started = time.perf_counter()
-    response = await stub.UploadFile(upload_requests(), metadata=metadata)  # type: ignore[misc]
+    response = await stub.UploadFile(upload_requests(size), metadata=metadata)  # type: ignore[misc]
     return time.perf_counter() - started, response.file.id
 
 
-async def timed_download(stub: files_pb2_grpc.FileServiceStub, file_id: str, metadata: Any) -> float:
+async def timed_download(stub: files_pb2_grpc.FileServiceStub, file_id: str, metadata: Any, size: int = SIZE) -> float:
     started = time.perf_counter()
-    size = 0
+    got = 0
     async for piece in stub.DownloadFile(files_pb2.DownloadFileRequest(file_id=file_id), metadata=metadata):  # type: ignore[attr-defined]
-        size += len(piece.chunk)
-    assert size == SIZE, size
+        got += len(piece.chunk)
+    assert got in (size, SIZE), got  # the bare source always streams SIZE
     return time.perf_counter() - started
 
 
-def rate(seconds: float) -> float:
-    return SIZE / MIB / seconds
+def rate(seconds: float, size: int = SIZE) -> float:
+    return size / MIB / seconds
 
 
-def report_line(label: str, seconds: float) -> None:
-    print(f"  {label:<48} {rate(seconds):8.1f} MiB/s   ({seconds:.2f} s for 1 GiB)")
+def report_line(label: str, seconds: float, size: int = SIZE) -> None:
+    print(f"  {label:<48} {rate(seconds, size):8.1f} MiB/s   ({seconds:.2f} s for {size // MIB} MiB)")
+
+
+class _Blocks:
+    """`size` bytes of the bench's block, as a file-like object for the minio client."""
+
+    def __init__(self, size: int) -> None:
+        self._left = size
+        self._pending = b""
+
+    def read(self, n: int = -1) -> bytes:
+        out = bytearray()
+        while self._left > 0 and (n < 0 or len(out) < n):
+            if not self._pending:
+                self._pending = _BLOCK[: min(MIB, self._left)]
+            take = self._pending if n < 0 else self._pending[: n - len(out)]
+            self._pending = self._pending[len(take) :]
+            self._left -= len(take)
+            out += take
+        return bytes(out)
+
+
+def direct_s3_seconds(endpoint: str, bucket: str, size: int = S3_SIZE) -> tuple[float, float]:
+    """The minio client putting then getting `size` bytes on the same S3 server (its own speed)."""
+    from minio import Minio
+
+    client = Minio(endpoint.removeprefix("http://"), access_key="bench", secret_key="bench-secret", secure=False)
+    if not client.bucket_exists(bucket):
+        client.make_bucket(bucket)
+    started = time.perf_counter()
+    client.put_object(bucket, "direct.bin", _Blocks(size), length=-1, part_size=8 * MIB)  # type: ignore[arg-type]
+    up = time.perf_counter() - started
+    started = time.perf_counter()
+    response = client.get_object(bucket, "direct.bin")
+    got = sum(len(chunk) for chunk in response.stream(MIB))
+    response.close()
+    response.release_conn()
+    down = time.perf_counter() - started
+    assert got == size, got
+    client.remove_object(bucket, "direct.bin")
+    return up, down
