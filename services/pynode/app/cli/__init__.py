@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from typer.exceptions import Abort, Exit, TyperException
 
-from pynode.app.cli import account, chat, files, models, operate
+from pynode.app.cli import account, chat, files, gateway, models, operate
 from pynode.app.cli.common import CliError
 from pynode.core.settings import SettingsError
 
@@ -54,6 +54,7 @@ account.users.command("create-admin")(operate.create_admin)
 app.add_typer(account.users, name="users")
 app.add_typer(files.files, name="files")
 app.add_typer(chat.chat, name="chat")
+app.add_typer(gateway.gateway, name="gateway")
 keys = typer.Typer(help="Signing keys for access tokens.", no_args_is_help=True)
 keys.command("generate")(operate.keys_generate)
 app.add_typer(keys, name="keys")

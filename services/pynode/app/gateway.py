@@ -1,0 +1,280 @@
+"""The browser gateway's Envoy configuration, generated from the contracts with typed Envoy objects.
+
+Browsers speak grpc-web to Envoy, which speaks gRPC to the services: one route per service package (every RPC
+of `devpynode.auth.v1` goes to the auth cluster, and so on), one HTTP/2 cluster per service, health-checked
+with `grpc.health.v1`. The same generator serves every place Envoy runs (compose, Helm, the laptop's
+`devpynode serve`); only addresses and TLS differ. `gateway/envoy.yaml` is its output for compose, checked in
+and kept current by `scripts/generate` (and `scripts/test` fails when it is stale).
+
+The settings below answer measured pitfalls (see the README's Deploy section): errors reach browsers only with
+`grpc-status`, `grpc-message` and `grpc-status-details-bin` exposed; CORS is answered before anything asks for
+a token; routes have no timeout (Envoy's default 15 s cuts token streams) and no `grpc_timeout_header_max`
+(Envoy would reset the stream instead of letting the service end it with DEADLINE_EXCEEDED); the client
+address is Envoy's view of it (`use_remote_address`), which the services trust from their gateway only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
+from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType, ClusterLbPolicy
+from envoy_data_plane.envoy.config.core.v3 import (
+    Address,
+    DataSource,
+    HealthCheck,
+    HealthCheckGrpcHealthCheck,
+    Http2ProtocolOptions,
+    HttpProtocolOptions,
+    SocketAddress,
+    TransportSocket,
+)
+from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints
+from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.overload.v3 import OverloadManager, ResourceMonitor
+from envoy_data_plane.envoy.config.route.v3 import (
+    Route,
+    RouteAction,
+    RouteConfiguration,
+    RouteMatch,
+    VirtualHost,
+)
+from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
+from envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3 import GrpcWeb
+from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+    HttpConnectionManager,
+    HttpConnectionManagerCodecType,
+    HttpFilter,
+)
+from envoy_data_plane.envoy.extensions.resource_monitors.downstream_connections.v3 import (
+    DownstreamConnectionsConfig,
+)
+from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
+    CommonTlsContext,
+    DownstreamTlsContext,
+    TlsCertificate,
+    TlsParameters,
+    TlsParametersTlsProtocol,
+)
+from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
+    HttpProtocolOptions as UpstreamHttpProtocolOptions,
+)
+from envoy_data_plane.envoy.extensions.upstreams.http.v3 import HttpProtocolOptionsExplicitHttpConfig
+from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
+from envoy_data_plane.google.protobuf import Any as AnyMessage
+
+from pynode.app import modules
+
+ALLOWED_HEADERS = "content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization,x-request-id"
+EXPOSED_HEADERS = "grpc-status,grpc-message,grpc-status-details-bin,x-request-id"
+STREAM_IDLE = timedelta(minutes=10)  # a slow model's first token may take minutes (cold loads)
+MAX_CONNECTION = timedelta(hours=1)  # clients reconnect, and so spread over services that scaled out
+BUFFER_BYTES = 4 * 1024 * 1024  # per connection: a 1 MiB upload part and its framing, with room
+MAX_DOWNSTREAM_CONNECTIONS = 50_000
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where one service answers: a host (a name resolved by DNS, or an address) and a port."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    """What differs between the places the gateway runs."""
+
+    upstreams: dict[str, Upstream]  # by service module name (auth, ai, files, chat)
+    listen_host: str = "0.0.0.0"  # noqa: S104 - a gateway listens for browsers
+    listen_port: int = 8080
+    admin_port: int = 9901  # on 127.0.0.1 only: stats and readiness for the process's own probes
+    allowed_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+
+def service_packages() -> dict[str, str]:
+    """Each service module's proto package (`auth` -> `devpynode.auth.v1`), read from its descriptors."""
+    found: dict[str, str] = {}
+    for module in modules.MODULES:
+        packages = {name.rsplit(".", 1)[0] for name in module.service_names}
+        assert len(packages) == 1, f"{module.name} serves more than one package: {packages}"
+        found[module.name] = packages.pop()
+    return found
+
+
+def _any(message: Any) -> AnyMessage:
+    return AnyMessage.pack(message)
+
+
+def _cluster(name: str, package: str, upstream: Upstream) -> Cluster:
+    health_service = _health_service(package)
+    return Cluster(
+        name=name,
+        # Every address the name resolves to (a headless Service's pods): requests are balanced per call.
+        type=ClusterDiscoveryType.STRICT_DNS,
+        lb_policy=ClusterLbPolicy.ROUND_ROBIN,
+        connect_timeout=timedelta(seconds=2),
+        per_connection_buffer_limit_bytes=BUFFER_BYTES,
+        typed_extension_protocol_options={
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _any(
+                UpstreamHttpProtocolOptions(
+                    explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                        http2_protocol_options=Http2ProtocolOptions()
+                    ),
+                    common_http_protocol_options=HttpProtocolOptions(max_connection_duration=MAX_CONNECTION),
+                )
+            )
+        },
+        load_assignment=ClusterLoadAssignment(
+            cluster_name=name,
+            endpoints=[
+                LocalityLbEndpoints(
+                    lb_endpoints=[
+                        LbEndpoint(
+                            endpoint=Endpoint(
+                                address=Address(
+                                    socket_address=SocketAddress(address=upstream.host, port_value=upstream.port)
+                                )
+                            )
+                        )
+                    ]
+                )
+            ],
+        ),
+        health_checks=[
+            HealthCheck(
+                timeout=timedelta(seconds=1),
+                interval=timedelta(seconds=5),
+                unhealthy_threshold=2,
+                healthy_threshold=1,
+                grpc_health_check=HealthCheckGrpcHealthCheck(service_name=health_service),
+            )
+        ],
+    )
+
+
+def _health_service(package: str) -> str:
+    """The first gRPC service of the package: its health status is the module's."""
+    for module in modules.MODULES:
+        for name in module.service_names:
+            if name.startswith(package + "."):
+                return name
+    raise ValueError(package)
+
+
+def _routes(clusters: dict[str, str]) -> list[Route]:
+    return [
+        Route(
+            match=RouteMatch(prefix=f"/{package}."),
+            # No timeout: a token stream lasts as long as the model writes (Envoy's default would cut it at 15 s).
+            route=RouteAction(cluster=cluster, timeout=timedelta(0)),
+        )
+        for package, cluster in sorted(clusters.items())
+    ]
+
+
+def _cors(origins: tuple[str, ...]) -> CorsPolicy:
+    return CorsPolicy(
+        allow_origin_string_match=[StringMatcher(exact=origin) for origin in origins],
+        allow_methods="POST,OPTIONS",
+        allow_headers=ALLOWED_HEADERS,
+        expose_headers=EXPOSED_HEADERS,
+        max_age="86400",
+        allow_credentials=False,
+    )
+
+
+def bootstrap(options: GatewayOptions) -> Bootstrap:
+    """The whole Envoy configuration as typed objects."""
+    packages = service_packages()
+    clusters = {packages[name]: name for name in options.upstreams}
+    manager = HttpConnectionManager(
+        codec_type=HttpConnectionManagerCodecType.AUTO,
+        stat_prefix="grpc_web",
+        use_remote_address=True,  # the services see the browser's address, not Envoy's
+        stream_idle_timeout=STREAM_IDLE,
+        max_request_headers_kb=64,
+        common_http_protocol_options=HttpProtocolOptions(max_connection_duration=MAX_CONNECTION),
+        route_config=RouteConfiguration(
+            name="services",
+            virtual_hosts=[
+                VirtualHost(
+                    name="services",
+                    domains=["*"],
+                    routes=_routes(clusters),
+                    typed_per_filter_config={"envoy.filters.http.cors": _any(_cors(options.allowed_origins))},
+                )
+            ],
+        ),
+        http_filters=[
+            # CORS first: a preflight carries no token and is answered here.
+            HttpFilter(name="envoy.filters.http.cors", typed_config=_any(Cors())),
+            HttpFilter(name="envoy.filters.http.grpc_web", typed_config=_any(GrpcWeb())),
+            HttpFilter(name="envoy.filters.http.router", typed_config=_any(Router())),
+        ],
+    )
+    chain = FilterChain(
+        filters=[Filter(name="envoy.filters.network.http_connection_manager", typed_config=_any(manager))]
+    )
+    if options.tls_cert_file:
+        chain.transport_socket = TransportSocket(
+            name="envoy.transport_sockets.tls",
+            typed_config=_any(
+                DownstreamTlsContext(
+                    common_tls_context=CommonTlsContext(
+                        tls_params=TlsParameters(tls_minimum_protocol_version=TlsParametersTlsProtocol.TLSv1_3),
+                        tls_certificates=[
+                            TlsCertificate(
+                                certificate_chain=DataSource(filename=options.tls_cert_file),
+                                private_key=DataSource(filename=options.tls_key_file),
+                            )
+                        ],
+                        alpn_protocols=["h2", "http/1.1"],
+                    )
+                )
+            ),
+        )
+    listener = Listener(
+        name="browsers",
+        address=Address(socket_address=SocketAddress(address=options.listen_host, port_value=options.listen_port)),
+        per_connection_buffer_limit_bytes=BUFFER_BYTES,
+        filter_chains=[chain],
+    )
+    return Bootstrap(
+        admin=Admin(address=Address(socket_address=SocketAddress(address="127.0.0.1", port_value=options.admin_port))),
+        static_resources=BootstrapStaticResources(
+            listeners=[listener],
+            clusters=[_cluster(name, packages[name], options.upstreams[name]) for name in sorted(options.upstreams)],
+        ),
+        overload_manager=OverloadManager(
+            resource_monitors=[
+                ResourceMonitor(
+                    name="envoy.resource_monitors.global_downstream_max_connections",
+                    typed_config=_any(
+                        DownstreamConnectionsConfig(max_active_downstream_connections=MAX_DOWNSTREAM_CONNECTIONS)
+                    ),
+                )
+            ]
+        ),
+    )
+
+
+def render(options: GatewayOptions) -> str:
+    """The configuration as Envoy's YAML."""
+    import yaml
+
+    header = (
+        "# Generated by `scripts/generate` from the contracts (pynode/app/gateway.py): do not edit.\n"
+        "# Browsers speak grpc-web here; Envoy speaks gRPC to the services.\n"
+    )
+    return header + yaml.safe_dump(bootstrap(options).to_dict(), sort_keys=False, width=120)
+
+
+def compose_options() -> GatewayOptions:
+    """The checked-in configuration: docker compose, one container per service on port 50051."""
+    return GatewayOptions(upstreams={name: Upstream(name, 50051) for name in service_packages()})
