@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from prometheus_client import Counter
+
 from pynode.auth.domain import AuditEvent
 from pynode.auth.ports import AuditStore
 from pynode.core.db import utcnow
@@ -27,12 +29,17 @@ class AuditTrail:
     def __init__(self, store: AuditStore, retention_days: float) -> None:
         self.store = store
         self.retention_days = retention_days
+        # Failures, lockouts and reuse per minute are what the alert rules watch.
+        self.counter = Counter(
+            "devpynode_auth_events", "Security events recorded in the audit trail, by kind.", ("kind",), registry=None
+        )
 
     async def record(
         self, kind: str, client: ClientInfo, *, actor: str = "", subject: str = "", **details: str
     ) -> None:
         """Append one event and log it. `details` must never carry a secret: callers pass reasons and roles."""
         event = AuditEvent(0, utcnow(), kind, actor, subject, client.address, current_request_id(), details)
+        self.counter.labels(kind).inc()
         log.info(
             "audit %s",
             kind,

@@ -123,6 +123,7 @@ class AuthModule:
             ],
             closers=[stop_sweeper, close_hasher],
             gauges=[session_memory_gauge(parts.authenticator)],
+            collectors=[parts.audit.counter],
             authenticator=parts.authenticator,
             component=parts,
         )

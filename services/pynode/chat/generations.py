@@ -112,6 +112,7 @@ class GenerationRunner:
         self.jobs: dict[uuid.UUID, GenerationJob] = {}
         self.prompt: PromptBuilder | None = None
         self.finished: Finished | None = None
+        self.ended: Callable[[str], None] = lambda state: None  # counts answers by how they ended
         self._subscription: Subscription | None = None
         self._renewal: tasks.Periodic | None = None
         self._sweep: tasks.Periodic | None = None
@@ -205,6 +206,7 @@ class GenerationRunner:
                 if fresh is not None:
                     job.reply = fresh
                 return
+            self.ended(reply.state)
             await self._streams.append(
                 stream_name(reply.conversation_id), encode(ChatEvent("message", message_data(reply)))
             )
@@ -230,6 +232,7 @@ class GenerationRunner:
         """Fail every reply whose owner stopped renewing its lease (a crash, kill -9, a lost node)."""
         lost = await self._repo.expire_leases(utcnow(), LOST_OWNER)
         for reply in lost:
+            self.ended(reply.state)
             await self._streams.append(
                 stream_name(reply.conversation_id), encode(ChatEvent("message", message_data(reply)))
             )

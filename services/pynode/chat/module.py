@@ -13,6 +13,7 @@ from pynode.chat.adapters.grpc_attachments import GrpcAttachments
 from pynode.chat.adapters.grpc_completions import GrpcCompletions
 from pynode.chat.adapters.sql_chat import SqlConversations
 from pynode.chat.generations import GenerationRunner
+from pynode.chat.metrics import ChatMetrics
 from pynode.chat.service import ChatLimits, ChatService
 from pynode.chat.servicer import ChatServicer
 from pynode.chat.settings import ChatSettings
@@ -66,6 +67,8 @@ class ChatModule:
                 settings.chat_typing_seconds,
             ),
         )
+        metrics = ChatMetrics(lambda: (len(runner.jobs), service.subscribers))
+        runner.ended = lambda state: metrics.answers.labels(state).inc()
         runner.start_background()
 
         async def close() -> None:
@@ -76,7 +79,7 @@ class ChatModule:
             [Registration(_SERVICE, chat_pb2_grpc.add_ChatServiceServicer_to_server, ChatServicer(service))],
             closers=[close],
             component=ChatComponents(service, runner),
-            gauges=[],
+            collectors=metrics.collectors,
         )
 
 

@@ -128,6 +128,7 @@ class ChatService:
         self._accounts = accounts
         self.limits = limits
         self._timers: set[asyncio.Task[None]] = set()
+        self.subscribers = 0  # StreamEvents open on this process
         runner.prompt = self._prompt
         runner.finished = self._finished
 
@@ -468,6 +469,17 @@ class ChatService:
         """Every change of the conversation after `after` (or from now, with the replies being written),
         until the caller is removed or the conversation is deleted."""
         conversation = await self._conversation(caller, conversation_id)
+        self.subscribers += 1
+        try:
+            async with contextlib.aclosing(self._events(caller, conversation, after)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self.subscribers -= 1
+
+    async def _events(
+        self, caller: Principal, conversation: Conversation, after: str
+    ) -> AsyncGenerator[ChatEvent, None]:
         stream = stream_name(conversation.id)
         position = ""
         if after:

@@ -18,6 +18,7 @@ from pynode.core.settings import SettingsError
 from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
 from pynode.files.adapters.s3_store import S3BlobStore, S3Objects, S3Staging
 from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
+from pynode.files.metrics import FilesMetrics
 from pynode.files.ports import BlobStore, Staging
 from pynode.files.scanner import ClamdScanner
 from pynode.files.service import FilesService, Limits
@@ -93,7 +94,8 @@ class FilesModule:
             settings.files_url_seconds,
         )
         scanner = ClamdScanner(settings.clamd_address) if settings.clamd_address else None
-        service = FilesService(store, SqlFileRepository(infra.db), limits, scanner)
+        metrics = FilesMetrics()
+        service = FilesService(store, SqlFileRepository(infra.db), limits, scanner, metrics)
         sessions = UploadSessions(service, SqlUploadSessions(infra.db), staging, settings.files_session_hours)
         sweeper = tasks.Periodic("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired sessions discarded")
 
@@ -105,6 +107,7 @@ class FilesModule:
             [Registration(_SERVICE, files_pb2_grpc.add_FileServiceServicer_to_server, servicer)],
             closers=[c for c in (close_storage, stop_sweeper) if c is not None],
             component=FilesComponents(service, sessions),
+            collectors=metrics.collectors,
             backends={
                 "storage": described,
                 "scanning": f"clamd at {settings.clamd_address}" if scanner else "off (DEVPYNODE_CLAMD_ADDRESS unset)",

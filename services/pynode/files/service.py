@@ -30,6 +30,7 @@ from pynode.core.paging import decode_token, encode_token, invalid_page_token, p
 from pynode.core.principal import Principal
 from pynode.files import detect, thumbnails
 from pynode.files.domain import StoredFile, object_key
+from pynode.files.metrics import FilesMetrics
 from pynode.files.names import display_name
 from pynode.files.ports import BlobStore, BlobWriter, FileRepository
 from pynode.files.scanner import ClamdScanner, Scan
@@ -90,12 +91,18 @@ class FilesService:
     """The files use cases."""
 
     def __init__(
-        self, store: BlobStore, files: FileRepository, limits: Limits, scanner: ClamdScanner | None = None
+        self,
+        store: BlobStore,
+        files: FileRepository,
+        limits: Limits,
+        scanner: ClamdScanner | None = None,
+        metrics: FilesMetrics | None = None,
     ) -> None:
         self.store = store
         self.files = files
         self.limits = limits
         self.scanner = scanner
+        self.metrics = metrics or FilesMetrics()
         self._in_flight: dict[str, int] = {}  # bytes of unfinished uploads per user, held against the quota
 
     def _hold(self, owner: str, amount: int) -> None:
@@ -110,6 +117,15 @@ class FilesService:
 
     async def upload(self, caller: Principal, metadata: UploadMetadata, chunks: AsyncIterator[bytes]) -> StoredFile:
         """Store a streamed upload, or nothing."""
+        try:
+            stored = await self._upload(caller, metadata, chunks)
+        except BaseException as exc:
+            self.metrics.ended("stream", exc, 0)
+            raise
+        self.metrics.ended("stream", None, stored.size)
+        return stored
+
+    async def _upload(self, caller: Principal, metadata: UploadMetadata, chunks: AsyncIterator[bytes]) -> StoredFile:
         owner = caller.subject
         limits = self.limits
         check_sha256(metadata.sha256)

@@ -138,6 +138,15 @@ class UploadSessions:
             return record
 
     async def complete(self, caller: Principal, session_id: str) -> StoredFile:
+        try:
+            file = await self._complete(caller, session_id)
+        except BaseException as exc:
+            self.files.metrics.ended("session", exc, 0)
+            raise
+        self.files.metrics.ended("session", None, file.size)
+        return file
+
+    async def _complete(self, caller: Principal, session_id: str) -> StoredFile:
         refused: DomainError | None = None
         async with self.sessions.locked(uuid.UUID(session_id)) as record:
             record = self._check_owner(caller, record, session_id)
