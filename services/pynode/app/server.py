@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pynode.app import modules
 from pynode.app.bootstrap import Platform
-from pynode.core import reflection
+from pynode.core import reflection, tls
 from pynode.core.access_log import AccessLog
 from pynode.core.contract import method_contracts
 from pynode.core.edge import Edge
@@ -140,8 +140,13 @@ class MeshServer:
         problem = bind_problem(settings.grpc_host, settings.grpc_port)
         if problem:  # checked first: grpc's own failure is a multi-line C-core log
             raise SettingsError(f"DEVPYNODE_GRPC_PORT: cannot listen on {address} ({problem})")
+        mesh = self.platform.settings.mesh
+        credentials = tls.server_credentials(mesh.tls_cert_file, mesh.tls_key_file, mesh.tls_client_ca_file)
         try:
-            self.port = self.server.add_insecure_port(address)
+            if credentials is not None:
+                self.port = self.server.add_secure_port(address, credentials)
+            else:
+                self.port = self.server.add_insecure_port(address)
         except RuntimeError as exc:
             raise SettingsError(f"DEVPYNODE_GRPC_PORT: cannot listen on {address} ({exc})") from None
         if settings.metrics_port >= 0:

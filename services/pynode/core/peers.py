@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from pynode.core import deadlines, principal, status
+from pynode.core import deadlines, principal, status, tls
 from pynode.core.errors import DomainError, Unauthenticated, Unavailable
 from pynode.core.settings import MeshSettings, SettingsError, env_name
 
@@ -71,6 +71,7 @@ class Peers:
 
     def __init__(self, mesh: MeshSettings, local_services: set[str]) -> None:
         self._mesh = mesh
+        self._credentials = tls.channel_credentials(mesh.tls_ca_file, mesh.tls_cert_file, mesh.tls_key_file)
         self._local = set(local_services)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.local_address = ""  # this process's own gRPC address, set when the server has bound it
@@ -102,10 +103,11 @@ class Peers:
         """The channel to `service` (opened on first use, shared afterwards)."""
         found = self._channels.get(service)
         if found is None:
-            found = grpc.aio.insecure_channel(
-                self.address(service),
-                options=[("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_permit_without_calls", 0)],
-            )
+            options = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_permit_without_calls", 0)]
+            if self._credentials is not None:
+                found = grpc.aio.secure_channel(self.address(service), self._credentials, options=options)
+            else:
+                found = grpc.aio.insecure_channel(self.address(service), options=options)
             self._channels[service] = found
         return found
 

@@ -169,6 +169,16 @@ class MeshSettings(Section):
         description=f"Shared secret services trade for service tokens (IssueServiceToken); at least "
         f"{MIN_SERVICE_SECRET_CHARS} characters outside dev mode.",
     )
+    tls_cert_file: str = Field("", description="PEM certificate chain: the gRPC port speaks TLS.")
+    tls_key_file: str = Field("", description="PEM private key of DEVPYNODE_TLS_CERT_FILE.")
+    tls_client_ca_file: str = Field(
+        "", description="PEM CA bundle: callers must present a certificate it signed (mTLS between services)."
+    )
+    tls_ca_file: str = Field(
+        "",
+        description="PEM CA bundle that signed the services' certificates: calls to peers use TLS and verify "
+        "against it (presenting DEVPYNODE_TLS_CERT_FILE as the client certificate when set).",
+    )
     auth_issuer: str = Field("devpynode", description="`iss` of access tokens.")
     auth_audience: str = Field("devpynode", description="`aud` of access tokens.")
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pynode.app.cli import credentials
-from pynode.app.cli.common import CliError, fail, read_password, rpc_error, server_address
+from pynode.app.cli.common import CliError, fail, open_channel, read_password, rpc_error, server_address
 from pynode.app.cli.credentials import Credentials
 
 TIMEOUT_SECONDS = 15.0
@@ -41,7 +41,7 @@ Server = Annotated[
 
 @contextmanager
 def _channel(server: str) -> Iterator[grpc.Channel]:
-    channel = grpc.insecure_channel(server)
+    channel = open_channel(server)
     try:
         yield channel
     except grpc.RpcError as error:
@@ -75,7 +75,7 @@ def fresh_credentials(server: str) -> Credentials:
     if kept.refresh_expires_at <= time.time():
         credentials.forget(server)
         fail(f"the session on {server} has expired; run `devpynode login` again")
-    with grpc.insecure_channel(server) as channel:
+    with open_channel(server) as channel:
         try:
             response = auth_pb2_grpc.AuthServiceStub(channel).RefreshToken(
                 auth_pb2.RefreshTokenRequest(refresh_token=kept.refresh_token), timeout=TIMEOUT_SECONDS

@@ -26,6 +26,17 @@ def fail(message: str, status: int = 1) -> NoReturn:
     raise CliError(message, status)
 
 
+def open_channel(server: str) -> grpc.Channel:
+    """A channel to the mesh: TLS, verified against DEVPYNODE_TLS_CA_FILE, when that is set (with
+    DEVPYNODE_TLS_CLIENT_CERT_FILE/_KEY_FILE as the client certificate where the mesh asks for one)."""
+    from pynode.core import tls
+
+    credentials = tls.environment_channel_credentials()
+    if credentials is None:
+        return grpc.insecure_channel(server)
+    return grpc.secure_channel(server, credentials)
+
+
 def server_address(flag: str | None) -> str:
     """`--server`, else DEVPYNODE_SERVER, else the default."""
     return flag or os.environ.get("DEVPYNODE_SERVER") or DEFAULT_SERVER

@@ -11,7 +11,7 @@ from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 from rich.console import Console
 
 from pynode.app.cli.account import Server, _bearer, _channel, print_table
-from pynode.app.cli.common import rpc_error, server_address
+from pynode.app.cli.common import open_channel, rpc_error, server_address
 
 TIMEOUT_SECONDS = 10.0
 ASK_TIMEOUT_SECONDS = 600.0
@@ -62,7 +62,7 @@ def ask(
         model=model, messages=[ai_pb2.ChatMessage(role=ai_pb2.MESSAGE_ROLE_USER, content=prompt)], options=options
     )
     metadata = _bearer(address)
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address) as channel:
         call = ai_pb2_grpc.AIRouterServiceStub(channel).Generate(
             request, metadata=metadata, timeout=ASK_TIMEOUT_SECONDS
         )
