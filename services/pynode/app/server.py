@@ -27,13 +27,16 @@ log = logging.getLogger("pynode.server")
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
-def bind_problem(host: str, port: int) -> str:
-    """Why `host:port` cannot be listened on, or "" when it can."""
+def bind_problem(host: str, port: int, *, shared: bool = False) -> str:
+    """Why `host:port` cannot be listened on, or "" when it can (`shared`: alongside other SO_REUSEPORT
+    listeners, as `serve --workers` binds it)."""
     if port == 0:
         return ""
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if shared:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             probe.bind((host, port))
     except OSError as exc:
         return exc.strerror or str(exc)
@@ -101,8 +104,8 @@ class MeshServer:
             ("grpc.max_receive_message_length", server_settings.max_message_bytes),
             ("grpc.max_send_message_length", server_settings.max_message_bytes),
             ("grpc.max_metadata_size", 16 * 1024),
-            # Two servers must never share a port by accident.
-            ("grpc.so_reuseport", 0),
+            # Two servers must never share a port by accident; `serve --workers N` shares it on purpose.
+            ("grpc.so_reuseport", 1 if server_settings.reuse_port else 0),
             # Keepalive enforcement: clients may ping every 10 s even without calls; more often is a
             # strike, and two strikes close the connection.
             ("grpc.keepalive_permit_without_calls", 1),
@@ -137,7 +140,7 @@ class MeshServer:
         """Bind, start and mark every service SERVING; returns the gRPC port."""
         settings = self.platform.settings.server
         address = listen_address(settings.grpc_host, settings.grpc_port)
-        problem = bind_problem(settings.grpc_host, settings.grpc_port)
+        problem = bind_problem(settings.grpc_host, settings.grpc_port, shared=settings.reuse_port)
         if problem:  # checked first: grpc's own failure is a multi-line C-core log
             raise SettingsError(f"DEVPYNODE_GRPC_PORT: cannot listen on {address} ({problem})")
         mesh = self.platform.settings.mesh

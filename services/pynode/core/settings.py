@@ -105,6 +105,9 @@ class ServerSettings(Section):
         "ended and clients reconnect.",
     )
     max_concurrent_streams: int = Field(100, ge=1, description="Calls at once on one connection.")
+    reuse_port: bool = Field(
+        False, description="Bind the gRPC port with SO_REUSEPORT (set for its workers by `serve --workers N`)."
+    )
     keepalive_seconds: float = Field(
         60,
         gt=0,

@@ -90,14 +90,20 @@ def serve(
         int | None, typer.Option(help="Prometheus /metrics port, -1 disables [env DEVPYNODE_METRICS_PORT; 9464]")
     ] = None,
     data_dir: DataDir = None,
-    workers: Annotated[int, typer.Option(help="Processes serving the port (only 1 is supported yet)")] = 1,
+    workers: Annotated[
+        str,
+        typer.Option(
+            help="Processes serving the port (SO_REUSEPORT), or `auto` for one per core; more than 1 needs Redis [1]"
+        ),
+    ] = "1",
 ) -> None:
     """Run the services (all of them by default) until SIGTERM or Ctrl-C."""
-    if workers != 1:
-        fail("--workers: only 1 is supported yet (multi-process serving comes with the deploy issue)", 2)
+    count = _worker_count(workers)
     flags = {"only": only, "grpc_host": grpc_host, "grpc_port": grpc_port, "metrics_port": metrics_port}
     settings = settings_from({**flags, "data_dir": data_dir})
     logs.configure(settings.server.log_level)
+    if count > 1:
+        raise typer.Exit(_supervise(settings, count, flags, data_dir))
     if metrics_port is None and "metrics_port" not in settings.server.model_fields_set:
         settings = _free_metrics_port(settings)
     try:
@@ -108,6 +114,57 @@ def serve(
         raise CliError(flag_named(str(exc), {k: v for k, v in flags.items() if v is not None}), 2) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def _worker_count(value: str) -> int:
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    if not value.isdigit() or int(value) < 1:
+        fail(f"--workers: {value!r} is not a number of processes (1, 2, ... or auto)", 2)
+    return int(value)
+
+
+def _supervise(settings: Settings, count: int, flags: dict[str, Any], data_dir: Path | None) -> int:
+    """Run `count` workers on one port under a supervising parent; returns the exit status."""
+    from pynode.app import migrate
+    from pynode.app.server import bind_problem
+    from pynode.app.workers import Supervisor
+
+    server = settings.server
+    if settings.stores.redis_url == "memory://":
+        fail(
+            f"DEVPYNODE_REDIS_URL: --workers {count} needs a shared Redis (sessions, limits and events must be the "
+            "same in every worker); set redis://host:6379/0",
+            2,
+        )
+    port = server.grpc_port or _free_port(server.grpc_host)
+    problem = bind_problem(server.grpc_host, port)
+    if problem:
+        fail(f"DEVPYNODE_GRPC_PORT: cannot listen on {server.grpc_host}:{port} ({problem})", 2)
+    url = settings.stores.resolved_database_url(server.data_dir)
+    if url.startswith("sqlite"):  # migrated once here, not by every worker at once
+        server.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(url)
+    command = [sys.executable, "-m", "pynode.app.cli", "serve", "--workers", "1"]
+    for name, value in {**flags, "data_dir": data_dir}.items():
+        if value is not None and name not in ("grpc_port", "metrics_port"):
+            command += [f"--{name.replace('_', '-')}", str(value)]
+    env = {**os.environ, "DEVPYNODE_GRPC_PORT": str(port), "DEVPYNODE_METRICS_PORT": str(server.metrics_port)}
+    supervisor = Supervisor(count, command, env, server.metrics_port, server.shutdown_grace_seconds)
+    print(f"Dev-PyNode {_version()}: {count} workers", flush=True)
+    print(f"  gRPC       {server.grpc_host}:{port}  ({', '.join(settings.chosen())})", flush=True)
+    if server.metrics_port > 0:
+        print(f"  metrics    ports {server.metrics_port} to {server.metrics_port + count - 1}, one per worker")
+    print("  Ctrl-C stops every worker gracefully", flush=True)
+    return supervisor.run()
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def _free_metrics_port(settings: Settings) -> Settings:
