@@ -16,6 +16,8 @@ Scenarios (targets from the issues):
   chat     client -> chat -> AI router -> builtin/echo vs a bare grpcio stream: first token and tokens/s
            (bench_chat.py).
   fanout   200 StreamEvents subscribers of one conversation receive a 500-token answer (bench_chat.py).
+  workers  GetCurrentUser against `serve --workers 1` and `--workers 2` (Redis): calls per server CPU-second
+           (2 workers >= 0.9x one) and throughput.
   files-s3 the same upload and download with the files service on S3 (moto), vs the minio client direct.
   files    a 1 GiB upload and download through the files service vs bare grpcio streams and a plain disk
            write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py).
@@ -414,6 +416,106 @@ async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[s
                 await process.wait()
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and its live descendants."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                stack += [int(p) for p in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (live ones, and reaped children's totals)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for current in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+    return total
+
+
+async def workers_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> bool:
+    """GetCurrentUser at the bench's concurrency against `serve --workers 1` and `--workers 2` (Redis shared):
+    requests per server CPU-second (target: 2 workers >= 0.9x one) and throughput, both reported. Pinned (the
+    default), the servers get every CPU but the load generator's: on two cores, both workers share one, so
+    the throughput ratio shows what a second worker costs rather than what a second core gives."""
+    redis_url = args.redis_url or "redis://127.0.0.1:6379/0"
+    results: dict[int, tuple[float, float]] = {}
+    for count in (1, 2):
+        port = bench_port()
+        run_env = {
+            **env,
+            "DEVPYNODE_DATA_DIR": str(workdir / f"data-workers-{count}"),
+            "DEVPYNODE_REDIS_URL": redis_url,
+            "DEVPYNODE_REDIS_PREFIX": f"bench-workers-{uuid.uuid4().hex[:8]}:",
+            "DEVPYNODE_GRPC_PORT": str(port),
+        }
+        devpynode = str(Path(sys.executable).parent / "devpynode")
+        parent, _ = await start_process(
+            [devpynode, "serve", "--workers", str(count)],
+            workdir / f"workers-{count}.log",
+            run_env,
+            r"gRPC\s+\S+:(\d+)",
+        )
+        try:
+            # Separate connections (a subchannel pool each), so the kernel spreads them over the workers.
+            channels = [
+                grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(args.concurrency)
+            ]
+            for _ in range(100):
+                try:
+                    registered = await auth_pb2_grpc.AuthServiceStub(channels[0]).Register(
+                        auth_pb2.RegisterRequest(
+                            email=f"w-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD, display_name="Bench"
+                        )
+                    )
+                    break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.2)
+            bearer = [("authorization", f"Bearer {registered.tokens.access_token}")]
+            stubs = [auth_pb2_grpc.AuthServiceStub(c) for c in channels]
+            turn = iter(range(10**12))
+
+            def me(stubs: list[Any] = stubs, turn: Any = turn, bearer: Any = bearer) -> Awaitable[Any]:
+                call: Awaitable[Any] = stubs[next(turn) % len(stubs)].GetCurrentUser(
+                    auth_pb2.GetCurrentUserRequest(), metadata=bearer
+                )
+                return call
+
+            all_cpus = os.sched_getaffinity(0)
+            pinned = args.pin and len(all_cpus) >= 2
+            if pinned:  # as for the other throughput figures: the load generator apart from the servers
+                for pid in process_tree(parent.pid):
+                    pin(pid, all_cpus - {min(all_cpus)})
+                pin(os.getpid(), {min(all_cpus)})
+            await drive("warm-up", me, args.concurrency, 2)
+            before = cpu_seconds(parent.pid)
+            run = await drive(f"serve --workers {count}: GetCurrentUser", me, args.concurrency, args.seconds)
+            used = cpu_seconds(parent.pid) - before
+            print(run.line() + f"   server CPU {used:.1f} s -> {run.calls / used:,.0f} calls per CPU-second")
+            results[count] = (run.rps, run.calls / used)
+            if pinned:
+                pin(os.getpid(), all_cpus)
+            for channel in channels:
+                await channel.close()
+        finally:
+            parent.terminate()
+            await parent.wait()
+    efficiency = results[2][1] / results[1][1]
+    ok = efficiency >= 0.9
+    print(
+        f"  -> 2 workers: {efficiency:.2f}x the calls per server CPU-second of 1 (target >= 0.9x) {verdict(ok)}; "
+        f"throughput {results[2][0] / results[1][0]:.2f}x"
+    )
+    return ok
+
+
 def bench_port() -> int:
     import socket
 
@@ -625,6 +727,8 @@ async def main(args: argparse.Namespace) -> int:
                 failed |= not await bench_chat.fanout_scenario(mesh_channel, f"127.0.0.1:{mesh_port}", bearer)
             if "files" in args.scenarios:
                 failed |= not await files_scenario(args, workdir, env, echo_channel, mesh_channel, mesh.pid, bearer)
+            if "workers" in args.scenarios:
+                failed |= not await workers_scenario(args, workdir, env)
             if "files-s3" in args.scenarios:
                 failed |= not await files_s3_scenario(args, workdir, env)
             login = auth_pb2.LoginRequest(email=email, password=PASSWORD)

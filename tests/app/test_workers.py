@@ -31,6 +31,10 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _alive(pids: set[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
 async def _checks(port: int, connections: int) -> None:
     """Health checks over many connections (a subchannel pool each): the kernel spreads them over workers."""
     for _ in range(connections):
@@ -98,7 +102,7 @@ async def test_two_workers_share_a_port_and_are_supervised(real_backend: Backend
         parent.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(parent.wait(), 30)
         assert code == 0
-        assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
+        assert not _alive(workers)
         _, err = await parent.communicate()
         assert b"restarting" in err
     finally:
