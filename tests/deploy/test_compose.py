@@ -1,0 +1,98 @@
+"""docker-compose.yml and the Dockerfile, checked where no Docker engine runs: the Compose Specification's
+schema (from docker-compose 1.29.2's wheel, in tests/deploy/data), and every service, port, setting and mounted
+file held against what the code and the repository have."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from pynode.app import modules
+from pynode.app.settings import load
+from pynode.core.settings import env_name
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+
+
+def _settings_variables() -> set[str]:
+    settings = load()
+    return {env_name(name) for section in settings.sections() for name in type(section).model_fields}
+
+
+def test_the_file_follows_the_compose_specification() -> None:
+    schema = json.loads((REPO / "tests" / "deploy" / "data" / "compose-spec.json").read_text())
+    # x- extension keys are the specification's own escape hatch; the 2021 schema predates some of their uses.
+    document = {k: v for k, v in COMPOSE.items() if not k.startswith("x-")}
+    validator = jsonschema.Draft201909Validator(schema)
+    validator.validate(document)
+    # The schema is strict enough to matter: a misspelt key is refused.
+    broken = json.loads(json.dumps(document))
+    broken["services"]["auth"]["restrat"] = "always"
+    assert not validator.is_valid(broken)
+
+
+def test_each_service_runs_in_its_own_container_with_the_gateways_address() -> None:
+    envoy = yaml.safe_load((REPO / "gateway" / "envoy.yaml").read_text())
+    clusters = {c["name"]: c for c in envoy["staticResources"]["clusters"]}
+    assert set(clusters) == set(modules.names())
+    for name, cluster in clusters.items():
+        assert SERVICES[name]["command"] == ["serve", "--only", name]
+        endpoint = cluster["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]
+        environment = SERVICES[name]["environment"]
+        assert endpoint["address"] == name and str(endpoint["portValue"]) == environment["DEVPYNODE_GRPC_PORT"]
+        # Every peer address points at a service of this file, on its gRPC port.
+        for other in modules.names():
+            address = environment.get(env_name(f"{other}_address"))
+            if address:
+                assert address == f"{other}:{environment['DEVPYNODE_GRPC_PORT']}"
+    assert SERVICES["migrate"]["command"] == ["migrate"]
+    listener = envoy["staticResources"]["listeners"][0]["address"]["socketAddress"]["portValue"]
+    assert f"{listener}:{listener}" in SERVICES["envoy"]["ports"]
+    assert "./gateway/envoy.yaml:/etc/envoy/envoy.yaml:ro" in SERVICES["envoy"]["volumes"]
+
+
+def test_every_setting_named_exists_and_every_mounted_file_is_in_the_repository() -> None:
+    known = _settings_variables()
+    for name, service in SERVICES.items():
+        for variable in service.get("environment", {}):
+            if variable.startswith("DEVPYNODE_"):
+                assert variable in known, f"{name}: {variable} is no setting of the platform"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists(), f"{name} mounts {source}, which the repository does not have"
+            else:
+                assert source in COMPOSE["volumes"], f"{name} uses an undeclared volume {source}"
+    environment = SERVICES["auth"]["environment"]
+    storage = environment["DEVPYNODE_STORAGE_URL"].removeprefix("s3://")
+    assert storage in " ".join(SERVICES["minio-bucket"]["command"])  # the bucket is made at start
+    assert environment["DEVPYNODE_CLAMD_ADDRESS"].split(":")[0] in SERVICES
+    assert environment["DEVPYNODE_DEV_MODE"] == "false"
+
+
+def test_prometheus_scrapes_what_compose_runs() -> None:
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = jobs["devpynode"]["static_configs"][0]["targets"]
+    metrics_port = SERVICES["auth"]["environment"]["DEVPYNODE_METRICS_PORT"]
+    assert sorted(targets) == sorted(f"{name}:{metrics_port}" for name in modules.names())
+    assert jobs["envoy"]["static_configs"][0]["targets"] == ["envoy:9901"]
+
+
+def test_the_image_is_multi_stage_non_root_and_checks_its_health() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", dockerfile, flags=re.M)[1:]
+    assert len(stages) >= 2
+    final = stages[-1]
+    assert re.search(r"^USER (?!root|0\b)\S+", final, flags=re.M), "the final stage must not run as root"
+    assert "HEALTHCHECK" in final and '"devpynode", "health"' in final
+    assert not re.search(r"\b(gcc|g\+\+|build-essential|make)\b", final), "no build tools in the final image"
+    for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, flags=re.M):
+        assert (REPO / source).exists(), source
