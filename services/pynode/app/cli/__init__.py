@@ -43,6 +43,8 @@ def _root(
 
 app.command()(operate.serve)
 app.command()(operate.migrate)
+app.command()(operate.backup)
+app.command()(operate.restore)
 app.command()(account.login)
 app.command()(account.logout)
 app.command()(account.whoami)

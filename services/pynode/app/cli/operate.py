@@ -167,6 +167,44 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+def backup(
+    destination: Annotated[str, typer.Argument(help="A new directory, or s3://BUCKET/PREFIX")],
+    data_dir: DataDir = None,
+) -> None:
+    """Back up the database (pg_dump, or SQLite's backup API) and every stored file, with a manifest of checksums."""
+    from pynode.app.backup import BackupError
+    from pynode.app.backup import backup as take
+
+    settings = settings_from({"data_dir": data_dir})
+    try:
+        manifest = take(settings, destination)
+    except BackupError as exc:
+        fail(str(exc))
+    objects = sum(1 for name in manifest["files"] if name.startswith("objects/"))
+    print(f"backed up the {manifest['database']['kind']} database and {objects} object(s) to {destination}")
+
+
+def restore(
+    source: Annotated[str, typer.Argument(help="A backup directory, or s3://BUCKET/PREFIX")],
+    force: Annotated[bool, typer.Option(help="Replace accounts and files the target already holds")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Restore a backup into the configured database and storage (checksums checked first; an occupied target
+    is refused without --force)."""
+    from pynode.app.backup import BackupError
+    from pynode.app.backup import restore as put_back
+
+    settings = settings_from({"data_dir": data_dir})
+    try:
+        manifest = put_back(settings, source, force=force)
+    except BackupError as exc:
+        fail(str(exc))
+    objects = sum(1 for name in manifest["files"] if name.startswith("objects/"))
+    print(
+        f"restored the {manifest['database']['kind']} database and {objects} object(s) taken {manifest['created_at']}"
+    )
+
+
 def _free_metrics_port(settings: Settings) -> Settings:
     """The default metrics port, or any free one when it is taken (an explicit port is never changed)."""
     from pynode.app.server import bind_problem

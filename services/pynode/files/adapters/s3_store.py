@@ -115,6 +115,10 @@ class S3Objects:
             log.warning("could not set the bucket's lifecycle rule for unfinished uploads (%s)", exc.code)
 
     async def close(self) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the pool's threads (after their calls end)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
