@@ -278,3 +278,31 @@ def render(options: GatewayOptions) -> str:
 def compose_options() -> GatewayOptions:
     """The checked-in configuration: docker compose, one container per service on port 50051."""
     return GatewayOptions(upstreams={name: Upstream(name, 50051) for name in service_packages()})
+
+
+HELM_HOST = '{{ include "dev-pynode.fullname" . }}-%s'
+HELM_TLS_DIR = "/etc/envoy/tls"
+
+
+def helm_template(*, tls: bool) -> str:
+    """The configuration as a Helm template (charts/dev-pynode/files/): each upstream is the release's headless
+    Service of that service, and the allowed origins come from `.Values.envoy.allowedOrigins`."""
+    options = GatewayOptions(
+        upstreams={name: Upstream(HELM_HOST % name, 50051) for name in service_packages()},
+        allowed_origins=("__ORIGINS__",),
+        tls_cert_file=f"{HELM_TLS_DIR}/tls.crt" if tls else "",
+        tls_key_file=f"{HELM_TLS_DIR}/tls.key" if tls else "",
+    )
+    lines = render(options).replace("`scripts/generate`", "`scripts/generate` for the Helm chart").splitlines()
+    out = []
+    for line in lines:
+        if line.strip() == "- exact: __ORIGINS__":
+            indent = line[: len(line) - len(line.lstrip())]
+            out += [
+                "{{- range .Values.envoy.allowedOrigins }}",
+                f"{indent}- exact: {{{{ . | quote }}}}",
+                "{{- end }}",
+            ]
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"

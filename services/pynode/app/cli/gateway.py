@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pynode.app.cli.common import fail
-from pynode.app.gateway import GatewayOptions, Upstream, compose_options, render, service_packages
+from pynode.app.gateway import GatewayOptions, Upstream, compose_options, helm_template, render, service_packages
 
 gateway = typer.Typer(help="The browser gateway (Envoy: grpc-web in front of the services).", no_args_is_help=True)
 
@@ -32,8 +32,16 @@ def config(
     ] = None,
     tls_cert_file: Annotated[str, typer.Option(help="Certificate chain (PEM): TLS 1.3 at the listener")] = "",
     tls_key_file: Annotated[str, typer.Option(help="Its private key (PEM)")] = "",
+    helm: Annotated[
+        str, typer.Option(help="plain|tls: print the Helm chart's template instead (charts/dev-pynode/files/)")
+    ] = "",
 ) -> None:
     """Print Envoy's configuration (YAML): one route per service package, one health-checked cluster each."""
+    if helm:
+        if helm not in ("plain", "tls"):
+            fail("--helm: plain or tls", 2)
+        print(helm_template(tls=helm == "tls"), end="")
+        return
     options = compose_options()
     if upstream:
         known = service_packages()

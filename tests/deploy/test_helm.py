@@ -1,0 +1,147 @@
+"""The Helm chart, through Helm 4 as a library (helm-python-sdk): lint and render with several values sets,
+every object validated offline against a pinned Kubernetes version (kubernetes-validate, strict), the schema
+refusing bad values, and the rendered Envoy configuration accepted by a real Envoy."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "dev-pynode"
+KUBERNETES = "1.30.0"
+ENVOY = Path(sys.executable).parent / "envoy"
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "small": {
+        "autoscaling": {"enabled": False},
+        "podDisruptionBudget": {"enabled": False},
+        "envoy": {"tls": {"enabled": False}, "service": {"type": "ClusterIP", "port": 80}, "allowedOrigins": ["http://localhost:8080"]},
+        "existingSecret": "devpynode-secrets",
+        "networkPolicy": {"enabled": False},
+        "backup": {"enabled": False},
+        "migration": {"enabled": False},
+        "serviceMonitor": {"enabled": True},
+    },
+    "production": {
+        "image": {"repository": "registry.example.com/devpynode", "tag": "1.2.3"},
+        "services": {"chat": {"replicas": 4, "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "2Gi"}}}},
+        "envoy": {"allowedOrigins": ["https://chat.example.com", "https://admin.example.com"]},
+        "config": {"DEVPYNODE_CLAMD_ADDRESS": "clamav:3310"},
+    },
+}  # fmt: skip
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+    chart = helm.Chart.load(str(CHART))
+    manifests = chart.render(values, name="prod", namespace="devpynode", is_install=True)
+    objects = []
+    for text in manifests.values():
+        objects += [doc for doc in yaml.safe_load_all(text) if doc]
+    return objects
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_lint_render_and_validate_every_object(name: str) -> None:
+    values = VALUE_SETS[name]
+    report = helm.lint(str(CHART), values, strict=True, kube_version=f"v{KUBERNETES}")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not problems and not report["errors"], report
+    objects = render(values)
+    assert objects
+    for obj in objects:
+        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            assert obj["kind"] == "ServiceMonitor" and obj["spec"]["endpoints"][0]["port"] == "metrics"
+            continue  # a CRD: no schema in Kubernetes' own
+        kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+
+
+def test_the_defaults_deploy_what_the_seed_asks_for() -> None:
+    objects = render({})
+    deployments = {d["metadata"]["name"]: d for d in by_kind(objects, "Deployment")}
+    assert set(deployments) == {f"prod-dev-pynode-{n}" for n in ("auth", "ai", "files", "chat", "envoy")}
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"], name
+            assert not security["allowPrivilegeEscalation"] and security["capabilities"]["drop"] == ["ALL"]
+            if not name.endswith("envoy"):
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    assert container[probe]["grpc"]["port"] == 50051, (name, probe)
+    services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
+    for name in ("auth", "ai", "files", "chat"):
+        assert services[f"prod-dev-pynode-{name}"]["spec"]["clusterIP"] == "None"  # headless: per-call balancing
+    assert services["prod-dev-pynode-envoy"]["spec"]["type"] == "LoadBalancer"
+    for hpa in by_kind(objects, "HorizontalPodAutoscaler"):
+        spec = hpa["spec"]
+        assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 10)
+        assert spec["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    assert len(by_kind(objects, "HorizontalPodAutoscaler")) == 4 and len(by_kind(objects, "PodDisruptionBudget")) == 5
+    (job,) = by_kind(objects, "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    (cron,) = by_kind(objects, "CronJob")
+    assert cron["spec"]["schedule"] == "0 * * * *"  # hourly: the seed's one-hour recovery point
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(objects, "NetworkPolicy")}
+    gateway, services_policy = policies["prod-dev-pynode-gateway"], policies["prod-dev-pynode-services"]
+    assert "from" not in gateway["ingress"][0]  # only Envoy is public
+    sources = services_policy["ingress"][0]["from"]
+    assert {s["podSelector"]["matchLabels"]["devpynode/role"] for s in sources} == {"gateway", "service"}
+    config = next(c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "prod-dev-pynode-config")
+    assert config["data"]["DEVPYNODE_CHAT_ADDRESS"] == "prod-dev-pynode-chat:50051"
+    assert config["data"]["DEVPYNODE_DEV_MODE"] == "false"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"services": {"auth": {"replicas": "two", "resources": {}}}},
+        {"envoy": {"allowedOrigins": ["*"]}},
+        {"config": {"NOT_OURS": "x"}},
+        {"autoscaling": {"targetCPUUtilizationPercentage": 170}},
+        {"backup": {"destination": "ftp://somewhere"}},
+        {"unknownKey": True},
+    ],
+)
+def test_the_schema_refuses_bad_values(bad: dict[str, Any]) -> None:
+    chart = helm.Chart.load(str(CHART))
+    with pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(chart.merge_values(bad))
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_the_rendered_envoy_configuration_validates(tls: bool, tmp_path: Path) -> None:
+    values = {"envoy": {"tls": {"enabled": tls}, "allowedOrigins": ["https://a.example", "https://b.example"]}}
+    objects = render(values)
+    config = next(c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "prod-dev-pynode-envoy")
+    text = config["data"]["envoy.yaml"]
+    assert "prod-dev-pynode-auth" in text and "https://b.example" in text
+    if tls:
+        from tests.gateway.test_envoy import _certificate
+
+        cert, key = _certificate(tmp_path)
+        text = text.replace("/etc/envoy/tls/tls.crt", str(cert)).replace("/etc/envoy/tls/tls.key", str(key))
+    path = tmp_path / "envoy.yaml"
+    path.write_text(text)
+    done = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert bool(re.search(r"tls_minimum_protocol_version|tlsMinimumProtocolVersion", text)) == tls
