@@ -160,3 +160,19 @@ async def test_a_removed_member_stops_receiving_and_a_deleted_conversation_ends_
     )
     await eventually(lambda: carols.ended)
     assert carols.kinds()[-1] == "conversation_deleted"
+
+
+async def test_event_streams_per_user_are_bounded(chat: Start) -> None:
+    (alice,) = await chat(1, chat_streams_per_user=2)
+    conversation = await alice.create(model="builtin/echo")
+    first, second = Subscriber(alice, conversation.id), Subscriber(alice, conversation.id)
+    await first.ready()
+    await second.ready()
+    third = Subscriber(alice, conversation.id)
+    await eventually(lambda: third.ended)
+    assert third.error is not None and third.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    await first.stop()
+    fourth = Subscriber(alice, conversation.id)  # one closed: room again
+    await fourth.ready()
+    await second.stop()
+    await fourth.stop()

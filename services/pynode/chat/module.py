@@ -65,6 +65,8 @@ class ChatModule:
                 settings.chat_history_messages,
                 settings.chat_attachment_text_bytes,
                 settings.chat_typing_seconds,
+                settings.chat_streams_per_user,
+                settings.chat_conversations_per_minute,
             ),
         )
         metrics = ChatMetrics(lambda: (len(runner.jobs), service.subscribers))

@@ -74,6 +74,8 @@ class ChatLimits:
     history_messages: int
     attachment_text_bytes: int
     typing_seconds: float = 5.0
+    streams_per_user: int = 16  # StreamEvents one user may hold open on one process
+    conversations_per_minute: int = 30
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ class ChatService:
         self.limits = limits
         self._timers: set[asyncio.Task[None]] = set()
         self.subscribers = 0  # StreamEvents open on this process
+        self._streams_of: dict[str, int] = {}  # per user
         runner.prompt = self._prompt
         runner.finished = self._finished
 
@@ -170,6 +173,9 @@ class ChatService:
             )
 
     async def create(self, caller: Principal, title: str, model: str) -> Conversation:
+        await self._limit(
+            f"chat:conversations:{caller.subject}", self.limits.conversations_per_minute, "new conversations"
+        )
         model = model.strip() or self.limits.default_model
         await self._check_model(model)
         now = utcnow()
@@ -469,13 +475,28 @@ class ChatService:
         """Every change of the conversation after `after` (or from now, with the replies being written),
         until the caller is removed or the conversation is deleted."""
         conversation = await self._conversation(caller, conversation_id)
+        user = caller.subject
+        if self.limits.streams_per_user and self._streams_of.get(user, 0) >= self.limits.streams_per_user:
+            raise QuotaExceeded(
+                f"at most {self.limits.streams_per_user} event streams at once per user; close some (one per tab "
+                "is enough: a stream follows one conversation)",
+                retry_after=1.0,
+                reason="TOO_MANY_STREAMS",
+                violations=[QuotaViolation("chat:streams_per_user", "StreamEvents open at once per user")],
+            )
         self.subscribers += 1
+        self._streams_of[user] = self._streams_of.get(user, 0) + 1
         try:
             async with contextlib.aclosing(self._events(caller, conversation, after)) as events:
                 async for event in events:
                     yield event
         finally:
             self.subscribers -= 1
+            left = self._streams_of[user] - 1
+            if left:
+                self._streams_of[user] = left
+            else:
+                del self._streams_of[user]
 
     async def _events(
         self, caller: Principal, conversation: Conversation, after: str

@@ -15,6 +15,12 @@ class ChatSettings(Section):
     )
     chat_max_members: int = Field(50, ge=1, description="Members one conversation may have, the owner included.")
     chat_messages_per_minute: int = Field(60, ge=0, description="Messages one user may send per minute (0: no limit).")
+    chat_conversations_per_minute: int = Field(
+        30, ge=0, description="Conversations one user may create per minute (0: no limit)."
+    )
+    chat_streams_per_user: int = Field(
+        16, ge=0, description="StreamEvents calls one user may hold open at once on one process (0: no limit)."
+    )
     chat_invites_per_minute: int = Field(
         30, ge=0, description="Invitations one user may send per minute (0: no limit)."
     )
