@@ -56,6 +56,13 @@ def test_each_service_runs_in_its_own_container_with_the_gateways_address() -> N
     listener = envoy["staticResources"]["listeners"][0]["address"]["socketAddress"]["portValue"]
     assert f"{listener}:{listener}" in SERVICES["envoy"]["ports"]
     assert "./gateway/envoy.yaml:/etc/envoy/envoy.yaml:ro" in SERVICES["envoy"]["volumes"]
+    tls = yaml.safe_load((REPO / "gateway" / "envoy-tls.yaml").read_text())
+    tls_listener = tls["staticResources"]["listeners"][0]
+    assert f"443:{tls_listener['address']['socketAddress']['portValue']}" in SERVICES["envoy-tls"]["ports"]
+    context = tls_listener["filterChains"][0]["transportSocket"]["typedConfig"]["commonTlsContext"]
+    assert context["tlsParams"]["tlsMinimumProtocolVersion"] == "TLSv1_3"
+    assert context["tlsCertificates"][0]["certificateChain"]["filename"] == "/etc/envoy/tls/tls.crt"
+    assert "./gateway/tls:/etc/envoy/tls:ro" in SERVICES["envoy-tls"]["volumes"]
 
 
 def test_every_setting_named_exists_and_every_mounted_file_is_in_the_repository() -> None:
