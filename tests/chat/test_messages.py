@@ -221,6 +221,16 @@ async def test_messages_page_backwards_from_the_newest(chat: Start) -> None:
         )
     )
     assert forged.code == grpc.StatusCode.INVALID_ARGUMENT
+    from pynode.core.paging import encode_token
+
+    for position in ({"t": "not a time", "i": "x"}, {"t": "2026-01-01T00:00:00", "i": conversation.id}, {"t": 5}):
+        bad = await fails(
+            alice.stub.ListMessages(
+                chat_pb2.ListMessagesRequest(conversation_id=conversation.id, page_token=encode_token(position)),
+                metadata=alice.md,
+            )
+        )
+        assert bad.code == grpc.StatusCode.INVALID_ARGUMENT and bad.violations() == {"page_token": "BAD_PAGE_TOKEN"}
 
 
 async def test_bad_messages_are_refused_with_field_violations(chat: Start) -> None:

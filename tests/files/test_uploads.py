@@ -353,3 +353,17 @@ async def test_download_urls_are_presigned_attachments_on_s3_and_explained_on_lo
     await other.register()
     hidden = await fails(_stub(other).GetDownloadUrl(request, metadata=other.md()))
     assert hidden.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_forged_page_tokens_are_invalid_arguments(client: MeshClient) -> None:
+    from pynode.core.paging import encode_token
+
+    await client.register()
+    for position in (
+        {"t": "2026-01-01T00:00:00", "i": str(uuid.uuid4()), "f": ""},  # a time without its zone
+        {"t": "yesterday", "i": str(uuid.uuid4()), "f": ""},
+        {"t": "2026-01-01T00:00:00+00:00", "i": "not-a-uuid", "f": ""},
+    ):
+        request = files_pb2.ListFilesRequest(page_token=encode_token(position))
+        error = await fails(_stub(client).ListFiles(request, metadata=client.md()))
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT, position

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hmac
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 from pynode.auth.audit import AuditTrail
 from pynode.auth.domain import ROLES, AuditEvent, IssuedTokens, LoginSession, Profile, User
@@ -32,7 +31,16 @@ from pynode.core.errors import (
     Unauthenticated,
     Unavailable,
 )
-from pynode.core.paging import decode_token, encode_token, invalid_page_token, offset_page, page_size, token_field
+from pynode.core.paging import (
+    decode_token,
+    encode_token,
+    invalid_page_token,
+    keyset,
+    keyset_token,
+    offset_page,
+    page_size,
+    token_field,
+)
 from pynode.core.principal import ClientInfo, Principal, current_client
 
 _BAD_CREDENTIALS = "e-mail or password is incorrect"
@@ -270,21 +278,13 @@ class AuthService:
         position = decode_token(token)
         after = None
         if position:
-            try:
-                after = (
-                    datetime.fromisoformat(token_field(position, "t", str)),
-                    uuid.UUID(token_field(position, "i", str)),
-                )
-            except ValueError:
-                raise invalid_page_token() from None
-            if after[0].tzinfo is None:
-                raise invalid_page_token()
+            after = keyset(position)
         users = await self.users.page(after, limit + 1)
         next_token = ""
         if len(users) > limit:
             users = users[:limit]
             last = users[-1]
-            next_token = encode_token({"t": last.created_at.isoformat(), "i": str(last.id)})
+            next_token = encode_token(keyset_token(last.created_at, last.id))
         return users, next_token
 
     async def update_user(self, caller: Principal, user_id: str, role: str | None, disabled: bool | None) -> User:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,7 +47,7 @@ from pynode.core.errors import (
     QuotaViolation,
 )
 from pynode.core.kv import KeyValueStore
-from pynode.core.paging import decode_token, encode_token, page_size, token_field
+from pynode.core.paging import decode_token, encode_token, keyset, keyset_token, page_size
 from pynode.core.principal import Principal
 from pynode.core.streams import EventStreams, event_key
 
@@ -96,6 +96,19 @@ def _uuid(value: str, field: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise InvalidArgument(f"{field} is not a UUID", [FieldViolation(field, "must be a UUID")]) from None
+
+
+def _position(token: str) -> tuple[datetime, uuid.UUID] | None:
+    """Where a page token says the next page starts (a time and an id), or None for the first page."""
+    position = decode_token(token)
+    return keyset(position) if position is not None else None
+
+
+def _next_token(found: list[Any], limit: int, key: Callable[[Any], tuple[datetime, uuid.UUID]]) -> str:
+    """The token of the page after `found[:limit]`, when `found` (one longer than a page) says there is one."""
+    if len(found) <= limit:
+        return ""
+    return encode_token(keyset_token(*key(found[limit - 1])))
 
 
 def title_from(text: str, limit: int = 60) -> str:
@@ -189,20 +202,9 @@ class ChatService:
 
     async def conversations(self, caller: Principal, size: int, token: str) -> tuple[list[Conversation], str]:
         limit = page_size(size)
-        position = decode_token(token)
-        before = None
-        if position is not None:
-            before = (
-                datetime.fromisoformat(token_field(position, "t", str)),
-                _uuid(token_field(position, "i", str), "page_token"),
-            )
-        found = await self.repo.conversations_of(caller.subject, before, limit + 1)
+        found = await self.repo.conversations_of(caller.subject, _position(token), limit + 1)
         page = found[:limit]
-        next_token = ""
-        if len(found) > limit:
-            last = page[-1]
-            next_token = encode_token({"t": last.updated_at.isoformat(), "i": str(last.id)})
-        return page, next_token
+        return page, _next_token(found, limit, lambda c: (c.updated_at, c.id))
 
     async def update(
         self, caller: Principal, conversation_id: str, title: str | None, model: str | None
@@ -363,20 +365,9 @@ class ChatService:
     ) -> tuple[list[ChatMessage], str]:
         conversation = await self._conversation(caller, conversation_id)
         limit = page_size(size, maximum=200)
-        position = decode_token(token)
-        before = None
-        if position is not None:
-            before = (
-                datetime.fromisoformat(token_field(position, "t", str)),
-                _uuid(token_field(position, "i", str), "page_token"),
-            )
-        found = await self.repo.messages(conversation.id, before, limit + 1)
+        found = await self.repo.messages(conversation.id, _position(token), limit + 1)
         page = found[:limit]
-        next_token = ""
-        if len(found) > limit:
-            last = page[-1]
-            next_token = encode_token({"t": last.created_at.isoformat(), "i": str(last.id)})
-        return [await self._live(m) for m in page], next_token
+        return [await self._live(m) for m in page], _next_token(found, limit, lambda m: (m.created_at, m.id))
 
     async def _live(self, message: ChatMessage) -> ChatMessage:
         """A streaming reply written here shows its text so far, not its last checkpoint."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pynode.core.errors import FieldViolation, InvalidArgument
@@ -48,6 +50,24 @@ def token_field(position: dict[str, Any], key: str, kind: type[T]) -> T:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise invalid_page_token()
     return value
+
+
+def keyset(position: dict[str, Any]) -> tuple[datetime, uuid.UUID]:
+    """A (time, id) position from a token (`t`, `i`): for lists ordered by when, then by id. A forged value (not
+    a time with its zone, not a UUID) is INVALID_ARGUMENT."""
+    try:
+        stamp = datetime.fromisoformat(token_field(position, "t", str))
+        key = uuid.UUID(token_field(position, "i", str))
+    except ValueError:
+        raise invalid_page_token() from None
+    if stamp.tzinfo is None:
+        raise invalid_page_token()
+    return stamp, key
+
+
+def keyset_token(stamp: datetime, key: uuid.UUID) -> dict[str, Any]:
+    """The position `keyset` reads back."""
+    return {"t": stamp.isoformat(), "i": str(key)}
 
 
 def offset_page(items: Sequence[T], size: int, token: str) -> tuple[list[T], str]:

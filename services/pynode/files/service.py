@@ -26,7 +26,7 @@ from pynode.core.errors import (
     QuotaExceeded,
     QuotaViolation,
 )
-from pynode.core.paging import decode_token, encode_token, invalid_page_token, page_size, token_field
+from pynode.core.paging import decode_token, encode_token, invalid_page_token, keyset, keyset_token, page_size
 from pynode.core.principal import Principal
 from pynode.files import detect, thumbnails
 from pynode.files.domain import StoredFile, object_key
@@ -287,19 +287,13 @@ class FilesService:
         if position:
             if position.get("f", "") != content_type:
                 raise invalid_page_token()
-            try:
-                before = (
-                    datetime.fromisoformat(token_field(position, "t", str)),
-                    uuid.UUID(token_field(position, "i", str)),
-                )
-            except ValueError:
-                raise invalid_page_token() from None
+            before = keyset(position)
         found = await self.files.page(caller.subject, before, limit + 1, content_type)
         next_token = ""
         if len(found) > limit:
             found = found[:limit]
             last = found[-1]
-            next_token = encode_token({"t": last.created_at.isoformat(), "i": str(last.id), "f": content_type})
+            next_token = encode_token({**keyset_token(last.created_at, last.id), "f": content_type})
         return found, next_token
 
     async def download_url(self, caller: Principal, file_id: str, *, thumbnail: bool = False) -> tuple[str, datetime]:
