@@ -628,6 +628,7 @@ async def main(args: argparse.Namespace) -> int:
         "DEVPYNODE_CHAT_MESSAGES_PER_MINUTE": "0",
         "DEVPYNODE_GRPC_PORT": "0",
         "DEVPYNODE_METRICS_PORT": "-1",
+        "DEVPYNODE_HTTP_PORT": "-1",
         "DEVPYNODE_RATE_LIMIT_PER_MINUTE": "100000000",
         # The enumeration scenario fails many logins from one address on purpose.
         "DEVPYNODE_LOCKOUT_FREE_FAILURES": "100000000",

@@ -24,7 +24,9 @@ ensure_venv() {
 
 # ensure_installed EXTRAS: install the package (editable) with EXTRAS ("" or "[dev]") when missing or stale.
 ensure_installed() {
-  local extras="$1" stamp=".venv/.installed${1:+-dev}"
+  local extras="$1" name
+  name="$(printf '%s' "$extras" | tr -cd 'a-z,' | tr ',' '-')"
+  local stamp=".venv/.installed${name:+-$name}"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "==> installing devpynode${extras} into .venv" >&2
     .venv/bin/python -m pip install --quiet --quiet --disable-pip-version-check -e ".${extras}"

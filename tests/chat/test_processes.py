@@ -43,6 +43,7 @@ async def test_an_answer_whose_writer_was_killed_ends_failed_with_its_text(
         "DEVPYNODE_DATA_DIR": str(tmp_path),
         "DEVPYNODE_GRPC_PORT": str(port),
         "DEVPYNODE_METRICS_PORT": "-1",
+        "DEVPYNODE_HTTP_PORT": "-1",
         "DEVPYNODE_DATABASE_URL": backend.database_url,
         "DEVPYNODE_REDIS_URL": backend.redis_url,
         "DEVPYNODE_REDIS_PREFIX": prefix,

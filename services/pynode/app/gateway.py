@@ -95,6 +95,7 @@ class GatewayOptions:
     allowed_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    web: Upstream | None = None  # the web app's files (HTTP/1.1), served on every path the services do not own
 
 
 def service_packages() -> dict[str, str]:
@@ -167,7 +168,32 @@ def _health_service(package: str) -> str:
     raise ValueError(package)
 
 
-def _routes(clusters: dict[str, str]) -> list[Route]:
+def _web_cluster(upstream: Upstream) -> Cluster:
+    return Cluster(
+        name="web",
+        type=ClusterDiscoveryType.STRICT_DNS,
+        connect_timeout=timedelta(seconds=2),
+        load_assignment=ClusterLoadAssignment(
+            cluster_name="web",
+            endpoints=[
+                LocalityLbEndpoints(
+                    lb_endpoints=[
+                        LbEndpoint(
+                            endpoint=Endpoint(
+                                address=Address(
+                                    socket_address=SocketAddress(address=upstream.host, port_value=upstream.port)
+                                )
+                            )
+                        )
+                    ]
+                )
+            ],
+        ),
+    )
+
+
+def _routes(clusters: dict[str, str], web: bool = False) -> list[Route]:
+    last = [Route(match=RouteMatch(prefix="/"), route=RouteAction(cluster="web"))] if web else []
     return [
         Route(
             match=RouteMatch(prefix=f"/{package}."),
@@ -175,7 +201,7 @@ def _routes(clusters: dict[str, str]) -> list[Route]:
             route=RouteAction(cluster=cluster, timeout=timedelta(0)),
         )
         for package, cluster in sorted(clusters.items())
-    ]
+    ] + last
 
 
 def _cors(origins: tuple[str, ...]) -> CorsPolicy:
@@ -206,7 +232,7 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
                 VirtualHost(
                     name="services",
                     domains=["*"],
-                    routes=_routes(clusters),
+                    routes=_routes(clusters, web=options.web is not None),
                     typed_per_filter_config={"envoy.filters.http.cors": _any(_cors(options.allowed_origins))},
                 )
             ],
@@ -249,7 +275,8 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
         admin=Admin(address=Address(socket_address=SocketAddress(address="127.0.0.1", port_value=options.admin_port))),
         static_resources=BootstrapStaticResources(
             listeners=[listener],
-            clusters=[_cluster(name, packages[name], options.upstreams[name]) for name in sorted(options.upstreams)],
+            clusters=[_cluster(name, packages[name], options.upstreams[name]) for name in sorted(options.upstreams)]
+            + ([_web_cluster(options.web)] if options.web is not None else []),
         ),
         overload_manager=OverloadManager(
             resource_monitors=[

@@ -93,7 +93,7 @@ class MeshServer:
         registrations = platform.registrations
         self.service_names = [r.descriptor.full_name for r in registrations]
         self.access_log = AccessLog()
-        edge = Edge(
+        self.edge = edge = Edge(
             method_contracts(r.descriptor for r in registrations),
             self.metrics,
             platform.authenticator,

@@ -117,8 +117,12 @@ class _Call:
         self.request_id = (
             supplied if isinstance(supplied, str) and _REQUEST_ID.match(supplied) else self.edge.new_request_id()
         )
-        forwarded = metadata.get("x-forwarded-for") if self.edge.trust_forwarded_for else None
-        client = principal.ClientInfo(self.context.peer() or "", str(metadata.get("user-agent", ""))[:256], forwarded)
+        peer = self.context.peer() or ""
+        trusted = self.edge.trust_forwarded_for or (
+            self.edge.trust_loopback_forwarded_for and peer.startswith(("ipv4:127.", "ipv6:[::1]"))
+        )
+        forwarded = metadata.get("x-forwarded-for") if trusted else None
+        client = principal.ClientInfo(peer, str(metadata.get("user-agent", ""))[:256], forwarded)
         principal.bind(None, client, self.request_id)
         deadlines.bind(self.context.time_remaining())
         self.client = client
@@ -253,6 +257,9 @@ class Edge:
         self.metrics = metrics
         self.authenticator = authenticator
         self.trust_forwarded_for = trust_forwarded_for
+        # Set while this process runs its own gateway (an Envoy child on loopback): its x-forwarded-for carries
+        # the browser's address, so per-address limits keep working; no other caller's is trusted.
+        self.trust_loopback_forwarded_for = False
 
     def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"

@@ -105,6 +105,14 @@ class ServerSettings(Section):
         "ended and clients reconnect.",
     )
     max_concurrent_streams: int = Field(100, ge=1, description="Calls at once on one connection.")
+    http_port: int = Field(
+        8080,
+        ge=-1,
+        le=65535,
+        description="Browsers' port: grpc-web for every service and the web app, through an Envoy child of "
+        "`serve`; -1 turns it off (compose and Helm run Envoy on their own).",
+    )
+    web_dir: str = Field("", description="The built web app served on DEVPYNODE_HTTP_PORT (default: web/dist).")
     reuse_port: bool = Field(
         False, description="Bind the gRPC port with SO_REUSEPORT (set for its workers by `serve --workers N`)."
     )

@@ -29,12 +29,13 @@ def _version() -> str:
     return version("devpynode")
 
 
-def _banner(settings: Settings, server: Any) -> str:
+def _banner(settings: Settings, server: Any, gateway: str) -> str:
     platform = server.platform
     lines = [f"Dev-PyNode {_version()}"]
     if settings.server.dev_mode:
         lines[0] += " in DEVELOPMENT MODE (dev signing key and service secret allowed; not for production)"
     lines.append(f"  gRPC       {settings.server.grpc_host}:{server.port}  ({', '.join(settings.chosen())})")
+    lines.append(f"  http       {gateway}")
     if server.metrics_port:
         lines.append(f"  metrics    http://{settings.server.grpc_host}:{server.metrics_port}/metrics")
     else:
@@ -56,8 +57,9 @@ async def _serve(settings: Settings) -> None:
     except BaseException:
         await server.stop(0)  # also closes the platform
         raise
+    gateway, described = await _start_gateway(settings, server)
     # Human lines on stdout; the JSON log stream stays on stderr.
-    print(_banner(settings, server), flush=True)
+    print(_banner(settings, server, described), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -77,7 +79,26 @@ async def _serve(settings: Settings) -> None:
         file=sys.stderr,
         flush=True,
     )
+    if gateway is not None:
+        await gateway.stop()
     await server.stop()
+
+
+async def _start_gateway(settings: Settings, server: Any) -> tuple[Any, str]:
+    """The browsers' port (an Envoy child); when it cannot start, one line says why and gRPC goes on."""
+    from pynode.app.local_gateway import LocalGateway
+
+    port = settings.server.http_port
+    if port < 0:
+        return None, "off (DEVPYNODE_HTTP_PORT=-1)"
+    gateway = LocalGateway(settings, server.port, set(settings.chosen()))
+    problem = await gateway.start()
+    if problem is not None:
+        print(f"devpynode: gateway not started: {problem}; gRPC keeps serving", file=sys.stderr, flush=True)
+        return None, f"not started ({problem})"
+    server.edge.trust_loopback_forwarded_for = True
+    app = "the web app and grpc-web" if gateway.web_served else "grpc-web (the web app is not built)"
+    return gateway, f"http://{settings.server.grpc_host}:{port}  ({app}, through Envoy)"
 
 
 def serve(
@@ -149,7 +170,13 @@ def _supervise(settings: Settings, count: int, flags: dict[str, Any], data_dir: 
     for name, value in {**flags, "data_dir": data_dir}.items():
         if value is not None and name not in ("grpc_port", "metrics_port"):
             command += [f"--{name.replace('_', '-')}", str(value)]
-    env = {**os.environ, "DEVPYNODE_GRPC_PORT": str(port), "DEVPYNODE_METRICS_PORT": str(server.metrics_port)}
+    # Workers run no gateway of their own (they would all want its port): run Envoy beside them (see Deploy).
+    env = {
+        **os.environ,
+        "DEVPYNODE_GRPC_PORT": str(port),
+        "DEVPYNODE_METRICS_PORT": str(server.metrics_port),
+        "DEVPYNODE_HTTP_PORT": "-1",
+    }
     supervisor = Supervisor(count, command, env, server.metrics_port, server.shutdown_grace_seconds)
     print(f"Dev-PyNode {_version()}: {count} workers", flush=True)
     print(f"  gRPC       {server.grpc_host}:{port}  ({', '.join(settings.chosen())})", flush=True)

