@@ -55,3 +55,54 @@ async def test_chat_from_the_command_line(chat: Start, ollama: FakeProvider, tmp
 
     code, _, err = await run_cli("chat", "-c", "6f1c1bc4-8a0e-4c38-9a52-2f1a1b1b1b1b", env=env)
     assert code != 0 and "no conversation" in err and "Traceback" not in err
+
+
+async def test_ctrl_c_cancels_the_running_answer(chat: Start, ollama: FakeProvider, tmp_path: Path) -> None:
+    """The answer streams; Ctrl-C (SIGINT) stops it, its text so far kept; the conversation goes on."""
+    import os
+    import signal
+    import sys
+
+    (alice,) = await chat(1)
+    env = {
+        **os.environ,
+        "DEVPYNODE_SERVER": f"127.0.0.1:{alice.mesh.port}",
+        "DEVPYNODE_CONFIG_DIR": str(tmp_path / "config"),
+        "DEVPYNODE_BCRYPT_COST": "4",
+    }
+    code, _, err = await run_cli("login", "--email", alice.email, "--password-stdin", env=env, stdin=PASSWORD.encode())
+    assert code == 0, err
+    conversation = await alice.create()
+    ollama.script.delay = 0.3  # slow enough to interrupt
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pynode.app.cli", "chat", "-c", conversation.id, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write(b"tell me a long story\n")
+        await process.stdin.drain()
+        streamed = b""
+        while b" w1" not in streamed:  # the answer is streaming
+            streamed += await asyncio.wait_for(process.stdout.read(64), 20)
+        process.send_signal(signal.SIGINT)
+
+        async def cancelled() -> chat_pb2.Message:
+            while True:
+                newest = (await alice.messages(conversation.id))[0]
+                if newest.state != chat_pb2.MESSAGE_STATE_STREAMING:
+                    return newest
+                await asyncio.sleep(0.05)
+
+        reply = await asyncio.wait_for(cancelled(), 20)
+        assert reply.state == chat_pb2.MESSAGE_STATE_CANCELLED and reply.text.startswith(" w0")
+        process.stdin.write(b"and now?\n")  # the conversation goes on after the cancel
+        process.stdin.close()
+        _, err_bytes = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, err_bytes.decode()
+        assert b"(cancelled)" in err_bytes
+        assert len(await alice.messages(conversation.id)) == 4
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -143,37 +143,37 @@ class Session:
         self.attachments = []
         call = self.stub.SendMessage(request, metadata=self._md(), timeout=ANSWER_TIMEOUT_SECONDS)
         reply_id = ""
-        cancelled = False
-        responses = iter(call)
-        while True:
-            try:
-                response = next(responses, None)
-            except KeyboardInterrupt:
-                if cancelled or not reply_id:
-                    call.cancel()
-                    raise
-                cancelled = True  # the answer stops; its end still arrives on this stream
-                self._cancel(reply_id)
-                continue
-            if response is None:
-                return
-            kind = response.WhichOneof("event")
-            if kind == "delta":
-                reply_id = response.delta.message_id
-                _write(response.delta.text)
-            elif kind == "assistant_message":
-                _write("\n")
-                self._ended(response.assistant_message)
-            elif kind == "user_message" and response.user_message.attachments:
-                names = ", ".join(a.filename for a in response.user_message.attachments)
-                _err.print(f"(attached {names})", markup=False)
+        printed = 0
+        try:
+            for response in call:
+                kind = response.WhichOneof("event")
+                if kind == "delta":
+                    reply_id = response.delta.message_id
+                    printed += len(response.delta.text)
+                    _write(response.delta.text)
+                elif kind == "assistant_message":
+                    _write("\n")
+                    self._ended(response.assistant_message)
+                elif kind == "user_message" and response.user_message.attachments:
+                    names = ", ".join(a.filename for a in response.user_message.attachments)
+                    _err.print(f"(attached {names})", markup=False)
+        except KeyboardInterrupt:
+            # An interrupted read cannot be resumed: this stream ends here, and the answer is stopped on the
+            # server, which returns it as it stood (a second Ctrl-C while waiting leaves).
+            call.cancel()
+            if not reply_id:
+                raise
+            stopped = self._cancel(reply_id)
+            _write(stopped.text[printed:] + "\n")
+            self._ended(stopped)
 
-    def _cancel(self, message_id: str) -> None:
-        self.stub.CancelGeneration(
+    def _cancel(self, message_id: str) -> chat_pb2.Message:
+        stopped: chat_pb2.Message = self.stub.CancelGeneration(
             chat_pb2.CancelGenerationRequest(conversation_id=self.conversation.id, message_id=message_id),
             metadata=self._md(),
             timeout=TIMEOUT_SECONDS,
-        )
+        ).message
+        return stopped
 
     def attach_file(self, path: Path) -> None:
         if not path.is_file():
