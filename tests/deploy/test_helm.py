@@ -37,6 +37,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "services": {"chat": {"replicas": 4, "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "2Gi"}}}},
         "envoy": {"allowedOrigins": ["https://chat.example.com", "https://admin.example.com"]},
         "config": {"DEVPYNODE_CLAMD_ADDRESS": "clamav:3310"},
+        "networkPolicy": {
+            "dataStores": [
+                {"name": "postgres", "podSelector": {"app.kubernetes.io/name": "postgresql"}, "ports": [5432]},
+                {"name": "redis", "podSelector": {"app.kubernetes.io/name": "redis"}, "ports": [6379]},
+            ]
+        },
     },
 }  # fmt: skip
 
@@ -104,6 +110,19 @@ def test_the_defaults_deploy_what_the_seed_asks_for() -> None:
     config = next(c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "prod-dev-pynode-config")
     assert config["data"]["DEVPYNODE_CHAT_ADDRESS"] == "prod-dev-pynode-chat:50051"
     assert config["data"]["DEVPYNODE_DEV_MODE"] == "false"
+
+
+def test_data_stores_are_reachable_from_the_services_and_jobs_only() -> None:
+    objects = render(VALUE_SETS["production"])
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(objects, "NetworkPolicy")}
+    store = policies["prod-dev-pynode-store-postgres"]
+    assert store["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "postgresql"}
+    (rule,) = store["ingress"]
+    (source,) = rule["from"]
+    assert source["podSelector"]["matchExpressions"][0]["values"] == ["service", "job"]
+    assert rule["ports"] == [{"port": 5432, "protocol": "TCP"}]
+    for job in [*by_kind(objects, "Job")]:
+        assert job["spec"]["template"]["metadata"]["labels"]["devpynode/role"] == "job"
 
 
 @pytest.mark.parametrize(
