@@ -18,6 +18,7 @@ Scenarios (targets from the issues):
   fanout   200 StreamEvents subscribers of one conversation receive a 500-token answer (bench_chat.py).
   workers  GetCurrentUser against `serve --workers 1` and `--workers 2` (Redis): calls per server CPU-second
            (2 workers >= 0.9x one) and throughput.
+  gateway  native gRPC straight to serve vs through its Envoy child: first token (<= +1 ms) and CPU per call.
   files-s3 the same upload and download with the files service on S3 (moto), vs the minio client direct.
   files    a 1 GiB upload and download through the files service vs bare grpcio streams and a plain disk
            write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py).
@@ -348,6 +349,67 @@ async def files_scenario(
     else:
         print("  (clamd not installed: the scanned upload was not measured)")
     return ok
+
+
+async def gateway_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> bool:
+    """The laptop gateway (serve's Envoy child): the same calls over native gRPC straight to the services and
+    through Envoy's port (which passes gRPC as well as grpc-web). Target: a streamed answer's first token at most
+    1 ms later through Envoy (p50, one stream at a time); server CPU per unary call (platform plus Envoy) reported."""
+    port, http_port = bench_port(), bench_port()
+    gateway_env = {
+        **env,
+        "DEVPYNODE_DATA_DIR": str(workdir / "data-gateway"),
+        "DEVPYNODE_GRPC_PORT": str(port),
+        "DEVPYNODE_HTTP_PORT": str(http_port),
+    }
+    devpynode = str(Path(sys.executable).parent / "devpynode")
+    parent, _ = await start_process(
+        [devpynode, "serve"], workdir / "gateway.log", gateway_env, r"http\s+http://\S+:(\d+)"
+    )
+    try:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as direct,
+            grpc.aio.insecure_channel(f"127.0.0.1:{http_port}") as through,
+        ):
+            registered = await auth_pb2_grpc.AuthServiceStub(direct).Register(
+                auth_pb2.RegisterRequest(
+                    email=f"gw-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD, display_name="B"
+                )
+            )
+            bearer = [("authorization", f"Bearer {registered.tokens.access_token}")]
+            paced = bench_ai.generate_request("builtin/echo", paced=True)
+            gaps = []
+            for _ in range(args.rounds):
+                firsts: dict[str, list[float]] = {"direct": [], "envoy": []}
+                for label, channel in (("direct", direct), ("envoy", through)):
+                    read = bench_ai.grpc_reader(ai_pb2_grpc.AIRouterServiceStub(channel), paced, bearer)
+                    for _ in range(10):
+                        firsts[label].append((await read())[1])
+                gaps.append((statistics.median(firsts["envoy"]) - statistics.median(firsts["direct"])) * 1000)
+            gap = statistics.median(gaps)
+            cpu: dict[str, float] = {}
+            for label, channel in (("direct", direct), ("envoy", through)):
+                stub = auth_pb2_grpc.AuthServiceStub(channel)
+
+                def me(stub: Any = stub) -> Awaitable[Any]:
+                    call: Awaitable[Any] = stub.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer)
+                    return call
+
+                await drive("warm-up", me, args.concurrency, 1)
+                before = cpu_seconds(parent.pid)
+                run = await drive(f"GetCurrentUser {label}", me, args.concurrency, max(4.0, args.seconds / 2))
+                cpu[label] = (cpu_seconds(parent.pid) - before) / max(1, run.calls) * 1e6
+                print(run.line() + f"   server CPU {cpu[label]:.0f} us per call (platform and Envoy)")
+        ok = gap <= 1.0
+        print(
+            f"  -> through Envoy: first token {gap:+.2f} ms p50 (target <= +1 ms; rounds "
+            f"{', '.join(f'{g:+.2f}' for g in gaps)}) {verdict(ok)}; server CPU per unary call "
+            f"{cpu['envoy'] / cpu['direct']:.2f}x native"
+        )
+        return ok
+    finally:
+        parent.terminate()
+        await parent.wait()
 
 
 async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> bool:
@@ -750,6 +812,8 @@ async def main(args: argparse.Namespace) -> int:
                 failed |= not await workers_scenario(args, workdir, env)
             if "files-s3" in args.scenarios:
                 failed |= not await files_s3_scenario(args, workdir, env)
+            if "gateway" in args.scenarios:
+                failed |= not await gateway_scenario(args, workdir, env)
             login = auth_pb2.LoginRequest(email=email, password=PASSWORD)
             storm_width = max(2, 2 * cores)
             if "storm" in args.scenarios:
