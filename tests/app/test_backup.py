@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,4 +161,3 @@ async def test_a_backup_into_a_bucket(backend: Backend, stores: Any) -> None:
             assert await _download(user, stored.id) == b"kept in a bucket\n"
     finally:
         await restored.stop(0)
-    assert os.environ.get("DEVPYNODE_DATABASE_URL", "") == ""  # the CLI's settings came from its env only

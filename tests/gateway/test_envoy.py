@@ -28,7 +28,7 @@ from google.rpc import error_details_pb2
 
 from pynode.app.gateway import GatewayOptions, Upstream, render
 from pynode.app.server import MeshServer
-from tests.backends import Backend, reachable, unique
+from tests.backends import Backend, unique
 from tests.client import PASSWORD
 from tests.conftest import make_settings, start_mesh
 from tests.gateway.grpcweb import call, decoded
@@ -148,8 +148,6 @@ async def test_a_unary_call_reaches_each_service(gateway: Gateway) -> None:
         )
         assert created.status == 0
         assert decoded(created, chat_pb2.CreateConversationResponse)[0].conversation.title == "through envoy"
-        # The services saw the browser's address (Envoy's view of it), not Envoy's own connection alone.
-        assert gateway.meshes["auth"].port != 0
 
 
 async def test_errors_reach_the_browser_with_their_details(gateway: Gateway) -> None:
@@ -274,4 +272,3 @@ async def test_tls_1_3_at_the_listener(gateway: Gateway, tmp_path: Path) -> None
     finally:
         envoy.terminate()
         envoy.wait(10)
-    assert reachable("127.0.0.1", gateway.meshes["auth"].port)

@@ -145,6 +145,12 @@ class Location:
 
     def upload(self, staged: Path) -> None:
         objects, prefix = self._bucket()
+        try:
+            self._upload(objects, prefix, staged)
+        finally:
+            objects.shutdown()
+
+    def _upload(self, objects: S3Objects, prefix: str, staged: Path) -> None:
         client = objects.client
         if not client.bucket_exists(objects.bucket):
             client.make_bucket(objects.bucket)
@@ -156,6 +162,12 @@ class Location:
 
     def download(self, staged: Path) -> None:
         objects, prefix = self._bucket()
+        try:
+            self._download(objects, prefix, staged)
+        finally:
+            objects.shutdown()
+
+    def _download(self, objects: S3Objects, prefix: str, staged: Path) -> None:
         client = objects.client
         found = False
         for item in client.list_objects(objects.bucket, prefix=f"{prefix}/", recursive=True):

@@ -112,6 +112,15 @@ def _any(message: Any) -> AnyMessage:
     return AnyMessage.pack(message)
 
 
+def _endpoint(cluster: str, upstream: Upstream) -> ClusterLoadAssignment:
+    """A cluster's one address (a DNS name resolves to every pod behind it)."""
+    address = Address(socket_address=SocketAddress(address=upstream.host, port_value=upstream.port))
+    return ClusterLoadAssignment(
+        cluster_name=cluster,
+        endpoints=[LocalityLbEndpoints(lb_endpoints=[LbEndpoint(endpoint=Endpoint(address=address))])],
+    )
+
+
 def _cluster(name: str, package: str, upstream: Upstream) -> Cluster:
     health_service = _health_service(package)
     return Cluster(
@@ -131,22 +140,7 @@ def _cluster(name: str, package: str, upstream: Upstream) -> Cluster:
                 )
             )
         },
-        load_assignment=ClusterLoadAssignment(
-            cluster_name=name,
-            endpoints=[
-                LocalityLbEndpoints(
-                    lb_endpoints=[
-                        LbEndpoint(
-                            endpoint=Endpoint(
-                                address=Address(
-                                    socket_address=SocketAddress(address=upstream.host, port_value=upstream.port)
-                                )
-                            )
-                        )
-                    ]
-                )
-            ],
-        ),
+        load_assignment=_endpoint(name, upstream),
         health_checks=[
             HealthCheck(
                 timeout=timedelta(seconds=1),
@@ -173,22 +167,7 @@ def _web_cluster(upstream: Upstream) -> Cluster:
         name="web",
         type=ClusterDiscoveryType.STRICT_DNS,
         connect_timeout=timedelta(seconds=2),
-        load_assignment=ClusterLoadAssignment(
-            cluster_name="web",
-            endpoints=[
-                LocalityLbEndpoints(
-                    lb_endpoints=[
-                        LbEndpoint(
-                            endpoint=Endpoint(
-                                address=Address(
-                                    socket_address=SocketAddress(address=upstream.host, port_value=upstream.port)
-                                )
-                            )
-                        )
-                    ]
-                )
-            ],
-        ),
+        load_assignment=_endpoint("web", upstream),
     )
 
 

@@ -57,6 +57,8 @@ class LocalGateway:
         self._watch: asyncio.Task[None] | None = None
         self._web: WebFiles | None = None
         self._stopping = False
+        self._command: list[str] = []
+        self._log = settings.server.data_dir / "gateway" / "envoy.log"
         self.admin_port = 0
         self.web_served = False
 
@@ -102,7 +104,6 @@ class LocalGateway:
         config = workdir / "envoy.yaml"
         config.write_text(render(self._options(web_port)))
         self._command = [binary, "-c", str(config), "--use-dynamic-base-id", "--log-level", "warn"]
-        self._log = workdir / "envoy.log"
         failure = await self._launch()
         if failure is not None:
             await self.stop()

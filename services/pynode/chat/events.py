@@ -13,11 +13,17 @@ from typing import Any
 import orjson
 
 from pynode.chat.domain import Attachment, ChatEvent, ChatMessage, Conversation
+from pynode.core.streams import EventStreams
 
 
 def stream_name(conversation_id: uuid.UUID | str) -> str:
     """The event stream of one conversation."""
     return f"chat:conversation:{conversation_id}"
+
+
+async def publish(streams: EventStreams, conversation_id: uuid.UUID, kind: str, data: dict[str, Any]) -> str:
+    """Append one event to a conversation's stream; returns its id."""
+    return await streams.append(stream_name(conversation_id), encode(ChatEvent(kind, data)))
 
 
 def message_data(message: ChatMessage) -> dict[str, Any]:

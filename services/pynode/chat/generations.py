@@ -25,10 +25,9 @@ from pynode.chat.domain import (
     FAILED,
     LENGTH,
     STOP,
-    ChatEvent,
     ChatMessage,
 )
-from pynode.chat.events import encode, message_data, stream_name
+from pynode.chat.events import message_data, publish
 from pynode.chat.ports import Completions, ConversationRepository, PromptMessage
 from pynode.core import tasks
 from pynode.core.db import utcnow
@@ -155,7 +154,6 @@ class GenerationRunner:
 
     async def _run(self, job: GenerationJob) -> None:
         reply = job.reply
-        stream = stream_name(reply.conversation_id)
         try:
             assert self.prompt is not None
             prompt = await self.prompt(job)
@@ -164,7 +162,7 @@ class GenerationRunner:
                     if piece.text:
                         seq = job.add(piece.text)
                         delta = {"message_id": str(reply.id), "seq": seq, "text": piece.text}
-                        job.last_event_id = await self._streams.append(stream, encode(ChatEvent("delta", delta)))
+                        job.last_event_id = await publish(self._streams, reply.conversation_id, "delta", delta)
                     if piece.finish_reason:
                         reply.finish_reason = piece.finish_reason
                         reply.prompt_tokens, reply.completion_tokens = piece.prompt_tokens, piece.completion_tokens
@@ -207,9 +205,7 @@ class GenerationRunner:
                     job.reply = fresh
                 return
             self.ended(reply.state)
-            await self._streams.append(
-                stream_name(reply.conversation_id), encode(ChatEvent("message", message_data(reply)))
-            )
+            await publish(self._streams, reply.conversation_id, "message", message_data(reply))
             if self.finished is not None:
                 await self.finished(reply)
         except DomainError as exc:  # a store outage: the sweep ends it from the last checkpoint
@@ -233,9 +229,7 @@ class GenerationRunner:
         lost = await self._repo.expire_leases(utcnow(), LOST_OWNER)
         for reply in lost:
             self.ended(reply.state)
-            await self._streams.append(
-                stream_name(reply.conversation_id), encode(ChatEvent("message", message_data(reply)))
-            )
+            await publish(self._streams, reply.conversation_id, "message", message_data(reply))
         return len(lost)
 
     async def close(self) -> None:

@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pynode.chat.domain import (
@@ -26,7 +26,7 @@ from pynode.chat.domain import (
     ChatMessage,
     Conversation,
 )
-from pynode.chat.events import conversation_data, decode, encode, message_data, message_of, stream_name
+from pynode.chat.events import conversation_data, decode, message_data, message_of, publish, stream_name
 from pynode.chat.generations import GenerationJob, GenerationRunner
 from pynode.chat.ports import (
     AccountDirectory,
@@ -111,6 +111,13 @@ def _next_token(found: list[Any], limit: int, key: Callable[[Any], tuple[datetim
     return encode_token(keyset_token(*key(found[limit - 1])))
 
 
+def _ends(event: ChatEvent, subscriber: str) -> bool:
+    """Whether a subscription ends with this event: the conversation is gone, or the subscriber left it."""
+    return event.kind == "conversation_deleted" or (
+        event.kind == "member_removed" and event.data.get("user_id") == subscriber
+    )
+
+
 def title_from(text: str, limit: int = 60) -> str:
     """A conversation title from its first message: the first words, cut at a word boundary."""
     words = " ".join(text.split())
@@ -163,7 +170,7 @@ class ChatService:
         return conversation
 
     async def _publish(self, conversation_id: uuid.UUID, kind: str, data: dict[str, Any]) -> str:
-        return await self.streams.append(stream_name(conversation_id), encode(ChatEvent(kind, data)))
+        return await publish(self.streams, conversation_id, kind, data)
 
     async def _limit(self, key: str, limit: int, what: str) -> None:
         if not limit:
@@ -333,10 +340,6 @@ class ChatService:
     async def follow_reply(self, reply: ChatMessage) -> AsyncGenerator[ChatEvent, None]:
         """Deltas then the final message of a reply written by another process (a retried SendMessage)."""
         stream = stream_name(reply.conversation_id)
-        async for event in self._follow_one(stream, reply):
-            yield event
-
-    async def _follow_one(self, stream: str, reply: ChatMessage) -> AsyncGenerator[ChatEvent, None]:
         current = await self.repo.message(reply.id)
         if current is None:
             return
@@ -434,7 +437,7 @@ class ChatService:
             if await self._kv.delete(key):
                 await self._publish(conversation.id, "typing", {"user_id": caller.subject, "typing": False})
             return
-        now = datetime.now(UTC)
+        now = utcnow()
         current = await self._kv.get(key)
         seconds = self.limits.typing_seconds
         if current is not None and datetime.fromisoformat(current) - now > timedelta(
@@ -501,6 +504,12 @@ class ChatService:
                 yield ChatEvent("reload", {}, await self.streams.last_id(stream))
             else:
                 position = after
+                for raw in backlog.events:  # read once: following starts after the last of them
+                    event = decode(raw.id, raw.payload)
+                    yield event
+                    if _ends(event, caller.subject):
+                        return
+                    position = raw.id
         if not position:
             position = await self.streams.last_id(stream)
             yield ChatEvent("ready", {}, position)
@@ -511,9 +520,7 @@ class ChatService:
             for raw in batch:
                 event = decode(raw.id, raw.payload)
                 yield event
-                if event.kind == "conversation_deleted" or (
-                    event.kind == "member_removed" and event.data.get("user_id") == caller.subject
-                ):
+                if _ends(event, caller.subject):
                     return
 
     async def _snapshot(self, stream: str, reply: ChatMessage, until: str) -> ChatMessage:

@@ -9,7 +9,6 @@ from typing import Any
 
 import grpc
 from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from pynode.chat.domain import (
     ASSISTANT,
@@ -28,6 +27,7 @@ from pynode.chat.domain import (
 from pynode.chat.events import conversation_of, message_of
 from pynode.chat.service import ChatService
 from pynode.core.principal import current_principal
+from pynode.core.timestamps import timestamp as _ts
 
 _STATES = {
     STREAMING: chat_pb2.MESSAGE_STATE_STREAMING,
@@ -41,12 +41,6 @@ _FINISH = {
     CANCELLED: chat_pb2.FINISH_REASON_CANCELLED,
     ERROR: chat_pb2.FINISH_REASON_ERROR,
 }
-
-
-def _ts(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def conversation_proto(conversation: Conversation) -> chat_pb2.Conversation:

@@ -57,8 +57,5 @@ class EventStreams(Protocol):
     def follow(self, stream: str, after: str) -> AsyncIterator[list[StreamEvent]]:
         """Batches of events after `after`, as they are appended, until the consumer stops."""
 
-    async def delete(self, stream: str) -> None:
-        """Drop a stream and its events."""
-
     async def close(self) -> None:
         """Stop followers and release connections."""

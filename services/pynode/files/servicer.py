@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 
 import grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from pynode.core.errors import FieldViolation, InvalidArgument
 from pynode.core.principal import current_principal
+from pynode.core.timestamps import timestamp as _ts
 from pynode.files.domain import ACTIVE, COMPLETED, StoredFile, UploadSessionRecord
 from pynode.files.service import FilesService, UploadMetadata
 from pynode.files.sessions import PART_SIZE, UploadSessions
@@ -19,12 +18,6 @@ _STATES = {
     ACTIVE: files_pb2.UPLOAD_SESSION_STATE_ACTIVE,
     COMPLETED: files_pb2.UPLOAD_SESSION_STATE_COMPLETED,
 }
-
-
-def _ts(when: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
 
 
 def session_proto(record: UploadSessionRecord) -> files_pb2.UploadSession:

@@ -69,11 +69,6 @@ class MemoryEventStreams:
                 continue
             await waiter.wait()
 
-    async def delete(self, stream: str) -> None:
-        log = self._logs.pop(stream, None)
-        if log is not None:
-            log.changed.set()
-
     async def close(self) -> None:
         self._closed = True
         for log in self._logs.values():

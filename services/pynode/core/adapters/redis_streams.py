@@ -95,7 +95,7 @@ class RedisEventStreams:
     async def append(self, stream: str, payload: bytes) -> str:
         key = self._k(stream)
         async with self._client.pipeline(transaction=False) as pipe:
-            # Exact trimming: `read_after` relies on max-deleted-entry-id to tell a reader it missed events.
+            # Exact trimming: `read_after` tells a reader it missed events from the first event kept.
             pipe.xadd(key, {"p": payload}, maxlen=self._max_len, approximate=False)
             pipe.expire(key, IDLE_SECONDS)
             event_id, _ = await pipe.execute()
@@ -149,10 +149,6 @@ class RedisEventStreams:
             if not tail.queues and self._tails.get(key) is tail:
                 del self._tails[key]
                 await tail.stop()
-
-    @unavailable_on_outage
-    async def delete(self, stream: str) -> None:
-        await self._client.delete(self._k(stream))
 
     async def close(self) -> None:
         tails, self._tails = list(self._tails.values()), {}
