@@ -36,7 +36,7 @@ class AIComponents:
 
 def build_providers(config: RouterConfig, settings: AISettings) -> dict[str, Provider]:
     """One client per configured provider, plus the built-in model."""
-    providers: dict[str, Provider] = {"builtin": BuiltinProvider()}
+    providers: dict[str, Provider] = {"builtin": BuiltinProvider(settings.ai_builtin_tokens_per_second)}
     for name, spec in config.providers.items():
         if spec.type == "ollama":
             providers[name] = OllamaProvider(

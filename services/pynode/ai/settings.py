@@ -20,6 +20,13 @@ class AISettings(Section):
     ai_first_token_seconds: float = Field(
         120, gt=0, description="Longest wait for a model's first token (cold loads); each later read waits as long."
     )
+    ai_builtin_tokens_per_second: float = Field(
+        0,
+        ge=0,
+        le=10000,
+        description="Pace of the built-in model builtin/echo when a request sets none (0: as fast as it is read); "
+        "a few dozen makes it stream like a real model, for demos and browser tests.",
+    )
     ai_max_concurrency: int = Field(
         8, ge=1, description="Generations at once per deployment (routing file may set its own)."
     )

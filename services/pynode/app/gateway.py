@@ -53,11 +53,13 @@ from envoy_data_plane.envoy.extensions.resource_monitors.downstream_connections.
     DownstreamConnectionsConfig,
 )
 from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
+    CertificateValidationContext,
     CommonTlsContext,
     DownstreamTlsContext,
     TlsCertificate,
     TlsParameters,
     TlsParametersTlsProtocol,
+    UpstreamTlsContext,
 )
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
     HttpProtocolOptions as UpstreamHttpProtocolOptions,
@@ -85,6 +87,15 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class UpstreamTls:
+    """How Envoy speaks TLS to services whose gRPC port does (DEVPYNODE_TLS_CERT_FILE set on them)."""
+
+    ca_file: str = ""  # verify the services against this CA; empty: no verification (loopback only)
+    cert_file: str = ""  # a client certificate, for services that require one (mTLS)
+    key_file: str = ""
+
+
+@dataclass(frozen=True)
 class GatewayOptions:
     """What differs between the places the gateway runs."""
 
@@ -96,6 +107,7 @@ class GatewayOptions:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     web: Upstream | None = None  # the web app's files (HTTP/1.1), served on every path the services do not own
+    upstream_tls: UpstreamTls | None = None
 
 
 def service_packages() -> dict[str, str]:
@@ -121,7 +133,22 @@ def _endpoint(cluster: str, upstream: Upstream) -> ClusterLoadAssignment:
     )
 
 
-def _cluster(name: str, package: str, upstream: Upstream) -> Cluster:
+def _upstream_tls(tls: UpstreamTls) -> TransportSocket:
+    context = CommonTlsContext(alpn_protocols=["h2"])  # grpcio refuses TLS connections that do not offer h2
+    if tls.cert_file:
+        context.tls_certificates = [
+            TlsCertificate(
+                certificate_chain=DataSource(filename=tls.cert_file), private_key=DataSource(filename=tls.key_file)
+            )
+        ]
+    if tls.ca_file:
+        context.validation_context = CertificateValidationContext(trusted_ca=DataSource(filename=tls.ca_file))
+    return TransportSocket(
+        name="envoy.transport_sockets.tls", typed_config=_any(UpstreamTlsContext(common_tls_context=context))
+    )
+
+
+def _cluster(name: str, package: str, upstream: Upstream, tls: UpstreamTls | None = None) -> Cluster:
     health_service = _health_service(package)
     return Cluster(
         name=name,
@@ -150,6 +177,7 @@ def _cluster(name: str, package: str, upstream: Upstream) -> Cluster:
                 grpc_health_check=HealthCheckGrpcHealthCheck(service_name=health_service),
             )
         ],
+        transport_socket=_upstream_tls(tls) if tls is not None else None,
     )
 
 
@@ -254,7 +282,10 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
         admin=Admin(address=Address(socket_address=SocketAddress(address="127.0.0.1", port_value=options.admin_port))),
         static_resources=BootstrapStaticResources(
             listeners=[listener],
-            clusters=[_cluster(name, packages[name], options.upstreams[name]) for name in sorted(options.upstreams)]
+            clusters=[
+                _cluster(name, packages[name], options.upstreams[name], options.upstream_tls)
+                for name in sorted(options.upstreams)
+            ]
             + ([_web_cluster(options.web)] if options.web is not None else []),
         ),
         overload_manager=OverloadManager(

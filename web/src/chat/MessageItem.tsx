@@ -1,0 +1,146 @@
+/** One message: author, Markdown text, state, attachments, reactions, and a stop button while it streams. */
+import { memo, useEffect, useState } from "react";
+import { chat } from "../api/clients";
+import { describeError } from "../api/errors";
+import { MessageState } from "../gen/devpynode/chat/v1/chat_pb";
+import { MarkdownText } from "./markdown";
+import type { ChatMessageView } from "./store";
+
+export const REACTIONS = ["👍", "❤️", "😂", "🎉"];
+const NAMES: Record<string, string> = { "👍": "thumbs up", "❤️": "heart", "😂": "laughing", "🎉": "party" };
+const INLINE_IMAGE_LIMIT = 8 * 1024 * 1024;
+
+interface Props {
+  conversationId: string;
+  message: ChatMessageView;
+  me: string;
+  onStopped: (error: string) => void;
+}
+
+export const MessageItem = memo(function MessageItem({ conversationId, message, me, onStopped }: Props) {
+  const streaming = message.state === MessageState.STREAMING;
+  const author = message.role === "assistant" ? message.model || "AI" : message.authorId === me ? "You" : `Member ${message.authorId.slice(0, 8)}`;
+  const toggle = async (emoji: string, mine: boolean) => {
+    const request = { conversationId, messageId: message.id, emoji };
+    try {
+      if (mine) await chat.removeReaction(request);
+      else await chat.addReaction(request);
+    } catch (error) {
+      onStopped(describeError(error));
+    }
+  };
+  const stop = async () => {
+    try {
+      await chat.cancelGeneration({ conversationId, messageId: message.id });
+    } catch (error) {
+      onStopped(describeError(error));
+    }
+  };
+  return (
+    <article className={`message ${message.role}`} data-message-id={message.id} data-state={MessageState[message.state]} aria-busy={streaming}>
+      <header>
+        <strong>{author}</strong>
+        <time dateTime={new Date(message.createdAt).toISOString()}>{new Date(message.createdAt).toLocaleTimeString()}</time>
+        {message.state === MessageState.CANCELLED && <span className="tag">stopped</span>}
+        {message.state === MessageState.FAILED && <span className="tag error">failed{message.error ? `: ${message.error}` : ""}</span>}
+      </header>
+      <div className="message-text">
+        <MarkdownText text={message.text} />
+        {streaming && <span className="cursor" aria-hidden="true" />}
+      </div>
+      {message.attachments.length > 0 && (
+        <ul className="attachments" aria-label="Attachments">
+          {message.attachments.map((attachment) => (
+            <li key={attachment.fileId}>
+              <AttachmentView conversationId={conversationId} messageId={message.id} attachment={attachment} />
+            </li>
+          ))}
+        </ul>
+      )}
+      <footer>
+        {streaming && (
+          <button type="button" className="stop" onClick={() => void stop()}>
+            Stop answer
+          </button>
+        )}
+        {!streaming && (
+          <div className="reactions" role="group" aria-label="Reactions">
+            {REACTIONS.map((emoji) => {
+              const summary = message.reactions.find((r) => r.emoji === emoji);
+              const mine = summary?.reactedByMe ?? false;
+              return (
+                <button
+                  key={emoji}
+                  type="button"
+                  className={`reaction${mine ? " mine" : ""}${summary ? "" : " empty"}`}
+                  aria-pressed={mine}
+                  aria-label={`${NAMES[emoji]}${summary ? `, ${summary.count}` : ""}`}
+                  onClick={() => void toggle(emoji, mine)}
+                >
+                  {emoji}
+                  {summary ? <span className="count">{summary.count}</span> : null}
+                </button>
+              );
+            })}
+          </div>
+        )}
+      </footer>
+    </article>
+  );
+});
+
+function AttachmentView({
+  conversationId,
+  messageId,
+  attachment,
+}: {
+  conversationId: string;
+  messageId: string;
+  attachment: ChatMessageView["attachments"][number];
+}) {
+  const [url, setUrl] = useState("");
+  const image = attachment.contentType.startsWith("image/") && !attachment.contentType.includes("svg");
+  const fetchBlob = async (signal?: AbortSignal) => {
+    const chunks: Uint8Array<ArrayBuffer>[] = [];
+    for await (const part of chat.downloadAttachment({ conversationId, messageId, fileId: attachment.fileId }, { signal })) {
+      if (part.data.case === "chunk") chunks.push(part.data.value as Uint8Array<ArrayBuffer>);
+    }
+    return URL.createObjectURL(new Blob(chunks, { type: image ? attachment.contentType : "application/octet-stream" }));
+  };
+  useEffect(() => {
+    if (!image || attachment.sizeBytes > BigInt(INLINE_IMAGE_LIMIT)) return;
+    const abort = new AbortController();
+    let made = "";
+    fetchBlob(abort.signal).then((u) => {
+      made = u;
+      setUrl(u);
+    }, () => undefined);
+    return () => {
+      abort.abort();
+      if (made) URL.revokeObjectURL(made);
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [attachment.fileId]);
+  const download = async () => {
+    const blobUrl = url || (await fetchBlob());
+    const link = document.createElement("a");
+    link.href = blobUrl;
+    link.download = attachment.filename;
+    link.click();
+  };
+  return (
+    <span className="attachment">
+      {url && <img src={url} alt={attachment.filename} className="inline-image" />}
+      <button type="button" className="link" onClick={() => void download()}>
+        {attachment.filename}
+      </button>{" "}
+      <small>({formatBytes(Number(attachment.sizeBytes))})</small>
+    </span>
+  );
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}

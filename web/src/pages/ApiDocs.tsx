@@ -1,0 +1,199 @@
+/**
+ * The API reference: every service, RPC, message, enum and field with its proto comment. It reads the
+ * contracts' descriptor set (built by buf with source info, shipped with the app), so it is always the API this
+ * build speaks.
+ */
+import { useEffect, useMemo, useState } from "react";
+import { fromBinary } from "@bufbuild/protobuf";
+import {
+  FileDescriptorSetSchema,
+  type DescriptorProto,
+  type EnumDescriptorProto,
+  type FieldDescriptorProto,
+  type FileDescriptorProto,
+  FieldDescriptorProto_Label,
+  FieldDescriptorProto_Type,
+} from "@bufbuild/protobuf/wkt";
+import descriptorUrl from "../gen/descriptors.binpb?url";
+
+interface Entry {
+  kind: "service" | "message" | "enum";
+  name: string;
+  comment: string;
+  file: FileDescriptorProto;
+  path: number[];
+}
+
+function commentsOf(file: FileDescriptorProto, path: number[]): string {
+  const location = file.sourceCodeInfo?.location.find((l) => l.path.length === path.length && l.path.every((p, i) => p === path[i]));
+  return (location?.leadingComments ?? "").trim();
+}
+
+function collect(set: FileDescriptorProto[]): Entry[] {
+  const entries: Entry[] = [];
+  for (const file of set) {
+    if (!file.package.startsWith("devpynode.")) continue;
+    file.service.forEach((s, i) => entries.push({ kind: "service", name: `${file.package}.${s.name}`, comment: commentsOf(file, [6, i]), file, path: [6, i] }));
+    const walk = (messages: DescriptorProto[], prefix: string, path: number[]) => {
+      messages.forEach((m, i) => {
+        const here = [...path, i];
+        entries.push({ kind: "message", name: `${prefix}.${m.name}`, comment: commentsOf(file, here), file, path: here });
+        walk(m.nestedType, `${prefix}.${m.name}`, [...here, 3]);
+        m.enumType.forEach((e, j) =>
+          entries.push({ kind: "enum", name: `${prefix}.${m.name}.${e.name}`, comment: commentsOf(file, [...here, 4, j]), file, path: [...here, 4, j] }),
+        );
+      });
+    };
+    walk(file.messageType, file.package, [4]);
+    file.enumType.forEach((e, i) => entries.push({ kind: "enum", name: `${file.package}.${e.name}`, comment: commentsOf(file, [5, i]), file, path: [5, i] }));
+  }
+  return entries;
+}
+
+function typeName(field: FieldDescriptorProto): string {
+  const base = field.typeName ? field.typeName.replace(/^\./, "") : FieldDescriptorProto_Type[field.type].toLowerCase();
+  return field.label === FieldDescriptorProto_Label.REPEATED ? `repeated ${base}` : base;
+}
+
+function anchor(name: string): string {
+  return name.replace(/[^A-Za-z0-9_.]/g, "");
+}
+
+export function ApiDocsPage() {
+  const [files, setFiles] = useState<FileDescriptorProto[]>([]);
+  const [error, setError] = useState("");
+  const [query, setQuery] = useState("");
+  useEffect(() => {
+    fetch(descriptorUrl)
+      .then((r) => (r.ok ? r.arrayBuffer() : Promise.reject(new Error(`descriptors: HTTP ${r.status}`))))
+      .then((buffer) => setFiles(fromBinary(FileDescriptorSetSchema, new Uint8Array(buffer)).file))
+      .catch((failure: Error) => setError(failure.message));
+  }, []);
+  const entries = useMemo(() => collect(files), [files]);
+  const shown = entries.filter((e) => !query || e.name.toLowerCase().includes(query.toLowerCase()));
+  return (
+    <div className="docs-layout">
+      <nav className="sidebar" aria-label="API index">
+        <label>
+          Search
+          <input value={query} onChange={(e) => setQuery(e.target.value)} />
+        </label>
+        <ul>
+          {shown.map((e) => (
+            <li key={e.name}>
+              <a href={`#${anchor(e.name)}`}>
+                <small>{e.kind}</small> {e.name.replace(/^devpynode\./, "")}
+              </a>
+            </li>
+          ))}
+        </ul>
+      </nav>
+      <section className="docs">
+        <h1>API reference</h1>
+        <p>
+          Every service speaks gRPC (grpcurl, the CLI, other services) and grpc-web (browsers, through this server's port). Calls carry{" "}
+          <code>authorization: Bearer ACCESS_TOKEN</code> unless noted; errors carry <code>google.rpc</code> details.
+        </p>
+        {error && <p className="error" role="alert">{error}</p>}
+        {shown.map((entry) => (
+          <EntryView key={entry.name} entry={entry} />
+        ))}
+      </section>
+    </div>
+  );
+}
+
+function EntryView({ entry }: { entry: Entry }) {
+  const { file, path } = entry;
+  const id = anchor(entry.name);
+  if (entry.kind === "service") {
+    const service = file.service[path[1]];
+    return (
+      <article className="api-entry" id={id}>
+        <h2>
+          <small>service</small> {entry.name}
+        </h2>
+        <p className="comment">{entry.comment}</p>
+        <dl>
+          {service.method.map((m, j) => (
+            <div key={m.name}>
+              <dt>
+                <code>
+                  rpc {m.name}({m.clientStreaming ? "stream " : ""}
+                  <a href={`#${anchor(m.inputType.replace(/^\./, ""))}`}>{m.inputType.replace(/^\.devpynode\./, "")}</a>) returns ({m.serverStreaming ? "stream " : ""}
+                  <a href={`#${anchor(m.outputType.replace(/^\./, ""))}`}>{m.outputType.replace(/^\.devpynode\./, "")}</a>)
+                </code>
+              </dt>
+              <dd>{commentsOf(file, [...path, 2, j])}</dd>
+            </div>
+          ))}
+        </dl>
+      </article>
+    );
+  }
+  if (entry.kind === "enum") {
+    let target: EnumDescriptorProto | undefined;
+    if (path.length === 2) target = file.enumType[path[1]];
+    else {
+      let message: DescriptorProto = file.messageType[path[1]];
+      for (let k = 2; k < path.length - 2; k += 2) message = message.nestedType[path[k + 1]];
+      target = message.enumType[path[path.length - 1]];
+    }
+    return (
+      <article className="api-entry" id={id}>
+        <h2>
+          <small>enum</small> {entry.name}
+        </h2>
+        <p className="comment">{entry.comment}</p>
+        <dl>
+          {target?.value.map((v, j) => (
+            <div key={v.name}>
+              <dt>
+                <code>
+                  {v.name} = {v.number}
+                </code>
+              </dt>
+              <dd>{commentsOf(file, [...path, 2, j])}</dd>
+            </div>
+          ))}
+        </dl>
+      </article>
+    );
+  }
+  let message: DescriptorProto = file.messageType[path[1]];
+  for (let k = 2; k < path.length; k += 2) message = message.nestedType[path[k + 1]];
+  return (
+    <article className="api-entry" id={id}>
+      <h2>
+        <small>message</small> {entry.name}
+      </h2>
+      <p className="comment">{entry.comment}</p>
+      {message.field.length > 0 && (
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Field</th>
+              <th scope="col">Type</th>
+              <th scope="col">Number</th>
+              <th scope="col">Description</th>
+            </tr>
+          </thead>
+          <tbody>
+            {message.field.map((f, j) => (
+              <tr key={f.name}>
+                <td>
+                  <code>{f.name}</code>
+                </td>
+                <td>
+                  <code>{typeName(f)}</code>
+                </td>
+                <td>{f.number}</td>
+                <td>{commentsOf(file, [...path, 2, j])}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </article>
+  );
+}

@@ -1,0 +1,365 @@
+/** Conversations: the list, one open conversation with its live stream, members, model and composer. */
+import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore, type FormEvent } from "react";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { chat } from "../api/clients";
+import { describeError } from "../api/errors";
+import { loadSession, refreshAccess, type StoredSession } from "../api/session";
+import { ConversationStore } from "../chat/store";
+import { MessageItem } from "../chat/MessageItem";
+import { useModels } from "../chat/models";
+import type { Conversation } from "../gen/devpynode/chat/v1/chat_pb";
+import { uploadFile, type UploadProgress } from "../files/uploads";
+import { ProgressBar } from "../files/ProgressBar";
+import { Link, navigate } from "../router";
+import type { File as StoredFile } from "../gen/devpynode/files/v1/files_pb";
+
+export function ChatPage({ session, conversationId }: { session: StoredSession; conversationId: string | null }) {
+  const [conversations, setConversations] = useState<Conversation[]>([]);
+  const [error, setError] = useState("");
+  const refresh = useCallback(async () => {
+    try {
+      const { conversations } = await chat.listConversations({ pageSize: 100 });
+      setConversations(conversations);
+      setError("");
+    } catch (failure) {
+      setError(describeError(failure));
+    }
+  }, []);
+  useEffect(() => {
+    void refresh();
+    // New invitations show up without a reload; the open conversation itself is live through its stream.
+    const timer = window.setInterval(() => document.visibilityState === "visible" && void refresh(), 15_000);
+    return () => window.clearInterval(timer);
+  }, [refresh]);
+
+  return (
+    <div className="chat-layout">
+      <aside className="sidebar" aria-label="Conversations">
+        <NewConversation onCreated={(c) => { void refresh(); navigate(`/c/${c.id}`); }} />
+        {error && <p className="error" role="alert">{error}</p>}
+        <ul className="conversation-list">
+          {conversations.map((c) => (
+            <li key={c.id}>
+              <Link href={`/c/${c.id}`} aria-current={c.id === conversationId ? "page" : undefined}>
+                {c.title || "Untitled"}
+                <small>{c.model}</small>
+              </Link>
+            </li>
+          ))}
+          {conversations.length === 0 && <li className="muted">No conversations yet.</li>}
+        </ul>
+      </aside>
+      <section className="conversation-pane">
+        {conversationId ? (
+          <ConversationView key={conversationId} conversationId={conversationId} me={session.userId} onChanged={() => void refresh()} />
+        ) : (
+          <div className="empty">
+            <h1>Chat</h1>
+            <p>Start a conversation, or pick one on the left.</p>
+          </div>
+        )}
+      </section>
+    </div>
+  );
+}
+
+function NewConversation({ onCreated }: { onCreated: (c: Conversation) => void }) {
+  const models = useModels();
+  const [model, setModel] = useState("");
+  const [title, setTitle] = useState("");
+  const [error, setError] = useState("");
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    try {
+      const { conversation } = await chat.createConversation({ title, model });
+      setTitle("");
+      if (conversation) onCreated(conversation);
+    } catch (failure) {
+      setError(describeError(failure));
+    }
+  };
+  return (
+    <form className="new-conversation" onSubmit={submit} aria-label="New conversation">
+      <label>
+        Title
+        <input value={title} maxLength={200} placeholder="optional" onChange={(e) => setTitle(e.target.value)} />
+      </label>
+      <label>
+        Model
+        <select value={model} onChange={(e) => setModel(e.target.value)}>
+          <option value="">Default</option>
+          {models.map((m) => (
+            <option key={m.id} value={m.id} disabled={!m.available}>
+              {m.id}
+              {m.available ? "" : " (unavailable)"}
+            </option>
+          ))}
+        </select>
+      </label>
+      <button type="submit">New conversation</button>
+      {error && <p className="error" role="alert">{error}</p>}
+    </form>
+  );
+}
+
+function ConversationView({ conversationId, me, onChanged }: { conversationId: string; me: string; onChanged: () => void }) {
+  const store = useMemo(() => new ConversationStore(conversationId, me), [conversationId, me]);
+  useEffect(() => {
+    store.start();
+    return () => store.stop();
+  }, [store]);
+  const snapshot = useSyncExternalStore(store.subscribe, store.getSnapshot);
+  const [error, setError] = useState("");
+  const conversation = snapshot.conversation;
+  const owner = conversation?.ownerId === me;
+  const listRef = useRef<HTMLDivElement>(null);
+  const lastText = snapshot.messages.at(-1)?.text.length ?? 0;
+  useEffect(() => {
+    const list = listRef.current;
+    if (list && list.scrollHeight - list.scrollTop - list.clientHeight < 200) list.scrollTop = list.scrollHeight;
+  }, [snapshot.messages.length, lastText]);
+  const onStopped = useCallback((message: string) => setError(message), []);
+
+  return (
+    <div className="conversation" data-status={snapshot.status} data-gaps={snapshot.gaps}>
+      <ConversationHeader conversation={conversation} owner={owner} me={me} onError={setError} onChanged={onChanged} />
+      <p className={`status ${snapshot.status}`} role="status">
+        {snapshot.status === "live" ? "Live" : snapshot.status === "connecting" ? "Connecting…" : snapshot.status === "reconnecting" ? `Reconnecting… ${snapshot.detail}` : snapshot.detail}
+      </p>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      <div className="messages" ref={listRef} aria-label="Conversation history" role="log">
+        {snapshot.hasOlder && (
+          <button type="button" className="link" onClick={() => void store.loadOlder()}>
+            Earlier messages
+          </button>
+        )}
+        {snapshot.messages.map((message) => (
+          <MessageItem key={message.id} conversationId={conversationId} message={message} me={me} onStopped={onStopped} />
+        ))}
+      </div>
+      <p className="typing" aria-live="polite">
+        {snapshot.typing.length > 0 ? `${snapshot.typing.map((u) => `Member ${u.slice(0, 8)}`).join(", ")} typing…` : ""}
+      </p>
+      {snapshot.status !== "gone" && <Composer conversationId={conversationId} store={store} onError={setError} />}
+    </div>
+  );
+}
+
+function ConversationHeader({
+  conversation,
+  owner,
+  me,
+  onError,
+  onChanged,
+}: {
+  conversation: Conversation | null;
+  owner: boolean;
+  me: string;
+  onError: (message: string) => void;
+  onChanged: () => void;
+}) {
+  const models = useModels();
+  const [email, setEmail] = useState("");
+  const [invited, setInvited] = useState("");
+  if (!conversation) return <h1>Loading…</h1>;
+  const call = async (work: () => Promise<unknown>) => {
+    try {
+      await work();
+      onError("");
+    } catch (failure) {
+      onError(describeError(failure));
+    }
+  };
+  const invite = async (event: FormEvent) => {
+    event.preventDefault();
+    await call(async () => {
+      await chat.addMember({ conversationId: conversation.id, email });
+      setInvited(`Invited ${email} (if the address has an account).`);
+      setEmail("");
+    });
+  };
+  return (
+    <header className="conversation-header">
+      <h1>{conversation.title || "Untitled"}</h1>
+      <div className="conversation-tools">
+        <label>
+          Model
+          <select
+            value={conversation.model}
+            disabled={!owner}
+            onChange={(e) => void call(() => chat.updateConversation({ conversationId: conversation.id, model: e.target.value }))}
+          >
+            {!models.some((m) => m.id === conversation.model) && <option value={conversation.model}>{conversation.model}</option>}
+            {models.map((m) => (
+              <option key={m.id} value={m.id} disabled={!m.available}>
+                {m.id}
+              </option>
+            ))}
+          </select>
+        </label>
+        <span className="members" title={conversation.memberIds.join(", ")}>
+          {conversation.memberIds.length} member{conversation.memberIds.length === 1 ? "" : "s"}
+        </span>
+        {owner ? (
+          <>
+            <form onSubmit={invite} className="invite">
+              <label>
+                Invite by e-mail
+                <input type="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
+              </label>
+              <button type="submit">Invite</button>
+            </form>
+            <button
+              type="button"
+              className="danger"
+              onClick={() =>
+                window.confirm("Delete this conversation and all its messages?") &&
+                void call(async () => {
+                  await chat.deleteConversation({ conversationId: conversation.id });
+                  onChanged();
+                  navigate("/");
+                })
+              }
+            >
+              Delete
+            </button>
+          </>
+        ) : (
+          <button
+            type="button"
+            onClick={() =>
+              void call(async () => {
+                await chat.removeMember({ conversationId: conversation.id, userId: me });
+                onChanged();
+                navigate("/");
+              })
+            }
+          >
+            Leave
+          </button>
+        )}
+      </div>
+      {invited && <p role="status" className="muted">{invited}</p>}
+    </header>
+  );
+}
+
+function Composer({ conversationId, store, onError }: { conversationId: string; store: ConversationStore; onError: (m: string) => void }) {
+  const [text, setText] = useState("");
+  const [attached, setAttached] = useState<StoredFile[]>([]);
+  const [upload, setUpload] = useState<UploadProgress | null>(null);
+  const [sending, setSending] = useState(false);
+  const lastTyping = useRef(0);
+
+  const typing = (value: string) => {
+    setText(value);
+    const now = Date.now();
+    if (value && now - lastTyping.current > 3000) {
+      lastTyping.current = now;
+      chat.sendTyping({ conversationId, typing: true }).catch(() => undefined);
+    }
+  };
+  const send = async (event: FormEvent) => {
+    event.preventDefault();
+    if (!text.trim()) return;
+    setSending(true);
+    const request = {
+      conversationId,
+      text,
+      attachmentFileIds: attached.map((f) => f.id),
+      clientRequestId: crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`,
+    };
+    try {
+      // Read only until the stored user message: the answer arrives on the conversation's event stream, so
+      // the tab holds one long-lived stream, not two. Retrying with the same client_request_id is safe.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          for await (const response of chat.sendMessage(request)) {
+            if (response.event.case === "userMessage") {
+              store.mergeMessage(response.event.value);
+              break;
+            }
+          }
+          break;
+        } catch (failure) {
+          if (attempt > 0 || !(await retriable(failure))) throw failure;
+        }
+      }
+      setText("");
+      setAttached([]);
+      lastTyping.current = 0;
+      onError("");
+    } catch (failure) {
+      onError(describeError(failure));
+    } finally {
+      setSending(false);
+    }
+  };
+  const attach = async (file: File | undefined) => {
+    if (!file) return;
+    try {
+      const stored = await uploadFile(file, setUpload);
+      setAttached((list) => [...list, stored]);
+      setUpload(null);
+    } catch (failure) {
+      setUpload(null);
+      onError(describeError(failure));
+    }
+  };
+  return (
+    <form className="composer" onSubmit={send}>
+      {attached.length > 0 && (
+        <ul className="attached" aria-label="Attached files">
+          {attached.map((f) => (
+            <li key={f.id}>
+              {f.filename}
+              <button type="button" className="link" aria-label={`Remove ${f.filename}`} onClick={() => setAttached((l) => l.filter((x) => x.id !== f.id))}>
+                ×
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      {upload && <ProgressBar progress={upload} />}
+      <label className="visually-hidden" htmlFor="composer-text">
+        Message
+      </label>
+      <textarea
+        id="composer-text"
+        value={text}
+        rows={3}
+        placeholder="Write a message (Markdown); Enter sends, Shift+Enter starts a new line"
+        onChange={(e) => typing(e.target.value)}
+        onKeyDown={(e) => {
+          if (e.key === "Enter" && !e.shiftKey) {
+            e.preventDefault();
+            e.currentTarget.form?.requestSubmit();
+          }
+        }}
+      />
+      <div className="composer-actions">
+        <label className="button">
+          Attach a file
+          <input type="file" className="visually-hidden" onChange={(e) => void attach(e.target.files?.[0])} />
+        </label>
+        <button type="submit" disabled={sending || !text.trim()}>
+          Send
+        </button>
+      </div>
+    </form>
+  );
+}
+
+/** A failed SendMessage worth one retry: an expired token (refreshed first) or a dropped connection. */
+async function retriable(failure: unknown): Promise<boolean> {
+  const code = ConnectError.from(failure).code;
+  if (code === Code.Unauthenticated) {
+    await refreshAccess(loadSession()?.accessToken ?? "");
+    return true;
+  }
+  return code === Code.Unavailable;
+}

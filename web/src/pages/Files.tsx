@@ -1,0 +1,152 @@
+/** The user's files: upload (resumable, with progress), thumbnails, download, delete. */
+import { useCallback, useEffect, useState } from "react";
+import { files } from "../api/clients";
+import { describeError } from "../api/errors";
+import { formatBytes } from "../chat/MessageItem";
+import type { File as StoredFile } from "../gen/devpynode/files/v1/files_pb";
+import { ProgressBar } from "../files/ProgressBar";
+import { cancelPending, fileBlobUrl, pendingUploads, uploadFile, type UploadProgress } from "../files/uploads";
+
+export function FilesPage() {
+  const [list, setList] = useState<StoredFile[]>([]);
+  const [next, setNext] = useState("");
+  const [progress, setProgress] = useState<UploadProgress | null>(null);
+  const [pending, setPending] = useState(pendingUploads);
+  const [error, setError] = useState("");
+
+  const load = useCallback(async (pageToken = "") => {
+    try {
+      const page = await files.listFiles({ pageSize: 50, pageToken });
+      setList((old) => (pageToken ? [...old, ...page.files] : page.files));
+      setNext(page.nextPageToken);
+    } catch (failure) {
+      setError(describeError(failure));
+    }
+  }, []);
+  useEffect(() => {
+    void load();
+  }, [load]);
+
+  const upload = async (file: File | undefined) => {
+    if (!file) return;
+    setError("");
+    try {
+      await uploadFile(file, setProgress);
+      await load();
+    } catch (failure) {
+      setError(describeError(failure));
+      setProgress((p) => (p ? { ...p, phase: "failed" } : p));
+    } finally {
+      setPending(pendingUploads());
+    }
+  };
+  const remove = async (file: StoredFile) => {
+    if (!window.confirm(`Delete ${file.filename}?`)) return;
+    try {
+      await files.deleteFile({ fileId: file.id });
+      setList((old) => old.filter((f) => f.id !== file.id));
+    } catch (failure) {
+      setError(describeError(failure));
+    }
+  };
+  return (
+    <section className="files-page">
+      <h1>Files</h1>
+      <div className="upload">
+        <label className="button">
+          Upload a file
+          <input type="file" className="visually-hidden" data-testid="upload-input" onChange={(e) => void upload(e.target.files?.[0])} />
+        </label>
+        {progress && <ProgressBar progress={progress} />}
+      </div>
+      {pending.length > 0 && !(progress && progress.phase === "uploading") && (
+        <div className="pending" role="region" aria-label="Unfinished uploads">
+          <h2>Unfinished uploads</h2>
+          <p>Choose the same file again to resume where it stopped.</p>
+          <ul>
+            {pending.map((p) => (
+              <li key={p.sessionId}>
+                {p.name} ({formatBytes(p.size)}){" "}
+                <button type="button" className="link" onClick={() => void cancelPending(p).finally(() => setPending(pendingUploads()))}>
+                  Discard
+                </button>
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      <table className="file-table">
+        <caption className="visually-hidden">Your files</caption>
+        <thead>
+          <tr>
+            <th scope="col">Preview</th>
+            <th scope="col">Name</th>
+            <th scope="col">Type</th>
+            <th scope="col">Size</th>
+            <th scope="col">Uploaded</th>
+            <th scope="col">Actions</th>
+          </tr>
+        </thead>
+        <tbody>
+          {list.map((file) => (
+            <tr key={file.id} data-file-id={file.id}>
+              <td>{file.hasThumbnail ? <Thumbnail file={file} /> : <span className="muted">—</span>}</td>
+              <td>{file.filename}</td>
+              <td>{file.contentType}</td>
+              <td>{formatBytes(Number(file.sizeBytes))}</td>
+              <td>{file.createdAt ? new Date(Number(file.createdAt.seconds) * 1000).toLocaleString() : ""}</td>
+              <td>
+                <button type="button" className="link" onClick={() => void download(file).catch((f) => setError(describeError(f)))}>
+                  Download
+                </button>{" "}
+                <button type="button" className="link danger" onClick={() => void remove(file)}>
+                  Delete
+                </button>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {list.length === 0 && <p className="muted">No files yet.</p>}
+      {next && (
+        <button type="button" onClick={() => void load(next)}>
+          More
+        </button>
+      )}
+    </section>
+  );
+}
+
+async function download(file: StoredFile): Promise<void> {
+  const { url } = await fileBlobUrl(file.id, false);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = file.filename;
+  link.click();
+  window.setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+function Thumbnail({ file }: { file: StoredFile }) {
+  const [url, setUrl] = useState("");
+  useEffect(() => {
+    const abort = new AbortController();
+    let made = "";
+    fileBlobUrl(file.id, true, abort.signal).then(
+      (r) => {
+        made = r.url;
+        setUrl(r.url);
+      },
+      () => undefined,
+    );
+    return () => {
+      abort.abort();
+      if (made) URL.revokeObjectURL(made);
+    };
+  }, [file.id]);
+  return url ? <img className="thumbnail" src={url} alt={`Thumbnail of ${file.filename}`} /> : <span className="muted">…</span>;
+}

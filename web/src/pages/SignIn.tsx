@@ -1,0 +1,76 @@
+/** Sign in, or create an account. */
+import { useState, type FormEvent } from "react";
+import { register, signIn } from "../api/account";
+import { describeError } from "../api/errors";
+
+export function SignIn({ notice }: { notice: string }) {
+  const [mode, setMode] = useState<"signin" | "register">("signin");
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const [displayName, setDisplayName] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    setBusy(true);
+    setError("");
+    try {
+      if (mode === "signin") await signIn(email, password);
+      else await register(email, password, displayName);
+    } catch (failure) {
+      setError(describeError(failure));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const title = mode === "signin" ? "Sign in" : "Create an account";
+  return (
+    <section className="card narrow" aria-labelledby="signin-title">
+      <h1 id="signin-title">{title}</h1>
+      {notice && (
+        <p className="notice" role="status">
+          {notice}
+        </p>
+      )}
+      <form onSubmit={submit}>
+        <label>
+          E-mail
+          <input type="email" autoComplete="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
+        </label>
+        <label>
+          Password
+          <input
+            type="password"
+            autoComplete={mode === "signin" ? "current-password" : "new-password"}
+            required
+            minLength={mode === "register" ? 8 : undefined}
+            value={password}
+            onChange={(e) => setPassword(e.target.value)}
+          />
+        </label>
+        {mode === "register" && (
+          <label>
+            Display name
+            <input autoComplete="nickname" value={displayName} onChange={(e) => setDisplayName(e.target.value)} />
+          </label>
+        )}
+        {error && (
+          <p className="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {title}
+        </button>
+      </form>
+      <p>
+        {mode === "signin" ? "No account yet? " : "Have an account? "}
+        <button type="button" className="link" onClick={() => setMode(mode === "signin" ? "register" : "signin")}>
+          {mode === "signin" ? "Create one" : "Sign in"}
+        </button>
+      </p>
+    </section>
+  );
+}
