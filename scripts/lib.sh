@@ -33,3 +33,17 @@ ensure_installed() {
     touch "$stamp"
   fi
 }
+
+# ensure_web_deps: the web app's npm packages (web/node_modules), installed when missing or stale.
+ensure_web_deps() {
+  if [ ! -x web/node_modules/.bin/vite ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    echo "==> installing the web app's packages (npm ci in web/)" >&2
+    (cd web && npm ci --silent --no-audit --no-fund)
+  fi
+}
+
+# web_build_stale: true when web/dist is missing or older than the app's sources.
+web_build_stale() {
+  [ ! -f web/dist/index.html ] ||
+    [ -n "$(find web/src web/index.html web/package-lock.json web/vite.config.ts -newer web/dist/index.html -print -quit)" ]
+}

@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import socket
+import ssl
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pynode.app.webfiles import WebFiles
 from tests.client import PASSWORD
+from tests.core.test_tls import make_pki
 from tests.gateway.grpcweb import call, decoded
 
 
@@ -39,9 +41,12 @@ def _web_dir(root: Path) -> Path:
     return root
 
 
-async def _serve(tmp_path: Path, http_port: int) -> tuple[asyncio.subprocess.Process, int, list[str]]:
+async def _serve(
+    tmp_path: Path, http_port: int, extra: dict[str, str] | None = None
+) -> tuple[asyncio.subprocess.Process, int, list[str]]:
     grpc_port = _port()
     env = {
+        **(extra or {}),
         **os.environ,
         "DEVPYNODE_DATA_DIR": str(tmp_path / "data"),
         "DEVPYNODE_GRPC_PORT": str(grpc_port),
@@ -117,6 +122,34 @@ async def test_a_taken_http_port_is_one_line_and_grpc_keeps_serving(tmp_path: Pa
     assert len(gateway_lines) == 1 and re.search(
         r"DEVPYNODE_HTTP_PORT: cannot listen on 127\.0\.0\.1:\d+", gateway_lines[0]
     )
+
+
+async def test_with_tls_the_browsers_port_speaks_https_and_reaches_an_mtls_grpc_port(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    port = _port()
+    tls = {
+        "DEVPYNODE_TLS_CERT_FILE": pki["server_cert"],
+        "DEVPYNODE_TLS_KEY_FILE": pki["server_key"],
+        "DEVPYNODE_TLS_CA_FILE": pki["ca"],
+        "DEVPYNODE_TLS_CLIENT_CA_FILE": pki["ca"],  # the gRPC port wants a client certificate: Envoy shows its own
+    }
+    process, _, banner = await _serve(tmp_path, port, tls)
+    try:
+        assert any(f"https://127.0.0.1:{port}  (the web app and grpc-web" in line for line in banner), banner
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=pki["ca"]), http2=False) as http:
+            request = auth_pb2.RegisterRequest(
+                email=f"tls-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD, display_name="TLS"
+            )
+            reply = await call(http, f"https://127.0.0.1:{port}/devpynode.auth.v1.AuthService/Register", request)
+            assert reply.status == 0, reply.message
+            page = await http.get(f"https://127.0.0.1:{port}/")
+            assert page.status_code == 200 and "Dev-PyNode" in page.text
+        with pytest.raises(httpx.HTTPError):  # no plain HTTP on that port any more
+            async with httpx.AsyncClient() as http:
+                await http.get(f"http://127.0.0.1:{port}/")
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 def test_web_files_never_leave_their_directory(tmp_path: Path) -> None:

@@ -66,6 +66,9 @@ test.describe.serial("the web app", () => {
     await screen(page, "01-sign-in");
     await register(page, ALICE);
     await expect(page.getByRole("heading", { name: "Chat" })).toBeVisible();
+    // Over TLS the browser speaks HTTP/2 to Envoy (no six-connection limit); plain HTTP is HTTP/1.1.
+    const protocol = await page.evaluate(() => (performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming).nextHopProtocol);
+    expect(protocol).toBe(page.url().startsWith("https:") ? "h2" : "http/1.1");
     await screen(page, "02-chat-empty");
     await page.getByRole("button", { name: "Sign out" }).click();
     await expect(page.getByRole("status")).toHaveText("You signed out.");

@@ -53,7 +53,7 @@ export function SignIn({ notice }: { notice: string }) {
         {mode === "register" && (
           <label>
             Display name
-            <input autoComplete="nickname" value={displayName} onChange={(e) => setDisplayName(e.target.value)} />
+            <input autoComplete="nickname" required maxLength={100} value={displayName} onChange={(e) => setDisplayName(e.target.value)} />
           </label>
         )}
         {error && (
