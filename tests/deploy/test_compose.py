@@ -41,6 +41,12 @@ def test_the_file_follows_the_compose_specification() -> None:
 def test_each_service_runs_in_its_own_container_with_the_gateways_address() -> None:
     envoy = yaml.safe_load((REPO / "gateway" / "envoy.yaml").read_text())
     clusters = {c["name"]: c for c in envoy["staticResources"]["clusters"]}
+    # Every path that is not a service's goes to the web app's files, served by the `web` service.
+    web = clusters.pop("web")["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]
+    port = str(web["socketAddress"]["portValue"])
+    assert web["socketAddress"]["address"] == "web"
+    assert SERVICES["web"]["command"] == ["gateway", "web", "--host", "0.0.0.0", "--port", port]
+    assert "web" in SERVICES["envoy"]["depends_on"]
     assert set(clusters) == set(modules.names())
     for name, cluster in clusters.items():
         assert SERVICES[name]["command"] == ["serve", "--only", name]

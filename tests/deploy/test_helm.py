@@ -88,6 +88,16 @@ def test_the_defaults_deploy_what_the_seed_asks_for() -> None:
             if not name.endswith("envoy"):
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                     assert container[probe]["grpc"]["port"] == 50051, (name, probe)
+    # The gateway pod serves the web app: a `web` container (the platform's image) on the pod's loopback, where
+    # Envoy's `web` cluster points.
+    gateway_pod = deployments["prod-dev-pynode-envoy"]["spec"]["template"]["spec"]
+    (web,) = (c for c in gateway_pod["containers"] if c["name"] == "web")
+    assert web["args"] == ["gateway", "web", "--host", "127.0.0.1", "--port", "8000"]
+    assert web["image"] == deployments["prod-dev-pynode-auth"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    envoy_config = next(c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "prod-dev-pynode-envoy")
+    clusters = {c["name"]: c for c in yaml.safe_load(envoy_config["data"]["envoy.yaml"])["staticResources"]["clusters"]}
+    web_address = clusters["web"]["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]
+    assert web_address["socketAddress"] == {"address": "127.0.0.1", "portValue": 8000}
     services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
     for name in ("auth", "ai", "files", "chat"):
         assert services[f"prod-dev-pynode-{name}"]["spec"]["clusterIP"] == "None"  # headless: per-call balancing

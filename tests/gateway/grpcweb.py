@@ -51,10 +51,21 @@ def _settle(reply: Reply, values: dict[str, str]) -> None:
 
 
 async def call(
-    http: httpx.AsyncClient, url: str, request: Message, token: str = "", origin: str = "", seconds: float = 60
+    http: httpx.AsyncClient,
+    url: str,
+    request: Message,
+    token: str = "",
+    origin: str = "",
+    seconds: float = 60,
+    headers: dict[str, str] | None = None,
 ) -> Reply:
     """One call (unary or server streaming) through the gateway."""
-    headers = {"content-type": CONTENT_TYPE, "x-grpc-web": "1", "x-user-agent": "grpc-web-python/test"}
+    headers = {
+        **(headers or {}),
+        "content-type": CONTENT_TYPE,
+        "x-grpc-web": "1",
+        "x-user-agent": "grpc-web-python/test",
+    }
     if token:
         headers["authorization"] = f"Bearer {token}"
     if origin:

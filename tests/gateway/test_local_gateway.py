@@ -160,3 +160,49 @@ def test_web_files_never_leave_their_directory(tmp_path: Path) -> None:
     assert files.resolve("/%2e%2e/secret.txt") == (None, False)
     assert files.resolve("/assets/app-3f9a1c2b.js") == (root / "assets" / "app-3f9a1c2b.js", True)
     assert files.resolve("/index.html") == (root / "index.html", False)
+
+
+async def test_gateway_web_serves_the_app_for_compose_and_helm(tmp_path: Path) -> None:
+    port = _port()
+    cli = [sys.executable, "-m", "pynode.app.cli", "gateway", "web", "--port", str(port)]
+    missing = await asyncio.create_subprocess_exec(
+        *cli, "--dir", str(tmp_path / "nothing"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await missing.communicate()
+    assert missing.returncode == 2 and err.decode().count("\n") == 1 and "no index.html" in err.decode()
+    process = await asyncio.create_subprocess_exec(
+        *cli, "--dir", str(_web_dir(tmp_path / "web")), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert f"http://127.0.0.1:{port}" in line.decode()
+        async with httpx.AsyncClient() as http:
+            page = await http.get(f"http://127.0.0.1:{port}/some/route")
+        assert page.status_code == 200 and "<title>Dev-PyNode</title>" in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+    finally:
+        process.terminate()
+        assert await process.wait() == 0  # SIGTERM is a clean stop
+
+
+async def test_per_address_limits_hold_behind_the_gateway_whatever_x_forwarded_for_says(tmp_path: Path) -> None:
+    port = _port()
+    process, _, _ = await _serve(tmp_path, port, {"DEVPYNODE_RATE_LIMIT_PER_MINUTE": "3"})
+    codes = []
+    try:
+        async with httpx.AsyncClient() as http:
+            for attempt in range(5):
+                request = auth_pb2.LoginRequest(email=f"nobody-{attempt}@example.com", password=PASSWORD)
+                reply = await call(
+                    http,
+                    f"http://127.0.0.1:{port}/devpynode.auth.v1.AuthService/Login",
+                    request,
+                    headers={"x-forwarded-for": f"203.0.113.{attempt}"},  # a fresh address each time, if believed
+                )
+                codes.append(reply.status)
+    finally:
+        process.terminate()
+        await process.wait()
+    # UNAUTHENTICATED (16) for the allowed attempts, then RESOURCE_EXHAUSTED (8): the address is Envoy's view.
+    assert codes[:3] == [16, 16, 16] and codes[3:] == [8, 8], codes

@@ -261,6 +261,7 @@ test.describe.serial("the web app", () => {
     await signIn(admin, ADMIN_EMAIL, ADMIN_PASSWORD);
     await admin.getByRole("link", { name: "Admin" }).click();
     await expect(admin.getByRole("heading", { name: "Administration" })).toBeVisible();
+    await admin.getByLabel("Filter by e-mail or name").fill(carol.email);
     await admin.getByRole("button", { name: `Disable ${carol.email}` }).click();
     await expect(admin.locator(`tr[data-email="${carol.email}"]`)).toContainText("disabled");
     await expect(admin.getByRole("cell", { name: "user.disabled" }).first()).toBeVisible();

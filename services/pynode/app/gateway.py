@@ -76,6 +76,7 @@ STREAM_IDLE = timedelta(minutes=10)  # a slow model's first token may take minut
 MAX_CONNECTION = timedelta(hours=1)  # clients reconnect, and so spread over services that scaled out
 BUFFER_BYTES = 4 * 1024 * 1024  # per connection: a 1 MiB upload part and its framing, with room
 MAX_DOWNSTREAM_CONNECTIONS = 50_000
+WEB_PORT = 8000  # `devpynode gateway web`: compose's `web` service, and the Helm gateway pod's sidecar
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,9 @@ def render(options: GatewayOptions) -> str:
 
 def compose_options() -> GatewayOptions:
     """The checked-in configuration: docker compose, one container per service on port 50051."""
-    return GatewayOptions(upstreams={name: Upstream(name, 50051) for name in service_packages()})
+    return GatewayOptions(
+        upstreams={name: Upstream(name, 50051) for name in service_packages()}, web=Upstream("web", WEB_PORT)
+    )
 
 
 HELM_HOST = '{{ include "dev-pynode.fullname" . }}-%s'
@@ -323,10 +326,12 @@ HELM_TLS_DIR = "/etc/envoy/tls"
 
 def helm_template(*, tls: bool) -> str:
     """The configuration as a Helm template (charts/dev-pynode/files/): each upstream is the release's headless
-    Service of that service, and the allowed origins come from `.Values.envoy.allowedOrigins`."""
+    Service of that service, the web app's files come from the pod's own `web` container, and the allowed
+    origins come from `.Values.envoy.allowedOrigins`."""
     options = GatewayOptions(
         upstreams={name: Upstream(HELM_HOST % name, 50051) for name in service_packages()},
         allowed_origins=("__ORIGINS__",),
+        web=Upstream("127.0.0.1", WEB_PORT),  # the gateway pod's `web` container
         tls_cert_file=f"{HELM_TLS_DIR}/tls.crt" if tls else "",
         tls_key_file=f"{HELM_TLS_DIR}/tls.key" if tls else "",
     )

@@ -44,8 +44,8 @@ class WebFiles:
         self.port = 0
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str = "127.0.0.1") -> int:
-        self._server = await asyncio.start_server(self._serve, host, 0)
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self._server = await asyncio.start_server(self._serve, host, port)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 

@@ -36,7 +36,7 @@ class ClientInfo:
 
     @property
     def address(self) -> str:
-        """The caller's IP: the first x-forwarded-for hop when trusted, else the peer's."""
+        """The caller's IP: the last x-forwarded-for hop when trusted, else the peer's."""
         if self._address is None:
             self._address = _parse_address(self._peer, self._forwarded)
         return self._address
@@ -44,7 +44,9 @@ class ClientInfo:
 
 def _parse_address(peer: str, forwarded: str | None) -> str:
     if forwarded:
-        return forwarded.split(",")[0].strip()[:64]
+        # The last hop is the one the trusted proxy appended (Envoy with use_remote_address adds the address it
+        # saw): anything before it came from the client, which may write whatever it likes there.
+        return forwarded.rsplit(",", 1)[-1].strip()[:64]
     kind, _, rest = peer.partition(":")
     if kind == "ipv4":
         return rest.rsplit(":", 1)[0]

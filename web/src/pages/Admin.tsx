@@ -4,6 +4,8 @@ import { admin } from "../api/clients";
 import { describeError } from "../api/errors";
 import { Role, type AuditEvent, type User } from "../gen/devpynode/auth/v1/auth_pb";
 
+const USER_PAGES = 10;
+
 export function AdminPage() {
   const [users, setUsers] = useState<User[]>([]);
   const [events, setEvents] = useState<AuditEvent[]>([]);
@@ -11,15 +13,27 @@ export function AdminPage() {
   const [error, setError] = useState("");
 
   const [moreUsers, setMoreUsers] = useState("");
-  const loadUsers = useCallback(async (pageToken = "") => {
+  const [filter, setFilter] = useState("");
+  // Up to USER_PAGES pages at once (filtered here by e-mail or name); beyond that, "More users".
+  const loadUsers = useCallback(async (from = "") => {
     try {
-      const page = await admin.listUsers({ pageSize: 100, pageToken });
-      setUsers((old) => (pageToken ? [...old, ...page.users] : page.users));
-      setMoreUsers(page.nextPageToken);
+      let token = from;
+      let loaded: User[] = [];
+      for (let page = 0; page < USER_PAGES; page++) {
+        const answer = await admin.listUsers({ pageSize: 100, pageToken: token });
+        loaded = [...loaded, ...answer.users];
+        token = answer.nextPageToken;
+        if (!token) break;
+      }
+      setUsers((old) => (from ? [...old, ...loaded] : loaded));
+      setMoreUsers(token);
     } catch (failure) {
       setError(describeError(failure));
     }
   }, []);
+  const shown = filter
+    ? users.filter((u) => `${u.email} ${u.displayName}`.toLowerCase().includes(filter.toLowerCase()))
+    : users;
   const loadEvents = useCallback(async (filter: string) => {
     try {
       setEvents((await admin.listAuditEvents({ pageSize: 100, kind: filter })).events);
@@ -48,6 +62,10 @@ export function AdminPage() {
       <h1>Administration</h1>
       {error && <p className="error" role="alert">{error}</p>}
       <h2>Users</h2>
+      <label className="filter">
+        Filter by e-mail or name
+        <input type="search" value={filter} onChange={(e) => setFilter(e.target.value)} />
+      </label>
       <table className="users">
         <thead>
           <tr>
@@ -59,7 +77,7 @@ export function AdminPage() {
           </tr>
         </thead>
         <tbody>
-          {users.map((user) => (
+          {shown.map((user) => (
             <tr key={user.id} data-email={user.email}>
               <td>{user.email}</td>
               <td>{user.displayName}</td>

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,6 +36,9 @@ def config(
     ] = None,
     tls_cert_file: Annotated[str, typer.Option(help="Certificate chain (PEM): TLS 1.3 at the listener")] = "",
     tls_key_file: Annotated[str, typer.Option(help="Its private key (PEM)")] = "",
+    web: Annotated[
+        str, typer.Option(help="HOST:PORT of `devpynode gateway web` (the web app's files), or none")
+    ] = "web:8000",
     helm: Annotated[
         str, typer.Option(help="plain|tls: print the Helm chart's template instead (charts/dev-pynode/files/)")
     ] = "",
@@ -55,6 +62,7 @@ def config(
     if bool(tls_cert_file) != bool(tls_key_file):
         fail("--tls-cert-file and --tls-key-file go together", 2)
     options = GatewayOptions(
+        web=None if web == "none" else _upstream(web, "web"),
         upstreams=options.upstreams,
         listen_port=listen_port,
         admin_port=admin_port,
@@ -63,3 +71,33 @@ def config(
         tls_key_file=tls_key_file,
     )
     print(render(options), end="")
+
+
+@gateway.command("web")
+def web_files(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="The built web app [env DEVPYNODE_WEB_DIR; web/dist]")
+    ] = None,
+) -> None:
+    """Serve the built web app's files to the gateway: compose's and Helm's Envoy send every path that is not a
+    service's here (the same server `devpynode serve` runs behind its own Envoy)."""
+    from pynode.app.local_gateway import default_web_dir
+    from pynode.app.webfiles import WebFiles
+
+    root = directory or Path(os.environ.get("DEVPYNODE_WEB_DIR") or default_web_dir())
+    if not (root / "index.html").is_file():
+        fail(f"--dir {root}: no index.html there (build the app: cd web && npm ci && npm run build)", 2)
+
+    async def run() -> None:
+        files = WebFiles(root)
+        bound = await files.start(host, port)
+        print(f"serving {root} on http://{host}:{bound}", flush=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await files.stop()
+
+    asyncio.run(run())
