@@ -279,6 +279,11 @@ test.describe.serial("the web app", () => {
     await page.getByRole("link", { name: "API docs" }).click();
     await expect(page.getByRole("heading", { name: "service devpynode.chat.v1.ChatService" })).toBeVisible();
     await expect(page.getByText("SendMessage posts the caller's message and streams the AI reply").first()).toBeVisible();
+    // Who may call each RPC comes from the contract's access option.
+    const register = page.locator("dt", { hasText: "rpc Register(" }).locator("xpath=following-sibling::dd[1]");
+    await expect(register).toContainText("Callable by: anyone (no token)");
+    const listUsers = page.locator("dt", { hasText: "rpc ListUsers(" }).locator("xpath=following-sibling::dd[1]");
+    await expect(listUsers).toContainText("Callable by: administrators");
     for (const service of ["AuthService", "UserAdminService", "AIRouterService", "FileService"]) {
       await expect(page.getByRole("heading", { name: new RegExp(`service devpynode\\.\\w+\\.v1\\.${service}$`) })).toBeVisible();
     }

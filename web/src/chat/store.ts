@@ -57,7 +57,8 @@ function viewOf(message: Message): ChatMessageView {
     text: message.text,
     state: message.state,
     lastSeq: message.lastSeq,
-    createdAt: message.createdAt ? timestampMs(message.createdAt) : Date.now(),
+    // Milliseconds with the microseconds kept: a reply is stored 1 µs after the message it answers.
+    createdAt: message.createdAt ? Number(message.createdAt.seconds) * 1000 + message.createdAt.nanos / 1e6 : Date.now(),
     model: message.model,
     error: message.error,
     reactions: message.reactions,
@@ -117,7 +118,9 @@ export class ConversationStore {
       status: this.status,
       detail: this.detail,
       conversation: this.conversation,
-      messages: [...this.messages.values()].sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id)),
+      messages: [...this.messages.values()].sort(
+        (a, b) => a.createdAt - b.createdAt || (a.role === b.role ? a.id.localeCompare(b.id) : a.role === "user" ? -1 : 1),
+      ),
       typing: [...this.typing].filter(([, until]) => until > now).map(([user]) => user),
       hasOlder: this.olderToken !== "",
       gaps: this.gaps,

@@ -31,6 +31,8 @@ export function AdminPage() {
       setError(describeError(failure));
     }
   }, []);
+  const emails = new Map(users.map((u) => [u.id, u.email]));
+  const who = (id: string) => emails.get(id) ?? id;
   const shown = filter
     ? users.filter((u) => `${u.email} ${u.displayName}`.toLowerCase().includes(filter.toLowerCase()))
     : users;
@@ -135,8 +137,8 @@ export function AdminPage() {
             <tr key={String(event.id)}>
               <td>{event.time ? new Date(Number(event.time.seconds) * 1000).toLocaleString() : ""}</td>
               <td>{event.kind}</td>
-              <td>{event.actor}</td>
-              <td>{event.userId}</td>
+              <td>{who(event.actor)}</td>
+              <td>{who(event.userId)}</td>
               <td>{event.clientAddress}</td>
               <td>
                 {Object.entries(event.details)

@@ -4,7 +4,7 @@
  * build speaks.
  */
 import { useEffect, useMemo, useState } from "react";
-import { fromBinary } from "@bufbuild/protobuf";
+import { fromBinary, getExtension, hasExtension } from "@bufbuild/protobuf";
 import {
   FileDescriptorSetSchema,
   type DescriptorProto,
@@ -15,6 +15,15 @@ import {
   FieldDescriptorProto_Type,
 } from "@bufbuild/protobuf/wkt";
 import descriptorUrl from "../gen/descriptors.binpb?url";
+import { Access, access } from "../gen/devpynode/common/v1/options_pb";
+
+const ACCESS_WORDS: Record<Access, string> = {
+  [Access.UNSPECIFIED]: "signed-in users",
+  [Access.ANONYMOUS]: "anyone (no token)",
+  [Access.USER]: "signed-in users",
+  [Access.ADMIN]: "administrators",
+  [Access.SERVICE]: "services only (service token)",
+};
 
 interface Entry {
   kind: "service" | "message" | "enum";
@@ -26,7 +35,12 @@ interface Entry {
 
 function commentsOf(file: FileDescriptorProto, path: number[]): string {
   const location = file.sourceCodeInfo?.location.find((l) => l.path.length === path.length && l.path.every((p, i) => p === path[i]));
-  return (location?.leadingComments ?? "").trim();
+  // protoc keeps the space after each `//`: drop it, line by line.
+  return (location?.leadingComments ?? "")
+    .split("\n")
+    .map((line) => line.replace(/^ /, ""))
+    .join("\n")
+    .trim();
 }
 
 function collect(set: FileDescriptorProto[]): Entry[] {
@@ -47,7 +61,9 @@ function collect(set: FileDescriptorProto[]): Entry[] {
     walk(file.messageType, file.package, [4]);
     file.enumType.forEach((e, i) => entries.push({ kind: "enum", name: `${file.package}.${e.name}`, comment: commentsOf(file, [5, i]), file, path: [5, i] }));
   }
-  return entries;
+  // Services first (what a client calls), then the messages and enums they use, each in file order.
+  const rank = { service: 0, message: 1, enum: 1 };
+  return entries.map((e, i) => [e, i] as const).sort(([a, i], [b, j]) => rank[a.kind] - rank[b.kind] || i - j).map(([e]) => e);
 }
 
 function typeName(field: FieldDescriptorProto): string {
@@ -92,7 +108,8 @@ export function ApiDocsPage() {
         <h1>API reference</h1>
         <p>
           Every service speaks gRPC (grpcurl, the CLI, other services) and grpc-web (browsers, through this server's port). Calls carry{" "}
-          <code>authorization: Bearer ACCESS_TOKEN</code> unless noted; errors carry <code>google.rpc</code> details.
+          <code>authorization: Bearer ACCESS_TOKEN</code> except those callable by anyone; errors carry <code>google.rpc</code> details
+          (BadRequest field violations, QuotaFailure, RetryInfo, ErrorInfo).
         </p>
         {error && <p className="error" role="alert">{error}</p>}
         {shown.map((entry) => (
@@ -124,7 +141,14 @@ function EntryView({ entry }: { entry: Entry }) {
                   <a href={`#${anchor(m.outputType.replace(/^\./, ""))}`}>{m.outputType.replace(/^\.devpynode\./, "")}</a>)
                 </code>
               </dt>
-              <dd>{commentsOf(file, [...path, 2, j])}</dd>
+              <dd>
+                {commentsOf(file, [...path, 2, j])}
+                <br />
+                <small>
+                  Callable by:{" "}
+                  {m.options && hasExtension(m.options, access) ? ACCESS_WORDS[getExtension(m.options, access)] : ACCESS_WORDS[Access.USER]}
+                </small>
+              </dd>
             </div>
           ))}
         </dl>

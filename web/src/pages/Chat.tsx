@@ -53,7 +53,7 @@ export function ChatPage({ session, conversationId }: { session: StoredSession; 
         {conversationId ? (
           <ConversationView key={conversationId} conversationId={conversationId} me={session.userId} onChanged={() => void refresh()} />
         ) : (
-          <div className="empty">
+          <div className="empty-state">
             <h1>Chat</h1>
             <p>Start a conversation, or pick one on the left.</p>
           </div>
@@ -114,9 +114,15 @@ function ConversationView({ conversationId, me, onChanged }: { conversationId: s
   const owner = conversation?.ownerId === me;
   const listRef = useRef<HTMLDivElement>(null);
   const lastText = snapshot.messages.at(-1)?.text.length ?? 0;
+  const scrolledOnce = useRef(false);
   useEffect(() => {
+    // Follow the newest message while the reader is at the bottom; open at the bottom the first time.
     const list = listRef.current;
-    if (list && list.scrollHeight - list.scrollTop - list.clientHeight < 200) list.scrollTop = list.scrollHeight;
+    if (!list || snapshot.messages.length === 0) return;
+    if (!scrolledOnce.current || list.scrollHeight - list.scrollTop - list.clientHeight < 200) {
+      list.scrollTop = list.scrollHeight;
+      scrolledOnce.current = true;
+    }
   }, [snapshot.messages.length, lastText]);
   const onStopped = useCallback((message: string) => setError(message), []);
 
