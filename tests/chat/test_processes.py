@@ -16,7 +16,7 @@ from pynode.app import migrate
 from tests.ai.fakes import FakeProvider
 from tests.backends import Backend, unique
 from tests.chat.conftest import ANSWER, Member, Subscriber, join, reply_text
-from tests.client import MeshClient, eventually
+from tests.client import MeshClient, eventually, fails
 from tests.conftest import make_settings, start_mesh
 
 
@@ -139,6 +139,16 @@ async def test_two_chat_processes_share_events_and_cancellations(
             await eventually(lambda: watching.final(reply_id) is not None, 10)
             call.cancel()
             await watching.stop()
+
+            # SendMessage checks membership against a per-process cache: a removal made through the first
+            # process is seen by the second at its very next call.
+            ollama.script.delay = 0
+            await bob.send(conversation.id, "still here")  # the second process now holds the conversation
+            await alice.stub.RemoveMember(
+                chat_pb2.RemoveMemberRequest(conversation_id=conversation.id, user_id=bob.id), metadata=alice.md
+            )
+            refused = await fails(bob.send(conversation.id, "gone?"))
+            assert refused.code == grpc.StatusCode.NOT_FOUND
     finally:
         await second.stop(0)
         await first.stop(0)

@@ -28,6 +28,7 @@ from pynode.chat.domain import (
 )
 from pynode.chat.events import conversation_data, decode, message_data, message_of, publish, stream_name
 from pynode.chat.generations import GenerationJob, GenerationRunner
+from pynode.chat.membership import CachedConversations
 from pynode.chat.ports import (
     AccountDirectory,
     AttachmentReader,
@@ -150,6 +151,7 @@ class ChatService:
         self._accounts = accounts
         self.limits = limits
         self._timers: set[asyncio.Task[None]] = set()
+        self._cached = CachedConversations(repo, kv)
         self.subscribers = 0  # StreamEvents open on this process
         self._streams_of: dict[str, int] = {}  # per user
         runner.prompt = self._prompt
@@ -159,6 +161,13 @@ class ChatService:
 
     async def _conversation(self, caller: Principal, conversation_id: str) -> Conversation:
         found = await self.repo.conversation(_uuid(conversation_id, "conversation_id"))
+        if found is None or caller.subject not in found.member_ids:
+            raise _not_found(conversation_id)
+        return found
+
+    async def _member_of(self, caller: Principal, conversation_id: str) -> Conversation:
+        """`_conversation` from the cache (a shared object: read it, never change it); for the hot path."""
+        found = await self._cached.conversation(_uuid(conversation_id, "conversation_id"))
         if found is None or caller.subject not in found.member_ids:
             raise _not_found(conversation_id)
         return found
@@ -224,6 +233,7 @@ class ChatService:
         if model is not None:
             await self._check_model(model)
         await self.repo.update_conversation(conversation.id, title, model)
+        await self._cached.changed(conversation.id)
         conversation.title = conversation.title if title is None else title
         conversation.model = conversation.model if model is None else model
         await self._publish(conversation.id, "conversation_updated", conversation_data(conversation))
@@ -232,6 +242,7 @@ class ChatService:
     async def delete(self, caller: Principal, conversation_id: str) -> None:
         conversation = await self._owned(caller, conversation_id, "delete it")
         streaming = await self.repo.delete_conversation(conversation.id)
+        await self._cached.changed(conversation.id)
         for message_id in streaming:
             if self.runner.cancel_local(message_id) is None:
                 await self.runner.request_cancel(message_id)
@@ -254,6 +265,7 @@ class ChatService:
                 return conversation
             raise NotFound(f"no account {user_id}", reason="USER_NOT_FOUND")
         if await self.repo.add_member(conversation.id, found, self.limits.max_members):
+            await self._cached.changed(conversation.id)
             conversation.member_ids.append(found)
             await self._publish(conversation.id, "member_added", {"user_id": found})
         return conversation
@@ -269,6 +281,7 @@ class ChatService:
             raise PermissionDenied("only the conversation's owner may remove other members", reason="NOT_OWNER")
         if not await self.repo.remove_member(conversation.id, user_id):
             raise NotFound(f"{user_id} is not a member of this conversation", reason="MEMBER_NOT_FOUND")
+        await self._cached.changed(conversation.id)
         await self._publish(conversation.id, "member_removed", {"user_id": user_id})
 
     # --- messages ---------------------------------------------------------------------------------
@@ -284,7 +297,7 @@ class ChatService:
             self.repo.history(_uuid(conversation_id, "conversation_id"), None, PROMPT_PAGE)
         )
         try:
-            conversation = await self._conversation(caller, conversation_id)
+            conversation = await self._member_of(caller, conversation_id)
         except BaseException:
             recent_read.cancel()
             raise
@@ -622,6 +635,7 @@ class ChatService:
             return
         conversation.title = title_from(asked.text) or title_from(reply.text)
         await self.repo.update_conversation(conversation.id, conversation.title, None)
+        await self._cached.changed(conversation.id)
         await self._publish(conversation.id, "conversation_updated", conversation_data(conversation))
 
     async def close(self) -> None:
