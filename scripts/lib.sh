@@ -45,5 +45,5 @@ ensure_web_deps() {
 # web_build_stale: true when web/dist is missing or older than the app's sources.
 web_build_stale() {
   [ ! -f web/dist/index.html ] ||
-    [ -n "$(find web/src web/index.html web/package-lock.json web/vite.config.ts -newer web/dist/index.html -print -quit)" ]
+    [ -n "$(find web/src web/public web/index.html web/package-lock.json web/vite.config.ts -newer web/dist/index.html -print -quit)" ]
 }

@@ -41,6 +41,19 @@ async def test_create_get_list_update_and_delete(chat: Start) -> None:
     assert gone.code == grpc.StatusCode.NOT_FOUND
 
 
+async def test_members_are_shown_by_their_display_names(chat: Start) -> None:
+    alice, bob = await chat(2)
+    conversation = await alice.create()
+    assert dict(conversation.member_names) == {alice.id: "Test User"}
+    await alice.invite(conversation.id, bob)
+    seen = await bob.stub.GetConversation(
+        chat_pb2.GetConversationRequest(conversation_id=conversation.id), metadata=bob.md
+    )
+    assert dict(seen.conversation.member_names) == {alice.id: "Test User", bob.id: "Test User"}
+    listed = await bob.stub.ListConversations(chat_pb2.ListConversationsRequest(), metadata=bob.md)
+    assert dict(listed.conversations[0].member_names) == dict(seen.conversation.member_names)
+
+
 async def test_invitations_by_email_never_reveal_whether_an_account_exists(chat: Start) -> None:
     alice, bob = await chat(2)
     conversation = await alice.create()

@@ -145,7 +145,7 @@ test.describe.serial("the web app", () => {
     await page.getByLabel("Invite by e-mail").fill(BOB.email);
     await page.getByRole("button", { name: "Invite" }).click();
     await expect(page.getByText(/Invited/)).toBeVisible();
-    await expect(page.getByText("2 members")).toBeVisible();
+    await expect(page.getByText("2 members: you, Bob")).toBeVisible();
 
     await bob.goto(conversationUrl);
     await expect(bob.getByText("Live", { exact: true })).toBeVisible();
@@ -153,12 +153,13 @@ test.describe.serial("the web app", () => {
 
     // Typing shows on the other side, then goes.
     await page.getByLabel("Message").fill("hello Bob");
-    await expect(bob.locator(".typing")).toContainText("typing");
+    await expect(bob.locator(".typing")).toHaveText("Alice typing…");
     await screen(bob, "04-member-typing");
 
     // A message reaches the other member live, answer and all.
     await page.getByRole("button", { name: "Send" }).click();
     await expect(bob.locator("article.message.user").last()).toContainText("hello Bob");
+    await expect(bob.locator("article.message.user").last().locator("header strong")).toHaveText("Alice");
     await expect(assistant(bob).last()).toHaveAttribute("data-state", "COMPLETE");
     await expect(assistant(bob).last().locator(".message-text")).toHaveText("hello Bob");
 

@@ -252,8 +252,9 @@ class AuthService:
             "session.revoked", current_client(), actor=caller.subject, subject=caller.subject, session=session_id
         )
 
-    async def lookup_user(self, email: str, user_id: str) -> str:
-        """The id of the enabled account with this e-mail or id (for services; NotFound when there is none)."""
+    async def lookup_user(self, email: str, user_id: str) -> tuple[str, str]:
+        """The id and display name of the enabled account with this e-mail or id (for services; NotFound when
+        there is none)."""
         if bool(email) == bool(user_id):
             raise InvalidArgument(
                 "give exactly one of email and user_id", [FieldViolation("email", "give email or user_id, not both")]
@@ -261,7 +262,7 @@ class AuthService:
         user = await (self.users.by_email(normalise_email(email)) if email else self.users.by_id(uuid.UUID(user_id)))
         if user is None or user.disabled:
             raise NotFound("no enabled account has this e-mail", reason="USER_NOT_FOUND")
-        return str(user.id)
+        return str(user.id), user.display_name
 
     async def issue_service_token(self, service_name: str, secret: str, client: ClientInfo) -> tuple[str, float]:
         """A service token for a process that knows the shared secret (rate limited: no guessing)."""

@@ -109,7 +109,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         request: auth_pb2.LookupUserRequest,
         context: grpc.aio.ServicerContext[auth_pb2.LookupUserRequest, auth_pb2.LookupUserResponse],
     ) -> auth_pb2.LookupUserResponse:
-        return auth_pb2.LookupUserResponse(user_id=await self._service.lookup_user(request.email, request.user_id))
+        user_id, display_name = await self._service.lookup_user(request.email, request.user_id)
+        return auth_pb2.LookupUserResponse(user_id=user_id, display_name=display_name)
 
     async def ChangePassword(
         self,

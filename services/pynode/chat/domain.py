@@ -33,6 +33,7 @@ class Conversation:
     created_at: datetime
     updated_at: datetime
     member_ids: list[str] = field(default_factory=list)
+    member_names: dict[str, str] = field(default_factory=dict)  # display names by user id
 
 
 @dataclass

@@ -77,6 +77,7 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
         "member_ids": list(conversation.member_ids),
+        "member_names": dict(conversation.member_names),
     }
 
 
@@ -89,6 +90,7 @@ def conversation_of(data: dict[str, Any]) -> Conversation:
         datetime.fromisoformat(data["created_at"]),
         datetime.fromisoformat(data["updated_at"]),
         list(data["member_ids"]),
+        dict(data.get("member_names", {})),
     )
 
 

@@ -52,11 +52,19 @@ class AttachmentReader(Protocol):
         """A file read for `user_id` with this service's identity: its metadata, then its bytes."""
 
 
+@dataclass(frozen=True)
+class Account:
+    """An account as chat shows it to members."""
+
+    user_id: str
+    display_name: str
+
+
 class AccountDirectory(Protocol):
     """The auth service."""
 
-    async def enabled_user(self, *, email: str = "", user_id: str = "") -> str | None:
-        """The id of the enabled account with this e-mail (or id), or None."""
+    async def enabled_user(self, *, email: str = "", user_id: str = "") -> Account | None:
+        """The enabled account with this e-mail (or id), or None."""
 
 
 class ConversationRepository(Protocol):
@@ -77,7 +85,7 @@ class ConversationRepository(Protocol):
     async def delete_conversation(self, conversation_id: uuid.UUID) -> list[uuid.UUID]:
         """Delete it with everything in it; returns the ids of AI replies that were still streaming."""
 
-    async def add_member(self, conversation_id: uuid.UUID, user_id: str, limit: int) -> bool:
+    async def add_member(self, conversation_id: uuid.UUID, user_id: str, display_name: str, limit: int) -> bool:
         """False when already a member; raises QuotaExceeded past `limit` members."""
 
     async def remove_member(self, conversation_id: uuid.UUID, user_id: str) -> bool: ...

@@ -207,8 +207,10 @@ class ChatService:
         )
         model = model.strip() or self.limits.default_model
         await self._check_model(model)
+        me = await self._accounts.enabled_user(user_id=caller.subject)
+        names = {caller.subject: me.display_name if me is not None else ""}
         now = utcnow()
-        conversation = Conversation(uuid.uuid4(), caller.subject, title.strip(), model, now, now)
+        conversation = Conversation(uuid.uuid4(), caller.subject, title.strip(), model, now, now, member_names=names)
         await self.repo.add_conversation(conversation)
         conversation.member_ids = [caller.subject]
         return conversation
@@ -264,10 +266,11 @@ class ChatService:
                 # Said exactly as for an account that exists: invitations do not reveal who has one.
                 return conversation
             raise NotFound(f"no account {user_id}", reason="USER_NOT_FOUND")
-        if await self.repo.add_member(conversation.id, found, self.limits.max_members):
+        if await self.repo.add_member(conversation.id, found.user_id, found.display_name, self.limits.max_members):
             await self._cached.changed(conversation.id)
-            conversation.member_ids.append(found)
-            await self._publish(conversation.id, "member_added", {"user_id": found})
+            conversation.member_ids.append(found.user_id)
+            conversation.member_names[found.user_id] = found.display_name
+            await self._publish(conversation.id, "member_added", {"user_id": found.user_id})
         return conversation
 
     async def remove_member(self, caller: Principal, conversation_id: str, user_id: str) -> None:

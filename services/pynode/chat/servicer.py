@@ -50,6 +50,7 @@ def conversation_proto(conversation: Conversation) -> chat_pb2.Conversation:
         model=conversation.model,
         owner_id=conversation.owner_id,
         member_ids=conversation.member_ids,
+        member_names=conversation.member_names,
         created_at=_ts(conversation.created_at),
         updated_at=_ts(conversation.updated_at),
     )

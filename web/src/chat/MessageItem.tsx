@@ -14,12 +14,15 @@ interface Props {
   conversationId: string;
   message: ChatMessageView;
   me: string;
+  /** Members' display names by user id. */
+  names: Record<string, string>;
   onStopped: (error: string) => void;
 }
 
-export const MessageItem = memo(function MessageItem({ conversationId, message, me, onStopped }: Props) {
+export const MessageItem = memo(function MessageItem({ conversationId, message, me, names, onStopped }: Props) {
   const streaming = message.state === MessageState.STREAMING;
-  const author = message.role === "assistant" ? message.model || "AI" : message.authorId === me ? "You" : `Member ${message.authorId.slice(0, 8)}`;
+  const author =
+    message.role === "assistant" ? message.model || "AI" : message.authorId === me ? "You" : memberName(names, message.authorId);
   const toggle = async (emoji: string, mine: boolean) => {
     const request = { conversationId, messageId: message.id, emoji };
     try {
@@ -137,6 +140,11 @@ function AttachmentView({
       <small>({formatBytes(Number(attachment.sizeBytes))})</small>
     </span>
   );
+}
+
+/** A member as the others see them: their display name, else a short form of their id. */
+export function memberName(names: Record<string, string>, userId: string): string {
+  return names[userId] || `Member ${userId.slice(0, 8)}`;
 }
 
 export function formatBytes(bytes: number): string {

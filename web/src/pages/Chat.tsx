@@ -5,7 +5,9 @@ import { chat } from "../api/clients";
 import { describeError } from "../api/errors";
 import { loadSession, refreshAccess, type StoredSession } from "../api/session";
 import { ConversationStore } from "../chat/store";
-import { MessageItem } from "../chat/MessageItem";
+import { MessageItem, memberName } from "../chat/MessageItem";
+
+const NO_NAMES: Record<string, string> = {};
 import { useModels } from "../chat/models";
 import type { Conversation } from "../gen/devpynode/chat/v1/chat_pb";
 import { uploadFile, type UploadProgress } from "../files/uploads";
@@ -25,6 +27,7 @@ export function ChatPage({ session, conversationId }: { session: StoredSession; 
       setError(describeError(failure));
     }
   }, []);
+  const refreshList = useCallback(() => void refresh(), [refresh]);
   useEffect(() => {
     void refresh();
     // New invitations show up without a reload; the open conversation itself is live through its stream.
@@ -51,7 +54,7 @@ export function ChatPage({ session, conversationId }: { session: StoredSession; 
       </aside>
       <section className="conversation-pane">
         {conversationId ? (
-          <ConversationView key={conversationId} conversationId={conversationId} me={session.userId} onChanged={() => void refresh()} />
+          <ConversationView key={conversationId} conversationId={conversationId} me={session.userId} onChanged={refreshList} />
         ) : (
           <div className="empty-state">
             <h1>Chat</h1>
@@ -112,6 +115,7 @@ function ConversationView({ conversationId, me, onChanged }: { conversationId: s
   const [error, setError] = useState("");
   const conversation = snapshot.conversation;
   const owner = conversation?.ownerId === me;
+  const names = conversation?.memberNames ?? NO_NAMES;
   const listRef = useRef<HTMLDivElement>(null);
   const lastText = snapshot.messages.at(-1)?.text.length ?? 0;
   const scrolledOnce = useRef(false);
@@ -125,6 +129,12 @@ function ConversationView({ conversationId, me, onChanged }: { conversationId: s
     }
   }, [snapshot.messages.length, lastText]);
   const onStopped = useCallback((message: string) => setError(message), []);
+  // A new title or model (set by anyone, or given by the first answer) shows in the list at once.
+  const title = conversation?.title;
+  const model = conversation?.model;
+  useEffect(() => {
+    if (title !== undefined) onChanged();
+  }, [title, model, onChanged]);
 
   return (
     <div className="conversation" data-status={snapshot.status} data-gaps={snapshot.gaps}>
@@ -144,11 +154,11 @@ function ConversationView({ conversationId, me, onChanged }: { conversationId: s
           </button>
         )}
         {snapshot.messages.map((message) => (
-          <MessageItem key={message.id} conversationId={conversationId} message={message} me={me} onStopped={onStopped} />
+          <MessageItem key={message.id} conversationId={conversationId} message={message} me={me} names={names} onStopped={onStopped} />
         ))}
       </div>
       <p className="typing" aria-live="polite">
-        {snapshot.typing.length > 0 ? `${snapshot.typing.map((u) => `Member ${u.slice(0, 8)}`).join(", ")} typing…` : ""}
+        {snapshot.typing.length > 0 ? `${snapshot.typing.map((u) => memberName(names, u)).join(", ")} typing…` : ""}
       </p>
       {snapshot.status !== "gone" && <Composer conversationId={conversationId} store={store} onError={setError} />}
     </div>
@@ -207,8 +217,9 @@ function ConversationHeader({
             ))}
           </select>
         </label>
-        <span className="members" title={conversation.memberIds.join(", ")}>
-          {conversation.memberIds.length} member{conversation.memberIds.length === 1 ? "" : "s"}
+        <span className="members" title={conversation.memberIds.map((id) => memberName(conversation.memberNames, id)).join(", ")}>
+          {conversation.memberIds.length} member{conversation.memberIds.length === 1 ? "" : "s"}:{" "}
+          {conversation.memberIds.map((id) => (id === me ? "you" : memberName(conversation.memberNames, id))).join(", ")}
         </span>
         {owner ? (
           <>

@@ -60,6 +60,8 @@ class MemberRow(Base):
     )
     user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Kept from the account when the member joined (accounts have no rename): what the other members see.
+    display_name: Mapped[str] = mapped_column(String(100), server_default="")
 
 
 class MessageRow(Base):
@@ -183,30 +185,40 @@ class SqlConversations:
                 )
             )
             await session.flush()  # the members' foreign key needs the conversation first
-            session.add(MemberRow(conversation_id=conversation.id, user_id=conversation.owner_id, joined_at=utcnow()))
+            session.add(
+                MemberRow(
+                    conversation_id=conversation.id,
+                    user_id=conversation.owner_id,
+                    joined_at=utcnow(),
+                    display_name=conversation.member_names.get(conversation.owner_id, ""),
+                )
+            )
 
-    async def _members(self, session: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
-        found: dict[uuid.UUID, list[str]] = {i: [] for i in ids}
+    async def _members(self, session: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, str]]:
+        """Each conversation's members (user id -> display name), in the order they joined."""
+        found: dict[uuid.UUID, dict[str, str]] = {i: {} for i in ids}
         if ids:
             rows = await session.execute(
-                select(MemberRow.conversation_id, MemberRow.user_id)
+                select(MemberRow.conversation_id, MemberRow.user_id, MemberRow.display_name)
                 .where(MemberRow.conversation_id.in_(ids))
                 .order_by(MemberRow.joined_at, MemberRow.user_id)
             )
-            for conversation_id, user_id in rows:
-                found[conversation_id].append(user_id)
+            for conversation_id, user_id, display_name in rows:
+                found[conversation_id][user_id] = display_name
         return found
 
     @staticmethod
-    def _conversation(row: ConversationRow, members: list[str]) -> Conversation:
-        return Conversation(row.id, row.owner_id, row.title, row.model, row.created_at, row.updated_at, members)
+    def _conversation(row: ConversationRow, members: dict[str, str]) -> Conversation:
+        return Conversation(
+            row.id, row.owner_id, row.title, row.model, row.created_at, row.updated_at, list(members), dict(members)
+        )
 
     @_unavailable_on_outage
     async def conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
         # One round trip (Core, no ORM session): every SendMessage and event subscription starts here.
         conversations, members = ConversationRow.__table__, MemberRow.__table__
         query = (
-            select(conversations, members.c.user_id)
+            select(conversations, members.c.user_id, members.c.display_name)
             .select_from(conversations.outerjoin(members, members.c.conversation_id == conversations.c.id))
             .where(conversations.c.id == conversation_id)
             .order_by(members.c.joined_at, members.c.user_id)
@@ -224,6 +236,7 @@ class SqlConversations:
             first.created_at,
             first.updated_at,
             [r.user_id for r in rows if r.user_id is not None],
+            {r.user_id: r.display_name for r in rows if r.user_id is not None},
         )
 
     @_unavailable_on_outage
@@ -277,7 +290,7 @@ class SqlConversations:
             return streaming
 
     @_unavailable_on_outage
-    async def add_member(self, conversation_id: uuid.UUID, user_id: str, limit: int) -> bool:
+    async def add_member(self, conversation_id: uuid.UUID, user_id: str, display_name: str, limit: int) -> bool:
         async with self._db.session() as session, session.begin():
             # Lock the conversation so two invitations cannot both pass the member limit.
             found = await session.execute(
@@ -297,7 +310,11 @@ class SqlConversations:
                     violations=[QuotaViolation("chat:members_per_conversation", "members of one conversation")],
                     reason="TOO_MANY_MEMBERS",
                 )
-            session.add(MemberRow(conversation_id=conversation_id, user_id=user_id, joined_at=utcnow()))
+            session.add(
+                MemberRow(
+                    conversation_id=conversation_id, user_id=user_id, joined_at=utcnow(), display_name=display_name
+                )
+            )
             return True
 
     @_unavailable_on_outage
