@@ -13,6 +13,7 @@ import { AuthService, type User } from "../gen/devpynode/auth/v1/auth_pb";
 import { baseTransport } from "./base";
 
 const KEY = "devpynode.session";
+const FATAL = new Set([Code.Unauthenticated, Code.PermissionDenied, Code.NotFound, Code.InvalidArgument, Code.FailedPrecondition]);
 const LOCK = "devpynode.refresh";
 
 export interface StoredSession {
@@ -118,11 +119,9 @@ async function rotate(stale: string): Promise<string> {
     });
     return tokens.accessToken;
   } catch (error) {
-    const code = ConnectError.from(error).code;
-    // A network failure is not a verdict on the session; anything the server refused is.
-    if (code !== Code.Unavailable && code !== Code.Canceled && code !== Code.DeadlineExceeded) {
-      endSession("Your session has ended; sign in again.");
-    }
+    // Only the server's verdict on the token ends the session; a dropped connection, a rate limit or a
+    // server fault leaves it for the next try.
+    if (FATAL.has(ConnectError.from(error).code)) endSession("Your session has ended; sign in again.");
     throw error;
   }
 }
