@@ -49,10 +49,11 @@ Finished = Callable[[ChatMessage], Awaitable[None]]
 class GenerationJob:
     """One AI reply being written by this process."""
 
-    def __init__(self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage]) -> None:
+    def __init__(self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage] | None) -> None:
         self.reply = reply
         self.asked = asked
-        self.recent = recent  # the newest messages before `asked`, read ahead with the membership check
+        # The newest messages, read ahead while `asked` was stored (None: not read, the prompt reads them).
+        self.recent = recent
         self.pieces: list[str] = []
         self.last_event_id = reply.checkpoint_event_id
         self.cancelled_by_member = False
@@ -124,7 +125,7 @@ class GenerationRunner:
         self._renewal = tasks.Periodic("chat-lease-renewal", every, self.renew, "leases renewed")
         self._sweep = tasks.Periodic("chat-lease-sweep", self._lease / 2, self.sweep, "lost answers marked failed")
 
-    def start(self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage]) -> GenerationJob:
+    def start(self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage] | None) -> GenerationJob:
         """Write `reply` (stored, streaming) to `asked` in a task of its own, outside the caller's context
         (no deadline, no identity)."""
         job = GenerationJob(reply, asked, recent)

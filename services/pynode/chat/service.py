@@ -294,17 +294,28 @@ class ChatService:
     ) -> SentMessage:
         if not text.strip():
             raise InvalidArgument("text must not be blank", [FieldViolation("text", "write something")])
-        # The prompt's newest history is read alongside the membership check (it is only used, and so
-        # only seen, once the caller is known to be a member): the first token comes that much sooner.
+        # The prompt's newest history is read alongside the membership check and the insert below (it is
+        # only used, and so only seen, once the caller is known to be a member and the exchange is stored):
+        # the first token comes that much sooner. The prompt skips the new exchange should the read see it.
         recent_read = asyncio.ensure_future(
             self.repo.history(_uuid(conversation_id, "conversation_id"), None, PROMPT_PAGE)
         )
         try:
-            conversation = await self._member_of(caller, conversation_id)
-        except BaseException:
-            recent_read.cancel()
-            raise
-        recent = await recent_read
+            return await self._send(caller, conversation_id, text, file_ids, client_request_id, recent_read)
+        finally:
+            if not recent_read.done():
+                recent_read.cancel()
+
+    async def _send(
+        self,
+        caller: Principal,
+        conversation_id: str,
+        text: str,
+        file_ids: list[str],
+        client_request_id: str,
+        recent_read: asyncio.Future[list[ChatMessage]],
+    ) -> SentMessage:
+        conversation = await self._member_of(caller, conversation_id)
         if client_request_id:
             earlier = await self.repo.by_request_id(conversation.id, caller.subject, client_request_id)
             if earlier is not None:
@@ -327,6 +338,10 @@ class ChatService:
             if earlier is None:
                 raise FailedPrecondition("the conversation is gone", reason="CONVERSATION_NOT_FOUND")
             return self._retried(*earlier)
+        try:
+            recent: list[ChatMessage] | None = await recent_read
+        except DomainError:
+            recent = None  # the prompt reads the history itself (and fails the answer if it still cannot)
         # Started before the events are published: the prompt and the router's first token overlap them.
         job = self.runner.start(reply, message, recent)
         await self._publish(conversation.id, "message", message_data(message))
@@ -594,7 +609,7 @@ class ChatService:
             # Pages, newest first, only as far back as the budget reaches; the first was read ahead.
             while read < self.limits.history_messages:
                 size = min(PROMPT_PAGE, self.limits.history_messages - read)
-                if read == 0:
+                if read == 0 and job.recent is not None:
                     page = job.recent[:size]
                 else:
                     page = await self.repo.history(reply.conversation_id, before, size)
