@@ -1,7 +1,7 @@
 /** Signing in, registering and out, and noticing when the server has ended the session. */
 import { useEffect } from "react";
 import { createClient } from "@connectrpc/connect";
-import { AuthService } from "../gen/devpynode/auth/v1/auth_pb";
+import { AuthService, Role } from "../gen/devpynode/auth/v1/auth_pb";
 import { auth } from "./clients";
 import { endSession, loadSession, saveSession, sessionOf } from "./session";
 import { baseTransport } from "./base";
@@ -43,8 +43,8 @@ export function useSessionWatch(active: boolean): void {
         ({ user }) => {
           const session = loadSession();
           if (user?.disabled) endSession("This account has been disabled.");
-          else if (user && session && (session.admin !== (user.role === 2) || session.displayName !== user.displayName)) {
-            saveSession({ ...session, admin: user.role === 2, displayName: user.displayName });
+          else if (user && session && (session.admin !== (user.role === Role.ADMIN) || session.displayName !== user.displayName)) {
+            saveSession({ ...session, admin: user.role === Role.ADMIN, displayName: user.displayName });
           }
         },
         () => undefined, // failures that end the session have already done so in the refresh

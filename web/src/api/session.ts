@@ -9,7 +9,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createClient } from "@connectrpc/connect";
-import { AuthService, type User } from "../gen/devpynode/auth/v1/auth_pb";
+import { AuthService, Role, type User } from "../gen/devpynode/auth/v1/auth_pb";
 import { baseTransport } from "./base";
 
 const KEY = "devpynode.session";
@@ -72,7 +72,7 @@ export function sessionOf(user: User, tokens: { accessToken: string; refreshToke
     userId: user.id,
     email: user.email,
     displayName: user.displayName,
-    admin: user.role === 2,
+    admin: user.role === Role.ADMIN,
   };
 }
 

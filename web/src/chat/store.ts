@@ -14,6 +14,7 @@ import { chat } from "../api/clients";
 import { describeError } from "../api/errors";
 import { loadSession, refreshAccess } from "../api/session";
 import {
+  MessageRole,
   MessageState,
   type Conversation,
   type Delta,
@@ -52,7 +53,7 @@ export interface Snapshot {
 function viewOf(message: Message): ChatMessageView {
   return {
     id: message.id,
-    role: message.role === 2 ? "assistant" : "user",
+    role: message.role === MessageRole.ASSISTANT ? "assistant" : "user",
     authorId: message.authorId,
     text: message.text,
     state: message.state,

@@ -87,7 +87,7 @@ export function AdminPage() {
                 <label className="visually-hidden" htmlFor={`role-${user.id}`}>
                   Role of {user.email}
                 </label>
-                <select id={`role-${user.id}`} value={user.role} onChange={(e) => void update(user, { role: Number(e.target.value) as Role })}>
+                <select id={`role-${user.id}`} value={user.role} onChange={(e) => void update(user, { role: Number(e.target.value) })}>
                   <option value={Role.USER}>user</option>
                   <option value={Role.ADMIN}>administrator</option>
                 </select>

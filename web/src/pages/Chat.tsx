@@ -82,7 +82,7 @@ function NewConversation({ onCreated }: { onCreated: (c: Conversation) => void }
     }
   };
   return (
-    <form className="new-conversation" onSubmit={submit} aria-label="New conversation">
+    <form className="new-conversation" onSubmit={(e) => void submit(e)} aria-label="New conversation">
       <label>
         Title
         <input value={title} maxLength={200} placeholder="optional" onChange={(e) => setTitle(e.target.value)} />
@@ -223,7 +223,7 @@ function ConversationHeader({
         </span>
         {owner ? (
           <>
-            <form onSubmit={invite} className="invite">
+            <form onSubmit={(e) => void invite(e)} className="invite">
               <label>
                 Invite by e-mail
                 <input type="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
@@ -328,7 +328,7 @@ function Composer({ conversationId, store, onError }: { conversationId: string; 
     }
   };
   return (
-    <form className="composer" onSubmit={send}>
+    <form className="composer" onSubmit={(e) => void send(e)}>
       {attached.length > 0 && (
         <ul className="attached" aria-label="Attached files">
           {attached.map((f) => (

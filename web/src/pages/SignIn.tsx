@@ -34,7 +34,7 @@ export function SignIn({ notice }: { notice: string }) {
           {notice}
         </p>
       )}
-      <form onSubmit={submit}>
+      <form onSubmit={(e) => void submit(e)}>
         <label>
           E-mail
           <input type="email" autoComplete="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
