@@ -27,6 +27,8 @@ export async function signOut(): Promise<void> {
       // Signing out locally matters more than telling the server; its session expires on its own.
     }
   }
+  // Unfinished uploads are resumable only by their owner; on a shared computer their names should not stay.
+  localStorage.removeItem("devpynode.uploads");
   endSession("You signed out.");
 }
 
