@@ -145,6 +145,9 @@ export class ConversationStore {
     let attempt = 0;
     while (!signal.aborted) {
       const token = loadSession()?.accessToken ?? "";
+      // A resumed stream (`after`) has no `ready` event and an idle conversation sends nothing: a stream that
+      // has stood for a moment without failing is live.
+      const settled = this.cursor ? window.setTimeout(() => this.status === "reconnecting" && this.setStatus("live", ""), 1500) : 0;
       try {
         const stream = chat.streamEvents({ conversationId: this.conversationId, after: this.cursor }, { signal });
         for await (const event of stream) {
@@ -168,6 +171,8 @@ export class ConversationStore {
           }
         }
         this.detail = describeError(error);
+      } finally {
+        window.clearTimeout(settled);
       }
       this.setStatus("reconnecting", this.detail);
       await sleep(Math.min(500 * 2 ** attempt, 15_000), signal);
