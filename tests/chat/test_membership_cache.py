@@ -28,7 +28,7 @@ class CountingRepo:
 
 
 def _conversation(members: list[str]) -> Conversation:
-    return Conversation(uuid.uuid4(), members[0], "t", "builtin/echo", utcnow(), utcnow(), list(members))
+    return Conversation(uuid.uuid4(), members[0], "t", "builtin/echo", utcnow(), utcnow(), dict.fromkeys(members, ""))
 
 
 async def test_a_change_in_another_process_is_seen_at_the_next_read() -> None:
@@ -40,7 +40,7 @@ async def test_a_change_in_another_process_is_seen_at_the_next_read() -> None:
     assert (await here.conversation(conversation.id)) is conversation
     assert repo.reads == 1  # the second came from the cache
 
-    repo.rows[conversation.id] = replace(conversation, member_ids=["alice"])  # bob removed, by the other process
+    repo.rows[conversation.id] = replace(conversation, member_names={"alice": ""})  # bob removed, by the other process
     await there.changed(conversation.id)
     seen = await here.conversation(conversation.id)
     assert seen is not None and seen.member_ids == ["alice"] and repo.reads == 2

@@ -45,6 +45,11 @@ def default_web_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "web" / "dist"
 
 
+def web_dir(configured: str) -> Path:
+    """Where the built web app is: DEVPYNODE_WEB_DIR when set, else the checkout's web/dist."""
+    return Path(configured) if configured else default_web_dir()
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -114,10 +119,10 @@ class LocalGateway:
         problem = bind_problem(server.grpc_host, server.http_port)
         if problem:
             return f"DEVPYNODE_HTTP_PORT: cannot listen on {server.grpc_host}:{server.http_port} ({problem})"
-        web_dir = Path(server.web_dir) if server.web_dir else default_web_dir()
+        root = web_dir(server.web_dir)
         web_port = None
-        if (web_dir / "index.html").is_file():
-            self._web = WebFiles(web_dir)
+        if (root / "index.html").is_file():
+            self._web = WebFiles(root)
             web_port = await self._web.start()
             self.web_served = True
         self.admin_port = _free_port()

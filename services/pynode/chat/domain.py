@@ -32,8 +32,11 @@ class Conversation:
     model: str
     created_at: datetime
     updated_at: datetime
-    member_ids: list[str] = field(default_factory=list)
-    member_names: dict[str, str] = field(default_factory=dict)  # display names by user id
+    member_names: dict[str, str] = field(default_factory=dict)  # display names by user id, in joining order
+
+    @property
+    def member_ids(self) -> list[str]:
+        return list(self.member_names)
 
 
 @dataclass

@@ -89,8 +89,8 @@ def conversation_of(data: dict[str, Any]) -> Conversation:
         data["model"],
         datetime.fromisoformat(data["created_at"]),
         datetime.fromisoformat(data["updated_at"]),
-        list(data["member_ids"]),
-        dict(data.get("member_names", {})),
+        # Events written before names were kept carry the ids only.
+        dict(data.get("member_names") or dict.fromkeys(data["member_ids"], "")),
     )
 
 

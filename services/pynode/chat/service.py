@@ -119,6 +119,13 @@ def _ends(event: ChatEvent, subscriber: str) -> bool:
     )
 
 
+def _members_only(caller: Principal, conversation_id: str, found: Conversation | None) -> Conversation:
+    """The conversation, to its members; to anyone else exactly like a missing one."""
+    if found is None or caller.subject not in found.member_names:
+        raise _not_found(conversation_id)
+    return found
+
+
 def title_from(text: str, limit: int = 60) -> str:
     """A conversation title from its first message: the first words, cut at a word boundary."""
     words = " ".join(text.split())
@@ -160,17 +167,14 @@ class ChatService:
     # --- membership -------------------------------------------------------------------------------
 
     async def _conversation(self, caller: Principal, conversation_id: str) -> Conversation:
-        found = await self.repo.conversation(_uuid(conversation_id, "conversation_id"))
-        if found is None or caller.subject not in found.member_ids:
-            raise _not_found(conversation_id)
-        return found
+        return _members_only(
+            caller, conversation_id, await self.repo.conversation(_uuid(conversation_id, "conversation_id"))
+        )
 
     async def _member_of(self, caller: Principal, conversation_id: str) -> Conversation:
         """`_conversation` from the cache (a shared object: read it, never change it); for the hot path."""
         found = await self._cached.conversation(_uuid(conversation_id, "conversation_id"))
-        if found is None or caller.subject not in found.member_ids:
-            raise _not_found(conversation_id)
-        return found
+        return _members_only(caller, conversation_id, found)
 
     async def _owned(self, caller: Principal, conversation_id: str, what: str) -> Conversation:
         conversation = await self._conversation(caller, conversation_id)
@@ -212,7 +216,6 @@ class ChatService:
         now = utcnow()
         conversation = Conversation(uuid.uuid4(), caller.subject, title.strip(), model, now, now, member_names=names)
         await self.repo.add_conversation(conversation)
-        conversation.member_ids = [caller.subject]
         return conversation
 
     async def get(self, caller: Principal, conversation_id: str) -> Conversation:
@@ -268,7 +271,6 @@ class ChatService:
             raise NotFound(f"no account {user_id}", reason="USER_NOT_FOUND")
         if await self.repo.add_member(conversation.id, found.user_id, found.display_name, self.limits.max_members):
             await self._cached.changed(conversation.id)
-            conversation.member_ids.append(found.user_id)
             conversation.member_names[found.user_id] = found.display_name
             await self._publish(conversation.id, "member_added", {"user_id": found.user_id})
         return conversation

@@ -3,6 +3,7 @@ import { memo, useEffect, useState } from "react";
 import { chat } from "../api/clients";
 import { describeError } from "../api/errors";
 import { MessageState } from "../gen/devpynode/chat/v1/chat_pb";
+import { saveBlob } from "../files/uploads";
 import { MarkdownText } from "./markdown";
 import type { ChatMessageView } from "./store";
 
@@ -125,11 +126,8 @@ function AttachmentView({
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [attachment.fileId]);
   const download = async () => {
-    const blobUrl = url || (await fetchBlob());
-    const link = document.createElement("a");
-    link.href = blobUrl;
-    link.download = attachment.filename;
-    link.click();
+    // The inline image's URL is the image's own (freed when it goes); a fetched one is freed after the save.
+    saveBlob(url || (await fetchBlob()), attachment.filename, !url);
   };
   return (
     <span className="attachment">

@@ -155,6 +155,15 @@ export async function cancelPending(pending: PendingUpload): Promise<void> {
   }
 }
 
+/** Hands a blob: URL to the browser as a download named `filename`; `revoke` frees it once the save began. */
+export function saveBlob(url: string, filename: string, revoke: boolean): void {
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  link.click();
+  if (revoke) window.setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
 /** Reads a stored file (or its thumbnail) into a blob: URL for display or saving. */
 export async function fileBlobUrl(fileId: string, thumbnail: boolean, signal?: AbortSignal): Promise<{ url: string; name: string }> {
   const chunks: Uint8Array<ArrayBuffer>[] = [];

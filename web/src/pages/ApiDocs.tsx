@@ -66,6 +66,13 @@ function collect(set: FileDescriptorProto[]): Entry[] {
   return entries.map((e, i) => [e, i] as const).sort(([a, i], [b, j]) => rank[a.kind] - rank[b.kind] || i - j).map(([e]) => e);
 }
 
+/** The message a path ([4, i, 3, j, 3, k, ...]) leads to: a top-level message, then nested ones. */
+function messageAt(file: FileDescriptorProto, path: number[]): DescriptorProto {
+  let message = file.messageType[path[1]];
+  for (let k = 2; k + 1 < path.length && path[k] === 3; k += 2) message = message.nestedType[path[k + 1]];
+  return message;
+}
+
 function typeName(field: FieldDescriptorProto): string {
   const base = field.typeName ? field.typeName.replace(/^\./, "") : FieldDescriptorProto_Type[field.type].toLowerCase();
   return field.label === FieldDescriptorProto_Label.REPEATED ? `repeated ${base}` : base;
@@ -156,13 +163,8 @@ function EntryView({ entry }: { entry: Entry }) {
     );
   }
   if (entry.kind === "enum") {
-    let target: EnumDescriptorProto | undefined;
-    if (path.length === 2) target = file.enumType[path[1]];
-    else {
-      let message: DescriptorProto = file.messageType[path[1]];
-      for (let k = 2; k < path.length - 2; k += 2) message = message.nestedType[path[k + 1]];
-      target = message.enumType[path[path.length - 1]];
-    }
+    const target: EnumDescriptorProto | undefined =
+      path.length === 2 ? file.enumType[path[1]] : messageAt(file, path.slice(0, -2)).enumType[path[path.length - 1]];
     return (
       <article className="api-entry" id={id}>
         <h2>
@@ -184,8 +186,7 @@ function EntryView({ entry }: { entry: Entry }) {
       </article>
     );
   }
-  let message: DescriptorProto = file.messageType[path[1]];
-  for (let k = 2; k < path.length; k += 2) message = message.nestedType[path[k + 1]];
+  const message = messageAt(file, path);
   return (
     <article className="api-entry" id={id}>
       <h2>

@@ -5,7 +5,7 @@ import { describeError } from "../api/errors";
 import { formatBytes } from "../chat/MessageItem";
 import type { File as StoredFile } from "../gen/devpynode/files/v1/files_pb";
 import { ProgressBar } from "../files/ProgressBar";
-import { cancelPending, fileBlobUrl, pendingUploads, uploadFile, type UploadProgress } from "../files/uploads";
+import { cancelPending, fileBlobUrl, pendingUploads, saveBlob, uploadFile, type UploadProgress } from "../files/uploads";
 
 export function FilesPage() {
   const [list, setList] = useState<StoredFile[]>([]);
@@ -124,11 +124,7 @@ export function FilesPage() {
 
 async function download(file: StoredFile): Promise<void> {
   const { url } = await fileBlobUrl(file.id, false);
-  const link = document.createElement("a");
-  link.href = url;
-  link.download = file.filename;
-  link.click();
-  window.setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  saveBlob(url, file.filename, true);
 }
 
 function Thumbnail({ file }: { file: StoredFile }) {

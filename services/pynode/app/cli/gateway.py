@@ -83,10 +83,10 @@ def web_files(
 ) -> None:
     """Serve the built web app's files to the gateway: compose's and Helm's Envoy send every path that is not a
     service's here (the same server `devpynode serve` runs behind its own Envoy)."""
-    from pynode.app.local_gateway import default_web_dir
+    from pynode.app.local_gateway import web_dir
     from pynode.app.webfiles import WebFiles
 
-    root = directory or Path(os.environ.get("DEVPYNODE_WEB_DIR") or default_web_dir())
+    root = directory or web_dir(os.environ.get("DEVPYNODE_WEB_DIR", ""))
     if not (root / "index.html").is_file():
         fail(f"--dir {root}: no index.html there (build the app: cd web && npm ci && npm run build)", 2)
 

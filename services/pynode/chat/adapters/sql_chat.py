@@ -209,9 +209,7 @@ class SqlConversations:
 
     @staticmethod
     def _conversation(row: ConversationRow, members: dict[str, str]) -> Conversation:
-        return Conversation(
-            row.id, row.owner_id, row.title, row.model, row.created_at, row.updated_at, list(members), dict(members)
-        )
+        return Conversation(row.id, row.owner_id, row.title, row.model, row.created_at, row.updated_at, dict(members))
 
     @_unavailable_on_outage
     async def conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
@@ -235,7 +233,6 @@ class SqlConversations:
             first.model,
             first.created_at,
             first.updated_at,
-            [r.user_id for r in rows if r.user_id is not None],
             {r.user_id: r.display_name for r in rows if r.user_id is not None},
         )
 
