@@ -144,6 +144,15 @@ async def test_two_chat_processes_share_events_and_cancellations(
             # process is seen by the second at its very next call.
             ollama.script.delay = 0
             await bob.send(conversation.id, "still here")  # the second process now holds the conversation
+
+            # The prompt's newest history is cached per process too: an exchange stored through the first
+            # process is in the second's very next prompt.
+            await alice.send(conversation.id, "said on the first")
+            await bob.send(conversation.id, "and on the second")
+            body = ollama.chats[-1].body
+            assert body is not None
+            contents = [m["content"] for m in body["messages"]]
+            assert contents[-3:] == ["said on the first", ANSWER, "and on the second"], contents
             await alice.stub.RemoveMember(
                 chat_pb2.RemoveMemberRequest(conversation_id=conversation.id, user_id=bob.id), metadata=alice.md
             )

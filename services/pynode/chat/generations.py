@@ -43,6 +43,7 @@ LOST_OWNER = "the server writing this answer stopped before it finished"
 STOPPED = "the chat server stopped while writing this answer; ask again"
 
 PromptBuilder = Callable[["GenerationJob"], Awaitable[list[PromptMessage]]]
+# Called once an answer's end is saved, by its own job or by the sweep of lost answers.
 Finished = Callable[[ChatMessage], Awaitable[None]]
 
 
@@ -231,6 +232,8 @@ class GenerationRunner:
         for reply in lost:
             self.ended(reply.state)
             await publish(self._streams, reply.conversation_id, "message", message_data(reply))
+            if self.finished is not None:
+                await self.finished(reply)
         return len(lost)
 
     async def close(self) -> None:

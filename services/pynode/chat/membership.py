@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pynode.chat.domain import Conversation
 from pynode.chat.ports import ConversationRepository
+from pynode.chat.versioned import VersionedEntries
 from pynode.core.kv import KeyValueStore
 
 ENTRY_SECONDS = 5.0
@@ -26,13 +25,6 @@ MAX_ENTRIES = 10_000
 
 def version_key(conversation_id: uuid.UUID) -> str:
     return f"chat:conversation-version:{conversation_id}"
-
-
-@dataclass(frozen=True)
-class _Entry:
-    conversation: Conversation
-    version: str | None
-    expires: float
 
 
 class CachedConversations:
@@ -46,27 +38,21 @@ class CachedConversations:
     ) -> None:
         self._repo = repo
         self._kv = kv
-        self._clock = clock
-        self._entries: OrderedDict[uuid.UUID, _Entry] = OrderedDict()
+        self._entries: VersionedEntries[Conversation] = VersionedEntries(MAX_ENTRIES, ENTRY_SECONDS, clock)
 
     async def conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
         version = await self._kv.get(version_key(conversation_id))  # before the read: see the docstring
-        entry = self._entries.get(conversation_id)
-        now = self._clock()
-        if entry is not None and entry.version == version and entry.expires > now:
-            self._entries.move_to_end(conversation_id)
-            return entry.conversation
+        cached = self._entries.current(conversation_id, version)
+        if cached is not None:
+            return cached
         found = await self._repo.conversation(conversation_id)
         if found is None:
-            self._entries.pop(conversation_id, None)
+            self._entries.drop(conversation_id)
             return None
-        self._entries[conversation_id] = _Entry(found, version, now + ENTRY_SECONDS)
-        self._entries.move_to_end(conversation_id)
-        while len(self._entries) > MAX_ENTRIES:
-            self._entries.popitem(last=False)
+        self._entries.keep(conversation_id, found, version)
         return found
 
     async def changed(self, conversation_id: uuid.UUID) -> None:
         """Call after committing a change of members, title or model, or a deletion."""
-        self._entries.pop(conversation_id, None)
+        self._entries.drop(conversation_id)
         await self._kv.set(version_key(conversation_id), uuid.uuid4().hex, ttl_seconds=VERSION_SECONDS)

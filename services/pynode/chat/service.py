@@ -36,6 +36,8 @@ from pynode.chat.ports import (
     ConversationRepository,
     PromptMessage,
 )
+from pynode.chat.recent import PAGE as PROMPT_PAGE
+from pynode.chat.recent import RecentMessages
 from pynode.core.db import utcnow
 from pynode.core.errors import (
     DomainError,
@@ -60,7 +62,6 @@ TYPING_RENEW_SHARE = 0.3
 CANCEL_WAIT_SECONDS = 10.0
 TEXT_TYPES = ("text/", "application/json")
 RATE_WINDOW_SECONDS = 60.0
-PROMPT_PAGE = 20  # history is read this many messages at a time, until the context budget is spent
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class ChatService:
         self.limits = limits
         self._timers: set[asyncio.Task[None]] = set()
         self._cached = CachedConversations(repo, kv)
+        self._recent = RecentMessages(repo, kv)
         self.subscribers = 0  # StreamEvents open on this process
         self._streams_of: dict[str, int] = {}  # per user
         runner.prompt = self._prompt
@@ -296,12 +298,11 @@ class ChatService:
     ) -> SentMessage:
         if not text.strip():
             raise InvalidArgument("text must not be blank", [FieldViolation("text", "write something")])
-        # The prompt's newest history is read alongside the membership check and the insert below (it is
-        # only used, and so only seen, once the caller is known to be a member and the exchange is stored):
-        # the first token comes that much sooner. The prompt skips the new exchange should the read see it.
-        recent_read = asyncio.ensure_future(
-            self.repo.history(_uuid(conversation_id, "conversation_id"), None, PROMPT_PAGE)
-        )
+        # The prompt's newest history (recent.py: cached while current) is read alongside the membership check
+        # and the insert below (it is only used, and so only seen, once the caller is known to be a member and
+        # the exchange is stored): the first token comes that much sooner. The prompt skips the new exchange
+        # should the read see it.
+        recent_read = asyncio.ensure_future(self._recent.newest(_uuid(conversation_id, "conversation_id")))
         try:
             return await self._send(caller, conversation_id, text, file_ids, client_request_id, recent_read)
         finally:
@@ -346,6 +347,7 @@ class ChatService:
             recent = None  # the prompt reads the history itself (and fails the answer if it still cannot)
         # Started before the events are published: the prompt and the router's first token overlap them.
         job = self.runner.start(reply, message, recent)
+        await self._recent.changed(conversation.id, [message, reply])
         await self._publish(conversation.id, "message", message_data(message))
         await self._publish(conversation.id, "message", message_data(reply))
         return SentMessage(message, reply, job)
@@ -646,7 +648,9 @@ class ChatService:
         return "".join(parts)
 
     async def _finished(self, reply: ChatMessage) -> None:
-        """Untitled conversations take a title from their first exchange."""
+        """An answer's end was saved: the newest messages change, and an untitled conversation takes a title
+        from its first exchange."""
+        await self._recent.changed(reply.conversation_id, [reply])
         conversation = await self.repo.conversation(reply.conversation_id)
         if conversation is None or conversation.title or reply.reply_to_id is None:
             return

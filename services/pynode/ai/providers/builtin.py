@@ -25,6 +25,12 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+def prompt_tokens(prompt: Prompt) -> int:
+    """The prompt's size in the echo model's tokens: counted at the end, so a long history never delays the
+    first token."""
+    return sum(len(words(m.content)) for m in prompt.messages)
+
+
 class BuiltinProvider:
     """Provider `builtin`, model `echo`."""
 
@@ -44,13 +50,12 @@ class BuiltinProvider:
             )
         said = next((m.content for m in reversed(prompt.messages) if m.role == "user"), "")
         tokens = words(said)
-        prompt_tokens = sum(len(words(m.content)) for m in prompt.messages)
         limit = prompt.sampling.max_tokens
         pace = prompt.sampling.tokens_per_second or self.tokens_per_second
         start = time.monotonic()
         for i, token in enumerate(tokens):
             if limit and i >= limit:
-                yield Finished(LENGTH, prompt_tokens, i)
+                yield Finished(LENGTH, prompt_tokens(prompt), i)
                 return
             if pace:
                 delay = start + i / pace - time.monotonic()  # drift-free: token i is due at i/pace
@@ -60,7 +65,7 @@ class BuiltinProvider:
                 # gets a turn every few tokens, as a real model server's socket reads would give it.
                 await asyncio.sleep(0)
             yield Delta(token)
-        yield Finished(STOP, prompt_tokens, len(tokens))
+        yield Finished(STOP, prompt_tokens(prompt), len(tokens))
 
     async def close(self) -> None:
         return None
