@@ -306,24 +306,38 @@ async def files_scenario(
     echo_channel: grpc.aio.Channel,
     mesh_channel: grpc.aio.Channel,
     mesh_pid: int,
+    echo_pid: int,
     bearer: list[tuple[str, str]],
 ) -> bool:
     """1 GiB up and down, alternating with the baselines; then the same upload to a mesh that scans."""
+    server_cpus = os.sched_getaffinity(mesh_pid)
     bare = files_pb2_grpc.FileServiceStub(echo_channel)
     routed = files_pb2_grpc.FileServiceStub(mesh_channel)
-    disk, bare_up, mesh_up, bare_down, mesh_down, growth = [], [], [], [], [], []
+    disk, disk_cpu, bare_up, mesh_up, bare_down, mesh_down, growth = [], [], [], [], [], [], []
+    # CPU seconds of each transfer, by (transfer, "server" | "client"): where the time goes (printed below).
+    cpu: dict[tuple[str, str], list[float]] = {}
+
+    async def counted(name: str, pid: int, transfer: Awaitable[Any]) -> Any:
+        server, client = bench_files.cpu_seconds(pid), time.process_time()
+        result = await transfer
+        cpu.setdefault((name, "server"), []).append(bench_files.cpu_seconds(pid) - server)
+        cpu.setdefault((name, "client"), []).append(time.process_time() - client)
+        return result
+
     for _ in range(max(2, args.rounds // 2)):
-        disk.append(bench_files.disk_write_seconds(workdir))
-        bare_up.append((await bench_files.timed_upload(bare, ()))[0])
+        seconds, spent = bench_files.disk_write_seconds(workdir)
+        disk.append(seconds)
+        disk_cpu.append(spent)
+        bare_up.append((await counted("bare upload", echo_pid, bench_files.timed_upload(bare, ())))[0])
         before = bench_files.rss_mib(mesh_pid)
         stop = asyncio.Event()
         sampler = asyncio.ensure_future(bench_files.peak_rss(mesh_pid, stop))
-        seconds, file_id = await bench_files.timed_upload(routed, bearer)
+        seconds, file_id = await counted("mesh upload", mesh_pid, bench_files.timed_upload(routed, bearer))
         mesh_up.append(seconds)
-        mesh_down.append(await bench_files.timed_download(routed, file_id, bearer))
+        mesh_down.append(await counted("mesh download", mesh_pid, bench_files.timed_download(routed, file_id, bearer)))
         stop.set()
         growth.append(await sampler - before)
-        bare_down.append(await bench_files.timed_download(bare, "", ()))
+        bare_down.append(await counted("bare download", echo_pid, bench_files.timed_download(bare, "", ())))
         await routed.DeleteFile(files_pb2.DeleteFileRequest(file_id=file_id), metadata=bearer)
     med = statistics.median
     bench_files.report_line("baseline: plain write + fsync", med(disk))
@@ -338,6 +352,27 @@ async def files_scenario(
     print(
         f"  -> upload {up_ratio:.2f}x the slower baseline (target >= 0.8x), download {down_ratio:.2f}x "
         f"(target >= 0.8x), server RSS growth {rss:.1f} MiB (target < 64) {verdict(ok)}"
+    )
+    # Where the time goes, per MiB: each transfer's CPU in the server (every thread) and in this client, and
+    # the two costs an upload adds to the bare one (SHA-256; copying into the page cache, from the plain
+    # write's own CPU). With client and servers sharing this machine's CPUs, an upload cannot take less than
+    # (its client's CPU + the bare server's + those two) / CPUs: the bound on its ratio printed last.
+    mib = bench_files.SIZE / bench_files.MIB
+    sha, write = bench_files.hashing_seconds() / mib, med(disk_cpu) / mib
+    print(
+        "  (CPU ms per MiB, server/client: "
+        + ", ".join(
+            f"{name} {med(cpu[name, 'server']) / mib * 1e3:.2f}/{med(cpu[name, 'client']) / mib * 1e3:.2f}"
+            for name in ("bare upload", "mesh upload", "bare download", "mesh download")
+        )
+        + f"; SHA-256 {sha * 1e3:.2f}, page-cache write {write * 1e3:.2f})"
+    )
+    need = med(cpu["bare upload", "client"]) + med(cpu["bare upload", "server"]) + (sha + write) * mib
+    cpus = len(server_cpus | os.sched_getaffinity(0))
+    fastest = max(med(bare_up), need / cpus)
+    print(
+        f"  (an upload needs at least {need / mib * 1e3:.2f} ms of CPU per MiB on {cpus} CPU(s): at best "
+        f"{fastest / mib * 1e3:.2f} ms per MiB, {slower / fastest:.2f}x the slower baseline)"
     )
     scanned = await scanned_upload(workdir, env)
     if scanned is not None:
@@ -807,7 +842,9 @@ async def main(args: argparse.Namespace) -> int:
             if "fanout" in args.scenarios:
                 failed |= not await bench_chat.fanout_scenario(mesh_channel, f"127.0.0.1:{mesh_port}", bearer)
             if "files" in args.scenarios:
-                failed |= not await files_scenario(args, workdir, env, echo_channel, mesh_channel, mesh.pid, bearer)
+                failed |= not await files_scenario(
+                    args, workdir, env, echo_channel, mesh_channel, mesh.pid, echo_task.pid, bearer
+                )
             if "workers" in args.scenarios:
                 failed |= not await workers_scenario(args, workdir, env)
             if "files-s3" in args.scenarios:

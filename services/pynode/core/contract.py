@@ -57,8 +57,11 @@ def _rules_for(
 
 
 @cache
-def _has_nested(descriptor: Any) -> bool:
-    return any(fd.message_type is not None and not fd.message_type.GetOptions().map_entry for fd in descriptor.fields)
+def _nested(descriptor: Any) -> tuple[_descriptor.FieldDescriptor, ...]:
+    """The fields holding sub-messages (map entries aside)."""
+    return tuple(
+        fd for fd in descriptor.fields if fd.message_type is not None and not fd.message_type.GetOptions().map_entry
+    )
 
 
 def validate(message: Message) -> None:
@@ -75,16 +78,14 @@ def _collect(message: Message, prefix: str, out: list[FieldViolation]) -> None:
     descriptor = message.DESCRIPTOR
     for fd, rules in _rules_for(descriptor):
         _check_field(message, fd, rules, prefix + fd.name, out)
-    if not _has_nested(descriptor):  # cached per message type: most requests stop here
-        return
-    for fd, value in message.ListFields():
-        if fd.message_type is None or fd.message_type.GetOptions().map_entry:
-            continue
+    # Only the sub-message fields are visited (not ListFields): reading a bytes field copies it, and an upload's
+    # chunk is a MiB.
+    for fd in _nested(descriptor):
         if fd.is_repeated:
-            for i, item in enumerate(value):
+            for i, item in enumerate(getattr(message, fd.name)):
                 _collect(item, f"{prefix}{fd.name}[{i}].", out)
-        else:
-            _collect(value, f"{prefix}{fd.name}.", out)
+        elif message.HasField(fd.name):
+            _collect(getattr(message, fd.name), f"{prefix}{fd.name}.", out)
 
 
 def _check_field(

@@ -59,8 +59,9 @@ async def _chunks(requests: AsyncIterator[files_pb2.UploadFileRequest]) -> Async
                 "only the first message carries metadata; the rest carry chunks",
                 [FieldViolation("metadata", "only in the first message", "UNEXPECTED")],
             )
-        if request.chunk:
-            yield request.chunk
+        chunk = request.chunk  # once: each read of a bytes field is a copy
+        if chunk:
+            yield chunk
 
 
 class FileServicer(files_pb2_grpc.FileServiceServicer):
