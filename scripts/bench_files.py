@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -42,6 +44,20 @@ def hashing_seconds(size: int = SIZE) -> float:
     for _ in range(size // MIB):
         digest.update(_BLOCK)
     return time.process_time() - started
+
+
+def clamd_seconds(port: int, size: int = SIZE) -> float:
+    """clamd scanning `size` bytes sent straight to it over INSTREAM (its own speed, no service in between)."""
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio's (the service's) sockets
+        conn.sendall(b"zINSTREAM\0")
+        for _ in range(size // MIB):
+            conn.sendall(struct.pack(">I", MIB) + _BLOCK)
+        conn.sendall(struct.pack(">I", 0))
+        verdict = conn.recv(4096)
+    assert verdict.rstrip(b"\0").endswith(b"OK"), verdict
+    return time.perf_counter() - started
 
 
 def rss_mib(pid: int) -> float:
