@@ -1,11 +1,18 @@
-"""The relational database: one async engine per process, PostgreSQL (psycopg 3) or SQLite (aiosqlite)."""
+"""The relational database: one async engine per process, PostgreSQL (psycopg 3) or SQLite (aiosqlite).
+
+On a SQLite file a second, blocking engine runs whole transactions in a worker thread (`Database.transaction`):
+aiosqlite makes a trip to its thread for every statement, fetch and commit, and on the hot paths those trips cost
+more than the statements.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -14,6 +21,7 @@ from sqlalchemy.types import TypeDecorator
 from pynode.core.settings import SettingsError
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
+Result = TypeVar("Result")
 
 # Stable constraint names so migrations read the same on both databases.
 NAMING = {
@@ -85,9 +93,27 @@ class Database:
         if not self.is_sqlite:
             options.update(pool_size=10, max_overflow=10)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        self._blocking: Engine | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            database = make_url(self.url).database
+            if database and database != ":memory:":  # a memory database is one connection's own
+                self._blocking = create_engine(self.url.replace("+aiosqlite", "", 1), hide_parameters=True)
+                event.listen(self._blocking, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def transaction(self, work: Callable[[Connection], Result]) -> Result:
+        """Run `work` with a plain (blocking) connection in one transaction, committed when it returns: on a
+        SQLite file in one trip to a worker thread, elsewhere on the async engine (`run_sync`)."""
+        if self._blocking is not None:
+            return await asyncio.to_thread(self._in_thread, self._blocking, work)
+        async with self.engine.begin() as connection:
+            return await connection.run_sync(work)
+
+    @staticmethod
+    def _in_thread(engine: Engine, work: Callable[[Connection], Result]) -> Result:
+        with engine.begin() as connection:
+            return work(connection)
 
     def session(self) -> AsyncSession:
         """A new unit of work; use as `async with db.session() as s, s.begin():`."""
@@ -101,6 +127,8 @@ class Database:
     async def close(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+        if self._blocking is not None:
+            self._blocking.dispose()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -327,14 +328,18 @@ class SqlConversations:
         rows = [_values(message, "", None)]
         if reply is not None:
             rows.append(_values(reply, self._owner, utcnow() + self._lease))
+        touch = (
+            update(ConversationRow)
+            .where(ConversationRow.id == message.conversation_id)
+            .values(updated_at=message.created_at)
+        )
+
+        def store(connection: Connection) -> None:
+            connection.execute(insert(MessageRow), rows)
+            connection.execute(touch)
+
         try:
-            async with self._db.engine.begin() as connection:
-                await connection.execute(insert(MessageRow), rows)
-                await connection.execute(
-                    update(ConversationRow)
-                    .where(ConversationRow.id == message.conversation_id)
-                    .values(updated_at=message.created_at)
-                )
+            await self._db.transaction(store)  # on the path of every answer's first token
         except IntegrityError:
             return False  # the same client_request_id raced in: the caller reads the winner
         return True
@@ -400,8 +405,8 @@ class SqlConversations:
         if before is not None:
             query = query.where(tuple_(table.c.created_at, table.c.id) < before)
         query = query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit)
-        async with self._db.engine.connect() as connection:
-            return [_message(row) for row in (await connection.execute(query)).all()]  # type: ignore[arg-type]
+        rows = await self._db.transaction(lambda connection: connection.execute(query).all())
+        return [_message(row) for row in rows]  # type: ignore[arg-type]
 
     @_unavailable_on_outage
     async def streaming(self, conversation_id: uuid.UUID) -> list[ChatMessage]:
