@@ -732,6 +732,7 @@ async def main(args: argparse.Namespace) -> int:
         "DEVPYNODE_OPENAI_BASE_URL": f"http://127.0.0.1:{sse_port}/v1",
         "DEVPYNODE_AI_REQUESTS_PER_MINUTE": "0",
         "DEVPYNODE_AI_STREAMS_PER_USER": "0",  # one bench user runs all the streams
+        "DEVPYNODE_CHAT_STREAMS_PER_USER": "0",  # and holds the fan-out's 200 event streams
         "DEVPYNODE_AI_MAX_CONCURRENCY": "64",
         "DEVPYNODE_CHAT_MESSAGES_PER_MINUTE": "0",
         "DEVPYNODE_GRPC_PORT": "0",
