@@ -99,13 +99,14 @@ class FilesModule:
         sessions = UploadSessions(service, SqlUploadSessions(infra.db), staging, settings.files_session_hours)
         sweeper = tasks.Periodic("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired sessions discarded")
 
-        async def stop_sweeper() -> None:
+        async def stop_background() -> None:
             await sweeper.stop()
+            service.close()
 
         servicer = FileServicer(service, sessions)
         return ServiceParts(
             [Registration(_SERVICE, files_pb2_grpc.add_FileServiceServicer_to_server, servicer)],
-            closers=[c for c in (close_storage, stop_sweeper) if c is not None],
+            closers=[c for c in (close_storage, stop_background) if c is not None],
             component=FilesComponents(service, sessions),
             collectors=metrics.collectors,
             backends={

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -13,6 +13,11 @@ from pynode.files.domain import StoredFile, UploadSessionRecord
 
 class BlobWriter(Protocol):
     """An object being written: invisible until `commit`, gone after `abort`."""
+
+    @property
+    def write_blocking(self) -> Callable[[bytes], None] | None:
+        """`write` as a plain blocking call, when it is one (local files): the service then hashes and writes
+        each chunk in a single trip to a thread. None: the service awaits `write`."""
 
     async def write(self, chunk: bytes) -> None:
         """Append bytes (they go to storage now: memory stays flat)."""

@@ -52,6 +52,7 @@ class LocalWriter:
         self._temp = root / ".partial" / uuid.uuid4().hex
         self._file: BinaryIO | None = None
         self._unsynced = 0
+        self.write_blocking = self._write
 
     async def write(self, chunk: bytes) -> None:
         await asyncio.to_thread(self._write, chunk)

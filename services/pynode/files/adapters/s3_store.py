@@ -125,6 +125,8 @@ class S3Objects:
 class S3Writer:
     """One object being written as a multipart upload (or one PUT, when small)."""
 
+    write_blocking = None  # parts go out from the event loop (the minio client runs in a thread pool)
+
     def __init__(self, objects: S3Objects, key: str) -> None:
         self._s3 = objects
         self._key = key
