@@ -8,7 +8,9 @@ more than the statements.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -22,6 +24,7 @@ from pynode.core.settings import SettingsError
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
 Result = TypeVar("Result")
+BLOCKING_THREADS = 4  # threads and connections for `transaction` on SQLite (it takes one writer at a time)
 
 # Stable constraint names so migrations read the same on both databases.
 NAMING = {
@@ -94,19 +97,29 @@ class Database:
             options.update(pool_size=10, max_overflow=10)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self._blocking: Engine | None = None
+        self._threads: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             database = make_url(self.url).database
             if database and database != ":memory:":  # a memory database is one connection's own
-                self._blocking = create_engine(self.url.replace("+aiosqlite", "", 1), hide_parameters=True)
+                self._blocking = create_engine(
+                    self.url.replace("+aiosqlite", "", 1),
+                    hide_parameters=True,
+                    pool_size=BLOCKING_THREADS,
+                    max_overflow=0,
+                )
                 event.listen(self._blocking, "connect", _sqlite_pragmas)
+                # Threads of its own: a transaction waiting for SQLite's write lock must not hold a thread that
+                # file reads and writes need from the loop's default pool.
+                self._threads = ThreadPoolExecutor(BLOCKING_THREADS, "sqlite")
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def transaction(self, work: Callable[[Connection], Result]) -> Result:
         """Run `work` with a plain (blocking) connection in one transaction, committed when it returns: on a
         SQLite file in one trip to a worker thread, elsewhere on the async engine (`run_sync`)."""
         if self._blocking is not None:
-            return await asyncio.to_thread(self._in_thread, self._blocking, work)
+            run = functools.partial(self._in_thread, self._blocking, work)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, run)
         async with self.engine.begin() as connection:
             return await connection.run_sync(work)
 
@@ -127,6 +140,8 @@ class Database:
     async def close(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
         if self._blocking is not None:
             self._blocking.dispose()
 
