@@ -76,7 +76,7 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
         "model": conversation.model,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
-        "member_ids": list(conversation.member_ids),
+        "member_ids": list(conversation.member_ids),  # for processes of the previous version (rolling upgrades)
         "member_names": dict(conversation.member_names),
     }
 

@@ -152,10 +152,10 @@ class FilesService:
         file_id = uuid.uuid4()  # known from the start: S3 writes the object's multipart upload under its key
         writer = self.store.begin(object_key(owner, file_id))
         behind: deque[asyncio.Future[None]] = deque()
-        # Local files: up to PIPELINE_DEPTH chunks wait behind the one being received, hashed and written in order
-        # on one lane (lanes.py). Otherwise (S3, or scanned: clamd's stream is fed from the loop) one at a time.
-        lane = self._lanes.lane() if writer.write_blocking is not None and scan is None else None
-        depth = PIPELINE_DEPTH if lane is not None else 1
+        # Local files are hashed and written in order on one lane (lanes.py), up to PIPELINE_DEPTH chunks behind
+        # the one being received. S3, and scanned uploads (clamd's stream is fed from the loop): one at a time.
+        lane = self._lanes.lane() if writer.write_blocking is not None else None
+        depth = PIPELINE_DEPTH if lane is not None and scan is None else 1
         digest = hashlib.sha256()
         size = 0
         head = bytearray()
@@ -256,11 +256,10 @@ class FilesService:
     async def _absorb(chunk: bytes, digest: Any, writer: BlobWriter, scan: Scan | None, lane: Lane | None) -> None:
         """Hash, write and scan one chunk at once (hashing and writing run in threads, off the loop)."""
         work: list[Awaitable[None]]
-        if writer.write_blocking is not None and (lane is not None or len(chunk) >= _HASH_IN_THREAD):
-            # One trip to a thread for both (a trip each cost 0.8 ms of CPU per MiB more, measured); on the
-            # upload's lane every chunk whatever its size, since the lane keeps the order.
-            both = functools.partial(_hash_and_write, digest, writer.write_blocking)
-            work = [lane.run(both, chunk) if lane is not None else asyncio.to_thread(both, chunk)]
+        if lane is not None and writer.write_blocking is not None:
+            # One trip to a thread for both (a trip each cost 0.8 ms of CPU per MiB more, measured); every chunk
+            # whatever its size, since the lane keeps the order.
+            work = [lane.run(functools.partial(_hash_and_write, digest, writer.write_blocking), chunk)]
         else:
             work = [writer.write(chunk)]
             if len(chunk) >= _HASH_IN_THREAD:
