@@ -47,6 +47,7 @@ import bench_chat
 import bench_files
 import grpc
 import httpx
+from bench_report import Outcome, Results, paired_rounds, verdict
 from devpynode.ai.v1 import ai_pb2_grpc
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
@@ -136,13 +137,14 @@ async def paired(
 ) -> tuple[Run, Run, float]:
     """Alternate baseline and mesh runs (drift on a noisy machine hits both alike);
     the ratio is the median of the per-round ratios."""
-    base_runs, mesh_runs = [], []
-    for _ in range(rounds):
-        base_runs.append(await drive(base[0], base[1], concurrency, seconds / rounds))
-        mesh_runs.append(await drive(mesh[0], mesh[1], concurrency, seconds / rounds))
-    ratios = [m.rps / b.rps for b, m in zip(base_runs, mesh_runs, strict=True)]
+    found = await paired_rounds(
+        rounds,
+        lambda: drive(base[0], base[1], concurrency, seconds / rounds),
+        lambda: drive(mesh[0], mesh[1], concurrency, seconds / rounds),
+    )
+    ratios = found.ratios(lambda b, m: m.rps / b.rps)
     print(f"  (per-round ratios: {', '.join(f'{r:.2f}' for r in ratios)})")
-    return merge(base[0], base_runs), merge(mesh[0], mesh_runs), statistics.median(ratios)
+    return merge(base[0], found.bases), merge(mesh[0], found.runs), statistics.median(ratios)
 
 
 # --- the two servers -------------------------------------------------------------------------
@@ -234,11 +236,7 @@ def bcrypt_hog(cost: int, seconds: float) -> None:
         bcrypt.checkpw(b"x" * 44, hashed)
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-async def storm(args: argparse.Namespace, probe: Callable[[], Awaitable[Any]], login: Any, cores: int) -> bool:
+async def storm(args: argparse.Namespace, probe: Callable[[], Awaitable[Any]], login: Any, cores: int) -> Outcome:
     """GetCurrentUser p99 during a login storm vs idle, in alternating rounds (idle, control,
     storm) so the machine's drift hits all three alike. The control runs plain bcrypt loops in
     other processes, at the pool's priority: what any hashing load costs this machine's CPUs,
@@ -296,7 +294,11 @@ async def storm(args: argparse.Namespace, probe: Callable[[], Awaitable[Any]], l
         f"  -> control p99 / idle p99: {control.pct(0.99) / idle.pct(0.99):.2f}x (hashing outside the "
         f"server); storm p99 / control p99: {busy.pct(0.99) / control.pct(0.99):.2f}x (the server's share)"
     )
-    return ok
+    return Outcome(
+        {"storm_p99_ratio": ratio, "control_p99_ratio": control.pct(0.99) / idle.pct(0.99), "errors": busy.errors},
+        "storm p99 < 2x idle p99",
+        ok,
+    )
 
 
 async def files_scenario(
@@ -308,7 +310,7 @@ async def files_scenario(
     mesh_pid: int,
     echo_pid: int,
     bearer: list[tuple[str, str]],
-) -> bool:
+) -> Outcome:
     """1 GiB up and down, alternating with the baselines; then the same upload to a mesh that scans."""
     server_cpus = os.sched_getaffinity(mesh_pid)
     bare = files_pb2_grpc.FileServiceStub(echo_channel)
@@ -374,6 +376,13 @@ async def files_scenario(
         f"  (an upload needs at least {need / mib * 1e3:.2f} ms of CPU per MiB on {cpus} CPU(s): at best "
         f"{fastest / mib * 1e3:.2f} ms per MiB, {slower / fastest:.2f}x the slower baseline)"
     )
+    figures = {
+        "upload_ratio": up_ratio,
+        "download_ratio": down_ratio,
+        "rss_growth_mib": rss,
+        "upload_bound_ratio": slower / fastest,
+        "server_cpu_ms_per_mib_upload": med(cpu["mesh upload", "server"]) / mib * 1e3,
+    }
     scanned = await scanned_upload(workdir, env)
     if scanned is not None:
         through, alone = scanned
@@ -387,12 +396,14 @@ async def files_scenario(
             f"{alone / through:.2f}x clamd's own speed; clamd by itself reaches {slower / alone:.2f}x the slower "
             "baseline"
         )
+        figures["scanned_ratio"] = scan_ratio
+        figures["scanned_to_clamd"] = alone / through
     else:
         print("  (clamd not installed: the scanned upload was not measured)")
-    return ok
+    return Outcome(figures, "upload and download >= 0.8x, RSS growth < 64 MiB, scanned >= 0.8x", ok)
 
 
-async def gateway_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> bool:
+async def gateway_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> Outcome:
     """The laptop gateway (serve's Envoy child): the same calls over native gRPC straight to the services and
     through Envoy's port (which passes gRPC as well as grpc-web). Target: a streamed answer's first token at most
     1 ms later through Envoy (p50, one stream at a time); server CPU per unary call (platform plus Envoy) reported."""
@@ -419,14 +430,13 @@ async def gateway_scenario(args: argparse.Namespace, workdir: Path, env: dict[st
             )
             bearer = [("authorization", f"Bearer {registered.tokens.access_token}")]
             paced = bench_ai.generate_request("builtin/echo", paced=True)
-            gaps = []
-            for _ in range(args.rounds):
-                firsts: dict[str, list[float]] = {"direct": [], "envoy": []}
-                for label, channel in (("direct", direct), ("envoy", through)):
-                    read = bench_ai.grpc_reader(ai_pb2_grpc.AIRouterServiceStub(channel), paced, bearer)
-                    for _ in range(10):
-                        firsts[label].append((await read())[1])
-                gaps.append((statistics.median(firsts["envoy"]) - statistics.median(firsts["direct"])) * 1000)
+
+            async def first_tokens(channel: grpc.aio.Channel) -> float:
+                read = bench_ai.grpc_reader(ai_pb2_grpc.AIRouterServiceStub(channel), paced, bearer)
+                return statistics.median([(await read())[1] for _ in range(10)])
+
+            found = await paired_rounds(args.rounds, lambda: first_tokens(direct), lambda: first_tokens(through))
+            gaps = found.ratios(lambda base, run: (run - base) * 1000)
             gap = statistics.median(gaps)
             cpu: dict[str, float] = {}
             for label, channel in (("direct", direct), ("envoy", through)):
@@ -447,13 +457,15 @@ async def gateway_scenario(args: argparse.Namespace, workdir: Path, env: dict[st
             f"{', '.join(f'{g:+.2f}' for g in gaps)}) {verdict(ok)}; server CPU per unary call "
             f"{cpu['envoy'] / cpu['direct']:.2f}x native"
         )
-        return ok
+        return Outcome(
+            {"first_token_gap_ms": gap, "cpu_per_call_ratio": cpu["envoy"] / cpu["direct"]}, "first token <= +1 ms", ok
+        )
     finally:
         parent.terminate()
         await parent.wait()
 
 
-async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> bool:
+async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> Outcome:
     """Upload and download through the files service on S3 (moto on loopback) vs the minio client direct."""
     size = bench_files.S3_SIZE
     moto = Path(sys.executable).parent / "moto_server"
@@ -511,7 +523,11 @@ async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[s
             f"  -> on S3: upload {med(direct_up) / med(mesh_up):.2f}x the direct client, download "
             f"{med(direct_down) / med(mesh_down):.2f}x (figures only)"
         )
-        return True
+        return Outcome(
+            {"upload_ratio": med(direct_up) / med(mesh_up), "download_ratio": med(direct_down) / med(mesh_down)},
+            "figures only",
+            None,
+        )
     finally:
         for process in (mesh, s3):
             if process is not None and process.returncode is None:
@@ -597,7 +613,7 @@ async def _served(args: argparse.Namespace, workdir: Path, env: dict[str, str], 
     return Served(count, parent, channels, me)
 
 
-async def workers_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> bool:
+async def workers_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> Outcome:
     """GetCurrentUser at the bench's concurrency against `serve --workers 1` and `--workers 2` (Redis shared),
     both running, in alternating rounds: calls per server CPU-second (target: 2 workers >= 0.9x one; the
     median of the rounds' ratios) and throughput. Not pinned: pinning would leave the servers one CPU on a
@@ -634,7 +650,9 @@ async def workers_scenario(args: argparse.Namespace, workdir: Path, env: dict[st
         f"  -> 2 workers: {efficiency:.2f}x the calls per server CPU-second of 1 (target >= 0.9x; rounds "
         f"{', '.join(f'{x:.2f}' for x in efficiencies)}) {verdict(ok)}; throughput {med(throughputs):.2f}x"
     )
-    return ok
+    return Outcome(
+        {"cpu_efficiency_ratio": efficiency, "throughput_ratio": med(throughputs)}, "2 workers >= 0.9x per CPU", ok
+    )
 
 
 def bench_port() -> int:
@@ -710,7 +728,226 @@ async def scanned_upload(workdir: Path, env: dict[str, str]) -> tuple[float, flo
                 await process.wait()
 
 
+@dataclass
+class Bench:
+    """What every scenario may use: the run's arguments, the two servers and a signed-in bench user."""
+
+    args: argparse.Namespace
+    workdir: Path
+    env: dict[str, str]
+    cores: int
+    echo_channel: grpc.aio.Channel
+    mesh_channel: grpc.aio.Channel
+    mesh_pid: int
+    echo_pid: int
+    mesh_port: int
+    sse_port: int
+    email: str
+    bearer: list[tuple[str, str]]
+
+    @property
+    def auth(self) -> Any:
+        return auth_pb2_grpc.AuthServiceStub(self.mesh_channel)
+
+    def me(self) -> Awaitable[Any]:
+        """The cheap authenticated call: GetCurrentUser as the bench user."""
+        call: Awaitable[Any] = self.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=self.bearer)
+        return call
+
+    def plain_echo(self) -> tuple[str, Callable[[], Awaitable[Any]]]:
+        echo: Any = self.echo_channel.unary_unary(ECHO_METHOD)
+        check = health_pb2.HealthCheckRequest().SerializeToString()
+        return ("baseline: bare echo", lambda: echo(check))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One registered measurement: run in registry order; `pinned` ones with the load generator on its own CPU."""
+
+    name: str
+    run: Callable[[Bench], Awaitable[Outcome]]
+    pinned: bool
+
+
+SCENARIOS: dict[str, Scenario] = {}
+DEFAULT_SCENARIOS = "health,auth,storm,logins,enumeration,relay,upstream,chat,fanout"
+
+
+def scenario(
+    name: str, *, pinned: bool = False
+) -> Callable[[Callable[[Bench], Awaitable[Outcome]]], Callable[[Bench], Awaitable[Outcome]]]:
+    def register(run: Callable[[Bench], Awaitable[Outcome]]) -> Callable[[Bench], Awaitable[Outcome]]:
+        SCENARIOS[name] = Scenario(name, run, pinned)
+        return run
+
+    return register
+
+
+@scenario("health", pinned=True)
+async def _health(b: Bench) -> Outcome:
+    health = health_pb2_grpc.HealthStub(b.mesh_channel)
+    check = health_pb2.HealthCheckRequest()
+    a = b.args
+    base, run, ratio = await paired(
+        b.plain_echo(), ("mesh: Health/Check", lambda: health.Check(check)), a.concurrency, a.seconds, a.rounds
+    )
+    print(base.line())
+    print(run.line())
+    ok = ratio >= 0.9 and run.errors == 0
+    print(f"  -> health ratio to baseline: {ratio:.2f}x (target >= 0.90x) {verdict(ok)}")
+    return Outcome({"ratio": ratio, "errors": run.errors}, ">= 0.90x the bare echo", ok)
+
+
+@scenario("auth", pinned=True)
+async def _auth(b: Bench) -> Outcome:
+    a = b.args
+    base, run, ratio = await paired(
+        b.plain_echo(), ("mesh: GetCurrentUser (authenticated)", b.me), a.concurrency, a.seconds, a.rounds
+    )
+    print(base.line())
+    print(run.line())
+    ok = ratio >= 0.7 and run.errors == 0
+    print(f"  -> authenticated ratio to bare echo: {ratio:.3f}x (target >= 0.70x) {verdict(ok)}")
+    bare_auth = auth_pb2_grpc.AuthServiceStub(b.echo_channel)
+    same = (
+        "baseline: bare GetCurrentUser (canned)",
+        lambda: bare_auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=b.bearer),
+    )
+    mesh = ("mesh: GetCurrentUser (authenticated)", b.me)
+    base, _, own = await paired(same, mesh, a.concurrency, a.seconds, a.rounds)
+    print(base.line())
+    print(f"  -> ratio to a bare server answering the same RPC: {own:.2f}x (the mesh's own cost)")
+    return Outcome({"ratio": ratio, "same_rpc_ratio": own, "errors": run.errors}, ">= 0.70x the bare echo", ok)
+
+
+@scenario("relay", pinned=True)
+async def _relay(b: Bench) -> Outcome:
+    router = ai_pb2_grpc.AIRouterServiceStub(b.mesh_channel)
+    bare = ai_pb2_grpc.AIRouterServiceStub(b.echo_channel)
+    a, runs = b.args, []
+    for paced in (False, True):
+        request = bench_ai.generate_request("builtin/echo", paced)
+        kind = " (paced)" if paced else ""
+        runs.append(
+            await bench_ai.paired_streams(
+                (f"baseline: bare grpcio token stream{kind}", bench_ai.grpc_reader(bare, request, ())),
+                (f"router: builtin/echo{kind}", bench_ai.grpc_reader(router, request, b.bearer)),
+                a.concurrency,
+                a.seconds,
+                a.rounds,
+            )
+        )
+    return bench_ai.report("relay", runs[0], runs[1], 0.7)
+
+
+@scenario("upstream", pinned=True)
+async def _upstream(b: Bench) -> Outcome:
+    router = ai_pb2_grpc.AIRouterServiceStub(b.mesh_channel)
+    a, c = b.args, b.args.concurrency
+    limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{b.sse_port}/v1/", limits=limits) as direct:
+        runs = []
+        for paced in (False, True):
+            model, kind = ("bench-paced", " (paced)") if paced else ("bench", "")
+            runs.append(
+                await bench_ai.paired_streams(
+                    (f"baseline: bare httpx on the upstream{kind}", bench_ai.httpx_reader(direct, model)),
+                    (
+                        f"router: openai/{model}",
+                        bench_ai.grpc_reader(router, bench_ai.generate_request(f"openai/{model}"), b.bearer),
+                    ),
+                    c,
+                    a.seconds,
+                    a.rounds,
+                )
+            )
+    return bench_ai.report("upstream", runs[0], runs[1], 0.3)
+
+
+@scenario("chat", pinned=True)
+async def _chat(b: Bench) -> Outcome:
+    a = b.args
+    return await bench_chat.chat_scenario(b.echo_channel, b.mesh_channel, b.bearer, a.concurrency, a.seconds, a.rounds)
+
+
+@scenario("fanout")
+async def _fanout(b: Bench) -> Outcome:
+    return await bench_chat.fanout_scenario(b.mesh_channel, f"127.0.0.1:{b.mesh_port}", b.bearer)
+
+
+@scenario("files")
+async def _files(b: Bench) -> Outcome:
+    return await files_scenario(
+        b.args, b.workdir, b.env, b.echo_channel, b.mesh_channel, b.mesh_pid, b.echo_pid, b.bearer
+    )
+
+
+@scenario("workers")
+async def _workers(b: Bench) -> Outcome:
+    return await workers_scenario(b.args, b.workdir, b.env)
+
+
+@scenario("files-s3")
+async def _files_s3(b: Bench) -> Outcome:
+    return await files_s3_scenario(b.args, b.workdir, b.env)
+
+
+@scenario("gateway")
+async def _gateway(b: Bench) -> Outcome:
+    return await gateway_scenario(b.args, b.workdir, b.env)
+
+
+@scenario("storm")
+async def _storm(b: Bench) -> Outcome:
+    login = auth_pb2.LoginRequest(email=b.email, password=PASSWORD)
+    return await storm(b.args, b.me, lambda: b.auth.Login(login), b.cores)
+
+
+@scenario("logins")
+async def _logins(b: Bench) -> Outcome:
+    login = auth_pb2.LoginRequest(email=b.email, password=PASSWORD)
+    width = max(2, 2 * b.cores)
+    one = bcrypt_seconds(b.args.bcrypt_cost)
+    run = await drive(f"mesh: Login (c={width})", lambda: b.auth.Login(login), width, max(b.args.seconds, 5))
+    ideal = b.cores / one
+    print(run.line())
+    ratio = run.rps / ideal
+    ok = ratio >= 0.9 and run.errors == 0
+    print(
+        f"  -> bcrypt check {one * 1000:.1f} ms; ideal {ideal:.2f} logins/s on {b.cores} cores; "
+        f"measured {run.rps:.2f}/s = {ratio:.2f}x (target >= 0.90x) {verdict(ok)}"
+    )
+    return Outcome({"ratio": ratio, "logins_per_second": run.rps}, ">= 0.90x cores / bcrypt time", ok)
+
+
+@scenario("enumeration")
+async def _enumeration(b: Bench) -> Outcome:
+    unknown_email = auth_pb2.LoginRequest(email="nobody-" + b.email, password=PASSWORD)
+    wrong_password = auth_pb2.LoginRequest(email=b.email, password="not the right password")
+    samples = b.args.enumeration_samples
+    timings: dict[str, list[float]] = {"unknown e-mail": [], "wrong password": []}
+    for _ in range(samples):  # interleaved, one at a time: no queueing
+        for label, request in (("unknown e-mail", unknown_email), ("wrong password", wrong_password)):
+            started = time.perf_counter()
+            try:
+                await b.auth.Login(request)
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+            timings[label].append(time.perf_counter() - started)
+    medians = {k: statistics.median(v) * 1000 for k, v in timings.items()}
+    for label, median in medians.items():
+        q1, _, q3 = statistics.quantiles(timings[label], n=4)
+        print(f"  Login, {label:<15} median {median:7.2f} ms   IQR {q1 * 1000:7.2f}-{q3 * 1000:7.2f} ms")
+    gap = abs(medians["unknown e-mail"] - medians["wrong password"]) / medians["wrong password"]
+    print(f"  -> enumeration timing gap: {gap * 100:.1f}% of a failed login ({samples} each)")
+    return Outcome({"gap_share": gap}, "figures only (the two must not differ)", None)
+
+
 async def main(args: argparse.Namespace) -> int:
+    unknown = args.scenarios - set(SCENARIOS)
+    if unknown:
+        print(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
     workdir = Path(tempfile.mkdtemp(prefix="devpynode-bench-"))
     cores = os.cpu_count() or 1
     echo_task, echo_port = await start_process(
@@ -748,168 +985,59 @@ async def main(args: argparse.Namespace) -> int:
     }
     devpynode = str(Path(sys.executable).parent / "devpynode")
     mesh, mesh_port = await start_process([devpynode, "serve"], workdir / "mesh.log", env, r"gRPC\s+127\.0\.0\.1:(\d+)")
-    failed = False
+    results = Results(
+        {
+            "cores": cores,
+            "concurrency": args.concurrency,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "database": args.database_url or "sqlite",
+            "kv": args.redis_url or "memory://",
+        }
+    )
     try:
         async with (
             grpc.aio.insecure_channel(f"127.0.0.1:{echo_port}") as echo_channel,
             grpc.aio.insecure_channel(f"127.0.0.1:{mesh_port}") as mesh_channel,
         ):
-            echo: Any = echo_channel.unary_unary(ECHO_METHOD)
-            bare_auth = auth_pb2_grpc.AuthServiceStub(echo_channel)
-            health = health_pb2_grpc.HealthStub(mesh_channel)
-            auth = auth_pb2_grpc.AuthServiceStub(mesh_channel)
             email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-            registered = await auth.Register(
+            registered = await auth_pb2_grpc.AuthServiceStub(mesh_channel).Register(
                 auth_pb2.RegisterRequest(email=email, password=PASSWORD, display_name="Bench")
             )
-            bearer = [("authorization", f"Bearer {registered.tokens.access_token}")]
-            check = health_pb2.HealthCheckRequest()
-            check_bytes = check.SerializeToString()
-            c, d = args.concurrency, args.seconds
+            bench = Bench(
+                args, workdir, env, cores, echo_channel, mesh_channel, mesh.pid, echo_task.pid, mesh_port, sse_port,
+                email, [("authorization", f"Bearer {registered.tokens.access_token}")],
+            )  # fmt: skip
             print(
-                f"Dev-PyNode benchmark: {cores} cores, concurrency {c}, {d:.0f} s per run, bcrypt cost "
-                f"{args.bcrypt_cost}, backends {args.database_url or 'sqlite'} / {args.redis_url or 'memory://'}"
+                f"Dev-PyNode benchmark: {cores} cores, concurrency {args.concurrency}, {args.seconds:.0f} s per run, "
+                f"bcrypt cost {args.bcrypt_cost}, backends {results.setup['database']} / {results.setup['kv']}"
             )
-
-            rounds = args.rounds
             all_cpus = os.sched_getaffinity(0)
-            pinned = args.pin and len(all_cpus) >= 2
-            if pinned:
-                # Throughput comparisons: the load generator on one CPU, the server under test on
-                # the others, so neither steals the other's CPU and the ratio measures the servers.
-                client_cpu = {min(all_cpus)}
-                for pid in (os.getpid(), mesh.pid, echo_task.pid, sse_task.pid):
-                    pin(pid, client_cpu if pid == os.getpid() else all_cpus - client_cpu)
-                print(f"  (load generator pinned to CPU {min(all_cpus)}, servers to the other CPUs)")
-            plain_echo = ("baseline: bare echo", lambda: echo(check_bytes))
-            if "health" in args.scenarios:
-                base, run, ratio = await paired(
-                    plain_echo, ("mesh: Health/Check", lambda: health.Check(check)), c, d, rounds
-                )
-                print(base.line())
-                print(run.line())
-                print(f"  -> health ratio to baseline: {ratio:.2f}x")
-            if "auth" in args.scenarios:
-
-                def me() -> Awaitable[Any]:
-                    return auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer)
-
-                base, run, ratio = await paired(plain_echo, ("mesh: GetCurrentUser (authenticated)", me), c, d, rounds)
-                print(base.line())
-                print(run.line())
-                ok = ratio >= 0.7 and run.errors == 0
-                failed |= not ok
-                print(f"  -> authenticated ratio to bare echo: {ratio:.3f}x (target >= 0.70x) {verdict(ok)}")
-                same = (
-                    "baseline: bare GetCurrentUser (canned)",
-                    lambda: bare_auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer),
-                )
-                base, run, ratio = await paired(same, ("mesh: GetCurrentUser (authenticated)", me), c, d, rounds)
-                print(base.line())
-                print(f"  -> ratio to a bare server answering the same RPC: {ratio:.2f}x (the mesh's own cost)")
-
-            if "relay" in args.scenarios or "upstream" in args.scenarios:
-                router = ai_pb2_grpc.AIRouterServiceStub(mesh_channel)
-                bare = ai_pb2_grpc.AIRouterServiceStub(echo_channel)
-            if "relay" in args.scenarios:
-                runs = []
-                for paced in (False, True):
-                    echo_request = bench_ai.generate_request("builtin/echo", paced)
-                    kind = " (paced)" if paced else ""
-                    runs.append(
-                        await bench_ai.paired_streams(
-                            (f"baseline: bare grpcio token stream{kind}", bench_ai.grpc_reader(bare, echo_request, ())),
-                            (f"router: builtin/echo{kind}", bench_ai.grpc_reader(router, echo_request, bearer)),
-                            c,
-                            d,
-                            rounds,
-                        )
-                    )
-                failed |= not bench_ai.report("relay", runs[0], runs[1], 0.7)
-            if "upstream" in args.scenarios:
-                limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sse_port}/v1/", limits=limits) as direct:
-                    runs = []
-                    for paced in (False, True):
-                        model, kind = ("bench-paced", " (paced)") if paced else ("bench", "")
-                        runs.append(
-                            await bench_ai.paired_streams(
-                                (f"baseline: bare httpx on the upstream{kind}", bench_ai.httpx_reader(direct, model)),
-                                (
-                                    f"router: openai/{model}",
-                                    bench_ai.grpc_reader(router, bench_ai.generate_request(f"openai/{model}"), bearer),
-                                ),
-                                c,
-                                d,
-                                rounds,
-                            )
-                        )
-                failed |= not bench_ai.report("upstream", runs[0], runs[1], 0.3)
-
-            if "chat" in args.scenarios:
-                failed |= not await bench_chat.chat_scenario(echo_channel, mesh_channel, bearer, c, d, rounds)
-            if pinned:
-                for pid in (os.getpid(), mesh.pid, echo_task.pid, sse_task.pid):
-                    pin(pid, all_cpus)
-            if "fanout" in args.scenarios:
-                failed |= not await bench_chat.fanout_scenario(mesh_channel, f"127.0.0.1:{mesh_port}", bearer)
-            if "files" in args.scenarios:
-                failed |= not await files_scenario(
-                    args, workdir, env, echo_channel, mesh_channel, mesh.pid, echo_task.pid, bearer
-                )
-            if "workers" in args.scenarios:
-                failed |= not await workers_scenario(args, workdir, env)
-            if "files-s3" in args.scenarios:
-                failed |= not await files_s3_scenario(args, workdir, env)
-            if "gateway" in args.scenarios:
-                failed |= not await gateway_scenario(args, workdir, env)
-            login = auth_pb2.LoginRequest(email=email, password=PASSWORD)
-            storm_width = max(2, 2 * cores)
-            if "storm" in args.scenarios:
-
-                def probe() -> Awaitable[Any]:
-                    return auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer)
-
-                failed |= not await storm(args, probe, lambda: auth.Login(login), cores)
-            if "logins" in args.scenarios:
-                one = bcrypt_seconds(args.bcrypt_cost)
-                run = await drive(f"mesh: Login (c={storm_width})", lambda: auth.Login(login), storm_width, max(d, 5))
-                ideal = cores / one
-                print(run.line())
-                ratio = run.rps / ideal
-                ok = ratio >= 0.9 and run.errors == 0
-                failed |= not ok
-                print(
-                    f"  -> bcrypt check {one * 1000:.1f} ms; ideal {ideal:.2f} logins/s on {cores} cores; "
-                    f"measured {run.rps:.2f}/s = {ratio:.2f}x (target >= 0.90x) {verdict(ok)}"
-                )
-            if "enumeration" in args.scenarios:
-                unknown_email = auth_pb2.LoginRequest(email="nobody-" + email, password=PASSWORD)
-                wrong_password = auth_pb2.LoginRequest(email=email, password="not the right password")
-                timings: dict[str, list[float]] = {"unknown e-mail": [], "wrong password": []}
-                for _ in range(args.enumeration_samples):  # interleaved, one at a time: no queueing
-                    for label, request in (("unknown e-mail", unknown_email), ("wrong password", wrong_password)):
-                        started = time.perf_counter()
-                        try:
-                            await auth.Login(request)
-                        except grpc.aio.AioRpcError as error:
-                            assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
-                        timings[label].append(time.perf_counter() - started)
-                medians = {k: statistics.median(v) * 1000 for k, v in timings.items()}
-                spread = {k: statistics.quantiles(v, n=4) for k, v in timings.items()}
-                for label, median in medians.items():
-                    q1, _, q3 = spread[label]
-                    print(f"  Login, {label:<15} median {median:7.2f} ms   IQR {q1 * 1000:7.2f}-{q3 * 1000:7.2f} ms")
-                gap = abs(medians["unknown e-mail"] - medians["wrong password"]) / medians["wrong password"]
-                print(
-                    f"  -> enumeration timing gap: {gap * 100:.1f}% of a failed login ({args.enumeration_samples} each)"
-                )
+            can_pin = args.pin and len(all_cpus) >= 2
+            pinned = False
+            for chosen in (s for s in SCENARIOS.values() if s.name in args.scenarios):
+                if can_pin and chosen.pinned != pinned:
+                    # Throughput comparisons: the load generator on one CPU, the servers under test on the others,
+                    # so neither steals the other's CPU and the ratio measures the servers.
+                    client_cpu = {min(all_cpus)}
+                    for pid in (os.getpid(), mesh.pid, echo_task.pid, sse_task.pid):
+                        pin(pid, all_cpus if pinned else client_cpu if pid == os.getpid() else all_cpus - client_cpu)
+                    pinned = chosen.pinned
+                    if pinned:
+                        print(f"  (load generator pinned to CPU {min(all_cpus)}, servers to the other CPUs)")
+                print(f"[{chosen.name}]")
+                results.add(chosen.name, await chosen.run(bench))
     finally:
         for process in (mesh, echo_task, sse_task):
             if process.returncode is None:
                 process.terminate()
                 await process.wait()
-    return 1 if failed and args.strict else 0
+    print("Summary:")
+    print("\n".join(results.summary()))
+    if args.json:
+        results.write(args.json)
+        print(f"(figures written to {args.json})")
+    return 1 if results.failed and args.strict else 0
 
 
 def parse() -> argparse.Namespace:
@@ -927,10 +1055,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--redis-url", default="", help="benchmark on Redis instead of memory://")
     parser.add_argument(
         "--scenarios",
-        default="health,auth,storm,logins,enumeration,relay,upstream,chat,fanout",
+        default=DEFAULT_SCENARIOS,
         type=lambda s: set(s.split(",")),
-        help="comma-separated",
+        help=f"comma-separated, from: {', '.join(SCENARIOS)} (default {DEFAULT_SCENARIOS})",
     )
+    parser.add_argument("--json", type=Path, help="also write every scenario's figures, target and verdict here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
         "--no-pin",

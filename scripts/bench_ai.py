@@ -26,6 +26,7 @@ from typing import Any
 
 import grpc
 import httpx
+from bench_report import Outcome, paired_rounds, verdict
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 
 TOKENS = 256
@@ -108,10 +109,12 @@ async def paired_streams(
 ) -> tuple[Streams, Streams, float, float]:
     """Alternating rounds; returns both merged runs, the median per-round tokens/s ratio and the median
     per-round first-token difference (ms)."""
-    bases, routes = [], []
-    for _ in range(rounds):
-        bases.append(await drive_streams(base[0], base[1], concurrency, seconds / rounds))
-        routes.append(await drive_streams(routed[0], routed[1], concurrency, seconds / rounds))
+    found = await paired_rounds(
+        rounds,
+        lambda: drive_streams(base[0], base[1], concurrency, seconds / rounds),
+        lambda: drive_streams(routed[0], routed[1], concurrency, seconds / rounds),
+    )
+    bases, routes = found.bases, found.runs
     ratios = [r.tokens_per_second / b.tokens_per_second for b, r in zip(bases, routes, strict=True)]
     gaps = [r.ttft_p50() - b.ttft_p50() for b, r in zip(bases, routes, strict=True)]
     print(
@@ -294,7 +297,7 @@ async def _paced(writer: asyncio.StreamWriter, head: bytes, events: list[bytes],
 
 def report(
     label: str, full: tuple[Streams, Streams, float, float], paced: tuple[Streams, Streams, float, float], target: float
-) -> bool:
+) -> Outcome:
     base, routed, ratio, full_gap = full
     paced_base, paced_routed, _, gap = paced
     for run in (base, routed, paced_base, paced_routed):
@@ -303,7 +306,11 @@ def report(
     ok = ratio >= target and gap <= 2.0 and errors == 0
     print(
         f"  -> {label}: tokens/s {ratio:.2f}x of the baseline at full speed (target >= {target:.1f}x); first token "
-        f"{gap:+.2f} ms p50 at {PACE} tokens/s (target <= +2 ms) {'PASS' if ok else 'FAIL'}; at full speed "
+        f"{gap:+.2f} ms p50 at {PACE} tokens/s (target <= +2 ms) {verdict(ok)}; at full speed "
         f"{full_gap:+.2f} ms (queueing behind a different stream rate)"
     )
-    return ok
+    return Outcome(
+        {"tokens_per_second_ratio": ratio, "first_token_gap_ms": gap, "errors": errors},
+        f"tokens/s >= {target:.1f}x, first token <= +2 ms",
+        ok,
+    )

@@ -20,6 +20,7 @@ from typing import Any
 
 import bench_ai
 import grpc
+from bench_report import Outcome, paired_rounds, verdict
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
@@ -79,7 +80,7 @@ async def chat_scenario(
     concurrency: int,
     seconds: float,
     rounds: int,
-) -> bool:
+) -> Outcome:
     chat: Any = chat_pb2_grpc.ChatServiceStub(mesh_channel)
     bare = ai_pb2_grpc.AIRouterServiceStub(echo_channel)
     request = ai_pb2.GenerateRequest(
@@ -91,13 +92,14 @@ async def chat_scenario(
     conversations = await _conversations(chat, concurrency, bearer)
     routed = chat_reader(chat, conversations, bearer)
     samples = max(30, int(seconds * 10))
-    gaps = []
-    for _ in range(rounds):
-        base = await latency("baseline: bare grpcio token stream", base_reader, samples // rounds)
-        mine = await latency(
+    first = await paired_rounds(
+        rounds,
+        lambda: latency("baseline: bare grpcio token stream", base_reader, samples // rounds),
+        lambda: latency(
             "chat: SendMessage (builtin/echo)", chat_reader(chat, conversations[:1], bearer), samples // rounds
-        )
-        gaps.append((statistics.median(mine) - statistics.median(base)) * 1000)
+        ),
+    )
+    gaps = first.ratios(lambda base, mine: (statistics.median(mine) - statistics.median(base)) * 1000)
     gap = statistics.median(gaps)
     full = await bench_ai.paired_streams(
         ("baseline: bare grpcio token stream", base_reader), ("chat: SendMessage (builtin/echo)", routed),
@@ -110,12 +112,16 @@ async def chat_scenario(
     print(
         f"  -> chat: first token {gap:+.2f} ms p50 vs the bare stream (target <= +5 ms; per round "
         f"{', '.join(f'{g:+.2f}' for g in gaps)}); tokens/s {ratio:.2f}x at concurrency {concurrency} "
-        f"(target >= 0.5x) {'PASS' if ok else 'FAIL'}"
+        f"(target >= 0.5x) {verdict(ok)}"
     )
-    return ok
+    return Outcome(
+        {"first_token_gap_ms": gap, "tokens_per_second_ratio": ratio, "errors": chat_run.errors},
+        "first token <= +5 ms p50, tokens/s >= 0.5x",
+        ok,
+    )
 
 
-async def fanout_scenario(mesh_channel: grpc.aio.Channel, mesh_address: str, bearer: Any) -> bool:
+async def fanout_scenario(mesh_channel: grpc.aio.Channel, mesh_address: str, bearer: Any) -> Outcome:
     chat: Any = chat_pb2_grpc.ChatServiceStub(mesh_channel)
     # The server allows 100 calls at once per connection (as a browser's HTTP/2 connection would): the
     # subscribers come over several connections, like the many clients they stand for.
@@ -134,7 +140,7 @@ async def _fanout(
     subscribers: list[Any],
     mesh_channel: grpc.aio.Channel,
     bearer: Any,
-) -> bool:
+) -> Outcome:
     auth: Any = auth_pb2_grpc.AuthServiceStub(mesh_channel)
     created = await chat.CreateConversation(
         chat_pb2.CreateConversationRequest(title="fan-out", model="openai/bench-fanout"), metadata=bearer
@@ -183,7 +189,7 @@ async def _fanout(
         print(f"  fan-out: only {ready._value} subscribers started; {len(failures)} failed: {failures[:1]} FAIL")
         for task in tasks:
             task.cancel()
-        return False
+        return Outcome({"subscribers_started": float(ready._value)}, "every subscriber starts", False)
     sent_at: dict[int, float] = {}
     answer = []
     request = chat_pb2.SendMessageRequest(conversation_id=conversation_id, text="go")
@@ -204,6 +210,10 @@ async def _fanout(
     print(
         f"  fan-out: {SUBSCRIBERS} subscribers, {bench_ai.FANOUT_TOKENS}-token answer in {len(answer)} deltas; "
         f"{complete}/{SUBSCRIBERS} got the whole text, {in_order}/{SUBSCRIBERS} every delta in order; delay after "
-        f"the sender's stream p50 {p50:.2f} ms, p99 {p99:.2f} ms {'PASS' if ok else 'FAIL'}"
+        f"the sender's stream p50 {p50:.2f} ms, p99 {p99:.2f} ms {verdict(ok)}"
     )
-    return ok
+    return Outcome(
+        {"complete": complete, "in_order": in_order, "delay_p50_ms": p50, "delay_p99_ms": p99},
+        f"all {SUBSCRIBERS} subscribers get every delta in order",
+        ok,
+    )
