@@ -271,10 +271,11 @@ class AIService:
         reservation: Reservation,
     ) -> AsyncGenerator[Piece, None]:
         deployment = started.deployment
-        # The slot is held no longer than the ceiling, however slowly the model (or a paced echo) writes.
-        hold_until = asyncio.get_running_loop().time() + self.limits.max_generation_seconds
         generation = Generation(caller.subject, command.model, deployment)
         relay = Relay(started.rest)
+        # The slot is held no longer than the ceiling, however slowly the model (or a paced echo) writes: one
+        # timer per generation, not one per message.
+        ceiling = asyncio.get_running_loop().call_later(self.limits.max_generation_seconds, relay.expire)
         answer: list[str] | None = [] if key else None
         first_deltas = 0
         first_at: float | None = None
@@ -287,10 +288,8 @@ class AIService:
                     answer.append(started.first.text)
                 yield Piece(started.first.text, deployment)
             while finished is None:
-                try:
-                    async with asyncio.timeout_at(hold_until):
-                        text = await relay.next()
-                except TimeoutError:
+                text = await relay.next()
+                if text is None and relay.expired and not relay.done:
                     finished = Finished(TIME_LIMIT)
                     break
                 if text is None:
@@ -323,6 +322,7 @@ class AIService:
             yield Piece("", deployment, ERROR, generation.prompt_tokens, generation.completion_tokens)
             raise
         finally:
+            ceiling.cancel()
             await relay.stop()
             await started.close(failed=generation.finish_reason == ERROR)
             if generation.finish_reason == CANCELLED:
