@@ -13,8 +13,7 @@ from urllib.parse import urlparse
 
 from pynode.app import migrate, modules
 from pynode.app.settings import Settings
-from pynode.auth import module as auth_module
-from pynode.auth.verification import TokenAuthenticator, service_token_fetch
+from pynode.core import identity
 from pynode.core.adapters.memory_events import MemoryEventFeed
 from pynode.core.adapters.memory_kv import MemoryKeyValueStore
 from pynode.core.adapters.memory_streams import MemoryEventStreams
@@ -59,7 +58,7 @@ class Platform:
 
     settings: Settings
     infra: Infrastructure
-    authenticator: TokenAuthenticator
+    authenticator: identity.TokenAuthenticator
     parts: dict[str, ServiceParts]
     closers: list[Closer] = field(default_factory=list)
 
@@ -69,10 +68,7 @@ class Platform:
 
     @property
     def gauges(self) -> list[Gauge]:
-        found = [g for p in self.parts.values() for g in p.gauges]
-        if "auth" not in self.parts:
-            found.append(auth_module.session_memory_gauge(self.authenticator))
-        return found
+        return [*(g for p in self.parts.values() for g in p.gauges), identity.session_memory_gauge(self.authenticator)]
 
     def component(self, name: str) -> object:
         """A service module's own wired object (its tools and the tests use it)."""
@@ -144,12 +140,12 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
     settings.check_production_safety()
     chosen = modules.chosen(settings.server.chosen())
     names = {m.name for m in chosen}
+    issuer = modules.token_issuer().name
     closers: list[Closer] = []
     try:
-        peers = Peers(settings.mesh, names)
+        peers = Peers(settings.mesh, names, settings.addresses())
         closers.append(peers.close)
-        if "auth" not in names:
-            peers.require("auth")  # fail now, naming the setting, not at the first call
+        peers.require(issuer)  # fail now, naming the setting, not at the first call
         kv = build_kv(settings.stores)
         closers.append(kv.close)
         await _reachable("Redis server", "DEVPYNODE_REDIS_URL", kv.ping)
@@ -168,11 +164,10 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
             parts[module.name] = built
             closers.extend(built.closers)
         authenticator = next(
-            (p.authenticator for p in parts.values() if isinstance(p.authenticator, TokenAuthenticator)), None
-        ) or auth_module.remote_authenticator(infra)
-        peers.service_tokens = ServiceTokens(
-            service_token_fetch("+".join(sorted(names)), settings.mesh.service_secret.get_secret_value())
-        )
+            (p.authenticator for p in parts.values() if isinstance(p.authenticator, identity.TokenAuthenticator)), None
+        ) or identity.remote_authenticator(peers, issuer, kv, feed, settings.mesh)
+        fetch = identity.service_token_fetch("+".join(sorted(names)), settings.mesh.service_secret.get_secret_value())
+        peers.service_tokens = ServiceTokens(fetch, issuer)
     except BaseException:
         await release(closers)
         raise

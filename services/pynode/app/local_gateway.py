@@ -78,8 +78,8 @@ class LocalGateway:
         for module in modules.MODULES:
             if module.name in self._local:
                 upstreams[module.name] = Upstream("127.0.0.1", self._grpc_port)
-            elif self._settings.mesh.address_of(module.name):
-                host, _, port = self._settings.mesh.address_of(module.name).rpartition(":")
+            elif self._settings.peers.address_of(module.name):
+                host, _, port = self._settings.peers.address_of(module.name).rpartition(":")
                 upstreams[module.name] = Upstream(host.strip("[]"), int(port))
         mesh = self._settings.mesh
         # With DEVPYNODE_TLS_CERT_FILE the browsers' port speaks TLS too (HTTP/2: no six-connection limit), with

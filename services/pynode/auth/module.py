@@ -7,7 +7,7 @@ from pathlib import Path
 
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 
-from pynode.auth import audit, verification
+from pynode.auth import audit
 from pynode.auth.adapters.cached_users import CachedUsers
 from pynode.auth.adapters.sql_audit import SqlAuditStore
 from pynode.auth.adapters.sql_users import SqlUserRepository
@@ -19,8 +19,9 @@ from pynode.auth.sessions import SessionStore
 from pynode.auth.settings import AuthSettings
 from pynode.auth.throttle import LoginLockout, RateLimiter
 from pynode.auth.tokens import LocalKeySource, TokenIssuer
-from pynode.core import tasks
-from pynode.core.module import Gauge, Infrastructure, Registration, ServiceParts
+from pynode.core import identity, tasks
+from pynode.core.module import Infrastructure, Registration, ServiceParts
+from pynode.core.settings import SettingsError
 
 _AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 _ADMIN = auth_pb2.DESCRIPTOR.services_by_name["UserAdminService"]
@@ -33,24 +34,14 @@ class AuthComponents:
     service: AuthService
     keyring: SigningKeyring
     hasher: PasswordHasher
-    authenticator: verification.TokenAuthenticator
+    authenticator: identity.TokenAuthenticator
     audit: audit.AuditTrail
-
-
-def session_memory_gauge(authenticator: verification.TokenAuthenticator) -> Gauge:
-    """Whether this process answers session checks from memory (the change feed is live)."""
-    sessions = authenticator.sessions
-    return Gauge(
-        "devpynode_session_memory_live",
-        "1 while session checks are answered from memory (the change feed is live); 0 while each reads the store.",
-        lambda: float(sessions.remembering),
-    )
 
 
 async def build_components(settings: AuthSettings, infra: Infrastructure) -> AuthComponents:
     """Auth's parts, hashing warmed up; the caller closes `hasher`."""
     keyring = load_keyring(settings, dev_mode=infra.dev_mode, data_dir=infra.data_dir)
-    authenticator = verification.authenticator(
+    authenticator = identity.authenticator(
         LocalKeySource(keyring), infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience
     )
     hasher = PasswordHasher(settings.bcrypt_cost, settings.bcrypt_workers, settings.bcrypt_nice, settings.bcrypt_queue)
@@ -83,14 +74,6 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
     return AuthComponents(service, keyring, hasher, authenticator, trail)
 
 
-def remote_authenticator(infra: Infrastructure) -> verification.TokenAuthenticator:
-    """Token verification in a process that does not run auth: keys from auth's GetJwks over the peer
-    channel, sessions from the shared key-value store and its change feed."""
-    infra.peers.require("auth")
-    keys = verification.JwksKeySource(verification.jwks_over_grpc(lambda: infra.peers.channel("auth")))
-    return verification.authenticator(keys, infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience)
-
-
 class AuthModule:
     """devpynode.auth.v1: AuthService and UserAdminService."""
 
@@ -98,6 +81,12 @@ class AuthModule:
     settings_class = AuthSettings
     service_names = (_AUTH.full_name, _ADMIN.full_name)
     migrations: Path | None = Path(__file__).resolve().parent / "migrations"
+
+    def check_production_safety(self, settings: AuthSettings) -> None:
+        if not settings.auth_private_keys.get_secret_value():
+            raise SettingsError(
+                "DEVPYNODE_AUTH_PRIVATE_KEYS: required when dev mode is off (generated keys are for development)"
+            )
 
     def load_tables(self) -> None:
         from pynode.auth.adapters import sql_audit, sql_users  # noqa: F401 - registers the tables
@@ -122,7 +111,6 @@ class AuthModule:
                 ),
             ],
             closers=[stop_sweeper, close_hasher],
-            gauges=[session_memory_gauge(parts.authenticator)],
             collectors=[parts.audit.counter],
             authenticator=parts.authenticator,
             component=parts,

@@ -7,11 +7,13 @@ each service its own section only. Nothing here is created at import time.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SERVICE_SECRET = "dev-service-secret-not-for-production"  # noqa: S105 - refused outside dev mode
@@ -169,12 +171,8 @@ class StoreSettings(Section):
 
 
 class MeshSettings(Section):
-    """How the services of a split mesh find and trust each other."""
+    """How the services of a split mesh trust each other (where they answer is `PeerAddresses`)."""
 
-    auth_address: str = Field("", description="host:port of auth when this process does not run it.")
-    ai_address: str = Field("", description="host:port of the AI router when this process does not run it.")
-    files_address: str = Field("", description="host:port of files when this process does not run it.")
-    chat_address: str = Field("", description="host:port of chat when this process does not run it.")
     service_secret: SecretStr = Field(
         SecretStr(DEV_SERVICE_SECRET),
         description=f"Shared secret services trade for service tokens (IssueServiceToken); at least "
@@ -193,11 +191,36 @@ class MeshSettings(Section):
     auth_issuer: str = Field("devpynode", description="`iss` of access tokens.")
     auth_audience: str = Field("devpynode", description="`aud` of access tokens.")
 
-    @field_validator("auth_address", "ai_address", "files_address", "chat_address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        return check_address(value)
+
+def address_field(service: str) -> str:
+    """The settings field of a peer's address: `<service>_address`, read from `DEVPYNODE_<SERVICE>_ADDRESS`."""
+    return f"{service}_address"
+
+
+class PeerAddresses(Section):
+    """Where the services this process does not run answer: one `<service>_address` field per module.
+
+    The fields are made from the module list (`peer_addresses`), so every service has the same setting
+    shape and a new one needs no edit here."""
 
     def address_of(self, service: str) -> str:
         """The configured address of a peer service ("" when unset)."""
-        return str(getattr(self, f"{service}_address", ""))
+        return str(getattr(self, address_field(service), ""))
+
+
+@functools.cache
+def peer_addresses(services: tuple[str, ...]) -> type[PeerAddresses]:
+    """The PeerAddresses section for these services, each field checked as host:port."""
+    fields: dict[str, Any] = {
+        address_field(name): (
+            str,
+            Field("", description=f"host:port of the {name} service when this process does not run it."),
+        )
+        for name in services
+    }
+    validators = {"_address": field_validator(*fields)(_checked_address)} if fields else {}
+    return create_model("PeerAddresses", __base__=PeerAddresses, __validators__=validators, **fields)
+
+
+def _checked_address(cls: type[PeerAddresses], value: str) -> str:
+    return check_address(value)

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
 from pynode.core import tasks
-from pynode.core.module import Closer, Infrastructure, Registration, ServiceParts
+from pynode.core.module import BackupLocation, BackupSource, Closer, Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
 from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
 from pynode.files.adapters.s3_store import S3BlobStore, S3Objects, S3Staging
@@ -79,6 +79,18 @@ class FilesModule:
     settings_class = FilesSettings
     service_names = (_SERVICE.full_name,)
     migrations: Path | None = Path(__file__).resolve().parent / "migrations"
+
+    backup_folder = "objects"
+
+    def backup_source(self, settings: FilesSettings, data_dir: Path) -> BackupSource:
+        from pynode.files.backup import StoredObjects
+
+        return StoredObjects(settings, data_dir)
+
+    def backup_location(self, settings: FilesSettings, url: str) -> BackupLocation | None:
+        from pynode.files.backup import BucketLocation
+
+        return BucketLocation(url, settings) if url.startswith("s3://") else None
 
     def load_tables(self) -> None:
         from pynode.files.adapters import sql_files  # noqa: F401 - registers the tables
