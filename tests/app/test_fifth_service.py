@@ -50,6 +50,16 @@ def test_its_settings_follow_the_one_shape() -> None:
 
 
 @pytest.mark.usefixtures("fifth_listed")
+def test_its_production_check_runs_where_it_is_served() -> None:
+    production = {"dev_mode": False, "service_secret": "s" * 40}
+    with pytest.raises(SettingsError, match=r"^DEVPYNODE_FIFTH_SECRET: required when dev mode is off$"):
+        load(only="fifth", **production).check_production_safety()
+    load(only="fifth", fifth_secret="set", **production).check_production_safety()
+    with pytest.raises(SettingsError, match=r"^DEVPYNODE_AUTH_PRIVATE_KEYS"):  # auth's own hook, fifth's is met
+        load(only="auth,fifth", fifth_secret="set", **production).check_production_safety()
+
+
+@pytest.mark.usefixtures("fifth_listed")
 async def test_it_is_migrated_served_and_reachable_as_a_peer(own_backend: Backend, tmp_path: Path) -> None:
     backend = own_backend
     if backend.database_url:

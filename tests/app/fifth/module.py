@@ -16,6 +16,7 @@ from pynode.core.errors import InvalidArgument
 from pynode.core.module import Infrastructure, Registration, ServiceParts
 from pynode.core.peers import PeerClient
 from pynode.core.principal import current_principal
+from pynode.core.settings import SettingsError
 from tests.app.fifth import contract
 from tests.app.fifth.settings import FifthSettings
 
@@ -90,6 +91,11 @@ class FifthModule:
     settings_class = FifthSettings
     service_names = (contract.SERVICE_NAME,)
     migrations: Path | None = Path(__file__).resolve().parent / "migrations"
+
+    def check_production_safety(self, settings: FifthSettings) -> None:
+        """The optional `ChecksProductionSafety` hook."""
+        if not settings.fifth_secret.get_secret_value():
+            raise SettingsError("DEVPYNODE_FIFTH_SECRET: required when dev mode is off")
 
     def load_tables(self) -> None:
         """Nothing to register: its table is on its own MetaData (see the module docstring)."""

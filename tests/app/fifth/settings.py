@@ -1,8 +1,8 @@
-"""The fifth service's settings section: one field, `DEVPYNODE_FIFTH_NOTE_LIMIT`."""
+"""The fifth service's settings section: `DEVPYNODE_FIFTH_NOTE_LIMIT` and `DEVPYNODE_FIFTH_SECRET`."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from pynode.core.settings import Section
 
@@ -11,3 +11,4 @@ class FifthSettings(Section):
     """Each field is `DEVPYNODE_<NAME>`."""
 
     fifth_note_limit: int = Field(200, ge=1, le=200, description="Longest note kept, in characters.")
+    fifth_secret: SecretStr = Field(SecretStr(""), description="Required outside dev mode (its safety hook).")
