@@ -12,6 +12,7 @@ from pynode.chat.adapters.grpc_accounts import GrpcAccounts
 from pynode.chat.adapters.grpc_attachments import GrpcAttachments
 from pynode.chat.adapters.grpc_completions import GrpcCompletions
 from pynode.chat.adapters.sql_chat import SqlConversations
+from pynode.chat.adapters.sql_invitations import SqlInvitations
 from pynode.chat.generations import GenerationRunner
 from pynode.chat.metrics import ChatMetrics
 from pynode.chat.service import ChatLimits, ChatService
@@ -39,7 +40,7 @@ class ChatModule:
     migrations: Path | None = Path(__file__).resolve().parent / "migrations"
 
     def load_tables(self) -> None:
-        from pynode.chat.adapters import sql_chat  # noqa: F401 - registers the tables
+        from pynode.chat.adapters import sql_chat, sql_invitations  # noqa: F401 - registers the tables
 
     async def build(self, settings: ChatSettings, infra: Infrastructure) -> ServiceParts:
         for peer in ("auth", "ai", "files"):
@@ -67,7 +68,9 @@ class ChatModule:
                 settings.chat_typing_seconds,
                 settings.chat_streams_per_user,
                 settings.chat_conversations_per_minute,
+                reactions_per_minute=settings.chat_reactions_per_minute,
             ),
+            SqlInvitations(infra.db),
         )
         metrics = ChatMetrics(lambda: (len(runner.jobs), service.subscribers))
         runner.ended = lambda state: metrics.answers.labels(state).inc()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from pynode.chat.domain import Attachment, ChatMessage, Conversation
+from pynode.chat.domain import Attachment, ChatMessage, Conversation, Invitation
 
 
 @dataclass(frozen=True)
@@ -132,3 +132,22 @@ class ConversationRepository(Protocol):
         """Add or remove one reaction; False when nothing changed."""
 
     async def reactions(self, message_id: uuid.UUID) -> dict[str, set[str]]: ...
+
+
+class InvitationRepository(Protocol):
+    """Pending invitations: who may join which conversation, once they accept."""
+
+    async def invite(self, conversation_id: uuid.UUID, user_id: str, display_name: str, inviter_id: str) -> None:
+        """Record an invitation (its invitee's display name is the one they join with); nothing when they are
+        already a member or already invited."""
+
+    async def invitations_of(
+        self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[Invitation]:
+        """The user's pending invitations, newest first."""
+
+    async def accept(self, conversation_id: uuid.UUID, user_id: str, limit: int) -> bool:
+        """Turn the invitation into a membership; False when there is none. QuotaExceeded past `limit` members."""
+
+    async def decline(self, conversation_id: uuid.UUID, user_id: str) -> bool:
+        """Drop the invitation; False when there is none."""

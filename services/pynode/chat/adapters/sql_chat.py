@@ -30,9 +30,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pynode.chat.domain import ERROR, FAILED, STREAMING, Attachment, ChatMessage, Conversation
+from pynode.chat.domain import ERROR, FAILED, STREAMING, Attachment, ChatMessage, Conversation, too_many_members
 from pynode.core.db import Base, Database, UTCDateTime, utcnow
-from pynode.core.errors import QuotaExceeded, QuotaViolation, unavailable_on
+from pynode.core.errors import unavailable_on
 
 _unavailable_on_outage = unavailable_on(OperationalError, what="the database")
 
@@ -109,6 +109,28 @@ class ReactionRow(Base):
     user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     emoji: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+async def join(session: Any, conversation_id: uuid.UUID, user_id: str, display_name: str, limit: int) -> bool:
+    """Add a member in the caller's transaction: False when the conversation is gone or they are one already;
+    QuotaExceeded past `limit` members. (AddMember directly, or an invitation accepted.)"""
+    # Lock the conversation so two joins cannot both pass the member limit.
+    found = await session.execute(
+        select(ConversationRow.id).where(ConversationRow.id == conversation_id).with_for_update()
+    )
+    if found.scalar() is None:
+        return False
+    if await session.get(MemberRow, (conversation_id, user_id)) is not None:
+        return False
+    count = await session.scalar(
+        select(func.count()).select_from(MemberRow).where(MemberRow.conversation_id == conversation_id)
+    )
+    if (count or 0) >= limit:
+        raise too_many_members(limit)
+    session.add(
+        MemberRow(conversation_id=conversation_id, user_id=user_id, joined_at=utcnow(), display_name=display_name)
+    )
+    return True
 
 
 def _attachments(raw: str) -> list[Attachment]:
@@ -290,30 +312,7 @@ class SqlConversations:
     @_unavailable_on_outage
     async def add_member(self, conversation_id: uuid.UUID, user_id: str, display_name: str, limit: int) -> bool:
         async with self._db.session() as session, session.begin():
-            # Lock the conversation so two invitations cannot both pass the member limit.
-            found = await session.execute(
-                select(ConversationRow.id).where(ConversationRow.id == conversation_id).with_for_update()
-            )
-            if found.scalar() is None:
-                return False
-            if await session.get(MemberRow, (conversation_id, user_id)) is not None:
-                return False
-            count = await session.scalar(
-                select(func.count()).select_from(MemberRow).where(MemberRow.conversation_id == conversation_id)
-            )
-            if (count or 0) >= limit:
-                raise QuotaExceeded(
-                    f"a conversation has at most {limit} members",
-                    retry_after=0.0,
-                    violations=[QuotaViolation("chat:members_per_conversation", "members of one conversation")],
-                    reason="TOO_MANY_MEMBERS",
-                )
-            session.add(
-                MemberRow(
-                    conversation_id=conversation_id, user_id=user_id, joined_at=utcnow(), display_name=display_name
-                )
-            )
-            return True
+            return await join(session, conversation_id, user_id, display_name, limit)
 
     @_unavailable_on_outage
     async def remove_member(self, conversation_id: uuid.UUID, user_id: str) -> bool:
