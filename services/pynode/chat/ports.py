@@ -111,6 +111,13 @@ class ConversationRepository(Protocol):
     ) -> list[ChatMessage]:
         """Newest first, without reactions: what a prompt is made of."""
 
+    async def history_within(
+        self, conversation_id: uuid.UUID, before: tuple[datetime, uuid.UUID], chars: int, limit: int
+    ) -> list[ChatMessage]:
+        """Newest first, like `history`, of the finished messages with text only, and only as far back as
+        their texts reach `chars` (the one that crosses it included): what a prompt with that budget can hold,
+        in one read."""
+
     async def streaming(self, conversation_id: uuid.UUID) -> list[ChatMessage]:
         """AI replies still being written."""
 

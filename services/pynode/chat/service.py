@@ -670,27 +670,31 @@ class ChatService:
             return True
 
         reply, asked = job.reply, job.asked
-        if await take(asked):
-            before = (asked.created_at, asked.id)
-            read = 0
-            # Pages, newest first, only as far back as the budget reaches; the first was read ahead.
-            while read < self.limits.history_messages:
-                size = min(PROMPT_PAGE, self.limits.history_messages - read)
-                if read == 0 and job.recent is not None:
-                    page = job.recent[:size]
-                else:
-                    page = await self.repo.history(reply.conversation_id, before, size)
-                read += len(page)
-                fits = True
-                for message in page:
-                    if message.id in (reply.id, asked.id) or message.state == STREAMING or not message.text:
-                        continue
-                    if not await take(message):
-                        fits = False
-                        break
-                if not fits or len(page) < size:
+        if not await take(asked):
+            return list(reversed(chosen))
+        before = (asked.created_at, asked.id)
+        page = job.recent[: self.limits.history_messages] if job.recent is not None else None
+        read = 0
+        if page is not None:  # the newest, read ahead (recent.py): no read at all when they fill the budget
+            read = len(page)
+            for message in page:
+                if message.id in (reply.id, asked.id) or message.state == STREAMING or not message.text:
+                    continue
+                if not await take(message):
+                    return list(reversed(chosen))
+            if len(page) < PROMPT_PAGE:
+                return list(reversed(chosen))  # the whole conversation was in it
+            before = (page[-1].created_at, page[-1].id)
+        if read < self.limits.history_messages:
+            # The rest in one read, of no more than the budget left can hold (the database sums the texts):
+            # a long conversation costs one round trip, not one per page back to the budget.
+            for message in await self.repo.history_within(
+                reply.conversation_id, before, budget, self.limits.history_messages - read
+            ):
+                if message.id in (reply.id, asked.id):
+                    continue
+                if not await take(message):
                     break
-                before = (page[-1].created_at, page[-1].id)
         return list(reversed(chosen))
 
     async def _with_attachments(self, message: ChatMessage) -> str:

@@ -408,6 +408,33 @@ class SqlConversations:
         return [_message(row) for row in rows]  # type: ignore[arg-type]
 
     @_unavailable_on_outage
+    async def history_within(
+        self, conversation_id: uuid.UUID, before: tuple[datetime, uuid.UUID], chars: int, limit: int
+    ) -> list[ChatMessage]:
+        table = MessageRow.__table__
+        newest_first = (table.c.created_at.desc(), table.c.id.desc())
+        size = func.length(table.c.text)
+        # Ids and running sizes only (newest first, at most `limit`); the whole rows are read for those the
+        # budget reaches: a row is needed while the texts newer than it leave room.
+        reach = (
+            select(table.c.id, (func.sum(size).over(order_by=newest_first) - size).label("before_it"))
+            .where(
+                table.c.conversation_id == conversation_id,
+                tuple_(table.c.created_at, table.c.id) < before,
+                table.c.state != STREAMING,
+                table.c.text != "",
+            )
+            .order_by(*newest_first)
+            .limit(limit)
+            .subquery()
+        )
+        query = (
+            select(table).join(reach, reach.c.id == table.c.id).where(reach.c.before_it < chars).order_by(*newest_first)
+        )
+        rows = await self._db.transaction(lambda connection: connection.execute(query).all())
+        return [_message(row) for row in rows]  # type: ignore[arg-type]
+
+    @_unavailable_on_outage
     async def streaming(self, conversation_id: uuid.UUID) -> list[ChatMessage]:
         query = (
             select(MessageRow)
