@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,6 +38,10 @@ from pynode.files.metrics import FilesMetrics
 from pynode.files.names import display_name
 from pynode.files.ports import BlobStore, BlobWriter, FileRepository
 from pynode.files.scanner import ClamdScanner, Scan
+
+RESERVE_STEP = 8 * 1024 * 1024  # a stream reserves quota in steps: one database write per 8 MiB, not per chunk
+STREAM_LEASE = timedelta(hours=1)  # a stream's reservation lapses this long after its last step (a crash's)
+log = logging.getLogger("pynode.files")
 
 PIPELINE_DEPTH = 4  # chunks received ahead of the one being written (at most this many MiB per upload)
 _HASH_IN_THREAD = 64 * 1024  # hashing a larger chunk on the loop would stall every other call
@@ -112,22 +117,26 @@ class FilesService:
         self.limits = limits
         self.scanner = scanner
         self.metrics = metrics or FilesMetrics()
-        self._in_flight: dict[str, int] = {}  # bytes of unfinished uploads per user, held against the quota
         self._lanes = Lanes()
 
     def close(self) -> None:
         """Stop the upload lanes' threads (after the server stopped taking calls)."""
         self._lanes.close()
 
-    def _hold(self, owner: str, amount: int) -> None:
-        self._in_flight[owner] = self._in_flight.get(owner, 0) + amount
+    async def reserve(self, reservation_id: uuid.UUID, owner: str, amount: int, expires_at: datetime) -> None:
+        """Hold `amount` more bytes of the owner's quota for an unfinished upload, or refuse (QUOTA_EXCEEDED)."""
+        if amount and not await self.files.reserve(reservation_id, owner, amount, self.limits.quota_bytes, expires_at):
+            raise over_quota(self.limits.quota_bytes)
 
-    def _release(self, owner: str, amount: int) -> None:
-        left = self._in_flight.get(owner, 0) - amount
-        if left > 0:
-            self._in_flight[owner] = left
-        else:
-            self._in_flight.pop(owner, None)
+    async def _reserve_for(self, reservation_id: uuid.UUID, owner: str, needed: int) -> int:
+        """Reserve at least `needed` bytes: a whole step when the quota has room for it, else exactly them;
+        how many were reserved."""
+        expires = utcnow() + STREAM_LEASE
+        step = max(needed, RESERVE_STEP)
+        if step > needed and await self.files.reserve(reservation_id, owner, step, self.limits.quota_bytes, expires):
+            return step
+        await self.reserve(reservation_id, owner, needed, expires)
+        return needed
 
     async def upload(self, caller: Principal, metadata: UploadMetadata, chunks: AsyncIterator[bytes]) -> StoredFile:
         """Store a streamed upload, or nothing."""
@@ -145,11 +154,40 @@ class FilesService:
         check_sha256(metadata.sha256)
         if metadata.size_bytes > limits.max_bytes:
             raise too_big(limits.max_bytes)
-        used = await self.files.used_bytes(owner)
-        if used + self._in_flight.get(owner, 0) + metadata.size_bytes > limits.quota_bytes:
-            raise over_quota(limits.quota_bytes)
-        scan = await self.scanner.start() if self.scanner is not None else None
         file_id = uuid.uuid4()  # known from the start: S3 writes the object's multipart upload under its key
+        # The quota: the file's id names its reservation, which holds the declared size from the start (refused
+        # before any byte), then grows in steps ahead of the bytes; publishing turns it into the stored size.
+        reserved = metadata.size_bytes
+        await self.reserve(file_id, owner, reserved, utcnow() + STREAM_LEASE)
+        try:
+            return await self._receive(caller, metadata, chunks, file_id, reserved)
+        except BaseException:
+            await asyncio.shield(self.release(file_id))
+            raise
+
+    async def release(self, reservation_id: uuid.UUID) -> None:
+        """Give an unfinished upload's reservation back; should the database fail now, its lease lapses and the
+        sweep gives it back (the error that ended the upload is the one to report)."""
+        try:
+            await self.files.release(reservation_id)
+        except Exception as exc:  # a backstop exists; the original error matters more
+            log.warning("could not release an upload's reservation now (%s); it lapses", type(exc).__name__)
+
+    async def sweep_reservations(self) -> int:
+        """Give back reservations whose lease lapsed (a process that died mid-upload); how many."""
+        return await self.files.release_expired(utcnow())
+
+    async def _receive(
+        self,
+        caller: Principal,
+        metadata: UploadMetadata,
+        chunks: AsyncIterator[bytes],
+        file_id: uuid.UUID,
+        reserved: int,
+    ) -> StoredFile:
+        owner = caller.subject
+        limits = self.limits
+        scan = await self.scanner.start() if self.scanner is not None else None
         writer = self.store.begin(object_key(owner, file_id))
         behind: deque[asyncio.Future[None]] = deque()
         # Local files are hashed and written in order on one lane (lanes.py), up to PIPELINE_DEPTH chunks behind
@@ -163,11 +201,10 @@ class FilesService:
         try:
             async for chunk in chunks:
                 size += len(chunk)
-                self._hold(owner, len(chunk))
                 if size > limits.max_bytes:
                     raise too_big(limits.max_bytes)
-                if used + self._in_flight.get(owner, 0) > limits.quota_bytes:
-                    raise over_quota(limits.quota_bytes)
+                if size > reserved:
+                    reserved += await self._reserve_for(file_id, owner, size - reserved)
                 if detected is None:
                     head += chunk[: detect.SNIFF_BYTES - len(head)]
                     if len(head) >= detect.SNIFF_BYTES:
@@ -217,16 +254,16 @@ class FilesService:
                 scan.close()
             await asyncio.shield(writer.abort())
             raise
-        finally:
-            self._release(owner, size)
-        return await self.publish(file)
+        return await self.publish(file, file_id)
 
-    async def publish(self, file: StoredFile) -> StoredFile:
-        """Make a file whose bytes are stored visible: its thumbnail, then its row. Should either fail (a
-        decompression bomb, the database), the objects go and nothing is visible."""
+    async def publish(self, file: StoredFile, reservation_id: uuid.UUID) -> StoredFile:
+        """Make a file whose bytes are stored visible: its thumbnail, then its row, in the transaction that
+        turns its reservation into stored bytes (the quota is checked there again). Should any of it fail (a
+        decompression bomb, the quota, the database), the objects go and nothing is visible."""
         try:
             file = await self._with_thumbnail(file)
-            await self.files.add(file)
+            if not await self.files.add(file, reservation_id, self.limits.quota_bytes):
+                raise over_quota(self.limits.quota_bytes)
         except BaseException:
             await asyncio.shield(self._delete_objects(file))  # no object without its row
             raise
