@@ -32,7 +32,7 @@ from pynode.core.errors import (
 from pynode.core.paging import decode_token, encode_token, invalid_page_token, keyset, keyset_token, page_size
 from pynode.core.principal import Principal
 from pynode.files import detect, thumbnails
-from pynode.files.domain import StoredFile, object_key
+from pynode.files.domain import StoredFile, object_key, past_the_end
 from pynode.files.lanes import Lane, Lanes
 from pynode.files.metrics import FilesMetrics
 from pynode.files.names import display_name
@@ -99,6 +99,11 @@ def over_quota(quota: int) -> QuotaExceeded:
         reason="QUOTA_EXCEEDED",
         violations=[QuotaViolation("files:quota", f"at most {quota} bytes stored per user")],
     )
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing
 
 
 class FilesService:
@@ -335,10 +340,9 @@ class FilesService:
                 raise NotFound(f"file {file_id} has no thumbnail", reason="THUMBNAIL_NOT_FOUND")
             return file, self.store.read(file.thumbnail_key, offset, length or None)
         if offset > file.size:
-            raise InvalidArgument(
-                f"offset {offset} is past the end of the file ({file.size} bytes)",
-                [FieldViolation("offset", f"must be at most {file.size}", "OUT_OF_RANGE")],
-            )
+            raise past_the_end(offset, file.size)
+        if offset == file.size:  # nothing to read: S3 would answer a range past the end with an error
+            return file, _nothing()
         return file, self.store.read(file.key, offset, length or None)
 
     async def list(

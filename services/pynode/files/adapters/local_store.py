@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
+from pynode.files.domain import past_the_end
+
 CHUNK = 1024 * 1024
 STALE_PARTIAL_SECONDS = 3600.0
 SYNC_EVERY = 64 * 1024 * 1024  # flushed to disk as it goes, so the final fsync is short
@@ -119,6 +121,9 @@ class LocalBlobStore:
         handle = await asyncio.to_thread((self.root / key).open, "rb")
         fd = handle.fileno()
         size = os.fstat(fd).st_size  # objects never change once written (a new upload is a new file)
+        if offset > size:
+            handle.close()
+            raise past_the_end(offset, size)
         end = size if length is None else min(size, offset + length)
         view = memoryview(bytearray(CHUNK))
         reading: asyncio.Future[bytes] | None = None

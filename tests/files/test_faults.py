@@ -1,0 +1,73 @@
+"""Files under faults: ranges at and past the end, staged parts after completion, crashes' leftovers, unread
+downloads."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from typing import Any
+
+import grpc
+from devpynode.files.v1 import files_pb2, files_pb2_grpc
+from PIL import Image
+
+from pynode.app.server import MeshServer
+from tests.client import MeshClient, fails
+from tests.storage import staged
+
+MIB = 1024 * 1024
+
+
+def _stub(client: MeshClient) -> files_pb2_grpc.FileServiceStub:
+    return files_pb2_grpc.FileServiceStub(client.channel)
+
+
+def _requests(name: str, data: bytes, declared: str) -> Any:
+    yield files_pb2.UploadFileRequest(metadata=files_pb2.FileMetadata(filename=name, content_type=declared))
+    for i in range(0, len(data), MIB):
+        yield files_pb2.UploadFileRequest(chunk=data[i : i + MIB])
+
+
+async def _read(client: MeshClient, file_id: str, **options: Any) -> bytes:
+    call = _stub(client).DownloadFile(files_pb2.DownloadFileRequest(file_id=file_id, **options), metadata=client.md())
+    pieces = [p async for p in call]
+    return b"".join(p.chunk for p in pieces[1:])
+
+
+async def test_offsets_at_the_end_read_nothing_and_past_it_are_invalid(client: MeshClient) -> None:
+    await client.register()
+    out = io.BytesIO()
+    Image.new("RGB", (300, 200), (10, 200, 30)).save(out, "PNG")
+    image = out.getvalue()
+    stored = (await _stub(client).UploadFile(_requests("a.png", image, "image/png"), metadata=client.md())).file
+    assert stored.has_thumbnail
+    assert await _read(client, stored.id, offset=len(image)) == b""
+    thumbnail = files_pb2.FILE_VARIANT_THUMBNAIL
+    thumb = await _read(client, stored.id, variant=thumbnail)
+    assert await _read(client, stored.id, variant=thumbnail, offset=len(thumb)) == b""
+    for options in ({"offset": len(image) + 1}, {"offset": len(thumb) + 1, "variant": thumbnail}):
+        error = await fails(_read(client, stored.id, **options))
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.violations() == {"offset": "OUT_OF_RANGE"}
+
+
+async def test_a_completed_session_leaves_no_staged_parts(client: MeshClient, mesh: MeshServer) -> None:
+    await client.register()
+    data = (b"\x00devpynode test payload\x00" + os.urandom(2 * MIB))[: 2 * MIB]
+    metadata = files_pb2.FileMetadata(
+        filename="s.bin",
+        content_type="application/octet-stream",
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    stub = _stub(client)
+    session = (
+        await stub.CreateUploadSession(files_pb2.CreateUploadSessionRequest(metadata=metadata), metadata=client.md())
+    ).session
+    for offset in range(0, len(data), MIB):
+        part = files_pb2.UploadPartRequest(session_id=session.id, offset=offset, data=data[offset : offset + MIB])
+        await stub.UploadPart(part, metadata=client.md())
+    assert staged(mesh, session.id)
+    complete = files_pb2.CompleteUploadSessionRequest(session_id=session.id)
+    await stub.CompleteUploadSession(complete, metadata=client.md())
+    assert not staged(mesh, session.id)
