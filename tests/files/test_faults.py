@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,6 +16,7 @@ from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from PIL import Image
 
 from pynode.app.server import MeshServer
+from pynode.files.adapters.local_store import LocalBlobStore
 from tests.client import MeshClient, fails
 from tests.storage import staged
 
@@ -71,3 +75,32 @@ async def test_a_completed_session_leaves_no_staged_parts(client: MeshClient, me
     complete = files_pb2.CompleteUploadSessionRequest(session_id=session.id)
     await stub.CompleteUploadSession(complete, metadata=client.md())
     assert not staged(mesh, session.id)
+
+
+def test_a_crashed_process_temporary_files_go_at_the_next_sweep_whatever_their_age(tmp_path: Path) -> None:
+    """A process that dies mid-upload (no cleanup, no atexit) leaves its temporary file; the next store on
+    that directory removes it at once, and never touches a live process's."""
+    crash = (
+        "import asyncio, os, sys\n"
+        "from pathlib import Path\n"
+        "from pynode.files.adapters.local_store import LocalBlobStore\n"
+        "async def main():\n"
+        "    writer = LocalBlobStore(Path(sys.argv[1])).begin('users/x/uploads/y')\n"
+        "    await writer.write(b'half an upload' * 1000)\n"
+        "    os._exit(9)\n"
+        "asyncio.run(main())\n"
+    )
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", crash, str(tmp_path)], check=False)
+    assert _partial_bytes(tmp_path) >= 3 * 14000
+    live = LocalBlobStore(tmp_path)
+    writer = live.begin("users/x/uploads/z")
+    writer.write_blocking(b"in progress")  # type: ignore[misc]
+    LocalBlobStore(tmp_path).sweep_partials()  # the next start
+    left = [p for p in (tmp_path / ".partial").rglob("*") if p.is_file() and p.suffix != ".lock"]
+    assert [p.parent for p in left] == [live.partial]  # only the live process's file is left
+    live.close()
+
+
+def _partial_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in (root / ".partial").rglob("*") if p.is_file())

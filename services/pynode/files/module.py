@@ -51,7 +51,11 @@ async def open_storage(settings: FilesSettings, data_dir: Path) -> tuple[BlobSto
         root = storage_root(settings, data_dir)
         store = LocalBlobStore(root)
         store.sweep_partials()
-        return store, LocalStaging(root), root.as_uri(), None
+
+        async def close_local() -> None:
+            store.close()
+
+        return store, LocalStaging(root), root.as_uri(), close_local
     bucket = parsed.netloc
     if not bucket or parsed.path.strip("/"):
         raise SettingsError("DEVPYNODE_STORAGE_URL: give the bucket alone, as s3://BUCKET")
@@ -109,10 +113,15 @@ class FilesModule:
         metrics = FilesMetrics()
         service = FilesService(store, SqlFileRepository(infra.db), limits, scanner, metrics)
         sessions = UploadSessions(service, SqlUploadSessions(infra.db), staging, settings.files_session_hours)
-        sweeper = tasks.Periodic("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired sessions discarded")
+        sweepers = [tasks.Periodic("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired holdings released")]
+        if isinstance(store, LocalBlobStore):  # a crashed process's temporary files, while this one runs
+            sweepers.append(
+                tasks.Periodic("partial-upload-sweep", SWEEP_SECONDS, store.sweep, "crashed uploads' files removed")
+            )
 
         async def stop_background() -> None:
-            await sweeper.stop()
+            for sweeper in sweepers:
+                await sweeper.stop()
             service.close()
 
         servicer = FileServicer(service, sessions)
