@@ -108,6 +108,9 @@ class FilesModule:
             settings.files_thumbnail_pixels,
             settings.files_max_image_pixels,
             settings.files_url_seconds,
+            settings.files_max_image_bytes,
+            settings.files_thumbnail_concurrency,
+            settings.files_max_downloads_per_user,
         )
         scanner = ClamdScanner(settings.clamd_address) if settings.clamd_address else None
         metrics = FilesMetrics()

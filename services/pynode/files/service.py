@@ -57,6 +57,9 @@ class Limits:
     thumbnail_pixels: int = 256
     max_image_pixels: int = 50_000_000
     url_seconds: int = 900  # lifetime of a direct download URL
+    max_image_bytes: int = 128 * 1024 * 1024  # decoding one image for its thumbnail
+    thumbnail_concurrency: int = 2  # thumbnails rendered at once in a process
+    downloads_per_user: int = 16  # DownloadFile streams one user may have open at once in a process
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ class FilesService:
         self.scanner = scanner
         self.metrics = metrics or FilesMetrics()
         self._lanes = Lanes()
+        # Thumbnails hold their source (up to 64 MiB) and its decoding (up to max_image_bytes): a few at a time.
+        self._rendering = asyncio.Semaphore(limits.thumbnail_concurrency)
 
     def close(self) -> None:
         """Stop the upload lanes' threads (after the server stopped taking calls)."""
@@ -277,8 +282,13 @@ class FilesService:
     async def _with_thumbnail(self, file: StoredFile) -> StoredFile:
         if file.content_type not in thumbnails.THUMBNAILED or file.size > thumbnails.MAX_SOURCE_BYTES:
             return file
-        data = b"".join([chunk async for chunk in self.store.read(file.key, 0, None)])
-        rendered = await thumbnails.thumbnail(data, self.limits.thumbnail_pixels, self.limits.max_image_pixels)
+        limits = self.limits
+        async with self._rendering:
+            data = b"".join([chunk async for chunk in self.store.read(file.key, 0, None)])
+            rendered = await thumbnails.thumbnail(
+                data, limits.thumbnail_pixels, limits.max_image_pixels, limits.max_image_bytes
+            )
+            del data
         if rendered is None:
             return file  # not an image Pillow reads after all: stored, without a thumbnail
         writer = self.store.begin(file.thumbnail_key)
