@@ -17,7 +17,7 @@ from PIL import Image
 
 from pynode.app.server import MeshServer
 from pynode.files.adapters.local_store import LocalBlobStore
-from tests.client import MeshClient, fails
+from tests.client import MeshClient, eventually, fails
 from tests.storage import staged
 
 MIB = 1024 * 1024
@@ -104,3 +104,26 @@ def test_a_crashed_process_temporary_files_go_at_the_next_sweep_whatever_their_a
 
 def _partial_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in (root / ".partial").rglob("*") if p.is_file())
+
+
+async def test_a_user_may_hold_only_so_many_downloads_open_and_gets_them_back(strict: Any) -> None:
+    client: MeshClient = await strict(files_max_downloads_per_user=2)
+    await client.register()
+    stub = _stub(client)
+    data = (b"\x00devpynode test payload\x00" + os.urandom(8 * MIB))[: 8 * MIB]
+    stored = (await stub.UploadFile(_requests("d.bin", data, "application/octet-stream"), metadata=client.md())).file
+    service = strict.servers[0].platform.component("files").service
+
+    async def opened() -> Any:
+        call = stub.DownloadFile(files_pb2.DownloadFileRequest(file_id=stored.id), metadata=client.md())
+        assert (await call.read()).WhichOneof("data") == "file"
+        assert (await call.read()).chunk  # reading: it holds its place
+        return call
+
+    unread = [await opened(), await opened()]
+    third = await fails(_read(client, stored.id))
+    assert third.code == grpc.StatusCode.RESOURCE_EXHAUSTED and third.reason == "TOO_MANY_DOWNLOADS"
+    for call in unread:
+        call.cancel()
+    await eventually(lambda: not service._downloads)  # given back when the clients go
+    assert await _read(client, stored.id) == data

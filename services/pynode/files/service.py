@@ -14,7 +14,7 @@ import hashlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from pynode.core.principal import Principal
 from pynode.files import detect, thumbnails
 from pynode.files.domain import StoredFile, object_key, past_the_end
 from pynode.files.lanes import Lane, Lanes
+from pynode.files.memory import MemoryReturn
 from pynode.files.metrics import FilesMetrics
 from pynode.files.names import display_name
 from pynode.files.ports import BlobStore, BlobWriter, FileRepository
@@ -104,7 +105,7 @@ def over_quota(quota: int) -> QuotaExceeded:
     )
 
 
-async def _nothing() -> AsyncIterator[bytes]:
+async def _nothing() -> AsyncGenerator[bytes, None]:
     return
     yield b""  # an async generator that yields nothing
 
@@ -128,6 +129,10 @@ class FilesService:
         self._lanes = Lanes()
         # Thumbnails hold their source (up to 64 MiB) and its decoding (up to max_image_bytes): a few at a time.
         self._rendering = asyncio.Semaphore(limits.thumbnail_concurrency)
+        # Open DownloadFile streams per user, in this process: each pins a read buffer, the messages gRPC holds
+        # until the client's flow control takes them, and a file descriptor or S3 connection.
+        self._downloads: dict[str, int] = {}
+        self._memory = MemoryReturn()
 
     def close(self) -> None:
         """Stop the upload lanes' threads (after the server stopped taking calls)."""
@@ -342,18 +347,47 @@ class FilesService:
 
     async def download(
         self, caller: Principal, file_id: str, offset: int, length: int, *, thumbnail: bool = False
-    ) -> tuple[StoredFile, AsyncIterator[bytes]]:
+    ) -> tuple[StoredFile, AsyncGenerator[bytes, None]]:
         """The file and its bytes (or its thumbnail's) from `offset`, `length` of them or to the end."""
         file = await self.get(caller, file_id)
         if thumbnail:
             if not file.has_thumbnail:
                 raise NotFound(f"file {file_id} has no thumbnail", reason="THUMBNAIL_NOT_FOUND")
-            return file, self.store.read(file.thumbnail_key, offset, length or None)
+            return file, self._counted(caller.subject, self.store.read(file.thumbnail_key, offset, length or None))
         if offset > file.size:
             raise past_the_end(offset, file.size)
         if offset == file.size:  # nothing to read: S3 would answer a range past the end with an error
             return file, _nothing()
-        return file, self.store.read(file.key, offset, length or None)
+        return file, self._counted(caller.subject, self.store.read(file.key, offset, length or None))
+
+    async def _counted(self, owner: str, chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+        """The chunks, within the user's cap of open downloads. Counted from the first chunk asked for (a
+        stream that never starts holds nothing) to the generator's close, which the caller makes prompt."""
+        cap = self.limits.downloads_per_user
+        if self._downloads.get(owner, 0) >= cap:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+            raise QuotaExceeded(
+                f"at most {cap} downloads may be open at once; finish or cancel one first",
+                retry_after=1.0,
+                reason="TOO_MANY_DOWNLOADS",
+                violations=[QuotaViolation("files:downloads", f"at most {cap} open downloads per user")],
+            )
+        self._downloads[owner] = self._downloads.get(owner, 0) + 1
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            left = self._downloads[owner] - 1
+            if left:
+                self._downloads[owner] = left
+            else:
+                del self._downloads[owner]
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()  # the file descriptor or the S3 connection goes now, not at garbage collection
+            await self._memory.after_release(sum(self._downloads.values()))
 
     async def list(
         self, caller: Principal, size: int, token: str, content_type: str = ""
