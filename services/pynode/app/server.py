@@ -47,6 +47,10 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+# A connection must finish its handshake (TLS, the HTTP/2 preface and SETTINGS) this soon, or it is closed: until
+# then it holds a place under the connection cap (grpc's default is 120 s; issue 27 #19).
+HANDSHAKE_SECONDS = 10.0
+
 # File descriptors the process keeps for everything but client connections: the database pool,
 # Redis, peers, log files, the metrics endpoint.
 _RESERVED_DESCRIPTORS = 256
@@ -118,6 +122,7 @@ class MeshServer:
             ("grpc.max_connection_age_grace_ms", _ms(server_settings.connection_age_grace_seconds)),
             ("grpc.max_concurrent_streams", server_settings.max_concurrent_streams),
             ("grpc.max_allowed_incoming_connections", connection_cap(server_settings.max_connections)),
+            ("grpc.server_handshake_timeout_ms", _ms(HANDSHAKE_SECONDS)),
         ]
         self.server = grpc.aio.server(options=options)
         for registration in registrations:
