@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from google.protobuf import descriptor_pool
-
 from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
 from envoy_data_plane.envoy.config.cluster.v3 import (
     CircuitBreakers,
@@ -91,6 +89,7 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import HttpProtocolOptionsExplicitHttpConfig
 from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.google.protobuf import Any as AnyMessage
+from google.protobuf import descriptor_pool
 
 from pynode.app import modules
 from pynode.core.contract import MethodContract, method_contracts
@@ -277,9 +276,7 @@ def _routes(clusters: dict[str, str], web: bool = False) -> list[Route]:
             )
         )
     # Every other RPC path (mesh-only, unknown) ends here, never at the web app's files.
-    routes.append(
-        Route(match=RouteMatch(prefix="/devpynode."), direct_response=DirectResponseAction(status=404))
-    )
+    routes.append(Route(match=RouteMatch(prefix="/devpynode."), direct_response=DirectResponseAction(status=404)))
     if web:
         routes.append(Route(match=RouteMatch(prefix="/"), route=RouteAction(cluster="web")))
     return routes
