@@ -118,7 +118,12 @@ async def _reachable(what: str, setting: str, check: Callable[[], Awaitable[None
 async def open_database(settings: Settings, *, auto_migrate: bool) -> Database:
     """The database, reachable and migrated (SQLite migrates itself; others must be migrated)."""
     data_dir = settings.server.data_dir
-    db = Database(settings.stores.resolved_database_url(data_dir))
+    stores = settings.stores
+    db = Database(
+        stores.resolved_database_url(data_dir),
+        stores.database_statement_timeout_seconds,
+        stores.database_pool_timeout_seconds,
+    )
     if db.is_sqlite:
         data_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -143,6 +143,20 @@ class StoreSettings(Section):
     database_url: str = Field(
         "", description="SQLAlchemy URL (postgresql+psycopg:// or sqlite+aiosqlite://); default SQLite in the data dir."
     )
+    database_statement_timeout_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Longest a database statement may run (PostgreSQL statement_timeout; on SQLite the wait for "
+        "its write lock) before the call fails UNAVAILABLE; 0 = no limit on PostgreSQL.",
+    )
+    database_pool_timeout_seconds: float = Field(
+        5.0, gt=0, description="Longest a call waits for a free pooled database connection before UNAVAILABLE."
+    )
+    memory_kv_in_data_dir: bool = Field(
+        True,
+        description="With memory://, keep the key-value store (sign-in sessions, lockouts) in kv.sqlite in the data "
+        "dir too, so a restart signs nobody out; false keeps it in memory only.",
+    )
     redis_url: str = Field(
         "memory://",
         description="redis://host:port/db (rediss://, unix:// too) for sessions, limits, caches and events "
