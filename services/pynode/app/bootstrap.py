@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 from pynode.app import migrate, modules
@@ -20,6 +21,8 @@ from pynode.core.adapters.memory_streams import MemoryEventStreams
 from pynode.core.adapters.redis_events import RedisEventFeed
 from pynode.core.adapters.redis_kv import RedisKeyValueStore
 from pynode.core.adapters.redis_streams import RedisEventStreams
+from pynode.core.adapters.sqlite_kv import FILE_NAME as KV_FILE_NAME
+from pynode.core.adapters.sqlite_kv import SqliteKeyValueStore
 from pynode.core.db import Database
 from pynode.core.events import EventFeed
 from pynode.core.kv import KeyValueStore
@@ -31,9 +34,12 @@ from pynode.core.streams import EventStreams
 log = logging.getLogger("pynode.bootstrap")
 
 
-def build_kv(stores: StoreSettings) -> KeyValueStore:
-    """memory:// or redis:// (rediss://, unix://); the scheme was checked by StoreSettings."""
+def build_kv(stores: StoreSettings, data_dir: Path | None = None) -> KeyValueStore:
+    """memory:// (kept in the data dir too, unless told not to) or redis:// (rediss://, unix://); the scheme was
+    checked by StoreSettings."""
     if urlparse(stores.redis_url).scheme == "memory":
+        if data_dir is not None and stores.memory_kv_in_data_dir:
+            return SqliteKeyValueStore(data_dir / KV_FILE_NAME, stores.redis_prefix)
         return MemoryKeyValueStore(stores.redis_prefix)
     return RedisKeyValueStore(stores.redis_url, stores.redis_prefix)
 
@@ -151,7 +157,7 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
         peers = Peers(settings.mesh, names, settings.addresses())
         closers.append(peers.close)
         peers.require(issuer)  # fail now, naming the setting, not at the first call
-        kv = build_kv(settings.stores)
+        kv = build_kv(settings.stores, settings.server.data_dir)
         closers.append(kv.close)
         await _reachable("Redis server", "DEVPYNODE_REDIS_URL", kv.ping)
         db = await open_database(settings, auto_migrate=auto_migrate)
