@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import resource
 import socket
+import time
 from typing import Any
 
 import grpc
@@ -180,8 +182,19 @@ class MeshServer:
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first (so balancers drain and Watch streams end), refuse new calls, give in-flight
         ones `grace` seconds, then cancel what is left."""
-        grace = self.platform.settings.server.shutdown_grace_seconds if grace is None else grace
+        settings = self.platform.settings.server
+        grace = settings.shutdown_grace_seconds if grace is None else grace
+        draining_since = time.monotonic()
         await self.health.enter_graceful_shutdown()
+        # Work the grace period's end would cut is ended first, while every service (the AI router) still serves.
+        for part in self.platform.parts.values():
+            for stop in part.stoppers:
+                try:
+                    await stop()
+                except Exception:
+                    log.warning("error while stopping", exc_info=True)
+        # NOT_SERVING on a listener that still answers, so probes see it before the port closes.
+        await asyncio.sleep(max(0.0, min(settings.shutdown_drain_seconds, grace) - (time.monotonic() - draining_since)))
         await self.server.stop(grace)
         await self.access_log.stop()
         self.metrics.close()

@@ -83,6 +83,7 @@ class ChatModule:
         return ServiceParts(
             [Registration(_SERVICE, chat_pb2_grpc.add_ChatServiceServicer_to_server, ChatServicer(service))],
             closers=[close],
+            stoppers=[runner.stop],
             component=ChatComponents(service, runner),
             collectors=metrics.collectors,
         )

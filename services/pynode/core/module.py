@@ -54,6 +54,9 @@ class ServiceParts:
 
     registrations: list[Registration]
     closers: list[Closer] = field(default_factory=list)
+    # Run first when the process stops, health already NOT_SERVING and the listener still serving: end the work
+    # the grace period's end would cut (chat's running answers, which stream from the AI router).
+    stoppers: list[Closer] = field(default_factory=list)
     gauges: list[Gauge] = field(default_factory=list)
     # prometheus_client collectors (counters, histograms with labels) for /metrics.
     collectors: list[Any] = field(default_factory=list)

@@ -79,6 +79,12 @@ class ServerSettings(Section):
     )
     only: str = Field("", description="Comma-separated services to run (auth,ai,chat,files); empty runs all.")
     shutdown_grace_seconds: float = Field(10.0, ge=0, description="Grace period for in-flight calls on stop.")
+    shutdown_drain_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="On stop, how long health reports NOT_SERVING on a listener that still answers, so probes "
+        "and balancers see it before the port closes (at most the grace period).",
+    )
     max_message_bytes: int = Field(
         2 * 1024 * 1024, ge=64 * 1024, description="Largest gRPC message accepted or sent (file chunks are 1 MiB)."
     )
