@@ -119,6 +119,9 @@ def _outage(context: ExceptionContext) -> None:
 class BoundedPool(AsyncAdaptedQueuePool):
     """The async pool, whose wait for a free connection past `pool_timeout` is UNAVAILABLE."""
 
+    # SQLAlchemy names a pool's logger after its class: keep it under `sqlalchemy.pool`, quiet unless asked.
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
+
     def _do_get(self) -> ConnectionPoolEntry:
         try:
             return super()._do_get()
