@@ -25,6 +25,7 @@ from pynode.core.adapters.sqlite_kv import FILE_NAME as KV_FILE_NAME
 from pynode.core.adapters.sqlite_kv import SqliteKeyValueStore
 from pynode.core.db import Database
 from pynode.core.events import EventFeed
+from pynode.core.executors import Executors
 from pynode.core.kv import KeyValueStore
 from pynode.core.module import Closer, Gauge, Infrastructure, Registration, ServiceParts
 from pynode.core.peers import Peers, ServiceTokens
@@ -166,8 +167,10 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
         closers.append(feed.close)
         streams = build_streams(settings.stores)
         closers.append(streams.close)
+        executors = Executors()  # closed after every module (closers run newest first)
+        closers.append(executors.close)
         infra = Infrastructure(
-            db, kv, feed, peers, settings.mesh, settings.server.dev_mode, settings.server.data_dir, streams
+            db, kv, feed, peers, settings.mesh, settings.server.dev_mode, settings.server.data_dir, streams, executors
         )
         parts: dict[str, ServiceParts] = {}
         for module in chosen:

@@ -21,6 +21,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from pynode.core.db import Database
 from pynode.core.events import EventFeed
+from pynode.core.executors import Executors
 from pynode.core.kv import KeyValueStore
 from pynode.core.peers import Peers
 from pynode.core.principal import Authenticator
@@ -85,6 +86,8 @@ class Infrastructure:
     dev_mode: bool
     data_dir: Path
     streams: EventStreams
+    # Named bounded thread pools for blocking work: `infra.executors.pool("bcrypt", 2).run(...)`.
+    executors: Executors
 
 
 class ServiceModule(Protocol):
