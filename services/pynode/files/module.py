@@ -12,15 +12,16 @@ from urllib.parse import urlparse
 
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
-from pynode.core import tasks
+from pynode.core.executors import Executors
 from pynode.core.module import BackupLocation, BackupSource, Closer, Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
+from pynode.core.tasks import TaskSet
+from pynode.files.adapters.clamd_scanner import ClamdScanner
 from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
 from pynode.files.adapters.s3_store import S3BlobStore, S3Objects, S3Staging
 from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
 from pynode.files.metrics import FilesMetrics
 from pynode.files.ports import BlobStore, Staging
-from pynode.files.scanner import ClamdScanner
 from pynode.files.service import FilesService, Limits
 from pynode.files.servicer import FileServicer
 from pynode.files.sessions import SWEEP_SECONDS, UploadSessions
@@ -44,18 +45,21 @@ def storage_root(settings: FilesSettings, data_dir: Path) -> Path:
     return Path(urlparse(settings.storage_url).path).resolve()
 
 
-async def open_storage(settings: FilesSettings, data_dir: Path) -> tuple[BlobStore, Staging, str, Closer | None]:
-    """The store and the sessions' staging the storage URL names, a description, and what closes them."""
+async def open_storage(
+    settings: FilesSettings, data_dir: Path, executors: Executors
+) -> tuple[BlobStore, Staging, str, Closer | None]:
+    """The store and the sessions' staging the storage URL names, a description, and what closes them (their
+    threads are the process's `executors`, closed by the app)."""
     parsed = urlparse(settings.storage_url)
     if parsed.scheme != "s3":
         root = storage_root(settings, data_dir)
-        store = LocalBlobStore(root)
-        store.sweep_partials()
+        store = LocalBlobStore(root, executors)
+        await store.sweep()
 
         async def close_local() -> None:
             store.close()
 
-        return store, LocalStaging(root), root.as_uri(), close_local
+        return store, LocalStaging(root, store.disk), root.as_uri(), close_local
     bucket = parsed.netloc
     if not bucket or parsed.path.strip("/"):
         raise SettingsError("DEVPYNODE_STORAGE_URL: give the bucket alone, as s3://BUCKET")
@@ -66,6 +70,7 @@ async def open_storage(settings: FilesSettings, data_dir: Path) -> tuple[BlobSto
         settings.s3_secret_key.get_secret_value(),
         settings.s3_region,
         settings.s3_public_endpoint_url,
+        executors,
     )
     try:
         await objects.prepare()
@@ -100,7 +105,7 @@ class FilesModule:
         from pynode.files.adapters import sql_files  # noqa: F401 - registers the tables
 
     async def build(self, settings: FilesSettings, infra: Infrastructure) -> ServiceParts:
-        store, staging, described, close_storage = await open_storage(settings, infra.data_dir)
+        store, staging, described, close_storage = await open_storage(settings, infra.data_dir, infra.executors)
         limits = Limits(
             settings.files_max_bytes,
             settings.files_quota_bytes,
@@ -114,17 +119,15 @@ class FilesModule:
         )
         scanner = ClamdScanner(settings.clamd_address) if settings.clamd_address else None
         metrics = FilesMetrics()
-        service = FilesService(store, SqlFileRepository(infra.db), limits, scanner, metrics)
+        service = FilesService(store, SqlFileRepository(infra.db), limits, scanner, metrics, infra.executors)
         sessions = UploadSessions(service, SqlUploadSessions(infra.db), staging, settings.files_session_hours)
-        sweepers = [tasks.Periodic("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired holdings released")]
+        background = TaskSet("files")
+        background.every("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired holdings released")
         if isinstance(store, LocalBlobStore):  # a crashed process's temporary files, while this one runs
-            sweepers.append(
-                tasks.Periodic("partial-upload-sweep", SWEEP_SECONDS, store.sweep, "crashed uploads' files removed")
-            )
+            background.every("partial-upload-sweep", SWEEP_SECONDS, store.sweep, "crashed uploads' files removed")
 
         async def stop_background() -> None:
-            for sweeper in sweepers:
-                await sweeper.stop()
+            await background.close()  # a sweep in progress finishes its run
             service.close()
 
         servicer = FileServicer(service, sessions)

@@ -1,4 +1,4 @@
-"""Virus scanning with ClamAV over clamd's INSTREAM protocol, fed alongside the write.
+"""Scanner on ClamAV: virus scanning over clamd's INSTREAM protocol, fed alongside the write.
 
 A scan opens one TCP connection to clamd and sends `zINSTREAM\\0`, then each chunk as it is written (a 4-byte
 big-endian length, then the bytes), then a zero length; clamd answers `stream: OK` or `stream: <name> FOUND`.
