@@ -1,7 +1,9 @@
 """The files service's entry point: its settings and the shared infrastructure in, the servicer out.
 
 Storage by URL scheme: `file://` (or nothing: `files/` in the data dir) on local disk, `s3://BUCKET` on S3 or
-MinIO with the endpoint and key settings. Uploads are scanned by clamd when one is configured.
+MinIO with the endpoint and key settings. Uploads are scanned by clamd when one is configured. Blocking work runs
+on the process's named pools (`infra.executors`: files-s3, files-disk, files-lane-N, files-thumbnails,
+files-trim), closed by the app after every module; the sweeps run on the module's TaskSet, closed by its closer.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ async def open_storage(
         await store.sweep()
 
         async def close_local() -> None:
-            store.close()
+            await store.disk.run(store.close)  # removes this process's temporary directory: off the loop
 
         return store, LocalStaging(root, store.disk), root.as_uri(), close_local
     bucket = parsed.netloc

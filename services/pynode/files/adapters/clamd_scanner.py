@@ -25,7 +25,7 @@ def _unavailable(why: str) -> Unavailable:
 
 
 class Scan:
-    """One INSTREAM scan in progress."""
+    """One INSTREAM scan in progress (a `ScanStream`)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -77,7 +77,7 @@ class Scan:
 
 
 class ClamdScanner:
-    """clamd at `host:port`."""
+    """The `Scanner` port on clamd at `host:port`."""
 
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
