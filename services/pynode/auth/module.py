@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
+from devpynode.auth.v1 import auth_pb2
 
-from pynode.auth import audit, verification
-from pynode.auth.adapters.cached_users import CachedUsers
-from pynode.auth.adapters.sql_audit import SqlAuditStore
-from pynode.auth.adapters.sql_users import SqlUserRepository
-from pynode.auth.keys import SigningKeyring, load_keyring
-from pynode.auth.passwords import PasswordHasher, common_passwords
-from pynode.auth.service import AuthService
-from pynode.auth.servicer import AuthServicer, UserAdminServicer
-from pynode.auth.sessions import SessionStore
 from pynode.auth.settings import AuthSettings
-from pynode.auth.throttle import LoginLockout, RateLimiter
-from pynode.auth.tokens import LocalKeySource, TokenIssuer
-from pynode.core import tasks
 from pynode.core.module import Gauge, Infrastructure, Registration, ServiceParts
+
+if TYPE_CHECKING:  # the adapters are imported where used: a CLI that only reads settings never loads them
+    from collections.abc import Callable
+    from typing import Any
+
+    from pynode.auth import audit, verification
+    from pynode.auth.keys import SigningKeyring
+    from pynode.auth.passwords import PasswordHasher
+    from pynode.auth.service import AuthService
+    from pynode.core.commands import CommandHost
 
 _AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 _ADMIN = auth_pb2.DESCRIPTOR.services_by_name["UserAdminService"]
@@ -49,6 +48,17 @@ def session_memory_gauge(authenticator: verification.TokenAuthenticator) -> Gaug
 
 async def build_components(settings: AuthSettings, infra: Infrastructure) -> AuthComponents:
     """Auth's parts, hashing warmed up; the caller closes `hasher`."""
+    from pynode.auth import audit, verification
+    from pynode.auth.adapters.cached_users import CachedUsers
+    from pynode.auth.adapters.sql_audit import SqlAuditStore
+    from pynode.auth.adapters.sql_users import SqlUserRepository
+    from pynode.auth.keys import load_keyring
+    from pynode.auth.passwords import PasswordHasher, common_passwords
+    from pynode.auth.service import AuthService
+    from pynode.auth.sessions import SessionStore
+    from pynode.auth.throttle import LoginLockout, RateLimiter
+    from pynode.auth.tokens import LocalKeySource, TokenIssuer
+
     keyring = load_keyring(settings, dev_mode=infra.dev_mode, data_dir=infra.data_dir)
     authenticator = verification.authenticator(
         LocalKeySource(keyring), infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience
@@ -86,6 +96,8 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
 def remote_authenticator(infra: Infrastructure) -> verification.TokenAuthenticator:
     """Token verification in a process that does not run auth: keys from auth's GetJwks over the peer
     channel, sessions from the shared key-value store and its change feed."""
+    from pynode.auth import verification
+
     infra.peers.require("auth")
     keys = verification.JwksKeySource(verification.jwks_over_grpc(lambda: infra.peers.channel("auth")))
     return verification.authenticator(keys, infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience)
@@ -102,7 +114,18 @@ class AuthModule:
     def load_tables(self) -> None:
         from pynode.auth.adapters import sql_audit, sql_users  # noqa: F401 - registers the tables
 
+    def cli_commands(self, host: CommandHost) -> dict[str, Callable[..., Any]]:
+        from pynode.auth.cli import commands
+
+        return commands(host)
+
     async def build(self, settings: AuthSettings, infra: Infrastructure) -> ServiceParts:
+        from devpynode.auth.v1 import auth_pb2_grpc
+
+        from pynode.auth import audit
+        from pynode.auth.servicer import AuthServicer, UserAdminServicer
+        from pynode.core import tasks
+
         parts = await build_components(settings, infra)
         sweeper = tasks.Periodic("audit-retention", audit.SWEEP_SECONDS, parts.audit.sweep, "old events removed")
 

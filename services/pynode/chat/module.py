@@ -5,19 +5,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
+from devpynode.chat.v1 import chat_pb2
 
-from pynode.chat.adapters.grpc_accounts import GrpcAccounts
-from pynode.chat.adapters.grpc_attachments import GrpcAttachments
-from pynode.chat.adapters.grpc_completions import GrpcCompletions
-from pynode.chat.adapters.sql_chat import SqlConversations
-from pynode.chat.generations import GenerationRunner
-from pynode.chat.metrics import ChatMetrics
-from pynode.chat.service import ChatLimits, ChatService
-from pynode.chat.servicer import ChatServicer
 from pynode.chat.settings import ChatSettings
 from pynode.core.module import Infrastructure, Registration, ServiceParts
+
+if TYPE_CHECKING:  # the adapters are imported by build(): a CLI that only reads settings never loads them
+    from pynode.chat.generations import GenerationRunner
+    from pynode.chat.service import ChatService
 
 _SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"]
 
@@ -42,6 +39,17 @@ class ChatModule:
         from pynode.chat.adapters import sql_chat  # noqa: F401 - registers the tables
 
     async def build(self, settings: ChatSettings, infra: Infrastructure) -> ServiceParts:
+        from devpynode.chat.v1 import chat_pb2_grpc
+
+        from pynode.chat.adapters.grpc_accounts import GrpcAccounts
+        from pynode.chat.adapters.grpc_attachments import GrpcAttachments
+        from pynode.chat.adapters.grpc_completions import GrpcCompletions
+        from pynode.chat.adapters.sql_chat import SqlConversations
+        from pynode.chat.generations import GenerationRunner
+        from pynode.chat.metrics import ChatMetrics
+        from pynode.chat.service import ChatLimits, ChatService
+        from pynode.chat.servicer import ChatServicer
+
         for peer in ("auth", "ai", "files"):
             infra.peers.require(peer)
         owner = f"chat-{uuid.uuid4().hex[:16]}"  # this process, as the holder of generation leases
