@@ -19,7 +19,7 @@ from pynode.ai.settings import AISettings
 from pynode.core.settings import SettingsError
 from tests.ai.conftest import AIClient, stream_error
 from tests.ai.fakes import FakeProvider
-from tests.client import PASSWORD, eventually, fails, new_email, rich_error
+from tests.client import PASSWORD, fails, new_email, rich_error
 from tests.conftest import auth_of
 
 
@@ -133,7 +133,7 @@ async def test_usage_is_totalled_per_model_for_the_caller_and_per_user_for_admin
     await client.ask("builtin/echo", "four five")
     await client.ask("openai/gpt-test", "x", no_cache=True)
     await client.ask("default", "via the alias", fallback_models=["builtin/echo"])
-    await eventually(lambda: not client.parts.service._writes)
+    await client.parts.service.drain()  # the usage rows are written after the stream ends
     usage = await client.stub.GetUsage(ai_pb2.GetUsageRequest(), metadata=client.user.md())
     by_model = {m.model: m for m in usage.models}
     assert "default" not in by_model  # an alias counts under the model it chose (here Ollama's first)
@@ -168,7 +168,7 @@ async def test_usage_is_totalled_per_model_for_the_caller_and_per_user_for_admin
 async def test_daily_token_budgets_and_request_rates_are_enforced(ai: Any) -> None:
     client: AIClient = await ai(ai_tokens_per_day=10)
     await client.ask("builtin/echo", "one two three four five six")  # 6 + 6 tokens: over the budget
-    await eventually(lambda: not client.parts.service._writes)
+    await client.parts.service.drain()  # the usage rows are written after the stream ends
     _, raised = await stream_error(client.generate("builtin/echo", "again"))
     error = rich_error(raised)
     assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.reason == "TOKEN_BUDGET_EXHAUSTED"
