@@ -42,6 +42,18 @@ def pytest_report_header(config: pytest.Config) -> str:
     )
 
 
+# Modules whose session fixtures start something heavy: with pytest-xdist (`--dist loadgroup`, as scripts/test
+# runs it) each group stays on one worker, so clamd and Chromium start once, not once per worker.
+_GROUPS = {"test_scanning.py": "clamd", "test_browser.py": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = _GROUPS.get(item.path.name)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def _pg_plain(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
