@@ -156,6 +156,8 @@ async def _fanout(
         chat_pb2.AddMemberRequest(conversation_id=conversation_id, user_id=other.user.id), metadata=bearer
     )
     watcher = [("authorization", f"Bearer {other.tokens.access_token}")]
+    # An invitation makes a member only once accepted.
+    await chat.AcceptInvitation(chat_pb2.AcceptInvitationRequest(conversation_id=conversation_id), metadata=watcher)
     arrivals: list[dict[int, float]] = [{} for _ in range(SUBSCRIBERS)]
     texts: list[list[str]] = [[] for _ in range(SUBSCRIBERS)]
     ready = asyncio.Semaphore(0)

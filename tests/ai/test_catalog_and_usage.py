@@ -133,7 +133,7 @@ async def test_usage_is_totalled_per_model_for_the_caller_and_per_user_for_admin
     await client.ask("builtin/echo", "four five")
     await client.ask("openai/gpt-test", "x", no_cache=True)
     await client.ask("default", "via the alias", fallback_models=["builtin/echo"])
-    await client.parts.service.drain()  # the usage rows are written after the stream ends
+    await client.parts.service.drain()
     usage = await client.stub.GetUsage(ai_pb2.GetUsageRequest(), metadata=client.user.md())
     by_model = {m.model: m for m in usage.models}
     assert "default" not in by_model  # an alias counts under the model it chose (here Ollama's first)
@@ -167,8 +167,8 @@ async def test_usage_is_totalled_per_model_for_the_caller_and_per_user_for_admin
 
 async def test_daily_token_budgets_and_request_rates_are_enforced(ai: Any) -> None:
     client: AIClient = await ai(ai_tokens_per_day=10)
-    await client.ask("builtin/echo", "one two three four five six")  # 6 + 6 tokens: over the budget
-    await client.parts.service.drain()  # the usage rows are written after the stream ends
+    await client.ask("builtin/echo", "one two three four five six")  # max_tokens cut to the 3 the budget leaves
+    await client.parts.service.drain()
     _, raised = await stream_error(client.generate("builtin/echo", "again"))
     error = rich_error(raised)
     assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.reason == "TOKEN_BUDGET_EXHAUSTED"

@@ -1,4 +1,5 @@
-"""The layers read top-down: app -> services -> core -> generated code, and nothing points back up."""
+"""The layers read top-down: app -> services -> core -> generated code, and nothing points back up; the app
+reaches a service only through its `module.py` (and the settings section that module names)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,15 @@ def test_every_service_has_one_module_and_is_listed_once() -> None:
     packages = {p.parent.name for p in ROOT.glob("*/module.py")} - {"core"}  # core/module.py: the protocol
     assert packages == SERVICES
     assert len(modules.names()) == len(set(modules.names()))
+
+
+# The app may name these two modules of a service, nothing deeper: everything else comes through the module.
+SEAM = ("module", "settings")
+
+
+def test_the_app_imports_only_each_services_module_and_settings() -> None:
+    for path, names in _imports("app").items():
+        deeper = {
+            n for n in names if n.split(".")[1] in SERVICES and (len(n.split(".")) < 3 or n.split(".")[2] not in SEAM)
+        }
+        assert not deeper, f"{path} imports {sorted(deeper)}: go through the service's module.py"

@@ -14,10 +14,10 @@ import pytest
 
 from pynode.app.bootstrap import build_feed, build_kv
 from pynode.auth.sessions import SessionStore
-from pynode.auth.verification import CachedSessionLiveness, StoredSessionLiveness
 from pynode.core.adapters.memory_events import MemoryEventFeed
 from pynode.core.adapters.memory_kv import MemoryKeyValueStore
 from pynode.core.events import Deliver, EventFeed, Reset
+from pynode.core.identity import CachedSessionLiveness, StoredSessionLiveness
 from pynode.core.kv import KeyValueStore
 from tests.backends import Backend
 from tests.client import eventually

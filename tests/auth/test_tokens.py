@@ -19,9 +19,9 @@ from devpynode.auth.v1 import auth_pb2
 from pynode.app.server import MeshServer
 from pynode.auth.keys import SigningKeyring, thumbprint
 from pynode.auth.tokens import LocalKeySource, TokenIssuer
-from pynode.auth.verification import JwksKeySource
-from pynode.auth.verification import JwtVerifier as TokenVerifier
 from pynode.core.errors import Unauthenticated
+from pynode.core.identity import JwksKeySource
+from pynode.core.identity import JwtVerifier as TokenVerifier
 from tests.client import MeshClient, fails
 from tests.conftest import auth_of
 

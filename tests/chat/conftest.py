@@ -93,8 +93,12 @@ class Member:
         return list(response.messages)
 
     async def invite(self, conversation_id: str, other: Member) -> None:
+        """Invite `other` by e-mail, and have them accept (an invitation alone makes nobody a member)."""
         await self.stub.AddMember(
             chat_pb2.AddMemberRequest(conversation_id=conversation_id, email=other.email), metadata=self.md
+        )
+        await other.stub.AcceptInvitation(
+            chat_pb2.AcceptInvitationRequest(conversation_id=conversation_id), metadata=other.md
         )
 
 

@@ -109,7 +109,7 @@ async def test_resuming_after_an_id_replays_exactly_what_was_missed(chat: Start)
 
 
 async def test_a_client_away_too_long_is_told_to_reload(chat: Start) -> None:
-    alice, bob = await chat(2, stream_max_events=100)
+    alice, bob = await chat(2, stream_max_events=100, chat_reactions_per_minute=0)  # events, not the limit
     conversation = await alice.create(model="builtin/echo")
     await alice.invite(conversation.id, bob)
     watcher = Subscriber(bob, conversation.id)

@@ -8,8 +8,8 @@ import grpc
 import pytest
 from devpynode.chat.v1 import chat_pb2
 
-from tests.chat.conftest import Member, Start
-from tests.client import fails
+from tests.chat.conftest import Member, Start, Subscriber
+from tests.client import eventually, fails
 
 MISSING = "6f1c1bc4-8a0e-4c38-9a52-2f1a1b1b1b1b"
 
@@ -57,19 +57,50 @@ async def test_members_are_shown_by_their_display_names(chat: Start) -> None:
 async def test_invitations_by_email_never_reveal_whether_an_account_exists(chat: Start) -> None:
     alice, bob = await chat(2)
     conversation = await alice.create()
+    watching = Subscriber(alice, conversation.id)
+    await watching.ready()
     known = await alice.stub.AddMember(
         chat_pb2.AddMemberRequest(conversation_id=conversation.id, email=bob.email), metadata=alice.md
     )
     unknown = await alice.stub.AddMember(
         chat_pb2.AddMemberRequest(conversation_id=conversation.id, email="nobody-here@example.com"), metadata=alice.md
     )
-    # Same status, same shape: the answer carries the conversation either way.
-    assert known.conversation.id == unknown.conversation.id == conversation.id
-    assert bob.id in known.conversation.member_ids
+    # The same answer, byte for byte: an invitee is no member (nor named anywhere) until they accept.
+    assert known == unknown and list(known.conversation.member_ids) == [alice.id]
+    got = await alice.stub.GetConversation(
+        chat_pb2.GetConversationRequest(conversation_id=conversation.id), metadata=alice.md
+    )
+    assert list(got.conversation.member_ids) == [alice.id]
+    # Not a member: bob sees nothing of the conversation but his invitation.
+    outside = await fails(bob.messages(conversation.id))
+    assert outside.code == grpc.StatusCode.NOT_FOUND
+    listed = await bob.stub.ListConversations(chat_pb2.ListConversationsRequest(), metadata=bob.md)
+    assert not listed.conversations
+    pending = await bob.stub.ListInvitations(chat_pb2.ListInvitationsRequest(), metadata=bob.md)
+    assert [(i.conversation_id, i.inviter_id, i.inviter_name) for i in pending.invitations] == [
+        (conversation.id, alice.id, "Test User")
+    ]
     again = await alice.stub.AddMember(
         chat_pb2.AddMemberRequest(conversation_id=conversation.id, user_id=bob.id), metadata=alice.md
     )
-    assert list(again.conversation.member_ids).count(bob.id) == 1
+    assert again == known  # by id too: an invitation, once
+    pending = await bob.stub.ListInvitations(chat_pb2.ListInvitationsRequest(), metadata=bob.md)
+    assert len(pending.invitations) == 1
+    assert "member_added" not in watching.kinds()
+
+    accepted = await bob.stub.AcceptInvitation(
+        chat_pb2.AcceptInvitationRequest(conversation_id=conversation.id), metadata=bob.md
+    )
+    assert list(accepted.conversation.member_ids) == [alice.id, bob.id]
+    await eventually(lambda: "member_added" in watching.kinds())
+    await watching.stop()
+    assert [e.user_id for e in watching.of("member_added")] == [bob.id]
+    pending = await bob.stub.ListInvitations(chat_pb2.ListInvitationsRequest(), metadata=bob.md)
+    assert not pending.invitations
+    twice = await fails(
+        bob.stub.AcceptInvitation(chat_pb2.AcceptInvitationRequest(conversation_id=conversation.id), metadata=bob.md)
+    )
+    assert twice.code == grpc.StatusCode.NOT_FOUND and twice.reason == "INVITATION_NOT_FOUND"
     neither = await fails(
         alice.stub.AddMember(chat_pb2.AddMemberRequest(conversation_id=conversation.id), metadata=alice.md)
     )
@@ -82,6 +113,34 @@ async def test_invitations_by_email_never_reveal_whether_an_account_exists(chat:
     assert stranger.code == grpc.StatusCode.NOT_FOUND
     listed = await bob.stub.ListConversations(chat_pb2.ListConversationsRequest(), metadata=bob.md)
     assert [c.id for c in listed.conversations] == [conversation.id]
+
+
+async def test_declined_invitations_and_deleted_conversations_leave_nothing(chat: Start) -> None:
+    alice, bob = await chat(2)
+    first, second = await alice.create(title="one"), await alice.create(title="two")
+    for conversation in (first, second):
+        await alice.stub.AddMember(
+            chat_pb2.AddMemberRequest(conversation_id=conversation.id, email=bob.email), metadata=alice.md
+        )
+    pending = await bob.stub.ListInvitations(chat_pb2.ListInvitationsRequest(page_size=1), metadata=bob.md)
+    assert [i.title for i in pending.invitations] == ["two"] and pending.next_page_token
+    rest = await bob.stub.ListInvitations(
+        chat_pb2.ListInvitationsRequest(page_token=pending.next_page_token), metadata=bob.md
+    )
+    assert [i.title for i in rest.invitations] == ["one"] and not rest.next_page_token
+    await bob.stub.DeclineInvitation(chat_pb2.DeclineInvitationRequest(conversation_id=first.id), metadata=bob.md)
+    await alice.stub.DeleteConversation(
+        chat_pb2.DeleteConversationRequest(conversation_id=second.id), metadata=alice.md
+    )
+    pending = await bob.stub.ListInvitations(chat_pb2.ListInvitationsRequest(), metadata=bob.md)
+    assert not pending.invitations
+    for conversation in (first, second):
+        gone = await fails(
+            bob.stub.AcceptInvitation(
+                chat_pb2.AcceptInvitationRequest(conversation_id=conversation.id), metadata=bob.md
+            )
+        )
+        assert gone.code == grpc.StatusCode.NOT_FOUND and gone.reason == "INVITATION_NOT_FOUND"
 
 
 async def test_members_leave_owners_remove_and_only_owners_manage(chat: Start) -> None:
@@ -129,12 +188,24 @@ async def test_members_leave_owners_remove_and_only_owners_manage(chat: Start) -
 
 
 async def test_member_limit(chat: Start) -> None:
-    alice, bob, carol = await chat(3, chat_max_members=2)
+    alice, bob, carol, dave = await chat(4, chat_max_members=2)
     conversation = await alice.create()
-    await alice.invite(conversation.id, bob)
+    for invitee in (bob, carol):  # invitations below the limit; the first to accept fills it
+        await alice.stub.AddMember(
+            chat_pb2.AddMemberRequest(conversation_id=conversation.id, user_id=invitee.id), metadata=alice.md
+        )
+    await bob.stub.AcceptInvitation(chat_pb2.AcceptInvitationRequest(conversation_id=conversation.id), metadata=bob.md)
+    late = await fails(
+        carol.stub.AcceptInvitation(
+            chat_pb2.AcceptInvitationRequest(conversation_id=conversation.id), metadata=carol.md
+        )
+    )
+    assert late.code == grpc.StatusCode.RESOURCE_EXHAUSTED and late.reason == "TOO_MANY_MEMBERS"
+    still = await carol.stub.ListInvitations(chat_pb2.ListInvitationsRequest(), metadata=carol.md)
+    assert len(still.invitations) == 1  # kept: it can be accepted once someone leaves
     full = await fails(
         alice.stub.AddMember(
-            chat_pb2.AddMemberRequest(conversation_id=conversation.id, user_id=carol.id), metadata=alice.md
+            chat_pb2.AddMemberRequest(conversation_id=conversation.id, user_id=dave.id), metadata=alice.md
         )
     )
     assert full.code == grpc.StatusCode.RESOURCE_EXHAUSTED and full.reason == "TOO_MANY_MEMBERS"

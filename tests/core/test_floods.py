@@ -89,3 +89,34 @@ async def test_the_server_listens_on_ipv6(strict: Any) -> None:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
         response = await stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=10)
         assert response.keys
+
+
+async def test_silent_connections_are_closed_at_the_handshake_deadline(strict: Any) -> None:
+    """Issue 27 #19: TCP connections that never send the HTTP/2 preface held a place under the cap for
+    grpc's 120 s default handshake timeout; now for HANDSHAKE_SECONDS, after which a real client gets in."""
+    from pynode.app.server import HANDSHAKE_SECONDS
+
+    await strict(max_connections=20, connection_idle_seconds=300)
+    mesh: MeshServer = strict.servers[-1]
+    silent = [await asyncio.open_connection("127.0.0.1", mesh.port) for _ in range(40)]
+
+    async def closed(reader: asyncio.StreamReader) -> bool:
+        try:
+            async with asyncio.timeout(HANDSHAKE_SECONDS * 4):
+                while await reader.read(4096):
+                    pass
+        except ConnectionError:
+            return True
+        except TimeoutError:
+            return False
+        return True
+
+    try:
+        ended = await asyncio.gather(*(closed(reader) for reader, _ in silent))
+        assert all(ended), f"{ended.count(False)} of {len(silent)} silent connections outlived the deadline"
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.port}") as channel:
+            response = await auth_pb2_grpc.AuthServiceStub(channel).GetJwks(auth_pb2.GetJwksRequest(), timeout=20)
+            assert response.keys
+    finally:
+        for _, writer in silent:
+            writer.close()

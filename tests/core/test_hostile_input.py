@@ -166,3 +166,46 @@ async def test_sql_errors_never_carry_bound_parameters(backend: Backend, tmp_pat
         assert secret not in str(raised.value)
     finally:
         await db.close()
+
+
+async def test_a_unary_call_ended_without_its_message_is_answered_at_once(client: MeshClient) -> None:
+    """Issue 27 #13: grpc.aio held such a call until the connection's age (2,000 of them held 29 MiB)."""
+
+    async def nothing() -> Any:
+        return
+        yield
+
+    async def two() -> Any:
+        yield auth_pb2.GetJwksRequest().SerializeToString()
+        yield auth_pb2.GetJwksRequest().SerializeToString()
+
+    as_stream = client.channel.stream_unary(
+        "/devpynode.auth.v1.AuthService/GetJwks", request_serializer=None, response_deserializer=None
+    )
+    empty = await fails(as_stream(nothing(), metadata=client.md(""), timeout=30))
+    assert empty.code == grpc.StatusCode.INVALID_ARGUMENT and empty.reason == "MISSING_REQUEST_MESSAGE"
+    extra = await fails(as_stream(two(), metadata=client.md(""), timeout=30))
+    assert extra.code == grpc.StatusCode.INVALID_ARGUMENT and extra.reason == "TOO_MANY_REQUEST_MESSAGES"
+    generate = client.channel.stream_stream(
+        "/devpynode.ai.v1.AIRouterService/Generate", request_serializer=None, response_deserializer=None
+    )
+    token = (await client.register()).tokens.access_token
+    cut = await fails(_drain(generate(nothing(), metadata=client.md(token), timeout=30)))
+    assert cut.code == grpc.StatusCode.INVALID_ARGUMENT and cut.reason == "MISSING_REQUEST_MESSAGE"
+
+
+async def _drain(call: Any) -> None:
+    async for _ in call:
+        pass
+
+
+async def test_the_well_known_dev_secret_buys_no_service_token_from_another_host(
+    client: MeshClient, mesh: MeshServer
+) -> None:
+    """Issue 27 #14: in dev mode the default secret (public: it is in the source) works from loopback only."""
+    secret = mesh.platform.settings.mesh.service_secret.get_secret_value()
+    request = auth_pb2.IssueServiceTokenRequest(service_name="chat", service_secret=secret)
+    remote = await fails(client.auth.IssueServiceToken(request, metadata=[("x-forwarded-for", "203.0.113.77")]))
+    assert remote.code == grpc.StatusCode.PERMISSION_DENIED and remote.reason == "DEV_SECRET_NOT_LOCAL"
+    local = await client.auth.IssueServiceToken(request, metadata=[("x-forwarded-for", "127.0.0.1")])
+    assert local.access_token

@@ -137,7 +137,8 @@ async def test_metrics_endpoint_counts_calls_by_code(backend: Backend, tmp_path:
 
 async def test_graceful_stop_drains_in_flight_calls(tmp_path: Path) -> None:
     embedded = Backend("embedded", "", "memory://", "t:")
-    server = await start_mesh(make_settings(embedded, tmp_path, bcrypt_cost=13))
+    # No drain window (tests/chat/test_shutdown.py has one): the listener closes as soon as stop begins.
+    server = await start_mesh(make_settings(embedded, tmp_path, bcrypt_cost=13, shutdown_drain_seconds=0))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     client = MeshClient(channel)
     health = health_pb2_grpc.HealthStub(channel)

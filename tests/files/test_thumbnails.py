@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from typing import Any
 
 import grpc
@@ -59,3 +61,28 @@ async def test_a_decompression_bomb_is_refused_and_nothing_is_stored(strict: Any
     error = await fails(stub.UploadFile(_requests("bomb.png", bomb, "image/png"), metadata=client.md()))
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.reason == "IMAGE_TOO_LARGE"
     assert not (await stub.ListFiles(files_pb2.ListFilesRequest(), metadata=client.md())).files
+
+
+def _png16(width: int, height: int) -> bytes:
+    """An RGB PNG of 16 bits a sample, all black: a few KB that Pillow decodes to width x height x 4 bytes."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + width * 6)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+async def test_an_image_under_the_pixel_limit_that_decodes_too_large_is_refused(strict: Any) -> None:
+    """The pixel count alone lets a 16-bit image through at several times the memory: decoded bytes count."""
+    client: MeshClient = await strict(files_max_image_bytes=2 * 1024 * 1024)
+    await client.register()
+    stub = files_pb2_grpc.FileServiceStub(client.channel)
+    bomb = _png16(1000, 1000)  # 1 Mpx, far under the 50 Mpx limit; 4 MB decoded
+    error = await fails(stub.UploadFile(_requests("deep.png", bomb, "image/png"), metadata=client.md()))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.reason == "IMAGE_TOO_LARGE"
+    small = (await stub.UploadFile(_requests("ok.png", _png16(500, 500), "image/png"), metadata=client.md())).file
+    assert small.has_thumbnail  # 1 MB decoded: within the bound

@@ -145,6 +145,9 @@ test.describe.serial("the web app", () => {
     await page.getByLabel("Invite by e-mail").fill(BOB.email);
     await page.getByRole("button", { name: "Invite" }).click();
     await expect(page.getByText(/Invited/)).toBeVisible();
+    // An invitation is not a membership: Bob joins when he accepts it.
+    await bob.goto("/");
+    await bob.getByRole("list", { name: "Invitations" }).getByRole("button", { name: "Accept" }).click();
     await expect(page.getByText("2 members: you, Bob")).toBeVisible();
 
     await bob.goto(conversationUrl);

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 # Finish reasons as the ledger stores them (the proto's FinishReason, lower-cased).
-STOP, LENGTH, CANCELLED, ERROR = "stop", "length", "cancelled", "error"
+STOP, LENGTH, CANCELLED, ERROR, TIME_LIMIT = "stop", "length", "cancelled", "error", "time_limit"
 
 
 @dataclass(frozen=True)

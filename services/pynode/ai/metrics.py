@@ -59,7 +59,7 @@ class AIMetrics:
         self.tokens = Counter("devpynode_ai_completion_tokens", "Completion tokens generated.", labels, registry=None)
         self.cache = Counter(
             "devpynode_ai_cache_lookups",
-            "Response cache lookups, by the model or alias asked for.",
+            "Response cache lookups, by the deployment that answered (a miss no model answered is not counted).",
             ("provider", "model", "result"),
             registry=None,
         )

@@ -107,6 +107,8 @@ class AIModule:
                 settings.ai_requests_per_minute,
                 settings.ai_tokens_per_day,
                 settings.ai_streams_per_user,
+                settings.ai_streams_per_address,
+                settings.ai_max_generation_seconds,
             ),
         )
 

@@ -3,7 +3,8 @@
 The provider is read in a task of its own, so text that arrives while the caller's stream is still busy
 sending is sent as one message. When the caller keeps up, every delta goes out as it comes (the first one
 at once); when it does not, deltas merge instead of queueing messages. Stopping the relay cancels the
-reader, which closes the upstream HTTP request there and then.
+reader, which closes the upstream HTTP request there and then; `expire` ends the caller's side early (the
+slot-hold ceiling).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Relay:
         self.finished: Finished | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.expired = False
         self._task = asyncio.get_running_loop().create_task(self._read())
 
     async def _read(self) -> None:
@@ -51,13 +53,18 @@ class Relay:
     async def next(self) -> str | None:
         """All text read since the last call, waiting for some; None once the stream has ended."""
         while not self._pending:
-            if self.done:
+            if self.done or self.expired:
                 return None
             self._ready.clear()
             await self._ready.wait()
         text = "".join(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending.clear()
         return text
+
+    def expire(self) -> None:
+        """End the stream here (the generation's time is up): `next` returns what was read, then None."""
+        self.expired = True
+        self._ready.set()
 
     async def stop(self) -> None:
         """Stop reading and close the upstream request (idempotent)."""

@@ -166,8 +166,9 @@ class Router:
             breaker = self.breakers[deployment] = Breaker(circuit.failures, circuit.cooldown_seconds)
         return breaker
 
-    async def start(self, candidates: list[str], prompt: Prompt) -> Started:
-        """The first candidate that produces a first chunk; the first failure when none does."""
+    async def start(self, candidates: list[str], prompt: Prompt, lane: str = "") -> Started:
+        """The first candidate that produces a first chunk; the first failure when none does. `lane` is whose
+        turn it is when waiting for a slot (the user)."""
         failures: list[DomainError] = []
         tried: list[str] = []
         for deployment in candidates:
@@ -188,7 +189,7 @@ class Router:
                 continue
             gate = self.gate(deployment)
             try:
-                await gate.acquire()
+                await gate.acquire(lane)
             except QuotaExceeded as exc:
                 failures.append(exc)
                 continue
@@ -244,6 +245,7 @@ class Router:
             await _close(stream)
             gate.release()
             raise
+        breaker.succeeded()  # "failed repeatedly" means in a row: an answer clears the count
         return Started(deployment, provider, first, stream, gate, breaker, [])
 
 

@@ -24,6 +24,7 @@ from pynode.ai.domain import (
     ERROR,
     LENGTH,
     STOP,
+    TIME_LIMIT,
     Delta,
     Finished,
     Generation,
@@ -43,16 +44,14 @@ from pynode.core.errors import (
     FieldViolation,
     InvalidArgument,
     PermissionDenied,
-    QuotaExceeded,
-    QuotaViolation,
     Unavailable,
 )
 from pynode.core.kv import KeyValueStore
+from pynode.core.limits import Allowance, FixedWindow, Quota, Reservation, Slots
 from pynode.core.principal import Principal
 
 log = logging.getLogger("pynode.ai")
 
-RATE_WINDOW_SECONDS = 60.0
 _BUDGET_TTL_SECONDS = 2 * 86400.0
 
 
@@ -65,6 +64,7 @@ class GenerateCommand:
     sampling: Sampling
     fallbacks: tuple[str, ...] = ()
     no_cache: bool = False
+    address: str = ""  # the end user's client address, when known (per-address limits and fair queueing)
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,24 @@ class Limits:
     requests_per_minute: int
     tokens_per_day: int
     streams_per_user: int = 0  # generations one user may run at once (0: no limit)
+    streams_per_address: int = 0  # generations running at once from one client address, all accounts (0: no limit)
+    max_generation_seconds: float = 600.0  # longest one generation may hold a slot
 
 
 def estimate_tokens(messages: tuple[Message, ...]) -> int:
     """About four characters a token: for a prompt the provider never counted (a cancelled stream)."""
     return sum(math.ceil(len(m.content) / 4) for m in messages)
+
+
+def reserve_estimate(messages: tuple[Message, ...]) -> int:
+    """A prompt's tokens as reserved against the budget: four characters or one word a token, whichever is
+    more (above what a BPE tokenizer counts for ordinary text, and exactly the built-in model's count)."""
+    return sum(max(math.ceil(len(m.content) / 4), len(m.content.split())) for m in messages)
+
+
+_RATE = Quota("ai:requests_per_minute", "generations per user per minute")
+_BUDGET = Quota("ai:tokens_per_day", "prompt and completion tokens per user per UTC day", "TOKEN_BUDGET_EXHAUSTED")
+_NO_RESERVATION = Reservation("", 0, 0.0, settled=True)
 
 
 def _day(now: datetime) -> str:
@@ -118,11 +131,27 @@ class AIService:
         self.router = router
         self.cache = cache
         self.ledger = ledger
-        self._kv = kv
         self.metrics = metrics
         self.limits = limits
         self._writes: set[asyncio.Task[None]] = set()
-        self._running: dict[str, int] = {}  # user id -> generations streaming now
+        self._rate = FixedWindow(kv)
+        self._allowance = Allowance(kv)
+        # One user's (or one address's many accounts') slow streams must not hold every slot the others need.
+        self._streams = Slots(
+            limits.streams_per_user,
+            Quota("ai:streams_per_user", "generations running at once per user", "TOO_MANY_STREAMS"),
+            f"at most {limits.streams_per_user} generations at once per user; wait for one to finish",
+        )
+        self._addresses = Slots(
+            limits.streams_per_address,
+            Quota("ai:streams_per_address", "generations running at once per client address", "TOO_MANY_STREAMS"),
+            f"at most {limits.streams_per_address} generations at once from one address, whatever the account; "
+            "wait for one to finish",
+        )
+
+    def running(self, user_id: str | None = None) -> int:
+        """Generations streaming now in this process: one user's, or (None) everybody's."""
+        return self._streams.held(user_id)
 
     # --- models -----------------------------------------------------------------------------------
 
@@ -132,77 +161,104 @@ class AIService:
 
     # --- generation -------------------------------------------------------------------------------
 
-    async def _admit(self, user_id: str) -> None:
-        """Per-user request rate and daily token budget (QuotaExceeded with QuotaFailure)."""
-        if self.limits.requests_per_minute:
-            count, ttl = await self._kv.incr(f"ai:rate:{user_id}", RATE_WINDOW_SECONDS)
-            if count > self.limits.requests_per_minute:
-                raise QuotaExceeded(
-                    f"at most {self.limits.requests_per_minute} generations per minute; "
-                    f"retry in {max(1, round(ttl))} s",
-                    retry_after=ttl if ttl > 0 else RATE_WINDOW_SECONDS,
-                    violations=[QuotaViolation("ai:requests_per_minute", "generations per user per minute")],
-                )
-        if self.limits.tokens_per_day:
-            now = datetime.now(UTC)
-            used = int(await self._kv.get(f"ai:tokens:{user_id}:{_day(now)}") or 0)
-            if used >= self.limits.tokens_per_day:
-                raise QuotaExceeded(
-                    f"the daily budget of {self.limits.tokens_per_day} tokens is spent; it renews at 00:00 UTC",
-                    retry_after=_until_tomorrow(now),
-                    reason="TOKEN_BUDGET_EXHAUSTED",
-                    violations=[
-                        QuotaViolation("ai:tokens_per_day", "prompt and completion tokens per user per UTC day")
-                    ],
-                )
+    def _sampling(self, sampling: Sampling) -> Sampling:
+        """The default max_tokens filled in; a caller-chosen pace must let max_tokens end within the ceiling."""
+        if not sampling.max_tokens:
+            sampling = replace(sampling, max_tokens=self.limits.default_max_tokens)
+        ceiling = self.limits.max_generation_seconds
+        pace = sampling.tokens_per_second
+        if pace and sampling.max_tokens / pace > ceiling:
+            slowest = math.ceil(sampling.max_tokens / ceiling)
+            raise InvalidArgument(
+                f"at {pace} tokens per second, {sampling.max_tokens} tokens would hold a model for longer than "
+                f"the {ceiling:g} s a generation may; set tokens_per_second to at least {slowest} (or 0), or "
+                "lower max_tokens",
+                [FieldViolation("options.tokens_per_second", f"must be 0 or at least {slowest}", "OUT_OF_RANGE")],
+            )
+        return sampling
+
+    async def _reserve(
+        self, user_id: str, messages: tuple[Message, ...], sampling: Sampling
+    ) -> tuple[Reservation, Sampling]:
+        """Reserve the prompt's estimate plus max_tokens against today's budget, or what is left of it when that
+        still leaves room for an answer (max_tokens is lowered to match); refuse when not even that fits."""
+        if not self.limits.tokens_per_day:
+            return _NO_RESERVATION, sampling
+        budget = self.limits.tokens_per_day
+        prompt = reserve_estimate(messages)
+        now = datetime.now(UTC)
+        key = f"ai:tokens:{user_id}:{_day(now)}"
+        reservation = await self._allowance.reserve(
+            key, prompt + sampling.max_tokens, budget, at_least=prompt + 1, ttl_seconds=_BUDGET_TTL_SECONDS
+        )
+        if reservation.granted:
+            answer = reservation.granted - prompt
+            return reservation, replace(sampling, max_tokens=min(sampling.max_tokens, answer))
+        if prompt >= budget:
+            message = f"this prompt alone is about {prompt} tokens, more than the daily budget of {budget}; shorten it"
+        else:
+            left = max(0, budget - await self._allowance.used(key))
+            message = (
+                f"this request needs about {prompt + 1} tokens (its prompt and at least one to answer) and "
+                f"{left} of the daily budget of {budget} are left; it renews at 00:00 UTC"
+            )
+        raise _BUDGET.exceeded(message, _until_tomorrow(now))
 
     async def generate(self, caller: Principal, command: GenerateCommand) -> AsyncGenerator[Piece, None]:
         """Stream an answer: from the cache, or from the first deployment that answers."""
         began = time.perf_counter()
-        await self._admit(caller.subject)
         user = caller.subject
-        if self.limits.streams_per_user and self._running.get(user, 0) >= self.limits.streams_per_user:
-            # One user's slow streams must not hold every deployment slot the others need.
-            raise QuotaExceeded(
-                f"at most {self.limits.streams_per_user} generations at once per user; wait for one to finish",
-                retry_after=1.0,
-                reason="TOO_MANY_STREAMS",
-                violations=[QuotaViolation("ai:streams_per_user", "generations running at once per user")],
-            )
-        self._running[user] = self._running.get(user, 0) + 1
-        try:
-            async with contextlib.aclosing(self._generate(caller, command, began)) as pieces:
-                async for piece in pieces:
-                    yield piece
-        finally:
-            left = self._running[user] - 1
-            if left:
-                self._running[user] = left
-            else:
-                del self._running[user]
+        limit = self.limits.requests_per_minute
+        await self._rate.hit(f"ai:rate:{user}", limit, _RATE, what=f"at most {limit} generations per minute")
+        sampling = self._sampling(command.sampling)
+        with (
+            self._streams.hold(user),
+            self._addresses.hold(command.address) if command.address else contextlib.nullcontext(),
+        ):
+            reservation, sampling = await self._reserve(user, command.messages, sampling)
+            try:
+                async with contextlib.aclosing(
+                    self._generate(caller, replace(command, sampling=sampling), began, reservation)
+                ) as pieces:
+                    async for piece in pieces:
+                        yield piece
+            finally:
+                if not reservation.settled:  # ended before a generation was recorded (no model answered)
+                    self._spawn(self._allowance.settle(reservation, 0))
 
-    async def _generate(self, caller: Principal, command: GenerateCommand, began: float) -> AsyncGenerator[Piece, None]:
+    async def _generate(
+        self, caller: Principal, command: GenerateCommand, began: float, reservation: Reservation
+    ) -> AsyncGenerator[Piece, None]:
         sampling = command.sampling
-        if not sampling.max_tokens:
-            sampling = replace(sampling, max_tokens=self.limits.default_max_tokens)
         prompt = Prompt("", command.messages, sampling)
         key = None
+        hit = None
         if self.cache.enabled and sampling.deterministic and not command.no_cache:
             key = request_key(caller.subject, command.model, command.fallbacks, prompt)
             hit = await self.cache.get(key)
-            provider, _, name = command.model.rpartition("/")
-            self.metrics.cache.labels(provider or "alias", name, "hit" if hit else "miss").inc()
             if hit is not None:
-                async with contextlib.aclosing(self._replay(caller, command, hit, began)) as replayed:
+                self._lookup(hit.model, "hit")
+                async with contextlib.aclosing(self._replay(caller, command, hit, began, reservation)) as replayed:
                     async for piece in replayed:
                         yield piece
                 return
         candidates = await self.router.candidates(command.model, command.fallbacks)
-        started = await self.router.start(candidates, prompt)
+        lane = f"address:{command.address}" if command.address else f"user:{caller.subject}"
+        started = await self.router.start(candidates, prompt, lane)
+        if key is not None:
+            self._lookup(started.deployment, "miss")
         # aclosing: a caller that goes away ends the relay (and the upstream request) at once.
-        async with contextlib.aclosing(self._relay(caller, command, prompt, started, began, key)) as relayed:
+        async with contextlib.aclosing(
+            self._relay(caller, command, prompt, started, began, key, reservation)
+        ) as relayed:
             async for piece in relayed:
                 yield piece
+
+    def _lookup(self, deployment: str, result: str) -> None:
+        """Count a cache lookup under the deployment that answered (never the name asked for: a caller could
+        invent names without end, one time series each)."""
+        provider, _, model = deployment.partition("/")
+        self.metrics.cache.labels(provider, model, result).inc()
 
     async def _relay(
         self,
@@ -212,10 +268,14 @@ class AIService:
         started: Started,
         began: float,
         key: str | None,
+        reservation: Reservation,
     ) -> AsyncGenerator[Piece, None]:
         deployment = started.deployment
         generation = Generation(caller.subject, command.model, deployment)
         relay = Relay(started.rest)
+        # The slot is held no longer than the ceiling, however slowly the model (or a paced echo) writes: one
+        # timer per generation, not one per message.
+        ceiling = asyncio.get_running_loop().call_later(self.limits.max_generation_seconds, relay.expire)
         answer: list[str] | None = [] if key else None
         first_deltas = 0
         first_at: float | None = None
@@ -229,6 +289,9 @@ class AIService:
                 yield Piece(started.first.text, deployment)
             while finished is None:
                 text = await relay.next()
+                if text is None and relay.expired and not relay.done:
+                    finished = Finished(TIME_LIMIT)
+                    break
                 if text is None:
                     if relay.error is not None:
                         raise relay.error
@@ -259,6 +322,7 @@ class AIService:
             yield Piece("", deployment, ERROR, generation.prompt_tokens, generation.completion_tokens)
             raise
         finally:
+            ceiling.cancel()
             await relay.stop()
             await started.close(failed=generation.finish_reason == ERROR)
             if generation.finish_reason == CANCELLED:
@@ -266,7 +330,7 @@ class AIService:
             generation.duration_ms = (time.perf_counter() - began) * 1000
             if first_at is not None:
                 generation.time_to_first_token_ms = (first_at - began) * 1000
-            self._finish(generation, started.provider.name, first_at)
+            self._finish(generation, started.provider.name, first_at, reservation)
 
     def _count(self, generation: Generation, prompt: Prompt, finished: Finished | None, deltas: int) -> None:
         """The provider's own counts when it gave them; else what was read (a cancelled or cut stream)."""
@@ -276,7 +340,7 @@ class AIService:
         generation.completion_tokens = counted_completion if counted_completion is not None else deltas
 
     async def _replay(
-        self, caller: Principal, command: GenerateCommand, hit: CachedAnswer, began: float
+        self, caller: Principal, command: GenerateCommand, hit: CachedAnswer, began: float, reservation: Reservation
     ) -> AsyncGenerator[Piece, None]:
         generation = Generation(
             caller.subject, command.model, hit.model, hit.prompt_tokens, hit.completion_tokens, CANCELLED, True
@@ -293,7 +357,7 @@ class AIService:
             generation.duration_ms = (time.perf_counter() - began) * 1000
             if first_at is not None:
                 generation.time_to_first_token_ms = (first_at - began) * 1000
-            self._finish(generation, "cache", first_at)
+            self._finish(generation, "cache", first_at, reservation)
 
     # --- bookkeeping --------------------------------------------------------------------------------
 
@@ -307,8 +371,8 @@ class AIService:
         if not task.cancelled() and task.exception() is not None:
             log.warning("AI usage bookkeeping failed: %s", type(task.exception()).__name__)
 
-    def _finish(self, generation: Generation, provider: str, first_at: float | None) -> None:
-        """Ledger row, budget and metrics, in a task of its own (the caller may be gone)."""
+    def _finish(self, generation: Generation, provider: str, first_at: float | None, reservation: Reservation) -> None:
+        """Ledger row, budget settlement and metrics, in tasks of their own (the caller may be gone)."""
         generation.created_at = utcnow()
         provider_label, _, model_label = generation.deployment.partition("/")
         labels = (provider_label or provider, model_label or generation.deployment)
@@ -319,14 +383,10 @@ class AIService:
             streaming = (generation.duration_ms - generation.time_to_first_token_ms) / 1000
             if streaming > 0 and generation.completion_tokens > 1:
                 self.metrics.rate.labels(*labels).observe((generation.completion_tokens - 1) / streaming)
-        self._spawn(self._record(generation))
-
-    async def _record(self, generation: Generation) -> None:
-        await self.ledger.add(generation)
-        if self.limits.tokens_per_day and not generation.cached:
-            spent = generation.prompt_tokens + generation.completion_tokens
-            day = _day(datetime.now(UTC))
-            await self._kv.incr(f"ai:tokens:{generation.user_id}:{day}", _BUDGET_TTL_SECONDS, spent)
+        # A cached answer costs nothing; otherwise the provider's counts (or the estimate) replace the reservation.
+        spent = 0 if generation.cached else generation.prompt_tokens + generation.completion_tokens
+        self._spawn(self._allowance.settle(reservation, spent))
+        self._spawn(self.ledger.add(generation))
 
     async def drain(self) -> None:
         """Wait for pending ledger writes (at shutdown)."""

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import grpc
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 
-from pynode.ai.domain import CANCELLED, ERROR, LENGTH, STOP, Message, ModelInfo, Sampling, UsageTotal
+from pynode.ai.domain import CANCELLED, ERROR, LENGTH, STOP, TIME_LIMIT, Message, ModelInfo, Sampling, UsageTotal
 from pynode.ai.service import AIService, GenerateCommand
 from pynode.core.errors import FieldViolation, InvalidArgument
 from pynode.core.paging import offset_page
-from pynode.core.principal import Principal, current_principal
+from pynode.core.principal import Principal, current_client, current_principal
 
 _ROLES = {
     ai_pb2.MESSAGE_ROLE_SYSTEM: "system",
@@ -26,10 +26,13 @@ _FINISH = {
     LENGTH: ai_pb2.FINISH_REASON_LENGTH,
     CANCELLED: ai_pb2.FINISH_REASON_CANCELLED,
     ERROR: ai_pb2.FINISH_REASON_ERROR,
+    TIME_LIMIT: ai_pb2.FINISH_REASON_TIME_LIMIT,
 }
+# google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 
-def command_of(request: ai_pb2.GenerateRequest) -> GenerateCommand:
+def command_of(request: ai_pb2.GenerateRequest, address: str = "") -> GenerateCommand:
     """The request as the service takes it; the checks the field rules cannot declare."""
     violations = []
     messages = []
@@ -56,7 +59,7 @@ def command_of(request: ai_pb2.GenerateRequest) -> GenerateCommand:
         tokens_per_second=options.tokens_per_second,
     )
     return GenerateCommand(
-        request.model.strip(), tuple(messages), sampling, tuple(options.fallback_models), options.no_cache
+        request.model.strip(), tuple(messages), sampling, tuple(options.fallback_models), options.no_cache, address
     )
 
 
@@ -78,7 +81,16 @@ def _time(request: ai_pb2.GetUsageRequest, field: Literal["start_time", "end_tim
     if not request.HasField(field):
         return None
     stamp = getattr(request, field)
-    return datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, UTC)
+    if not 0 <= stamp.nanos <= 999_999_999:
+        raise InvalidArgument(
+            f"{field}.nanos must be 0 to 999999999", [FieldViolation(f"{field}.nanos", "must be 0 to 999999999")]
+        )
+    if not _MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS:
+        raise InvalidArgument(
+            f"{field} must be between years 1 and 9999",
+            [FieldViolation(f"{field}.seconds", "must be between 0001-01-01 and 9999-12-31", "OUT_OF_RANGE")],
+        )
+    return datetime.fromtimestamp(stamp.seconds, UTC) + timedelta(microseconds=stamp.nanos // 1000)
 
 
 class AIRouterServicer(ai_pb2_grpc.AIRouterServiceServicer):
@@ -100,7 +112,8 @@ class AIRouterServicer(ai_pb2_grpc.AIRouterServiceServicer):
         request: ai_pb2.GenerateRequest,
         context: grpc.aio.ServicerContext[ai_pb2.GenerateRequest, ai_pb2.GenerateResponse],
     ) -> AsyncIterator[ai_pb2.GenerateResponse]:
-        async with contextlib.aclosing(self._pieces(current_principal(), request)) as pieces:
+        caller, address = current_principal(), current_client().address
+        async with contextlib.aclosing(self._pieces(caller, request, address)) as pieces:
             async for piece in pieces:
                 yield piece
 
@@ -110,14 +123,15 @@ class AIRouterServicer(ai_pb2_grpc.AIRouterServiceServicer):
         context: grpc.aio.ServicerContext[ai_pb2.GenerateForUserRequest, ai_pb2.GenerateForUserResponse],
     ) -> AsyncIterator[ai_pb2.GenerateForUserResponse]:
         # The edge admitted a service token only; limits, budgets and usage are the named user's.
-        async with contextlib.aclosing(self._pieces(Principal(request.user_id, "user"), request.request)) as pieces:
+        user = Principal(request.user_id, "user")
+        async with contextlib.aclosing(self._pieces(user, request.request, request.client_address)) as pieces:
             async for piece in pieces:
                 yield ai_pb2.GenerateForUserResponse(response=piece)
 
     async def _pieces(
-        self, caller: Principal, request: ai_pb2.GenerateRequest
+        self, caller: Principal, request: ai_pb2.GenerateRequest, address: str
     ) -> AsyncGenerator[ai_pb2.GenerateResponse, None]:
-        command = command_of(request)
+        command = command_of(request, address)
         async with contextlib.aclosing(self._service.generate(caller, command)) as generated:
             async for piece in generated:
                 if piece.finish_reason is None:

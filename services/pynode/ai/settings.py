@@ -36,6 +36,18 @@ class AISettings(Section):
     )
     ai_requests_per_minute: int = Field(120, ge=0, description="Generate calls per user per minute; 0 is unlimited.")
     ai_streams_per_user: int = Field(4, ge=0, description="Generations one user may run at once; 0 is unlimited.")
+    ai_streams_per_address: int = Field(
+        8,
+        ge=0,
+        description="Generations running at once from one client address, whatever the accounts (registration is "
+        "open: new accounts must not buy more slots); 0 is unlimited.",
+    )
+    ai_max_generation_seconds: float = Field(
+        600,
+        gt=0,
+        description="Longest a generation may hold a model's slot; it then ends with finish reason TIME_LIMIT. A "
+        "request's tokens_per_second must let max_tokens finish within it.",
+    )
     ai_tokens_per_day: int = Field(
         0, ge=0, description="Tokens (prompt + completion) per user per UTC day; 0 is unlimited."
     )

@@ -4,41 +4,36 @@ A backup is a directory (or the same layout under `s3://BUCKET/PREFIX`):
 
     manifest.json        what was taken, when, the schema revisions, and a SHA-256 per file
     database.dump        PostgreSQL, `pg_dump --format=custom`   (or database.sqlite: SQLite's backup API)
-    objects/<key>        every stored object (users/<id>/uploads/<id>, thumbnails), sessions' parts excluded
+    <folder>/<key>       every object a module keeps outside the database, through its `BacksUp` hook
+                         (files: objects/users/<id>/uploads/<id>, thumbnails; sessions' parts excluded)
 
-Restore checks every checksum before it writes anything, and refuses a target that already holds accounts or
-objects unless told to replace them (`--force`).
+Restore checks every checksum before it writes anything, and refuses a target that already holds rows or
+objects unless told to replace them (`--force`). `s3://` homes are reached through the module that speaks S3.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from sqlalchemy.engine import make_url
 
+from pynode.app import modules
 from pynode.app.settings import Settings
+from pynode.core.module import BacksUp, BackupError, BackupLocation, BackupSource
 from pynode.core.settings import SettingsError
-from pynode.files.adapters.s3_store import S3Objects
-from pynode.files.settings import FilesSettings
+
+__all__ = ["BackupError", "backup", "restore"]  # BackupError: the hooks' error, which the CLI catches
 
 FORMAT = 1
 CHUNK = 1024 * 1024
-
-
-class BackupError(Exception):
-    """A backup or restore that cannot go on; the message says why."""
 
 
 def _sha256(path: Path) -> str:
@@ -54,130 +49,39 @@ def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-# --- object storage ------------------------------------------------------------------------------------
+# --- what modules keep outside the database -------------------------------------------------------------
 
 
-class Objects:
-    """The platform's object storage, local or S3, as backups see it: keys in, bytes out."""
-
-    def __init__(self, files: FilesSettings, data_dir: Path) -> None:
-        parsed = urlparse(files.storage_url)
-        self.s3: S3Objects | None = None
-        self.root: Path | None = None
-        if parsed.scheme == "s3":
-            self.s3 = S3Objects(
-                parsed.netloc,
-                files.s3_endpoint_url,
-                files.s3_access_key.get_secret_value(),
-                files.s3_secret_key.get_secret_value(),
-                files.s3_region,
-            )
-            self.where = f"s3://{parsed.netloc}"
-        else:
-            self.root = Path(parsed.path).resolve() if files.storage_url else (data_dir / "files").resolve()
-            self.where = self.root.as_uri()
-
-    def stored_keys(self) -> Iterator[str]:
-        if self.s3 is not None:
-            client, bucket = self.s3.client, self.s3.bucket
-            if not client.bucket_exists(bucket):
-                return
-            for found in client.list_objects(bucket, recursive=True):
-                name = found.object_name or ""
-                if name.startswith("users/"):
-                    yield name
-        elif self.root is not None and (self.root / "users").exists():
-            for path in sorted((self.root / "users").rglob("*")):
-                if path.is_file():
-                    yield str(path.relative_to(self.root))
-
-    def fetch(self, key: str, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if self.s3 is not None:
-            self.s3.client.fget_object(self.s3.bucket, key, str(target))
-        else:
-            assert self.root is not None
-            shutil.copyfile(self.root / key, target)
-
-    def store(self, key: str, source: Path) -> None:
-        if self.s3 is not None:
-            client, bucket = self.s3.client, self.s3.bucket
-            if not client.bucket_exists(bucket):
-                client.make_bucket(bucket)
-            client.fput_object(bucket, key, str(source))
-        else:
-            assert self.root is not None
-            final = self.root / key
-            final.parent.mkdir(parents=True, exist_ok=True)
-            temporary = final.with_name(final.name + ".restoring")
-            shutil.copyfile(source, temporary)
-            os.replace(temporary, final)
-
-    def close(self) -> None:
-        if self.s3 is not None:
-            self.s3.shutdown()
+def _sources(settings: Settings) -> dict[str, BackupSource]:
+    """Each module's stored objects (the `BacksUp` hook), by its folder in the backup."""
+    found: dict[str, BackupSource] = {}
+    try:
+        for module in modules.MODULES:
+            if isinstance(module, BacksUp):
+                found[module.backup_folder] = module.backup_source(
+                    settings.section(module.name), settings.server.data_dir
+                )
+    except BaseException:
+        _close(found)
+        raise
+    return found
 
 
-# --- where backups live ---------------------------------------------------------------------------------
+def _close(sources: dict[str, BackupSource]) -> None:
+    for source in sources.values():
+        source.close()
 
 
-@dataclass
-class Location:
-    """A backup's home: a directory, or a prefix in a bucket (staged through a local directory)."""
-
-    url: str
-    files: FilesSettings
-
-    @property
-    def is_s3(self) -> bool:
-        return self.url.startswith("s3://")
-
-    def _bucket(self) -> tuple[S3Objects, str]:
-        parsed = urlparse(self.url)
-        objects = S3Objects(
-            parsed.netloc,
-            self.files.s3_endpoint_url,
-            self.files.s3_access_key.get_secret_value(),
-            self.files.s3_secret_key.get_secret_value(),
-            self.files.s3_region,
-        )
-        return objects, parsed.path.strip("/")
-
-    def upload(self, staged: Path) -> None:
-        objects, prefix = self._bucket()
-        try:
-            self._upload(objects, prefix, staged)
-        finally:
-            objects.shutdown()
-
-    def _upload(self, objects: S3Objects, prefix: str, staged: Path) -> None:
-        client = objects.client
-        if not client.bucket_exists(objects.bucket):
-            client.make_bucket(objects.bucket)
-        if any(True for _ in client.list_objects(objects.bucket, prefix=f"{prefix}/", recursive=True)):
-            raise BackupError(f"{self.url} already holds a backup; choose a new prefix")
-        for path in sorted(staged.rglob("*")):
-            if path.is_file():
-                client.fput_object(objects.bucket, f"{prefix}/{path.relative_to(staged)}", str(path))
-
-    def download(self, staged: Path) -> None:
-        objects, prefix = self._bucket()
-        try:
-            self._download(objects, prefix, staged)
-        finally:
-            objects.shutdown()
-
-    def _download(self, objects: S3Objects, prefix: str, staged: Path) -> None:
-        client = objects.client
-        found = False
-        for item in client.list_objects(objects.bucket, prefix=f"{prefix}/", recursive=True):
-            name = item.object_name or ""
-            target = staged / name[len(prefix) + 1 :]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            client.fget_object(objects.bucket, name, str(target))
-            found = True
-        if not found:
-            raise BackupError(f"no backup at {self.url}")
+def _remote(settings: Settings, url: str) -> BackupLocation | None:
+    """The remote home a module can reach for `url` (s3://BUCKET/PREFIX), or None for a directory."""
+    if "://" not in url:
+        return None
+    for module in modules.MODULES:
+        if isinstance(module, BacksUp):
+            found = module.backup_location(settings.section(module.name), url)
+            if found is not None:
+                return found
+    raise BackupError(f"no service can keep backups at {url}; use a directory or s3://BUCKET/PREFIX")
 
 
 # --- backup -------------------------------------------------------------------------------------------------
@@ -185,22 +89,20 @@ class Location:
 
 def backup(settings: Settings, destination: str) -> dict[str, Any]:
     """Take a backup into `destination` (a new or empty directory, or s3://BUCKET/PREFIX); returns the manifest."""
-    files = settings.section("files")
-    assert isinstance(files, FilesSettings)
-    location = Location(destination, files)
-    if location.is_s3:
+    location = _remote(settings, destination)
+    if location is not None:
         with tempfile.TemporaryDirectory(prefix="devpynode-backup-") as staging:
-            manifest = _take(settings, files, Path(staging))
+            manifest = _take(settings, Path(staging))
             location.upload(Path(staging))
             return manifest
     target = Path(destination)
     if target.exists() and any(target.iterdir()):
         raise BackupError(f"{target} is not empty; back up into a new directory")
     target.mkdir(parents=True, exist_ok=True)
-    return _take(settings, files, target)
+    return _take(settings, target)
 
 
-def _take(settings: Settings, files: FilesSettings, target: Path) -> dict[str, Any]:
+def _take(settings: Settings, target: Path) -> dict[str, Any]:
     from pynode.app import migrate
 
     url = settings.stores.resolved_database_url(settings.server.data_dir)
@@ -222,19 +124,20 @@ def _take(settings: Settings, files: FilesSettings, target: Path) -> dict[str, A
         _run(["pg_dump", "--format=custom", "--no-owner", f"--file={dump}", _libpq(url)], "pg_dump")
         kind = "postgresql"
     entries[dump.name] = _sha256(dump)
-    objects = Objects(files, settings.server.data_dir)
+    sources = _sources(settings)
     try:
-        for key in objects.stored_keys():
-            kept = target / "objects" / key
-            objects.fetch(key, kept)
-            entries[f"objects/{key}"] = _sha256(kept)
+        for folder, objects in sources.items():
+            for key in objects.stored_keys():
+                kept = target / folder / key
+                objects.fetch(key, kept)
+                entries[f"{folder}/{key}"] = _sha256(kept)
     finally:
-        objects.close()
+        _close(sources)
     manifest = {
         "format": FORMAT,
         "created_at": datetime.now(UTC).isoformat(),
         "database": {"kind": kind, "file": dump.name, "revisions": sorted(migrate.heads(url))},
-        "storage": objects.where,
+        "storage": ", ".join(objects.where for objects in sources.values()),
         "files": entries,
     }
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -258,19 +161,17 @@ def _run(command: list[str], what: str) -> None:
 
 def restore(settings: Settings, source: str, *, force: bool = False) -> dict[str, Any]:
     """Restore the backup at `source` into the configured database and storage; returns its manifest."""
-    files = settings.section("files")
-    assert isinstance(files, FilesSettings)
-    location = Location(source, files)
-    if location.is_s3:
+    location = _remote(settings, source)
+    if location is not None:
         with tempfile.TemporaryDirectory(prefix="devpynode-restore-") as staging:
             location.download(Path(staging))
-            return _put_back(settings, files, Path(staging), force)
+            return _put_back(settings, Path(staging), force)
     if not (Path(source) / "manifest.json").exists():
         raise BackupError(f"no backup at {source} (manifest.json is missing)")
-    return _put_back(settings, files, Path(source), force)
+    return _put_back(settings, Path(source), force)
 
 
-def _put_back(settings: Settings, files: FilesSettings, backup_dir: Path, force: bool) -> dict[str, Any]:
+def _put_back(settings: Settings, backup_dir: Path, force: bool) -> dict[str, Any]:
     manifest = json.loads((backup_dir / "manifest.json").read_text())
     if manifest.get("format") != FORMAT:
         raise BackupError(f"unknown backup format {manifest.get('format')!r}")
@@ -282,9 +183,12 @@ def _put_back(settings: Settings, files: FilesSettings, backup_dir: Path, force:
     kind = "sqlite" if url.startswith("sqlite") else "postgresql"
     if kind != manifest["database"]["kind"]:
         raise BackupError(f"the backup holds a {manifest['database']['kind']} database; this platform uses {kind}")
-    objects = Objects(files, settings.server.data_dir)
+    sources = _sources(settings)
     try:
-        occupied = _has_accounts(url) or any(True for _ in objects.stored_keys())
+        kept = {name.partition("/")[0] for name in manifest["files"] if "/" in name}
+        if kept - set(sources):
+            raise BackupError(f"the backup holds {', '.join(sorted(kept - set(sources)))}, which no service here keeps")
+        occupied = _has_rows(url) or any(any(True for _ in s.stored_keys()) for s in sources.values())
         if occupied and not force:
             raise BackupError(
                 "the target already holds accounts or files; restore into empty stores, or pass --force to replace them"
@@ -302,15 +206,17 @@ def _put_back(settings: Settings, files: FilesSettings, backup_dir: Path, force:
                 "pg_restore",
             )  # fmt: skip
         for name in manifest["files"]:
-            if name.startswith("objects/"):
-                objects.store(name.removeprefix("objects/"), backup_dir / name)
+            folder, _, key = name.partition("/")
+            if key:
+                sources[folder].store(key, backup_dir / name)
     finally:
-        objects.close()
+        _close(sources)
     return dict(manifest)
 
 
-def _has_accounts(url: str) -> bool:
-    from sqlalchemy import create_engine, inspect, text
+def _has_rows(url: str) -> bool:
+    """Whether any table of any service holds a row (an account, a file, ...): the target is not empty."""
+    from sqlalchemy import create_engine, inspect, literal, select, table
 
     sync_url = make_url(url)
     sync_url = sync_url.set(drivername="sqlite" if url.startswith("sqlite") else "postgresql+psycopg")
@@ -319,9 +225,8 @@ def _has_accounts(url: str) -> bool:
     engine = create_engine(sync_url)
     try:
         with engine.connect() as connection:
-            if not inspect(connection).has_table("users"):
-                return False
-            return bool(connection.execute(text("SELECT count(*) FROM users")).scalar())
+            names = [n for n in inspect(connection).get_table_names() if n != "alembic_version"]
+            return any(connection.execute(select(literal(1)).select_from(table(n)).limit(1)).first() for n in names)
     except Exception as exc:
         raise SettingsError(f"DEVPYNODE_DATABASE_URL: cannot reach the database ({type(exc).__name__})") from None
     finally:

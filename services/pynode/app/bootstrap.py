@@ -9,20 +9,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 from pynode.app import migrate, modules
 from pynode.app.settings import Settings
-from pynode.auth import module as auth_module
-from pynode.auth.verification import TokenAuthenticator, service_token_fetch
+from pynode.core import identity
 from pynode.core.adapters.memory_events import MemoryEventFeed
 from pynode.core.adapters.memory_kv import MemoryKeyValueStore
 from pynode.core.adapters.memory_streams import MemoryEventStreams
 from pynode.core.adapters.redis_events import RedisEventFeed
 from pynode.core.adapters.redis_kv import RedisKeyValueStore
 from pynode.core.adapters.redis_streams import RedisEventStreams
+from pynode.core.adapters.sqlite_kv import FILE_NAME as KV_FILE_NAME
+from pynode.core.adapters.sqlite_kv import SqliteKeyValueStore
 from pynode.core.db import Database
 from pynode.core.events import EventFeed
+from pynode.core.executors import Executors
 from pynode.core.kv import KeyValueStore
 from pynode.core.module import Closer, Gauge, Infrastructure, Registration, ServiceParts
 from pynode.core.peers import Peers, ServiceTokens
@@ -32,9 +35,12 @@ from pynode.core.streams import EventStreams
 log = logging.getLogger("pynode.bootstrap")
 
 
-def build_kv(stores: StoreSettings) -> KeyValueStore:
-    """memory:// or redis:// (rediss://, unix://); the scheme was checked by StoreSettings."""
+def build_kv(stores: StoreSettings, data_dir: Path | None = None) -> KeyValueStore:
+    """memory:// (kept in the data dir too, unless told not to) or redis:// (rediss://, unix://); the scheme was
+    checked by StoreSettings."""
     if urlparse(stores.redis_url).scheme == "memory":
+        if data_dir is not None and stores.memory_kv_in_data_dir:
+            return SqliteKeyValueStore(data_dir / KV_FILE_NAME, stores.redis_prefix)
         return MemoryKeyValueStore(stores.redis_prefix)
     return RedisKeyValueStore(stores.redis_url, stores.redis_prefix)
 
@@ -59,7 +65,7 @@ class Platform:
 
     settings: Settings
     infra: Infrastructure
-    authenticator: TokenAuthenticator
+    authenticator: identity.TokenAuthenticator
     parts: dict[str, ServiceParts]
     closers: list[Closer] = field(default_factory=list)
 
@@ -69,10 +75,7 @@ class Platform:
 
     @property
     def gauges(self) -> list[Gauge]:
-        found = [g for p in self.parts.values() for g in p.gauges]
-        if "auth" not in self.parts:
-            found.append(auth_module.session_memory_gauge(self.authenticator))
-        return found
+        return [*(g for p in self.parts.values() for g in p.gauges), identity.session_memory_gauge(self.authenticator)]
 
     def component(self, name: str) -> object:
         """A service module's own wired object (its tools and the tests use it)."""
@@ -122,7 +125,12 @@ async def _reachable(what: str, setting: str, check: Callable[[], Awaitable[None
 async def open_database(settings: Settings, *, auto_migrate: bool) -> Database:
     """The database, reachable and migrated (SQLite migrates itself; others must be migrated)."""
     data_dir = settings.server.data_dir
-    db = Database(settings.stores.resolved_database_url(data_dir))
+    stores = settings.stores
+    db = Database(
+        stores.resolved_database_url(data_dir),
+        stores.database_statement_timeout_seconds,
+        stores.database_pool_timeout_seconds,
+    )
     if db.is_sqlite:
         data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -144,13 +152,13 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
     settings.check_production_safety()
     chosen = modules.chosen(settings.server.chosen())
     names = {m.name for m in chosen}
+    issuer = modules.token_issuer().name
     closers: list[Closer] = []
     try:
-        peers = Peers(settings.mesh, names)
+        peers = Peers(settings.mesh, names, settings.addresses())
         closers.append(peers.close)
-        if "auth" not in names:
-            peers.require("auth")  # fail now, naming the setting, not at the first call
-        kv = build_kv(settings.stores)
+        peers.require(issuer)  # fail now, naming the setting, not at the first call
+        kv = build_kv(settings.stores, settings.server.data_dir)
         closers.append(kv.close)
         await _reachable("Redis server", "DEVPYNODE_REDIS_URL", kv.ping)
         db = await open_database(settings, auto_migrate=auto_migrate)
@@ -159,8 +167,10 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
         closers.append(feed.close)
         streams = build_streams(settings.stores)
         closers.append(streams.close)
+        executors = Executors()  # closed after every module (closers run newest first)
+        closers.append(executors.close)
         infra = Infrastructure(
-            db, kv, feed, peers, settings.mesh, settings.server.dev_mode, settings.server.data_dir, streams
+            db, kv, feed, peers, settings.mesh, settings.server.dev_mode, settings.server.data_dir, streams, executors
         )
         parts: dict[str, ServiceParts] = {}
         for module in chosen:
@@ -168,11 +178,10 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
             parts[module.name] = built
             closers.extend(built.closers)
         authenticator = next(
-            (p.authenticator for p in parts.values() if isinstance(p.authenticator, TokenAuthenticator)), None
-        ) or auth_module.remote_authenticator(infra)
-        peers.service_tokens = ServiceTokens(
-            service_token_fetch("+".join(sorted(names)), settings.mesh.service_secret.get_secret_value())
-        )
+            (p.authenticator for p in parts.values() if isinstance(p.authenticator, identity.TokenAuthenticator)), None
+        ) or identity.remote_authenticator(peers, issuer, kv, feed, settings.mesh)
+        fetch = identity.service_token_fetch("+".join(sorted(names)), settings.mesh.service_secret.get_secret_value())
+        peers.service_tokens = ServiceTokens(fetch, issuer)
     except BaseException:
         await release(closers)
         raise

@@ -11,6 +11,17 @@ The settings below answer measured pitfalls (see the README's Deploy section): e
 a token; routes have no timeout (Envoy's default 15 s cuts token streams) and no `grpc_timeout_header_max`
 (Envoy would reset the stream instead of letting the service end it with DEADLINE_EXCEEDED); the client
 address is Envoy's view of it (`use_remote_address`), which the services trust from their gateway only.
+
+Routes are generated per RPC from the contracts' options, never by hand: RPCs only services call
+(`ACCESS_SERVICE`, or `mesh_only` like IssueServiceToken) get no route, nor do client-streaming ones (a browser
+cannot send them over grpc-web); any other `/devpynode.` path is answered 404 by Envoy itself.
+
+Stalled requests (headers only, or a body that never ends) must not hold the services' capacity: the buffer
+filter holds each request in Envoy until its one message is complete (browsers send exactly one), so only
+whole requests reach a cluster; headers must arrive within REQUEST_HEADERS and the whole request within
+REQUEST_WHOLE; unary answers end within UNARY_ANSWER, streams (tokens) have no limit; each cluster's circuit
+breakers are set, not left at Envoy's 1,024 defaults; a connection carries at most STREAMS_PER_CONNECTION
+calls and is closed after CONNECTION_IDLE without any.
 """
 
 from __future__ import annotations
@@ -20,10 +31,19 @@ from datetime import timedelta
 from typing import Any
 
 from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
-from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType, ClusterLbPolicy
+from envoy_data_plane.envoy.config.cluster.v3 import (
+    CircuitBreakers,
+    CircuitBreakersThresholds,
+    Cluster,
+    ClusterDiscoveryType,
+    ClusterLbPolicy,
+)
 from envoy_data_plane.envoy.config.core.v3 import (
     Address,
     DataSource,
+    HeaderValue,
+    HeaderValueOption,
+    HeaderValueOptionHeaderAppendAction,
     HealthCheck,
     HealthCheckGrpcHealthCheck,
     Http2ProtocolOptions,
@@ -35,12 +55,14 @@ from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment, End
 from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
 from envoy_data_plane.envoy.config.overload.v3 import OverloadManager, ResourceMonitor
 from envoy_data_plane.envoy.config.route.v3 import (
+    DirectResponseAction,
     Route,
     RouteAction,
     RouteConfiguration,
     RouteMatch,
     VirtualHost,
 )
+from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer
 from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
 from envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3 import GrpcWeb
 from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
@@ -67,8 +89,11 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import HttpProtocolOptionsExplicitHttpConfig
 from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.google.protobuf import Any as AnyMessage
+from google.protobuf import descriptor_pool
 
 from pynode.app import modules
+from pynode.core.contract import MethodContract, method_contracts
+from pynode.core.edge import GATEWAY_HEADER
 
 ALLOWED_HEADERS = "content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization,x-request-id"
 EXPOSED_HEADERS = "grpc-status,grpc-message,grpc-status-details-bin,x-request-id"
@@ -76,6 +101,16 @@ STREAM_IDLE = timedelta(minutes=10)  # a slow model's first token may take minut
 MAX_CONNECTION = timedelta(hours=1)  # clients reconnect, and so spread over services that scaled out
 BUFFER_BYTES = 4 * 1024 * 1024  # per connection: a 1 MiB upload part and its framing, with room
 MAX_DOWNSTREAM_CONNECTIONS = 50_000
+REQUEST_HEADERS = timedelta(seconds=10)  # a request's headers, from its connection's first byte
+REQUEST_WHOLE = timedelta(seconds=60)  # a whole request (one message of at most 4 MiB), then its answer may stream
+UNARY_ANSWER = timedelta(minutes=5)  # a unary answer (a scanned upload part is the slowest); streams: no limit
+CONNECTION_IDLE = timedelta(minutes=5)  # a browser's connection with no call at all
+STREAMS_PER_CONNECTION = 100  # HTTP/2 calls at once on one browser connection (the services' own figure)
+# Per cluster (Envoy's defaults are 1,024 each): whole requests only reach a cluster, so these count real calls;
+# open token streams are most of them.
+CLUSTER_REQUESTS = 10_000
+CLUSTER_PENDING = 2_000
+CLUSTER_CONNECTIONS = 1_000
 WEB_PORT = 8000  # `devpynode gateway web`: compose's `web` service, and the Helm gateway pod's sidecar
 
 
@@ -109,6 +144,9 @@ class GatewayOptions:
     tls_key_file: str = ""
     web: Upstream | None = None  # the web app's files (HTTP/1.1), served on every path the services do not own
     upstream_tls: UpstreamTls | None = None
+    # Added to every call Envoy forwards (a client's own value is replaced): `serve` trusts x-forwarded-for from
+    # calls that carry it, not from every loopback peer. Empty: no header (compose and Helm).
+    secret: str = ""
 
 
 def service_packages() -> dict[str, str]:
@@ -169,6 +207,16 @@ def _cluster(name: str, package: str, upstream: Upstream, tls: UpstreamTls | Non
             )
         },
         load_assignment=_endpoint(name, upstream),
+        circuit_breakers=CircuitBreakers(
+            thresholds=[
+                CircuitBreakersThresholds(
+                    max_connections=CLUSTER_CONNECTIONS,
+                    max_pending_requests=CLUSTER_PENDING,
+                    max_requests=CLUSTER_REQUESTS,
+                    max_retries=3,
+                )
+            ]
+        ),
         health_checks=[
             HealthCheck(
                 timeout=timedelta(seconds=1),
@@ -200,16 +248,38 @@ def _web_cluster(upstream: Upstream) -> Cluster:
     )
 
 
+def browser_methods() -> list[MethodContract]:
+    """The RPCs browsers may reach, from the contracts: not mesh-only ones, not client streams."""
+    services = []
+    for module in modules.MODULES:
+        for name in module.service_names:
+            services.append(descriptor_pool.Default().FindServiceByName(name))
+    contracts = method_contracts(services)
+    return [c for _, c in sorted(contracts.items()) if not c.mesh_only and not c.client_streaming]
+
+
 def _routes(clusters: dict[str, str], web: bool = False) -> list[Route]:
-    last = [Route(match=RouteMatch(prefix="/"), route=RouteAction(cluster="web"))] if web else []
-    return [
-        Route(
-            match=RouteMatch(prefix=f"/{package}."),
-            # No timeout: a token stream lasts as long as the model writes (Envoy's default would cut it at 15 s).
-            route=RouteAction(cluster=cluster, timeout=timedelta(0)),
+    routes = []
+    for contract in browser_methods():
+        package = contract.full_method.lstrip("/").split("/")[0].rsplit(".", 1)[0]
+        if package not in clusters:
+            continue
+        routes.append(
+            Route(
+                match=RouteMatch(path=contract.full_method),
+                # A stream lasts as long as the model writes (Envoy's default would cut it at 15 s); a unary
+                # answer that takes longer than UNARY_ANSWER is stuck.
+                route=RouteAction(
+                    cluster=clusters[package],
+                    timeout=timedelta(0) if contract.server_streaming else UNARY_ANSWER,
+                ),
+            )
         )
-        for package, cluster in sorted(clusters.items())
-    ] + last
+    # Every other RPC path (mesh-only, unknown) ends here, never at the web app's files.
+    routes.append(Route(match=RouteMatch(prefix="/devpynode."), direct_response=DirectResponseAction(status=404)))
+    if web:
+        routes.append(Route(match=RouteMatch(prefix="/"), route=RouteAction(cluster="web")))
+    return routes
 
 
 def _cors(origins: tuple[str, ...]) -> CorsPolicy:
@@ -223,6 +293,17 @@ def _cors(origins: tuple[str, ...]) -> CorsPolicy:
     )
 
 
+def _secret_header(secret: str) -> list[HeaderValueOption]:
+    if not secret:
+        return []
+    return [
+        HeaderValueOption(
+            header=HeaderValue(key=GATEWAY_HEADER, value=secret),
+            append_action=HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+        )
+    ]
+
+
 def bootstrap(options: GatewayOptions) -> Bootstrap:
     """The whole Envoy configuration as typed objects."""
     packages = service_packages()
@@ -232,8 +313,13 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
         stat_prefix="grpc_web",
         use_remote_address=True,  # the services see the browser's address, not Envoy's
         stream_idle_timeout=STREAM_IDLE,
+        request_headers_timeout=REQUEST_HEADERS,
+        request_timeout=REQUEST_WHOLE,  # disarmed once the request is whole: streamed answers go on
         max_request_headers_kb=64,
-        common_http_protocol_options=HttpProtocolOptions(max_connection_duration=MAX_CONNECTION),
+        common_http_protocol_options=HttpProtocolOptions(
+            max_connection_duration=MAX_CONNECTION, idle_timeout=CONNECTION_IDLE
+        ),
+        http2_protocol_options=Http2ProtocolOptions(max_concurrent_streams=STREAMS_PER_CONNECTION),
         route_config=RouteConfiguration(
             name="services",
             virtual_hosts=[
@@ -244,11 +330,14 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
                     typed_per_filter_config={"envoy.filters.http.cors": _any(_cors(options.allowed_origins))},
                 )
             ],
+            request_headers_to_add=_secret_header(options.secret),
         ),
         http_filters=[
             # CORS first: a preflight carries no token and is answered here.
             HttpFilter(name="envoy.filters.http.cors", typed_config=_any(Cors())),
             HttpFilter(name="envoy.filters.http.grpc_web", typed_config=_any(GrpcWeb())),
+            # After grpc_web (which decodes grpc-web-text): the whole request, decoded, before any upstream.
+            HttpFilter(name="envoy.filters.http.buffer", typed_config=_any(Buffer(max_request_bytes=BUFFER_BYTES))),
             HttpFilter(name="envoy.filters.http.router", typed_config=_any(Router())),
         ],
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import shutil
 import socket
 import sys
@@ -71,6 +73,8 @@ class LocalGateway:
         self._log = settings.server.data_dir / "gateway" / "envoy.log"
         self.admin_port = 0
         self.web_served = False
+        # Envoy adds it to every call it forwards; the server believes x-forwarded-for only with it (issue 27 #8).
+        self.secret = secrets.token_urlsafe(32)
 
     def _options(self, web_port: int | None) -> GatewayOptions:
         server = self._settings.server
@@ -78,8 +82,8 @@ class LocalGateway:
         for module in modules.MODULES:
             if module.name in self._local:
                 upstreams[module.name] = Upstream("127.0.0.1", self._grpc_port)
-            elif self._settings.mesh.address_of(module.name):
-                host, _, port = self._settings.mesh.address_of(module.name).rpartition(":")
+            elif self._settings.peers.address_of(module.name):
+                host, _, port = self._settings.peers.address_of(module.name).rpartition(":")
                 upstreams[module.name] = Upstream(host.strip("[]"), int(port))
         mesh = self._settings.mesh
         # With DEVPYNODE_TLS_CERT_FILE the browsers' port speaks TLS too (HTTP/2: no six-connection limit), with
@@ -106,6 +110,7 @@ class LocalGateway:
             tls_cert_file=_absolute(mesh.tls_cert_file),
             tls_key_file=_absolute(mesh.tls_key_file),
             upstream_tls=upstream_tls,
+            secret=self.secret,
         )
 
     async def start(self) -> str | None:
@@ -129,7 +134,11 @@ class LocalGateway:
         workdir = server.data_dir / "gateway"
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "envoy.yaml"
-        config.write_text(render(self._options(web_port)))
+        # Owner-only: the file holds the secret that makes x-forwarded-for believed.
+        config.unlink(missing_ok=True)
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(render(self._options(web_port)))
         self._command = [binary, "-c", str(config), "--use-dynamic-base-id", "--log-level", "warn"]
         failure = await self._launch()
         if failure is not None:

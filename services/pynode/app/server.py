@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import resource
 import socket
+import time
 from typing import Any
 
 import grpc
@@ -46,6 +48,10 @@ def bind_problem(host: str, port: int, *, shared: bool = False) -> str:
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
+
+# A connection must finish its handshake (TLS, the HTTP/2 preface and SETTINGS) this soon, or it is closed: until
+# then it holds a place under the connection cap (grpc's default is 120 s; issue 27 #19).
+HANDSHAKE_SECONDS = 10.0
 
 # File descriptors the process keeps for everything but client connections: the database pool,
 # Redis, peers, log files, the metrics endpoint.
@@ -118,6 +124,7 @@ class MeshServer:
             ("grpc.max_connection_age_grace_ms", _ms(server_settings.connection_age_grace_seconds)),
             ("grpc.max_concurrent_streams", server_settings.max_concurrent_streams),
             ("grpc.max_allowed_incoming_connections", connection_cap(server_settings.max_connections)),
+            ("grpc.server_handshake_timeout_ms", _ms(HANDSHAKE_SECONDS)),
         ]
         self.server = grpc.aio.server(options=options)
         for registration in registrations:
@@ -175,8 +182,19 @@ class MeshServer:
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first (so balancers drain and Watch streams end), refuse new calls, give in-flight
         ones `grace` seconds, then cancel what is left."""
-        grace = self.platform.settings.server.shutdown_grace_seconds if grace is None else grace
+        settings = self.platform.settings.server
+        grace = settings.shutdown_grace_seconds if grace is None else grace
+        draining_since = time.monotonic()
         await self.health.enter_graceful_shutdown()
+        # Work the grace period's end would cut is ended first, while every service (the AI router) still serves.
+        for part in self.platform.parts.values():
+            for stop in part.stoppers:
+                try:
+                    await stop()
+                except Exception:
+                    log.warning("error while stopping", exc_info=True)
+        # NOT_SERVING on a listener that still answers, so probes see it before the port closes.
+        await asyncio.sleep(max(0.0, min(settings.shutdown_drain_seconds, grace) - (time.monotonic() - draining_since)))
         await self.server.stop(grace)
         await self.access_log.stop()
         self.metrics.close()

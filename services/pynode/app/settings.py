@@ -13,19 +13,26 @@ from typing import Any
 from pydantic import ValidationError
 
 from pynode.app import modules
-from pynode.auth.settings import AuthSettings
+from pynode.core.module import ChecksProductionSafety
 from pynode.core.settings import (
     DEV_SERVICE_SECRET,
     MIN_SERVICE_SECRET_CHARS,
     MeshSettings,
+    PeerAddresses,
     Section,
     ServerSettings,
     SettingsError,
     StoreSettings,
     env_name,
+    peer_addresses,
 )
 
 SHARED: tuple[type[Section], ...] = (ServerSettings, StoreSettings, MeshSettings)
+
+
+def peers_class() -> type[PeerAddresses]:
+    """The peer address section of the listed modules: `DEVPYNODE_<NAME>_ADDRESS` for each."""
+    return peer_addresses(modules.names())
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class Settings:
     server: ServerSettings
     stores: StoreSettings
     mesh: MeshSettings
+    peers: PeerAddresses
     services: dict[str, Section]  # module name -> its section
 
     def chosen(self) -> tuple[str, ...]:
@@ -46,7 +54,11 @@ class Settings:
         return self.services[name]
 
     def sections(self) -> list[Section]:
-        return [self.server, self.stores, self.mesh, *self.services.values()]
+        return [self.server, self.stores, self.mesh, self.peers, *self.services.values()]
+
+    def addresses(self) -> dict[str, str]:
+        """Each listed module's configured peer address ("" when unset)."""
+        return {name: self.peers.address_of(name) for name in modules.names()}
 
     def check_production_safety(self) -> None:
         """Refuse development secrets and weak ones outside dev mode."""
@@ -60,11 +72,9 @@ class Settings:
                 f"DEVPYNODE_SERVICE_SECRET: {len(secret)} characters is too short outside dev mode; use at least "
                 f"{MIN_SERVICE_SECRET_CHARS} (openssl rand -hex 32)"
             )
-        auth = self.services.get("auth")
-        if "auth" in self.chosen() and isinstance(auth, AuthSettings) and not auth.auth_private_keys.get_secret_value():
-            raise SettingsError(
-                "DEVPYNODE_AUTH_PRIVATE_KEYS: required when dev mode is off (generated keys are for development)"
-            )
+        for module in modules.chosen(self.server.chosen()):
+            if isinstance(module, ChecksProductionSafety):
+                module.check_production_safety(self.section(module.name))
 
 
 def _build(kind: type[Section], overrides: dict[str, Any]) -> Section:
@@ -80,7 +90,7 @@ def _build(kind: type[Section], overrides: dict[str, Any]) -> Section:
 
 def load(**overrides: Any) -> Settings:
     """Settings from the environment, `overrides` (by field name) taking precedence."""
-    known = {name for kind in SHARED for name in kind.model_fields}
+    known = {name for kind in (*SHARED, peers_class()) for name in kind.model_fields}
     known |= {name for m in modules.MODULES for name in m.settings_class.model_fields}
     unknown = set(overrides) - known
     if unknown:
@@ -94,8 +104,10 @@ def load(**overrides: Any) -> Settings:
         )
     stores, mesh = _build(StoreSettings, overrides), _build(MeshSettings, overrides)
     assert isinstance(stores, StoreSettings) and isinstance(mesh, MeshSettings)
+    peers = _build(peers_class(), overrides)
+    assert isinstance(peers, PeerAddresses)
     services = {m.name: _build(m.settings_class, overrides) for m in modules.MODULES}
-    return Settings(server, stores, mesh, services)
+    return Settings(server, stores, mesh, peers, services)
 
 
 def replace_server(settings: Settings, **changes: Any) -> Settings:

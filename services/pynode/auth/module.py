@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from devpynode.auth.v1 import auth_pb2
+from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 
+from pynode.auth import audit
+from pynode.auth.adapters.cached_users import CachedUsers
+from pynode.auth.adapters.sql_audit import SqlAuditStore
+from pynode.auth.adapters.sql_users import SqlUserRepository
+from pynode.auth.keys import SigningKeyring, load_keyring
+from pynode.auth.passwords import PasswordHasher, common_passwords
+from pynode.auth.service import AuthService
+from pynode.auth.servicer import AuthServicer, UserAdminServicer
+from pynode.auth.sessions import SessionStore
 from pynode.auth.settings import AuthSettings
-from pynode.core.module import Gauge, Infrastructure, Registration, ServiceParts
-
-if TYPE_CHECKING:  # the adapters are imported where used: a CLI that only reads settings never loads them
-    from collections.abc import Callable
-    from typing import Any
-
-    from pynode.auth import audit, verification
-    from pynode.auth.keys import SigningKeyring
-    from pynode.auth.passwords import PasswordHasher
-    from pynode.auth.service import AuthService
-    from pynode.core.commands import CommandHost
+from pynode.auth.throttle import LoginLockout, RateLimiter
+from pynode.auth.tokens import LocalKeySource, TokenIssuer
+from pynode.core import identity, tasks
+from pynode.core.commands import CommandHost
+from pynode.core.module import Infrastructure, Registration, ServiceParts
+from pynode.core.settings import SettingsError
 
 _AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 _ADMIN = auth_pb2.DESCRIPTOR.services_by_name["UserAdminService"]
@@ -32,35 +37,14 @@ class AuthComponents:
     service: AuthService
     keyring: SigningKeyring
     hasher: PasswordHasher
-    authenticator: verification.TokenAuthenticator
+    authenticator: identity.TokenAuthenticator
     audit: audit.AuditTrail
-
-
-def session_memory_gauge(authenticator: verification.TokenAuthenticator) -> Gauge:
-    """Whether this process answers session checks from memory (the change feed is live)."""
-    sessions = authenticator.sessions
-    return Gauge(
-        "devpynode_session_memory_live",
-        "1 while session checks are answered from memory (the change feed is live); 0 while each reads the store.",
-        lambda: float(sessions.remembering),
-    )
 
 
 async def build_components(settings: AuthSettings, infra: Infrastructure) -> AuthComponents:
     """Auth's parts, hashing warmed up; the caller closes `hasher`."""
-    from pynode.auth import audit, verification
-    from pynode.auth.adapters.cached_users import CachedUsers
-    from pynode.auth.adapters.sql_audit import SqlAuditStore
-    from pynode.auth.adapters.sql_users import SqlUserRepository
-    from pynode.auth.keys import load_keyring
-    from pynode.auth.passwords import PasswordHasher, common_passwords
-    from pynode.auth.service import AuthService
-    from pynode.auth.sessions import SessionStore
-    from pynode.auth.throttle import LoginLockout, RateLimiter
-    from pynode.auth.tokens import LocalKeySource, TokenIssuer
-
     keyring = load_keyring(settings, dev_mode=infra.dev_mode, data_dir=infra.data_dir)
-    authenticator = verification.authenticator(
+    authenticator = identity.authenticator(
         LocalKeySource(keyring), infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience
     )
     hasher = PasswordHasher(settings.bcrypt_cost, settings.bcrypt_workers, settings.bcrypt_nice, settings.bcrypt_queue)
@@ -93,16 +77,6 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
     return AuthComponents(service, keyring, hasher, authenticator, trail)
 
 
-def remote_authenticator(infra: Infrastructure) -> verification.TokenAuthenticator:
-    """Token verification in a process that does not run auth: keys from auth's GetJwks over the peer
-    channel, sessions from the shared key-value store and its change feed."""
-    from pynode.auth import verification
-
-    infra.peers.require("auth")
-    keys = verification.JwksKeySource(verification.jwks_over_grpc(lambda: infra.peers.channel("auth")))
-    return verification.authenticator(keys, infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience)
-
-
 class AuthModule:
     """devpynode.auth.v1: AuthService and UserAdminService."""
 
@@ -110,6 +84,12 @@ class AuthModule:
     settings_class = AuthSettings
     service_names = (_AUTH.full_name, _ADMIN.full_name)
     migrations: Path | None = Path(__file__).resolve().parent / "migrations"
+
+    def check_production_safety(self, settings: AuthSettings) -> None:
+        if not settings.auth_private_keys.get_secret_value():
+            raise SettingsError(
+                "DEVPYNODE_AUTH_PRIVATE_KEYS: required when dev mode is off (generated keys are for development)"
+            )
 
     def load_tables(self) -> None:
         from pynode.auth.adapters import sql_audit, sql_users  # noqa: F401 - registers the tables
@@ -120,12 +100,6 @@ class AuthModule:
         return commands(host)
 
     async def build(self, settings: AuthSettings, infra: Infrastructure) -> ServiceParts:
-        from devpynode.auth.v1 import auth_pb2_grpc
-
-        from pynode.auth import audit
-        from pynode.auth.servicer import AuthServicer, UserAdminServicer
-        from pynode.core import tasks
-
         parts = await build_components(settings, infra)
         sweeper = tasks.Periodic("audit-retention", audit.SWEEP_SECONDS, parts.audit.sweep, "old events removed")
 
@@ -145,7 +119,6 @@ class AuthModule:
                 ),
             ],
             closers=[stop_sweeper, close_hasher],
-            gauges=[session_memory_gauge(parts.authenticator)],
             collectors=[parts.audit.counter],
             authenticator=parts.authenticator,
             component=parts,

@@ -6,6 +6,7 @@ Never imports grpc: the servicer translates protos, the edge maps errors.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import uuid
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from pynode.core.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     Unauthenticated,
     Unavailable,
 )
@@ -42,6 +44,7 @@ from pynode.core.paging import (
     token_field,
 )
 from pynode.core.principal import ClientInfo, Principal, current_client
+from pynode.core.settings import DEV_SERVICE_SECRET
 
 _BAD_CREDENTIALS = "e-mail or password is incorrect"
 MAX_EMAIL_LENGTH = 254  # RFC 5321, and the users.email column
@@ -82,6 +85,8 @@ class AuthService:
         self.lockout = lockout
         self.audit = audit
         self._service_secret = service_secret
+        # The development default is public (it is in the source): dev mode accepts it from this machine only.
+        self._well_known_secret = service_secret == DEV_SERVICE_SECRET
 
     async def _save(self, user: User) -> None:
         user.updated_at = utcnow()
@@ -270,6 +275,13 @@ class AuthService:
         if not hmac.compare_digest(secret.encode(), self._service_secret.encode()):
             await self.audit.record("service_token.refused", client, service=service_name[:64])
             raise Unauthenticated("service secret is incorrect", reason="BAD_SERVICE_SECRET")
+        if self._well_known_secret and not _is_loopback(client.address):
+            await self.audit.record("service_token.refused", client, service=service_name[:64])
+            raise PermissionDenied(
+                "the development service secret is accepted from this machine only; give every service the same "
+                "DEVPYNODE_SERVICE_SECRET of your own (openssl rand -hex 32)",
+                reason="DEV_SECRET_NOT_LOCAL",
+            )
         await self.audit.record("service_token.issued", client, actor=f"service:{service_name[:64]}")
         return self.issuer.service_token(service_name)
 
@@ -381,3 +393,10 @@ class AuthService:
         await self.users.add(user)
         await self.audit.record("admin.created", current_client(), actor="cli", subject=str(user.id), promoted="false")
         return user
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

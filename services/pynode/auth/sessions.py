@@ -10,10 +10,10 @@ is just invalid (knowing a session id, which every access token shows, is not
 enough to end it).
 
 Every authenticated call, in any process, asks whether its session is still live
-(`verification.CachedSessionLiveness`, which remembers holders between calls). Every change
+(`pynode.core.identity.CachedSessionLiveness`, which remembers holders between calls). Every change
 that matters to authorization (revocation, role) is therefore announced on the event feed,
 and this process's own memory forgets the session before the call that changed it returns.
-The record and channel formats are the contract in `verification.py`.
+The record and channel formats are the contract in `pynode.core.identity`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 from pynode.auth.domain import LoginSession
-from pynode.auth.verification import SESSION_CHANGES_CHANNEL, CachedSessionLiveness
-from pynode.auth.verification import session_key as _session_key
 from pynode.core.errors import Unauthenticated, Unavailable
 from pynode.core.events import EventFeed
+from pynode.core.identity import SESSION_CHANGES_CHANNEL, CachedSessionLiveness
+from pynode.core.identity import session_key as _session_key
 from pynode.core.kv import KeyValueStore
 
 RETIRED_KEPT = 64  # older tokens of a family recognised as reuse; older still are merely invalid

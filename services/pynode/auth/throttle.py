@@ -21,6 +21,7 @@ import hashlib
 
 from pynode.core.errors import QuotaExceeded, QuotaViolation
 from pynode.core.kv import KeyValueStore
+from pynode.core.limits import FixedWindow, Quota
 
 WINDOW_SECONDS = 60.0
 PAIR_MEMORY_SECONDS = 24 * 3600.0
@@ -35,24 +36,21 @@ def account_key(email: str) -> str:
 
 
 class RateLimiter:
-    """Fixed one-minute windows per (action, subject kind, subject)."""
+    """Fixed one-minute windows per (action, subject kind, subject), on the shared limits kernel."""
 
     def __init__(self, kv: KeyValueStore, per_minute: int) -> None:
-        self._kv = kv
+        self._window = FixedWindow(kv)
         self.per_minute = per_minute
 
     async def hit(self, action: str, kind: str, subject: str) -> None:
-        count, ttl = await self._kv.incr(f"rl:{action}:{kind}:{subject}", WINDOW_SECONDS)
-        if count > self.per_minute:
-            raise QuotaExceeded(
-                f"too many {action} calls; retry in {max(1, round(ttl))} s",
-                retry_after=ttl if ttl > 0 else WINDOW_SECONDS,
-                violations=[
-                    QuotaViolation(
-                        f"{action}:{kind}", f"at most {self.per_minute} {action} calls per minute per {kind}"
-                    )
-                ],
-            )
+        quota = Quota(f"{action}:{kind}", f"at most {self.per_minute} {action} calls per minute per {kind}")
+        await self._window.hit(
+            f"rl:{action}:{kind}:{subject}",
+            self.per_minute,
+            quota,
+            what=f"too many {action} calls",
+            window_seconds=WINDOW_SECONDS,
+        )
 
 
 class LoginLockout:

@@ -1,4 +1,4 @@
-"""Signing access and service tokens (EdDSA JWTs); their format and verification live in verification.py."""
+"""Signing access and service tokens (EdDSA JWTs); their format and verification live in pynode.core.identity."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pynode.auth.keys import SigningKeyring
-from pynode.auth.verification import ACCESS, ACCESS_TYP, ALGORITHM, SERVICE
+from pynode.core.identity import ACCESS, ACCESS_TYP, ALGORITHM, SERVICE
 
 
 class LocalKeySource:

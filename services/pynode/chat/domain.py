@@ -6,6 +6,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pynode.core.errors import QuotaExceeded, QuotaViolation
+
 USER, ASSISTANT = "user", "assistant"
 STREAMING, COMPLETE, CANCELLED, FAILED = "streaming", "complete", "cancelled", "failed"
 # Why an AI reply ended (the AI router's words).
@@ -73,3 +75,24 @@ class ChatEvent:
     kind: str
     data: dict[str, object]
     id: str = ""
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """A pending invitation, as its invitee sees it: they join the conversation only by accepting it."""
+
+    conversation_id: uuid.UUID
+    title: str
+    inviter_id: str
+    inviter_name: str
+    created_at: datetime
+
+
+def too_many_members(limit: int) -> QuotaExceeded:
+    """The refusal of a member (or an invitation) past a conversation's limit."""
+    return QuotaExceeded(
+        f"a conversation has at most {limit} members",
+        retry_after=0.0,
+        violations=[QuotaViolation("chat:members_per_conversation", "members of one conversation")],
+        reason="TOO_MANY_MEMBERS",
+    )

@@ -6,6 +6,12 @@ the conversation's event stream for every other member and process, and saves th
 it (finished, cancelled, failed, the server stopping). The `GenerationRunner` owns this process's jobs:
 it renews their leases with a checkpoint of the text so far, takes cancellations from any process, and
 sweeps replies whose owner died (its lease ran out) into `failed`, keeping their text.
+
+A job's events go through its `AnswerOutbox` (outbox.py), so a short outage of the event store delays them
+instead of failing the answer. When the process stops, `stop` ends every running answer first, while the
+listener still serves and the AI router still streams: each keeps all its text and the one reason STOPPED
+(before, the grace period's end cut the router's stream first, and the answer failed as "the ai service is
+unreachable", or stayed STREAMING when the closer's cancellation landed while its end was being saved).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pynode.chat.domain import (
     ChatMessage,
 )
 from pynode.chat.events import message_data, publish
+from pynode.chat.outbox import AnswerOutbox
 from pynode.chat.ports import Completions, ConversationRepository, PromptMessage
 from pynode.core import tasks
 from pynode.core.db import utcnow
@@ -41,6 +48,7 @@ CANCEL_CHANNEL = "chat:cancel"
 RENEW_MAX_SECONDS = 2.0
 LOST_OWNER = "the server writing this answer stopped before it finished"
 STOPPED = "the chat server stopped while writing this answer; ask again"
+STOP_SECONDS = 5.0  # how long a stopping process waits for each answer's end to be saved and published
 
 PromptBuilder = Callable[["GenerationJob"], Awaitable[list[PromptMessage]]]
 # Called once an answer's end is saved, by its own job or by the sweep of lost answers.
@@ -58,6 +66,8 @@ class GenerationJob:
         self.pieces: list[str] = []
         self.last_event_id = reply.checkpoint_event_id
         self.cancelled_by_member = False
+        self.ending = False  # its end is being saved: a cancellation now would lose it
+        self.outbox: AnswerOutbox | None = None
         self.done = asyncio.Event()
         self._changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -117,6 +127,7 @@ class GenerationRunner:
         self._subscription: Subscription | None = None
         self._renewal: tasks.Periodic | None = None
         self._sweep: tasks.Periodic | None = None
+        self._stopping = False
 
     def start_background(self) -> None:
         """Lease renewal, the sweep of lost replies and cross-process cancellation (needs a running loop)."""
@@ -130,10 +141,18 @@ class GenerationRunner:
         """Write `reply` (stored, streaming) to `asked` in a task of its own, outside the caller's context
         (no deadline, no identity)."""
         job = GenerationJob(reply, asked, recent)
+
+        def appended(kind: str, event_id: str) -> None:
+            if kind == "delta":  # the checkpoint's text is rebuilt from here on (deltas are read by seq)
+                job.last_event_id = event_id
+
+        job.outbox = AnswerOutbox(self._streams, reply.conversation_id, self._lease, appended)
         self.jobs[reply.id] = job
         job.task = asyncio.get_running_loop().create_task(
             self._run(job), name=f"generation {reply.id}", context=contextvars.Context()
         )
+        if self._stopping:  # stored while the process was stopping: it ends at once, as stopped
+            job.task.cancel()
         return job
 
     def cancel_local(self, message_id: uuid.UUID) -> GenerationJob | None:
@@ -141,6 +160,8 @@ class GenerationRunner:
         job = self.jobs.get(message_id)
         if job is None or job.task is None:
             return None
+        if job.ending:
+            return job
         job.cancelled_by_member = True
         job.task.cancel()
         return job
@@ -155,27 +176,32 @@ class GenerationRunner:
         await self._feed.publish(CANCEL_CHANNEL, str(message_id))
 
     async def _run(self, job: GenerationJob) -> None:
-        reply = job.reply
+        reply, outbox = job.reply, job.outbox
+        assert outbox is not None
         try:
             assert self.prompt is not None
             prompt = await self.prompt(job)
             async with contextlib.aclosing(self._completions.generate(reply.author_id, reply.model, prompt)) as pieces:
                 async for piece in pieces:
+                    if outbox.lost is not None:
+                        raise outbox.lost
                     if piece.text:
                         seq = job.add(piece.text)
-                        delta = {"message_id": str(reply.id), "seq": seq, "text": piece.text}
-                        job.last_event_id = await publish(self._streams, reply.conversation_id, "delta", delta)
+                        outbox.put("delta", {"message_id": str(reply.id), "seq": seq, "text": piece.text})
                     if piece.finish_reason:
                         reply.finish_reason = piece.finish_reason
                         reply.prompt_tokens, reply.completion_tokens = piece.prompt_tokens, piece.completion_tokens
                         reply.model = piece.model or reply.model
+            await outbox.drain()  # every delta is in the stream before the end is (or the outage failed it)
             if reply.finish_reason in (STOP, LENGTH):
                 reply.state = COMPLETE
             else:
                 reply.state, reply.finish_reason = FAILED, ERROR
                 reply.error = reply.error or "the model ended the answer with an error"
         except asyncio.CancelledError:
-            if job.cancelled_by_member:
+            if reply.finish_reason in (STOP, LENGTH):  # the model had finished; only its events were pending
+                reply.state = COMPLETE
+            elif job.cancelled_by_member and not self._stopping:
                 reply.state, reply.finish_reason = CANCELLED, CANCELLED
             else:
                 reply.state, reply.finish_reason, reply.error = FAILED, ERROR, STOPPED
@@ -187,17 +213,18 @@ class GenerationRunner:
         except Exception:
             log.exception("generation %s failed", reply.id)
             reply.state, reply.finish_reason, reply.error = FAILED, ERROR, "internal error while writing the answer"
+        job.ending = True
         reply.text = job.text
         reply.last_seq = len(job.pieces) - 1
         if not reply.completion_tokens:
             reply.completion_tokens = len(job.pieces)
         try:
-            await self._save_end(job)
+            await self._save_end(job, outbox)
         finally:
             self.jobs.pop(reply.id, None)
             job.finish()
 
-    async def _save_end(self, job: GenerationJob) -> None:
+    async def _save_end(self, job: GenerationJob, outbox: AnswerOutbox) -> None:
         reply = job.reply
         try:
             if not await self._repo.finish(self.owner, reply):
@@ -207,11 +234,12 @@ class GenerationRunner:
                     job.reply = fresh
                 return
             self.ended(reply.state)
-            await publish(self._streams, reply.conversation_id, "message", message_data(reply))
+            outbox.put("message", message_data(reply))  # after the deltas still queued
+            await outbox.drain(STOP_SECONDS if self._stopping else None)
             if self.finished is not None:
                 await self.finished(reply)
-        except DomainError as exc:  # a store outage: the sweep ends it from the last checkpoint
-            log.warning("could not save the end of generation %s: %s", reply.id, exc.message)
+        except DomainError as exc:  # saved in the database; the stream or a cache missed it
+            log.warning("could not publish the end of generation %s: %s", reply.id, exc.message)
 
     async def renew(self) -> int:
         """Checkpoint every local job's text and renew its lease; stop those a member cancelled."""
@@ -236,15 +264,23 @@ class GenerationRunner:
                 await self.finished(reply)
         return len(lost)
 
+    async def stop(self) -> None:
+        """The process is stopping: end every local answer now, with all its text and the reason STOPPED, and
+        wait (up to STOP_SECONDS each) for its end to be saved and published. Answers started from here on end
+        at once the same way. Leases are still renewed meanwhile."""
+        self._stopping = True
+        for job in list(self.jobs.values()):
+            if job.task is not None and not job.ending:
+                job.task.cancel()
+        running = [job.task for job in self.jobs.values() if job.task is not None]
+        if running:
+            await asyncio.wait(running, timeout=2 * STOP_SECONDS)
+
     async def close(self) -> None:
-        """Stop renewing and sweeping; end local jobs as failed (the server is stopping) and save them."""
+        """Stop renewing and sweeping, after ending what is still running (see `stop`)."""
+        await self.stop()
         if self._subscription is not None:
             self._subscription.cancel()
         for periodic in (self._renewal, self._sweep):
             if periodic is not None:
                 await periodic.stop()
-        running = [job.task for job in self.jobs.values() if job.task is not None]
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.wait(running, timeout=5.0)

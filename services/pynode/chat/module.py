@@ -5,16 +5,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from devpynode.chat.v1 import chat_pb2
+from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
 
+from pynode.chat.adapters.grpc_accounts import GrpcAccounts
+from pynode.chat.adapters.grpc_attachments import GrpcAttachments
+from pynode.chat.adapters.grpc_completions import GrpcCompletions
+from pynode.chat.adapters.sql_chat import SqlConversations
+from pynode.chat.adapters.sql_invitations import SqlInvitations
+from pynode.chat.generations import GenerationRunner
+from pynode.chat.metrics import ChatMetrics
+from pynode.chat.service import ChatLimits, ChatService
+from pynode.chat.servicer import ChatServicer
 from pynode.chat.settings import ChatSettings
 from pynode.core.module import Infrastructure, Registration, ServiceParts
-
-if TYPE_CHECKING:  # the adapters are imported by build(): a CLI that only reads settings never loads them
-    from pynode.chat.generations import GenerationRunner
-    from pynode.chat.service import ChatService
 
 _SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"]
 
@@ -36,20 +40,9 @@ class ChatModule:
     migrations: Path | None = Path(__file__).resolve().parent / "migrations"
 
     def load_tables(self) -> None:
-        from pynode.chat.adapters import sql_chat  # noqa: F401 - registers the tables
+        from pynode.chat.adapters import sql_chat, sql_invitations  # noqa: F401 - registers the tables
 
     async def build(self, settings: ChatSettings, infra: Infrastructure) -> ServiceParts:
-        from devpynode.chat.v1 import chat_pb2_grpc
-
-        from pynode.chat.adapters.grpc_accounts import GrpcAccounts
-        from pynode.chat.adapters.grpc_attachments import GrpcAttachments
-        from pynode.chat.adapters.grpc_completions import GrpcCompletions
-        from pynode.chat.adapters.sql_chat import SqlConversations
-        from pynode.chat.generations import GenerationRunner
-        from pynode.chat.metrics import ChatMetrics
-        from pynode.chat.service import ChatLimits, ChatService
-        from pynode.chat.servicer import ChatServicer
-
         for peer in ("auth", "ai", "files"):
             infra.peers.require(peer)
         owner = f"chat-{uuid.uuid4().hex[:16]}"  # this process, as the holder of generation leases
@@ -75,7 +68,9 @@ class ChatModule:
                 settings.chat_typing_seconds,
                 settings.chat_streams_per_user,
                 settings.chat_conversations_per_minute,
+                reactions_per_minute=settings.chat_reactions_per_minute,
             ),
+            SqlInvitations(infra.db),
         )
         metrics = ChatMetrics(lambda: (len(runner.jobs), service.subscribers))
         runner.ended = lambda state: metrics.answers.labels(state).inc()
@@ -88,6 +83,7 @@ class ChatModule:
         return ServiceParts(
             [Registration(_SERVICE, chat_pb2_grpc.add_ChatServiceServicer_to_server, ChatServicer(service))],
             closers=[close],
+            stoppers=[runner.stop],
             component=ChatComponents(service, runner),
             collectors=metrics.collectors,
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from pynode.chat.domain import Attachment, ChatMessage, Conversation
+from pynode.chat.domain import Attachment, ChatMessage, Conversation, Invitation
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,13 @@ class ConversationRepository(Protocol):
     ) -> list[ChatMessage]:
         """Newest first, without reactions: what a prompt is made of."""
 
+    async def history_within(
+        self, conversation_id: uuid.UUID, before: tuple[datetime, uuid.UUID], chars: int, limit: int
+    ) -> list[ChatMessage]:
+        """Newest first, like `history`, of the finished messages with text only, and only as far back as
+        their texts reach `chars` (the one that crosses it included): what a prompt with that budget can hold,
+        in one read."""
+
     async def streaming(self, conversation_id: uuid.UUID) -> list[ChatMessage]:
         """AI replies still being written."""
 
@@ -132,3 +139,22 @@ class ConversationRepository(Protocol):
         """Add or remove one reaction; False when nothing changed."""
 
     async def reactions(self, message_id: uuid.UUID) -> dict[str, set[str]]: ...
+
+
+class InvitationRepository(Protocol):
+    """Pending invitations: who may join which conversation, once they accept."""
+
+    async def invite(self, conversation_id: uuid.UUID, user_id: str, display_name: str, inviter_id: str) -> None:
+        """Record an invitation (its invitee's display name is the one they join with); nothing when they are
+        already a member or already invited."""
+
+    async def invitations_of(
+        self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[Invitation]:
+        """The user's pending invitations, newest first."""
+
+    async def accept(self, conversation_id: uuid.UUID, user_id: str, limit: int) -> bool:
+        """Turn the invitation into a membership; False when there is none. QuotaExceeded past `limit` members."""
+
+    async def decline(self, conversation_id: uuid.UUID, user_id: str) -> bool:
+        """Drop the invitation; False when there is none."""

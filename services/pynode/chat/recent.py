@@ -22,6 +22,7 @@ from dataclasses import replace
 from pynode.chat.domain import ChatMessage
 from pynode.chat.ports import ConversationRepository
 from pynode.chat.versioned import VersionedEntries
+from pynode.core.errors import Unavailable
 from pynode.core.kv import KeyValueStore
 
 PAGE = 20  # the newest messages kept per conversation: the prompt's first page of history
@@ -53,7 +54,12 @@ class RecentMessages:
         self._entries: VersionedEntries[tuple[ChatMessage, ...]] = VersionedEntries(MAX_ENTRIES, ENTRY_SECONDS, clock)
 
     async def newest(self, conversation_id: uuid.UUID) -> list[ChatMessage]:
-        version = await self._kv.get(version_key(conversation_id))  # before the read: see the docstring
+        try:
+            version = await self._kv.get(version_key(conversation_id))  # before the read: see the docstring
+        except Unavailable:
+            # The store is down: no version to trust an entry by, so the database answers (and nothing is kept).
+            # Raising here failed the prompt's read-ahead, an exception nobody awaited when the send failed too.
+            return await self._repo.history(conversation_id, None, PAGE)
         cached = self._entries.current(conversation_id, version)
         if cached is not None:
             return list(cached)

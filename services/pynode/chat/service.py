@@ -25,6 +25,8 @@ from pynode.chat.domain import (
     ChatEvent,
     ChatMessage,
     Conversation,
+    Invitation,
+    too_many_members,
 )
 from pynode.chat.events import conversation_data, decode, message_data, message_of, publish, stream_name
 from pynode.chat.generations import GenerationJob, GenerationRunner
@@ -34,6 +36,7 @@ from pynode.chat.ports import (
     AttachmentReader,
     Completions,
     ConversationRepository,
+    InvitationRepository,
     PromptMessage,
 )
 from pynode.chat.recent import PAGE as PROMPT_PAGE
@@ -53,6 +56,7 @@ from pynode.core.kv import KeyValueStore
 from pynode.core.paging import decode_token, encode_token, keyset, keyset_token, page_size
 from pynode.core.principal import Principal
 from pynode.core.streams import EventStreams, event_key
+from pynode.core.text import plain_text_problem, reaction_problem, visible
 
 log = logging.getLogger("pynode.chat")
 
@@ -78,6 +82,7 @@ class ChatLimits:
     typing_seconds: float = 5.0
     streams_per_user: int = 16  # StreamEvents one user may hold open on one process
     conversations_per_minute: int = 30
+    reactions_per_minute: int = 60  # added or removed, by one user
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,10 @@ class SentMessage:
 
 def _not_found(conversation_id: object) -> NotFound:
     return NotFound(f"no conversation {conversation_id} of yours", reason="CONVERSATION_NOT_FOUND")
+
+
+def _no_invitation(conversation_id: str) -> NotFound:
+    return NotFound(f"no invitation of yours to conversation {conversation_id}", reason="INVITATION_NOT_FOUND")
 
 
 def _uuid(value: str, field: str) -> uuid.UUID:
@@ -127,9 +136,23 @@ def _members_only(caller: Principal, conversation_id: str, found: Conversation |
     return found
 
 
+def _title(title: str) -> str:
+    """A title as given, checked by the rule of every text shown to other members (core/text.py): the contract
+    applies it at the edge too, this is what holds for any caller."""
+    title = title.strip()
+    problem = plain_text_problem(title)
+    if problem is not None:
+        raise InvalidArgument(
+            "title must be plain text: no control, invisible or direction-changing characters",
+            [FieldViolation("title", "must not contain control or invisible characters", problem)],
+        )
+    return title
+
+
 def title_from(text: str, limit: int = 60) -> str:
-    """A conversation title from its first message: the first words, cut at a word boundary."""
-    words = " ".join(text.split())
+    """A conversation title from its first message: the first words, cut at a word boundary, without the
+    characters a title may not hold (a message may)."""
+    words = " ".join(visible(text).split())
     if len(words) <= limit:
         return words
     cut = words[:limit].rsplit(" ", 1)[0] or words[:limit]
@@ -149,8 +172,10 @@ class ChatService:
         accounts: AccountDirectory,
         completions: Completions,
         limits: ChatLimits,
+        invitations: InvitationRepository,
     ) -> None:
         self._completions = completions
+        self.invitations = invitations
         self.repo = repo
         self.streams = streams
         self._kv = kv
@@ -216,7 +241,7 @@ class ChatService:
         me = await self._accounts.enabled_user(user_id=caller.subject)
         names = {caller.subject: me.display_name if me is not None else ""}
         now = utcnow()
-        conversation = Conversation(uuid.uuid4(), caller.subject, title.strip(), model, now, now, member_names=names)
+        conversation = Conversation(uuid.uuid4(), caller.subject, _title(title), model, now, now, member_names=names)
         await self.repo.add_conversation(conversation)
         return conversation
 
@@ -235,7 +260,7 @@ class ChatService:
         conversation = await self._owned(caller, conversation_id, "change it")
         if model is not None and not model.strip():
             raise InvalidArgument("model must not be empty", [FieldViolation("model", "give a model id")])
-        title = title.strip() if title is not None else None
+        title = _title(title) if title is not None else None
         model = model.strip() if model is not None else None
         if model is not None:
             await self._check_model(model)
@@ -258,24 +283,46 @@ class ChatService:
     # --- members ----------------------------------------------------------------------------------
 
     async def add_member(self, caller: Principal, conversation_id: str, user_id: str, email: str) -> Conversation:
+        """Invite an account (by e-mail or id). The invitee joins only by accepting (consent), and until then
+        nothing of them shows: the answer, the members and the events are the same whether or not the e-mail
+        has an account. An unknown `user_id` is NotFound: ids are not guessable, only learned from a shared
+        conversation, so that answer reveals nothing an e-mail lookup could."""
         if bool(user_id) == bool(email):
             raise InvalidArgument(
                 "give exactly one of email and user_id",
                 [FieldViolation("email", "give the e-mail of the account to add, or its user_id")],
             )
         conversation = await self._owned(caller, conversation_id, "add members")
+        if len(conversation.member_names) >= self.limits.max_members:  # checked again on accepting
+            raise too_many_members(self.limits.max_members)
         await self._limit(f"chat:invites:{caller.subject}", self.limits.invites_per_minute, "invitations")
         found = await self._accounts.enabled_user(email=email, user_id=user_id)
         if found is None:
             if email:
-                # Said exactly as for an account that exists: invitations do not reveal who has one.
                 return conversation
             raise NotFound(f"no account {user_id}", reason="USER_NOT_FOUND")
-        if await self.repo.add_member(conversation.id, found.user_id, found.display_name, self.limits.max_members):
-            await self._cached.changed(conversation.id)
-            conversation.member_names[found.user_id] = found.display_name
-            await self._publish(conversation.id, "member_added", {"user_id": found.user_id})
+        await self.invitations.invite(conversation.id, found.user_id, found.display_name, caller.subject)
         return conversation
+
+    async def pending_invitations(self, caller: Principal, size: int, token: str) -> tuple[list[Invitation], str]:
+        """The caller's invitations not yet accepted or declined, newest first."""
+        limit = page_size(size)
+        found = await self.invitations.invitations_of(caller.subject, _position(token), limit + 1)
+        return found[:limit], _next_token(found, limit, lambda i: (i.created_at, i.conversation_id))
+
+    async def accept_invitation(self, caller: Principal, conversation_id: str) -> Conversation:
+        """Join a conversation the caller is invited to; its members see them join."""
+        key = _uuid(conversation_id, "conversation_id")
+        if not await self.invitations.accept(key, caller.subject, self.limits.max_members):
+            raise _no_invitation(conversation_id)
+        await self._cached.changed(key)
+        await self._publish(key, "member_added", {"user_id": caller.subject})
+        return await self._conversation(caller, conversation_id)
+
+    async def decline_invitation(self, caller: Principal, conversation_id: str) -> None:
+        """Drop the caller's invitation; nobody is told."""
+        if not await self.invitations.decline(_uuid(conversation_id, "conversation_id"), caller.subject):
+            raise _no_invitation(conversation_id)
 
     async def remove_member(self, caller: Principal, conversation_id: str, user_id: str) -> None:
         conversation = await self._conversation(caller, conversation_id)
@@ -445,10 +492,19 @@ class ChatService:
     async def react(
         self, caller: Principal, conversation_id: str, message_id: str, emoji: str, present: bool
     ) -> dict[str, set[str]]:
+        # Removing checks only the shape: a reaction stored before the rule below can still be taken back.
         if not emoji.strip() or any(c.isspace() for c in emoji):
             raise InvalidArgument("emoji must be one emoji, without spaces", [FieldViolation("emoji", "one emoji")])
+        if present and (problem := reaction_problem(emoji)) is not None:
+            raise InvalidArgument(
+                "a reaction is one emoji or a short word like +1, without invisible or control characters",
+                [FieldViolation("emoji", "one emoji, or up to 16 letters, digits and + - _ :", problem)],
+            )
         conversation = await self._conversation(caller, conversation_id)
         message = await self._message_in(conversation, message_id)
+        # Every reaction is an event to every member: a flood of them would push real events out of the
+        # bounded stream (reconnecting members would have to reload). Counted before the write, removals too.
+        await self._limit(f"chat:reactions:{caller.subject}", self.limits.reactions_per_minute, "reactions")
         changed = await self.repo.set_reaction(message.id, caller.subject, emoji, present)
         reactions = await self.repo.reactions(message.id)
         if changed:
@@ -478,6 +534,13 @@ class ChatService:
         if current is not None and datetime.fromisoformat(current) - now > timedelta(
             seconds=seconds * (1 - TYPING_RENEW_SHARE)
         ):
+            return
+        # A start at most once per renewal share (claimed atomically, whichever process): alternating
+        # SendTyping true/false otherwise publishes two events per pair, hundreds a second to every member.
+        # A start inside the window is coalesced silently (typing is a hint, not worth an error a client must
+        # handle): the member shows as typing from their next renewal. The stop of a shown start is always said.
+        start_key = f"chat:typing-started:{conversation.id}:{caller.subject}"
+        if current is None and not await self._kv.compare_and_set(start_key, None, "1", seconds * TYPING_RENEW_SHARE):
             return
         expires = (now + timedelta(seconds=seconds)).isoformat()
         await self._kv.set(key, expires, seconds * 3)
@@ -607,27 +670,31 @@ class ChatService:
             return True
 
         reply, asked = job.reply, job.asked
-        if await take(asked):
-            before = (asked.created_at, asked.id)
-            read = 0
-            # Pages, newest first, only as far back as the budget reaches; the first was read ahead.
-            while read < self.limits.history_messages:
-                size = min(PROMPT_PAGE, self.limits.history_messages - read)
-                if read == 0 and job.recent is not None:
-                    page = job.recent[:size]
-                else:
-                    page = await self.repo.history(reply.conversation_id, before, size)
-                read += len(page)
-                fits = True
-                for message in page:
-                    if message.id in (reply.id, asked.id) or message.state == STREAMING or not message.text:
-                        continue
-                    if not await take(message):
-                        fits = False
-                        break
-                if not fits or len(page) < size:
+        if not await take(asked):
+            return list(reversed(chosen))
+        before = (asked.created_at, asked.id)
+        page = job.recent[: self.limits.history_messages] if job.recent is not None else None
+        read = 0
+        if page is not None:  # the newest, read ahead (recent.py): no read at all when they fill the budget
+            read = len(page)
+            for message in page:
+                if message.id in (reply.id, asked.id) or message.state == STREAMING or not message.text:
+                    continue
+                if not await take(message):
+                    return list(reversed(chosen))
+            if len(page) < PROMPT_PAGE:
+                return list(reversed(chosen))  # the whole conversation was in it
+            before = (page[-1].created_at, page[-1].id)
+        if read < self.limits.history_messages:
+            # The rest in one read, of no more than the budget left can hold (the database sums the texts):
+            # a long conversation costs one round trip, not one per page back to the budget.
+            for message in await self.repo.history_within(
+                reply.conversation_id, before, budget, self.limits.history_messages - read
+            ):
+                if message.id in (reply.id, asked.id):
+                    continue
+                if not await take(message):
                     break
-                before = (page[-1].created_at, page[-1].id)
         return list(reversed(chosen))
 
     async def _with_attachments(self, message: ChatMessage) -> str:

@@ -23,6 +23,7 @@ from pynode.chat.domain import (
     ChatEvent,
     ChatMessage,
     Conversation,
+    Invitation,
 )
 from pynode.chat.events import conversation_of, message_of
 from pynode.chat.service import ChatService
@@ -53,6 +54,16 @@ def conversation_proto(conversation: Conversation) -> chat_pb2.Conversation:
         member_names=conversation.member_names,
         created_at=_ts(conversation.created_at),
         updated_at=_ts(conversation.updated_at),
+    )
+
+
+def invitation_proto(invitation: Invitation) -> chat_pb2.Invitation:
+    return chat_pb2.Invitation(
+        conversation_id=str(invitation.conversation_id),
+        title=invitation.title,
+        inviter_id=invitation.inviter_id,
+        inviter_name=invitation.inviter_name,
+        created_at=_ts(invitation.created_at),
     )
 
 
@@ -201,6 +212,32 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             current_principal(), request.conversation_id, request.user_id, request.email
         )
         return chat_pb2.AddMemberResponse(conversation=conversation_proto(conversation))
+
+    async def ListInvitations(
+        self,
+        request: chat_pb2.ListInvitationsRequest,
+        context: grpc.aio.ServicerContext[chat_pb2.ListInvitationsRequest, chat_pb2.ListInvitationsResponse],
+    ) -> chat_pb2.ListInvitationsResponse:
+        page, token = await self._service.pending_invitations(
+            current_principal(), request.page_size, request.page_token
+        )
+        return chat_pb2.ListInvitationsResponse(invitations=[invitation_proto(i) for i in page], next_page_token=token)
+
+    async def AcceptInvitation(
+        self,
+        request: chat_pb2.AcceptInvitationRequest,
+        context: grpc.aio.ServicerContext[chat_pb2.AcceptInvitationRequest, chat_pb2.AcceptInvitationResponse],
+    ) -> chat_pb2.AcceptInvitationResponse:
+        conversation = await self._service.accept_invitation(current_principal(), request.conversation_id)
+        return chat_pb2.AcceptInvitationResponse(conversation=conversation_proto(conversation))
+
+    async def DeclineInvitation(
+        self,
+        request: chat_pb2.DeclineInvitationRequest,
+        context: grpc.aio.ServicerContext[chat_pb2.DeclineInvitationRequest, chat_pb2.DeclineInvitationResponse],
+    ) -> chat_pb2.DeclineInvitationResponse:
+        await self._service.decline_invitation(current_principal(), request.conversation_id)
+        return chat_pb2.DeclineInvitationResponse()
 
     async def RemoveMember(
         self,

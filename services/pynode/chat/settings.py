@@ -24,6 +24,9 @@ class ChatSettings(Section):
     chat_invites_per_minute: int = Field(
         30, ge=0, description="Invitations one user may send per minute (0: no limit)."
     )
+    chat_reactions_per_minute: int = Field(
+        60, ge=0, description="Reactions one user may add or remove per minute (0: no limit)."
+    )
     chat_context_chars: int = Field(
         16_000, ge=256, description="History given to the model, in characters (newest first; about 4 per token)."
     )

@@ -29,6 +29,9 @@ class MethodContract:
 
     full_method: str
     access: Access
+    mesh_only: bool = False  # only services call it: never routed to browsers
+    client_streaming: bool = False
+    server_streaming: bool = False
 
 
 def method_contracts(services: Iterable[_descriptor.ServiceDescriptor]) -> dict[str, MethodContract]:
@@ -36,11 +39,18 @@ def method_contracts(services: Iterable[_descriptor.ServiceDescriptor]) -> dict[
     table: dict[str, MethodContract] = {}
     for service in services:
         for method in service.methods:
-            access = method.GetOptions().Extensions[options_pb2.access]
+            options = method.GetOptions()
+            access = options.Extensions[options_pb2.access]
             if access == options_pb2.ACCESS_UNSPECIFIED:
                 access = options_pb2.ACCESS_USER
             name = f"/{service.full_name}/{method.name}"
-            table[name] = MethodContract(name, access)
+            table[name] = MethodContract(
+                name,
+                access,
+                mesh_only=access == options_pb2.ACCESS_SERVICE or options.Extensions[options_pb2.mesh_only],
+                client_streaming=method.client_streaming,
+                server_streaming=method.server_streaming,
+            )
     return table
 
 

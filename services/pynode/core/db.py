@@ -3,28 +3,41 @@
 On a SQLite file a second, blocking engine runs whole transactions in a worker thread (`Database.transaction`):
 aiosqlite makes a trip to its thread for every statement, fetch and commit, and on the hot paths those trips cost
 more than the statements.
+
+Every call is bounded on the server's side, whatever its caller's deadline: a statement runs at most
+`statement_timeout` (PostgreSQL's `statement_timeout`, SQLite's busy timeout for its write lock), a free pooled
+connection is waited for at most `pool_timeout`, and a new connection at most CONNECT_SECONDS. Each of those,
+and a lost connection, is the domain's `Unavailable` (UNAVAILABLE with RetryInfo), never INTERNAL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
-from sqlalchemy.engine import make_url
+import psycopg
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, exc, text
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from pynode.core.errors import Unavailable
 from pynode.core.settings import SettingsError
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
 Result = TypeVar("Result")
 BLOCKING_THREADS = 4  # threads and connections for `transaction` on SQLite (it takes one writer at a time)
+STATEMENT_SECONDS = 10.0
+POOL_SECONDS = 5.0
+CONNECT_SECONDS = 5
+RETRY_AFTER_SECONDS = 1.0
 
 # Stable constraint names so migrations read the same on both databases.
 NAMING = {
@@ -84,22 +97,63 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def _unavailable(what: str) -> Unavailable:
+    return Unavailable(
+        f"the database {what}; retry shortly", retry_after=RETRY_AFTER_SECONDS, reason="DATABASE_UNAVAILABLE"
+    )
+
+
+def _outage(context: ExceptionContext) -> None:
+    """`handle_error` hook: a timeout or a lost connection is UNAVAILABLE; anything else stays as it is (a bug)."""
+    error = context.original_exception
+    if isinstance(error, psycopg.errors.QueryCanceled):  # statement_timeout
+        raise _unavailable("took too long to answer") from None
+    if isinstance(error, psycopg.errors.LockNotAvailable):
+        raise _unavailable("is busy") from None
+    if isinstance(error, psycopg.OperationalError) or context.is_disconnect:
+        raise _unavailable("is unreachable") from None
+    if isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error)):
+        raise _unavailable("is busy (another writer held it past the busy timeout)") from None
+
+
+class BoundedPool(AsyncAdaptedQueuePool):
+    """The async pool, whose wait for a free connection past `pool_timeout` is UNAVAILABLE."""
+
+    # SQLAlchemy names a pool's logger after its class: keep it under `sqlalchemy.pool`, quiet unless asked.
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except exc.TimeoutError:
+            raise _unavailable("has no free connection (every pooled one is busy)") from None
+
+
 class Database:
     """Owns the engine and hands out sessions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, statement_timeout: float = STATEMENT_SECONDS, pool_timeout: float = POOL_SECONDS
+    ) -> None:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         # hide_parameters: a failed statement's message (logged, perhaps with a traceback) must never carry
         # bound values such as password hashes.
         options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite, "hide_parameters": True}
         if not self.is_sqlite:
-            options.update(pool_size=10, max_overflow=10)
+            connect: dict[str, Any] = {"connect_timeout": CONNECT_SECONDS}
+            if statement_timeout > 0:  # per connection, so also inside every transaction
+                connect["options"] = f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
+            options.update(
+                pool_size=10, max_overflow=10, pool_timeout=pool_timeout, poolclass=BoundedPool, connect_args=connect
+            )
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        event.listen(self.engine.sync_engine, "handle_error", _outage)
         self._blocking: Engine | None = None
         self._threads: ThreadPoolExecutor | None = None
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            pragmas = functools.partial(_sqlite_pragmas, busy_ms=max(1, round(statement_timeout * 1000)))
+            event.listen(self.engine.sync_engine, "connect", pragmas)
             database = make_url(self.url).database
             if database and database != ":memory:":  # a memory database is one connection's own
                 self._blocking = create_engine(
@@ -108,7 +162,8 @@ class Database:
                     pool_size=BLOCKING_THREADS,
                     max_overflow=0,
                 )
-                event.listen(self._blocking, "connect", _sqlite_pragmas)
+                event.listen(self._blocking, "connect", pragmas)
+                event.listen(self._blocking, "handle_error", _outage)
                 # Threads of its own: a transaction waiting for SQLite's write lock must not hold a thread that
                 # file reads and writes need from the loop's default pool.
                 self._threads = ThreadPoolExecutor(BLOCKING_THREADS, "sqlite")
@@ -146,7 +201,7 @@ class Database:
             self._blocking.dispose()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -154,5 +209,5 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # a power cut may lose the last commits but never corrupts the file (SQLite's documented WAL trade-off).
     # FULL cost an fsync per commit, on the path of every message and login; PostgreSQL is the durable choice.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")  # the statement timeout's SQLite form
     cursor.close()

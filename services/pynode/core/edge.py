@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import inspect
 import itertools
 import logging
@@ -33,6 +34,7 @@ from pynode.core.metrics import MethodLabels, MethodMetrics, ServerMetrics
 
 log = logging.getLogger("pynode.edge")
 
+GATEWAY_HEADER = "x-devpynode-gateway"  # the laptop gateway's secret (pynode.app.gateway adds it)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ROLES_FOR: dict[int, frozenset[str]] = {
     options_pb2.ACCESS_USER: frozenset({"user", "admin"}),
@@ -118,9 +120,7 @@ class _Call:
             supplied if isinstance(supplied, str) and _REQUEST_ID.match(supplied) else self.edge.new_request_id()
         )
         peer = self.context.peer() or ""
-        trusted = self.edge.trust_forwarded_for or (
-            self.edge.trust_loopback_forwarded_for and peer.startswith(("ipv4:127.", "ipv6:[::1]"))
-        )
+        trusted = self.edge.trust_forwarded_for or self.edge.from_own_gateway(metadata.get(GATEWAY_HEADER))
         forwarded = metadata.get("x-forwarded-for") if trusted else None
         client = principal.ClientInfo(peer, str(metadata.get("user-agent", ""))[:256], forwarded)
         principal.bind(None, client, self.request_id)
@@ -220,6 +220,24 @@ def _reason(rich: status_pb2.Status | None) -> str:
 
 
 Behavior = Callable[..., Any]
+_NOTHING: Any = object()
+
+
+async def _only_message(requests: AsyncIterator[Message]) -> Message:
+    """The one message of a unary call's request stream; INVALID_ARGUMENT for none or several."""
+    found = _NOTHING
+    async for request in requests:
+        if found is not _NOTHING:
+            raise errors.InvalidArgument(
+                "a unary call carries exactly one request message; this one sent more",
+                reason="TOO_MANY_REQUEST_MESSAGES",
+            )
+        found = request
+    if found is _NOTHING:
+        raise errors.InvalidArgument(
+            "the call ended without its request message; send exactly one", reason="MISSING_REQUEST_MESSAGE"
+        )
+    return found  # type: ignore[no-any-return]
 
 
 class _HandlerCapture:
@@ -257,9 +275,20 @@ class Edge:
         self.metrics = metrics
         self.authenticator = authenticator
         self.trust_forwarded_for = trust_forwarded_for
-        # Set while this process runs its own gateway (an Envoy child on loopback): its x-forwarded-for carries
-        # the browser's address, so per-address limits keep working; no other caller's is trusted.
-        self.trust_loopback_forwarded_for = False
+        # Set while this process runs its own gateway (an Envoy child): the secret Envoy adds to every call it
+        # forwards, so its x-forwarded-for (the browser's address) is believed and per-address limits keep
+        # working. Any other caller's, loopback ones included, is not: they dial the gRPC port directly.
+        self._gateway_secret = b""
+
+    def trust_gateway(self, secret: str) -> None:
+        """Believe x-forwarded-for on calls that carry `secret` in GATEWAY_HEADER (this process's Envoy)."""
+        self._gateway_secret = secret.encode()
+
+    def from_own_gateway(self, presented: Any) -> bool:
+        """Whether a call came through this process's own gateway (compared in constant time)."""
+        if not self._gateway_secret or not isinstance(presented, str):
+            return False
+        return hmac.compare_digest(presented.encode(), self._gateway_secret)
 
     def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"
@@ -355,13 +384,19 @@ class Edge:
                 call.admit(request)
                 yield request
 
+        # Unary requests are read as streams of exactly one message: grpc.aio never answers a unary call whose
+        # client ends its side without a message (it holds the call until the connection's age), so the edge
+        # reads it and answers INVALID_ARGUMENT at once, as grpc-java does.
         if handler.unary_unary is not None:
             inner_uu: Any = handler.unary_unary
 
-            async def unary_unary(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                return await answer(context, lambda call: inner_uu(call.admit(request), context))
+            async def unary_unary(requests: AsyncIterator[Message], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                async def invoke(call: _Call) -> Any:
+                    return await inner_uu(call.admit(await _only_message(requests)), context)
 
-            return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
+                return await answer(context, invoke)
+
+            return grpc.stream_unary_rpc_method_handler(unary_unary, **kwargs)
         if handler.stream_unary is not None:
             inner_su: Any = handler.stream_unary
 
@@ -374,15 +409,24 @@ class Edge:
         if handler.unary_stream is not None:
             inner_us: Any = handler.unary_stream
 
-            async def unary_stream(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            async def produce(call: _Call, requests: AsyncIterator[Message], context: Any) -> AsyncIterator[Any]:
+                produced = inner_us(call.admit(await _only_message(requests)), context)
+                if inspect.isawaitable(produced):  # a handler that writes with context.write (health Watch)
+                    await produced
+                    return
+                async with contextlib.aclosing(produced) as responses:
+                    async for response in responses:
+                        yield response
+
+            async def unary_stream(
+                requests: AsyncIterator[Message], context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
                 # aclosing: when the client goes away, the skeleton sees it at once, not at garbage collection.
-                async with contextlib.aclosing(
-                    stream(context, lambda call: inner_us(call.admit(request), context))
-                ) as out:
+                async with contextlib.aclosing(stream(context, lambda call: produce(call, requests, context))) as out:
                     async for response in out:
                         yield response
 
-            return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
+            return grpc.stream_stream_rpc_method_handler(unary_stream, **kwargs)
         inner_ss: Any = handler.stream_stream
 
         async def stream_stream(

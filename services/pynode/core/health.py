@@ -1,9 +1,12 @@
-"""grpc.health.v1 for the mesh: the reference servicer, with Watch streams that end at shutdown.
+"""grpc.health.v1 for the mesh: the reference servicer, with Watch streams that end at shutdown, and List.
 
 A load balancer holds a `Health/Watch` stream open for as long as the process lives. The reference
 servicer sends NOT_SERVING on graceful shutdown and then keeps the stream open, so a graceful stop
 waited out its whole grace period for these streams alone. Here a Watch stream ends once it has told
 its watcher NOT_SERVING: in-flight calls still get the grace period, watchers do not hold it up.
+
+The reference asyncio servicer does not implement `List` (grpcio-health-checking's sync one does), while
+reflection lists it: here it answers every status set.
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ _FINAL = (health_pb2.HealthCheckResponse.NOT_SERVING, health_pb2.HealthCheckResp
 
 class DrainingHealth(health.aio.HealthServicer):  # type: ignore[misc]
     """HealthServicer whose Watch streams close after reporting the shutdown."""
+
+    async def List(self, request: health_pb2.HealthListRequest, context: Any) -> health_pb2.HealthListResponse:
+        # A snapshot of every name this process reports ("" is the whole server); a handful, never paged.
+        return health_pb2.HealthListResponse(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status) for name, status in self._server_status.items()
+            }
+        )
 
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
         # The reference loop (grpc_health.v1._async), plus the return once shutting down.

@@ -2,12 +2,17 @@
 
 A module turns its own settings section and the shared infrastructure into servicers (with their
 descriptors), health names and closers. The app lists the modules in one tuple; nothing else in the
-platform names a service.
+platform names a service: its peer address setting (`DEVPYNODE_<NAME>_ADDRESS`), its migrations and
+the optional hooks below are all found through the module.
+
+Optional hooks, each a protocol of its own that a module implements or not (the app asks with
+`isinstance`): `ChecksProductionSafety` (settings refused outside dev mode) and `BacksUp` (data kept
+outside the database, for `devpynode backup`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +22,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from pynode.core.commands import CommandHost
 from pynode.core.db import Database
 from pynode.core.events import EventFeed
+from pynode.core.executors import Executors
 from pynode.core.kv import KeyValueStore
 from pynode.core.peers import Peers
 from pynode.core.principal import Authenticator
@@ -50,10 +56,13 @@ class ServiceParts:
 
     registrations: list[Registration]
     closers: list[Closer] = field(default_factory=list)
+    # Run first when the process stops, health already NOT_SERVING and the listener still serving: end the work
+    # the grace period's end would cut (chat's running answers, which stream from the AI router).
+    stoppers: list[Closer] = field(default_factory=list)
     gauges: list[Gauge] = field(default_factory=list)
     # prometheus_client collectors (counters, histograms with labels) for /metrics.
     collectors: list[Any] = field(default_factory=list)
-    # The token verification this process uses, when this module owns it (auth does).
+    # The token verification this process uses, when this module issues the tokens (see core/identity.py).
     authenticator: Authenticator | None = None
     # The module's own wired object, for its command-line tools and tests (e.g. auth's components).
     component: Any = None
@@ -78,6 +87,8 @@ class Infrastructure:
     dev_mode: bool
     data_dir: Path
     streams: EventStreams
+    # Named bounded thread pools for blocking work: `infra.executors.pool("bcrypt", 2).run(...)`.
+    executors: Executors
 
 
 class ServiceModule(Protocol):
@@ -113,3 +124,60 @@ class ModuleCommands(Protocol):
 
     def cli_commands(self, host: CommandHost) -> Mapping[str, Callable[..., Any]]:
         """`"GROUP COMMAND"` (e.g. `"users create-admin"`) -> its Typer callback, wired to `host`."""
+
+
+@runtime_checkable
+class ChecksProductionSafety(Protocol):
+    """Optional hook: settings of this module that are unsafe outside dev mode (auth's generated keys)."""
+
+    def check_production_safety(self, settings: Any) -> None:
+        """Raise `SettingsError` (naming the variable) when `settings` must not be served with dev mode off."""
+
+
+class BackupError(Exception):
+    """A backup or restore that cannot go on; the message says why."""
+
+
+class BackupSource(Protocol):
+    """A module's stored objects as backups see them: keys in, bytes out (files' local or S3 storage)."""
+
+    @property
+    def where(self) -> str:
+        """Where the objects live, for the manifest (no secrets)."""
+
+    def stored_keys(self) -> Iterator[str]:
+        """Every key to back up."""
+
+    def fetch(self, key: str, target: Path) -> None:
+        """Copy one object into a local file."""
+
+    def store(self, key: str, source: Path) -> None:
+        """Put one object back from a local file."""
+
+    def close(self) -> None:
+        """Release its clients."""
+
+
+class BackupLocation(Protocol):
+    """A remote home for backups (e.g. `s3://BUCKET/PREFIX`), staged through a local directory."""
+
+    def upload(self, staged: Path) -> None:
+        """Copy a staged backup there; refuse a location that already holds one."""
+
+    def download(self, staged: Path) -> None:
+        """Copy the backup found there into `staged`."""
+
+
+@runtime_checkable
+class BacksUp(Protocol):
+    """Optional hook: a module with data outside the database; `devpynode backup` takes and restores it."""
+
+    @property
+    def backup_folder(self) -> str:
+        """The backup's folder for its objects (`objects` for files): unique among modules."""
+
+    def backup_source(self, settings: Any, data_dir: Path) -> BackupSource:
+        """Its stored objects, opened from its settings."""
+
+    def backup_location(self, settings: Any, url: str) -> BackupLocation | None:
+        """A remote backup home it can reach with its own settings (a URL scheme it speaks), else None."""

@@ -7,7 +7,7 @@ import binascii
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pynode.core.errors import FieldViolation, InvalidArgument
@@ -16,6 +16,9 @@ T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
+# Every number a token carries is a database key or offset: a signed 64-bit integer. A larger one was not
+# issued here, and would overflow the driver (an OverflowError, or PostgreSQL's "out of range for bigint").
+_INT64 = range(-(2**63), 2**63)
 
 
 def page_size(requested: int, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE) -> int:
@@ -49,20 +52,23 @@ def token_field(position: dict[str, Any], key: str, kind: type[T]) -> T:
     value = position.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise invalid_page_token()
+    if isinstance(value, int) and value not in _INT64:
+        raise invalid_page_token()
     return value
 
 
 def keyset(position: dict[str, Any]) -> tuple[datetime, uuid.UUID]:
     """A (time, id) position from a token (`t`, `i`): for lists ordered by when, then by id. A forged value (not
-    a time with its zone, not a UUID) is INVALID_ARGUMENT."""
+    a time with its zone, not a UUID, a time that leaves datetime's range once in UTC) is INVALID_ARGUMENT."""
     try:
         stamp = datetime.fromisoformat(token_field(position, "t", str))
         key = uuid.UUID(token_field(position, "i", str))
-    except ValueError:
+        if stamp.tzinfo is None:
+            raise invalid_page_token()
+        # In UTC here, as stored: `0001-01-01T00:00:00+14:00` is year 0 in UTC, which no datetime can hold.
+        return stamp.astimezone(UTC), key
+    except (ValueError, OverflowError):
         raise invalid_page_token() from None
-    if stamp.tzinfo is None:
-        raise invalid_page_token()
-    return stamp, key
 
 
 def keyset_token(stamp: datetime, key: uuid.UUID) -> dict[str, Any]:

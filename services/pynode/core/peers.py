@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
 
 from pynode.core import deadlines, principal, status, tls
 from pynode.core.errors import DomainError, Unauthenticated, Unavailable
-from pynode.core.settings import MeshSettings, SettingsError, env_name
+from pynode.core.settings import MeshSettings, SettingsError, address_field, env_name
 
 log = logging.getLogger("pynode.peers")
 
@@ -36,12 +36,13 @@ ServiceTokenFetch = Callable[[grpc.aio.Channel, float], Awaitable[tuple[str, flo
 class ServiceTokens:
     """This process's service token, fetched from auth (IssueServiceToken) and renewed before it expires.
 
-    `fetch(channel, timeout)` returns (token, expires_at); auth owns that call (see
-    `pynode.auth.verification.issue_service_token`), this class only schedules it. Concurrent callers
-    share one renewal."""
+    `fetch(channel, timeout)` returns (token, expires_at); the identity kernel owns that call (see
+    `pynode.core.identity.service_token_fetch`), this class only schedules it; `issuer` is the module
+    that answers it (named in errors). Concurrent callers share one renewal."""
 
-    def __init__(self, fetch: ServiceTokenFetch) -> None:
+    def __init__(self, fetch: ServiceTokenFetch, issuer: str = "token issuer") -> None:
         self._fetch = fetch
+        self.issuer = issuer
         self._token = ""
         self._renew_at = 0.0
         self._expires_at = 0.0
@@ -60,7 +61,7 @@ class ServiceTokens:
                         log.warning("service token renewal failed (%s); using the current one", error.code().name)
                         self._renew_at = now + 1.0
                         return self._token
-                    raise peer_error(error, "auth") from None
+                    raise peer_error(error, self.issuer) from None
                 self._token, self._expires_at = token, expires
                 self._renew_at = now + (expires - now) * (1 - RENEW_AT_FRACTION)
         return self._token
@@ -69,13 +70,14 @@ class ServiceTokens:
 class Peers:
     """Channels to the other services of the mesh, one per callee, opened on first use."""
 
-    def __init__(self, mesh: MeshSettings, local_services: set[str]) -> None:
-        self._mesh = mesh
+    def __init__(self, mesh: MeshSettings, local_services: set[str], addresses: Mapping[str, str]) -> None:
+        self._addresses = dict(addresses)  # module name -> its DEVPYNODE_<NAME>_ADDRESS ("" when unset)
         self._credentials = tls.channel_credentials(mesh.tls_ca_file, mesh.tls_cert_file, mesh.tls_key_file)
         self._local = set(local_services)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.local_address = ""  # this process's own gRPC address, set when the server has bound it
-        self.service_tokens: ServiceTokens | None = None  # set by the app once auth's token call is known
+        # Set by the app once the identity kernel's token call and its issuer are known.
+        self.service_tokens: ServiceTokens | None = None
 
     def is_local(self, service: str) -> bool:
         """Whether `service` runs in this process."""
@@ -87,10 +89,10 @@ class Peers:
             if not self.local_address:
                 raise Unavailable(f"the {service} service in this process is not serving yet; retry", retry_after=0.5)
             return self.local_address
-        configured = self._mesh.address_of(service)
+        configured = self._addresses.get(service, "")
         if not configured:
             raise SettingsError(
-                f"{env_name(service + '_address')}: required when the {service} service runs in another process"
+                f"{env_name(address_field(service))}: required when the {service} service runs in another process"
             )
         return configured
 
@@ -159,7 +161,7 @@ class PeerClient:
             tokens = self._peers.service_tokens
             if tokens is None:
                 raise Unavailable("service tokens are not configured in this process")
-            token = await tokens.token(self._peers.channel("auth"))
+            token = await tokens.token(self._peers.channel(tokens.issuer))
         items.append(("authorization", f"Bearer {token}"))
         return items
 

@@ -7,11 +7,13 @@ each service its own section only. Nothing here is created at import time.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SERVICE_SECRET = "dev-service-secret-not-for-production"  # noqa: S105 - refused outside dev mode
@@ -77,6 +79,12 @@ class ServerSettings(Section):
     )
     only: str = Field("", description="Comma-separated services to run (auth,ai,chat,files); empty runs all.")
     shutdown_grace_seconds: float = Field(10.0, ge=0, description="Grace period for in-flight calls on stop.")
+    shutdown_drain_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="On stop, how long health reports NOT_SERVING on a listener that still answers, so probes "
+        "and balancers see it before the port closes (at most the grace period).",
+    )
     max_message_bytes: int = Field(
         2 * 1024 * 1024, ge=64 * 1024, description="Largest gRPC message accepted or sent (file chunks are 1 MiB)."
     )
@@ -141,6 +149,20 @@ class StoreSettings(Section):
     database_url: str = Field(
         "", description="SQLAlchemy URL (postgresql+psycopg:// or sqlite+aiosqlite://); default SQLite in the data dir."
     )
+    database_statement_timeout_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Longest a database statement may run (PostgreSQL statement_timeout; on SQLite the wait for "
+        "its write lock) before the call fails UNAVAILABLE; 0 = no limit on PostgreSQL.",
+    )
+    database_pool_timeout_seconds: float = Field(
+        5.0, gt=0, description="Longest a call waits for a free pooled database connection before UNAVAILABLE."
+    )
+    memory_kv_in_data_dir: bool = Field(
+        True,
+        description="With memory://, keep the key-value store (sign-in sessions, lockouts) in kv.sqlite in the data "
+        "dir too, so a restart signs nobody out; false keeps it in memory only.",
+    )
     redis_url: str = Field(
         "memory://",
         description="redis://host:port/db (rediss://, unix:// too) for sessions, limits, caches and events "
@@ -169,12 +191,8 @@ class StoreSettings(Section):
 
 
 class MeshSettings(Section):
-    """How the services of a split mesh find and trust each other."""
+    """How the services of a split mesh trust each other (where they answer is `PeerAddresses`)."""
 
-    auth_address: str = Field("", description="host:port of auth when this process does not run it.")
-    ai_address: str = Field("", description="host:port of the AI router when this process does not run it.")
-    files_address: str = Field("", description="host:port of files when this process does not run it.")
-    chat_address: str = Field("", description="host:port of chat when this process does not run it.")
     service_secret: SecretStr = Field(
         SecretStr(DEV_SERVICE_SECRET),
         description=f"Shared secret services trade for service tokens (IssueServiceToken); at least "
@@ -193,11 +211,36 @@ class MeshSettings(Section):
     auth_issuer: str = Field("devpynode", description="`iss` of access tokens.")
     auth_audience: str = Field("devpynode", description="`aud` of access tokens.")
 
-    @field_validator("auth_address", "ai_address", "files_address", "chat_address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        return check_address(value)
+
+def address_field(service: str) -> str:
+    """The settings field of a peer's address: `<service>_address`, read from `DEVPYNODE_<SERVICE>_ADDRESS`."""
+    return f"{service}_address"
+
+
+class PeerAddresses(Section):
+    """Where the services this process does not run answer: one `<service>_address` field per module.
+
+    The fields are made from the module list (`peer_addresses`), so every service has the same setting
+    shape and a new one needs no edit here."""
 
     def address_of(self, service: str) -> str:
         """The configured address of a peer service ("" when unset)."""
-        return str(getattr(self, f"{service}_address", ""))
+        return str(getattr(self, address_field(service), ""))
+
+
+@functools.cache
+def peer_addresses(services: tuple[str, ...]) -> type[PeerAddresses]:
+    """The PeerAddresses section for these services, each field checked as host:port."""
+    fields: dict[str, Any] = {
+        address_field(name): (
+            str,
+            Field("", description=f"host:port of the {name} service when this process does not run it."),
+        )
+        for name in services
+    }
+    validators = {"_address": field_validator(*fields)(_checked_address)} if fields else {}
+    return create_model("PeerAddresses", __base__=PeerAddresses, __validators__=validators, **fields)
+
+
+def _checked_address(cls: type[PeerAddresses], value: str) -> str:
+    return check_address(value)

@@ -34,12 +34,17 @@ class Backlog:
 def event_key(event_id: str) -> tuple[int, int]:
     """An id as a sortable pair; InvalidArgument when it is not one."""
     major, sep, minor = event_id.partition("-")
-    if not sep or not major.isdigit() or not minor.isdigit() or len(event_id) > 41:
+    # Both halves are unsigned 64-bit numbers (Redis refuses anything larger with an error of its own).
+    if not sep or not _is_u64(major) or not _is_u64(minor):
         raise InvalidArgument(
             "after is not an event id; pass the `id` of an event you received",
             [FieldViolation("after", "not an event id this server issued", "BAD_EVENT_ID")],
         )
     return int(major), int(minor)
+
+
+def _is_u64(digits: str) -> bool:
+    return digits.isascii() and digits.isdigit() and len(digits) <= 20 and int(digits) < 2**64
 
 
 class EventStreams(Protocol):

@@ -6,6 +6,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from pynode.core.errors import FieldViolation, InvalidArgument
+
 
 def object_key(owner_id: str, file_id: uuid.UUID) -> str:
     """Where a file's bytes live (the seed bucket's layout)."""
@@ -15,6 +17,14 @@ def object_key(owner_id: str, file_id: uuid.UUID) -> str:
 def thumbnail_key(owner_id: str, file_id: uuid.UUID) -> str:
     """Where a file's thumbnail lives."""
     return f"users/{owner_id}/thumbnails/{file_id}"
+
+
+def past_the_end(offset: int, size: int) -> InvalidArgument:
+    """A download offset past the end of what it reads (the file, or its thumbnail)."""
+    return InvalidArgument(
+        f"offset {offset} is past the end ({size} bytes)",
+        [FieldViolation("offset", f"must be at most {size}", "OUT_OF_RANGE")],
+    )
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from devpynode.files.v1 import files_pb2
+from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
-from pynode.core.module import Closer, Infrastructure, Registration, ServiceParts
+from pynode.core import tasks
+from pynode.core.module import BackupLocation, BackupSource, Closer, Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
+from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
+from pynode.files.adapters.s3_store import S3BlobStore, S3Objects, S3Staging
+from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
+from pynode.files.metrics import FilesMetrics
+from pynode.files.ports import BlobStore, Staging
+from pynode.files.scanner import ClamdScanner
+from pynode.files.service import FilesService, Limits
+from pynode.files.servicer import FileServicer
+from pynode.files.sessions import SWEEP_SECONDS, UploadSessions
 from pynode.files.settings import FilesSettings
-
-if TYPE_CHECKING:  # the adapters are imported where used: a CLI that only reads settings never loads them
-    from pynode.files.ports import BlobStore, Staging
-    from pynode.files.service import FilesService
-    from pynode.files.sessions import UploadSessions
 
 _SERVICE = files_pb2.DESCRIPTOR.services_by_name["FileService"]
 
@@ -42,15 +46,16 @@ def storage_root(settings: FilesSettings, data_dir: Path) -> Path:
 
 async def open_storage(settings: FilesSettings, data_dir: Path) -> tuple[BlobStore, Staging, str, Closer | None]:
     """The store and the sessions' staging the storage URL names, a description, and what closes them."""
-    from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
-    from pynode.files.adapters.s3_store import S3BlobStore, S3Objects, S3Staging
-
     parsed = urlparse(settings.storage_url)
     if parsed.scheme != "s3":
         root = storage_root(settings, data_dir)
         store = LocalBlobStore(root)
         store.sweep_partials()
-        return store, LocalStaging(root), root.as_uri(), None
+
+        async def close_local() -> None:
+            store.close()
+
+        return store, LocalStaging(root), root.as_uri(), close_local
     bucket = parsed.netloc
     if not bucket or parsed.path.strip("/"):
         raise SettingsError("DEVPYNODE_STORAGE_URL: give the bucket alone, as s3://BUCKET")
@@ -79,20 +84,22 @@ class FilesModule:
     service_names = (_SERVICE.full_name,)
     migrations: Path | None = Path(__file__).resolve().parent / "migrations"
 
+    backup_folder = "objects"
+
+    def backup_source(self, settings: FilesSettings, data_dir: Path) -> BackupSource:
+        from pynode.files.backup import StoredObjects
+
+        return StoredObjects(settings, data_dir)
+
+    def backup_location(self, settings: FilesSettings, url: str) -> BackupLocation | None:
+        from pynode.files.backup import BucketLocation
+
+        return BucketLocation(url, settings) if url.startswith("s3://") else None
+
     def load_tables(self) -> None:
         from pynode.files.adapters import sql_files  # noqa: F401 - registers the tables
 
     async def build(self, settings: FilesSettings, infra: Infrastructure) -> ServiceParts:
-        from devpynode.files.v1 import files_pb2_grpc
-
-        from pynode.core import tasks
-        from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
-        from pynode.files.metrics import FilesMetrics
-        from pynode.files.scanner import ClamdScanner
-        from pynode.files.service import FilesService, Limits
-        from pynode.files.servicer import FileServicer
-        from pynode.files.sessions import SWEEP_SECONDS, UploadSessions
-
         store, staging, described, close_storage = await open_storage(settings, infra.data_dir)
         limits = Limits(
             settings.files_max_bytes,
@@ -101,15 +108,23 @@ class FilesModule:
             settings.files_thumbnail_pixels,
             settings.files_max_image_pixels,
             settings.files_url_seconds,
+            settings.files_max_image_bytes,
+            settings.files_thumbnail_concurrency,
+            settings.files_max_downloads_per_user,
         )
         scanner = ClamdScanner(settings.clamd_address) if settings.clamd_address else None
         metrics = FilesMetrics()
         service = FilesService(store, SqlFileRepository(infra.db), limits, scanner, metrics)
         sessions = UploadSessions(service, SqlUploadSessions(infra.db), staging, settings.files_session_hours)
-        sweeper = tasks.Periodic("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired sessions discarded")
+        sweepers = [tasks.Periodic("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired holdings released")]
+        if isinstance(store, LocalBlobStore):  # a crashed process's temporary files, while this one runs
+            sweepers.append(
+                tasks.Periodic("partial-upload-sweep", SWEEP_SECONDS, store.sweep, "crashed uploads' files removed")
+            )
 
         async def stop_background() -> None:
-            await sweeper.stop()
+            for sweeper in sweepers:
+                await sweeper.stop()
             service.close()
 
         servicer = FileServicer(service, sessions)

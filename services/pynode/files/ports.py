@@ -50,8 +50,22 @@ class BlobStore(Protocol):
 class FileRepository(Protocol):
     """The `files` table."""
 
-    async def add(self, file: StoredFile) -> None:
-        """Insert a file whose bytes are stored."""
+    async def add(self, file: StoredFile, reservation_id: uuid.UUID | None, quota: int) -> bool:
+        """Insert a file whose bytes are stored, in the transaction that turns its reservation into stored
+        bytes; False (nothing inserted) when that would take the owner past `quota`."""
+
+    async def reserve(
+        self, reservation_id: uuid.UUID, owner_id: str, amount: int, quota: int, expires_at: datetime
+    ) -> bool:
+        """Hold `amount` more bytes for an unfinished upload (the reservation is made if missing, and lapses at
+        `expires_at`) if the owner stays within `quota`; whether it was granted. The database decides, so
+        concurrent uploads in any number of processes never pass the quota together."""
+
+    async def release(self, reservation_id: uuid.UUID) -> None:
+        """Give a reservation's bytes back (missing is fine)."""
+
+    async def release_expired(self, now: datetime, limit: int = 100) -> int:
+        """Give back reservations whose lease lapsed (a crashed process's, an expired session's); how many."""
 
     async def get(self, file_id: uuid.UUID) -> StoredFile | None:
         """A file by id, whoever owns it (callers check)."""
@@ -63,10 +77,10 @@ class FileRepository(Protocol):
         family)."""
 
     async def delete(self, file_id: uuid.UUID) -> bool:
-        """Remove the row; whether it existed."""
+        """Remove the row and give its bytes back to the owner's usage; whether it existed."""
 
     async def used_bytes(self, owner_id: str) -> int:
-        """Bytes the owner's files take."""
+        """Bytes the owner's files and unfinished uploads hold."""
 
 
 class UploadSessionRepository(Protocol):
@@ -81,8 +95,8 @@ class UploadSessionRepository(Protocol):
     def locked(self, session_id: uuid.UUID) -> AbstractAsyncContextManager[UploadSessionRecord | None]:
         """The session under its lock; changes to the record are saved when the block ends cleanly."""
 
-    async def active_bytes(self, owner_id: str) -> tuple[int, int]:
-        """How many unfinished sessions the owner has, and the bytes they hold or were declared to bring."""
+    async def active_count(self, owner_id: str) -> int:
+        """How many unfinished sessions the owner has."""
 
     async def expired(self, now: datetime, limit: int = 100) -> list[uuid.UUID]:
         """Active sessions past their expiry."""

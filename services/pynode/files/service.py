@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,12 +32,17 @@ from pynode.core.errors import (
 from pynode.core.paging import decode_token, encode_token, invalid_page_token, keyset, keyset_token, page_size
 from pynode.core.principal import Principal
 from pynode.files import detect, thumbnails
-from pynode.files.domain import StoredFile, object_key
+from pynode.files.domain import StoredFile, object_key, past_the_end
 from pynode.files.lanes import Lane, Lanes
+from pynode.files.memory import MemoryReturn
 from pynode.files.metrics import FilesMetrics
 from pynode.files.names import display_name
 from pynode.files.ports import BlobStore, BlobWriter, FileRepository
 from pynode.files.scanner import ClamdScanner, Scan
+
+RESERVE_STEP = 8 * 1024 * 1024  # a stream reserves quota in steps: one database write per 8 MiB, not per chunk
+STREAM_LEASE = timedelta(hours=1)  # a stream's reservation lapses this long after its last step (a crash's)
+log = logging.getLogger("pynode.files")
 
 PIPELINE_DEPTH = 4  # chunks received ahead of the one being written (at most this many MiB per upload)
 _HASH_IN_THREAD = 64 * 1024  # hashing a larger chunk on the loop would stall every other call
@@ -52,6 +58,9 @@ class Limits:
     thumbnail_pixels: int = 256
     max_image_pixels: int = 50_000_000
     url_seconds: int = 900  # lifetime of a direct download URL
+    max_image_bytes: int = 128 * 1024 * 1024  # decoding one image for its thumbnail
+    thumbnail_concurrency: int = 2  # thumbnails rendered at once in a process
+    downloads_per_user: int = 16  # DownloadFile streams one user may have open at once in a process
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,11 @@ def over_quota(quota: int) -> QuotaExceeded:
     )
 
 
+async def _nothing() -> AsyncGenerator[bytes, None]:
+    return
+    yield b""  # an async generator that yields nothing
+
+
 class FilesService:
     """The files use cases."""
 
@@ -112,22 +126,32 @@ class FilesService:
         self.limits = limits
         self.scanner = scanner
         self.metrics = metrics or FilesMetrics()
-        self._in_flight: dict[str, int] = {}  # bytes of unfinished uploads per user, held against the quota
         self._lanes = Lanes()
+        # Thumbnails hold their source (up to 64 MiB) and its decoding (up to max_image_bytes): a few at a time.
+        self._rendering = asyncio.Semaphore(limits.thumbnail_concurrency)
+        # Open DownloadFile streams per user, in this process: each pins a read buffer, the messages gRPC holds
+        # until the client's flow control takes them, and a file descriptor or S3 connection.
+        self._downloads: dict[str, int] = {}
+        self._memory = MemoryReturn()
 
     def close(self) -> None:
         """Stop the upload lanes' threads (after the server stopped taking calls)."""
         self._lanes.close()
 
-    def _hold(self, owner: str, amount: int) -> None:
-        self._in_flight[owner] = self._in_flight.get(owner, 0) + amount
+    async def reserve(self, reservation_id: uuid.UUID, owner: str, amount: int, expires_at: datetime) -> None:
+        """Hold `amount` more bytes of the owner's quota for an unfinished upload, or refuse (QUOTA_EXCEEDED)."""
+        if amount and not await self.files.reserve(reservation_id, owner, amount, self.limits.quota_bytes, expires_at):
+            raise over_quota(self.limits.quota_bytes)
 
-    def _release(self, owner: str, amount: int) -> None:
-        left = self._in_flight.get(owner, 0) - amount
-        if left > 0:
-            self._in_flight[owner] = left
-        else:
-            self._in_flight.pop(owner, None)
+    async def _reserve_for(self, reservation_id: uuid.UUID, owner: str, needed: int) -> int:
+        """Reserve at least `needed` bytes: a whole step when the quota has room for it, else exactly them;
+        how many were reserved."""
+        expires = utcnow() + STREAM_LEASE
+        step = max(needed, RESERVE_STEP)
+        if step > needed and await self.files.reserve(reservation_id, owner, step, self.limits.quota_bytes, expires):
+            return step
+        await self.reserve(reservation_id, owner, needed, expires)
+        return needed
 
     async def upload(self, caller: Principal, metadata: UploadMetadata, chunks: AsyncIterator[bytes]) -> StoredFile:
         """Store a streamed upload, or nothing."""
@@ -145,11 +169,40 @@ class FilesService:
         check_sha256(metadata.sha256)
         if metadata.size_bytes > limits.max_bytes:
             raise too_big(limits.max_bytes)
-        used = await self.files.used_bytes(owner)
-        if used + self._in_flight.get(owner, 0) + metadata.size_bytes > limits.quota_bytes:
-            raise over_quota(limits.quota_bytes)
-        scan = await self.scanner.start() if self.scanner is not None else None
         file_id = uuid.uuid4()  # known from the start: S3 writes the object's multipart upload under its key
+        # The quota: the file's id names its reservation, which holds the declared size from the start (refused
+        # before any byte), then grows in steps ahead of the bytes; publishing turns it into the stored size.
+        reserved = metadata.size_bytes
+        await self.reserve(file_id, owner, reserved, utcnow() + STREAM_LEASE)
+        try:
+            return await self._receive(caller, metadata, chunks, file_id, reserved)
+        except BaseException:
+            await asyncio.shield(self.release(file_id))
+            raise
+
+    async def release(self, reservation_id: uuid.UUID) -> None:
+        """Give an unfinished upload's reservation back; should the database fail now, its lease lapses and the
+        sweep gives it back (the error that ended the upload is the one to report)."""
+        try:
+            await self.files.release(reservation_id)
+        except Exception as exc:  # a backstop exists; the original error matters more
+            log.warning("could not release an upload's reservation now (%s); it lapses", type(exc).__name__)
+
+    async def sweep_reservations(self) -> int:
+        """Give back reservations whose lease lapsed (a process that died mid-upload); how many."""
+        return await self.files.release_expired(utcnow())
+
+    async def _receive(
+        self,
+        caller: Principal,
+        metadata: UploadMetadata,
+        chunks: AsyncIterator[bytes],
+        file_id: uuid.UUID,
+        reserved: int,
+    ) -> StoredFile:
+        owner = caller.subject
+        limits = self.limits
+        scan = await self.scanner.start() if self.scanner is not None else None
         writer = self.store.begin(object_key(owner, file_id))
         behind: deque[asyncio.Future[None]] = deque()
         # Local files are hashed and written in order on one lane (lanes.py), up to PIPELINE_DEPTH chunks behind
@@ -163,11 +216,10 @@ class FilesService:
         try:
             async for chunk in chunks:
                 size += len(chunk)
-                self._hold(owner, len(chunk))
                 if size > limits.max_bytes:
                     raise too_big(limits.max_bytes)
-                if used + self._in_flight.get(owner, 0) > limits.quota_bytes:
-                    raise over_quota(limits.quota_bytes)
+                if size > reserved:
+                    reserved += await self._reserve_for(file_id, owner, size - reserved)
                 if detected is None:
                     head += chunk[: detect.SNIFF_BYTES - len(head)]
                     if len(head) >= detect.SNIFF_BYTES:
@@ -217,16 +269,16 @@ class FilesService:
                 scan.close()
             await asyncio.shield(writer.abort())
             raise
-        finally:
-            self._release(owner, size)
-        return await self.publish(file)
+        return await self.publish(file, file_id)
 
-    async def publish(self, file: StoredFile) -> StoredFile:
-        """Make a file whose bytes are stored visible: its thumbnail, then its row. Should either fail (a
-        decompression bomb, the database), the objects go and nothing is visible."""
+    async def publish(self, file: StoredFile, reservation_id: uuid.UUID) -> StoredFile:
+        """Make a file whose bytes are stored visible: its thumbnail, then its row, in the transaction that
+        turns its reservation into stored bytes (the quota is checked there again). Should any of it fail (a
+        decompression bomb, the quota, the database), the objects go and nothing is visible."""
         try:
             file = await self._with_thumbnail(file)
-            await self.files.add(file)
+            if not await self.files.add(file, reservation_id, self.limits.quota_bytes):
+                raise over_quota(self.limits.quota_bytes)
         except BaseException:
             await asyncio.shield(self._delete_objects(file))  # no object without its row
             raise
@@ -235,8 +287,13 @@ class FilesService:
     async def _with_thumbnail(self, file: StoredFile) -> StoredFile:
         if file.content_type not in thumbnails.THUMBNAILED or file.size > thumbnails.MAX_SOURCE_BYTES:
             return file
-        data = b"".join([chunk async for chunk in self.store.read(file.key, 0, None)])
-        rendered = await thumbnails.thumbnail(data, self.limits.thumbnail_pixels, self.limits.max_image_pixels)
+        limits = self.limits
+        async with self._rendering:
+            data = b"".join([chunk async for chunk in self.store.read(file.key, 0, None)])
+            rendered = await thumbnails.thumbnail(
+                data, limits.thumbnail_pixels, limits.max_image_pixels, limits.max_image_bytes
+            )
+            del data
         if rendered is None:
             return file  # not an image Pillow reads after all: stored, without a thumbnail
         writer = self.store.begin(file.thumbnail_key)
@@ -290,19 +347,47 @@ class FilesService:
 
     async def download(
         self, caller: Principal, file_id: str, offset: int, length: int, *, thumbnail: bool = False
-    ) -> tuple[StoredFile, AsyncIterator[bytes]]:
+    ) -> tuple[StoredFile, AsyncGenerator[bytes, None]]:
         """The file and its bytes (or its thumbnail's) from `offset`, `length` of them or to the end."""
         file = await self.get(caller, file_id)
         if thumbnail:
             if not file.has_thumbnail:
                 raise NotFound(f"file {file_id} has no thumbnail", reason="THUMBNAIL_NOT_FOUND")
-            return file, self.store.read(file.thumbnail_key, offset, length or None)
+            return file, self._counted(caller.subject, self.store.read(file.thumbnail_key, offset, length or None))
         if offset > file.size:
-            raise InvalidArgument(
-                f"offset {offset} is past the end of the file ({file.size} bytes)",
-                [FieldViolation("offset", f"must be at most {file.size}", "OUT_OF_RANGE")],
+            raise past_the_end(offset, file.size)
+        if offset == file.size:  # nothing to read: S3 would answer a range past the end with an error
+            return file, _nothing()
+        return file, self._counted(caller.subject, self.store.read(file.key, offset, length or None))
+
+    async def _counted(self, owner: str, chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+        """The chunks, within the user's cap of open downloads. Counted from the first chunk asked for (a
+        stream that never starts holds nothing) to the generator's close, which the caller makes prompt."""
+        cap = self.limits.downloads_per_user
+        if self._downloads.get(owner, 0) >= cap:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+            raise QuotaExceeded(
+                f"at most {cap} downloads may be open at once; finish or cancel one first",
+                retry_after=1.0,
+                reason="TOO_MANY_DOWNLOADS",
+                violations=[QuotaViolation("files:downloads", f"at most {cap} open downloads per user")],
             )
-        return file, self.store.read(file.key, offset, length or None)
+        self._downloads[owner] = self._downloads.get(owner, 0) + 1
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            left = self._downloads[owner] - 1
+            if left:
+                self._downloads[owner] = left
+            else:
+                del self._downloads[owner]
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()  # the file descriptor or the S3 connection goes now, not at garbage collection
+            await self._memory.after_release(sum(self._downloads.values()))
 
     async def list(
         self, caller: Principal, size: int, token: str, content_type: str = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -96,9 +97,10 @@ class FileServicer(files_pb2_grpc.FileServiceServicer):
         file, chunks = await self._service.download(
             current_principal(), request.file_id, request.offset, request.length, thumbnail=thumbnail
         )
-        yield files_pb2.DownloadFileResponse(file=file_proto(file))
-        async for chunk in chunks:
-            yield files_pb2.DownloadFileResponse(chunk=chunk)
+        async with contextlib.aclosing(chunks):  # a client that goes away frees the download's hold at once
+            yield files_pb2.DownloadFileResponse(file=file_proto(file))
+            async for chunk in chunks:
+                yield files_pb2.DownloadFileResponse(chunk=chunk)
 
     async def ReadFileForUser(
         self,

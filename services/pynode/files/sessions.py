@@ -30,7 +30,7 @@ from pynode.files import detect
 from pynode.files.domain import ACTIVE, CANCELLED, COMPLETED, StoredFile, UploadSessionRecord, object_key
 from pynode.files.names import display_name
 from pynode.files.ports import Staging, UploadSessionRepository
-from pynode.files.service import FilesService, UploadMetadata, check_sha256, over_quota, too_big
+from pynode.files.service import FilesService, UploadMetadata, check_sha256, too_big
 
 log = logging.getLogger("pynode.files")
 
@@ -76,7 +76,13 @@ class UploadSessions:
         limits = self.files.limits
         if metadata.size_bytes > limits.max_bytes:
             raise too_big(limits.max_bytes)
-        await self._within_quota(caller.subject, metadata.size_bytes, new_session=True)
+        if await self.sessions.active_count(caller.subject) >= MAX_ACTIVE_SESSIONS:
+            raise QuotaExceeded(
+                f"at most {MAX_ACTIVE_SESSIONS} unfinished upload sessions; complete or cancel some first",
+                retry_after=0,
+                reason="TOO_MANY_UPLOAD_SESSIONS",
+                violations=[QuotaViolation("files:upload_sessions", "unfinished upload sessions per user")],
+            )
         now = utcnow()
         record = UploadSessionRecord(
             uuid.uuid4(),
@@ -90,21 +96,15 @@ class UploadSessions:
             now,
             now + self.lifetime,
         )
-        await self.sessions.add(record)
+        # The session's id names its reservation: the declared size is held from the start (the bytes of an
+        # undeclared one as its parts arrive) until it completes, is cancelled or expires.
+        await self.files.reserve(record.id, record.owner_id, record.size_bytes, record.expires_at)
+        try:
+            await self.sessions.add(record)
+        except BaseException:
+            await asyncio.shield(self.files.release(record.id))
+            raise
         return record
-
-    async def _within_quota(self, owner: str, adding: int, *, new_session: bool = False) -> None:
-        quota = self.files.limits.quota_bytes
-        sessions, reserved = await self.sessions.active_bytes(owner)
-        if new_session and sessions >= MAX_ACTIVE_SESSIONS:
-            raise QuotaExceeded(
-                f"at most {MAX_ACTIVE_SESSIONS} unfinished upload sessions; complete or cancel some first",
-                retry_after=0,
-                reason="TOO_MANY_UPLOAD_SESSIONS",
-                violations=[QuotaViolation("files:upload_sessions", "unfinished upload sessions per user")],
-            )
-        if await self.files.files.used_bytes(owner) + reserved + adding > quota:
-            raise over_quota(quota)
 
     async def get(self, caller: Principal, session_id: str) -> UploadSessionRecord:
         record = await self._owned(caller, session_id)
@@ -132,7 +132,7 @@ class UploadSessions:
                     [FieldViolation("data", f"past the declared size of {record.size_bytes} bytes", "SIZE_MISMATCH")],
                 )
             if not record.size_bytes:
-                await self._within_quota(caller.subject, len(data))
+                await self.files.reserve(record.id, record.owner_id, len(data), record.expires_at)
             await self.staging.write(record.id, offset, data)
             record.received = end
             return record
@@ -163,12 +163,19 @@ class UploadSessions:
                 # The content is refused (checksum, type, malware, an image bomb): the session is over and its
                 # bytes go. The block ends cleanly so that the cancelled state is saved, then the error is raised.
                 await self.staging.discard(record.id)
+                await self.files.release(record.id)
                 record.state, refused = CANCELLED, exc
             else:
                 record.state, record.file_id = COMPLETED, file.id
-                return file
-        assert refused is not None  # the block either returned or recorded the refusal
-        raise refused
+        if refused is not None:
+            raise refused
+        # The parts are the file now (S3 copied them; locally the file was renamed): they go, or every session
+        # upload would be stored twice. Should S3 fail here, the parts stay (logged): the file is made.
+        try:
+            await self.staging.discard(record.id)
+        except Exception as exc:  # the file is made: that is the answer
+            log.warning("could not discard a completed session's parts (%s)", type(exc).__name__)
+        return file
 
     async def _make_file(self, record: UploadSessionRecord) -> StoredFile:
         """Check the staged bytes (SHA-256, type, scan) while they become the object, and publish them as a
@@ -214,7 +221,7 @@ class UploadSessions:
             detect.inline_safe(content_type),
             utcnow(),
         )
-        return await self.files.publish(file)
+        return await self.files.publish(file, record.id)
 
     async def cancel(self, caller: Principal, session_id: str) -> None:
         async with self.sessions.locked(uuid.UUID(session_id)) as record:
@@ -222,6 +229,7 @@ class UploadSessions:
             if record.state == ACTIVE:
                 record.state = CANCELLED
                 await self.staging.discard(record.id)
+                await self.files.release(record.id)
 
     async def sweep(self) -> int:
         """Discard expired sessions' bytes; how many."""
@@ -231,5 +239,6 @@ class UploadSessions:
                 if record is not None and record.state == ACTIVE:
                     record.state = CANCELLED
                     await self.staging.discard(session_id)
+                    await self.files.release(session_id)
                     swept += 1
-        return swept
+        return swept + await self.files.sweep_reservations()

@@ -27,6 +27,18 @@ class FilesSettings(Section):
     files_max_image_pixels: int = Field(
         50_000_000, ge=1, description="Largest image (width x height) accepted; more is refused (decompression bombs)."
     )
+    files_max_image_bytes: int = Field(
+        128 * 1024**2,
+        ge=1024**2,
+        description="Most memory decoding one image for its thumbnail may take (width x height x bytes a pixel, "
+        "after JPEG's reduced-scale decoding); larger images are refused.",
+    )
+    files_thumbnail_concurrency: int = Field(
+        2, ge=1, le=64, description="Thumbnails a process renders at once (each holds its image and its decoding)."
+    )
+    files_max_downloads_per_user: int = Field(
+        16, ge=1, description="DownloadFile streams one user may have open at once in a process; more wait none."
+    )
     files_session_hours: float = Field(
         24, gt=0, description="How long an unfinished upload session lives before it is discarded."
     )

@@ -9,7 +9,7 @@ import { MessageItem, memberName } from "../chat/MessageItem";
 
 const NO_NAMES: Record<string, string> = {};
 import { useModels } from "../chat/models";
-import type { Conversation } from "../gen/devpynode/chat/v1/chat_pb";
+import type { Conversation, Invitation } from "../gen/devpynode/chat/v1/chat_pb";
 import { uploadFile, type UploadProgress } from "../files/uploads";
 import { ProgressBar } from "../files/ProgressBar";
 import { Link, navigate } from "../router";
@@ -17,17 +17,33 @@ import type { File as StoredFile } from "../gen/devpynode/files/v1/files_pb";
 
 export function ChatPage({ session, conversationId }: { session: StoredSession; conversationId: string | null }) {
   const [conversations, setConversations] = useState<Conversation[]>([]);
+  const [invitations, setInvitations] = useState<Invitation[]>([]);
   const [error, setError] = useState("");
   const refresh = useCallback(async () => {
     try {
-      const { conversations } = await chat.listConversations({ pageSize: 100 });
+      const [{ conversations }, { invitations }] = await Promise.all([
+        chat.listConversations({ pageSize: 100 }),
+        chat.listInvitations({ pageSize: 100 }),
+      ]);
       setConversations(conversations);
+      setInvitations(invitations);
       setError("");
     } catch (failure) {
       setError(describeError(failure));
     }
   }, []);
   const refreshList = useCallback(() => void refresh(), [refresh]);
+  // An invitation makes nobody a member until they accept it here.
+  const answer = async (invitation: Invitation, accept: boolean) => {
+    try {
+      const request = { conversationId: invitation.conversationId };
+      await (accept ? chat.acceptInvitation(request) : chat.declineInvitation(request));
+      await refresh();
+      if (accept) navigate(`/c/${invitation.conversationId}`);
+    } catch (failure) {
+      setError(describeError(failure));
+    }
+  };
   useEffect(() => {
     void refresh();
     // New invitations show up without a reload; the open conversation itself is live through its stream.
@@ -40,6 +56,19 @@ export function ChatPage({ session, conversationId }: { session: StoredSession; 
       <aside className="sidebar" aria-label="Conversations">
         <NewConversation onCreated={(c) => { void refresh(); navigate(`/c/${c.id}`); }} />
         {error && <p className="error" role="alert">{error}</p>}
+        {invitations.length > 0 && (
+          <ul className="invitation-list" aria-label="Invitations">
+            {invitations.map((i) => (
+              <li key={i.conversationId}>
+                <span>
+                  {i.inviterName || "Someone"} invites you to {i.title || "Untitled"}
+                </span>
+                <button type="button" onClick={() => void answer(i, true)}>Accept</button>
+                <button type="button" onClick={() => void answer(i, false)}>Decline</button>
+              </li>
+            ))}
+          </ul>
+        )}
         <ul className="conversation-list">
           {conversations.map((c) => (
             <li key={c.id}>
@@ -194,7 +223,7 @@ function ConversationHeader({
     event.preventDefault();
     await call(async () => {
       await chat.addMember({ conversationId: conversation.id, email });
-      setInvited(`Invited ${email} (if the address has an account).`);
+      setInvited(`Invited ${email}: they join once they accept (if the address has an account).`);
       setEmail("");
     });
   };

@@ -24,6 +24,7 @@ from rich.console import Console
 from pynode.app.cli.account import Server, _bearer, _channel, print_table
 from pynode.app.cli.common import fail, rpc_error, server_address
 from pynode.app.cli.files import _progress, _upload_one
+from pynode.core.text import for_terminal
 
 TIMEOUT_SECONDS = 10.0
 ANSWER_TIMEOUT_SECONDS = 3600.0
@@ -60,7 +61,9 @@ def ls(server: Server = None) -> None:
                 timeout=TIMEOUT_SECONDS,
             )
             for c in page.conversations:
-                rows.append((c.id, c.title or "(untitled)", c.model, str(len(c.member_ids)), _when(c.updated_at)))
+                rows.append(
+                    (c.id, _line(c.title) or "(untitled)", _line(c.model), str(len(c.member_ids)), _when(c.updated_at))
+                )
             token = page.next_page_token
             if not token:
                 break
@@ -97,15 +100,15 @@ class Session:
 
     def _print(self, message: chat_pb2.Message) -> None:
         if message.role == chat_pb2.MESSAGE_ROLE_USER:
-            files = f" [{', '.join(a.filename for a in message.attachments)}]" if message.attachments else ""
-            _out.print(f"> {message.text}{files}", markup=False)
+            files = f" [{', '.join(_line(a.filename) for a in message.attachments)}]" if message.attachments else ""
+            _out.print(f"> {for_terminal(message.text)}{files}", markup=False)
         else:
-            _out.print(message.text, markup=False)
+            _out.print(for_terminal(message.text), markup=False)
             self._ended(message)
 
     def _ended(self, message: chat_pb2.Message) -> None:
         if message.state in _ENDED:
-            why = f": {message.error}" if message.error else ""
+            why = f": {_line(message.error)}" if message.error else ""
             _err.print(f"({_ENDED[message.state]}{why})", markup=False)
 
     def attach_running(self, message_id: str) -> None:
@@ -155,7 +158,7 @@ class Session:
                     _write("\n")
                     self._ended(response.assistant_message)
                 elif kind == "user_message" and response.user_message.attachments:
-                    names = ", ".join(a.filename for a in response.user_message.attachments)
+                    names = ", ".join(_line(a.filename) for a in response.user_message.attachments)
                     _err.print(f"(attached {names})", markup=False)
         except KeyboardInterrupt:
             # An interrupted read cannot be resumed: this stream ends here, and the answer is stopped on the
@@ -182,7 +185,7 @@ class Session:
         with _progress() as progress:
             uploaded = _upload_one(self.files, self.address, path, progress)
         self.attachments.append(uploaded.id)
-        _err.print(f"({uploaded.filename} will be attached to your next message)", markup=False)
+        _err.print(f"({_line(uploaded.filename)} will be attached to your next message)", markup=False)
 
     def switch_model(self, model: str) -> None:
         self.conversation = self.stub.UpdateConversation(
@@ -190,10 +193,18 @@ class Session:
             metadata=self._md(),
             timeout=TIMEOUT_SECONDS,
         ).conversation
-        _err.print(f"(answers now come from {self.conversation.model})", markup=False)
+        _err.print(f"(answers now come from {_line(self.conversation.model)})", markup=False)
+
+
+def _line(text: str) -> str:
+    """A one-line field from the server (a title, a file name), safe to print: see `_write`."""
+    return for_terminal(text, newlines=False)
 
 
 def _write(text: str) -> None:
+    # Everything printed here was written by someone else (a member, a model): escape sequences in it are
+    # shown, never obeyed (ESC c would reset the reader's terminal, a bidi override reorder what it shows).
+    text = for_terminal(text)
     sys.stdout.write(text)
     sys.stdout.flush()
 
@@ -205,7 +216,9 @@ def _pick(stub: Any, address: str, model: str, title: str) -> chat_pb2.Conversat
             chat_pb2.ListConversationsRequest(page_size=10), metadata=_bearer(address), timeout=TIMEOUT_SECONDS
         ).conversations
         for i, conversation in enumerate(recent, 1):
-            _err.print(f"  {i}. {conversation.title or '(untitled)'}  [{conversation.model}]", markup=False)
+            _err.print(
+                f"  {i}. {_line(conversation.title) or '(untitled)'}  [{_line(conversation.model)}]", markup=False
+            )
         if recent:
             choice = input("open which (number), or Enter for a new conversation: ").strip()
             if choice.isdigit() and 1 <= int(choice) <= len(recent):
@@ -248,7 +261,7 @@ def open_conversation(
             conversation = _pick(stub, address, model, title)
         session = Session(channel, address, conversation)
         _err.print(
-            f"(conversation {conversation.id}, model {conversation.model}; /attach PATH, /model M, /quit)",
+            f"(conversation {conversation.id}, model {_line(conversation.model)}; /attach PATH, /model M, /quit)",
             markup=False,
         )
         running = session.show_history()

@@ -85,7 +85,7 @@ async def _start_gateway(settings: Settings, server: Any) -> tuple[Any, str]:
     if problem is not None:
         print(f"devpynode: gateway not started: {problem}; gRPC keeps serving", file=sys.stderr, flush=True)
         return None, f"not started ({problem})"
-    server.edge.trust_loopback_forwarded_for = True
+    server.edge.trust_gateway(gateway.secret)
     app = (
         "the web app and grpc-web"
         if gateway.web_served

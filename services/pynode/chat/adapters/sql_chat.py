@@ -30,9 +30,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pynode.chat.domain import ERROR, FAILED, STREAMING, Attachment, ChatMessage, Conversation
+from pynode.chat.domain import ERROR, FAILED, STREAMING, Attachment, ChatMessage, Conversation, too_many_members
 from pynode.core.db import Base, Database, UTCDateTime, utcnow
-from pynode.core.errors import QuotaExceeded, QuotaViolation, unavailable_on
+from pynode.core.errors import unavailable_on
 
 _unavailable_on_outage = unavailable_on(OperationalError, what="the database")
 
@@ -109,6 +109,28 @@ class ReactionRow(Base):
     user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     emoji: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+async def join(session: Any, conversation_id: uuid.UUID, user_id: str, display_name: str, limit: int) -> bool:
+    """Add a member in the caller's transaction: False when the conversation is gone or they are one already;
+    QuotaExceeded past `limit` members. (AddMember directly, or an invitation accepted.)"""
+    # Lock the conversation so two joins cannot both pass the member limit.
+    found = await session.execute(
+        select(ConversationRow.id).where(ConversationRow.id == conversation_id).with_for_update()
+    )
+    if found.scalar() is None:
+        return False
+    if await session.get(MemberRow, (conversation_id, user_id)) is not None:
+        return False
+    count = await session.scalar(
+        select(func.count()).select_from(MemberRow).where(MemberRow.conversation_id == conversation_id)
+    )
+    if (count or 0) >= limit:
+        raise too_many_members(limit)
+    session.add(
+        MemberRow(conversation_id=conversation_id, user_id=user_id, joined_at=utcnow(), display_name=display_name)
+    )
+    return True
 
 
 def _attachments(raw: str) -> list[Attachment]:
@@ -290,30 +312,7 @@ class SqlConversations:
     @_unavailable_on_outage
     async def add_member(self, conversation_id: uuid.UUID, user_id: str, display_name: str, limit: int) -> bool:
         async with self._db.session() as session, session.begin():
-            # Lock the conversation so two invitations cannot both pass the member limit.
-            found = await session.execute(
-                select(ConversationRow.id).where(ConversationRow.id == conversation_id).with_for_update()
-            )
-            if found.scalar() is None:
-                return False
-            if await session.get(MemberRow, (conversation_id, user_id)) is not None:
-                return False
-            count = await session.scalar(
-                select(func.count()).select_from(MemberRow).where(MemberRow.conversation_id == conversation_id)
-            )
-            if (count or 0) >= limit:
-                raise QuotaExceeded(
-                    f"a conversation has at most {limit} members",
-                    retry_after=0.0,
-                    violations=[QuotaViolation("chat:members_per_conversation", "members of one conversation")],
-                    reason="TOO_MANY_MEMBERS",
-                )
-            session.add(
-                MemberRow(
-                    conversation_id=conversation_id, user_id=user_id, joined_at=utcnow(), display_name=display_name
-                )
-            )
-            return True
+            return await join(session, conversation_id, user_id, display_name, limit)
 
     @_unavailable_on_outage
     async def remove_member(self, conversation_id: uuid.UUID, user_id: str) -> bool:
@@ -405,6 +404,33 @@ class SqlConversations:
         if before is not None:
             query = query.where(tuple_(table.c.created_at, table.c.id) < before)
         query = query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit)
+        rows = await self._db.transaction(lambda connection: connection.execute(query).all())
+        return [_message(row) for row in rows]  # type: ignore[arg-type]
+
+    @_unavailable_on_outage
+    async def history_within(
+        self, conversation_id: uuid.UUID, before: tuple[datetime, uuid.UUID], chars: int, limit: int
+    ) -> list[ChatMessage]:
+        table = MessageRow.__table__
+        newest_first = (table.c.created_at.desc(), table.c.id.desc())
+        size = func.length(table.c.text)
+        # Ids and running sizes only (newest first, at most `limit`); the whole rows are read for those the
+        # budget reaches: a row is needed while the texts newer than it leave room.
+        reach = (
+            select(table.c.id, (func.sum(size).over(order_by=newest_first) - size).label("before_it"))
+            .where(
+                table.c.conversation_id == conversation_id,
+                tuple_(table.c.created_at, table.c.id) < before,
+                table.c.state != STREAMING,
+                table.c.text != "",
+            )
+            .order_by(*newest_first)
+            .limit(limit)
+            .subquery()
+        )
+        query = (
+            select(table).join(reach, reach.c.id == table.c.id).where(reach.c.before_it < chars).order_by(*newest_first)
+        )
         rows = await self._db.transaction(lambda connection: connection.execute(query).all())
         return [_message(row) for row in rows]  # type: ignore[arg-type]
 

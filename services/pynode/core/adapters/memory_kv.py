@@ -1,7 +1,8 @@
 """In-process KeyValueStore: the embedded default (`memory://`) and the tests' fake.
 
 Every method runs without awaiting in between, so on one event loop each is
-atomic, which is what compare_and_set and incr promise.
+atomic, which is what compare_and_set and incr promise. Every change of a key
+ends in `_changed(key)`, which `sqlite_kv.py` uses to keep a copy on disk.
 """
 
 from __future__ import annotations
@@ -34,11 +35,15 @@ class MemoryKeyValueStore:
     def _put(self, key: str, value: Any, ttl_seconds: float | None) -> None:
         expires = time.monotonic() + ttl_seconds if ttl_seconds is not None else None
         self._data[self._prefix + key] = (value, expires)
+        self._changed(self._prefix + key)
         self._writes += 1
         if self._writes % self._SWEEP_EVERY == 0:
             now = time.monotonic()
             for k in [k for k, (_, e) in self._data.items() if e is not None and e <= now]:
                 del self._data[k]
+
+    def _changed(self, full_key: str) -> None:
+        """After every change of `full_key` (prefixed): nothing to do in memory."""
 
     async def get(self, key: str) -> str | None:
         value = self._live(key)
@@ -55,7 +60,8 @@ class MemoryKeyValueStore:
         for key in keys:
             if self._live(key) is not None:
                 found += 1
-            self._data.pop(self._prefix + key, None)
+            if self._data.pop(self._prefix + key, None) is not None:
+                self._changed(self._prefix + key)
         return found
 
     async def exists(self, key: str) -> bool:
@@ -69,6 +75,7 @@ class MemoryKeyValueStore:
         count = int(value) + amount
         expires = self._data[self._prefix + key][1]
         self._data[self._prefix + key] = (str(count), expires)  # a string, as Redis would return it
+        self._changed(self._prefix + key)
         return count, (expires - time.monotonic()) if expires is not None else -1.0
 
     async def ttl(self, key: str) -> float:
@@ -91,6 +98,7 @@ class MemoryKeyValueStore:
         members = self._live(key)
         if isinstance(members, builtins.set):
             members.discard(member)
+            self._changed(self._prefix + key)
 
     async def set_members(self, key: str) -> builtins.set[str]:
         members = self._live(key)
@@ -107,6 +115,7 @@ class MemoryKeyValueStore:
             return False
         if new is None:
             self._data.pop(self._prefix + key, None)
+            self._changed(self._prefix + key)
         else:
             self._put(key, new, ttl_seconds)
         return True

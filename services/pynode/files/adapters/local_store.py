@@ -1,7 +1,9 @@
 """BlobStore on the local filesystem (the embedded default).
 
-An upload is written to a temporary name under `.partial/`, fsynced, then renamed to its key: a reader never
-sees a half-written object, and a crash leaves only a temporary file, which the next start removes. Writes
+An upload is written to a temporary name under `.partial/<process>/`, fsynced, then renamed to its key: a reader
+never sees a half-written object, and a crash leaves only a temporary file. Each process holds an flock on
+`.partial/<process>.lock` for its life; the sweep (at start, then periodically) removes every other process's
+directory whose lock it can take, that is whose process is gone, whatever its age. Writes
 and fsyncs run in threads, off the event loop; reads take what the page cache holds on the loop (RWF_NOWAIT,
 never waiting for the disk there) and go to a thread for the rest.
 """
@@ -10,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
+
+from pynode.files.domain import past_the_end
 
 CHUNK = 1024 * 1024
 STALE_PARTIAL_SECONDS = 3600.0
@@ -44,12 +50,12 @@ def _cached(fd: int, into: memoryview, offset: int) -> bytes | None:
 
 
 class LocalWriter:
-    """One object being written under `.partial/`, to be renamed to its key."""
+    """One object being written under this process's `.partial/` directory, to be renamed to its key."""
 
-    def __init__(self, root: Path, key: str) -> None:
+    def __init__(self, root: Path, partial: Path, key: str) -> None:
         self._root = root
         self._key = key
-        self._temp = root / ".partial" / uuid.uuid4().hex
+        self._temp = partial / uuid.uuid4().hex
         self._file: BinaryIO | None = None
         self._unsynced = 0
         self.write_blocking = self._write
@@ -94,31 +100,79 @@ class LocalWriter:
             self._temp.unlink()
 
 
+def _owner_gone(lock: Path) -> bool:
+    """Whether the process that holds `lock` is gone (its flock can be taken; the kernel drops a dead
+    process's locks)."""
+    try:
+        handle = lock.open("rb")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
 class LocalBlobStore:
     """Objects as files under `root` (keys are relative paths)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        (root / ".partial").mkdir(parents=True, exist_ok=True)
+        self._partials = root / ".partial"
+        self._partials.mkdir(parents=True, exist_ok=True)
+        owner = uuid.uuid4().hex
+        # Locked before it has its name, so no sweep ever sees this process's lock free.
+        taking = self._partials / f"{owner}.locking"
+        self._lock: BinaryIO | None = taking.open("wb")
+        fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX)
+        self.partial = self._partials / owner
+        self.partial.mkdir()
+        taking.rename(self._partials / f"{owner}.lock")
 
     def sweep_partials(self) -> int:
-        """Remove temporary files a crash left behind; how many."""
+        """Remove temporary files no live process owns (a crash's); how many entries."""
         removed = 0
         cutoff = time.time() - STALE_PARTIAL_SECONDS
-        for path in (self.root / ".partial").iterdir():
+        for path in self._partials.iterdir():
+            if path == self.partial or path.name == f"{self.partial.name}.lock":
+                continue
             with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
+                if path.suffix == ".lock":
+                    if _owner_gone(path):
+                        shutil.rmtree(path.with_suffix(""), ignore_errors=True)
+                        path.unlink()
+                        removed += 1
+                elif not path.with_suffix(".lock").exists() and path.stat().st_mtime < cutoff:
+                    # An earlier layout's loose file, or a directory whose lock went: by age, as before.
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
                     removed += 1
         return removed
 
+    async def sweep(self) -> int:
+        """`sweep_partials` off the event loop (the periodic sweep)."""
+        return await asyncio.to_thread(self.sweep_partials)
+
+    def close(self) -> None:
+        """Give up this process's directory (after its uploads ended) and its lock."""
+        shutil.rmtree(self.partial, ignore_errors=True)
+        if self._lock is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (self._partials / f"{self.partial.name}.lock").unlink()
+            self._lock.close()
+            self._lock = None
+
     def begin(self, key: str) -> LocalWriter:
-        return LocalWriter(self.root, key)
+        return LocalWriter(self.root, self.partial, key)
 
     async def read(self, key: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         handle = await asyncio.to_thread((self.root / key).open, "rb")
         fd = handle.fileno()
         size = os.fstat(fd).st_size  # objects never change once written (a new upload is a new file)
+        if offset > size:
+            handle.close()
+            raise past_the_end(offset, size)
         end = size if length is None else min(size, offset + length)
         view = memoryview(bytearray(CHUNK))
         reading: asyncio.Future[bytes] | None = None

@@ -34,6 +34,7 @@ from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfi
 
 from pynode.core.errors import Unavailable
 from pynode.core.settings import SettingsError
+from pynode.files.domain import past_the_end
 
 log = logging.getLogger("pynode.files")
 
@@ -201,7 +202,15 @@ class S3BlobStore:
         s3 = self.objects
         if length == 0:
             return
-        response = await s3.call(s3.client.get_object, s3.bucket, key, offset=offset, length=length or 0)
+        try:
+            response = await s3.call(s3.client.get_object, s3.bucket, key, offset=offset, length=length or 0)
+        except S3Error as exc:
+            if exc.code != "InvalidRange":
+                raise
+            size = (await s3.call(s3.client.stat_object, s3.bucket, key)).size or 0
+            if offset > size:
+                raise past_the_end(offset, size) from None
+            return  # at the end exactly: nothing to read
         try:
             reader = response.stream(CHUNK)
             while chunk := await s3.call(next, reader, b""):

@@ -1,4 +1,5 @@
-"""FileRepository on SQLAlchemy: the `files` table."""
+"""FileRepository on SQLAlchemy: the `files` table, with the owner's usage changed in the same transaction
+(sql_usage.py keeps the quota)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Index, String, Uuid, case, delete, func, select, tuple_
+from sqlalchemy import BigInteger, Boolean, Index, String, Uuid, delete, func, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pynode.core.db import Base, Database, UTCDateTime
 from pynode.core.errors import unavailable_on
+from pynode.files.adapters.sql_usage import ReservationRow, UsageRow, charge, credit, take_reservation
 from pynode.files.domain import ACTIVE, StoredFile, UploadSessionRecord
 
 
@@ -50,6 +52,10 @@ _FIELDS = (
 _unavailable_on_outage = unavailable_on(OperationalError, what="the database")
 
 
+class _OverQuota(Exception):
+    """Rolls back a file's insertion that would take its owner past the quota."""
+
+
 def _domain(row: FileRow) -> StoredFile:
     return StoredFile(**{f: getattr(row, f) for f in _FIELDS})
 
@@ -61,9 +67,58 @@ class SqlFileRepository:
         self._db = db
 
     @_unavailable_on_outage
-    async def add(self, file: StoredFile) -> None:
+    async def add(self, file: StoredFile, reservation_id: uuid.UUID | None, quota: int) -> bool:
+        """Insert the file and turn its reservation into stored bytes, in one transaction; False (nothing
+        changed) when the bytes the reservation does not cover would take the owner past `quota`."""
+        try:
+            async with self._db.session() as session, session.begin():
+                # The reservation's bytes go back and the file's exact size is charged: a stream reserves in
+                # steps, so it may hold a little more than it stored (or, its lease lapsed, nothing at all).
+                if reservation_id is not None:
+                    await take_reservation(session, reservation_id)
+                if not await charge(session, file.owner_id, file.size, quota):
+                    raise _OverQuota
+                session.add(FileRow(**{f: getattr(file, f) for f in _FIELDS}))
+        except _OverQuota:
+            return False
+        return True
+
+    @_unavailable_on_outage
+    async def reserve(
+        self, reservation_id: uuid.UUID, owner_id: str, amount: int, quota: int, expires_at: datetime
+    ) -> bool:
+        """Add `amount` to a reservation (made if missing) and move its expiry, if the owner stays within
+        `quota`; whether it was granted."""
         async with self._db.session() as session, session.begin():
-            session.add(FileRow(**{f: getattr(file, f) for f in _FIELDS}))
+            if not await charge(session, owner_id, amount, quota):
+                return False
+            grown = await session.execute(
+                update(ReservationRow)
+                .where(ReservationRow.id == reservation_id)
+                .values(bytes=ReservationRow.bytes + amount, expires_at=expires_at)
+            )
+            if not grown.rowcount:  # type: ignore[attr-defined]
+                session.add(ReservationRow(id=reservation_id, owner_id=owner_id, bytes=amount, expires_at=expires_at))
+            return True
+
+    @_unavailable_on_outage
+    async def release(self, reservation_id: uuid.UUID) -> None:
+        """Give a reservation's bytes back (missing is fine)."""
+        async with self._db.session() as session, session.begin():
+            await take_reservation(session, reservation_id)
+
+    @_unavailable_on_outage
+    async def release_expired(self, now: datetime, limit: int = 100) -> int:
+        """Give back reservations that lapsed (their process died, or a session expired); how many."""
+        async with self._db.session() as session:
+            lapsed = list(
+                await session.scalars(select(ReservationRow.id).where(ReservationRow.expires_at < now).limit(limit))
+            )
+        released = 0
+        for reservation_id in lapsed:
+            async with self._db.session() as session, session.begin():
+                released += bool(await take_reservation(session, reservation_id, before=now))
+        return released
 
     @_unavailable_on_outage
     async def get(self, file_id: uuid.UUID) -> StoredFile | None:
@@ -93,15 +148,18 @@ class SqlFileRepository:
     @_unavailable_on_outage
     async def delete(self, file_id: uuid.UUID) -> bool:
         async with self._db.session() as session, session.begin():
-            result = await session.execute(delete(FileRow).where(FileRow.id == file_id))
-            return bool(getattr(result, "rowcount", 0))
+            query = delete(FileRow).where(FileRow.id == file_id).returning(FileRow.owner_id, FileRow.size)
+            removed = (await session.execute(query)).first()
+            if removed is None:
+                return False
+            await credit(session, removed[0], removed[1])
+            return True
 
     @_unavailable_on_outage
     async def used_bytes(self, owner_id: str) -> int:
+        """Bytes the owner's files and unfinished uploads hold."""
         async with self._db.session() as session:
-            total = await session.scalar(
-                select(func.coalesce(func.sum(FileRow.size), 0)).where(FileRow.owner_id == owner_id)
-            )
+            total = await session.scalar(select(UsageRow.used_bytes).where(UsageRow.owner_id == owner_id))
             return int(total or 0)
 
 
@@ -194,19 +252,11 @@ class SqlUploadSessions:
                 del self._locks[session_id]
 
     @_unavailable_on_outage
-    async def active_bytes(self, owner_id: str) -> tuple[int, int]:
-        """How many unfinished sessions the owner has, and the bytes they hold or were declared to bring (the
-        larger): a declared size is reserved against the quota from the start."""
-        held = case(
-            (UploadSessionRow.size_bytes > UploadSessionRow.received, UploadSessionRow.size_bytes),
-            else_=UploadSessionRow.received,
-        )
-        query = select(func.count(), func.coalesce(func.sum(held), 0)).where(
-            UploadSessionRow.owner_id == owner_id, UploadSessionRow.state == ACTIVE
-        )
+    async def active_count(self, owner_id: str) -> int:
+        """How many unfinished sessions the owner has (their bytes are held as reservations)."""
+        query = select(func.count()).where(UploadSessionRow.owner_id == owner_id, UploadSessionRow.state == ACTIVE)
         async with self._db.session() as session:
-            count, total = (await session.execute(query)).one()
-            return int(count), int(total or 0)
+            return int(await session.scalar(query) or 0)
 
     @_unavailable_on_outage
     async def expired(self, now: datetime, limit: int = 100) -> list[uuid.UUID]:

@@ -64,6 +64,10 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """The caller cancelled the generation."""
     FINISH_REASON_ERROR: _FinishReason.ValueType  # 4
     """The provider failed mid-stream."""
+    FINISH_REASON_TIME_LIMIT: _FinishReason.ValueType  # 5
+    """The generation held its slot for the longest time one may
+    (DEVPYNODE_AI_MAX_GENERATION_SECONDS) and was ended there.
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """FinishReason says why a generation stopped."""
@@ -78,6 +82,10 @@ FINISH_REASON_CANCELLED: FinishReason.ValueType  # 3
 """The caller cancelled the generation."""
 FINISH_REASON_ERROR: FinishReason.ValueType  # 4
 """The provider failed mid-stream."""
+FINISH_REASON_TIME_LIMIT: FinishReason.ValueType  # 5
+"""The generation held its slot for the longest time one may
+(DEVPYNODE_AI_MAX_GENERATION_SECONDS) and was ended there.
+"""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 @_typing.final
@@ -521,8 +529,13 @@ class GenerateForUserRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     REQUEST_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user the generation is for."""
+    client_address: _builtins.str
+    """The end user's client address as the calling service saw it; when set, the
+    per-address limits and fair queueing apply to it.
+    """
     @_builtins.property
     def request(self) -> Global___GenerateRequest:
         """The generation itself."""
@@ -532,10 +545,11 @@ class GenerateForUserRequest(_message.Message):
         *,
         user_id: _builtins.str = ...,
         request: Global___GenerateRequest | None = ...,
+        client_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "request", b"request", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

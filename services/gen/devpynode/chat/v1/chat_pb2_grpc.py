@@ -61,6 +61,21 @@ class ChatServiceStub:
                 request_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberRequest.SerializeToString,
                 response_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberResponse.FromString,
                 _registered_method=True)
+        self.ListInvitations = channel.unary_unary(
+                '/devpynode.chat.v1.ChatService/ListInvitations',
+                request_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.ListInvitationsRequest.SerializeToString,
+                response_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.ListInvitationsResponse.FromString,
+                _registered_method=True)
+        self.AcceptInvitation = channel.unary_unary(
+                '/devpynode.chat.v1.ChatService/AcceptInvitation',
+                request_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AcceptInvitationRequest.SerializeToString,
+                response_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AcceptInvitationResponse.FromString,
+                _registered_method=True)
+        self.DeclineInvitation = channel.unary_unary(
+                '/devpynode.chat.v1.ChatService/DeclineInvitation',
+                request_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.DeclineInvitationRequest.SerializeToString,
+                response_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.DeclineInvitationResponse.FromString,
+                _registered_method=True)
         self.RemoveMember = channel.unary_unary(
                 '/devpynode.chat.v1.ChatService/RemoveMember',
                 request_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.RemoveMemberRequest.SerializeToString,
@@ -147,9 +162,34 @@ class ChatServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AddMember(self, request, context):
-        """AddMember adds an account to a conversation the caller owns, by e-mail or
-        account id. An e-mail that names no account is answered exactly like one
+        """AddMember invites an account to a conversation the caller owns, by e-mail
+        or account id. The invitee becomes a member only once they accept it
+        (AcceptInvitation); until then nothing about them shows in the
+        conversation. An e-mail that names no account is answered exactly like one
         that does, so invitations never reveal who has an account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInvitations(self, request, context):
+        """ListInvitations lists the caller's pending invitations, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptInvitation(self, request, context):
+        """AcceptInvitation makes the caller a member of a conversation they are
+        invited to; the other members then see them join.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclineInvitation(self, request, context):
+        """DeclineInvitation drops the caller's pending invitation to a conversation;
+        the inviter is not told.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -259,6 +299,21 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.AddMember,
                     request_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberRequest.FromString,
                     response_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberResponse.SerializeToString,
+            ),
+            'ListInvitations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInvitations,
+                    request_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.ListInvitationsRequest.FromString,
+                    response_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.ListInvitationsResponse.SerializeToString,
+            ),
+            'AcceptInvitation': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptInvitation,
+                    request_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AcceptInvitationRequest.FromString,
+                    response_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.AcceptInvitationResponse.SerializeToString,
+            ),
+            'DeclineInvitation': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclineInvitation,
+                    request_deserializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.DeclineInvitationRequest.FromString,
+                    response_serializer=devpynode_dot_chat_dot_v1_dot_chat__pb2.DeclineInvitationResponse.SerializeToString,
             ),
             'RemoveMember': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveMember,
@@ -448,6 +503,87 @@ class ChatService:
             '/devpynode.chat.v1.ChatService/AddMember',
             devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberRequest.SerializeToString,
             devpynode_dot_chat_dot_v1_dot_chat__pb2.AddMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInvitations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.chat.v1.ChatService/ListInvitations',
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.ListInvitationsRequest.SerializeToString,
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.ListInvitationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptInvitation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.chat.v1.ChatService/AcceptInvitation',
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.AcceptInvitationRequest.SerializeToString,
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.AcceptInvitationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclineInvitation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.chat.v1.ChatService/DeclineInvitation',
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.DeclineInvitationRequest.SerializeToString,
+            devpynode_dot_chat_dot_v1_dot_chat__pb2.DeclineInvitationResponse.FromString,
             options,
             channel_credentials,
             insecure,

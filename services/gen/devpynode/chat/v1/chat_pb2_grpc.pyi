@@ -44,9 +44,21 @@ class ChatServiceStub:
     DeleteConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeleteConversationRequest, _chat_pb2.DeleteConversationResponse]
     """DeleteConversation deletes a conversation the caller owns, with its messages."""
     AddMember: _grpc.UnaryUnaryMultiCallable[_chat_pb2.AddMemberRequest, _chat_pb2.AddMemberResponse]
-    """AddMember adds an account to a conversation the caller owns, by e-mail or
-    account id. An e-mail that names no account is answered exactly like one
+    """AddMember invites an account to a conversation the caller owns, by e-mail
+    or account id. The invitee becomes a member only once they accept it
+    (AcceptInvitation); until then nothing about them shows in the
+    conversation. An e-mail that names no account is answered exactly like one
     that does, so invitations never reveal who has an account.
+    """
+    ListInvitations: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListInvitationsRequest, _chat_pb2.ListInvitationsResponse]
+    """ListInvitations lists the caller's pending invitations, newest first."""
+    AcceptInvitation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.AcceptInvitationRequest, _chat_pb2.AcceptInvitationResponse]
+    """AcceptInvitation makes the caller a member of a conversation they are
+    invited to; the other members then see them join.
+    """
+    DeclineInvitation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeclineInvitationRequest, _chat_pb2.DeclineInvitationResponse]
+    """DeclineInvitation drops the caller's pending invitation to a conversation;
+    the inviter is not told.
     """
     RemoveMember: _grpc.UnaryUnaryMultiCallable[_chat_pb2.RemoveMemberRequest, _chat_pb2.RemoveMemberResponse]
     """RemoveMember takes a member out of a conversation: the owner removes
@@ -96,9 +108,21 @@ class ChatServiceAsyncStub(ChatServiceStub):
     DeleteConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeleteConversationRequest, _chat_pb2.DeleteConversationResponse]  # type: ignore[assignment]
     """DeleteConversation deletes a conversation the caller owns, with its messages."""
     AddMember: _aio.UnaryUnaryMultiCallable[_chat_pb2.AddMemberRequest, _chat_pb2.AddMemberResponse]  # type: ignore[assignment]
-    """AddMember adds an account to a conversation the caller owns, by e-mail or
-    account id. An e-mail that names no account is answered exactly like one
+    """AddMember invites an account to a conversation the caller owns, by e-mail
+    or account id. The invitee becomes a member only once they accept it
+    (AcceptInvitation); until then nothing about them shows in the
+    conversation. An e-mail that names no account is answered exactly like one
     that does, so invitations never reveal who has an account.
+    """
+    ListInvitations: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListInvitationsRequest, _chat_pb2.ListInvitationsResponse]  # type: ignore[assignment]
+    """ListInvitations lists the caller's pending invitations, newest first."""
+    AcceptInvitation: _aio.UnaryUnaryMultiCallable[_chat_pb2.AcceptInvitationRequest, _chat_pb2.AcceptInvitationResponse]  # type: ignore[assignment]
+    """AcceptInvitation makes the caller a member of a conversation they are
+    invited to; the other members then see them join.
+    """
+    DeclineInvitation: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeclineInvitationRequest, _chat_pb2.DeclineInvitationResponse]  # type: ignore[assignment]
+    """DeclineInvitation drops the caller's pending invitation to a conversation;
+    the inviter is not told.
     """
     RemoveMember: _aio.UnaryUnaryMultiCallable[_chat_pb2.RemoveMemberRequest, _chat_pb2.RemoveMemberResponse]  # type: ignore[assignment]
     """RemoveMember takes a member out of a conversation: the owner removes
@@ -175,9 +199,39 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.AddMemberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.AddMemberResponse, _abc.Awaitable[_chat_pb2.AddMemberResponse]]:
-        """AddMember adds an account to a conversation the caller owns, by e-mail or
-        account id. An e-mail that names no account is answered exactly like one
+        """AddMember invites an account to a conversation the caller owns, by e-mail
+        or account id. The invitee becomes a member only once they accept it
+        (AcceptInvitation); until then nothing about them shows in the
+        conversation. An e-mail that names no account is answered exactly like one
         that does, so invitations never reveal who has an account.
+        """
+
+    @_abc_1.abstractmethod
+    def ListInvitations(
+        self,
+        request: _chat_pb2.ListInvitationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ListInvitationsResponse, _abc.Awaitable[_chat_pb2.ListInvitationsResponse]]:
+        """ListInvitations lists the caller's pending invitations, newest first."""
+
+    @_abc_1.abstractmethod
+    def AcceptInvitation(
+        self,
+        request: _chat_pb2.AcceptInvitationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.AcceptInvitationResponse, _abc.Awaitable[_chat_pb2.AcceptInvitationResponse]]:
+        """AcceptInvitation makes the caller a member of a conversation they are
+        invited to; the other members then see them join.
+        """
+
+    @_abc_1.abstractmethod
+    def DeclineInvitation(
+        self,
+        request: _chat_pb2.DeclineInvitationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.DeclineInvitationResponse, _abc.Awaitable[_chat_pb2.DeclineInvitationResponse]]:
+        """DeclineInvitation drops the caller's pending invitation to a conversation;
+        the inviter is not told.
         """
 
     @_abc_1.abstractmethod

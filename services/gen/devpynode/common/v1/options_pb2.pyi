@@ -146,8 +146,14 @@ class FieldRules(_message.Message):
 Global___FieldRules: _TypeAlias = FieldRules  # noqa: Y015
 
 ACCESS_FIELD_NUMBER: _builtins.int
+MESH_ONLY_FIELD_NUMBER: _builtins.int
 RULES_FIELD_NUMBER: _builtins.int
 access: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___Access.ValueType]
 """Who may call this RPC; see Access."""
+mesh_only: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.bool]
+"""Only the mesh's own services call this RPC (IssueServiceToken: the
+secret for a service token): the browsers' gateway never routes it.
+ACCESS_SERVICE RPCs are mesh-only without saying so.
+"""
 rules: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, Global___FieldRules]
 """How this field is validated; see FieldRules."""

@@ -13,7 +13,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file devpynode/chat/v1/chat.proto.
  */
 export const file_devpynode_chat_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChxkZXZweW5vZGUvY2hhdC92MS9jaGF0LnByb3RvEhFkZXZweW5vZGUuY2hhdC52MSJZCgpBdHRhY2htZW50Eg8KB2ZpbGVfaWQYASABKAkSEAoIZmlsZW5hbWUYAiABKAkSFAoMY29udGVudF90eXBlGAMgASgJEhIKCnNpemVfYnl0ZXMYBCABKAMiugIKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRINCgV0aXRsZRgCIAEoCRINCgVtb2RlbBgDIAEoCRIQCghvd25lcl9pZBgEIAEoCRISCgptZW1iZXJfaWRzGAUgAygJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkYKDG1lbWJlcl9uYW1lcxgIIAMoCzIwLmRldnB5bm9kZS5jaGF0LnYxLkNvbnZlcnNhdGlvbi5NZW1iZXJOYW1lc0VudHJ5GjIKEE1lbWJlck5hbWVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5CgVVc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgDEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgDIkYKD1JlYWN0aW9uU3VtbWFyeRINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIVCg1yZWFjdGVkX2J5X21lGAMgASgIIosECgdNZXNzYWdlEgoKAmlkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIsCgRyb2xlGAMgASgOMh4uZGV2cHlub2RlLmNoYXQudjEuTWVzc2FnZVJvbGUSDAoEdGV4dBgEIAEoCRIRCglhdXRob3JfaWQYBSABKAkSGwoTYXR0YWNobWVudF9maWxlX2lkcxgGIAMoCRIuCgVzdGF0ZRgHIAEoDjIfLmRldnB5bm9kZS5jaGF0LnYxLk1lc3NhZ2VTdGF0ZRInCgV1c2FnZRgIIAEoCzIYLmRldnB5bm9kZS5jaGF0LnYxLlVzYWdlEjUKCXJlYWN0aW9ucxgJIAMoCzIiLmRldnB5bm9kZS5jaGF0LnYxLlJlYWN0aW9uU3VtbWFyeRIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVtb2RlbBgLIAEoCRI2Cg1maW5pc2hfcmVhc29uGAwgASgOMh8uZGV2cHlub2RlLmNoYXQudjEuRmluaXNoUmVhc29uEg0KBWVycm9yGA0gASgJEjIKC2F0dGFjaG1lbnRzGA4gAygLMh0uZGV2cHlub2RlLmNoYXQudjEuQXR0YWNobWVudBITCgtyZXBseV90b19pZBgPIAEoCRIQCghsYXN0X3NlcRgQIAEoAyJLChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhYKBXRpdGxlGAEgASgJQgeStRgDGMgBEhYKBW1vZGVsGAIgASgJQgeStRgDGMgBIlMKGkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEjUKDGNvbnZlcnNhdGlvbhgBIAEoCzIfLmRldnB5bm9kZS5jaGF0LnYxLkNvbnZlcnNhdGlvbiI7ChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAIiUAoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USNQoMY29udmVyc2F0aW9uGAEgASgLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uIlUKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCZK1GAU4AEDoBxIbCgpwYWdlX3Rva2VuGAIgASgJQgeStRgDGIAEImwKGUxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USNgoNY29udmVyc2F0aW9ucxgBIAMoCzIfLmRldnB5bm9kZS5jaGF0LnYxLkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPgoZRGVsZXRlQ29udmVyc2F0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCIhwKGkRlbGV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlImgKEEFkZE1lbWJlclJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAhIXCgd1c2VyX2lkGAIgASgJQgaStRgCKAISGAoFZW1haWwYAyABKAlCCZK1GAUY/gEoASJKChFBZGRNZW1iZXJSZXNwb25zZRI1Cgxjb252ZXJzYXRpb24YASABKAsyHy5kZXZweW5vZGUuY2hhdC52MS5Db252ZXJzYXRpb24iUwoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhkKB3VzZXJfaWQYAiABKAlCCJK1GAQIASgCIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIo4BChlVcGRhdGVDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISHQoFdGl0bGUYAiABKAlCCZK1GAUYyAFIAUgAiAEBEhsKBW1vZGVsGAMgASgJQgeStRgDGMgBSAGIAQFCCAoGX3RpdGxlQggKBl9tb2RlbCJTChpVcGRhdGVDb252ZXJzYXRpb25SZXNwb25zZRI1Cgxjb252ZXJzYXRpb24YASABKAsyHy5kZXZweW5vZGUuY2hhdC52MS5Db252ZXJzYXRpb24idwoZRG93bmxvYWRBdHRhY2htZW50UmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhwKCm1lc3NhZ2VfaWQYAiABKAlCCJK1GAQIASgCEhkKB2ZpbGVfaWQYAyABKAlCCJK1GAQIASgCImoKGkRvd25sb2FkQXR0YWNobWVudFJlc3BvbnNlEjMKCmF0dGFjaG1lbnQYASABKAsyHS5kZXZweW5vZGUuY2hhdC52MS5BdHRhY2htZW50SAASDwoFY2h1bmsYAiABKAxIAEIGCgRkYXRhIpoBChJTZW5kTWVzc2FnZVJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAhIYCgR0ZXh0GAIgASgJQgqStRgGCAEggIACEiMKE2F0dGFjaG1lbnRfZmlsZV9pZHMYAyADKAlCBpK1GAIwChIiChFjbGllbnRfcmVxdWVzdF9pZBgEIAEoCUIHkrUYAxiAASI2CgVEZWx0YRILCgNzZXEYASABKAMSDAoEdGV4dBgCIAEoCRISCgptZXNzYWdlX2lkGAMgASgJIrYBChNTZW5kTWVzc2FnZVJlc3BvbnNlEjIKDHVzZXJfbWVzc2FnZRgBIAEoCzIaLmRldnB5bm9kZS5jaGF0LnYxLk1lc3NhZ2VIABIpCgVkZWx0YRgCIAEoCzIYLmRldnB5bm9kZS5jaGF0LnYxLkRlbHRhSAASNwoRYXNzaXN0YW50X21lc3NhZ2UYAyABKAsyGi5kZXZweW5vZGUuY2hhdC52MS5NZXNzYWdlSABCBwoFZXZlbnQicwoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhwKCXBhZ2Vfc2l6ZRgCIAEoBUIJkrUYBTgAQOgHEhsKCnBhZ2VfdG9rZW4YAyABKAlCB5K1GAMYgAQiXQoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USLAoIbWVzc2FnZXMYASADKAsyGi5kZXZweW5vZGUuY2hhdC52MS5NZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJaChdDYW5jZWxHZW5lcmF0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhwKCm1lc3NhZ2VfaWQYAiABKAlCCJK1GAQIASgCIkcKGENhbmNlbEdlbmVyYXRpb25SZXNwb25zZRIrCgdtZXNzYWdlGAEgASgLMhouZGV2cHlub2RlLmNoYXQudjEuTWVzc2FnZSJuChJBZGRSZWFjdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAhIcCgptZXNzYWdlX2lkGAIgASgJQgiStRgECAEoAhIXCgVlbW9qaRgDIAEoCUIIkrUYBAgBGBAiTAoTQWRkUmVhY3Rpb25SZXNwb25zZRI1CglyZWFjdGlvbnMYASADKAsyIi5kZXZweW5vZGUuY2hhdC52MS5SZWFjdGlvblN1bW1hcnkicQoVUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISHAoKbWVzc2FnZV9pZBgCIAEoCUIIkrUYBAgBKAISFwoFZW1vamkYAyABKAlCCJK1GAQIARgQIk8KFlJlbW92ZVJlYWN0aW9uUmVzcG9uc2USNQoJcmVhY3Rpb25zGAEgAygLMiIuZGV2cHlub2RlLmNoYXQudjEuUmVhY3Rpb25TdW1tYXJ5IkYKEVNlbmRUeXBpbmdSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISDgoGdHlwaW5nGAIgASgIIhQKElNlbmRUeXBpbmdSZXNwb25zZSJPChNTdHJlYW1FdmVudHNSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISFQoFYWZ0ZXIYAiABKAlCBpK1GAIYQCJeCgtUeXBpbmdFdmVudBIPCgd1c2VyX2lkGAEgASgJEg4KBnR5cGluZxgCIAEoCBIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKJAQoNUmVhY3Rpb25FdmVudBISCgptZXNzYWdlX2lkGAEgASgJEjUKCXJlYWN0aW9ucxgCIAMoCzIiLmRldnB5bm9kZS5jaGF0LnYxLlJlYWN0aW9uU3VtbWFyeRIPCgd1c2VyX2lkGAMgASgJEg0KBWVtb2ppGAQgASgJEg0KBWFkZGVkGAUgASgIIiMKEE1lbWJlckFkZGVkRXZlbnQSDwoHdXNlcl9pZBgBIAEoCSLbBAoUU3RyZWFtRXZlbnRzUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIaLmRldnB5bm9kZS5jaGF0LnYxLk1lc3NhZ2VIABIpCgVkZWx0YRgCIAEoCzIYLmRldnB5bm9kZS5jaGF0LnYxLkRlbHRhSAASMAoGdHlwaW5nGAMgASgLMh4uZGV2cHlub2RlLmNoYXQudjEuVHlwaW5nRXZlbnRIABI0CghyZWFjdGlvbhgEIAEoCzIgLmRldnB5bm9kZS5jaGF0LnYxLlJlYWN0aW9uRXZlbnRIABI7CgxtZW1iZXJfYWRkZWQYBSABKAsyIy5kZXZweW5vZGUuY2hhdC52MS5NZW1iZXJBZGRlZEV2ZW50SAASPwoObWVtYmVyX3JlbW92ZWQYBiABKAsyJS5kZXZweW5vZGUuY2hhdC52MS5NZW1iZXJSZW1vdmVkRXZlbnRIABIuCgVyZWFkeRgHIAEoCzIdLmRldnB5bm9kZS5jaGF0LnYxLlJlYWR5RXZlbnRIABIwCgZyZWxvYWQYCCABKAsyHi5kZXZweW5vZGUuY2hhdC52MS5SZWxvYWRFdmVudEgAEj8KFGNvbnZlcnNhdGlvbl91cGRhdGVkGAkgASgLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uSAASSwoUY29udmVyc2F0aW9uX2RlbGV0ZWQYCiABKAsyKy5kZXZweW5vZGUuY2hhdC52MS5Db252ZXJzYXRpb25EZWxldGVkRXZlbnRIABIKCgJpZBgUIAEoCUIHCgVldmVudCIlChJNZW1iZXJSZW1vdmVkRXZlbnQSDwoHdXNlcl9pZBgBIAEoCSIMCgpSZWFkeUV2ZW50Ig0KC1JlbG9hZEV2ZW50IhoKGENvbnZlcnNhdGlvbkRlbGV0ZWRFdmVudCpeCgtNZXNzYWdlUm9sZRIcChhNRVNTQUdFX1JPTEVfVU5TUEVDSUZJRUQQABIVChFNRVNTQUdFX1JPTEVfVVNFUhABEhoKFk1FU1NBR0VfUk9MRV9BU1NJU1RBTlQQAiqdAQoMTWVzc2FnZVN0YXRlEh0KGU1FU1NBR0VfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdNRVNTQUdFX1NUQVRFX1NUUkVBTUlORxABEhoKFk1FU1NBR0VfU1RBVEVfQ09NUExFVEUQAhIbChdNRVNTQUdFX1NUQVRFX0NBTkNFTExFRBADEhgKFE1FU1NBR0VfU1RBVEVfRkFJTEVEEAQqlQEKDEZpbmlzaFJlYXNvbhIdChlGSU5JU0hfUkVBU09OX1VOU1BFQ0lGSUVEEAASFgoSRklOSVNIX1JFQVNPTl9TVE9QEAESGAoURklOSVNIX1JFQVNPTl9MRU5HVEgQAhIbChdGSU5JU0hfUkVBU09OX0NBTkNFTExFRBADEhcKE0ZJTklTSF9SRUFTT05fRVJST1IQBDL5DAoLQ2hhdFNlcnZpY2USdwoSQ3JlYXRlQ29udmVyc2F0aW9uEiwuZGV2cHlub2RlLmNoYXQudjEuQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBotLmRldnB5bm9kZS5jaGF0LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlIgSItRgCEm4KD0dldENvbnZlcnNhdGlvbhIpLmRldnB5bm9kZS5jaGF0LnYxLkdldENvbnZlcnNhdGlvblJlcXVlc3QaKi5kZXZweW5vZGUuY2hhdC52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZSIEiLUYAhJ0ChFMaXN0Q29udmVyc2F0aW9ucxIrLmRldnB5bm9kZS5jaGF0LnYxLkxpc3RDb252ZXJzYXRpb25zUmVxdWVzdBosLmRldnB5bm9kZS5jaGF0LnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2UiBIi1GAISdwoSRGVsZXRlQ29udmVyc2F0aW9uEiwuZGV2cHlub2RlLmNoYXQudjEuRGVsZXRlQ29udmVyc2F0aW9uUmVxdWVzdBotLmRldnB5bm9kZS5jaGF0LnYxLkRlbGV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlIgSItRgCElwKCUFkZE1lbWJlchIjLmRldnB5bm9kZS5jaGF0LnYxLkFkZE1lbWJlclJlcXVlc3QaJC5kZXZweW5vZGUuY2hhdC52MS5BZGRNZW1iZXJSZXNwb25zZSIEiLUYAhJlCgxSZW1vdmVNZW1iZXISJi5kZXZweW5vZGUuY2hhdC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GicuZGV2cHlub2RlLmNoYXQudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2UiBIi1GAISdwoSVXBkYXRlQ29udmVyc2F0aW9uEiwuZGV2cHlub2RlLmNoYXQudjEuVXBkYXRlQ29udmVyc2F0aW9uUmVxdWVzdBotLmRldnB5bm9kZS5jaGF0LnYxLlVwZGF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlIgSItRgCEmQKC1NlbmRNZXNzYWdlEiUuZGV2cHlub2RlLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0GiYuZGV2cHlub2RlLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXNwb25zZSIEiLUYAjABEmUKDExpc3RNZXNzYWdlcxImLmRldnB5bm9kZS5jaGF0LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaJy5kZXZweW5vZGUuY2hhdC52MS5MaXN0TWVzc2FnZXNSZXNwb25zZSIEiLUYAhJxChBDYW5jZWxHZW5lcmF0aW9uEiouZGV2cHlub2RlLmNoYXQudjEuQ2FuY2VsR2VuZXJhdGlvblJlcXVlc3QaKy5kZXZweW5vZGUuY2hhdC52MS5DYW5jZWxHZW5lcmF0aW9uUmVzcG9uc2UiBIi1GAISYgoLQWRkUmVhY3Rpb24SJS5kZXZweW5vZGUuY2hhdC52MS5BZGRSZWFjdGlvblJlcXVlc3QaJi5kZXZweW5vZGUuY2hhdC52MS5BZGRSZWFjdGlvblJlc3BvbnNlIgSItRgCEmsKDlJlbW92ZVJlYWN0aW9uEiguZGV2cHlub2RlLmNoYXQudjEuUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0GikuZGV2cHlub2RlLmNoYXQudjEuUmVtb3ZlUmVhY3Rpb25SZXNwb25zZSIEiLUYAhJfCgpTZW5kVHlwaW5nEiQuZGV2cHlub2RlLmNoYXQudjEuU2VuZFR5cGluZ1JlcXVlc3QaJS5kZXZweW5vZGUuY2hhdC52MS5TZW5kVHlwaW5nUmVzcG9uc2UiBIi1GAISZwoMU3RyZWFtRXZlbnRzEiYuZGV2cHlub2RlLmNoYXQudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBonLmRldnB5bm9kZS5jaGF0LnYxLlN0cmVhbUV2ZW50c1Jlc3BvbnNlIgSItRgCMAESeQoSRG93bmxvYWRBdHRhY2htZW50EiwuZGV2cHlub2RlLmNoYXQudjEuRG93bmxvYWRBdHRhY2htZW50UmVxdWVzdBotLmRldnB5bm9kZS5jaGF0LnYxLkRvd25sb2FkQXR0YWNobWVudFJlc3BvbnNlIgSItRgCMAFiBnByb3RvMw", [file_devpynode_common_v1_options, file_google_protobuf_timestamp]);
+  fileDesc("ChxkZXZweW5vZGUvY2hhdC92MS9jaGF0LnByb3RvEhFkZXZweW5vZGUuY2hhdC52MSJZCgpBdHRhY2htZW50Eg8KB2ZpbGVfaWQYASABKAkSEAoIZmlsZW5hbWUYAiABKAkSFAoMY29udGVudF90eXBlGAMgASgJEhIKCnNpemVfYnl0ZXMYBCABKAMiugIKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRINCgV0aXRsZRgCIAEoCRINCgVtb2RlbBgDIAEoCRIQCghvd25lcl9pZBgEIAEoCRISCgptZW1iZXJfaWRzGAUgAygJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkYKDG1lbWJlcl9uYW1lcxgIIAMoCzIwLmRldnB5bm9kZS5jaGF0LnYxLkNvbnZlcnNhdGlvbi5NZW1iZXJOYW1lc0VudHJ5GjIKEE1lbWJlck5hbWVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5CgVVc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgDEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgDIkYKD1JlYWN0aW9uU3VtbWFyeRINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIVCg1yZWFjdGVkX2J5X21lGAMgASgIIosECgdNZXNzYWdlEgoKAmlkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIsCgRyb2xlGAMgASgOMh4uZGV2cHlub2RlLmNoYXQudjEuTWVzc2FnZVJvbGUSDAoEdGV4dBgEIAEoCRIRCglhdXRob3JfaWQYBSABKAkSGwoTYXR0YWNobWVudF9maWxlX2lkcxgGIAMoCRIuCgVzdGF0ZRgHIAEoDjIfLmRldnB5bm9kZS5jaGF0LnYxLk1lc3NhZ2VTdGF0ZRInCgV1c2FnZRgIIAEoCzIYLmRldnB5bm9kZS5jaGF0LnYxLlVzYWdlEjUKCXJlYWN0aW9ucxgJIAMoCzIiLmRldnB5bm9kZS5jaGF0LnYxLlJlYWN0aW9uU3VtbWFyeRIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVtb2RlbBgLIAEoCRI2Cg1maW5pc2hfcmVhc29uGAwgASgOMh8uZGV2cHlub2RlLmNoYXQudjEuRmluaXNoUmVhc29uEg0KBWVycm9yGA0gASgJEjIKC2F0dGFjaG1lbnRzGA4gAygLMh0uZGV2cHlub2RlLmNoYXQudjEuQXR0YWNobWVudBITCgtyZXBseV90b19pZBgPIAEoCRIQCghsYXN0X3NlcRgQIAEoAyJNChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhgKBXRpdGxlGAEgASgJQgmStRgFGMgBSAESFgoFbW9kZWwYAiABKAlCB5K1GAMYyAEiUwoaQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USNQoMY29udmVyc2F0aW9uGAEgASgLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uIjsKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAiJQChdHZXRDb252ZXJzYXRpb25SZXNwb25zZRI1Cgxjb252ZXJzYXRpb24YASABKAsyHy5kZXZweW5vZGUuY2hhdC52MS5Db252ZXJzYXRpb24iVQoYTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJkrUYBTgAQOgHEhsKCnBhZ2VfdG9rZW4YAiABKAlCB5K1GAMYgAQibAoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRI2Cg1jb252ZXJzYXRpb25zGAEgAygLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI+ChlEZWxldGVDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAIiHAoaRGVsZXRlQ29udmVyc2F0aW9uUmVzcG9uc2UiaAoQQWRkTWVtYmVyUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhcKB3VzZXJfaWQYAiABKAlCBpK1GAIoAhIYCgVlbWFpbBgDIAEoCUIJkrUYBRj+ASgBIkoKEUFkZE1lbWJlclJlc3BvbnNlEjUKDGNvbnZlcnNhdGlvbhgBIAEoCzIfLmRldnB5bm9kZS5jaGF0LnYxLkNvbnZlcnNhdGlvbiKOAQoKSW52aXRhdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDQoFdGl0bGUYAiABKAkSEgoKaW52aXRlcl9pZBgDIAEoCRIUCgxpbnZpdGVyX25hbWUYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUwoWTGlzdEludml0YXRpb25zUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCZK1GAU4AEDoBxIbCgpwYWdlX3Rva2VuGAIgASgJQgeStRgDGIAEImYKF0xpc3RJbnZpdGF0aW9uc1Jlc3BvbnNlEjIKC2ludml0YXRpb25zGAEgAygLMh0uZGV2cHlub2RlLmNoYXQudjEuSW52aXRhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAoXQWNjZXB0SW52aXRhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAiJRChhBY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2USNQoMY29udmVyc2F0aW9uGAEgASgLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uIj0KGERlY2xpbmVJbnZpdGF0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCIhsKGURlY2xpbmVJbnZpdGF0aW9uUmVzcG9uc2UiUwoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhkKB3VzZXJfaWQYAiABKAlCCJK1GAQIASgCIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIo4BChlVcGRhdGVDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISHQoFdGl0bGUYAiABKAlCCZK1GAUYyAFIAUgAiAEBEhsKBW1vZGVsGAMgASgJQgeStRgDGMgBSAGIAQFCCAoGX3RpdGxlQggKBl9tb2RlbCJTChpVcGRhdGVDb252ZXJzYXRpb25SZXNwb25zZRI1Cgxjb252ZXJzYXRpb24YASABKAsyHy5kZXZweW5vZGUuY2hhdC52MS5Db252ZXJzYXRpb24idwoZRG93bmxvYWRBdHRhY2htZW50UmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhwKCm1lc3NhZ2VfaWQYAiABKAlCCJK1GAQIASgCEhkKB2ZpbGVfaWQYAyABKAlCCJK1GAQIASgCImoKGkRvd25sb2FkQXR0YWNobWVudFJlc3BvbnNlEjMKCmF0dGFjaG1lbnQYASABKAsyHS5kZXZweW5vZGUuY2hhdC52MS5BdHRhY2htZW50SAASDwoFY2h1bmsYAiABKAxIAEIGCgRkYXRhIpoBChJTZW5kTWVzc2FnZVJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAhIYCgR0ZXh0GAIgASgJQgqStRgGCAEggIACEiMKE2F0dGFjaG1lbnRfZmlsZV9pZHMYAyADKAlCBpK1GAIwChIiChFjbGllbnRfcmVxdWVzdF9pZBgEIAEoCUIHkrUYAxiAASI2CgVEZWx0YRILCgNzZXEYASABKAMSDAoEdGV4dBgCIAEoCRISCgptZXNzYWdlX2lkGAMgASgJIrYBChNTZW5kTWVzc2FnZVJlc3BvbnNlEjIKDHVzZXJfbWVzc2FnZRgBIAEoCzIaLmRldnB5bm9kZS5jaGF0LnYxLk1lc3NhZ2VIABIpCgVkZWx0YRgCIAEoCzIYLmRldnB5bm9kZS5jaGF0LnYxLkRlbHRhSAASNwoRYXNzaXN0YW50X21lc3NhZ2UYAyABKAsyGi5kZXZweW5vZGUuY2hhdC52MS5NZXNzYWdlSABCBwoFZXZlbnQicwoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhwKCXBhZ2Vfc2l6ZRgCIAEoBUIJkrUYBTgAQOgHEhsKCnBhZ2VfdG9rZW4YAyABKAlCB5K1GAMYgAQiXQoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USLAoIbWVzc2FnZXMYASADKAsyGi5kZXZweW5vZGUuY2hhdC52MS5NZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJaChdDYW5jZWxHZW5lcmF0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhwKCm1lc3NhZ2VfaWQYAiABKAlCCJK1GAQIASgCIkcKGENhbmNlbEdlbmVyYXRpb25SZXNwb25zZRIrCgdtZXNzYWdlGAEgASgLMhouZGV2cHlub2RlLmNoYXQudjEuTWVzc2FnZSJuChJBZGRSZWFjdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAhIcCgptZXNzYWdlX2lkGAIgASgJQgiStRgECAEoAhIXCgVlbW9qaRgDIAEoCUIIkrUYBAgBGBAiTAoTQWRkUmVhY3Rpb25SZXNwb25zZRI1CglyZWFjdGlvbnMYASADKAsyIi5kZXZweW5vZGUuY2hhdC52MS5SZWFjdGlvblN1bW1hcnkicQoVUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISHAoKbWVzc2FnZV9pZBgCIAEoCUIIkrUYBAgBKAISFwoFZW1vamkYAyABKAlCCJK1GAQIARgQIk8KFlJlbW92ZVJlYWN0aW9uUmVzcG9uc2USNQoJcmVhY3Rpb25zGAEgAygLMiIuZGV2cHlub2RlLmNoYXQudjEuUmVhY3Rpb25TdW1tYXJ5IkYKEVNlbmRUeXBpbmdSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISDgoGdHlwaW5nGAIgASgIIhQKElNlbmRUeXBpbmdSZXNwb25zZSJPChNTdHJlYW1FdmVudHNSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISFQoFYWZ0ZXIYAiABKAlCBpK1GAIYQCJeCgtUeXBpbmdFdmVudBIPCgd1c2VyX2lkGAEgASgJEg4KBnR5cGluZxgCIAEoCBIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKJAQoNUmVhY3Rpb25FdmVudBISCgptZXNzYWdlX2lkGAEgASgJEjUKCXJlYWN0aW9ucxgCIAMoCzIiLmRldnB5bm9kZS5jaGF0LnYxLlJlYWN0aW9uU3VtbWFyeRIPCgd1c2VyX2lkGAMgASgJEg0KBWVtb2ppGAQgASgJEg0KBWFkZGVkGAUgASgIIiMKEE1lbWJlckFkZGVkRXZlbnQSDwoHdXNlcl9pZBgBIAEoCSLbBAoUU3RyZWFtRXZlbnRzUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIaLmRldnB5bm9kZS5jaGF0LnYxLk1lc3NhZ2VIABIpCgVkZWx0YRgCIAEoCzIYLmRldnB5bm9kZS5jaGF0LnYxLkRlbHRhSAASMAoGdHlwaW5nGAMgASgLMh4uZGV2cHlub2RlLmNoYXQudjEuVHlwaW5nRXZlbnRIABI0CghyZWFjdGlvbhgEIAEoCzIgLmRldnB5bm9kZS5jaGF0LnYxLlJlYWN0aW9uRXZlbnRIABI7CgxtZW1iZXJfYWRkZWQYBSABKAsyIy5kZXZweW5vZGUuY2hhdC52MS5NZW1iZXJBZGRlZEV2ZW50SAASPwoObWVtYmVyX3JlbW92ZWQYBiABKAsyJS5kZXZweW5vZGUuY2hhdC52MS5NZW1iZXJSZW1vdmVkRXZlbnRIABIuCgVyZWFkeRgHIAEoCzIdLmRldnB5bm9kZS5jaGF0LnYxLlJlYWR5RXZlbnRIABIwCgZyZWxvYWQYCCABKAsyHi5kZXZweW5vZGUuY2hhdC52MS5SZWxvYWRFdmVudEgAEj8KFGNvbnZlcnNhdGlvbl91cGRhdGVkGAkgASgLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uSAASSwoUY29udmVyc2F0aW9uX2RlbGV0ZWQYCiABKAsyKy5kZXZweW5vZGUuY2hhdC52MS5Db252ZXJzYXRpb25EZWxldGVkRXZlbnRIABIKCgJpZBgUIAEoCUIHCgVldmVudCIlChJNZW1iZXJSZW1vdmVkRXZlbnQSDwoHdXNlcl9pZBgBIAEoCSIMCgpSZWFkeUV2ZW50Ig0KC1JlbG9hZEV2ZW50IhoKGENvbnZlcnNhdGlvbkRlbGV0ZWRFdmVudCpeCgtNZXNzYWdlUm9sZRIcChhNRVNTQUdFX1JPTEVfVU5TUEVDSUZJRUQQABIVChFNRVNTQUdFX1JPTEVfVVNFUhABEhoKFk1FU1NBR0VfUk9MRV9BU1NJU1RBTlQQAiqdAQoMTWVzc2FnZVN0YXRlEh0KGU1FU1NBR0VfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdNRVNTQUdFX1NUQVRFX1NUUkVBTUlORxABEhoKFk1FU1NBR0VfU1RBVEVfQ09NUExFVEUQAhIbChdNRVNTQUdFX1NUQVRFX0NBTkNFTExFRBADEhgKFE1FU1NBR0VfU1RBVEVfRkFJTEVEEAQqlQEKDEZpbmlzaFJlYXNvbhIdChlGSU5JU0hfUkVBU09OX1VOU1BFQ0lGSUVEEAASFgoSRklOSVNIX1JFQVNPTl9TVE9QEAESGAoURklOSVNIX1JFQVNPTl9MRU5HVEgQAhIbChdGSU5JU0hfUkVBU09OX0NBTkNFTExFRBADEhcKE0ZJTklTSF9SRUFTT05fRVJST1IQBDLSDwoLQ2hhdFNlcnZpY2USdwoSQ3JlYXRlQ29udmVyc2F0aW9uEiwuZGV2cHlub2RlLmNoYXQudjEuQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBotLmRldnB5bm9kZS5jaGF0LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlIgSItRgCEm4KD0dldENvbnZlcnNhdGlvbhIpLmRldnB5bm9kZS5jaGF0LnYxLkdldENvbnZlcnNhdGlvblJlcXVlc3QaKi5kZXZweW5vZGUuY2hhdC52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZSIEiLUYAhJ0ChFMaXN0Q29udmVyc2F0aW9ucxIrLmRldnB5bm9kZS5jaGF0LnYxLkxpc3RDb252ZXJzYXRpb25zUmVxdWVzdBosLmRldnB5bm9kZS5jaGF0LnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2UiBIi1GAISdwoSRGVsZXRlQ29udmVyc2F0aW9uEiwuZGV2cHlub2RlLmNoYXQudjEuRGVsZXRlQ29udmVyc2F0aW9uUmVxdWVzdBotLmRldnB5bm9kZS5jaGF0LnYxLkRlbGV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlIgSItRgCElwKCUFkZE1lbWJlchIjLmRldnB5bm9kZS5jaGF0LnYxLkFkZE1lbWJlclJlcXVlc3QaJC5kZXZweW5vZGUuY2hhdC52MS5BZGRNZW1iZXJSZXNwb25zZSIEiLUYAhJuCg9MaXN0SW52aXRhdGlvbnMSKS5kZXZweW5vZGUuY2hhdC52MS5MaXN0SW52aXRhdGlvbnNSZXF1ZXN0GiouZGV2cHlub2RlLmNoYXQudjEuTGlzdEludml0YXRpb25zUmVzcG9uc2UiBIi1GAIScQoQQWNjZXB0SW52aXRhdGlvbhIqLmRldnB5bm9kZS5jaGF0LnYxLkFjY2VwdEludml0YXRpb25SZXF1ZXN0GisuZGV2cHlub2RlLmNoYXQudjEuQWNjZXB0SW52aXRhdGlvblJlc3BvbnNlIgSItRgCEnQKEURlY2xpbmVJbnZpdGF0aW9uEisuZGV2cHlub2RlLmNoYXQudjEuRGVjbGluZUludml0YXRpb25SZXF1ZXN0GiwuZGV2cHlub2RlLmNoYXQudjEuRGVjbGluZUludml0YXRpb25SZXNwb25zZSIEiLUYAhJlCgxSZW1vdmVNZW1iZXISJi5kZXZweW5vZGUuY2hhdC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GicuZGV2cHlub2RlLmNoYXQudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2UiBIi1GAISdwoSVXBkYXRlQ29udmVyc2F0aW9uEiwuZGV2cHlub2RlLmNoYXQudjEuVXBkYXRlQ29udmVyc2F0aW9uUmVxdWVzdBotLmRldnB5bm9kZS5jaGF0LnYxLlVwZGF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlIgSItRgCEmQKC1NlbmRNZXNzYWdlEiUuZGV2cHlub2RlLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0GiYuZGV2cHlub2RlLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXNwb25zZSIEiLUYAjABEmUKDExpc3RNZXNzYWdlcxImLmRldnB5bm9kZS5jaGF0LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaJy5kZXZweW5vZGUuY2hhdC52MS5MaXN0TWVzc2FnZXNSZXNwb25zZSIEiLUYAhJxChBDYW5jZWxHZW5lcmF0aW9uEiouZGV2cHlub2RlLmNoYXQudjEuQ2FuY2VsR2VuZXJhdGlvblJlcXVlc3QaKy5kZXZweW5vZGUuY2hhdC52MS5DYW5jZWxHZW5lcmF0aW9uUmVzcG9uc2UiBIi1GAISYgoLQWRkUmVhY3Rpb24SJS5kZXZweW5vZGUuY2hhdC52MS5BZGRSZWFjdGlvblJlcXVlc3QaJi5kZXZweW5vZGUuY2hhdC52MS5BZGRSZWFjdGlvblJlc3BvbnNlIgSItRgCEmsKDlJlbW92ZVJlYWN0aW9uEiguZGV2cHlub2RlLmNoYXQudjEuUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0GikuZGV2cHlub2RlLmNoYXQudjEuUmVtb3ZlUmVhY3Rpb25SZXNwb25zZSIEiLUYAhJfCgpTZW5kVHlwaW5nEiQuZGV2cHlub2RlLmNoYXQudjEuU2VuZFR5cGluZ1JlcXVlc3QaJS5kZXZweW5vZGUuY2hhdC52MS5TZW5kVHlwaW5nUmVzcG9uc2UiBIi1GAISZwoMU3RyZWFtRXZlbnRzEiYuZGV2cHlub2RlLmNoYXQudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBonLmRldnB5bm9kZS5jaGF0LnYxLlN0cmVhbUV2ZW50c1Jlc3BvbnNlIgSItRgCMAESeQoSRG93bmxvYWRBdHRhY2htZW50EiwuZGV2cHlub2RlLmNoYXQudjEuRG93bmxvYWRBdHRhY2htZW50UmVxdWVzdBotLmRldnB5bm9kZS5jaGF0LnYxLkRvd25sb2FkQXR0YWNobWVudFJlc3BvbnNlIgSItRgCMAFiBnByb3RvMw", [file_devpynode_common_v1_options, file_google_protobuf_timestamp]);
 
 /**
  * Attachment is a file attached to a message, as members see it.
@@ -324,7 +324,8 @@ export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
  */
 export type CreateConversationRequest = Message$1<"devpynode.chat.v1.CreateConversationRequest"> & {
   /**
-   * Title, up to 200 characters.
+   * Title, up to 200 characters of plain text (no control or invisible
+   * characters); empty takes one from the first message.
    *
    * @generated from field: string title = 1;
    */
@@ -501,7 +502,7 @@ export const DeleteConversationResponseSchema: GenMessage<DeleteConversationResp
   messageDesc(file_devpynode_chat_v1_chat, 12);
 
 /**
- * AddMemberRequest adds an account to a conversation.
+ * AddMemberRequest invites an account to a conversation.
  *
  * @generated from message devpynode.chat.v1.AddMemberRequest
  */
@@ -514,14 +515,14 @@ export type AddMemberRequest = Message$1<"devpynode.chat.v1.AddMemberRequest"> &
   conversationId: string;
 
   /**
-   * The account to add (or give `email` instead).
+   * The account to invite (or give `email` instead).
    *
    * @generated from field: string user_id = 2;
    */
   userId: string;
 
   /**
-   * The e-mail of the account to add (or give `user_id` instead).
+   * The e-mail of the account to invite (or give `user_id` instead).
    *
    * @generated from field: string email = 3;
    */
@@ -536,8 +537,9 @@ export const AddMemberRequestSchema: GenMessage<AddMemberRequest> = /*@__PURE__*
   messageDesc(file_devpynode_chat_v1_chat, 13);
 
 /**
- * AddMemberResponse carries the conversation. For an invitation by e-mail it
- * is the same whether or not the address has an account.
+ * AddMemberResponse carries the conversation. The invitee is not among its
+ * members until they accept, so for an invitation by e-mail it is the same
+ * whether or not the address has an account.
  *
  * @generated from message devpynode.chat.v1.AddMemberResponse
  */
@@ -556,6 +558,189 @@ export type AddMemberResponse = Message$1<"devpynode.chat.v1.AddMemberResponse">
  */
 export const AddMemberResponseSchema: GenMessage<AddMemberResponse> = /*@__PURE__*/
   messageDesc(file_devpynode_chat_v1_chat, 14);
+
+/**
+ * Invitation is a pending invitation to a conversation, as its invitee sees it.
+ *
+ * @generated from message devpynode.chat.v1.Invitation
+ */
+export type Invitation = Message$1<"devpynode.chat.v1.Invitation"> & {
+  /**
+   * The conversation the caller is invited to.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The conversation's title.
+   *
+   * @generated from field: string title = 2;
+   */
+  title: string;
+
+  /**
+   * The account that sent the invitation (the conversation's owner).
+   *
+   * @generated from field: string inviter_id = 3;
+   */
+  inviterId: string;
+
+  /**
+   * The inviter's display name.
+   *
+   * @generated from field: string inviter_name = 4;
+   */
+  inviterName: string;
+
+  /**
+   * When the invitation was sent.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message devpynode.chat.v1.Invitation.
+ * Use `create(InvitationSchema)` to create a new message.
+ */
+export const InvitationSchema: GenMessage<Invitation> = /*@__PURE__*/
+  messageDesc(file_devpynode_chat_v1_chat, 15);
+
+/**
+ * ListInvitationsRequest pages through the caller's pending invitations.
+ *
+ * @generated from message devpynode.chat.v1.ListInvitationsRequest
+ */
+export type ListInvitationsRequest = Message$1<"devpynode.chat.v1.ListInvitationsRequest"> & {
+  /**
+   * Page size (default 50, max 100).
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * Token from a previous response.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message devpynode.chat.v1.ListInvitationsRequest.
+ * Use `create(ListInvitationsRequestSchema)` to create a new message.
+ */
+export const ListInvitationsRequestSchema: GenMessage<ListInvitationsRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_chat_v1_chat, 16);
+
+/**
+ * ListInvitationsResponse is one page of invitations.
+ *
+ * @generated from message devpynode.chat.v1.ListInvitationsResponse
+ */
+export type ListInvitationsResponse = Message$1<"devpynode.chat.v1.ListInvitationsResponse"> & {
+  /**
+   * Pending invitations, newest first.
+   *
+   * @generated from field: repeated devpynode.chat.v1.Invitation invitations = 1;
+   */
+  invitations: Invitation[];
+
+  /**
+   * Token for the next page; empty at the end.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message devpynode.chat.v1.ListInvitationsResponse.
+ * Use `create(ListInvitationsResponseSchema)` to create a new message.
+ */
+export const ListInvitationsResponseSchema: GenMessage<ListInvitationsResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_chat_v1_chat, 17);
+
+/**
+ * AcceptInvitationRequest accepts an invitation.
+ *
+ * @generated from message devpynode.chat.v1.AcceptInvitationRequest
+ */
+export type AcceptInvitationRequest = Message$1<"devpynode.chat.v1.AcceptInvitationRequest"> & {
+  /**
+   * The conversation the caller is invited to.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+};
+
+/**
+ * Describes the message devpynode.chat.v1.AcceptInvitationRequest.
+ * Use `create(AcceptInvitationRequestSchema)` to create a new message.
+ */
+export const AcceptInvitationRequestSchema: GenMessage<AcceptInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_chat_v1_chat, 18);
+
+/**
+ * AcceptInvitationResponse carries the conversation the caller joined.
+ *
+ * @generated from message devpynode.chat.v1.AcceptInvitationResponse
+ */
+export type AcceptInvitationResponse = Message$1<"devpynode.chat.v1.AcceptInvitationResponse"> & {
+  /**
+   * The conversation, with the caller among its members.
+   *
+   * @generated from field: devpynode.chat.v1.Conversation conversation = 1;
+   */
+  conversation?: Conversation | undefined;
+};
+
+/**
+ * Describes the message devpynode.chat.v1.AcceptInvitationResponse.
+ * Use `create(AcceptInvitationResponseSchema)` to create a new message.
+ */
+export const AcceptInvitationResponseSchema: GenMessage<AcceptInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_chat_v1_chat, 19);
+
+/**
+ * DeclineInvitationRequest declines an invitation.
+ *
+ * @generated from message devpynode.chat.v1.DeclineInvitationRequest
+ */
+export type DeclineInvitationRequest = Message$1<"devpynode.chat.v1.DeclineInvitationRequest"> & {
+  /**
+   * The conversation the caller is invited to.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+};
+
+/**
+ * Describes the message devpynode.chat.v1.DeclineInvitationRequest.
+ * Use `create(DeclineInvitationRequestSchema)` to create a new message.
+ */
+export const DeclineInvitationRequestSchema: GenMessage<DeclineInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_chat_v1_chat, 20);
+
+/**
+ * DeclineInvitationResponse is empty.
+ *
+ * @generated from message devpynode.chat.v1.DeclineInvitationResponse
+ */
+export type DeclineInvitationResponse = Message$1<"devpynode.chat.v1.DeclineInvitationResponse"> & {
+};
+
+/**
+ * Describes the message devpynode.chat.v1.DeclineInvitationResponse.
+ * Use `create(DeclineInvitationResponseSchema)` to create a new message.
+ */
+export const DeclineInvitationResponseSchema: GenMessage<DeclineInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_chat_v1_chat, 21);
 
 /**
  * RemoveMemberRequest takes a member out of a conversation.
@@ -583,7 +768,7 @@ export type RemoveMemberRequest = Message$1<"devpynode.chat.v1.RemoveMemberReque
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 15);
+  messageDesc(file_devpynode_chat_v1_chat, 22);
 
 /**
  * RemoveMemberResponse is empty.
@@ -598,7 +783,7 @@ export type RemoveMemberResponse = Message$1<"devpynode.chat.v1.RemoveMemberResp
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 16);
+  messageDesc(file_devpynode_chat_v1_chat, 23);
 
 /**
  * UpdateConversationRequest changes a conversation; unset fields stay.
@@ -633,7 +818,7 @@ export type UpdateConversationRequest = Message$1<"devpynode.chat.v1.UpdateConve
  * Use `create(UpdateConversationRequestSchema)` to create a new message.
  */
 export const UpdateConversationRequestSchema: GenMessage<UpdateConversationRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 17);
+  messageDesc(file_devpynode_chat_v1_chat, 24);
 
 /**
  * UpdateConversationResponse carries the changed conversation.
@@ -654,7 +839,7 @@ export type UpdateConversationResponse = Message$1<"devpynode.chat.v1.UpdateConv
  * Use `create(UpdateConversationResponseSchema)` to create a new message.
  */
 export const UpdateConversationResponseSchema: GenMessage<UpdateConversationResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 18);
+  messageDesc(file_devpynode_chat_v1_chat, 25);
 
 /**
  * DownloadAttachmentRequest names an attachment of a message.
@@ -689,7 +874,7 @@ export type DownloadAttachmentRequest = Message$1<"devpynode.chat.v1.DownloadAtt
  * Use `create(DownloadAttachmentRequestSchema)` to create a new message.
  */
 export const DownloadAttachmentRequestSchema: GenMessage<DownloadAttachmentRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 19);
+  messageDesc(file_devpynode_chat_v1_chat, 26);
 
 /**
  * DownloadAttachmentResponse is the attachment's metadata, then its bytes.
@@ -726,7 +911,7 @@ export type DownloadAttachmentResponse = Message$1<"devpynode.chat.v1.DownloadAt
  * Use `create(DownloadAttachmentResponseSchema)` to create a new message.
  */
 export const DownloadAttachmentResponseSchema: GenMessage<DownloadAttachmentResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 20);
+  messageDesc(file_devpynode_chat_v1_chat, 27);
 
 /**
  * SendMessageRequest posts a message and asks for an AI reply.
@@ -768,7 +953,7 @@ export type SendMessageRequest = Message$1<"devpynode.chat.v1.SendMessageRequest
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 21);
+  messageDesc(file_devpynode_chat_v1_chat, 28);
 
 /**
  * Delta is a piece of an AI reply.
@@ -803,7 +988,7 @@ export type Delta = Message$1<"devpynode.chat.v1.Delta"> & {
  * Use `create(DeltaSchema)` to create a new message.
  */
 export const DeltaSchema: GenMessage<Delta> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 22);
+  messageDesc(file_devpynode_chat_v1_chat, 29);
 
 /**
  * SendMessageResponse is one event of a SendMessage stream.
@@ -848,7 +1033,7 @@ export type SendMessageResponse = Message$1<"devpynode.chat.v1.SendMessageRespon
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 23);
+  messageDesc(file_devpynode_chat_v1_chat, 30);
 
 /**
  * ListMessagesRequest pages through history (AIP-158 paging).
@@ -883,7 +1068,7 @@ export type ListMessagesRequest = Message$1<"devpynode.chat.v1.ListMessagesReque
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 24);
+  messageDesc(file_devpynode_chat_v1_chat, 31);
 
 /**
  * ListMessagesResponse is one page of messages, newest first.
@@ -911,7 +1096,7 @@ export type ListMessagesResponse = Message$1<"devpynode.chat.v1.ListMessagesResp
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 25);
+  messageDesc(file_devpynode_chat_v1_chat, 32);
 
 /**
  * CancelGenerationRequest stops an AI reply.
@@ -939,7 +1124,7 @@ export type CancelGenerationRequest = Message$1<"devpynode.chat.v1.CancelGenerat
  * Use `create(CancelGenerationRequestSchema)` to create a new message.
  */
 export const CancelGenerationRequestSchema: GenMessage<CancelGenerationRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 26);
+  messageDesc(file_devpynode_chat_v1_chat, 33);
 
 /**
  * CancelGenerationResponse carries the message as it was stopped.
@@ -960,7 +1145,7 @@ export type CancelGenerationResponse = Message$1<"devpynode.chat.v1.CancelGenera
  * Use `create(CancelGenerationResponseSchema)` to create a new message.
  */
 export const CancelGenerationResponseSchema: GenMessage<CancelGenerationResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 27);
+  messageDesc(file_devpynode_chat_v1_chat, 34);
 
 /**
  * AddReactionRequest adds a reaction.
@@ -983,7 +1168,8 @@ export type AddReactionRequest = Message$1<"devpynode.chat.v1.AddReactionRequest
   messageId: string;
 
   /**
-   * The emoji, up to 16 characters.
+   * The reaction: one emoji (a joined sequence, skin tone, flag or keycap
+   * included) or a short ASCII word such as `+1`, up to 16 characters.
    *
    * @generated from field: string emoji = 3;
    */
@@ -995,7 +1181,7 @@ export type AddReactionRequest = Message$1<"devpynode.chat.v1.AddReactionRequest
  * Use `create(AddReactionRequestSchema)` to create a new message.
  */
 export const AddReactionRequestSchema: GenMessage<AddReactionRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 28);
+  messageDesc(file_devpynode_chat_v1_chat, 35);
 
 /**
  * AddReactionResponse carries the message's reactions after the change.
@@ -1016,7 +1202,7 @@ export type AddReactionResponse = Message$1<"devpynode.chat.v1.AddReactionRespon
  * Use `create(AddReactionResponseSchema)` to create a new message.
  */
 export const AddReactionResponseSchema: GenMessage<AddReactionResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 29);
+  messageDesc(file_devpynode_chat_v1_chat, 36);
 
 /**
  * RemoveReactionRequest removes a reaction.
@@ -1051,7 +1237,7 @@ export type RemoveReactionRequest = Message$1<"devpynode.chat.v1.RemoveReactionR
  * Use `create(RemoveReactionRequestSchema)` to create a new message.
  */
 export const RemoveReactionRequestSchema: GenMessage<RemoveReactionRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 30);
+  messageDesc(file_devpynode_chat_v1_chat, 37);
 
 /**
  * RemoveReactionResponse carries the message's reactions after the change.
@@ -1072,7 +1258,7 @@ export type RemoveReactionResponse = Message$1<"devpynode.chat.v1.RemoveReaction
  * Use `create(RemoveReactionResponseSchema)` to create a new message.
  */
 export const RemoveReactionResponseSchema: GenMessage<RemoveReactionResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 31);
+  messageDesc(file_devpynode_chat_v1_chat, 38);
 
 /**
  * SendTypingRequest signals typing.
@@ -1100,7 +1286,7 @@ export type SendTypingRequest = Message$1<"devpynode.chat.v1.SendTypingRequest">
  * Use `create(SendTypingRequestSchema)` to create a new message.
  */
 export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 32);
+  messageDesc(file_devpynode_chat_v1_chat, 39);
 
 /**
  * SendTypingResponse is empty.
@@ -1115,7 +1301,7 @@ export type SendTypingResponse = Message$1<"devpynode.chat.v1.SendTypingResponse
  * Use `create(SendTypingResponseSchema)` to create a new message.
  */
 export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 33);
+  messageDesc(file_devpynode_chat_v1_chat, 40);
 
 /**
  * StreamEventsRequest subscribes to a conversation's events.
@@ -1143,7 +1329,7 @@ export type StreamEventsRequest = Message$1<"devpynode.chat.v1.StreamEventsReque
  * Use `create(StreamEventsRequestSchema)` to create a new message.
  */
 export const StreamEventsRequestSchema: GenMessage<StreamEventsRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 34);
+  messageDesc(file_devpynode_chat_v1_chat, 41);
 
 /**
  * TypingEvent says a member started or stopped typing.
@@ -1178,7 +1364,7 @@ export type TypingEvent = Message$1<"devpynode.chat.v1.TypingEvent"> & {
  * Use `create(TypingEventSchema)` to create a new message.
  */
 export const TypingEventSchema: GenMessage<TypingEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 35);
+  messageDesc(file_devpynode_chat_v1_chat, 42);
 
 /**
  * ReactionEvent says a message's reactions changed.
@@ -1227,7 +1413,7 @@ export type ReactionEvent = Message$1<"devpynode.chat.v1.ReactionEvent"> & {
  * Use `create(ReactionEventSchema)` to create a new message.
  */
 export const ReactionEventSchema: GenMessage<ReactionEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 36);
+  messageDesc(file_devpynode_chat_v1_chat, 43);
 
 /**
  * MemberAddedEvent says an account joined the conversation.
@@ -1248,7 +1434,7 @@ export type MemberAddedEvent = Message$1<"devpynode.chat.v1.MemberAddedEvent"> &
  * Use `create(MemberAddedEventSchema)` to create a new message.
  */
 export const MemberAddedEventSchema: GenMessage<MemberAddedEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 37);
+  messageDesc(file_devpynode_chat_v1_chat, 44);
 
 /**
  * StreamEventsResponse is one real-time event.
@@ -1357,7 +1543,7 @@ export type StreamEventsResponse = Message$1<"devpynode.chat.v1.StreamEventsResp
  * Use `create(StreamEventsResponseSchema)` to create a new message.
  */
 export const StreamEventsResponseSchema: GenMessage<StreamEventsResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 38);
+  messageDesc(file_devpynode_chat_v1_chat, 45);
 
 /**
  * MemberRemovedEvent says an account left the conversation.
@@ -1378,7 +1564,7 @@ export type MemberRemovedEvent = Message$1<"devpynode.chat.v1.MemberRemovedEvent
  * Use `create(MemberRemovedEventSchema)` to create a new message.
  */
 export const MemberRemovedEventSchema: GenMessage<MemberRemovedEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 39);
+  messageDesc(file_devpynode_chat_v1_chat, 46);
 
 /**
  * ReadyEvent marks where a subscription starts.
@@ -1393,7 +1579,7 @@ export type ReadyEvent = Message$1<"devpynode.chat.v1.ReadyEvent"> & {
  * Use `create(ReadyEventSchema)` to create a new message.
  */
 export const ReadyEventSchema: GenMessage<ReadyEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 40);
+  messageDesc(file_devpynode_chat_v1_chat, 47);
 
 /**
  * ReloadEvent says events were missed and history must be read again.
@@ -1408,7 +1594,7 @@ export type ReloadEvent = Message$1<"devpynode.chat.v1.ReloadEvent"> & {
  * Use `create(ReloadEventSchema)` to create a new message.
  */
 export const ReloadEventSchema: GenMessage<ReloadEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 41);
+  messageDesc(file_devpynode_chat_v1_chat, 48);
 
 /**
  * ConversationDeletedEvent says the conversation is gone.
@@ -1423,7 +1609,7 @@ export type ConversationDeletedEvent = Message$1<"devpynode.chat.v1.Conversation
  * Use `create(ConversationDeletedEventSchema)` to create a new message.
  */
 export const ConversationDeletedEventSchema: GenMessage<ConversationDeletedEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 42);
+  messageDesc(file_devpynode_chat_v1_chat, 49);
 
 /**
  * MessageRole says who wrote a message.
@@ -1603,8 +1789,10 @@ export const ChatService: GenService<{
     output: typeof DeleteConversationResponseSchema;
   },
   /**
-   * AddMember adds an account to a conversation the caller owns, by e-mail or
-   * account id. An e-mail that names no account is answered exactly like one
+   * AddMember invites an account to a conversation the caller owns, by e-mail
+   * or account id. The invitee becomes a member only once they accept it
+   * (AcceptInvitation); until then nothing about them shows in the
+   * conversation. An e-mail that names no account is answered exactly like one
    * that does, so invitations never reveal who has an account.
    *
    * @generated from rpc devpynode.chat.v1.ChatService.AddMember
@@ -1613,6 +1801,38 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof AddMemberRequestSchema;
     output: typeof AddMemberResponseSchema;
+  },
+  /**
+   * ListInvitations lists the caller's pending invitations, newest first.
+   *
+   * @generated from rpc devpynode.chat.v1.ChatService.ListInvitations
+   */
+  listInvitations: {
+    methodKind: "unary";
+    input: typeof ListInvitationsRequestSchema;
+    output: typeof ListInvitationsResponseSchema;
+  },
+  /**
+   * AcceptInvitation makes the caller a member of a conversation they are
+   * invited to; the other members then see them join.
+   *
+   * @generated from rpc devpynode.chat.v1.ChatService.AcceptInvitation
+   */
+  acceptInvitation: {
+    methodKind: "unary";
+    input: typeof AcceptInvitationRequestSchema;
+    output: typeof AcceptInvitationResponseSchema;
+  },
+  /**
+   * DeclineInvitation drops the caller's pending invitation to a conversation;
+   * the inviter is not told.
+   *
+   * @generated from rpc devpynode.chat.v1.ChatService.DeclineInvitation
+   */
+  declineInvitation: {
+    methodKind: "unary";
+    input: typeof DeclineInvitationRequestSchema;
+    output: typeof DeclineInvitationResponseSchema;
   },
   /**
    * RemoveMember takes a member out of a conversation: the owner removes

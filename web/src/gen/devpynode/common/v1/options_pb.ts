@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file devpynode/common/v1/options.proto.
  */
 export const file_devpynode_common_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("CiFkZXZweW5vZGUvY29tbW9uL3YxL29wdGlvbnMucHJvdG8SE2RldnB5bm9kZS5jb21tb24udjEi+QEKCkZpZWxkUnVsZXMSEAoIcmVxdWlyZWQYASABKAgSDwoHbWluX2xlbhgCIAEoDRIPCgdtYXhfbGVuGAMgASgNEhEKCW1heF9ieXRlcxgEIAEoDRIxCgZmb3JtYXQYBSABKA4yIS5kZXZweW5vZGUuY29tbW9uLnYxLlN0cmluZ0Zvcm1hdBIRCgltYXhfaXRlbXMYBiABKA0SFgoJbWluX3ZhbHVlGAcgASgDSACIAQESFgoJbWF4X3ZhbHVlGAggASgDSAGIAQESEgoKcGxhaW5fdGV4dBgJIAEoCEIMCgpfbWluX3ZhbHVlQgwKCl9tYXhfdmFsdWUqbQoGQWNjZXNzEhYKEkFDQ0VTU19VTlNQRUNJRklFRBAAEhQKEEFDQ0VTU19BTk9OWU1PVVMQARIPCgtBQ0NFU1NfVVNFUhACEhAKDEFDQ0VTU19BRE1JThADEhIKDkFDQ0VTU19TRVJWSUNFEAQqXgoMU3RyaW5nRm9ybWF0Eh0KGVNUUklOR19GT1JNQVRfVU5TUEVDSUZJRUQQABIXChNTVFJJTkdfRk9STUFUX0VNQUlMEAESFgoSU1RSSU5HX0ZPUk1BVF9VVUlEEAI6VQoGYWNjZXNzEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMY0YYDIAEoDjIbLmRldnB5bm9kZS5jb21tb24udjEuQWNjZXNzUgZhY2Nlc3M6VgoFcnVsZXMSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGNKGAyABKAsyHy5kZXZweW5vZGUuY29tbW9uLnYxLkZpZWxkUnVsZXNSBXJ1bGVzYgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("CiFkZXZweW5vZGUvY29tbW9uL3YxL29wdGlvbnMucHJvdG8SE2RldnB5bm9kZS5jb21tb24udjEi+QEKCkZpZWxkUnVsZXMSEAoIcmVxdWlyZWQYASABKAgSDwoHbWluX2xlbhgCIAEoDRIPCgdtYXhfbGVuGAMgASgNEhEKCW1heF9ieXRlcxgEIAEoDRIxCgZmb3JtYXQYBSABKA4yIS5kZXZweW5vZGUuY29tbW9uLnYxLlN0cmluZ0Zvcm1hdBIRCgltYXhfaXRlbXMYBiABKA0SFgoJbWluX3ZhbHVlGAcgASgDSACIAQESFgoJbWF4X3ZhbHVlGAggASgDSAGIAQESEgoKcGxhaW5fdGV4dBgJIAEoCEIMCgpfbWluX3ZhbHVlQgwKCl9tYXhfdmFsdWUqbQoGQWNjZXNzEhYKEkFDQ0VTU19VTlNQRUNJRklFRBAAEhQKEEFDQ0VTU19BTk9OWU1PVVMQARIPCgtBQ0NFU1NfVVNFUhACEhAKDEFDQ0VTU19BRE1JThADEhIKDkFDQ0VTU19TRVJWSUNFEAQqXgoMU3RyaW5nRm9ybWF0Eh0KGVNUUklOR19GT1JNQVRfVU5TUEVDSUZJRUQQABIXChNTVFJJTkdfRk9STUFUX0VNQUlMEAESFgoSU1RSSU5HX0ZPUk1BVF9VVUlEEAI6VQoGYWNjZXNzEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMY0YYDIAEoDjIbLmRldnB5bm9kZS5jb21tb24udjEuQWNjZXNzUgZhY2Nlc3M6PQoJbWVzaF9vbmx5Eh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMY04YDIAEoCFIIbWVzaE9ubHk6VgoFcnVsZXMSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGNKGAyABKAsyHy5kZXZweW5vZGUuY29tbW9uLnYxLkZpZWxkUnVsZXNSBXJ1bGVzYgZwcm90bzM", [file_google_protobuf_descriptor]);
 
 /**
  * FieldRules declares how a field is validated. The server enforces these
@@ -187,10 +187,20 @@ export const access: GenExtension<MethodOptions, Access> = /*@__PURE__*/
   extDesc(file_devpynode_common_v1_options, 0);
 
 /**
+ * Only the mesh's own services call this RPC (IssueServiceToken: the
+ * secret for a service token): the browsers' gateway never routes it.
+ * ACCESS_SERVICE RPCs are mesh-only without saying so.
+ *
+ * @generated from extension: bool mesh_only = 50003;
+ */
+export const mesh_only: GenExtension<MethodOptions, boolean> = /*@__PURE__*/
+  extDesc(file_devpynode_common_v1_options, 1);
+
+/**
  * How this field is validated; see FieldRules.
  *
  * @generated from extension: devpynode.common.v1.FieldRules rules = 50002;
  */
 export const rules: GenExtension<FieldOptions, FieldRules> = /*@__PURE__*/
-  extDesc(file_devpynode_common_v1_options, 1);
+  extDesc(file_devpynode_common_v1_options, 2);
 

@@ -1,6 +1,7 @@
-"""Token verification for every process of the mesh: the contract between auth and the other services.
+"""The platform's identity kernel: how every process verifies tokens, the contract with the token issuer.
 
-What a process that does not run auth reads, and nothing else (the README's "Token verification"
+The issuer is whichever module serves `ISSUER_SERVICE` (auth does); the app finds it in the module list.
+What a process that does not run the issuer reads, and nothing else (the README's "Token verification"
 section documents the same):
 - public keys from auth's `GetJwks` (`JwksKeySource`), refreshed on an unknown `kid` and every 5 minutes;
 - access tokens: EdDSA JWTs, header `typ: at+jwt` with a `kid`, claims `iss aud typ exp nbf iat sub role jti`
@@ -9,7 +10,7 @@ section documents the same):
   `user_id`, `role`, `expires_at`): a token whose session record is gone is refused;
 - the channel `<prefix>auth:session-changes` on the event feed: a session id published there must be
   forgotten at once.
-Auth's writers (sessions.py) use the same formats from here.
+The issuer's writers (auth's sessions.py and tokens.py) use the same formats from here.
 """
 
 from __future__ import annotations
@@ -33,9 +34,15 @@ from pynode.core import deadlines
 from pynode.core.errors import Unauthenticated, Unavailable
 from pynode.core.events import EventFeed
 from pynode.core.kv import KeyValueStore
+from pynode.core.module import Gauge
+from pynode.core.peers import Peers, ServiceTokenFetch
 from pynode.core.principal import Principal
+from pynode.core.settings import MeshSettings
 
-log = logging.getLogger("pynode.auth.verification")
+log = logging.getLogger("pynode.identity")
+
+# The gRPC service whose GetJwks and IssueServiceToken this kernel calls: the module serving it is the issuer.
+ISSUER_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 
 ALGORITHM = "EdDSA"
 ACCESS_TYP = "at+jwt"  # RFC 9068 header type
@@ -322,10 +329,8 @@ def jwks_over_grpc(channel: Callable[[], grpc.aio.Channel]) -> JwksFetch:
     return fetch
 
 
-def service_token_fetch(
-    service_name: str, secret: str
-) -> Callable[[grpc.aio.Channel, float], Awaitable[tuple[str, float]]]:
-    """IssueServiceToken on auth's channel: the call `pynode.core.peers.ServiceTokens` schedules."""
+def service_token_fetch(service_name: str, secret: str) -> ServiceTokenFetch:
+    """IssueServiceToken on the issuer's channel: the call `pynode.core.peers.ServiceTokens` schedules."""
 
     async def fetch(channel: grpc.aio.Channel, seconds: float) -> tuple[str, float]:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
@@ -335,3 +340,23 @@ def service_token_fetch(
         return response.access_token, response.expires_at.seconds + response.expires_at.nanos / 1e9
 
     return fetch
+
+
+def remote_authenticator(
+    peers: Peers, issuer_module: str, kv: KeyValueStore, feed: EventFeed, mesh: MeshSettings
+) -> TokenAuthenticator:
+    """Token verification in a process that does not run the issuer: keys from its GetJwks over the peer
+    channel, sessions from the shared key-value store and its change feed."""
+    peers.require(issuer_module)
+    keys = JwksKeySource(jwks_over_grpc(lambda: peers.channel(issuer_module)))
+    return authenticator(keys, kv, feed, mesh.auth_issuer, mesh.auth_audience)
+
+
+def session_memory_gauge(verifier: TokenAuthenticator) -> Gauge:
+    """Whether this process answers session checks from memory (the change feed is live)."""
+    sessions = verifier.sessions
+    return Gauge(
+        "devpynode_session_memory_live",
+        "1 while session checks are answered from memory (the change feed is live); 0 while each reads the store.",
+        lambda: float(sessions.remembering),
+    )
