@@ -45,6 +45,7 @@ import bcrypt
 import bench_ai
 import bench_chat
 import bench_files
+import bench_soak
 import grpc
 import httpx
 from bench_report import Outcome, Results, paired_rounds, verdict
@@ -897,6 +898,14 @@ async def _gateway(b: Bench) -> Outcome:
     return await gateway_scenario(b.args, b.workdir, b.env)
 
 
+@scenario("soak")
+async def _soak(b: Bench) -> Outcome:
+    a = b.args
+    return await bench_soak.soak_scenario(
+        b.mesh_channel, b.mesh_pid, b.bearer, a.concurrency, a.soak_minutes, a.soak_share
+    )
+
+
 @scenario("storm")
 async def _storm(b: Bench) -> Outcome:
     login = auth_pb2.LoginRequest(email=b.email, password=PASSWORD)
@@ -1067,6 +1076,8 @@ def parse() -> argparse.Namespace:
         action="store_false",
         help="do not pin the load generator and the servers to separate CPUs for the throughput comparisons",
     )
+    parser.add_argument("--soak-minutes", type=float, default=10.0, help="length of the soak scenario")
+    parser.add_argument("--soak-share", type=float, default=0.5, help="soak load as a share of measured capacity")
     parser.add_argument("--enumeration-samples", type=int, default=20, help="logins of each kind")
     return parser.parse_args()
 

@@ -110,3 +110,23 @@ def test_unrelated_database_errors_stay_what_they_are(tmp_path: Path) -> None:
             await db.close()
 
     asyncio.run(run())
+
+
+async def test_a_statement_cancelled_mid_way_stays_a_cancellation() -> None:
+    """SQLAlchemy flags a statement interrupted by a BaseException as a disconnect; the outage hook must not turn
+    that cancellation into UNAVAILABLE (a cancelled writer would take it for an outage and retry for ever)."""
+    db = Database(PG_ADMIN_URL)
+    try:
+
+        async def sleep_in_the_database() -> None:
+            async with db.engine.connect() as conn:
+                await conn.execute(text("SELECT pg_sleep(30)"))
+
+        task = asyncio.ensure_future(sleep_in_the_database())
+        await asyncio.sleep(0.5)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert task in done, "the cancelled statement did not end"
+        assert task.cancelled(), f"the cancellation became {task.exception()!r}"
+    finally:
+        await db.close()

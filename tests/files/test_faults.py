@@ -3,6 +3,7 @@ downloads."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -87,6 +88,7 @@ def test_a_crashed_process_temporary_files_go_at_the_next_sweep_whatever_their_a
         "async def main():\n"
         "    writer = LocalBlobStore(Path(sys.argv[1])).begin('users/x/uploads/y')\n"
         "    await writer.write(b'half an upload' * 1000)\n"
+        "    await writer.drain()\n"
         "    os._exit(9)\n"
         "asyncio.run(main())\n"
     )
@@ -95,11 +97,16 @@ def test_a_crashed_process_temporary_files_go_at_the_next_sweep_whatever_their_a
     assert _partial_bytes(tmp_path) >= 3 * 14000
     live = LocalBlobStore(tmp_path)
     writer = live.begin("users/x/uploads/z")
-    writer.write_blocking(b"in progress")  # type: ignore[misc]
+    asyncio.run(_in_progress(writer))
     LocalBlobStore(tmp_path).sweep_partials()  # the next start
     left = [p for p in (tmp_path / ".partial").rglob("*") if p.is_file() and p.suffix != ".lock"]
     assert [p.parent for p in left] == [live.partial]  # only the live process's file is left
     live.close()
+
+
+async def _in_progress(writer: Any) -> None:
+    await writer.write(b"in progress")
+    await writer.drain()
 
 
 def _partial_bytes(root: Path) -> int:

@@ -294,6 +294,21 @@ test.describe.serial("the web app", () => {
     await screen(page, "11-api-docs");
   });
 
+  test("deep links open on reload; an unknown path is a page of its own with a way home", async () => {
+    await page.goto("/account");
+    await expect(page.getByRole("heading", { name: "Account" })).toBeVisible();
+    await page.goto(conversationUrl);
+    await expect(page.getByText("Live", { exact: true })).toBeVisible();
+    await page.goto("/no/such/page");
+    await expect(page.getByRole("heading", { name: "Page not found" })).toBeVisible();
+    await expect(page.getByRole("heading", { name: "Chat" })).toHaveCount(0);
+    await screen(page, "12-not-found");
+    await page.getByRole("link", { name: "Go to the start page" }).click();
+    await expect(page.getByRole("heading", { name: "Chat" })).toBeVisible();
+    await page.goto("/c/not-a-conversation");
+    await expect(page.getByRole("heading", { name: "Page not found" })).toBeVisible();
+  });
+
   test("sign out ends the session in every tab", async () => {
     const second = await alice.newPage();
     await second.goto("/files");

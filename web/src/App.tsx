@@ -1,23 +1,35 @@
-/** The shell: signed out it shows sign-in; signed in, the navigation and the page for the current path. */
-import { useEffect, useState } from "react";
+/**
+ * The shell and its routes (react-router): signed out, every page but the API docs shows sign-in (at the same
+ * address, so a deep link opens once signed in); signed in, the navigation and the page for the path. An
+ * unknown path is a "not found" page. The platform answers every extensionless path with index.html, so deep
+ * links survive a reload.
+ */
+import { useEffect, useRef, useState } from "react";
+import { Link, Outlet, Route, Routes, useLocation, useNavigate, useOutletContext, useParams } from "react-router";
 import { loadSession, onSessionChange, type StoredSession } from "./api/session";
-import { Link, navigate, usePath } from "./router";
+import { queryClient } from "./api/queries";
 import { SignIn } from "./pages/SignIn";
 import { ChatPage } from "./pages/Chat";
 import { FilesPage } from "./pages/Files";
 import { AccountPage } from "./pages/Account";
 import { AdminPage } from "./pages/Admin";
 import { ApiDocsPage } from "./pages/ApiDocs";
+import { NotFoundPage } from "./pages/NotFound";
 import { signOut, useSessionWatch } from "./api/account";
+
+const CONVERSATION_ID = /^[0-9a-f-]{36}$/;
 
 export function App() {
   const [session, setSession] = useState<StoredSession | null>(loadSession);
   const [notice, setNotice] = useState("");
-  const path = usePath();
 
+  const userId = useRef(session?.userId);
   useEffect(
     () =>
       onSessionChange((next, reason) => {
+        // Cached lists belong to the user who read them.
+        if (!next || next.userId !== userId.current) queryClient.clear();
+        userId.current = next?.userId;
         setSession(next);
         if (!next && reason) setNotice(reason);
         if (next) setNotice("");
@@ -26,36 +38,51 @@ export function App() {
   );
   useSessionWatch(session !== null);
 
-  if (path.startsWith("/docs")) {
-    return (
-      <Shell session={session} path={path}>
-        <ApiDocsPage />
-      </Shell>
-    );
-  }
-  if (!session) {
-    return (
-      <Shell session={null} path={path}>
-        <SignIn notice={notice} />
-      </Shell>
-    );
-  }
-  let page;
-  if (path.startsWith("/files")) page = <FilesPage />;
-  else if (path.startsWith("/account")) page = <AccountPage session={session} />;
-  else if (path.startsWith("/admin")) page = session.admin ? <AdminPage /> : <p role="alert">Administrators only.</p>;
-  else page = <ChatPage session={session} conversationId={path.match(/^\/c\/([0-9a-f-]{36})/)?.[1] ?? null} />;
   return (
-    <Shell session={session} path={path}>
-      {page}
-    </Shell>
+    <Routes>
+      <Route element={<Shell session={session} />}>
+        <Route path="docs/*" element={<ApiDocsPage />} />
+        <Route element={<SignedIn session={session} notice={notice} />}>
+          <Route index element={<ChatRoute />} />
+          <Route path="c/:conversationId" element={<ChatRoute />} />
+          <Route path="files" element={<FilesPage />} />
+          <Route path="account" element={<AccountRoute />} />
+          <Route path="admin" element={<AdminRoute />} />
+        </Route>
+        <Route path="*" element={<NotFoundPage />} />
+      </Route>
+    </Routes>
   );
 }
 
-function Shell({ session, path, children }: { session: StoredSession | null; path: string; children: React.ReactNode }) {
+/** The gate for the pages that need an account: sign-in in their place until there is a session. */
+function SignedIn({ session, notice }: { session: StoredSession | null; notice: string }) {
+  return session ? <Outlet context={session} /> : <SignIn notice={notice} />;
+}
+
+const useSession = () => useOutletContext<StoredSession>();
+
+function ChatRoute() {
+  const session = useSession();
+  const { conversationId } = useParams();
+  if (conversationId !== undefined && !CONVERSATION_ID.test(conversationId)) return <NotFoundPage />;
+  return <ChatPage session={session} conversationId={conversationId ?? null} />;
+}
+
+function AccountRoute() {
+  return <AccountPage session={useSession()} />;
+}
+
+function AdminRoute() {
+  return useSession().admin ? <AdminPage /> : <p role="alert">Administrators only.</p>;
+}
+
+function Shell({ session }: { session: StoredSession | null }) {
+  const path = useLocation().pathname;
+  const navigate = useNavigate();
   const item = (href: string, label: string, active: boolean) => (
     <li>
-      <Link href={href} aria-current={active ? "page" : undefined}>
+      <Link to={href} aria-current={active ? "page" : undefined}>
         {label}
       </Link>
     </li>
@@ -63,7 +90,7 @@ function Shell({ session, path, children }: { session: StoredSession | null; pat
   return (
     <div className="shell">
       <header className="topbar">
-        <Link href="/" className="brand">
+        <Link to="/" className="brand">
           Dev-PyNode
         </Link>
         <nav aria-label="Main">
@@ -84,7 +111,9 @@ function Shell({ session, path, children }: { session: StoredSession | null; pat
           </div>
         )}
       </header>
-      <main>{children}</main>
+      <main>
+        <Outlet />
+      </main>
     </div>
   );
 }

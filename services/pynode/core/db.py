@@ -106,6 +106,11 @@ def _unavailable(what: str) -> Unavailable:
 def _outage(context: ExceptionContext) -> None:
     """`handle_error` hook: a timeout or a lost connection is UNAVAILABLE; anything else stays as it is (a bug)."""
     error = context.original_exception
+    if not isinstance(error, Exception):
+        # A cancelled task (CancelledError) reaches this hook flagged as a disconnect, since SQLAlchemy
+        # invalidates a connection interrupted by a BaseException. It must stay a cancellation: turned into
+        # UNAVAILABLE, a cancelled writer would take it for an outage and retry forever.
+        return
     if isinstance(error, psycopg.errors.QueryCanceled):  # statement_timeout
         raise _unavailable("took too long to answer") from None
     if isinstance(error, psycopg.errors.LockNotAvailable):

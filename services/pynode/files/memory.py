@@ -7,10 +7,11 @@ for good (measured). `malloc_trim` hands the free pages back. Elsewhere than gli
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 import time
+
+from pynode.core.executors import BlockingPool
 
 TRIM_EVERY = 5.0  # seconds between trims at most: it walks the heap, holding the arenas' locks
 
@@ -19,7 +20,8 @@ class MemoryReturn:
     """Trims the C heap when the process's last open download ends, and otherwise at most every TRIM_EVERY
     seconds as downloads end (a busy server may never be without one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: BlockingPool) -> None:
+        self.pool = pool
         name = ctypes.util.find_library("c")
         libc = ctypes.CDLL(name) if name else None
         self._trim = getattr(libc, "malloc_trim", None)
@@ -31,4 +33,4 @@ class MemoryReturn:
         if self._trim is None or (still_open and now - self._last < TRIM_EVERY):
             return
         self._last = now
-        await asyncio.to_thread(self._trim, 0)
+        await self.pool.run(self._trim, 0)

@@ -1,7 +1,9 @@
 """The files service's entry point: its settings and the shared infrastructure in, the servicer out.
 
 Storage by URL scheme: `file://` (or nothing: `files/` in the data dir) on local disk, `s3://BUCKET` on S3 or
-MinIO with the endpoint and key settings. Uploads are scanned by clamd when one is configured.
+MinIO with the endpoint and key settings. Uploads are scanned by clamd when one is configured. Blocking work runs
+on the process's named pools (`infra.executors`: files-s3, files-disk, files-lane-N, files-thumbnails,
+files-trim), closed by the app after every module; the sweeps run on the module's TaskSet, closed by its closer.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from urllib.parse import urlparse
 
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
-from pynode.core import tasks
+from pynode.core.executors import Executors
 from pynode.core.module import BackupLocation, BackupSource, Closer, Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
+from pynode.core.tasks import TaskSet
+from pynode.files.adapters.clamd_scanner import ClamdScanner
 from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
 from pynode.files.adapters.s3_store import S3BlobStore, S3Objects, S3Staging
 from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
 from pynode.files.metrics import FilesMetrics
 from pynode.files.ports import BlobStore, Staging
-from pynode.files.scanner import ClamdScanner
 from pynode.files.service import FilesService, Limits
 from pynode.files.servicer import FileServicer
 from pynode.files.sessions import SWEEP_SECONDS, UploadSessions
@@ -44,18 +47,21 @@ def storage_root(settings: FilesSettings, data_dir: Path) -> Path:
     return Path(urlparse(settings.storage_url).path).resolve()
 
 
-async def open_storage(settings: FilesSettings, data_dir: Path) -> tuple[BlobStore, Staging, str, Closer | None]:
-    """The store and the sessions' staging the storage URL names, a description, and what closes them."""
+async def open_storage(
+    settings: FilesSettings, data_dir: Path, executors: Executors
+) -> tuple[BlobStore, Staging, str, Closer | None]:
+    """The store and the sessions' staging the storage URL names, a description, and what closes them (their
+    threads are the process's `executors`, closed by the app)."""
     parsed = urlparse(settings.storage_url)
     if parsed.scheme != "s3":
         root = storage_root(settings, data_dir)
-        store = LocalBlobStore(root)
-        store.sweep_partials()
+        store = LocalBlobStore(root, executors)
+        await store.sweep()
 
         async def close_local() -> None:
-            store.close()
+            await store.disk.run(store.close)  # removes this process's temporary directory: off the loop
 
-        return store, LocalStaging(root), root.as_uri(), close_local
+        return store, LocalStaging(root, store.disk), root.as_uri(), close_local
     bucket = parsed.netloc
     if not bucket or parsed.path.strip("/"):
         raise SettingsError("DEVPYNODE_STORAGE_URL: give the bucket alone, as s3://BUCKET")
@@ -66,6 +72,7 @@ async def open_storage(settings: FilesSettings, data_dir: Path) -> tuple[BlobSto
         settings.s3_secret_key.get_secret_value(),
         settings.s3_region,
         settings.s3_public_endpoint_url,
+        executors,
     )
     try:
         await objects.prepare()
@@ -100,7 +107,7 @@ class FilesModule:
         from pynode.files.adapters import sql_files  # noqa: F401 - registers the tables
 
     async def build(self, settings: FilesSettings, infra: Infrastructure) -> ServiceParts:
-        store, staging, described, close_storage = await open_storage(settings, infra.data_dir)
+        store, staging, described, close_storage = await open_storage(settings, infra.data_dir, infra.executors)
         limits = Limits(
             settings.files_max_bytes,
             settings.files_quota_bytes,
@@ -114,17 +121,15 @@ class FilesModule:
         )
         scanner = ClamdScanner(settings.clamd_address) if settings.clamd_address else None
         metrics = FilesMetrics()
-        service = FilesService(store, SqlFileRepository(infra.db), limits, scanner, metrics)
+        service = FilesService(store, SqlFileRepository(infra.db), limits, scanner, metrics, infra.executors)
         sessions = UploadSessions(service, SqlUploadSessions(infra.db), staging, settings.files_session_hours)
-        sweepers = [tasks.Periodic("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired holdings released")]
+        background = TaskSet("files")
+        background.every("upload-session-sweep", SWEEP_SECONDS, sessions.sweep, "expired holdings released")
         if isinstance(store, LocalBlobStore):  # a crashed process's temporary files, while this one runs
-            sweepers.append(
-                tasks.Periodic("partial-upload-sweep", SWEEP_SECONDS, store.sweep, "crashed uploads' files removed")
-            )
+            background.every("partial-upload-sweep", SWEEP_SECONDS, store.sweep, "crashed uploads' files removed")
 
         async def stop_background() -> None:
-            for sweeper in sweepers:
-                await sweeper.stop()
+            await background.close()  # a sweep in progress finishes its run
             service.close()
 
         servicer = FileServicer(service, sessions)

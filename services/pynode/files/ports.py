@@ -10,17 +10,22 @@ from typing import Protocol
 
 from pynode.files.domain import StoredFile, UploadSessionRecord
 
+Observer = Callable[[bytes], None]
+"""Called with each chunk, in order, by whoever carries the bytes to a thread anyway (the content check's
+SHA-256 rides along with a local write: one trip to a thread per chunk, not two)."""
+
 
 class BlobWriter(Protocol):
-    """An object being written: invisible until `commit`, gone after `abort`."""
-
-    @property
-    def write_blocking(self) -> Callable[[bytes], None] | None:
-        """`write` as a plain blocking call, when it is one (local files): the service then hashes and writes
-        each chunk in a single trip to a thread. None: the service awaits `write`."""
+    """An object being written: invisible until `commit`, gone after `abort`. The writer owns its pipeline
+    (local: chunks written on an ordered lane, a few behind; S3: one part in flight while the next fills); a
+    failure in it surfaces at a later `write` or at `commit`."""
 
     async def write(self, chunk: bytes) -> None:
-        """Append bytes (they go to storage now: memory stays flat)."""
+        """Append bytes (they go to storage now: memory stays flat, at most a few chunks behind)."""
+
+    async def drain(self) -> None:
+        """Wait until every chunk written so far was observed and is with storage (raising the pipeline's
+        failure, if any); the checks read the digest after this."""
 
     async def commit(self) -> None:
         """Make the bytes durable and visible under the key (local: fsync and rename; S3: complete the
@@ -33,8 +38,9 @@ class BlobWriter(Protocol):
 class BlobStore(Protocol):
     """Where file bytes live: a local directory, or an S3 bucket."""
 
-    def begin(self, key: str) -> BlobWriter:
-        """A new object being written, to become `key`."""
+    def begin(self, key: str, observe: Observer | None = None) -> BlobWriter:
+        """A new object being written, to become `key`; `observe` sees every chunk written, in order, off the
+        event loop."""
 
     def read(self, key: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         """Chunks of at most 1 MiB from `offset`, `length` bytes or to the end."""
@@ -102,6 +108,27 @@ class UploadSessionRepository(Protocol):
         """Active sessions past their expiry."""
 
 
+class ScanStream(Protocol):
+    """One scan in progress: the bytes in order, then the verdict."""
+
+    async def feed(self, chunk: bytes) -> None:
+        """Send the next bytes to the scanner (UNAVAILABLE when it gave up)."""
+
+    async def verdict(self) -> None:
+        """End the stream; FAILED_PRECONDITION (MALWARE_DETECTED) on a detection, UNAVAILABLE when the scanner
+        cannot say."""
+
+    def close(self) -> None:
+        """Drop the scan (idempotent)."""
+
+
+class Scanner(Protocol):
+    """A malware scanner (clamd); a configured one that cannot be reached fails closed."""
+
+    async def start(self) -> ScanStream:
+        """A new scan (UNAVAILABLE when the scanner cannot be reached)."""
+
+
 class StagedObject(Protocol):
     """A session's bytes on their way to becoming an object: read once (for the checks), then committed
     as the object or aborted."""
@@ -123,8 +150,9 @@ class Staging(Protocol):
     async def write(self, session_id: uuid.UUID, offset: int, data: bytes) -> None:
         """Write `data` at `offset`, dropping anything after it, durably."""
 
-    def assemble(self, session_id: uuid.UUID, length: int, key: str) -> StagedObject:
-        """The session's first `length` bytes, to become the object `key`."""
+    def assemble(self, session_id: uuid.UUID, length: int, key: str, observe: Observer | None = None) -> StagedObject:
+        """The session's first `length` bytes, to become the object `key`; `observe` sees each chunk as it is
+        read, in order, off the event loop."""
 
     async def discard(self, session_id: uuid.UUID) -> None:
         """Drop the bytes (missing is fine)."""

@@ -1,25 +1,21 @@
 """Files use cases: streamed uploads that store nothing unless complete and checked, downloads, listing, deletion.
 
-Never imports grpc. An upload's bytes go to storage as they arrive (memory stays flat); the SHA-256, the size
-limit and the per-user quota are checked on the way, at the chunk that crosses; the content type is detected
-from the bytes and checked against the allowlist. The row is written only after the bytes are durable, and
+Never imports grpc. An upload's bytes go to storage as they arrive (memory stays flat), through the store's
+writer, which owns its pipeline; the size limit and the per-user quota are checked on the way, at the chunk
+that crosses; the content check (content.py: type from the bytes against the allowlist, SHA-256, scan) is the
+one upload sessions use too. The row is written only after the bytes are durable, and
 any failure (a check, a cancelled stream, a crash) leaves neither row nor object.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import logging
 import uuid
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
-from pynode.core import tasks
 from pynode.core.db import utcnow
 from pynode.core.errors import (
     FailedPrecondition,
@@ -29,23 +25,20 @@ from pynode.core.errors import (
     QuotaExceeded,
     QuotaViolation,
 )
+from pynode.core.executors import Executors
 from pynode.core.paging import decode_token, encode_token, invalid_page_token, keyset, keyset_token, page_size
 from pynode.core.principal import Principal
-from pynode.files import detect, thumbnails
+from pynode.files import detect, pools, thumbnails
+from pynode.files.content import ContentCheck, Declared
 from pynode.files.domain import StoredFile, object_key, past_the_end
-from pynode.files.lanes import Lane, Lanes
 from pynode.files.memory import MemoryReturn
 from pynode.files.metrics import FilesMetrics
 from pynode.files.names import display_name
-from pynode.files.ports import BlobStore, BlobWriter, FileRepository
-from pynode.files.scanner import ClamdScanner, Scan
+from pynode.files.ports import BlobStore, FileRepository, Scanner
 
 RESERVE_STEP = 8 * 1024 * 1024  # a stream reserves quota in steps: one database write per 8 MiB, not per chunk
 STREAM_LEASE = timedelta(hours=1)  # a stream's reservation lapses this long after its last step (a crash's)
 log = logging.getLogger("pynode.files")
-
-PIPELINE_DEPTH = 4  # chunks received ahead of the one being written (at most this many MiB per upload)
-_HASH_IN_THREAD = 64 * 1024  # hashing a larger chunk on the loop would stall every other call
 
 
 @dataclass(frozen=True)
@@ -71,11 +64,6 @@ class UploadMetadata:
     content_type: str
     size_bytes: int  # 0: not declared
     sha256: str  # empty: not declared
-
-
-def _hash_and_write(digest: Any, write: Callable[[bytes], None], chunk: bytes) -> None:
-    digest.update(chunk)
-    write(chunk)
 
 
 def check_sha256(value: str) -> None:
@@ -118,25 +106,37 @@ class FilesService:
         store: BlobStore,
         files: FileRepository,
         limits: Limits,
-        scanner: ClamdScanner | None = None,
+        scanner: Scanner | None = None,
         metrics: FilesMetrics | None = None,
+        executors: Executors | None = None,
     ) -> None:
         self.store = store
         self.files = files
         self.limits = limits
         self.scanner = scanner
         self.metrics = metrics or FilesMetrics()
-        self._lanes = Lanes()
-        # Thumbnails hold their source (up to 64 MiB) and its decoding (up to max_image_bytes): a few at a time.
-        self._rendering = asyncio.Semaphore(limits.thumbnail_concurrency)
+        # Thumbnails hold their source (up to 64 MiB) and its decoding (up to max_image_bytes): a few at a time,
+        # on as many threads. The process's pools, or pools of its own (a tool's, a test's) that `close` stops.
+        self._own_pools = executors is None
+        threads = limits.thumbnail_concurrency
+        self._rendering = asyncio.Semaphore(threads)
+        self._renderer = pools.pool(executors, "files-thumbnails", threads)
+        # One thread for malloc_trim: trims never overlap (each walks the heap holding the arenas' locks).
+        trimmer = pools.pool(executors, "files-trim", 1)
         # Open DownloadFile streams per user, in this process: each pins a read buffer, the messages gRPC holds
         # until the client's flow control takes them, and a file descriptor or S3 connection.
         self._downloads: dict[str, int] = {}
-        self._memory = MemoryReturn()
+        self._memory = MemoryReturn(trimmer)
 
     def close(self) -> None:
-        """Stop the upload lanes' threads (after the server stopped taking calls)."""
-        self._lanes.close()
+        """Stop the service's own threads, when it made them (after the server stopped taking calls)."""
+        if self._own_pools:
+            pools.stop_own(self._renderer, self._memory.pool)
+
+    async def content_check(self, declared_type: str, size_bytes: int, sha256: str) -> ContentCheck:
+        """The checks an upload's bytes pass (streamed or a session's), its scan begun."""
+        declared = Declared(declared_type, size_bytes, sha256)
+        return await ContentCheck.start(declared, self.limits.allowed_types, self.scanner)
 
     async def reserve(self, reservation_id: uuid.UUID, owner: str, amount: int, expires_at: datetime) -> None:
         """Hold `amount` more bytes of the owner's quota for an unfinished upload, or refuse (QUOTA_EXCEEDED)."""
@@ -202,72 +202,35 @@ class FilesService:
     ) -> StoredFile:
         owner = caller.subject
         limits = self.limits
-        scan = await self.scanner.start() if self.scanner is not None else None
-        writer = self.store.begin(object_key(owner, file_id))
-        behind: deque[asyncio.Future[None]] = deque()
-        # Local files are hashed and written in order on one lane (lanes.py), up to PIPELINE_DEPTH chunks behind
-        # the one being received. S3, and scanned uploads (clamd's stream is fed from the loop): one at a time.
-        lane = self._lanes.lane() if writer.write_blocking is not None else None
-        depth = PIPELINE_DEPTH if lane is not None and scan is None else 1
-        digest = hashlib.sha256()
-        size = 0
-        head = bytearray()
-        detected: str | None = None
+        check = await self.content_check(metadata.content_type, metadata.size_bytes, metadata.sha256)
+        # The writer hashes each chunk for the check as it writes it (local: in the same trip to its thread).
+        writer = self.store.begin(object_key(owner, file_id), check.observe)
         try:
             async for chunk in chunks:
-                size += len(chunk)
+                size = check.size + len(chunk)
                 if size > limits.max_bytes:
                     raise too_big(limits.max_bytes)
                 if size > reserved:
                     reserved += await self._reserve_for(file_id, owner, size - reserved)
-                if detected is None:
-                    head += chunk[: detect.SNIFF_BYTES - len(head)]
-                    if len(head) >= detect.SNIFF_BYTES:
-                        detected = self.check_type(bytes(head), metadata.content_type)
-                # A pipeline: chunks are hashed, written (and scanned) while the next ones arrive, at most
-                # `depth` behind; one lane (a single thread) takes them in order, so the hash sees them in order.
-                while len(behind) >= depth:
-                    await behind[0]
-                    behind.popleft()
-                behind.append(asyncio.ensure_future(self._absorb(chunk, digest, writer, scan, lane)))
-            while behind:
-                await behind[0]
-                behind.popleft()
-            if detected is None:
-                detected = self.check_type(bytes(head), metadata.content_type)
-            if metadata.size_bytes and size != metadata.size_bytes:
-                raise InvalidArgument(
-                    f"the upload has {size} bytes, not the {metadata.size_bytes} declared",
-                    [FieldViolation("metadata.size_bytes", f"the content has {size} bytes", "SIZE_MISMATCH")],
-                )
-            if scan is not None:
-                await scan.verdict()
-            sha256 = digest.hexdigest()
-            if metadata.sha256 and sha256 != metadata.sha256:
-                raise InvalidArgument(
-                    "the content's SHA-256 is not the one declared",
-                    [FieldViolation("metadata.sha256", "does not match the content", "CHECKSUM_MISMATCH")],
-                )
+                await check.see(chunk)  # a refused type is refused before its head is written
+                await writer.write(chunk)  # the writer's pipeline: returns while earlier chunks are written
+            await writer.drain()
+            checked = await check.finish()
             file = StoredFile(
                 file_id,
                 owner,
                 display_name(metadata.filename),
-                detected,
+                checked.content_type,
                 metadata.content_type[:127],
-                size,
-                sha256,
-                detect.inline_safe(detected),
+                checked.size,
+                checked.sha256,
+                detect.inline_safe(checked.content_type),
                 utcnow(),
             )
             await writer.commit()
         except BaseException:
-            for work in behind:
-                await tasks.stop(work)
-            if lane is not None:
-                await lane.stop()  # what it is writing now ends before the abort
-            if scan is not None:
-                scan.close()
-            await asyncio.shield(writer.abort())
+            check.close()
+            await asyncio.shield(writer.abort())  # what it is writing now ends before the abort
             raise
         return await self.publish(file, file_id)
 
@@ -290,8 +253,8 @@ class FilesService:
         limits = self.limits
         async with self._rendering:
             data = b"".join([chunk async for chunk in self.store.read(file.key, 0, None)])
-            rendered = await thumbnails.thumbnail(
-                data, limits.thumbnail_pixels, limits.max_image_pixels, limits.max_image_bytes
+            rendered = await self._renderer.run(
+                thumbnails.render, data, limits.thumbnail_pixels, limits.max_image_pixels, limits.max_image_bytes
             )
             del data
         if rendered is None:
@@ -308,35 +271,6 @@ class FilesService:
     async def _delete_objects(self, file: StoredFile) -> None:
         await self.store.delete(file.key)
         await self.store.delete(file.thumbnail_key)
-
-    @staticmethod
-    async def _absorb(chunk: bytes, digest: Any, writer: BlobWriter, scan: Scan | None, lane: Lane | None) -> None:
-        """Hash, write and scan one chunk at once (hashing and writing run in threads, off the loop)."""
-        work: list[Awaitable[None]]
-        if lane is not None and writer.write_blocking is not None:
-            # One trip to a thread for both (a trip each cost 0.8 ms of CPU per MiB more, measured); every chunk
-            # whatever its size, since the lane keeps the order.
-            work = [lane.run(functools.partial(_hash_and_write, digest, writer.write_blocking), chunk)]
-        else:
-            work = [writer.write(chunk)]
-            if len(chunk) >= _HASH_IN_THREAD:
-                work.append(asyncio.to_thread(digest.update, chunk))
-            else:
-                digest.update(chunk)
-        if scan is not None:  # scanned alongside the write, not after it
-            work.append(scan.feed(chunk))
-        await asyncio.gather(*work)
-
-    def check_type(self, head: bytes, declared: str) -> str:
-        """The type the bytes show, refused unless the allowlist has it."""
-        detected = detect.refine(detect.detect(head), declared)
-        if not detect.allowed(detected, self.limits.allowed_types):
-            raise FailedPrecondition(
-                f"files of type {detected} are not accepted here",
-                reason="TYPE_NOT_ALLOWED",
-                metadata={"detected_type": detected},
-            )
-        return detected
 
     async def get(self, caller: Principal, file_id: str) -> StoredFile:
         """A file the caller may read: its own, or any for an admin; every other id is NOT_FOUND."""

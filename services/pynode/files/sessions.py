@@ -10,7 +10,6 @@ bytes. Nothing is visible as a file before completion.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from datetime import timedelta
@@ -178,38 +177,23 @@ class UploadSessions:
         return file
 
     async def _make_file(self, record: UploadSessionRecord) -> StoredFile:
-        """Check the staged bytes (SHA-256, type, scan) while they become the object, and publish them as a
-        file; a refusal leaves no object."""
-        digest = hashlib.sha256()
-        head = bytearray()
-        scanner = self.files.scanner
+        """Check the staged bytes (the same content check as a streamed upload: type, SHA-256, scan) while they
+        become the object, and publish them as a file; a refusal leaves no object."""
         file_id = uuid.uuid4()
-        staged = self.staging.assemble(record.id, record.received, object_key(record.owner_id, file_id))
-        scan = await scanner.start() if scanner is not None else None
+        # The size was checked against the record (`received`): the check compares the digest and the type.
+        check = await self.files.content_check(record.declared_type, 0, record.sha256)
+        staged = self.staging.assemble(record.id, record.received, object_key(record.owner_id, file_id), check.observe)
         try:
             async for chunk in staged.chunks():
-                if len(head) < detect.SNIFF_BYTES:
-                    head += chunk[: detect.SNIFF_BYTES - len(head)]
-                if scan is not None:
-                    await asyncio.gather(asyncio.to_thread(digest.update, chunk), scan.feed(chunk))
-                else:
-                    await asyncio.to_thread(digest.update, chunk)
-            if scan is not None:
-                await scan.verdict()
-            sha256 = digest.hexdigest()
-            if record.sha256 and sha256 != record.sha256:
-                raise InvalidArgument(
-                    "the content's SHA-256 is not the one declared; the session is discarded",
-                    [FieldViolation("metadata.sha256", "does not match the content", "CHECKSUM_MISMATCH")],
-                )
-            content_type = self.files.check_type(bytes(head), record.declared_type)
+                await check.see(chunk)
+            checked = await check.finish("; the session is discarded")
             await staged.commit()
         except BaseException:
             await asyncio.shield(staged.abort())
             raise
         finally:
-            if scan is not None:
-                scan.close()
+            check.close()
+        content_type, sha256 = checked.content_type, checked.sha256
         file = StoredFile(
             file_id,
             record.owner_id,

@@ -1,5 +1,5 @@
-"""Image thumbnails with Pillow, in a thread: bounded pixels and decoded bytes, EXIF orientation applied, every
-metadata dropped.
+"""Image thumbnails with Pillow: bounded pixels and decoded bytes, EXIF orientation applied, every metadata
+dropped. `render` blocks: the service runs it on its `files-thumbnails` pool.
 
 The size and mode are read from the header before anything is decoded, so a decompression bomb (a small file
 that expands to gigapixels, or to hundreds of megabytes at 16 bits a sample) is refused (INVALID_ARGUMENT)
@@ -10,7 +10,6 @@ process renders at once is the service's to bound (`FilesService`).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import warnings
 
@@ -73,8 +72,3 @@ def render(data: bytes, long_side: int, max_pixels: int, max_bytes: int) -> byte
             raise _bomb(0, max_pixels) from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             return None
-
-
-async def thumbnail(data: bytes, long_side: int, max_pixels: int, max_bytes: int) -> bytes | None:
-    """`render` off the event loop."""
-    return await asyncio.to_thread(render, data, long_side, max_pixels, max_bytes)

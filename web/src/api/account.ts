@@ -1,10 +1,12 @@
 /** Signing in, registering and out, and noticing when the server has ended the session. */
 import { useEffect } from "react";
+import { useQuery } from "@tanstack/react-query";
 import { createClient } from "@connectrpc/connect";
 import { AuthService, Role } from "../gen/devpynode/auth/v1/auth_pb";
 import { auth } from "./clients";
 import { endSession, loadSession, saveSession, sessionOf } from "./session";
 import { baseTransport } from "./base";
+import { meQuery, POLL_MS } from "./queries";
 
 const bare = createClient(AuthService, baseTransport);
 
@@ -33,31 +35,17 @@ export async function signOut(): Promise<void> {
 }
 
 /**
- * While signed in, asks who the user is every 15 s and when the tab becomes visible: a disabled account or a
- * revoked session fails the refresh, which signs the user out with a message.
+ * While signed in, asks who the user is every 15 s (while the tab is visible) and when the tab becomes visible
+ * again: a disabled account or a revoked session fails the refresh, which signs the user out with a message.
  */
 export function useSessionWatch(active: boolean): void {
+  const { data: user } = useQuery({ ...meQuery, enabled: active, refetchInterval: POLL_MS });
   useEffect(() => {
-    if (!active) return;
-    const check = () => {
-      if (document.visibilityState !== "visible") return;
-      auth.getCurrentUser({}).then(
-        ({ user }) => {
-          const session = loadSession();
-          if (user?.disabled) endSession("This account has been disabled.");
-          else if (user && session && (session.admin !== (user.role === Role.ADMIN) || session.displayName !== user.displayName)) {
-            saveSession({ ...session, admin: user.role === Role.ADMIN, displayName: user.displayName });
-          }
-        },
-        () => undefined, // failures that end the session have already done so in the refresh
-      );
-    };
-    check();
-    const timer = window.setInterval(check, 15_000);
-    document.addEventListener("visibilitychange", check);
-    return () => {
-      window.clearInterval(timer);
-      document.removeEventListener("visibilitychange", check);
-    };
-  }, [active]);
+    if (!user) return;
+    const session = loadSession();
+    if (user.disabled) endSession("This account has been disabled.");
+    else if (session && (session.admin !== (user.role === Role.ADMIN) || session.displayName !== user.displayName)) {
+      saveSession({ ...session, admin: user.role === Role.ADMIN, displayName: user.displayName });
+    }
+  }, [user]);
 }

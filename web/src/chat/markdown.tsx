@@ -4,8 +4,8 @@
  * into blocks at blank lines outside code fences; each finished block is memoised, so a new token re-parses
  * only the last block, never the whole answer.
  */
-import { memo } from "react";
-import Markdown, { defaultUrlTransform } from "react-markdown";
+import { memo, type ComponentProps } from "react";
+import Markdown, { defaultUrlTransform, type ExtraProps } from "react-markdown";
 
 export function splitBlocks(text: string): string[] {
   const blocks: string[] = [];
@@ -43,9 +43,18 @@ function safeUrl(url: string): string {
   return /^(https?:|mailto:|#|\/)/i.test(safe) ? safe : "";
 }
 
+/** A link in a message opens elsewhere and passes nothing of this page on. */
+function LinkOut({ children, href, title }: ComponentProps<"a"> & ExtraProps) {
+  return (
+    <a href={href} title={title} rel="noopener noreferrer nofollow" target="_blank">
+      {children}
+    </a>
+  );
+}
+
 const Block = memo(function Block({ source }: { source: string }) {
   return (
-    <Markdown remarkPlugins={[htmlAsText]} urlTransform={safeUrl} components={{ a: (props) => <a {...props} rel="noopener noreferrer nofollow" target="_blank" /> }}>
+    <Markdown remarkPlugins={[htmlAsText]} urlTransform={safeUrl} components={{ a: LinkOut }}>
       {source}
     </Markdown>
   );

@@ -1,25 +1,10 @@
-/** The models the router offers (ListModels), fetched once per page load. */
-import { useEffect, useState } from "react";
-import { ai } from "../api/clients";
+/** The models the router offers (ListModels), read once per page load and shared by every page. */
+import { useQuery } from "@tanstack/react-query";
+import { modelsQuery } from "../api/queries";
 import type { Model } from "../gen/devpynode/ai/v1/ai_pb";
 
-let cached: Promise<Model[]> | null = null;
+const NONE: Model[] = [];
 
 export function useModels(): Model[] {
-  const [models, setModels] = useState<Model[]>([]);
-  useEffect(() => {
-    cached ??= ai.listModels({ pageSize: 100 }).then(
-      (r) => r.models,
-      (error) => {
-        cached = null;
-        throw error;
-      },
-    );
-    let live = true;
-    cached.then((m) => live && setModels(m)).catch(() => undefined);
-    return () => {
-      live = false;
-    };
-  }, []);
-  return models;
+  return useQuery(modelsQuery).data ?? NONE;
 }

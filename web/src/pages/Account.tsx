@@ -1,37 +1,25 @@
 /** The user's account: who they are, the models on offer, their usage, and their sessions. */
-import { useEffect, useState } from "react";
+import { useQuery } from "@tanstack/react-query";
 import { ai, auth } from "../api/clients";
 import { describeError } from "../api/errors";
+import { keys, meQuery, modelsQuery } from "../api/queries";
 import { refreshCount, type StoredSession } from "../api/session";
-import type { Model, GetUsageResponse } from "../gen/devpynode/ai/v1/ai_pb";
-import type { Session, User } from "../gen/devpynode/auth/v1/auth_pb";
 
 export function AccountPage({ session }: { session: StoredSession }) {
-  const [user, setUser] = useState<User | null>(null);
-  const [models, setModels] = useState<Model[]>([]);
-  const [usage, setUsage] = useState<GetUsageResponse | null>(null);
-  const [sessions, setSessions] = useState<Session[]>([]);
-  const [error, setError] = useState("");
-  const [loaded, setLoaded] = useState(false);
-
-  useEffect(() => {
-    // Four calls at once: with an expired token they meet one refresh between them.
-    Promise.all([auth.getCurrentUser({}), ai.listModels({ pageSize: 100 }), ai.getUsage({}), auth.listSessions({ pageSize: 20 })]).then(
-      ([me, m, u, s]) => {
-        setUser(me.user ?? null);
-        setModels(m.models);
-        setUsage(u);
-        setSessions(s.sessions);
-        setLoaded(true);
-      },
-      (failure) => setError(describeError(failure)),
-    );
-  }, []);
+  // Four reads that go out together: with an expired token they meet one refresh between them.
+  const me = useQuery(meQuery);
+  const models = useQuery(modelsQuery);
+  const usage = useQuery({ queryKey: keys.usage, queryFn: () => ai.getUsage({}) });
+  const sessions = useQuery({ queryKey: keys.sessions, queryFn: async () => (await auth.listSessions({ pageSize: 20 })).sessions });
+  const reads = [me, models, usage, sessions];
+  const failure = reads.find((read) => read.error)?.error;
+  const loaded = reads.every((read) => read.isSuccess);
+  const user = me.data;
 
   return (
-    <section className="account" data-loaded={loaded} data-refreshes={refreshCount}>
+    <section className="account" data-loaded={loaded} data-refreshes={refreshCount} aria-busy={!loaded && !failure}>
       <h1>Account</h1>
-      {error && <p className="error" role="alert">{error}</p>}
+      {failure && <p className="error" role="alert">{describeError(failure)}</p>}
       <dl>
         <dt>E-mail</dt>
         <dd>{user?.email ?? session.email}</dd>
@@ -51,7 +39,7 @@ export function AccountPage({ session }: { session: StoredSession }) {
           </tr>
         </thead>
         <tbody>
-          {models.map((m) => (
+          {models.data?.map((m) => (
             <tr key={m.id}>
               <td>{m.id}</td>
               <td>{m.provider}</td>
@@ -72,7 +60,7 @@ export function AccountPage({ session }: { session: StoredSession }) {
           </tr>
         </thead>
         <tbody>
-          {usage?.models.map((m) => (
+          {usage.data?.models.map((m) => (
             <tr key={m.model}>
               <td>{m.model}</td>
               <td>{String(m.requests)}</td>
@@ -82,10 +70,10 @@ export function AccountPage({ session }: { session: StoredSession }) {
           ))}
         </tbody>
       </table>
-      {usage && usage.models.length === 0 && <p className="muted">No usage yet.</p>}
+      {usage.data?.models.length === 0 && <p className="muted">No usage yet.</p>}
       <h2>Sessions</h2>
       <ul>
-        {sessions.map((s) => (
+        {sessions.data?.map((s) => (
           <li key={s.id}>
             {s.userAgent || "unknown client"} from {s.ipAddress || "?"}
             {s.current ? " (this one)" : ""}

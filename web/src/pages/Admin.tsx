@@ -1,74 +1,77 @@
 /** For administrators: accounts (role, disable) and the audit log. */
-import { useCallback, useEffect, useState } from "react";
+import { useState } from "react";
+import { useInfiniteQuery, useMutation, useQuery, useQueryClient, type InfiniteData } from "@tanstack/react-query";
 import { admin } from "../api/clients";
 import { describeError } from "../api/errors";
-import { Role, type AuditEvent, type User } from "../gen/devpynode/auth/v1/auth_pb";
+import { keys } from "../api/queries";
+import { Role, type User } from "../gen/devpynode/auth/v1/auth_pb";
 
 const USER_PAGES = 10;
 
+/** One "page" of the list: up to USER_PAGES pages of the server's, read one after the other. */
+interface UserPages {
+  users: User[];
+  /** The server's token for the pages after these; empty at the end. */
+  next: string;
+}
+
+async function userPages(from: string): Promise<UserPages> {
+  let token = from;
+  let users: User[] = [];
+  for (let page = 0; page < USER_PAGES; page++) {
+    const answer = await admin.listUsers({ pageSize: 100, pageToken: token });
+    users = [...users, ...answer.users];
+    token = answer.nextPageToken;
+    if (!token) break;
+  }
+  return { users, next: token };
+}
+
 export function AdminPage() {
-  const [users, setUsers] = useState<User[]>([]);
-  const [events, setEvents] = useState<AuditEvent[]>([]);
-  const [kind, setKind] = useState("");
-  const [error, setError] = useState("");
-
-  const [moreUsers, setMoreUsers] = useState("");
-  const [filter, setFilter] = useState("");
+  const client = useQueryClient();
   // Up to USER_PAGES pages at once (filtered here by e-mail or name); beyond that, "More users".
-  const loadUsers = useCallback(async (from = "") => {
-    try {
-      let token = from;
-      let loaded: User[] = [];
-      for (let page = 0; page < USER_PAGES; page++) {
-        const answer = await admin.listUsers({ pageSize: 100, pageToken: token });
-        loaded = [...loaded, ...answer.users];
-        token = answer.nextPageToken;
-        if (!token) break;
+  const users = useInfiniteQuery({
+    queryKey: keys.users,
+    queryFn: ({ pageParam }) => userPages(pageParam),
+    initialPageParam: "",
+    getNextPageParam: (last) => last.next || undefined,
+  });
+  const [kind, setKind] = useState("");
+  const [appliedKind, setAppliedKind] = useState("");
+  const events = useQuery({
+    queryKey: keys.audit(appliedKind),
+    queryFn: async () => (await admin.listAuditEvents({ pageSize: 100, kind: appliedKind })).events,
+  });
+  const update = useMutation({
+    mutationFn: async ({ user, change }: { user: User; change: { role?: Role; disabled?: boolean } }) =>
+      (await admin.updateUser({ userId: user.id, ...change })).user,
+    onSuccess: (updated) => {
+      // The changed row at once, without reading every page of users again; the audit log has a new event.
+      if (updated) {
+        client.setQueryData(keys.users, (data: InfiniteData<UserPages, string> | undefined) =>
+          data && { ...data, pages: data.pages.map((page) => ({ ...page, users: page.users.map((u) => (u.id === updated.id ? updated : u)) })) },
+        );
       }
-      setUsers((old) => (from ? [...old, ...loaded] : loaded));
-      setMoreUsers(token);
-    } catch (failure) {
-      setError(describeError(failure));
-    }
-  }, []);
-  const emails = new Map(users.map((u) => [u.id, u.email]));
+      void client.invalidateQueries({ queryKey: ["admin", "audit"] });
+    },
+  });
+  const [filter, setFilter] = useState("");
+  const all = users.data?.pages.flatMap((page) => page.users) ?? [];
+  const emails = new Map(all.map((u) => [u.id, u.email]));
   const who = (id: string) => emails.get(id) ?? id;
-  const shown = filter
-    ? users.filter((u) => `${u.email} ${u.displayName}`.toLowerCase().includes(filter.toLowerCase()))
-    : users;
-  const loadEvents = useCallback(async (filter: string) => {
-    try {
-      setEvents((await admin.listAuditEvents({ pageSize: 100, kind: filter })).events);
-    } catch (failure) {
-      setError(describeError(failure));
-    }
-  }, []);
-  useEffect(() => {
-    void loadUsers();
-    void loadEvents("");
-  }, [loadUsers, loadEvents]);
-
-  const update = async (user: User, change: { role?: Role; disabled?: boolean }) => {
-    try {
-      const { user: updated } = await admin.updateUser({ userId: user.id, ...change });
-      if (updated) setUsers((list) => list.map((u) => (u.id === updated.id ? updated : u)));
-      void loadEvents(kind);
-      setError("");
-    } catch (failure) {
-      setError(describeError(failure));
-    }
-  };
+  const shown = filter ? all.filter((u) => `${u.email} ${u.displayName}`.toLowerCase().includes(filter.toLowerCase())) : all;
+  const failure = users.error ?? events.error ?? update.error;
 
   return (
     <section className="admin">
       <h1>Administration</h1>
-      {error && <p className="error" role="alert">{error}</p>}
+      {failure && <p className="error" role="alert">{describeError(failure)}</p>}
       <h2>Users</h2>
       <label className="filter">
         Filter by e-mail or name
         <input type="search" value={filter} onChange={(e) => setFilter(e.target.value)} />
       </label>
-      <table className="users">
+      <table className="users" aria-busy={users.isPending}>
         <thead>
           <tr>
             <th scope="col">E-mail</th>
@@ -87,14 +90,14 @@ export function AdminPage() {
                 <label className="visually-hidden" htmlFor={`role-${user.id}`}>
                   Role of {user.email}
                 </label>
-                <select id={`role-${user.id}`} value={user.role} onChange={(e) => void update(user, { role: Number(e.target.value) })}>
+                <select id={`role-${user.id}`} value={user.role} onChange={(e) => update.mutate({ user, change: { role: Number(e.target.value) } })}>
                   <option value={Role.USER}>user</option>
                   <option value={Role.ADMIN}>administrator</option>
                 </select>
               </td>
               <td>{user.disabled ? "disabled" : "active"}</td>
               <td>
-                <button type="button" onClick={() => void update(user, { disabled: !user.disabled })}>
+                <button type="button" onClick={() => update.mutate({ user, change: { disabled: !user.disabled } })}>
                   {user.disabled ? `Enable ${user.email}` : `Disable ${user.email}`}
                 </button>
               </td>
@@ -102,8 +105,8 @@ export function AdminPage() {
           ))}
         </tbody>
       </table>
-      {moreUsers && (
-        <button type="button" onClick={() => void loadUsers(moreUsers)}>
+      {users.hasNextPage && (
+        <button type="button" disabled={users.isFetchingNextPage} onClick={() => void users.fetchNextPage()}>
           More users
         </button>
       )}
@@ -112,7 +115,9 @@ export function AdminPage() {
         className="inline"
         onSubmit={(e) => {
           e.preventDefault();
-          void loadEvents(kind);
+          // The same filter again reads the log again.
+          if (kind === appliedKind) void events.refetch();
+          else setAppliedKind(kind);
         }}
       >
         <label>
@@ -121,7 +126,7 @@ export function AdminPage() {
         </label>
         <button type="submit">Filter</button>
       </form>
-      <table className="audit">
+      <table className="audit" aria-busy={events.isPending}>
         <thead>
           <tr>
             <th scope="col">Time</th>
@@ -133,7 +138,7 @@ export function AdminPage() {
           </tr>
         </thead>
         <tbody>
-          {events.map((event) => (
+          {events.data?.map((event) => (
             <tr key={String(event.id)}>
               <td>{event.time ? new Date(Number(event.time.seconds) * 1000).toLocaleString() : ""}</td>
               <td>{event.kind}</td>

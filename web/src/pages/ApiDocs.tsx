@@ -3,7 +3,8 @@
  * contracts' descriptor set (built by buf with source info, shipped with the app), so it is always the API this
  * build speaks.
  */
-import { useEffect, useMemo, useState } from "react";
+import { useMemo, useState } from "react";
+import { useQuery } from "@tanstack/react-query";
 import { fromBinary, getExtension, hasExtension } from "@bufbuild/protobuf";
 import {
   FileDescriptorSetSchema,
@@ -14,6 +15,7 @@ import {
   FieldDescriptorProto_Label,
   FieldDescriptorProto_Type,
 } from "@bufbuild/protobuf/wkt";
+import { keys } from "../api/queries";
 import descriptorUrl from "../gen/descriptors.binpb?url";
 import { Access, access } from "../gen/devpynode/common/v1/options_pb";
 
@@ -82,17 +84,18 @@ function anchor(name: string): string {
   return name.replace(/[^A-Za-z0-9_.]/g, "");
 }
 
+async function readDescriptors(): Promise<FileDescriptorProto[]> {
+  const answer = await fetch(descriptorUrl);
+  if (!answer.ok) throw new Error(`descriptors: HTTP ${answer.status}`);
+  return fromBinary(FileDescriptorSetSchema, new Uint8Array(await answer.arrayBuffer())).file;
+}
+
 export function ApiDocsPage() {
-  const [files, setFiles] = useState<FileDescriptorProto[]>([]);
-  const [error, setError] = useState("");
+  // The descriptors ship with this build: read once per page load.
+  const descriptors = useQuery({ queryKey: keys.descriptors, queryFn: readDescriptors, staleTime: Infinity, retry: false });
   const [query, setQuery] = useState("");
-  useEffect(() => {
-    fetch(descriptorUrl)
-      .then((r) => (r.ok ? r.arrayBuffer() : Promise.reject(new Error(`descriptors: HTTP ${r.status}`))))
-      .then((buffer) => setFiles(fromBinary(FileDescriptorSetSchema, new Uint8Array(buffer)).file))
-      .catch((failure: Error) => setError(failure.message));
-  }, []);
-  const entries = useMemo(() => collect(files), [files]);
+  const entries = useMemo(() => collect(descriptors.data ?? []), [descriptors.data]);
+  const error = descriptors.error?.message ?? "";
   const shown = entries.filter((e) => !query || e.name.toLowerCase().includes(query.toLowerCase()));
   return (
     <div className="docs-layout">
@@ -119,6 +122,7 @@ export function ApiDocsPage() {
           (BadRequest field violations, QuotaFailure, RetryInfo, ErrorInfo).
         </p>
         {error && <p className="error" role="alert">{error}</p>}
+        {descriptors.isPending && <p className="muted">Loading…</p>}
         {shown.map((entry) => (
           <EntryView key={entry.name} entry={entry} />
         ))}

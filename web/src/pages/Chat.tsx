@@ -1,84 +1,80 @@
 /** Conversations: the list, one open conversation with its live stream, members, model and composer. */
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore, type FormEvent } from "react";
+import { Link, useNavigate } from "react-router";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { chat } from "../api/clients";
 import { describeError } from "../api/errors";
 import { loadSession, refreshAccess, type StoredSession } from "../api/session";
 import { ConversationStore } from "../chat/store";
 import { MessageItem, memberName } from "../chat/MessageItem";
-
-const NO_NAMES: Record<string, string> = {};
 import { useModels } from "../chat/models";
+import { conversationsQuery, invitationsQuery, keys } from "../api/queries";
 import type { Conversation, Invitation } from "../gen/devpynode/chat/v1/chat_pb";
 import { uploadFile, type UploadProgress } from "../files/uploads";
 import { ProgressBar } from "../files/ProgressBar";
-import { Link, navigate } from "../router";
 import type { File as StoredFile } from "../gen/devpynode/files/v1/files_pb";
 
+const NO_NAMES: Record<string, string> = {};
+
 export function ChatPage({ session, conversationId }: { session: StoredSession; conversationId: string | null }) {
-  const [conversations, setConversations] = useState<Conversation[]>([]);
-  const [invitations, setInvitations] = useState<Invitation[]>([]);
-  const [error, setError] = useState("");
-  const refresh = useCallback(async () => {
-    try {
-      const [{ conversations }, { invitations }] = await Promise.all([
-        chat.listConversations({ pageSize: 100 }),
-        chat.listInvitations({ pageSize: 100 }),
-      ]);
-      setConversations(conversations);
-      setInvitations(invitations);
-      setError("");
-    } catch (failure) {
-      setError(describeError(failure));
-    }
-  }, []);
-  const refreshList = useCallback(() => void refresh(), [refresh]);
+  const client = useQueryClient();
+  const navigate = useNavigate();
+  // New conversations and invitations show up without a reload (both poll); the open conversation itself is
+  // live through its stream.
+  const conversations = useQuery(conversationsQuery);
+  const invitations = useQuery(invitationsQuery);
+  const refreshList = useCallback(() => void client.invalidateQueries({ queryKey: keys.conversations }), [client]);
   // An invitation makes nobody a member until they accept it here.
-  const answer = async (invitation: Invitation, accept: boolean) => {
-    try {
+  const answer = useMutation({
+    mutationFn: async ({ invitation, accept }: { invitation: Invitation; accept: boolean }) => {
       const request = { conversationId: invitation.conversationId };
       await (accept ? chat.acceptInvitation(request) : chat.declineInvitation(request));
-      await refresh();
-      if (accept) navigate(`/c/${invitation.conversationId}`);
-    } catch (failure) {
-      setError(describeError(failure));
-    }
-  };
-  useEffect(() => {
-    void refresh();
-    // New invitations show up without a reload; the open conversation itself is live through its stream.
-    const timer = window.setInterval(() => document.visibilityState === "visible" && void refresh(), 15_000);
-    return () => window.clearInterval(timer);
-  }, [refresh]);
+    },
+    onSuccess: async (_, { invitation, accept }) => {
+      await Promise.all([
+        client.invalidateQueries({ queryKey: keys.invitations }),
+        accept && client.invalidateQueries({ queryKey: keys.conversations }),
+      ]);
+      if (accept) void navigate(`/c/${invitation.conversationId}`);
+    },
+  });
+  const failure = conversations.error ?? invitations.error ?? answer.error;
+  const pending = answer.isPending ? answer.variables.invitation.conversationId : null;
 
   return (
     <div className="chat-layout">
       <aside className="sidebar" aria-label="Conversations">
-        <NewConversation onCreated={(c) => { void refresh(); navigate(`/c/${c.id}`); }} />
-        {error && <p className="error" role="alert">{error}</p>}
-        {invitations.length > 0 && (
+        <NewConversation onCreated={(c) => void navigate(`/c/${c.id}`)} />
+        {failure && <p className="error" role="alert">{describeError(failure)}</p>}
+        {invitations.data && invitations.data.length > 0 && (
           <ul className="invitation-list" aria-label="Invitations">
-            {invitations.map((i) => (
+            {invitations.data.map((i) => (
               <li key={i.conversationId}>
                 <span>
                   {i.inviterName || "Someone"} invites you to {i.title || "Untitled"}
                 </span>
-                <button type="button" onClick={() => void answer(i, true)}>Accept</button>
-                <button type="button" onClick={() => void answer(i, false)}>Decline</button>
+                <button type="button" disabled={pending === i.conversationId} onClick={() => answer.mutate({ invitation: i, accept: true })}>
+                  Accept
+                </button>
+                <button type="button" disabled={pending === i.conversationId} onClick={() => answer.mutate({ invitation: i, accept: false })}>
+                  Decline
+                </button>
               </li>
             ))}
           </ul>
         )}
-        <ul className="conversation-list">
-          {conversations.map((c) => (
+        <ul className="conversation-list" aria-busy={conversations.isPending}>
+          {conversations.data?.map((c) => (
             <li key={c.id}>
-              <Link href={`/c/${c.id}`} aria-current={c.id === conversationId ? "page" : undefined}>
+              <Link to={`/c/${c.id}`} aria-current={c.id === conversationId ? "page" : undefined}>
                 {c.title || "Untitled"}
                 <small>{c.model}</small>
               </Link>
             </li>
           ))}
-          {conversations.length === 0 && <li className="muted">No conversations yet.</li>}
+          {conversations.isPending && <li className="muted">Loading…</li>}
+          {conversations.data?.length === 0 && <li className="muted">No conversations yet.</li>}
         </ul>
       </aside>
       <section className="conversation-pane">
@@ -96,22 +92,24 @@ export function ChatPage({ session, conversationId }: { session: StoredSession; 
 }
 
 function NewConversation({ onCreated }: { onCreated: (c: Conversation) => void }) {
+  const client = useQueryClient();
   const models = useModels();
   const [model, setModel] = useState("");
   const [title, setTitle] = useState("");
-  const [error, setError] = useState("");
-  const submit = async (event: FormEvent) => {
-    event.preventDefault();
-    try {
-      const { conversation } = await chat.createConversation({ title, model });
+  const create = useMutation({
+    mutationFn: async () => (await chat.createConversation({ title, model })).conversation,
+    onSuccess: (conversation) => {
       setTitle("");
+      void client.invalidateQueries({ queryKey: keys.conversations });
       if (conversation) onCreated(conversation);
-    } catch (failure) {
-      setError(describeError(failure));
-    }
+    },
+  });
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    create.mutate();
   };
   return (
-    <form className="new-conversation" onSubmit={(e) => void submit(e)} aria-label="New conversation">
+    <form className="new-conversation" onSubmit={submit} aria-label="New conversation">
       <label>
         Title
         <input value={title} maxLength={200} placeholder="optional" onChange={(e) => setTitle(e.target.value)} />
@@ -128,8 +126,10 @@ function NewConversation({ onCreated }: { onCreated: (c: Conversation) => void }
           ))}
         </select>
       </label>
-      <button type="submit">New conversation</button>
-      {error && <p className="error" role="alert">{error}</p>}
+      <button type="submit" disabled={create.isPending}>
+        New conversation
+      </button>
+      {create.error && <p className="error" role="alert">{describeError(create.error)}</p>}
     </form>
   );
 }
@@ -208,6 +208,7 @@ function ConversationHeader({
   onChanged: () => void;
 }) {
   const models = useModels();
+  const navigate = useNavigate();
   const [email, setEmail] = useState("");
   const [invited, setInvited] = useState("");
   if (!conversation) return <h1>Loading…</h1>;
@@ -267,7 +268,7 @@ function ConversationHeader({
                 void call(async () => {
                   await chat.deleteConversation({ conversationId: conversation.id });
                   onChanged();
-                  navigate("/");
+                  void navigate("/");
                 })
               }
             >
@@ -281,7 +282,7 @@ function ConversationHeader({
               void call(async () => {
                 await chat.removeMember({ conversationId: conversation.id, userId: me });
                 onChanged();
-                navigate("/");
+                void navigate("/");
               })
             }
           >

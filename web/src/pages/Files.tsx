@@ -1,38 +1,34 @@
 /** The user's files: upload (resumable, with progress), thumbnails, download, delete. */
-import { useCallback, useEffect, useState } from "react";
+import { useEffect, useState } from "react";
+import { useInfiniteQuery, useMutation, useQueryClient } from "@tanstack/react-query";
 import { files } from "../api/clients";
 import { describeError } from "../api/errors";
+import { keys } from "../api/queries";
 import { formatBytes } from "../chat/MessageItem";
 import type { File as StoredFile } from "../gen/devpynode/files/v1/files_pb";
 import { ProgressBar } from "../files/ProgressBar";
 import { cancelPending, fileBlobUrl, pendingUploads, saveBlob, uploadFile, type UploadProgress } from "../files/uploads";
 
 export function FilesPage() {
-  const [list, setList] = useState<StoredFile[]>([]);
-  const [next, setNext] = useState("");
+  const client = useQueryClient();
+  const list = useInfiniteQuery({
+    queryKey: keys.files,
+    queryFn: ({ pageParam }) => files.listFiles({ pageSize: 50, pageToken: pageParam }),
+    initialPageParam: "",
+    getNextPageParam: (page) => page.nextPageToken || undefined,
+  });
+  const shown = list.data?.pages.flatMap((page) => page.files) ?? [];
   const [progress, setProgress] = useState<UploadProgress | null>(null);
   const [pending, setPending] = useState(pendingUploads);
   const [error, setError] = useState("");
-
-  const load = useCallback(async (pageToken = "") => {
-    try {
-      const page = await files.listFiles({ pageSize: 50, pageToken });
-      setList((old) => (pageToken ? [...old, ...page.files] : page.files));
-      setNext(page.nextPageToken);
-    } catch (failure) {
-      setError(describeError(failure));
-    }
-  }, []);
-  useEffect(() => {
-    void load();
-  }, [load]);
+  const invalidate = () => client.invalidateQueries({ queryKey: keys.files });
 
   const upload = async (file: File | undefined) => {
     if (!file) return;
     setError("");
     try {
       await uploadFile(file, setProgress);
-      await load();
+      await invalidate();
     } catch (failure) {
       setError(describeError(failure));
       setProgress((p) => (p ? { ...p, phase: "failed" } : p));
@@ -40,15 +36,11 @@ export function FilesPage() {
       setPending(pendingUploads());
     }
   };
-  const remove = async (file: StoredFile) => {
-    if (!window.confirm(`Delete ${file.filename}?`)) return;
-    try {
-      await files.deleteFile({ fileId: file.id });
-      setList((old) => old.filter((f) => f.id !== file.id));
-    } catch (failure) {
-      setError(describeError(failure));
-    }
-  };
+  const remove = useMutation({
+    mutationFn: (file: StoredFile) => files.deleteFile({ fileId: file.id }),
+    onSuccess: invalidate,
+  });
+  const failure = error || (list.error ? describeError(list.error) : "") || (remove.error ? describeError(remove.error) : "");
   return (
     <section className="files-page">
       <h1>Files</h1>
@@ -75,9 +67,9 @@ export function FilesPage() {
           </ul>
         </div>
       )}
-      {error && (
+      {failure && (
         <p className="error" role="alert">
-          {error}
+          {failure}
         </p>
       )}
       <table className="file-table">
@@ -92,8 +84,8 @@ export function FilesPage() {
             <th scope="col">Actions</th>
           </tr>
         </thead>
-        <tbody>
-          {list.map((file) => (
+        <tbody aria-busy={list.isPending}>
+          {shown.map((file) => (
             <tr key={file.id} data-file-id={file.id}>
               <td>{file.hasThumbnail ? <Thumbnail file={file} /> : <span className="muted">—</span>}</td>
               <td>{file.filename}</td>
@@ -104,7 +96,12 @@ export function FilesPage() {
                 <button type="button" className="link" onClick={() => void download(file).catch((f) => setError(describeError(f)))}>
                   Download
                 </button>{" "}
-                <button type="button" className="link danger" onClick={() => void remove(file)}>
+                <button
+                  type="button"
+                  className="link danger"
+                  disabled={remove.isPending && remove.variables.id === file.id}
+                  onClick={() => window.confirm(`Delete ${file.filename}?`) && remove.mutate(file)}
+                >
                   Delete
                 </button>
               </td>
@@ -112,9 +109,10 @@ export function FilesPage() {
           ))}
         </tbody>
       </table>
-      {list.length === 0 && <p className="muted">No files yet.</p>}
-      {next && (
-        <button type="button" onClick={() => void load(next)}>
+      {list.isPending && <p className="muted">Loading…</p>}
+      {list.isSuccess && shown.length === 0 && <p className="muted">No files yet.</p>}
+      {list.hasNextPage && (
+        <button type="button" disabled={list.isFetchingNextPage} onClick={() => void list.fetchNextPage()}>
           More
         </button>
       )}

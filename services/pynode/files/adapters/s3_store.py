@@ -1,5 +1,5 @@
-"""BlobStore and Staging on S3 or MinIO, through the `minio` client (blocking: its calls run in a bounded pool
-of threads, never on the event loop).
+"""BlobStore and Staging on S3 or MinIO, through the `minio` client (blocking: its calls run in the process's
+`files-s3` pool of threads, never on the event loop).
 
 An upload is an S3 multipart upload under the object's own key: parts of PART_BYTES go out as they fill (the
 next fills while one is sent), and the object appears only when the upload is completed; `abort` aborts it,
@@ -11,6 +11,11 @@ Resumable sessions stage each part (1 MiB, the gRPC message bound) as its own ob
 `.sessions/<id>/<offset>`; S3 needs parts of at least 5 MiB and cannot read back the parts of an unfinished
 multipart upload, which the checksum, type and malware checks must. At completion the staged parts are read
 once, checked, and written as the object's multipart upload; cancelling or expiring deletes them.
+
+The minio client has no public call for a multipart upload fed part by part (its `put_object` wants a blocking
+reader, a thread per upload for its whole length): `Multipart` names the four private calls used, in one place,
+the `minio` version is pinned to the 7.2 series in pyproject.toml, and tests/files/test_s3_client.py fails when
+their signatures change.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import contextlib
 import io
 import logging
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote, urlparse
@@ -33,8 +37,11 @@ from minio.error import S3Error
 from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 
 from pynode.core.errors import Unavailable
+from pynode.core.executors import Executors
 from pynode.core.settings import SettingsError
+from pynode.files import pools
 from pynode.files.domain import past_the_end
+from pynode.files.ports import Observer
 
 log = logging.getLogger("pynode.files")
 
@@ -43,6 +50,7 @@ CHUNK = 1024 * 1024
 PART_BYTES = 8 * 1024 * 1024  # S3's minimum is 5 MiB (but for the last part)
 THREADS = 16
 SESSIONS = ".sessions/"
+_HASH_IN_THREAD = 64 * 1024  # observing (hashing) a larger chunk on the loop would stall every other call
 
 
 def _client(endpoint: str, access_key: str, secret_key: str, region: str) -> Minio:
@@ -77,18 +85,21 @@ class S3Objects:
         secret_key: str,
         region: str,
         public_endpoint: str = "",
+        executors: Executors | None = None,
     ) -> None:
         self.bucket = bucket
         self.client = _client(endpoint, access_key, secret_key, region)
         # Presigning is offline; a second client signs for the address browsers use.
         self.signer = _client(public_endpoint, access_key, secret_key, region) if public_endpoint else self.client
-        self._pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="s3")
+        self.multipart = Multipart(self.client)
+        # The process's pool (closed by the app after every module), or one of its own (a tool's, a test's).
+        self._own_pool = executors is None
+        self.pool = pools.pool(executors, "files-s3", THREADS)
 
     async def call(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one blocking client call in the pool; a storage outage is UNAVAILABLE, never INTERNAL."""
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, lambda: work(*args, **kwargs))
+            return await self.pool.run(work, *args, **kwargs)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Unavailable(
                 f"object storage is unreachable ({type(exc).__name__}); retry shortly", retry_after=1.0
@@ -119,18 +130,38 @@ class S3Objects:
         self.shutdown()
 
     def shutdown(self) -> None:
-        """Stop the pool's threads (after their calls end)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the pool's threads (after their calls end) when it is this object's own."""
+        if self._own_pool:
+            self.pool.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class Multipart:
+    """The minio client's multipart calls, which it keeps private (see the module's docstring: pinned)."""
+
+    def __init__(self, client: Minio) -> None:
+        self._client = client
+
+    def create(self, bucket: str, key: str) -> str:
+        return self._client._create_multipart_upload(bucket, key, {"Content-Type": "application/octet-stream"})
+
+    def upload_part(self, bucket: str, key: str, data: bytes, upload_id: str, number: int) -> str:
+        return self._client._upload_part(bucket, key, data, None, upload_id, number)
+
+    def complete(self, bucket: str, key: str, upload_id: str, parts: list[Part]) -> None:
+        self._client._complete_multipart_upload(bucket, key, upload_id, parts)
+
+    def abort(self, bucket: str, key: str, upload_id: str) -> None:
+        self._client._abort_multipart_upload(bucket, key, upload_id)
 
 
 class S3Writer:
-    """One object being written as a multipart upload (or one PUT, when small)."""
+    """One object being written as a multipart upload (or one PUT, when small): it owns its pipeline, one
+    part in flight while the next fills."""
 
-    write_blocking = None  # parts go out from the event loop (the minio client runs in a thread pool)
-
-    def __init__(self, objects: S3Objects, key: str) -> None:
+    def __init__(self, objects: S3Objects, key: str, observe: Observer | None = None) -> None:
         self._s3 = objects
         self._key = key
+        self._observe = observe
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[Part] = []
@@ -138,11 +169,21 @@ class S3Writer:
         self._done = False
 
     async def write(self, chunk: bytes) -> None:
+        if self._observe is not None:
+            if len(chunk) >= _HASH_IN_THREAD:
+                await self._s3.pool.run(self._observe, chunk)
+            else:
+                self._observe(chunk)
         self._buffer += chunk
         if len(self._buffer) >= PART_BYTES:
             data, self._buffer = bytes(self._buffer), bytearray()
             await self._wait()  # one part in flight while the next fills: memory stays at two parts
+            # The part in flight is this writer's own: the next write, `drain`, `commit` or `abort` waits for it
+            # (every upload ends in `commit` or `abort`), and its failure is the upload's.
             self._sending = asyncio.ensure_future(self._send(data))
+
+    async def drain(self) -> None:
+        await self._wait()
 
     async def _wait(self) -> None:
         if self._sending is not None:
@@ -150,16 +191,11 @@ class S3Writer:
             await sending
 
     async def _send(self, data: bytes) -> None:
-        client = self._s3.client
+        multipart = self._s3.multipart
         if self._upload_id is None:
-            self._upload_id = await self._s3.call(
-                client._create_multipart_upload,
-                self._s3.bucket,
-                self._key,
-                {"Content-Type": "application/octet-stream"},
-            )
+            self._upload_id = await self._s3.call(multipart.create, self._s3.bucket, self._key)
         number = len(self._parts) + 1
-        etag = await self._s3.call(client._upload_part, self._s3.bucket, self._key, data, None, self._upload_id, number)
+        etag = await self._s3.call(multipart.upload_part, self._s3.bucket, self._key, data, self._upload_id, number)
         self._parts.append(Part(number, etag))
 
     async def commit(self) -> None:
@@ -173,9 +209,7 @@ class S3Writer:
         else:
             if data or not self._parts:
                 await self._send(data)
-            await self._s3.call(
-                client._complete_multipart_upload, self._s3.bucket, self._key, self._upload_id, self._parts
-            )
+            await self._s3.call(self._s3.multipart.complete, self._s3.bucket, self._key, self._upload_id, self._parts)
         self._done = True
 
     async def abort(self) -> None:
@@ -186,7 +220,7 @@ class S3Writer:
         if self._upload_id is not None and not self._done:
             upload_id, self._upload_id = self._upload_id, None
             with contextlib.suppress(S3Error, Unavailable):  # the bucket's lifecycle rule is the backstop
-                await self._s3.call(self._s3.client._abort_multipart_upload, self._s3.bucket, self._key, upload_id)
+                await self._s3.call(self._s3.multipart.abort, self._s3.bucket, self._key, upload_id)
 
 
 class S3BlobStore:
@@ -195,8 +229,8 @@ class S3BlobStore:
     def __init__(self, objects: S3Objects) -> None:
         self.objects = objects
 
-    def begin(self, key: str) -> S3Writer:
-        return S3Writer(self.objects, key)
+    def begin(self, key: str, observe: Observer | None = None) -> S3Writer:
+        return S3Writer(self.objects, key, observe)
 
     async def read(self, key: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         s3 = self.objects
@@ -245,11 +279,11 @@ def _part_key(session_prefix: str, offset: int) -> str:
 class S3StagedObject:
     """A session's staged parts, read in order and written as the object's multipart upload."""
 
-    def __init__(self, store: S3BlobStore, prefix: str, length: int, key: str) -> None:
+    def __init__(self, store: S3BlobStore, prefix: str, length: int, key: str, observe: Observer | None) -> None:
         self._store = store
         self._prefix = prefix
         self._length = length
-        self._writer = store.begin(key)
+        self._writer = store.begin(key, observe)  # the writer observes each chunk as it takes it
 
     async def chunks(self) -> AsyncIterator[bytes]:
         s3 = self._store.objects
@@ -311,8 +345,8 @@ class S3Staging:
             "application/octet-stream",
         )
 
-    def assemble(self, session_id: Any, length: int, key: str) -> S3StagedObject:
-        return S3StagedObject(self._store, self._prefix(session_id), length, key)
+    def assemble(self, session_id: Any, length: int, key: str, observe: Observer | None = None) -> S3StagedObject:
+        return S3StagedObject(self._store, self._prefix(session_id), length, key, observe)
 
     async def discard(self, session_id: Any) -> None:
         s3 = self._store.objects

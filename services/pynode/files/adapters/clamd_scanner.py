@@ -1,4 +1,4 @@
-"""Virus scanning with ClamAV over clamd's INSTREAM protocol, fed alongside the write.
+"""Scanner on ClamAV: virus scanning over clamd's INSTREAM protocol, fed alongside the write.
 
 A scan opens one TCP connection to clamd and sends `zINSTREAM\\0`, then each chunk as it is written (a 4-byte
 big-endian length, then the bytes), then a zero length; clamd answers `stream: OK` or `stream: <name> FOUND`.
@@ -25,7 +25,7 @@ def _unavailable(why: str) -> Unavailable:
 
 
 class Scan:
-    """One INSTREAM scan in progress."""
+    """One INSTREAM scan in progress (a `ScanStream`)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -77,7 +77,7 @@ class Scan:
 
 
 class ClamdScanner:
-    """clamd at `host:port`."""
+    """The `Scanner` port on clamd at `host:port`."""
 
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
