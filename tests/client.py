@@ -157,3 +157,34 @@ async def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = 
             await process.wait()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+def _run_here(args: tuple[str, ...], env: dict[str, str], stdin: bytes) -> tuple[int, str, str]:
+    import contextlib
+    import io
+    import logging
+
+    from pynode.app.cli import main
+
+    saved_env, saved_stdin = dict(os.environ), sys.stdin
+    root = logging.getLogger()
+    saved_logging = (root.handlers[:], root.level)
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update(env)
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        sys.stdin = saved_stdin
+        os.environ.clear()
+        os.environ.update(saved_env)
+        root.handlers[:], _ = saved_logging  # `serve` sends logs to stderr: give the test process its own back
+        root.setLevel(saved_logging[1])
+    return code, out.getvalue(), err.getvalue()
+
+
+async def run_cli_here(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> tuple[int, str, str]:
+    """`run_cli` in this process (no interpreter to start), for commands that stop before serving: the
+    environment, stdin, stdout and stderr are the command's while it runs, then this process's again."""
+    return await asyncio.to_thread(_run_here, args, {"DEVPYNODE_BCRYPT_COST": "4", **(env or {})}, stdin)

@@ -25,6 +25,10 @@ from tests.client import MeshClient
 
 BACKENDS = ["embedded", "real"]
 
+# For tests of gRPC clients (the command line): one backend set shows the client works, and the services'
+# own tests run on every backend. Put on tests that use `backend` (directly or through `mesh`, `strict`).
+one_backend = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+
 
 def pytest_report_header(config: pytest.Config) -> str:
     ok, missing = real_available()
@@ -36,6 +40,18 @@ def pytest_report_header(config: pytest.Config) -> str:
         f"backends: embedded only; real-backend runs SKIPPED ({missing} unreachable). "
         "Start them, or set DEVPYNODE_TEST_REAL=require to make this a failure."
     )
+
+
+# Modules whose session fixtures start something heavy: with pytest-xdist (`--dist loadgroup`, as scripts/test
+# runs it) each group stays on one worker, so clamd and Chromium start once, not once per worker.
+_GROUPS = {"test_scanning.py": "clamd", "test_browser.py": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = _GROUPS.get(item.path.name)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _pg_plain(url: str) -> str:
@@ -65,8 +81,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def real_backend(s3_server: str) -> Iterator[Backend]:
-    """A fresh PostgreSQL database and Redis key prefix for this run, and an S3 server; dropped afterwards."""
+def real_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """A fresh PostgreSQL database and Redis key prefix for this run, and an S3 server; dropped afterwards.
+    The mode is checked first: with DEVPYNODE_TEST_REAL=off no S3 server is started (nor needed)."""
     if MODE == "off":
         pytest.skip("real backends turned off (DEVPYNODE_TEST_REAL=off)")
     ok, missing = real_available()
@@ -74,6 +91,7 @@ def real_backend(s3_server: str) -> Iterator[Backend]:
         if MODE == "require":
             pytest.fail(f"real backends required (DEVPYNODE_TEST_REAL=require) but unreachable: {missing}")
         pytest.skip(f"real backends unreachable ({missing}); set DEVPYNODE_TEST_REAL=require to fail instead")
+    s3_server: str = request.getfixturevalue("s3_server")
     name = unique("devpynode_test_")
     with psycopg.connect(_pg_plain(PG_ADMIN_URL), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -131,11 +149,17 @@ def auth_of(mesh: MeshServer) -> AuthComponents:
     return parts
 
 
+# PostgreSQL databases this process has migrated: each test database once, not once per mesh started on it.
+_MIGRATED: set[str] = set()
+
+
 async def start_mesh(settings: Settings) -> MeshServer:
-    if settings.stores.database_url.startswith("postgresql"):
+    url = settings.stores.database_url
+    if url.startswith("postgresql") and url not in _MIGRATED:
         from pynode.app import migrate
 
-        await migrate.upgrade_async(settings.stores.database_url)
+        await migrate.upgrade_async(url)
+        _MIGRATED.add(url)
     server = MeshServer(await build(settings))
     await server.start()
     return server

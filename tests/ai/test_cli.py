@@ -6,6 +6,9 @@ from pathlib import Path
 
 from pynode.app.server import MeshServer
 from tests.client import PASSWORD, MeshClient, new_email, run_cli
+from tests.conftest import one_backend
+
+pytestmark = one_backend  # a command-line client is a gRPC client: see tests/conftest.py
 
 
 async def test_models_and_ask(client: MeshClient, mesh: MeshServer, tmp_path: Path) -> None:

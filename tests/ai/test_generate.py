@@ -11,7 +11,7 @@ import pytest
 from devpynode.ai.v1 import ai_pb2
 from google.rpc import error_details_pb2
 
-from tests.ai.conftest import API_KEY, AIClient, stream_error
+from tests.ai.conftest import API_KEY, AIClient, Answer, stream_error
 from tests.ai.fakes import FakeProvider
 from tests.client import eventually, rich_error
 
@@ -257,3 +257,17 @@ async def test_concurrent_generations_each_get_their_own_stream(ai: Any) -> None
     client: AIClient = await ai(ai_streams_per_user=0)
     answers = await asyncio.gather(*(client.ask("builtin/echo", f"stream {i} of many") for i in range(16)))
     assert [a.text for a in answers] == [f"stream {i} of many" for i in range(16)]
+
+
+async def _answered_once_freed(client: AIClient, text: str) -> Answer:
+    """The answer to `text`, asked again while the cancelled streams still hold the user's slots (their ends
+    reach the server a moment after the client cancels): refused with TOO_MANY_STREAMS until then."""
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while True:
+        try:
+            return await client.ask("builtin/echo", text)
+        except grpc.aio.AioRpcError as refused:
+            if rich_error(refused).reason != "TOO_MANY_STREAMS":
+                raise
+            assert asyncio.get_running_loop().time() < deadline, "the cancelled streams never released their slots"
+            await asyncio.sleep(0.005)

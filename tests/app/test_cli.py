@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from pynode.app.server import MeshServer
 from tests.client import PASSWORD, MeshClient, new_email, run_cli
+from tests.conftest import one_backend
 
 cli = run_cli
 
@@ -28,6 +31,31 @@ async def test_bare_command_prints_help_and_version_works() -> None:
     assert code == 0 and "DEVPYNODE_GRPC_PORT" in out  # every flag says its variable and default
     line = one_line_error(*(await cli("serve", "--no-such-flag"))[::2])
     assert "--no-such-flag" in line
+    code, out, _ = await cli("users", "--help")  # the client's commands and auth's module's own
+    assert code == 0 and "set-role" in out and "create-admin" in out
+
+
+def test_a_client_command_loads_no_server_code() -> None:
+    """`whoami` starts fast because it imports the client alone: no settings, no service, no gateway."""
+    heavy = ("sqlalchemy", "envoy_data_plane", "minio", "ollama", "pydantic_settings", "pynode.app.settings")
+    probe = (
+        "import sys\n"
+        "from pynode.app.cli import main\n"
+        "main(['whoami', '--server', '127.0.0.1:1'])\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({heavy!r})))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "not signed in to 127.0.0.1:1" in run.stderr, run.stderr
+    assert run.stdout.strip() == "[]", run.stdout
+
+
+def test_module_commands_come_from_the_modules_that_have_the_hook() -> None:
+    from pynode.app import modules
+    from pynode.app.cli.lazy import module_commands
+    from pynode.core.module import ModuleCommands
+
+    assert [m.name for m in modules.MODULES if isinstance(m, ModuleCommands)] == ["auth"]  # the rest have none
+    assert set(module_commands()) == {"users create-admin"}
 
 
 async def test_create_admin_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
@@ -77,6 +105,7 @@ async def test_config_check_redacts_secrets() -> None:
     assert "DEVPYNODE_SERVICE_SECRET" in one_line_error(code, err)
 
 
+@one_backend  # a command-line client is a gRPC client: see tests/conftest.py
 async def test_login_whoami_token_logout(mesh: MeshServer, tmp_path: Path) -> None:
     async with __import__("grpc").aio.insecure_channel(f"127.0.0.1:{mesh.port}") as channel:
         email = new_email()

@@ -48,15 +48,10 @@ def test_every_service_has_one_module_and_is_listed_once() -> None:
 
 # The app may name these two modules of a service, nothing deeper: everything else comes through the module.
 SEAM = ("module", "settings")
-# app/cli/operate.py's create-admin and `keys generate` still reach into auth; the module CLI-commands hook
-# (issue 20, another change) moves them into auth. Remove this exemption once it lands.
-NOT_YET_THROUGH_THE_SEAM = {"app/cli/operate.py"}
 
 
 def test_the_app_imports_only_each_services_module_and_settings() -> None:
     for path, names in _imports("app").items():
-        if path in NOT_YET_THROUGH_THE_SEAM:
-            continue
         deeper = {
             n for n in names if n.split(".")[1] in SERVICES and (len(n.split(".")) < 3 or n.split(".")[2] not in SEAM)
         }

@@ -15,7 +15,7 @@ from pynode.app.server import MeshServer
 from pynode.auth.domain import AuditEvent
 from pynode.core.db import utcnow
 from tests.client import PASSWORD, MeshClient, fails, new_email, run_cli
-from tests.conftest import auth_of
+from tests.conftest import auth_of, one_backend
 
 NEW_PASSWORD = "a different long passphrase"
 
@@ -155,6 +155,7 @@ async def test_retention_drops_old_events_and_rows_cannot_be_rewritten(mesh: Mes
             await session.execute(text("UPDATE audit_events SET kind = 'rewritten'"))
 
 
+@one_backend  # a command-line client is a gRPC client: see tests/conftest.py
 async def test_users_audit_command_shows_the_trail(client: MeshClient, mesh: MeshServer, tmp_path: Path) -> None:
     email = new_email()
     await auth_of(mesh).service.create_admin(email, PASSWORD, "Auditor")

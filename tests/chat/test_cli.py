@@ -10,6 +10,9 @@ from devpynode.chat.v1 import chat_pb2
 from tests.ai.fakes import FakeProvider
 from tests.chat.conftest import ANSWER, Start
 from tests.client import PASSWORD, run_cli
+from tests.conftest import one_backend
+
+pytestmark = one_backend  # a command-line client is a gRPC client: see tests/conftest.py
 
 
 async def test_chat_from_the_command_line(chat: Start, ollama: FakeProvider, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.backends import Backend
-from tests.client import PASSWORD, MeshClient, eventually, new_email, run_cli
+from tests.client import PASSWORD, MeshClient, eventually, new_email, run_cli, run_cli_here
 from tests.conftest import make_settings, start_mesh
 
 DEVPYNODE = [sys.executable, "-m", "pynode.app.cli"]
@@ -49,11 +49,22 @@ _cli = run_cli
     ],
 )
 async def test_bad_settings_stop_serve_with_one_line(tmp_path: Path, env: dict[str, str], setting: str) -> None:
-    defaults = {"DEVPYNODE_GRPC_PORT": "0", "DEVPYNODE_METRICS_PORT": "-1"}
-    code, _, err = await _cli("serve", "--data-dir", str(tmp_path), env={**defaults, **env})
+    """In this process (the command's own code path, without an interpreter start per case); the test
+    below checks the same one line from a real `devpynode` process."""
+    defaults = {"DEVPYNODE_GRPC_PORT": "0", "DEVPYNODE_METRICS_PORT": "-1", "DEVPYNODE_HTTP_PORT": "-1"}
+    code, _, err = await run_cli_here("serve", "--data-dir", str(tmp_path), env={**defaults, **env})
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"devpynode: {setting}"), err
+    assert "Traceback" not in err
+
+
+async def test_a_bad_setting_stops_the_serve_process_with_one_line(tmp_path: Path) -> None:
+    env = {"DEVPYNODE_GRPC_PORT": "0", "DEVPYNODE_METRICS_PORT": "-1", "DEVPYNODE_STORAGE_URL": "ftp://files"}
+    code, _, err = await _cli("serve", "--data-dir", str(tmp_path), env=env)  # found while building, logs set up
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("devpynode: DEVPYNODE_STORAGE_URL"), err
     assert "Traceback" not in err
 
 
@@ -102,8 +113,9 @@ async def test_metrics_endpoint_counts_calls_by_code(backend: Backend, tmp_path:
             client = MeshClient(channel)
             await client.register()
             await client.me()
-            with pytest.raises(grpc.aio.AioRpcError):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await client.me(token="garbage")
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
             await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         await eventually(lambda: server.platform.authenticator.sessions.remembering)
         url = f"http://127.0.0.1:{server.metrics_port}/metrics"

@@ -11,6 +11,10 @@ from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
 from pynode.app.server import MeshServer
 from tests.client import PASSWORD, MeshClient, new_email, run_cli
+from tests.conftest import one_backend
+
+pytestmark = one_backend  # a command-line client is a gRPC client: see tests/conftest.py
+
 
 MIB = 1024 * 1024
 

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
+from devpynode.ai.v1 import ai_pb2
 
-from pynode.ai.adapters.sql_usage import SqlUsageLedger
-from pynode.ai.cache import ResponseCache
-from pynode.ai.config import RouterConfig, load_config
-from pynode.ai.ledger import BufferedLedger
-from pynode.ai.metrics import AIMetrics
-from pynode.ai.providers.base import Provider, public_url
-from pynode.ai.providers.builtin import BuiltinProvider
-from pynode.ai.providers.ollama import OllamaProvider
-from pynode.ai.providers.openai import OpenAIProvider
-from pynode.ai.router import Router
-from pynode.ai.service import AIService, Limits
-from pynode.ai.servicer import AIRouterServicer
 from pynode.ai.settings import AISettings
 from pynode.core.module import Infrastructure, Registration, ServiceParts
+
+if TYPE_CHECKING:  # the adapters are imported by build(): a CLI that only reads settings never loads them
+    from pynode.ai.config import RouterConfig
+    from pynode.ai.providers.base import Provider
+    from pynode.ai.router import Router
+    from pynode.ai.service import AIService
 
 _SERVICE = ai_pb2.DESCRIPTOR.services_by_name["AIRouterService"]
 
@@ -36,6 +31,10 @@ class AIComponents:
 
 def build_providers(config: RouterConfig, settings: AISettings) -> dict[str, Provider]:
     """One client per configured provider, plus the built-in model."""
+    from pynode.ai.providers.builtin import BuiltinProvider
+    from pynode.ai.providers.ollama import OllamaProvider
+    from pynode.ai.providers.openai import OpenAIProvider
+
     providers: dict[str, Provider] = {"builtin": BuiltinProvider(settings.ai_builtin_tokens_per_second)}
     for name, spec in config.providers.items():
         if spec.type == "ollama":
@@ -74,6 +73,18 @@ class AIModule:
         from pynode.ai.adapters import sql_usage  # noqa: F401 - registers the tables
 
     async def build(self, settings: AISettings, infra: Infrastructure) -> ServiceParts:
+        from devpynode.ai.v1 import ai_pb2_grpc
+
+        from pynode.ai.adapters.sql_usage import SqlUsageLedger
+        from pynode.ai.cache import ResponseCache
+        from pynode.ai.config import load_config
+        from pynode.ai.ledger import BufferedLedger
+        from pynode.ai.metrics import AIMetrics
+        from pynode.ai.providers.base import public_url
+        from pynode.ai.router import Router
+        from pynode.ai.service import AIService, Limits
+        from pynode.ai.servicer import AIRouterServicer
+
         config = load_config(settings)
         providers = build_providers(config, settings)
         router = Router(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -20,6 +22,7 @@ from pynode.auth.settings import AuthSettings
 from pynode.auth.throttle import LoginLockout, RateLimiter
 from pynode.auth.tokens import LocalKeySource, TokenIssuer
 from pynode.core import identity, tasks
+from pynode.core.commands import CommandHost
 from pynode.core.module import Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
 
@@ -90,6 +93,11 @@ class AuthModule:
 
     def load_tables(self) -> None:
         from pynode.auth.adapters import sql_audit, sql_users  # noqa: F401 - registers the tables
+
+    def cli_commands(self, host: CommandHost) -> dict[str, Callable[..., Any]]:
+        from pynode.auth.cli import commands
+
+        return commands(host)
 
     async def build(self, settings: AuthSettings, infra: Infrastructure) -> ServiceParts:
         parts = await build_components(settings, infra)

@@ -12,13 +12,14 @@ outside the database, for `devpynode backup`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from google.protobuf.descriptor import ServiceDescriptor
 
+from pynode.core.commands import CommandHost
 from pynode.core.db import Database
 from pynode.core.events import EventFeed
 from pynode.core.executors import Executors
@@ -114,6 +115,15 @@ class ServiceModule(Protocol):
 
     async def build(self, settings: Any, infra: Infrastructure) -> ServiceParts:
         """Wire the service; on failure, release what it opened before raising."""
+
+
+@runtime_checkable
+class ModuleCommands(Protocol):
+    """Optional on a ServiceModule: its own `devpynode` commands. A module without `cli_commands` has none;
+    the CLI asks only when a command it does not know is run, so the commands' code is imported inside."""
+
+    def cli_commands(self, host: CommandHost) -> Mapping[str, Callable[..., Any]]:
+        """`"GROUP COMMAND"` (e.g. `"users create-admin"`) -> its Typer callback, wired to `host`."""
 
 
 @runtime_checkable

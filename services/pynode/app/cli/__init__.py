@@ -1,6 +1,7 @@
 """The `devpynode` command: run the platform, and use it.
 
-Every failure is one line on stderr and a non-zero exit status, never a traceback.
+Every failure is one line on stderr and a non-zero exit status, never a traceback. Commands are imported
+when run (see `lazy`): a client command never loads the server's code.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from typing import Annotated
 import typer
 from typer.exceptions import Abort, Exit, TyperException
 
-from pynode.app.cli import account, chat, files, gateway, models, operate
-from pynode.app.cli.common import CliError
-from pynode.core.settings import SettingsError
+from pynode.app.cli.common import CliError, version
+from pynode.app.cli.lazy import LazyGroup
 
 app = typer.Typer(
     name="devpynode",
@@ -23,12 +23,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=LazyGroup,
 )
 
 
 def _show_version(value: bool) -> None:
     if value:
-        print(f"devpynode {operate._version()}")
+        print(f"devpynode {version()}")
         raise typer.Exit()
 
 
@@ -41,30 +42,6 @@ def _root(
     """Dev-PyNode: a self-hostable AI development platform as a gRPC service mesh."""
 
 
-app.command()(operate.serve)
-app.command()(operate.migrate)
-app.command()(operate.backup)
-app.command()(operate.restore)
-app.command()(account.login)
-app.command()(account.logout)
-app.command()(account.whoami)
-app.command()(account.token)
-app.command()(account.health)
-app.command()(models.models)
-app.command()(models.ask)
-account.users.command("create-admin")(operate.create_admin)
-app.add_typer(account.users, name="users")
-app.add_typer(files.files, name="files")
-app.add_typer(chat.chat, name="chat")
-app.add_typer(gateway.gateway, name="gateway")
-keys = typer.Typer(help="Signing keys for access tokens.", no_args_is_help=True)
-keys.command("generate")(operate.keys_generate)
-app.add_typer(keys, name="keys")
-config = typer.Typer(help="The effective settings.", no_args_is_help=True)
-config.command("check")(operate.config_check)
-app.add_typer(config, name="config")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit status."""
     try:
@@ -72,9 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as error:
         print(f"devpynode: {error}", file=sys.stderr)
         return error.status
-    except SettingsError as error:  # any command: a setting named in one line, as for serve
-        print(f"devpynode: {error}", file=sys.stderr)
-        return 2
     except TyperException as error:  # usage errors: a bad flag, a missing option
         ctx = getattr(error, "ctx", None)
         if type(error).__name__ == "NoArgsIsHelpError":  # bare `devpynode`, or a bare group: help, not an error
@@ -89,9 +63,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exit as done:
         return int(done.exit_code)
+    except Exception as error:
+        if not _is_settings_error(error):
+            raise
+        print(f"devpynode: {error}", file=sys.stderr)  # any command: a setting named in one line, as for serve
+        return 2
     except KeyboardInterrupt:
         return 130
     return int(result) if isinstance(result, int) else 0
+
+
+def _is_settings_error(error: BaseException) -> bool:
+    """Whether it is a SettingsError, without importing the settings for commands that never read them."""
+    settings = sys.modules.get("pynode.core.settings")
+    return settings is not None and isinstance(error, settings.SettingsError)
 
 
 if __name__ == "__main__":

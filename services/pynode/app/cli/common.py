@@ -1,17 +1,34 @@
-"""What every command shares: the one-line error, the server address, settings from flags."""
+"""What every command shares: the one-line error, the server address, settings from flags.
+
+The settings (and through them every service's module) are imported only by commands that read them:
+a client command such as `whoami` needs grpc, typer and the stubs alone.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import grpc
+import typer
 
-from pynode.app.settings import Settings, load
-from pynode.core.settings import SettingsError, env_name
+if TYPE_CHECKING:
+    from pynode.app.settings import Settings
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where embedded data lives [env DEVPYNODE_DATA_DIR; ./.devpynode]")
+]
+
+
+def version() -> str:
+    """The installed package's version."""
+    from importlib.metadata import version
+
+    return version("devpynode")
 
 
 class CliError(Exception):
@@ -29,6 +46,8 @@ def fail(message: str, status: int = 1) -> NoReturn:
 def open_channel(server: str) -> grpc.Channel:
     """A channel to the mesh: TLS, verified against DEVPYNODE_TLS_CA_FILE, when that is set (with
     DEVPYNODE_TLS_CLIENT_CERT_FILE/_KEY_FILE as the client certificate where the mesh asks for one)."""
+    if not os.environ.get("DEVPYNODE_TLS_CA_FILE"):  # plaintext: no need to load the settings' module for TLS
+        return grpc.insecure_channel(server)
     from pynode.core import tls
 
     credentials = tls.environment_channel_credentials()
@@ -45,6 +64,9 @@ def server_address(flag: str | None) -> str:
 def settings_from(flags: dict[str, Any]) -> Settings:
     """Settings from the environment and the flags given (None means not given); an error names the
     flag when the value came from one, the variable otherwise."""
+    from pynode.app.settings import load
+    from pynode.core.settings import SettingsError
+
     given = {k: v for k, v in flags.items() if v is not None}
     try:
         return load(**given)
@@ -54,6 +76,8 @@ def settings_from(flags: dict[str, Any]) -> Settings:
 
 def flag_named(message: str, given: dict[str, Any]) -> str:
     """A settings message with the variable replaced by the flag that set it."""
+    from pynode.core.settings import env_name
+
     for field in given:
         variable = env_name(field)
         if message.startswith(variable + ":"):

@@ -1,4 +1,5 @@
-"""Commands that run on the server's machine: serve, migrate, users create-admin, keys, config check."""
+"""Commands that run the platform's processes: serve (one process, or workers under a supervisor), with
+the browsers' gateway beside it, and the ports they pick."""
 
 from __future__ import annotations
 
@@ -10,28 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import SecretStr
 
-from pynode.app.cli.common import CliError, fail, read_password, settings_from
+from pynode.app.cli.common import CliError, DataDir, fail, settings_from, version
 from pynode.app.settings import Settings, replace_server
 from pynode.core import logs
-from pynode.core.contract import is_email
-from pynode.core.settings import SettingsError, env_name
-
-DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Where embedded data lives [env DEVPYNODE_DATA_DIR; ./.devpynode]")
-]
-
-
-def _version() -> str:
-    from importlib.metadata import version
-
-    return version("devpynode")
+from pynode.core.settings import SettingsError
 
 
 def _banner(settings: Settings, server: Any, gateway: str) -> str:
     platform = server.platform
-    lines = [f"Dev-PyNode {_version()}"]
+    lines = [f"Dev-PyNode {version()}"]
     if settings.server.dev_mode:
         lines[0] += " in DEVELOPMENT MODE (dev signing key and service secret allowed; not for production)"
     lines.append(f"  gRPC       {settings.server.grpc_host}:{server.port}  ({', '.join(settings.chosen())})")
@@ -183,7 +172,7 @@ def _supervise(settings: Settings, count: int, flags: dict[str, Any], data_dir: 
         "DEVPYNODE_HTTP_PORT": "-1",
     }
     supervisor = Supervisor(count, command, env, server.metrics_port, server.shutdown_grace_seconds)
-    print(f"Dev-PyNode {_version()}: {count} workers", flush=True)
+    print(f"Dev-PyNode {version()}: {count} workers", flush=True)
     print(f"  gRPC       {server.grpc_host}:{port}  ({', '.join(settings.chosen())})", flush=True)
     if server.metrics_port > 0:
         print(f"  metrics    ports {server.metrics_port} to {server.metrics_port + count - 1}, one per worker")
@@ -199,44 +188,6 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def backup(
-    destination: Annotated[str, typer.Argument(help="A new directory, or s3://BUCKET/PREFIX")],
-    data_dir: DataDir = None,
-) -> None:
-    """Back up the database (pg_dump, or SQLite's backup API) and every stored file, with a manifest of checksums."""
-    from pynode.app.backup import BackupError
-    from pynode.app.backup import backup as take
-
-    settings = settings_from({"data_dir": data_dir})
-    try:
-        manifest = take(settings, destination)
-    except BackupError as exc:
-        fail(str(exc))
-    objects = sum(1 for name in manifest["files"] if name.startswith("objects/"))
-    print(f"backed up the {manifest['database']['kind']} database and {objects} object(s) to {destination}")
-
-
-def restore(
-    source: Annotated[str, typer.Argument(help="A backup directory, or s3://BUCKET/PREFIX")],
-    force: Annotated[bool, typer.Option(help="Replace accounts and files the target already holds")] = False,
-    data_dir: DataDir = None,
-) -> None:
-    """Restore a backup into the configured database and storage (checksums checked first; an occupied target
-    is refused without --force)."""
-    from pynode.app.backup import BackupError
-    from pynode.app.backup import restore as put_back
-
-    settings = settings_from({"data_dir": data_dir})
-    try:
-        manifest = put_back(settings, source, force=force)
-    except BackupError as exc:
-        fail(str(exc))
-    objects = sum(1 for name in manifest["files"] if name.startswith("objects/"))
-    print(
-        f"restored the {manifest['database']['kind']} database and {objects} object(s) taken {manifest['created_at']}"
-    )
-
-
 def _free_metrics_port(settings: Settings) -> Settings:
     """The default metrics port, or any free one when it is taken (an explicit port is never changed)."""
     from pynode.app.server import bind_problem
@@ -245,118 +196,3 @@ def _free_metrics_port(settings: Settings) -> Settings:
     if server.metrics_port > 0 and bind_problem(server.grpc_host, server.metrics_port):
         return replace_server(settings, metrics_port=0)
     return settings
-
-
-def migrate(data_dir: DataDir = None) -> None:
-    """Apply the database migrations of every service (serve does it itself for SQLite)."""
-    from sqlalchemy.engine import make_url
-
-    from pynode.app import migrate as migrations
-    from pynode.core.db import Database, normalise_url
-
-    settings = settings_from({"data_dir": data_dir})
-    logs.configure("WARNING")
-    url = settings.stores.resolved_database_url(settings.server.data_dir)
-    if url.startswith("sqlite"):
-        settings.server.data_dir.mkdir(parents=True, exist_ok=True)
-
-    async def revisions() -> set[str]:
-        db = Database(url)
-        try:
-            return await migrations.current(db)
-        finally:
-            await db.close()
-
-    shown = make_url(normalise_url(url)).render_as_string(hide_password=True)  # also refuses unknown schemes
-    try:
-        before = asyncio.run(revisions())
-        migrations.upgrade(url)
-        after = asyncio.run(revisions())
-    except Exception as exc:
-        cause = getattr(exc, "orig", None) or exc
-        fail(f"DEVPYNODE_DATABASE_URL: cannot migrate {shown} ({str(cause).strip().splitlines()[0]})", 2)
-    names = ", ".join(sorted(after)) or "none"
-    if before == after:
-        print(f"devpynode: {shown} was already at the newest revisions ({names})")
-    else:
-        print(f"devpynode: migrated {shown} to {names} (was {', '.join(sorted(before)) or 'empty'})")
-
-
-def create_admin(
-    email: Annotated[str, typer.Option(help="The administrator's e-mail address")],
-    display_name: Annotated[str, typer.Option(help="Name shown for a new account")] = "Administrator",
-    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin instead of prompting")] = False,
-    data_dir: DataDir = None,
-) -> None:
-    """Create the first administrator in the database (or promote an existing account; its password stays)."""
-    from pynode.app.bootstrap import Platform, build
-    from pynode.auth.module import AuthComponents
-    from pynode.auth.service import normalise_email
-
-    if not is_email(email):
-        fail(f"--email: {email!r} is not an e-mail address like name@example.com", 2)
-    settings = replace_server(settings_from({"data_dir": data_dir}), only="auth", metrics_port=-1)
-    logs.configure("WARNING")
-
-    async def run() -> str:
-        platform: Platform = await build(settings)
-        try:
-            parts = platform.component("auth")
-            assert isinstance(parts, AuthComponents)
-            existing = await parts.service.users.by_email(normalise_email(email))
-            if existing is not None:
-                if password_stdin:
-                    sys.stdin.read()  # never left unread in a pipe; and never applied
-                user = await parts.service.create_admin(email, None, display_name)
-                done = f"devpynode: promoted {user.email} ({user.id}) to admin; its password is unchanged"
-                if settings.stores.redis_url == "memory://":  # sessions live in the serving process's memory
-                    done += "; a running server with the embedded defaults applies it at the account's next sign-in"
-                return done
-            password = read_password(password_stdin, confirm=True)
-            user = await parts.service.create_admin(email, password, display_name)
-            return f"devpynode: created admin {user.email} ({user.id})"
-        finally:
-            await platform.close()
-
-    print(_domain_errors(run))
-
-
-def _domain_errors(run: Any) -> str:
-    """Run a coroutine function; a domain error (a weak password, say) becomes one line."""
-    from pynode.core.errors import DomainError, InvalidArgument
-
-    try:
-        return str(asyncio.run(run()))
-    except InvalidArgument as exc:
-        detail = "; ".join(f"{v.field}: {v.description}" for v in exc.violations) or exc.message
-        raise CliError(detail, 2) from None
-    except DomainError as exc:
-        raise CliError(exc.message) from None
-
-
-def keys_generate() -> None:
-    """Print a new Ed25519 private key (PEM) for DEVPYNODE_AUTH_PRIVATE_KEYS."""
-    from pynode.auth.keys import generate_pem
-
-    print(generate_pem(), end="")
-
-
-def config_check(data_dir: DataDir = None) -> None:
-    """Print the effective settings (secrets redacted) and whether they are safe to serve with."""
-    settings = settings_from({"data_dir": data_dir})
-    for section in settings.sections():
-        print(f"[{type(section).__name__}]")
-        for name, field in type(section).model_fields.items():
-            value = getattr(section, name)
-            if isinstance(value, SecretStr):
-                shown = "(set, hidden)" if value.get_secret_value() else "(empty)"
-            else:
-                shown = str(value) if value not in ("", None) else "(empty)"
-            source = "env" if name in section.model_fields_set else "default"
-            print(f"  {env_name(name):<34} {shown:<40} [{source}] {field.description or ''}".rstrip())
-    try:
-        settings.check_production_safety()
-    except SettingsError as exc:
-        fail(str(exc), 2)
-    mode = "development mode" if settings.server.dev_mode else "production mode"
-    print(f"devpynode: settings are valid ({mode}; services: {', '.join(settings.chosen())})")
