@@ -14,7 +14,7 @@ async def test_a_long_history_is_read_once_and_only_as_far_as_the_budget(chat: S
     conversation = await alice.create()
     for i in range(30):
         await alice.send(conversation.id, f"m{i:02d} " + "x" * 96)  # 100 characters each
-    repo: Any = alice.parts.service.repo
+    repo: Any = alice.parts.messages
     reads: list[tuple[str, int]] = []  # (method, rows) of reads further back than the newest page
 
     def counted(name: str) -> Any:

@@ -12,6 +12,9 @@ USER, ASSISTANT = "user", "assistant"
 STREAMING, COMPLETE, CANCELLED, FAILED = "streaming", "complete", "cancelled", "failed"
 # Why an AI reply ended (the AI router's words).
 STOP, LENGTH, ERROR = "stop", "length", "error"
+# The AI router ended the answer at its longest generation time: complete as far as it got, like LENGTH.
+TIME_LIMIT = "time_limit"
+FINISHED = (STOP, LENGTH, TIME_LIMIT)  # the model ended the answer itself: its text is complete as far as it goes
 
 
 @dataclass(frozen=True)
@@ -65,16 +68,109 @@ class ChatMessage:
     reactions: dict[str, set[str]] = field(default_factory=dict)  # emoji -> user ids
 
 
+# --- the events members receive, one class per kind (events.py keeps them in the conversation's stream) ---
+# Each carries the stream's id of the event (`id`, empty until it is read back from the stream).
+
+
 @dataclass(frozen=True)
-class ChatEvent:
-    """One change members see, as kept in the conversation's event stream.
+class MessageEvent:
+    """A message was posted, or an AI reply started or ended (the message whole, reactions included)."""
 
-    `kind` is one of message, delta, typing, reaction, member_added, member_removed,
-    conversation_updated, conversation_deleted; `data` is what the kind needs (JSON-safe)."""
-
-    kind: str
-    data: dict[str, object]
+    message: ChatMessage
     id: str = ""
+
+
+@dataclass(frozen=True)
+class DeltaEvent:
+    """The next piece of a streaming AI reply's text (`seq` counts from 0)."""
+
+    message_id: str
+    seq: int
+    text: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class TypingEvent:
+    """A member started (until `expires_at`, ISO 8601) or stopped typing."""
+
+    user_id: str
+    typing: bool
+    expires_at: str = ""
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class ReactionEvent:
+    """A member added or removed a reaction; `reactions` is the message's reactions after it."""
+
+    message_id: str
+    user_id: str
+    emoji: str
+    added: bool
+    reactions: dict[str, set[str]]
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class MemberAdded:
+    """A member joined the conversation."""
+
+    user_id: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class MemberRemoved:
+    """A member left or was removed."""
+
+    user_id: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class ConversationUpdated:
+    """The conversation's title or model changed."""
+
+    conversation: Conversation
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class ConversationDeleted:
+    """The conversation is gone: every subscription ends with this event."""
+
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A subscription from now on is live (the streaming replies' snapshots follow)."""
+
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Reload:
+    """The events after the subscriber's position were trimmed away: reload, then follow from `id`."""
+
+    id: str = ""
+
+
+ChatEvent = (
+    MessageEvent
+    | DeltaEvent
+    | TypingEvent
+    | ReactionEvent
+    | MemberAdded
+    | MemberRemoved
+    | ConversationUpdated
+    | ConversationDeleted
+    | Ready
+    | Reload
+)
+# What a SendMessage stream carries after the member's message: the reply's deltas, then the reply's end.
+ReplyEvent = DeltaEvent | MessageEvent
 
 
 @dataclass(frozen=True)

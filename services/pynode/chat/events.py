@@ -1,18 +1,35 @@
-"""A conversation's events as kept in its event stream: ChatEvent to bytes and back.
+"""A conversation's events as kept in its event stream: each event class (domain.py) to bytes and back.
 
-Messages travel whole (with their reactions as user ids per emoji, so each subscriber can be told
-whether it reacted); deltas carry only their new text.
+The bytes are `{"k": kind, "d": data}` as before the classes existed, so processes of both versions read each
+other's events during a rolling upgrade. Messages travel whole (with their reactions as user ids per emoji,
+so each subscriber can be told whether it reacted); deltas carry only their new text.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from pynode.chat.domain import Attachment, ChatEvent, ChatMessage, Conversation
+from pynode.chat.domain import (
+    Attachment,
+    ChatEvent,
+    ChatMessage,
+    Conversation,
+    ConversationDeleted,
+    ConversationUpdated,
+    DeltaEvent,
+    MemberAdded,
+    MemberRemoved,
+    MessageEvent,
+    ReactionEvent,
+    Ready,
+    Reload,
+    TypingEvent,
+)
 from pynode.core.streams import EventStreams
 
 
@@ -21,9 +38,9 @@ def stream_name(conversation_id: uuid.UUID | str) -> str:
     return f"chat:conversation:{conversation_id}"
 
 
-async def publish(streams: EventStreams, conversation_id: uuid.UUID, kind: str, data: dict[str, Any]) -> str:
+async def publish(streams: EventStreams, conversation_id: uuid.UUID, event: ChatEvent) -> str:
     """Append one event to a conversation's stream; returns its id."""
-    return await streams.append(stream_name(conversation_id), encode(ChatEvent(kind, data)))
+    return await streams.append(stream_name(conversation_id), encode(event))
 
 
 def message_data(message: ChatMessage) -> dict[str, Any]:
@@ -94,10 +111,74 @@ def conversation_of(data: dict[str, Any]) -> Conversation:
     )
 
 
+def _reactions_data(reactions: dict[str, set[str]]) -> dict[str, list[str]]:
+    return {emoji: sorted(users) for emoji, users in reactions.items()}
+
+
+def _data(event: ChatEvent) -> tuple[str, dict[str, Any]]:
+    """The event's kind and JSON-safe data, as kept in the stream."""
+    match event:
+        case MessageEvent(message=message):
+            return "message", message_data(message)
+        case DeltaEvent(message_id=message_id, seq=seq, text=text):
+            return "delta", {"message_id": message_id, "seq": seq, "text": text}
+        case TypingEvent(user_id=user_id, typing=typing, expires_at=expires_at):
+            data: dict[str, Any] = {"user_id": user_id, "typing": typing}
+            if expires_at:
+                data["expires_at"] = expires_at
+            return "typing", data
+        case ReactionEvent():
+            return "reaction", {
+                "message_id": event.message_id,
+                "user_id": event.user_id,
+                "emoji": event.emoji,
+                "added": event.added,
+                "reactions": _reactions_data(event.reactions),
+            }
+        case MemberAdded(user_id=user_id):
+            return "member_added", {"user_id": user_id}
+        case MemberRemoved(user_id=user_id):
+            return "member_removed", {"user_id": user_id}
+        case ConversationUpdated(conversation=conversation):
+            return "conversation_updated", conversation_data(conversation)
+        case ConversationDeleted():
+            return "conversation_deleted", {}
+        case Ready():
+            return "ready", {}
+        case Reload():
+            return "reload", {}
+
+
+def _event(kind: str, data: dict[str, Any]) -> ChatEvent | None:
+    if kind == "message":
+        return MessageEvent(message_of(data))
+    if kind == "delta":
+        return DeltaEvent(str(data["message_id"]), int(data["seq"]), str(data["text"]))
+    if kind == "typing":
+        return TypingEvent(str(data["user_id"]), bool(data["typing"]), str(data.get("expires_at") or ""))
+    if kind == "reaction":
+        reactions = {emoji: set(users) for emoji, users in data["reactions"].items()}
+        return ReactionEvent(
+            str(data["message_id"]), str(data["user_id"]), str(data["emoji"]), bool(data["added"]), reactions
+        )
+    if kind == "member_added":
+        return MemberAdded(str(data["user_id"]))
+    if kind == "member_removed":
+        return MemberRemoved(str(data["user_id"]))
+    if kind == "conversation_updated":
+        return ConversationUpdated(conversation_of(data))
+    if kind == "conversation_deleted":
+        return ConversationDeleted()
+    return None  # a kind of a newer version: nothing this one can show
+
+
 def encode(event: ChatEvent) -> bytes:
-    return orjson.dumps({"k": event.kind, "d": event.data})
+    kind, data = _data(event)
+    return orjson.dumps({"k": kind, "d": data})
 
 
-def decode(event_id: str, payload: bytes) -> ChatEvent:
+def decode(event_id: str, payload: bytes) -> ChatEvent | None:
+    """The event kept as `payload`, with its stream id; None for a kind this version does not know."""
     raw = orjson.loads(payload)
-    return ChatEvent(raw["k"], raw["d"], event_id)
+    event = _event(raw["k"], raw["d"])
+    return replace(event, id=event_id) if event is not None else None

@@ -21,21 +21,27 @@ import contextlib
 import contextvars
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
+from typing import Protocol
 
 from pynode.chat.domain import (
     CANCELLED,
     COMPLETE,
     ERROR,
     FAILED,
-    LENGTH,
-    STOP,
+    FINISHED,
+    STREAMING,
+    ChatEvent,
     ChatMessage,
+    DeltaEvent,
+    MessageEvent,
+    ReplyEvent,
 )
-from pynode.chat.events import message_data, publish
+from pynode.chat.events import publish
 from pynode.chat.outbox import AnswerOutbox
-from pynode.chat.ports import Completions, ConversationRepository, PromptMessage
+from pynode.chat.ports import Completions, GenerationLeases, MessageRepository, PromptMessage
 from pynode.core import tasks
 from pynode.core.db import utcnow
 from pynode.core.errors import DomainError
@@ -50,7 +56,15 @@ LOST_OWNER = "the server writing this answer stopped before it finished"
 STOPPED = "the chat server stopped while writing this answer; ask again"
 STOP_SECONDS = 5.0  # how long a stopping process waits for each answer's end to be saved and published
 
-PromptBuilder = Callable[["GenerationJob"], Awaitable[list[PromptMessage]]]
+
+class PromptSource(Protocol):
+    """What the model is given for a reply (prompts.py)."""
+
+    async def prompt(
+        self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage] | None
+    ) -> list[PromptMessage]: ...
+
+
 # Called once an answer's end is saved, by its own job or by the sweep of lost answers.
 Finished = Callable[[ChatMessage], Awaitable[None]]
 
@@ -58,11 +72,14 @@ Finished = Callable[[ChatMessage], Awaitable[None]]
 class GenerationJob:
     """One AI reply being written by this process."""
 
-    def __init__(self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage] | None) -> None:
+    def __init__(
+        self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage] | None, client_address: str = ""
+    ) -> None:
         self.reply = reply
         self.asked = asked
         # The newest messages, read ahead while `asked` was stored (None: not read, the prompt reads them).
         self.recent = recent
+        self.client_address = client_address  # the end user's, for the AI router's per-address limits
         self.pieces: list[str] = []
         self.last_event_id = reply.checkpoint_event_id
         self.cancelled_by_member = False
@@ -101,32 +118,44 @@ class GenerationJob:
                 return
             await changed.wait()
 
+    async def events(self) -> AsyncGenerator[ReplyEvent, None]:
+        """The reply's deltas from memory as they come, then its end. Leaving this loop never stops the job."""
+        reply_id = str(self.reply.id)
+        async for seq, text in self.deltas():
+            yield DeltaEvent(reply_id, seq, text)
+        await self.done.wait()
+        yield MessageEvent(self.reply)
+
 
 class GenerationRunner:
     """This process's generation jobs, their leases and the sweep of everyone's lost ones."""
 
     def __init__(
         self,
-        repo: ConversationRepository,
+        leases: GenerationLeases,
+        messages: MessageRepository,
         streams: EventStreams,
         feed: EventFeed,
         completions: Completions,
+        prompts: PromptSource,
+        finished: Finished,
         owner: str,
         lease_seconds: float,
+        ended: Callable[[str], None] = lambda state: None,
     ) -> None:
-        self._repo = repo
+        self._leases = leases
+        self._messages = messages
         self._streams = streams
         self._feed = feed
         self._completions = completions
+        self._prompts = prompts
+        self._finished = finished
         self.owner = owner
         self._lease = lease_seconds
+        self._ended = ended  # counts answers by how they ended
         self.jobs: dict[uuid.UUID, GenerationJob] = {}
-        self.prompt: PromptBuilder | None = None
-        self.finished: Finished | None = None
-        self.ended: Callable[[str], None] = lambda state: None  # counts answers by how they ended
         self._subscription: Subscription | None = None
-        self._renewal: tasks.Periodic | None = None
-        self._sweep: tasks.Periodic | None = None
+        self._tasks = tasks.TaskSet("chat-generations")  # the jobs, the lease renewal and the sweep
         self._stopping = False
 
     def start_background(self) -> None:
@@ -134,26 +163,34 @@ class GenerationRunner:
         self._subscription = self._feed.subscribe(CANCEL_CHANNEL, self._cancel_message, lambda: None)
         # Renewal also carries cancellations whose pub/sub message was lost: at most every 2 s.
         every = min(self._lease / 3, RENEW_MAX_SECONDS)
-        self._renewal = tasks.Periodic("chat-lease-renewal", every, self.renew, "leases renewed")
-        self._sweep = tasks.Periodic("chat-lease-sweep", self._lease / 2, self.sweep, "lost answers marked failed")
+        self._tasks.every("chat-lease-renewal", every, self.renew, "leases renewed")
+        self._tasks.every("chat-lease-sweep", self._lease / 2, self.sweep, "lost answers marked failed")
 
-    def start(self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage] | None) -> GenerationJob:
+    def start(
+        self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage] | None, client_address: str = ""
+    ) -> GenerationJob:
         """Write `reply` (stored, streaming) to `asked` in a task of its own, outside the caller's context
         (no deadline, no identity)."""
-        job = GenerationJob(reply, asked, recent)
+        job = GenerationJob(reply, asked, recent, client_address)
 
-        def appended(kind: str, event_id: str) -> None:
-            if kind == "delta":  # the checkpoint's text is rebuilt from here on (deltas are read by seq)
+        def appended(event: ChatEvent, event_id: str) -> None:
+            if isinstance(event, DeltaEvent):  # the checkpoint's text is rebuilt from here on (read by seq)
                 job.last_event_id = event_id
 
         job.outbox = AnswerOutbox(self._streams, reply.conversation_id, self._lease, appended)
         self.jobs[reply.id] = job
-        job.task = asyncio.get_running_loop().create_task(
-            self._run(job), name=f"generation {reply.id}", context=contextvars.Context()
-        )
+        # Spawned from an empty context, so the task copies none of the caller's (its deadline, its identity).
+        job.task = contextvars.Context().run(self._tasks.spawn, self._run(job), name=f"generation {reply.id}")
         if self._stopping:  # stored while the process was stopping: it ends at once, as stopped
             job.task.cancel()
         return job
+
+    def live(self, message: ChatMessage) -> ChatMessage:
+        """A streaming reply written here with its text so far (not its last checkpoint); others as they are."""
+        job = self.jobs.get(message.id) if message.state == STREAMING else None
+        if job is None:
+            return message
+        return replace(message, text=job.text, last_seq=len(job.pieces) - 1)
 
     def cancel_local(self, message_id: uuid.UUID) -> GenerationJob | None:
         """Cancel a job of this process; None when it is not here."""
@@ -172,34 +209,34 @@ class GenerationRunner:
 
     async def request_cancel(self, message_id: uuid.UUID) -> None:
         """Ask whichever process owns the reply to stop it (its lease renewal sees the flag too)."""
-        await self._repo.request_cancel(message_id)
+        await self._leases.request_cancel(message_id)
         await self._feed.publish(CANCEL_CHANNEL, str(message_id))
 
     async def _run(self, job: GenerationJob) -> None:
         reply, outbox = job.reply, job.outbox
         assert outbox is not None
         try:
-            assert self.prompt is not None
-            prompt = await self.prompt(job)
-            async with contextlib.aclosing(self._completions.generate(reply.author_id, reply.model, prompt)) as pieces:
+            prompt = await self._prompts.prompt(reply, job.asked, job.recent)
+            answer = self._completions.generate(reply.author_id, reply.model, prompt, job.client_address)
+            async with contextlib.aclosing(answer) as pieces:
                 async for piece in pieces:
                     if outbox.lost is not None:
                         raise outbox.lost
                     if piece.text:
                         seq = job.add(piece.text)
-                        outbox.put("delta", {"message_id": str(reply.id), "seq": seq, "text": piece.text})
+                        outbox.put(DeltaEvent(str(reply.id), seq, piece.text))
                     if piece.finish_reason:
                         reply.finish_reason = piece.finish_reason
                         reply.prompt_tokens, reply.completion_tokens = piece.prompt_tokens, piece.completion_tokens
                         reply.model = piece.model or reply.model
             await outbox.drain()  # every delta is in the stream before the end is (or the outage failed it)
-            if reply.finish_reason in (STOP, LENGTH):
+            if reply.finish_reason in FINISHED:
                 reply.state = COMPLETE
             else:
                 reply.state, reply.finish_reason = FAILED, ERROR
                 reply.error = reply.error or "the model ended the answer with an error"
         except asyncio.CancelledError:
-            if reply.finish_reason in (STOP, LENGTH):  # the model had finished; only its events were pending
+            if reply.finish_reason in FINISHED:  # the model had finished; only its events were pending
                 reply.state = COMPLETE
             elif job.cancelled_by_member and not self._stopping:
                 reply.state, reply.finish_reason = CANCELLED, CANCELLED
@@ -227,17 +264,16 @@ class GenerationRunner:
     async def _save_end(self, job: GenerationJob, outbox: AnswerOutbox) -> None:
         reply = job.reply
         try:
-            if not await self._repo.finish(self.owner, reply):
+            if not await self._leases.finish(self.owner, reply):
                 log.warning("generation %s ended after its lease was taken; its end was not saved", reply.id)
-                fresh = await self._repo.message(reply.id)
+                fresh = await self._messages.message(reply.id)
                 if fresh is not None:
                     job.reply = fresh
                 return
-            self.ended(reply.state)
-            outbox.put("message", message_data(reply))  # after the deltas still queued
+            self._ended(reply.state)
+            outbox.put(MessageEvent(reply))  # after the deltas still queued
             await outbox.drain(STOP_SECONDS if self._stopping else None)
-            if self.finished is not None:
-                await self.finished(reply)
+            await self._finished(reply)
         except DomainError as exc:  # saved in the database; the stream or a cache missed it
             log.warning("could not publish the end of generation %s: %s", reply.id, exc.message)
 
@@ -247,7 +283,7 @@ class GenerationRunner:
         for message_id, job in list(self.jobs.items()):
             if job.done.is_set():
                 continue
-            ours, cancel = await self._repo.checkpoint(
+            ours, cancel = await self._leases.checkpoint(
                 self.owner, message_id, job.text, len(job.pieces) - 1, job.last_event_id, until
             )
             if cancel or not ours:
@@ -256,12 +292,11 @@ class GenerationRunner:
 
     async def sweep(self) -> int:
         """Fail every reply whose owner stopped renewing its lease (a crash, kill -9, a lost node)."""
-        lost = await self._repo.expire_leases(utcnow(), LOST_OWNER)
+        lost = await self._leases.expire_leases(utcnow(), LOST_OWNER)
         for reply in lost:
-            self.ended(reply.state)
-            await publish(self._streams, reply.conversation_id, "message", message_data(reply))
-            if self.finished is not None:
-                await self.finished(reply)
+            self._ended(reply.state)
+            await publish(self._streams, reply.conversation_id, MessageEvent(reply))
+            await self._finished(reply)
         return len(lost)
 
     async def stop(self) -> None:
@@ -281,6 +316,4 @@ class GenerationRunner:
         await self.stop()
         if self._subscription is not None:
             self._subscription.cancel()
-        for periodic in (self._renewal, self._sweep):
-            if periodic is not None:
-                await periodic.stop()
+        await self._tasks.close(STOP_SECONDS)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from pynode.chat.domain import Conversation
 from pynode.chat.ports import ConversationRepository
-from pynode.chat.versioned import VersionedEntries
+from pynode.core.cache import LocalEntries
 from pynode.core.kv import KeyValueStore
 
 ENTRY_SECONDS = 5.0
@@ -38,7 +38,7 @@ class CachedConversations:
     ) -> None:
         self._repo = repo
         self._kv = kv
-        self._entries: VersionedEntries[Conversation] = VersionedEntries(MAX_ENTRIES, ENTRY_SECONDS, clock)
+        self._entries: LocalEntries[uuid.UUID, Conversation] = LocalEntries(MAX_ENTRIES, ENTRY_SECONDS, clock)
 
     async def conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
         version = await self._kv.get(version_key(conversation_id))  # before the read: see the docstring

@@ -11,13 +11,20 @@ from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
 from pynode.chat.adapters.grpc_accounts import GrpcAccounts
 from pynode.chat.adapters.grpc_attachments import GrpcAttachments
 from pynode.chat.adapters.grpc_completions import GrpcCompletions
-from pynode.chat.adapters.sql_chat import SqlConversations
+from pynode.chat.adapters.sql_conversations import SqlConversations
 from pynode.chat.adapters.sql_invitations import SqlInvitations
+from pynode.chat.adapters.sql_leases import SqlGenerationLeases
+from pynode.chat.adapters.sql_messages import SqlMessages
+from pynode.chat.answered import AnswerEnds
 from pynode.chat.generations import GenerationRunner
+from pynode.chat.membership import CachedConversations
 from pynode.chat.metrics import ChatMetrics
+from pynode.chat.prompts import PromptAssembler, PromptLimits
+from pynode.chat.recent import RecentMessages
 from pynode.chat.service import ChatLimits, ChatService
 from pynode.chat.servicer import ChatServicer
 from pynode.chat.settings import ChatSettings
+from pynode.chat.subscriptions import Subscriptions
 from pynode.core.module import Infrastructure, Registration, ServiceParts
 
 _SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"]
@@ -29,6 +36,7 @@ class ChatComponents:
 
     service: ChatService
     runner: GenerationRunner
+    messages: SqlMessages  # the repository the prompt reads history from
 
 
 class ChatModule:
@@ -46,34 +54,59 @@ class ChatModule:
         for peer in ("auth", "ai", "files"):
             infra.peers.require(peer)
         owner = f"chat-{uuid.uuid4().hex[:16]}"  # this process, as the holder of generation leases
-        repo = SqlConversations(infra.db, owner, settings.chat_lease_seconds)
-        completions = GrpcCompletions(infra.peers)
-        runner = GenerationRunner(repo, infra.streams, infra.feed, completions, owner, settings.chat_lease_seconds)
+        conversations = SqlConversations(infra.db)
+        messages = SqlMessages(infra.db, owner, settings.chat_lease_seconds)
+        cached = CachedConversations(conversations, infra.kv)
+        recent = RecentMessages(messages, infra.kv)
+        attachments, accounts, completions = (
+            GrpcAttachments(infra.peers),
+            GrpcAccounts(infra.peers),
+            GrpcCompletions(infra.peers),
+        )
+        prompts = PromptAssembler(
+            messages,
+            attachments,
+            PromptLimits(
+                settings.chat_context_chars, settings.chat_history_messages, settings.chat_attachment_text_bytes
+            ),
+        )
+        # Read at each scrape: the runner and the subscriptions are built below.
+        metrics = ChatMetrics(lambda: (len(runner.jobs), subscriptions.subscribers))
+        runner = GenerationRunner(
+            SqlGenerationLeases(infra.db),
+            messages,
+            infra.streams,
+            infra.feed,
+            completions,
+            prompts,
+            AnswerEnds(conversations, messages, cached, recent, infra.streams).ended,
+            owner,
+            settings.chat_lease_seconds,
+            ended=lambda state: metrics.answers.labels(state).inc(),
+        )
+        subscriptions = Subscriptions(messages, infra.streams, runner, settings.chat_streams_per_user)
         service = ChatService(
-            repo,
+            conversations,
+            messages,
+            SqlInvitations(infra.db),
+            cached,
+            recent,
             infra.streams,
             infra.kv,
             runner,
-            GrpcAttachments(infra.peers),
-            GrpcAccounts(infra.peers),
-            completions,
+            subscriptions,
+            (attachments, accounts, completions),
             ChatLimits(
                 settings.chat_default_model,
                 settings.chat_max_members,
                 settings.chat_messages_per_minute,
                 settings.chat_invites_per_minute,
-                settings.chat_context_chars,
-                settings.chat_history_messages,
-                settings.chat_attachment_text_bytes,
                 settings.chat_typing_seconds,
                 settings.chat_streams_per_user,
                 settings.chat_conversations_per_minute,
                 reactions_per_minute=settings.chat_reactions_per_minute,
             ),
-            SqlInvitations(infra.db),
         )
-        metrics = ChatMetrics(lambda: (len(runner.jobs), service.subscribers))
-        runner.ended = lambda state: metrics.answers.labels(state).inc()
         runner.start_background()
 
         async def close() -> None:
@@ -84,7 +117,7 @@ class ChatModule:
             [Registration(_SERVICE, chat_pb2_grpc.add_ChatServiceServicer_to_server, ChatServicer(service))],
             closers=[close],
             stoppers=[runner.stop],
-            component=ChatComponents(service, runner),
+            component=ChatComponents(service, runner, messages),
             collectors=metrics.collectors,
         )
 

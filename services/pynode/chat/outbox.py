@@ -16,8 +16,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
+from pynode.chat.domain import ChatEvent
 from pynode.chat.events import publish
 from pynode.core.errors import Unavailable
 from pynode.core.streams import EventStreams
@@ -42,21 +42,21 @@ class AnswerOutbox:
         streams: EventStreams,
         conversation_id: uuid.UUID,
         budget_seconds: float,
-        appended: Callable[[str, str], None],
+        appended: Callable[[ChatEvent, str], None],
     ) -> None:
         self._streams = streams
         self._conversation_id = conversation_id
         self._budget = budget_seconds
-        self._appended = appended  # (kind, event id), after each event is in the stream
-        self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self._appended = appended  # (event, its stream id), after each event is in the stream
+        self._queue: collections.deque[ChatEvent] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self.lost: EventStoreLost | None = None
 
-    def put(self, kind: str, data: dict[str, Any]) -> None:
+    def put(self, event: ChatEvent) -> None:
         """Queue one event; appended after every event queued before it."""
         if self.lost is not None:
             return
-        self._queue.append((kind, data))
+        self._queue.append(event)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._send(), name=f"outbox {self._conversation_id}")
 
@@ -85,19 +85,19 @@ class AnswerOutbox:
 
     async def _send_queued(self) -> None:
         while self._queue and self.lost is None:
-            kind, data = self._queue[0]
-            event_id = await self._append(kind, data)
+            event = self._queue[0]
+            event_id = await self._append(event)
             if event_id is None:
                 return
             self._queue.popleft()
-            self._appended(kind, event_id)
+            self._appended(event, event_id)
 
-    async def _append(self, kind: str, data: dict[str, Any]) -> str | None:
+    async def _append(self, event: ChatEvent) -> str | None:
         down_since: float | None = None
         backoff = FIRST_BACKOFF_SECONDS
         while True:
             try:
-                event_id = await publish(self._streams, self._conversation_id, kind, data)
+                event_id = await publish(self._streams, self._conversation_id, event)
             except Unavailable as exc:
                 now = time.monotonic()
                 if down_since is None:

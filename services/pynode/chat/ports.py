@@ -37,9 +37,10 @@ class Completions(Protocol):
         """Whether the router lists `model` (a model id or an alias), asked as the calling user."""
 
     def generate(
-        self, user_id: str, model: str, messages: list[PromptMessage]
+        self, user_id: str, model: str, messages: list[PromptMessage], client_address: str = ""
     ) -> AsyncGenerator[CompletionPiece, None]:
-        """Stream the answer; raises a DomainError when the router refuses or fails."""
+        """Stream the answer; raises a DomainError when the router refuses or fails. `client_address` is the
+        end user's (the router's per-address limits and fair queue apply to it)."""
 
 
 class AttachmentReader(Protocol):
@@ -68,7 +69,7 @@ class AccountDirectory(Protocol):
 
 
 class ConversationRepository(Protocol):
-    """Conversations, members, messages and reactions."""
+    """Conversations and their members (the use cases on conversations, the membership cache)."""
 
     async def add_conversation(self, conversation: Conversation) -> None: ...
 
@@ -89,6 +90,10 @@ class ConversationRepository(Protocol):
         """False when already a member; raises QuotaExceeded past `limit` members."""
 
     async def remove_member(self, conversation_id: uuid.UUID, user_id: str) -> bool: ...
+
+
+class MessageRepository(Protocol):
+    """Messages and their reactions (the use cases on messages, the prompt, the newest-messages cache)."""
 
     async def add_exchange(self, message: ChatMessage, reply: ChatMessage | None) -> bool:
         """Store a member's message (and the AI reply it starts) and mark the conversation active.
@@ -121,6 +126,16 @@ class ConversationRepository(Protocol):
     async def streaming(self, conversation_id: uuid.UUID) -> list[ChatMessage]:
         """AI replies still being written."""
 
+    async def set_reaction(self, message_id: uuid.UUID, user_id: str, emoji: str, present: bool) -> bool:
+        """Add or remove one reaction; False when nothing changed."""
+
+    async def reactions(self, message_id: uuid.UUID) -> dict[str, set[str]]: ...
+
+
+class GenerationLeases(Protocol):
+    """The leases of streaming AI replies: who writes each, until when, and whether a member cancelled it
+    (the generation runner, and cancellation from any process)."""
+
     async def checkpoint(
         self, owner: str, message_id: uuid.UUID, text: str, last_seq: int, event_id: str, lease_until: datetime
     ) -> tuple[bool, bool]:
@@ -134,11 +149,6 @@ class ConversationRepository(Protocol):
 
     async def expire_leases(self, now: datetime, error: str) -> list[ChatMessage]:
         """Mark replies whose lease ran out as failed, keeping their text; returns them."""
-
-    async def set_reaction(self, message_id: uuid.UUID, user_id: str, emoji: str, present: bool) -> bool:
-        """Add or remove one reaction; False when nothing changed."""
-
-    async def reactions(self, message_id: uuid.UUID) -> dict[str, set[str]]: ...
 
 
 class InvitationRepository(Protocol):

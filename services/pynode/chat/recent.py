@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from pynode.chat.domain import ChatMessage
-from pynode.chat.ports import ConversationRepository
-from pynode.chat.versioned import VersionedEntries
+from pynode.chat.ports import MessageRepository
+from pynode.core.cache import LocalEntries
 from pynode.core.errors import Unavailable
 from pynode.core.kv import KeyValueStore
 
@@ -46,12 +46,12 @@ class RecentMessages:
     Each call returns a list of its own, of messages shared between calls: never change them.
     """
 
-    def __init__(
-        self, repo: ConversationRepository, kv: KeyValueStore, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, repo: MessageRepository, kv: KeyValueStore, clock: Callable[[], float] = time.monotonic) -> None:
         self._repo = repo
         self._kv = kv
-        self._entries: VersionedEntries[tuple[ChatMessage, ...]] = VersionedEntries(MAX_ENTRIES, ENTRY_SECONDS, clock)
+        self._entries: LocalEntries[uuid.UUID, tuple[ChatMessage, ...]] = LocalEntries(
+            MAX_ENTRIES, ENTRY_SECONDS, clock
+        )
 
     async def newest(self, conversation_id: uuid.UUID) -> list[ChatMessage]:
         try:

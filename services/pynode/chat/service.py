@@ -2,7 +2,8 @@
 
 Never imports grpc. Every use case starts from the caller's membership: a conversation the caller is not
 a member of answers NotFound, exactly like a missing one. Every change is appended to the conversation's
-event stream, which is what members (in any process) follow.
+event stream, which is what members (in any process) follow (subscriptions.py). AI replies are written by
+the generation runner (generations.py) from the prompt prompts.py assembles.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,11 +26,19 @@ from pynode.chat.domain import (
     ChatEvent,
     ChatMessage,
     Conversation,
+    ConversationDeleted,
+    ConversationUpdated,
     Invitation,
+    MemberAdded,
+    MemberRemoved,
+    MessageEvent,
+    ReactionEvent,
+    ReplyEvent,
+    TypingEvent,
     too_many_members,
 )
-from pynode.chat.events import conversation_data, decode, message_data, message_of, publish, stream_name
-from pynode.chat.generations import GenerationJob, GenerationRunner
+from pynode.chat.events import publish, stream_name
+from pynode.chat.generations import GenerationRunner
 from pynode.chat.membership import CachedConversations
 from pynode.chat.ports import (
     AccountDirectory,
@@ -37,10 +46,11 @@ from pynode.chat.ports import (
     Completions,
     ConversationRepository,
     InvitationRepository,
-    PromptMessage,
+    MessageRepository,
 )
-from pynode.chat.recent import PAGE as PROMPT_PAGE
 from pynode.chat.recent import RecentMessages
+from pynode.chat.subscriptions import Subscriptions
+from pynode.core import tasks
 from pynode.core.db import utcnow
 from pynode.core.errors import (
     DomainError,
@@ -49,23 +59,26 @@ from pynode.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    QuotaExceeded,
-    QuotaViolation,
 )
 from pynode.core.kv import KeyValueStore
+from pynode.core.limits import FixedWindow, Quota
 from pynode.core.paging import decode_token, encode_token, keyset, keyset_token, page_size
 from pynode.core.principal import Principal
-from pynode.core.streams import EventStreams, event_key
-from pynode.core.text import plain_text_problem, reaction_problem, visible
+from pynode.core.streams import EventStreams
+from pynode.core.text import plain_text_problem, reaction_problem
 
 log = logging.getLogger("pynode.chat")
 
 # A renewal within this share of the typing time after the last one is absorbed: typing cannot flood
 # the conversation's events.
 TYPING_RENEW_SHARE = 0.3
-CANCEL_WAIT_SECONDS = 10.0
-TEXT_TYPES = ("text/", "application/json")
-RATE_WINDOW_SECONDS = 60.0
+CANCEL_WAIT_SECONDS = 10.0  # how long a cancel waits for another process to save the reply's end
+
+# The per-user rates (fixed windows of a minute, core/limits.py): QuotaFailure subject and description.
+CONVERSATIONS_QUOTA = Quota("chat:conversations", "new conversations per user per minute")
+INVITES_QUOTA = Quota("chat:invites", "invitations per user per minute")
+MESSAGES_QUOTA = Quota("chat:messages", "messages per user per minute")
+REACTIONS_QUOTA = Quota("chat:reactions", "reactions per user per minute")
 
 
 @dataclass(frozen=True)
@@ -76,9 +89,6 @@ class ChatLimits:
     max_members: int
     messages_per_minute: int
     invites_per_minute: int
-    context_chars: int
-    history_messages: int
-    attachment_text_bytes: int
     typing_seconds: float = 5.0
     streams_per_user: int = 16  # StreamEvents one user may hold open on one process
     conversations_per_minute: int = 30
@@ -91,7 +101,7 @@ class SentMessage:
 
     message: ChatMessage
     reply: ChatMessage | None
-    job: GenerationJob | None
+    reply_events: AsyncGenerator[ReplyEvent, None] | None  # its deltas then its end, written here or elsewhere
 
 
 def _not_found(conversation_id: object) -> NotFound:
@@ -122,13 +132,6 @@ def _next_token(found: list[Any], limit: int, key: Callable[[Any], tuple[datetim
     return encode_token(keyset_token(*key(found[limit - 1])))
 
 
-def _ends(event: ChatEvent, subscriber: str) -> bool:
-    """Whether a subscription ends with this event: the conversation is gone, or the subscriber left it."""
-    return event.kind == "conversation_deleted" or (
-        event.kind == "member_removed" and event.data.get("user_id") == subscriber
-    )
-
-
 def _members_only(caller: Principal, conversation_id: str, found: Conversation | None) -> Conversation:
     """The conversation, to its members; to anyone else exactly like a missing one."""
     if found is None or caller.subject not in found.member_names:
@@ -149,53 +152,42 @@ def _title(title: str) -> str:
     return title
 
 
-def title_from(text: str, limit: int = 60) -> str:
-    """A conversation title from its first message: the first words, cut at a word boundary, without the
-    characters a title may not hold (a message may)."""
-    words = " ".join(visible(text).split())
-    if len(words) <= limit:
-        return words
-    cut = words[:limit].rsplit(" ", 1)[0] or words[:limit]
-    return cut + "…"
-
-
 class ChatService:
     """The chat service's use cases."""
 
     def __init__(
         self,
-        repo: ConversationRepository,
+        conversations: ConversationRepository,
+        messages: MessageRepository,
+        invitations: InvitationRepository,
+        cached: CachedConversations,
+        recent: RecentMessages,
         streams: EventStreams,
         kv: KeyValueStore,
         runner: GenerationRunner,
-        attachments: AttachmentReader,
-        accounts: AccountDirectory,
-        completions: Completions,
+        subscriptions: Subscriptions,
+        peers: tuple[AttachmentReader, AccountDirectory, Completions],
         limits: ChatLimits,
-        invitations: InvitationRepository,
     ) -> None:
-        self._completions = completions
+        self._conversations = conversations
+        self._messages = messages
         self.invitations = invitations
-        self.repo = repo
+        self._cached = cached
+        self._recent = recent
         self.streams = streams
         self._kv = kv
         self.runner = runner
-        self._attachments = attachments
-        self._accounts = accounts
+        self.subscriptions = subscriptions
+        self._attachments, self._accounts, self._completions = peers
         self.limits = limits
-        self._timers: set[asyncio.Task[None]] = set()
-        self._cached = CachedConversations(repo, kv)
-        self._recent = RecentMessages(repo, kv)
-        self.subscribers = 0  # StreamEvents open on this process
-        self._streams_of: dict[str, int] = {}  # per user
-        runner.prompt = self._prompt
-        runner.finished = self._finished
+        self._rates = FixedWindow(kv)
+        self._timers = tasks.TaskSet("chat-typing")  # each member's "stopped typing" at the end of its time
 
     # --- membership -------------------------------------------------------------------------------
 
     async def _conversation(self, caller: Principal, conversation_id: str) -> Conversation:
         return _members_only(
-            caller, conversation_id, await self.repo.conversation(_uuid(conversation_id, "conversation_id"))
+            caller, conversation_id, await self._conversations.conversation(_uuid(conversation_id, "conversation_id"))
         )
 
     async def _member_of(self, caller: Principal, conversation_id: str) -> Conversation:
@@ -209,19 +201,13 @@ class ChatService:
             raise PermissionDenied(f"only the conversation's owner may {what}", reason="NOT_OWNER")
         return conversation
 
-    async def _publish(self, conversation_id: uuid.UUID, kind: str, data: dict[str, Any]) -> str:
-        return await publish(self.streams, conversation_id, kind, data)
+    async def _publish(self, conversation_id: uuid.UUID, event: ChatEvent) -> str:
+        return await publish(self.streams, conversation_id, event)
 
-    async def _limit(self, key: str, limit: int, what: str) -> None:
-        if not limit:
-            return
-        count, ttl = await self._kv.incr(key, RATE_WINDOW_SECONDS)
-        if count > limit:
-            raise QuotaExceeded(
-                f"at most {limit} {what} per minute; retry in {max(1, round(ttl))} s",
-                retry_after=ttl if ttl > 0 else RATE_WINDOW_SECONDS,
-                violations=[QuotaViolation(key.rsplit(":", 1)[0], f"{what} per user per minute")],
-            )
+    async def _limit(self, quota: Quota, caller: Principal, limit: int, what: str) -> None:
+        """One hit on the caller's `quota` (its subject and the user make the key)."""
+        key = f"{quota.subject}:{caller.subject}"
+        await self._rates.hit(key, limit, quota, what=f"at most {limit} {what} per minute")
 
     # --- conversations ----------------------------------------------------------------------------
 
@@ -233,16 +219,14 @@ class ChatService:
             )
 
     async def create(self, caller: Principal, title: str, model: str) -> Conversation:
-        await self._limit(
-            f"chat:conversations:{caller.subject}", self.limits.conversations_per_minute, "new conversations"
-        )
+        await self._limit(CONVERSATIONS_QUOTA, caller, self.limits.conversations_per_minute, "new conversations")
         model = model.strip() or self.limits.default_model
         await self._check_model(model)
         me = await self._accounts.enabled_user(user_id=caller.subject)
         names = {caller.subject: me.display_name if me is not None else ""}
         now = utcnow()
         conversation = Conversation(uuid.uuid4(), caller.subject, _title(title), model, now, now, member_names=names)
-        await self.repo.add_conversation(conversation)
+        await self._conversations.add_conversation(conversation)
         return conversation
 
     async def get(self, caller: Principal, conversation_id: str) -> Conversation:
@@ -250,7 +234,7 @@ class ChatService:
 
     async def conversations(self, caller: Principal, size: int, token: str) -> tuple[list[Conversation], str]:
         limit = page_size(size)
-        found = await self.repo.conversations_of(caller.subject, _position(token), limit + 1)
+        found = await self._conversations.conversations_of(caller.subject, _position(token), limit + 1)
         page = found[:limit]
         return page, _next_token(found, limit, lambda c: (c.updated_at, c.id))
 
@@ -264,21 +248,21 @@ class ChatService:
         model = model.strip() if model is not None else None
         if model is not None:
             await self._check_model(model)
-        await self.repo.update_conversation(conversation.id, title, model)
+        await self._conversations.update_conversation(conversation.id, title, model)
         await self._cached.changed(conversation.id)
         conversation.title = conversation.title if title is None else title
         conversation.model = conversation.model if model is None else model
-        await self._publish(conversation.id, "conversation_updated", conversation_data(conversation))
+        await self._publish(conversation.id, ConversationUpdated(conversation))
         return conversation
 
     async def delete(self, caller: Principal, conversation_id: str) -> None:
         conversation = await self._owned(caller, conversation_id, "delete it")
-        streaming = await self.repo.delete_conversation(conversation.id)
+        streaming = await self._conversations.delete_conversation(conversation.id)
         await self._cached.changed(conversation.id)
         for message_id in streaming:
             if self.runner.cancel_local(message_id) is None:
                 await self.runner.request_cancel(message_id)
-        await self._publish(conversation.id, "conversation_deleted", {})
+        await self._publish(conversation.id, ConversationDeleted())
 
     # --- members ----------------------------------------------------------------------------------
 
@@ -295,7 +279,7 @@ class ChatService:
         conversation = await self._owned(caller, conversation_id, "add members")
         if len(conversation.member_names) >= self.limits.max_members:  # checked again on accepting
             raise too_many_members(self.limits.max_members)
-        await self._limit(f"chat:invites:{caller.subject}", self.limits.invites_per_minute, "invitations")
+        await self._limit(INVITES_QUOTA, caller, self.limits.invites_per_minute, "invitations")
         found = await self._accounts.enabled_user(email=email, user_id=user_id)
         if found is None:
             if email:
@@ -316,7 +300,7 @@ class ChatService:
         if not await self.invitations.accept(key, caller.subject, self.limits.max_members):
             raise _no_invitation(conversation_id)
         await self._cached.changed(key)
-        await self._publish(key, "member_added", {"user_id": caller.subject})
+        await self._publish(key, MemberAdded(caller.subject))
         return await self._conversation(caller, conversation_id)
 
     async def decline_invitation(self, caller: Principal, conversation_id: str) -> None:
@@ -333,16 +317,24 @@ class ChatService:
                 )
         elif conversation.owner_id != caller.subject:
             raise PermissionDenied("only the conversation's owner may remove other members", reason="NOT_OWNER")
-        if not await self.repo.remove_member(conversation.id, user_id):
+        if not await self._conversations.remove_member(conversation.id, user_id):
             raise NotFound(f"{user_id} is not a member of this conversation", reason="MEMBER_NOT_FOUND")
         await self._cached.changed(conversation.id)
-        await self._publish(conversation.id, "member_removed", {"user_id": user_id})
+        await self._publish(conversation.id, MemberRemoved(user_id))
 
     # --- messages ---------------------------------------------------------------------------------
 
     async def send(
-        self, caller: Principal, conversation_id: str, text: str, file_ids: list[str], client_request_id: str
+        self,
+        caller: Principal,
+        conversation_id: str,
+        text: str,
+        file_ids: list[str],
+        client_request_id: str,
+        client_address: str = "",
     ) -> SentMessage:
+        """Store the member's message and start the AI reply to it (`client_address`, the member's, goes with
+        the reply to the AI router). A retry with the same `client_request_id` gets the first one's."""
         if not text.strip():
             raise InvalidArgument("text must not be blank", [FieldViolation("text", "write something")])
         # The prompt's newest history (recent.py: cached while current) is read alongside the membership check
@@ -351,10 +343,14 @@ class ChatService:
         # should the read see it.
         recent_read = asyncio.ensure_future(self._recent.newest(_uuid(conversation_id, "conversation_id")))
         try:
-            return await self._send(caller, conversation_id, text, file_ids, client_request_id, recent_read)
+            return await self._send(
+                caller, conversation_id, text, file_ids, client_request_id, client_address, recent_read
+            )
         finally:
             if not recent_read.done():
                 recent_read.cancel()
+            elif not recent_read.cancelled():
+                recent_read.exception()  # retrieved when the send failed before awaiting it: nobody else will
 
     async def _send(
         self,
@@ -363,14 +359,15 @@ class ChatService:
         text: str,
         file_ids: list[str],
         client_request_id: str,
+        client_address: str,
         recent_read: asyncio.Future[list[ChatMessage]],
     ) -> SentMessage:
         conversation = await self._member_of(caller, conversation_id)
         if client_request_id:
-            earlier = await self.repo.by_request_id(conversation.id, caller.subject, client_request_id)
+            earlier = await self._messages.by_request_id(conversation.id, caller.subject, client_request_id)
             if earlier is not None:
                 return self._retried(*earlier)
-        await self._limit(f"chat:messages:{caller.subject}", self.limits.messages_per_minute, "messages")
+        await self._limit(MESSAGES_QUOTA, caller, self.limits.messages_per_minute, "messages")
         attachments = await self._check_attachments(file_ids)
         now = utcnow()
         message = ChatMessage(
@@ -383,8 +380,8 @@ class ChatService:
             uuid.uuid4(), conversation.id, ASSISTANT, caller.subject, "", STREAMING, now + timedelta(microseconds=1),
             model=conversation.model, reply_to_id=message.id, checkpoint_event_id=start,
         )  # fmt: skip
-        if not await self.repo.add_exchange(message, reply):
-            earlier = await self.repo.by_request_id(conversation.id, caller.subject, client_request_id)
+        if not await self._messages.add_exchange(message, reply):
+            earlier = await self._messages.by_request_id(conversation.id, caller.subject, client_request_id)
             if earlier is None:
                 raise FailedPrecondition("the conversation is gone", reason="CONVERSATION_NOT_FOUND")
             return self._retried(*earlier)
@@ -393,15 +390,14 @@ class ChatService:
         except DomainError:
             recent = None  # the prompt reads the history itself (and fails the answer if it still cannot)
         # Started before the events are published: the prompt and the router's first token overlap them.
-        job = self.runner.start(reply, message, recent)
+        job = self.runner.start(reply, message, recent, client_address)
         await self._recent.changed(conversation.id, [message, reply])
-        await self._publish(conversation.id, "message", message_data(message))
-        await self._publish(conversation.id, "message", message_data(reply))
-        return SentMessage(message, reply, job)
+        await self._publish(conversation.id, MessageEvent(message))
+        await self._publish(conversation.id, MessageEvent(reply))
+        return SentMessage(message, reply, job.events())
 
     def _retried(self, message: ChatMessage, reply: ChatMessage | None) -> SentMessage:
-        job = self.runner.jobs.get(reply.id) if reply is not None else None
-        return SentMessage(message, reply, job)
+        return SentMessage(message, reply, self.subscriptions.reply(reply) if reply is not None else None)
 
     async def _check_attachments(self, file_ids: list[str]) -> list[Attachment]:
         found: list[Attachment] = []
@@ -419,50 +415,17 @@ class ChatService:
             )
         return found
 
-    async def follow_reply(self, reply: ChatMessage) -> AsyncGenerator[ChatEvent, None]:
-        """Deltas then the final message of a reply written by another process (a retried SendMessage)."""
-        stream = stream_name(reply.conversation_id)
-        current = await self.repo.message(reply.id)
-        if current is None:
-            return
-        if current.state != STREAMING:
-            yield ChatEvent("message", message_data(current))
-            return
-        if current.text:
-            yield ChatEvent("delta", {"message_id": str(reply.id), "seq": current.last_seq, "text": current.text})
-        seq = current.last_seq
-        async for batch in self.streams.follow(stream, current.checkpoint_event_id):
-            for raw in batch:
-                event = decode(raw.id, raw.payload)
-                if event.data.get("message_id") == str(reply.id) and event.kind == "delta":
-                    if int(str(event.data["seq"])) > seq:
-                        seq = int(str(event.data["seq"]))
-                        yield event
-                elif event.kind == "message" and event.data.get("id") == str(reply.id):
-                    if event.data["state"] != STREAMING:
-                        yield event
-                        return
-                elif event.kind == "conversation_deleted":
-                    return
-
     async def messages(
         self, caller: Principal, conversation_id: str, size: int, token: str
     ) -> tuple[list[ChatMessage], str]:
         conversation = await self._conversation(caller, conversation_id)
         limit = page_size(size, maximum=200)
-        found = await self.repo.messages(conversation.id, _position(token), limit + 1)
+        found = await self._messages.messages(conversation.id, _position(token), limit + 1)
         page = found[:limit]
-        return [await self._live(m) for m in page], _next_token(found, limit, lambda m: (m.created_at, m.id))
-
-    async def _live(self, message: ChatMessage) -> ChatMessage:
-        """A streaming reply written here shows its text so far, not its last checkpoint."""
-        job = self.runner.jobs.get(message.id) if message.state == STREAMING else None
-        if job is None:
-            return message
-        return replace(message, text=job.text, last_seq=len(job.pieces) - 1)
+        return [self.runner.live(m) for m in page], _next_token(found, limit, lambda m: (m.created_at, m.id))
 
     async def _message_in(self, conversation: Conversation, message_id: str) -> ChatMessage:
-        message = await self.repo.message(_uuid(message_id, "message_id"))
+        message = await self._messages.message(_uuid(message_id, "message_id"))
         if message is None or message.conversation_id != conversation.id:
             raise NotFound(f"no message {message_id} in this conversation", reason="MESSAGE_NOT_FOUND")
         return message
@@ -478,14 +441,11 @@ class ChatService:
         if job is not None:
             await job.done.wait()
             return job.reply
+        # Another process writes it: it sees the request (pub/sub, or its next lease renewal), saves the end
+        # and appends it to the conversation's stream, which is where the end is learnt here (no polling).
         await self.runner.request_cancel(message.id)
-        deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_SECONDS
-        while asyncio.get_running_loop().time() < deadline:
-            current = await self.repo.message(message.id)
-            if current is None or current.state != STREAMING:
-                return current or message
-            await asyncio.sleep(0.05)
-        return message
+        ended = await self.subscriptions.end_of(message, CANCEL_WAIT_SECONDS)
+        return ended or message
 
     # --- reactions and typing ---------------------------------------------------------------------
 
@@ -504,21 +464,12 @@ class ChatService:
         message = await self._message_in(conversation, message_id)
         # Every reaction is an event to every member: a flood of them would push real events out of the
         # bounded stream (reconnecting members would have to reload). Counted before the write, removals too.
-        await self._limit(f"chat:reactions:{caller.subject}", self.limits.reactions_per_minute, "reactions")
-        changed = await self.repo.set_reaction(message.id, caller.subject, emoji, present)
-        reactions = await self.repo.reactions(message.id)
+        await self._limit(REACTIONS_QUOTA, caller, self.limits.reactions_per_minute, "reactions")
+        changed = await self._messages.set_reaction(message.id, caller.subject, emoji, present)
+        reactions = await self._messages.reactions(message.id)
         if changed:
-            await self._publish(
-                conversation.id,
-                "reaction",
-                {
-                    "message_id": str(message.id),
-                    "user_id": caller.subject,
-                    "emoji": emoji,
-                    "added": present,
-                    "reactions": {e: sorted(users) for e, users in reactions.items()},
-                },
-            )
+            event = ReactionEvent(str(message.id), caller.subject, emoji, present, reactions)
+            await self._publish(conversation.id, event)
         return reactions
 
     async def typing(self, caller: Principal, conversation_id: str, typing: bool) -> None:
@@ -526,7 +477,7 @@ class ChatService:
         key = f"chat:typing:{conversation.id}:{caller.subject}"
         if not typing:
             if await self._kv.delete(key):
-                await self._publish(conversation.id, "typing", {"user_id": caller.subject, "typing": False})
+                await self._publish(conversation.id, TypingEvent(caller.subject, typing=False))
             return
         now = utcnow()
         current = await self._kv.get(key)
@@ -544,12 +495,8 @@ class ChatService:
             return
         expires = (now + timedelta(seconds=seconds)).isoformat()
         await self._kv.set(key, expires, seconds * 3)
-        await self._publish(
-            conversation.id, "typing", {"user_id": caller.subject, "typing": True, "expires_at": expires}
-        )
-        timer = asyncio.get_running_loop().create_task(self._typing_expires(conversation.id, caller.subject, expires))
-        self._timers.add(timer)
-        timer.add_done_callback(self._timers.discard)
+        await self._publish(conversation.id, TypingEvent(caller.subject, typing=True, expires_at=expires))
+        self._timers.spawn(self._typing_expires(conversation.id, caller.subject, expires), name="typing expiry")
 
     async def _typing_expires(self, conversation_id: uuid.UUID, user_id: str, expires: str) -> None:
         await asyncio.sleep(self.limits.typing_seconds)
@@ -557,7 +504,7 @@ class ChatService:
         try:
             # Only the latest renewal's timer says "stopped" (a renewal in another process replaced the value).
             if await self._kv.compare_and_set(key, expires, None):
-                await self._publish(conversation_id, "typing", {"user_id": user_id, "typing": False})
+                await self._publish(conversation_id, TypingEvent(user_id, typing=False))
         except DomainError as exc:
             log.warning("typing expiry not published: %s", exc.message)
 
@@ -567,74 +514,9 @@ class ChatService:
         """Every change of the conversation after `after` (or from now, with the replies being written),
         until the caller is removed or the conversation is deleted."""
         conversation = await self._conversation(caller, conversation_id)
-        user = caller.subject
-        if self.limits.streams_per_user and self._streams_of.get(user, 0) >= self.limits.streams_per_user:
-            raise QuotaExceeded(
-                f"at most {self.limits.streams_per_user} event streams at once per user; close some (one per tab "
-                "is enough: a stream follows one conversation)",
-                retry_after=1.0,
-                reason="TOO_MANY_STREAMS",
-                violations=[QuotaViolation("chat:streams_per_user", "StreamEvents open at once per user")],
-            )
-        self.subscribers += 1
-        self._streams_of[user] = self._streams_of.get(user, 0) + 1
-        try:
-            async with contextlib.aclosing(self._events(caller, conversation, after)) as events:
-                async for event in events:
-                    yield event
-        finally:
-            self.subscribers -= 1
-            left = self._streams_of[user] - 1
-            if left:
-                self._streams_of[user] = left
-            else:
-                del self._streams_of[user]
-
-    async def _events(
-        self, caller: Principal, conversation: Conversation, after: str
-    ) -> AsyncGenerator[ChatEvent, None]:
-        stream = stream_name(conversation.id)
-        position = ""
-        if after:
-            event_key(after)
-            backlog = await self.streams.read_after(stream, after)
-            if backlog.trimmed:
-                yield ChatEvent("reload", {}, await self.streams.last_id(stream))
-            else:
-                position = after
-                for raw in backlog.events:  # read once: following starts after the last of them
-                    event = decode(raw.id, raw.payload)
-                    yield event
-                    if _ends(event, caller.subject):
-                        return
-                    position = raw.id
-        if not position:
-            position = await self.streams.last_id(stream)
-            yield ChatEvent("ready", {}, position)
-            for reply in await self.repo.streaming(conversation.id):
-                snapshot = await self._snapshot(stream, reply, position)
-                yield ChatEvent("message", message_data(snapshot), position)
-        async for batch in self.streams.follow(stream, position):
-            for raw in batch:
-                event = decode(raw.id, raw.payload)
+        async with contextlib.aclosing(self.subscriptions.events(caller.subject, conversation, after)) as events:
+            async for event in events:
                 yield event
-                if _ends(event, caller.subject):
-                    return
-
-    async def _snapshot(self, stream: str, reply: ChatMessage, until: str) -> ChatMessage:
-        """A streaming reply as of event `until`: its checkpoint plus the deltas kept since."""
-        pieces = [reply.text]
-        seq = reply.last_seq
-        backlog = await self.streams.read_after(stream, reply.checkpoint_event_id, until)
-        for raw in backlog.events:
-            event = decode(raw.id, raw.payload)
-            if event.kind == "delta" and event.data["message_id"] == str(reply.id):
-                if int(str(event.data["seq"])) == seq + 1:
-                    pieces.append(str(event.data["text"]))
-                    seq += 1
-            elif event.kind == "message" and event.data["id"] == str(reply.id) and event.data["state"] != STREAMING:
-                return message_of(event.data)
-        return replace(reply, text="".join(pieces), last_seq=seq)
 
     # --- attachments --------------------------------------------------------------------------------
 
@@ -648,89 +530,5 @@ class ChatService:
             raise NotFound(f"no attachment {file_id} on this message", reason="ATTACHMENT_NOT_FOUND")
         return self._attachments.read(file_id, message.author_id)
 
-    # --- generation hooks ---------------------------------------------------------------------------
-
-    async def _prompt(self, job: GenerationJob) -> list[PromptMessage]:
-        """The conversation's history for the model, ending with `asked`, newest kept, trimmed to the
-        context budget."""
-        budget = self.limits.context_chars
-        chosen: list[PromptMessage] = []
-
-        async def take(message: ChatMessage) -> bool:
-            nonlocal budget
-            content = message.text
-            if message.role == USER and message.attachments:
-                content = await self._with_attachments(message) + content
-            if len(content) > budget:
-                if not chosen:  # the newest message always goes, cut to fit
-                    chosen.append(PromptMessage(message.role, content[-budget:]))
-                return False
-            budget -= len(content)
-            chosen.append(PromptMessage(message.role, content))
-            return True
-
-        reply, asked = job.reply, job.asked
-        if not await take(asked):
-            return list(reversed(chosen))
-        before = (asked.created_at, asked.id)
-        page = job.recent[: self.limits.history_messages] if job.recent is not None else None
-        read = 0
-        if page is not None:  # the newest, read ahead (recent.py): no read at all when they fill the budget
-            read = len(page)
-            for message in page:
-                if message.id in (reply.id, asked.id) or message.state == STREAMING or not message.text:
-                    continue
-                if not await take(message):
-                    return list(reversed(chosen))
-            if len(page) < PROMPT_PAGE:
-                return list(reversed(chosen))  # the whole conversation was in it
-            before = (page[-1].created_at, page[-1].id)
-        if read < self.limits.history_messages:
-            # The rest in one read, of no more than the budget left can hold (the database sums the texts):
-            # a long conversation costs one round trip, not one per page back to the budget.
-            for message in await self.repo.history_within(
-                reply.conversation_id, before, budget, self.limits.history_messages - read
-            ):
-                if message.id in (reply.id, asked.id):
-                    continue
-                if not await take(message):
-                    break
-        return list(reversed(chosen))
-
-    async def _with_attachments(self, message: ChatMessage) -> str:
-        parts = []
-        for attachment in message.attachments:
-            if not attachment.content_type.startswith(TEXT_TYPES):
-                continue
-            if attachment.size_bytes > self.limits.attachment_text_bytes:
-                parts.append(f"[Attached file {attachment.filename}: too large to include]\n\n")
-                continue
-            data = bytearray()
-            with contextlib.suppress(DomainError):  # a deleted file is left out, not a failed answer
-                async for chunk in self._attachments.read(attachment.file_id, message.author_id):
-                    if isinstance(chunk, bytes):
-                        data += chunk
-            text = data[: self.limits.attachment_text_bytes].decode("utf-8", "replace")
-            parts.append(f"[Attached file {attachment.filename}]\n{text}\n[End of {attachment.filename}]\n\n")
-        return "".join(parts)
-
-    async def _finished(self, reply: ChatMessage) -> None:
-        """An answer's end was saved: the newest messages change, and an untitled conversation takes a title
-        from its first exchange."""
-        await self._recent.changed(reply.conversation_id, [reply])
-        conversation = await self.repo.conversation(reply.conversation_id)
-        if conversation is None or conversation.title or reply.reply_to_id is None:
-            return
-        asked = await self.repo.message(reply.reply_to_id)
-        if asked is None:
-            return
-        conversation.title = title_from(asked.text) or title_from(reply.text)
-        await self.repo.update_conversation(conversation.id, conversation.title, None)
-        await self._cached.changed(conversation.id)
-        await self._publish(conversation.id, "conversation_updated", conversation_data(conversation))
-
     async def close(self) -> None:
-        for timer in list(self._timers):
-            timer.cancel()
-        if self._timers:
-            await asyncio.wait(list(self._timers))
+        await self._timers.close(0)

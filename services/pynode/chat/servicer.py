@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
 
 import grpc
 from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
@@ -19,15 +18,25 @@ from pynode.chat.domain import (
     LENGTH,
     STOP,
     STREAMING,
+    TIME_LIMIT,
     Attachment,
     ChatEvent,
     ChatMessage,
     Conversation,
+    ConversationDeleted,
+    ConversationUpdated,
+    DeltaEvent,
     Invitation,
+    MemberAdded,
+    MemberRemoved,
+    MessageEvent,
+    ReactionEvent,
+    Ready,
+    Reload,
+    TypingEvent,
 )
-from pynode.chat.events import conversation_of, message_of
 from pynode.chat.service import ChatService
-from pynode.core.principal import current_principal
+from pynode.core.principal import current_client, current_principal
 from pynode.core.timestamps import timestamp as _ts
 
 _STATES = {
@@ -39,6 +48,8 @@ _STATES = {
 _FINISH = {
     STOP: chat_pb2.FINISH_REASON_STOP,
     LENGTH: chat_pb2.FINISH_REASON_LENGTH,
+    # Cut at the AI router's longest generation time: like LENGTH, the text is complete only as far as it got.
+    TIME_LIMIT: chat_pb2.FINISH_REASON_LENGTH,
     CANCELLED: chat_pb2.FINISH_REASON_CANCELLED,
     ERROR: chat_pb2.FINISH_REASON_ERROR,
 }
@@ -106,47 +117,45 @@ def message_proto(message: ChatMessage, viewer: str) -> chat_pb2.Message:
     )
 
 
-def _delta(data: dict[str, Any]) -> chat_pb2.Delta:
-    return chat_pb2.Delta(seq=int(data["seq"]), text=str(data["text"]), message_id=str(data["message_id"]))
+def _delta(delta: DeltaEvent) -> chat_pb2.Delta:
+    return chat_pb2.Delta(seq=delta.seq, text=delta.text, message_id=delta.message_id)
 
 
 def event_proto(event: ChatEvent, viewer: str) -> chat_pb2.StreamEventsResponse:
     """One stream event as a subscriber sees it (reacted_by_me is the subscriber's own)."""
-    data = event.data
     out = chat_pb2.StreamEventsResponse(id=event.id)
-    kind = event.kind
-    if kind == "message":
-        out.message.CopyFrom(message_proto(message_of(data), viewer))
-    elif kind == "delta":
-        out.delta.CopyFrom(_delta(data))
-    elif kind == "typing":
-        typing = chat_pb2.TypingEvent(user_id=str(data["user_id"]), typing=bool(data["typing"]))
-        if data.get("expires_at"):
-            typing.expires_at.CopyFrom(_ts(datetime.fromisoformat(str(data["expires_at"]))))
-        out.typing.CopyFrom(typing)
-    elif kind == "reaction":
-        reactions = {emoji: set(users) for emoji, users in dict(data["reactions"]).items()}  # type: ignore[call-overload]
-        out.reaction.CopyFrom(
-            chat_pb2.ReactionEvent(
-                message_id=str(data["message_id"]),
-                reactions=reactions_proto(reactions, viewer),
-                user_id=str(data["user_id"]),
-                emoji=str(data["emoji"]),
-                added=bool(data["added"]),
+    match event:
+        case MessageEvent(message=message):
+            out.message.CopyFrom(message_proto(message, viewer))
+        case DeltaEvent():
+            out.delta.CopyFrom(_delta(event))
+        case TypingEvent(user_id=user_id, typing=typing, expires_at=expires_at):
+            shown = chat_pb2.TypingEvent(user_id=user_id, typing=typing)
+            if expires_at:
+                shown.expires_at.CopyFrom(_ts(datetime.fromisoformat(expires_at)))
+            out.typing.CopyFrom(shown)
+        case ReactionEvent():
+            out.reaction.CopyFrom(
+                chat_pb2.ReactionEvent(
+                    message_id=event.message_id,
+                    reactions=reactions_proto(event.reactions, viewer),
+                    user_id=event.user_id,
+                    emoji=event.emoji,
+                    added=event.added,
+                )
             )
-        )
-    elif kind == "member_added":
-        out.member_added.user_id = str(data["user_id"])
-    elif kind == "member_removed":
-        out.member_removed.user_id = str(data["user_id"])
-    elif kind == "ready":
-        out.ready.SetInParent()
-    elif kind == "reload":
-        out.reload.SetInParent()
-    elif kind == "conversation_updated":
-        out.conversation_updated.CopyFrom(conversation_proto(conversation_of(data)))
-    elif kind == "conversation_deleted":
-        out.conversation_deleted.SetInParent()
+        case MemberAdded(user_id=user_id):
+            out.member_added.user_id = user_id
+        case MemberRemoved(user_id=user_id):
+            out.member_removed.user_id = user_id
+        case Ready():
+            out.ready.SetInParent()
+        case Reload():
+            out.reload.SetInParent()
+        case ConversationUpdated(conversation=conversation):
+            out.conversation_updated.CopyFrom(conversation_proto(conversation))
+        case ConversationDeleted():
+            out.conversation_deleted.SetInParent()
     return out
 
 
@@ -259,25 +268,17 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             request.text,
             list(request.attachment_file_ids),
             request.client_request_id,
+            current_client().address,
         )
         yield chat_pb2.SendMessageResponse(user_message=message_proto(sent.message, caller.subject))
-        if sent.reply is None:
+        if sent.reply_events is None:
             return
-        reply_id = str(sent.reply.id)
-        if sent.job is not None:
-            # Written here: read its pieces from memory. Leaving this loop never stops the job.
-            async for seq, text in sent.job.deltas():
-                yield chat_pb2.SendMessageResponse(delta=chat_pb2.Delta(seq=seq, text=text, message_id=reply_id))
-            await sent.job.done.wait()
-            yield chat_pb2.SendMessageResponse(assistant_message=message_proto(sent.job.reply, caller.subject))
-            return
-        async with contextlib.aclosing(self._service.follow_reply(sent.reply)) as events:
+        async with contextlib.aclosing(sent.reply_events) as events:
             async for event in events:
-                if event.kind == "delta":
-                    yield chat_pb2.SendMessageResponse(delta=_delta(event.data))
+                if isinstance(event, DeltaEvent):
+                    yield chat_pb2.SendMessageResponse(delta=_delta(event))
                 else:
-                    final = message_proto(message_of(event.data), caller.subject)
-                    yield chat_pb2.SendMessageResponse(assistant_message=final)
+                    yield chat_pb2.SendMessageResponse(assistant_message=message_proto(event.message, caller.subject))
 
     async def ListMessages(
         self,

@@ -8,7 +8,7 @@ from pynode.core.settings import Section
 
 
 class ChatSettings(Section):
-    """Each field is `DEVPYNODE_<NAME>`; its peers (auth, AI router, files) are found through MeshSettings."""
+    """Each field is `DEVPYNODE_<NAME>`; its peers (auth, AI router, files) are found through PeerAddresses."""
 
     chat_default_model: str = Field(
         "default", description="Model of new conversations that name none (the AI router's `default` alias)."

@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 import grpc
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 
+from pynode.chat.domain import TIME_LIMIT
 from pynode.chat.ports import CompletionPiece, PromptMessage
 from pynode.core.peers import PeerClient, peer_error
 
@@ -20,7 +21,10 @@ _FINISH = {
     ai_pb2.FINISH_REASON_LENGTH: "length",
     ai_pb2.FINISH_REASON_CANCELLED: "cancelled",
     ai_pb2.FINISH_REASON_ERROR: "error",
+    # The router's longest generation time: the answer is complete as far as it got (not a model "stop").
+    ai_pb2.FINISH_REASON_TIME_LIMIT: TIME_LIMIT,
 }
+ADDRESS_MAX = 64  # GenerateForUserRequest.client_address's limit
 LIST_BUDGET_SECONDS = 5.0
 # A generation may stream for a long time; the router bounds the wait for its first token itself.
 GENERATION_BUDGET_SECONDS = 3600.0
@@ -46,11 +50,12 @@ class GrpcCompletions(PeerClient):
                 return False
 
     async def generate(
-        self, user_id: str, model: str, messages: list[PromptMessage]
+        self, user_id: str, model: str, messages: list[PromptMessage], client_address: str = ""
     ) -> AsyncGenerator[CompletionPiece, None]:
         stub = ai_pb2_grpc.AIRouterServiceStub(self.channel)
         request = ai_pb2.GenerateForUserRequest(
             user_id=user_id,
+            client_address=client_address[:ADDRESS_MAX],
             request=ai_pb2.GenerateRequest(
                 model=model,
                 messages=[ai_pb2.ChatMessage(role=_ROLES[m.role], content=m.content) for m in messages],

@@ -1,0 +1,172 @@
+"""MessageRepository on SQLAlchemy: messages and their reactions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, tuple_, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from pynode.chat.adapters.sql_chat import (
+    ConversationRow,
+    MessageRow,
+    ReactionRow,
+    message_of_row,
+    row_values,
+    unavailable_on_outage,
+)
+from pynode.chat.domain import STREAMING, ChatMessage
+from pynode.core.db import Database, utcnow
+
+
+class SqlMessages:
+    """The messages and reactions tables. `lease_owner`/`lease_seconds` stamp the replies this process starts."""
+
+    def __init__(self, db: Database, lease_owner: str, lease_seconds: float) -> None:
+        self._db = db
+        self._owner = lease_owner
+        self._lease = timedelta(seconds=lease_seconds)
+
+    @unavailable_on_outage
+    async def add_exchange(self, message: ChatMessage, reply: ChatMessage | None) -> bool:
+        rows = [row_values(message, "", None)]
+        if reply is not None:
+            rows.append(row_values(reply, self._owner, utcnow() + self._lease))
+        touch = (
+            update(ConversationRow)
+            .where(ConversationRow.id == message.conversation_id)
+            .values(updated_at=message.created_at)
+        )
+
+        def store(connection: Connection) -> None:
+            connection.execute(insert(MessageRow), rows)
+            connection.execute(touch)
+
+        try:
+            await self._db.transaction(store)  # on the path of every answer's first token
+        except IntegrityError:
+            return False  # the same client_request_id raced in: the caller reads the winner
+        return True
+
+    @unavailable_on_outage
+    async def by_request_id(
+        self, conversation_id: uuid.UUID, author_id: str, client_request_id: str
+    ) -> tuple[ChatMessage, ChatMessage | None] | None:
+        async with self._db.session() as session:
+            row = (
+                await session.execute(
+                    select(MessageRow).where(
+                        MessageRow.conversation_id == conversation_id,
+                        MessageRow.author_id == author_id,
+                        MessageRow.client_request_id == client_request_id,
+                    )
+                )
+            ).scalar()
+            if row is None:
+                return None
+            reply = (await session.execute(select(MessageRow).where(MessageRow.reply_to_id == row.id))).scalar()
+            return message_of_row(row), (message_of_row(reply) if reply is not None else None)
+
+    async def _reactions_of(self, session: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, set[str]]]:
+        found: dict[uuid.UUID, dict[str, set[str]]] = {}
+        if ids:
+            rows = await session.execute(
+                select(ReactionRow.message_id, ReactionRow.emoji, ReactionRow.user_id).where(
+                    ReactionRow.message_id.in_(ids)
+                )
+            )
+            for message_id, emoji, user_id in rows:
+                found.setdefault(message_id, {}).setdefault(emoji, set()).add(user_id)
+        return found
+
+    @unavailable_on_outage
+    async def message(self, message_id: uuid.UUID) -> ChatMessage | None:
+        async with self._db.session() as session:
+            row = await session.get(MessageRow, message_id)
+            if row is None:
+                return None
+            return message_of_row(row, (await self._reactions_of(session, [row.id])).get(row.id))
+
+    @unavailable_on_outage
+    async def messages(
+        self, conversation_id: uuid.UUID, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[ChatMessage]:
+        query = select(MessageRow).where(MessageRow.conversation_id == conversation_id)
+        if before is not None:
+            query = query.where(tuple_(MessageRow.created_at, MessageRow.id) < before)
+        query = query.order_by(MessageRow.created_at.desc(), MessageRow.id.desc()).limit(limit)
+        async with self._db.session() as session:
+            rows = list((await session.execute(query)).scalars())
+            reactions = await self._reactions_of(session, [r.id for r in rows])
+            return [message_of_row(r, reactions.get(r.id)) for r in rows]
+
+    @unavailable_on_outage
+    async def history(
+        self, conversation_id: uuid.UUID, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[ChatMessage]:
+        table = MessageRow.__table__
+        query = select(table).where(table.c.conversation_id == conversation_id)
+        if before is not None:
+            query = query.where(tuple_(table.c.created_at, table.c.id) < before)
+        query = query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit)
+        rows = await self._db.transaction(lambda connection: connection.execute(query).all())
+        return [message_of_row(row) for row in rows]  # type: ignore[arg-type]
+
+    @unavailable_on_outage
+    async def history_within(
+        self, conversation_id: uuid.UUID, before: tuple[datetime, uuid.UUID], chars: int, limit: int
+    ) -> list[ChatMessage]:
+        table = MessageRow.__table__
+        newest_first = (table.c.created_at.desc(), table.c.id.desc())
+        size = func.length(table.c.text)
+        # Ids and running sizes only (newest first, at most `limit`); the whole rows are read for those the
+        # budget reaches: a row is needed while the texts newer than it leave room.
+        reach = (
+            select(table.c.id, (func.sum(size).over(order_by=newest_first) - size).label("before_it"))
+            .where(
+                table.c.conversation_id == conversation_id,
+                tuple_(table.c.created_at, table.c.id) < before,
+                table.c.state != STREAMING,
+                table.c.text != "",
+            )
+            .order_by(*newest_first)
+            .limit(limit)
+            .subquery()
+        )
+        query = (
+            select(table).join(reach, reach.c.id == table.c.id).where(reach.c.before_it < chars).order_by(*newest_first)
+        )
+        rows = await self._db.transaction(lambda connection: connection.execute(query).all())
+        return [message_of_row(row) for row in rows]  # type: ignore[arg-type]
+
+    @unavailable_on_outage
+    async def streaming(self, conversation_id: uuid.UUID) -> list[ChatMessage]:
+        query = (
+            select(MessageRow)
+            .where(MessageRow.conversation_id == conversation_id, MessageRow.state == STREAMING)
+            .order_by(MessageRow.created_at, MessageRow.id)
+        )
+        async with self._db.session() as session:
+            return [message_of_row(r) for r in (await session.execute(query)).scalars()]
+
+    @unavailable_on_outage
+    async def set_reaction(self, message_id: uuid.UUID, user_id: str, emoji: str, present: bool) -> bool:
+        key = and_(ReactionRow.message_id == message_id, ReactionRow.user_id == user_id, ReactionRow.emoji == emoji)
+        try:
+            async with self._db.session() as session, session.begin():
+                if not present:
+                    return bool(getattr(await session.execute(delete(ReactionRow).where(key)), "rowcount", 0))
+                if (await session.execute(select(ReactionRow.emoji).where(key))).scalar() is not None:
+                    return False
+                session.add(ReactionRow(message_id=message_id, user_id=user_id, emoji=emoji, created_at=utcnow()))
+        except IntegrityError:
+            return False  # a concurrent identical reaction won
+        return True
+
+    @unavailable_on_outage
+    async def reactions(self, message_id: uuid.UUID) -> dict[str, set[str]]:
+        async with self._db.session() as session:
+            return (await self._reactions_of(session, [message_id])).get(message_id, {})

@@ -1,0 +1,74 @@
+"""SendMessage's path to the AI router: the member's address goes with the answer, a time-limited answer is told
+apart from a finished one, and a failed send leaves no unretrieved read-ahead behind."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import pytest
+from devpynode.chat.v1 import chat_pb2
+
+from pynode.chat.adapters.grpc_completions import _FINISH
+from pynode.chat.domain import COMPLETE, TIME_LIMIT
+from pynode.core.errors import NotFound, Unavailable
+from pynode.core.principal import Principal
+from tests.ai.fakes import FakeProvider
+from tests.chat.conftest import Start
+
+
+async def test_the_ai_router_is_given_the_members_address(chat: Start) -> None:
+    (alice,) = await chat(1)
+    conversation = await alice.create()
+    completions: Any = alice.parts.runner._completions
+    original = completions.generate
+    addresses: list[str] = []
+
+    def generate(user_id: str, model: str, messages: Any, client_address: str = "") -> AsyncGenerator[Any, None]:
+        addresses.append(client_address)
+        result: AsyncGenerator[Any, None] = original(user_id, model, messages, client_address)
+        return result
+
+    completions.generate = generate
+    sent = await alice.send(conversation.id)
+    assert sent.reply.state == chat_pb2.MESSAGE_STATE_COMPLETE
+    assert addresses == [alice.user.address]  # as the chat edge saw it (the trusted proxy's x-forwarded-for)
+
+
+async def test_an_answer_cut_at_the_routers_time_limit_is_kept_and_said_so(chat: Start, ollama: FakeProvider) -> None:
+    assert _FINISH[5] == TIME_LIMIT  # ai FINISH_REASON_TIME_LIMIT
+    (alice,) = await chat(1, ai_max_generation_seconds=0.3)
+    ollama.script.delay = 0.2  # twelve words: far past the router's limit
+    conversation = await alice.create()
+    sent = await alice.send(conversation.id)
+    reply = sent.reply
+    assert reply.state == chat_pb2.MESSAGE_STATE_COMPLETE and reply.text
+    assert reply.finish_reason == chat_pb2.FINISH_REASON_LENGTH  # cut short, not a finished answer
+    stored = await alice.parts.messages.message(uuid.UUID(reply.id))
+    assert stored is not None and stored.state == COMPLETE and stored.finish_reason == TIME_LIMIT
+
+
+async def test_a_send_that_fails_retrieves_its_failed_read_ahead(chat: Start) -> None:
+    (alice,) = await chat(1)
+    service: Any = alice.parts.service
+
+    async def newest(conversation_id: uuid.UUID) -> list[Any]:
+        raise Unavailable("the database is down")
+
+    service._recent.newest = newest
+    unretrieved: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context))
+    try:
+        caller = Principal(alice.id, "user")
+        with pytest.raises(NotFound):  # no such conversation: NotFound, once the read ahead has failed
+            await service.send(caller, str(uuid.uuid4()), "hello", [], "")
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert not [c for c in unretrieved if "never retrieved" in str(c.get("message"))], unretrieved
