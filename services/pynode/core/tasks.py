@@ -89,6 +89,11 @@ class TaskSet:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), seconds)
 
+    async def wait(self, seconds: float | None = None) -> None:
+        """Wait up to `seconds` for the tasks running now to end; the set stays open."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=seconds)
+
     def _ended(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if task.cancelled():
