@@ -59,6 +59,11 @@ def _decode(user_id: str, raw: str) -> Profile:
     )
 
 
+def _shown(profile: Profile) -> tuple[str, str, str, bool]:
+    """What a caller sees of a profile (timestamps aside: they lose microseconds in the store's encoding)."""
+    return profile.email, profile.display_name, profile.role, profile.disabled
+
+
 class CachedUsers:
     """UserRepository: reads of profiles cached, every write passed through and announced."""
 
@@ -100,10 +105,27 @@ class CachedUsers:
         await self._inner.add(user)
 
     async def by_email(self, email: str) -> User | None:
-        return await self._inner.by_email(email)
+        return await self._corrected(await self._inner.by_email(email))
 
     async def by_id(self, user_id: uuid.UUID) -> User | None:
-        return await self._inner.by_id(user_id)
+        return await self._corrected(await self._inner.by_id(user_id))
+
+    async def _corrected(self, user: User | None) -> User | None:
+        """`user` as just read from the database; a cached profile that shows it otherwise is dropped.
+
+        Another process may change an account without this one hearing of it: `devpynode users create-admin`
+        beside a server on the embedded defaults shares the database but neither the key-value store nor the
+        feed. A read of the account itself (every sign-in makes one) then corrects what GetCurrentUser shows."""
+        if user is None:
+            return None
+        key = str(user.id)
+        cached = self._near.get(key)
+        if cached is None:
+            raw = await self._kv.get(_key(key))
+            cached = _decode(key, raw) if raw is not None else None
+        if cached is not None and _shown(cached) != _shown(Profile.of(user)):
+            await self._forget(user.id)
+        return user
 
     async def save(self, user: User) -> None:
         await self._inner.save(user)
