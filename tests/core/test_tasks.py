@@ -119,3 +119,17 @@ async def test_a_failing_periodic_run_is_retried() -> None:
     await asyncio.wait_for(twice.wait(), 10)
     await tasks.close()
     assert calls >= 2
+
+
+async def test_wait_lets_running_tasks_end_and_keeps_the_set_open() -> None:
+    tasks = TaskSet("bookkeeping")
+    gate = asyncio.Event()
+    task = tasks.spawn(gate.wait())
+    tasks.spawn(asyncio.sleep(0))
+    await tasks.wait(0)  # a zero wait returns with the gated task still running
+    assert not task.done()
+    gate.set()
+    await tasks.wait()
+    assert task.done() and len(tasks) == 0
+    tasks.spawn(asyncio.sleep(0))  # still open
+    await tasks.close()

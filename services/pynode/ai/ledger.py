@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from pynode.ai.domain import Generation, UsageTotal
-from pynode.core import tasks
+from pynode.core.tasks import TaskSet
 
 log = logging.getLogger("pynode.ai")
 
@@ -39,7 +39,7 @@ class BufferedLedger:
         self._rows: list[Generation] = []
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._writer = TaskSet("ai-ledger")  # the one flush loop, started by the first row
         self.dropped = 0
 
     async def add(self, generation: Generation) -> None:
@@ -47,8 +47,8 @@ class BufferedLedger:
         if len(self._rows) > MAX_BUFFERED:
             del self._rows[0]
             self.dropped += 1
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if not self._writer.closing:  # after close, rows wait for an explicit flush
+            self._writer.once("flush", self._run)
         self._wake.set()
 
     async def _run(self) -> None:
@@ -83,5 +83,5 @@ class BufferedLedger:
 
     async def close(self) -> None:
         """Stop the writer and write what is left."""
-        await tasks.stop(self._task)
+        await self._writer.close(grace=0)  # the loop only waits; what it holds is written just below
         await self.flush()

@@ -113,7 +113,7 @@ class AIModule:
         )
 
         async def close() -> None:
-            await service.drain()
+            await service.close()
             await ledger.close()
             for provider in providers.values():
                 await provider.close()

@@ -49,6 +49,7 @@ from pynode.core.errors import (
 from pynode.core.kv import KeyValueStore
 from pynode.core.limits import Allowance, FixedWindow, Quota, Reservation, Slots
 from pynode.core.principal import Principal
+from pynode.core.tasks import TaskSet
 
 log = logging.getLogger("pynode.ai")
 
@@ -133,7 +134,7 @@ class AIService:
         self.ledger = ledger
         self.metrics = metrics
         self.limits = limits
-        self._writes: set[asyncio.Task[None]] = set()
+        self._bookkeeping = TaskSet("ai-bookkeeping")  # ledger rows and budget settlements outlive their calls
         self._rate = FixedWindow(kv)
         self._allowance = Allowance(kv)
         # One user's (or one address's many accounts') slow streams must not hold every slot the others need.
@@ -362,14 +363,7 @@ class AIService:
     # --- bookkeeping --------------------------------------------------------------------------------
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._writes.add(task)
-        task.add_done_callback(self._written)
-
-    def _written(self, task: asyncio.Task[None]) -> None:
-        self._writes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("AI usage bookkeeping failed: %s", type(task.exception()).__name__)
+        self._bookkeeping.spawn(work)
 
     def _finish(self, generation: Generation, provider: str, first_at: float | None, reservation: Reservation) -> None:
         """Ledger row, budget settlement and metrics, in tasks of their own (the caller may be gone)."""
@@ -389,9 +383,12 @@ class AIService:
         self._spawn(self.ledger.add(generation))
 
     async def drain(self) -> None:
-        """Wait for pending ledger writes (at shutdown)."""
-        if self._writes:
-            await asyncio.wait(list(self._writes), timeout=5.0)
+        """Wait for pending ledger writes and settlements (tests read the ledger after it)."""
+        await self._bookkeeping.wait(5.0)
+
+    async def close(self) -> None:
+        """At stop: let pending ledger writes and settlements end (5 s at most), cancel what is left."""
+        await self._bookkeeping.close(5.0)
 
     # --- usage ----------------------------------------------------------------------------------------
 

@@ -122,14 +122,16 @@ async def _reachable(what: str, setting: str, check: Callable[[], Awaitable[None
         raise SettingsError(f"{setting}: cannot reach the {what} ({first_line})") from None
 
 
-async def open_database(settings: Settings, *, auto_migrate: bool) -> Database:
-    """The database, reachable and migrated (SQLite migrates itself; others must be migrated)."""
+async def open_database(settings: Settings, *, auto_migrate: bool, executors: Executors | None = None) -> Database:
+    """The database, reachable and migrated (SQLite migrates itself; others must be migrated); its blocking
+    threads come from `executors` (else pools of its own)."""
     data_dir = settings.server.data_dir
     stores = settings.stores
     db = Database(
         stores.resolved_database_url(data_dir),
         stores.database_statement_timeout_seconds,
         stores.database_pool_timeout_seconds,
+        executors,
     )
     if db.is_sqlite:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -158,17 +160,18 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
         peers = Peers(settings.mesh, names, settings.addresses())
         closers.append(peers.close)
         peers.require(issuer)  # fail now, naming the setting, not at the first call
+        # Built first so that it is closed last: after every module and the database, whose threads it holds.
+        executors = Executors()
+        closers.append(executors.close)
         kv = build_kv(settings.stores, settings.server.data_dir)
         closers.append(kv.close)
         await _reachable("Redis server", "DEVPYNODE_REDIS_URL", kv.ping)
-        db = await open_database(settings, auto_migrate=auto_migrate)
+        db = await open_database(settings, auto_migrate=auto_migrate, executors=executors)
         closers.append(db.close)
         feed = build_feed(settings.stores)
         closers.append(feed.close)
         streams = build_streams(settings.stores)
         closers.append(streams.close)
-        executors = Executors()  # closed after every module (closers run newest first)
-        closers.append(executors.close)
         infra = Infrastructure(
             db, kv, feed, peers, settings.mesh, settings.server.dev_mode, settings.server.data_dir, streams, executors
         )

@@ -24,6 +24,7 @@ from pynode.app import modules
 from pynode.app.gateway import GatewayOptions, Upstream, UpstreamTls, render
 from pynode.app.settings import Settings
 from pynode.app.webfiles import WebFiles
+from pynode.core.tasks import TaskSet
 
 log = logging.getLogger("pynode.gateway")
 
@@ -66,7 +67,7 @@ class LocalGateway:
         self._grpc_port = grpc_port
         self._local = local_services
         self._process: asyncio.subprocess.Process | None = None
-        self._watch: asyncio.Task[None] | None = None
+        self._watch = TaskSet("gateway")  # the supervisor that restarts Envoy
         self._web: WebFiles | None = None
         self._stopping = False
         self._command: list[str] = []
@@ -144,7 +145,7 @@ class LocalGateway:
         if failure is not None:
             await self.stop()
             return failure
-        self._watch = asyncio.get_running_loop().create_task(self._supervise(), name="gateway-supervisor")
+        self._watch.spawn(self._supervise(), name="gateway-supervisor")
         return None
 
     async def _launch(self) -> str | None:
@@ -188,7 +189,7 @@ class LocalGateway:
             except TimeoutError:
                 self._process.kill()
                 await self._process.wait()
-        if self._watch is not None:
-            await asyncio.wait([self._watch])
+        # The supervisor sees the process end and returns; a restart it had begun gets its ready time.
+        await self._watch.close(READY_SECONDS)
         if self._web is not None:
             await self._web.stop()

@@ -7,7 +7,6 @@ service's name; revision ids are `<service>_<NNNN>_<what>` (e.g. `auth_0001_user
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from alembic.config import Config
 
 from pynode.app import modules
 from pynode.core.db import Database, normalise_url
+from pynode.core.executors import BlockingPool
 
 ENVIRONMENT = Path(__file__).resolve().parent / "migrations"
 
@@ -49,8 +49,13 @@ def upgrade(url: str) -> None:
 
 
 async def upgrade_async(url: str) -> None:
-    """`upgrade` from async code: Alembic's env runs its own loop, so use a thread."""
-    await asyncio.to_thread(upgrade, url)
+    """`upgrade` from async code: Alembic's env runs its own loop, so in a thread of its own (once, at start;
+    not the loop's default pool, which other blocking work would then share with it)."""
+    pool = BlockingPool("migrate", 1)
+    try:
+        await pool.run(upgrade, url)
+    finally:
+        pool.executor.shutdown(wait=False)  # its one thread ends when the migration does
 
 
 async def current(db: Database) -> set[str]:

@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from pynode.core.executors import BlockingPool
+
 log = logging.getLogger("pynode.web")
 
 CSP = (
@@ -25,6 +27,7 @@ CSP = (
 )
 HASHED = re.compile(r"-[A-Za-z0-9_-]{8,}\.[a-z0-9]+$")
 MAX_REQUEST_BYTES = 16 * 1024
+READ_THREADS = 2
 
 
 def security_headers() -> list[tuple[str, str]]:
@@ -43,8 +46,12 @@ class WebFiles:
         self.root = root.resolve()
         self.port = 0
         self._server: asyncio.Server | None = None
+        # Reads in two threads of their own, closed on stop: a page load's burst of assets queues here, not in
+        # the loop's default pool.
+        self._reads: BlockingPool | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self._reads = BlockingPool("web-files", READ_THREADS)
         self._server = await asyncio.start_server(self._serve, host, port)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
@@ -53,6 +60,9 @@ class WebFiles:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._reads is not None:
+            reads, self._reads = self._reads, None
+            await asyncio.to_thread(reads.close)
 
     def resolve(self, raw_path: str) -> tuple[Path | None, bool]:
         """The file for a request path, and whether it is a hashed (immutable) asset."""
@@ -91,7 +101,8 @@ class WebFiles:
         if found is None:
             await self._send(writer, 404, b"not found\n", "text/plain", [], method)
             return
-        body = await asyncio.to_thread(found.read_bytes)
+        assert self._reads is not None  # serving means started
+        body = await self._reads.run(found.read_bytes)
         kind = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
         if kind.startswith("text/") or kind in ("application/javascript", "application/json"):
             kind += "; charset=utf-8"

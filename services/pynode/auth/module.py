@@ -14,17 +14,18 @@ from pynode.auth.adapters.cached_users import CachedUsers
 from pynode.auth.adapters.sql_audit import SqlAuditStore
 from pynode.auth.adapters.sql_users import SqlUserRepository
 from pynode.auth.keys import SigningKeyring, load_keyring
-from pynode.auth.passwords import PasswordHasher, common_passwords
+from pynode.auth.passwords import PasswordHasher, common_passwords, hashing_pool
 from pynode.auth.service import AuthService
 from pynode.auth.servicer import AuthServicer, UserAdminServicer
 from pynode.auth.sessions import SessionStore
 from pynode.auth.settings import AuthSettings
 from pynode.auth.throttle import LoginLockout, RateLimiter
 from pynode.auth.tokens import LocalKeySource, TokenIssuer
-from pynode.core import identity, tasks
+from pynode.core import identity
 from pynode.core.commands import CommandHost
 from pynode.core.module import Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
+from pynode.core.tasks import TaskSet
 
 _AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 _ADMIN = auth_pb2.DESCRIPTOR.services_by_name["UserAdminService"]
@@ -42,18 +43,15 @@ class AuthComponents:
 
 
 async def build_components(settings: AuthSettings, infra: Infrastructure) -> AuthComponents:
-    """Auth's parts, hashing warmed up; the caller closes `hasher`."""
+    """Auth's parts, hashing warmed up (its pool is the infrastructure's, closed with it)."""
     keyring = load_keyring(settings, dev_mode=infra.dev_mode, data_dir=infra.data_dir)
     authenticator = identity.authenticator(
         LocalKeySource(keyring), infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience
     )
-    hasher = PasswordHasher(settings.bcrypt_cost, settings.bcrypt_workers, settings.bcrypt_nice, settings.bcrypt_queue)
-    try:
-        await hasher.warm_up()
-        common_passwords()  # load the blocklist now, not inside the first Register call
-    except BaseException:
-        hasher.close()
-        raise
+    pool = hashing_pool(infra.executors, settings.bcrypt_workers, settings.bcrypt_nice)
+    hasher = PasswordHasher(settings.bcrypt_cost, pool, settings.bcrypt_queue)
+    await hasher.warm_up()
+    common_passwords()  # load the blocklist now, not inside the first Register call
     sessions = SessionStore(
         infra.kv,
         infra.feed,
@@ -101,13 +99,8 @@ class AuthModule:
 
     async def build(self, settings: AuthSettings, infra: Infrastructure) -> ServiceParts:
         parts = await build_components(settings, infra)
-        sweeper = tasks.Periodic("audit-retention", audit.SWEEP_SECONDS, parts.audit.sweep, "old events removed")
-
-        async def close_hasher() -> None:
-            parts.hasher.close()
-
-        async def stop_sweeper() -> None:
-            await sweeper.stop()
+        background = TaskSet("auth")
+        background.every("audit-retention", audit.SWEEP_SECONDS, parts.audit.sweep, "old events removed")
 
         return ServiceParts(
             registrations=[
@@ -118,7 +111,7 @@ class AuthModule:
                     _ADMIN, auth_pb2_grpc.add_UserAdminServiceServicer_to_server, UserAdminServicer(parts.service)
                 ),
             ],
-            closers=[stop_sweeper, close_hasher],
+            closers=[background.close],
             collectors=[parts.audit.counter],
             authenticator=parts.authenticator,
             component=parts,

@@ -7,16 +7,15 @@ bytes, no NULs), then bcrypt. Nothing is ever silently truncated.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import threading
 import time
 import unicodedata
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from importlib import resources
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 import bcrypt
 
 from pynode.core.errors import FieldViolation, InvalidArgument, Unavailable
+from pynode.core.executors import BlockingPool, Executors
 
 T = TypeVar("T")
 
@@ -90,18 +90,22 @@ def check_password(password: str, hashed: bytes) -> bool:
     return bcrypt.checkpw(_prehash(password), hashed)
 
 
+def hashing_pool(executors: Executors, workers: int = 0, nice: int = 19) -> BlockingPool:
+    """The process's bcrypt pool: `workers` threads (0: one per core), each at idle priority (`nice`)."""
+    return executors.pool("bcrypt", workers or os.cpu_count() or 1, functools.partial(lower_priority, nice))
+
+
 class PasswordHasher:
     """bcrypt with a fixed cost in a pool of idle-priority threads, one per core, so a login
     storm queues in the pool and never stalls other RPCs. The queue is bounded too: past it,
-    calls are shed at once with a retry delay instead of waiting minutes."""
+    calls are shed at once with a retry delay instead of waiting minutes. The pool is the
+    process's (`hashing_pool`), closed by the app after every module."""
 
-    def __init__(self, cost: int, workers: int = 0, nice: int = 19, queue: int = 0) -> None:
+    def __init__(self, cost: int, pool: BlockingPool, queue: int = 0) -> None:
         self.cost = cost
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = pool.threads
         self.capacity = self.workers + (queue or 16 * self.workers)  # running plus waiting
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.workers, thread_name_prefix="bcrypt", initializer=lower_priority, initargs=(nice,)
-        )
+        self._pool = pool
         self._dummy: bytes | None = None
         self._pending = 0
         self._seconds_per_hash = 0.25  # measured by warm_up
@@ -115,7 +119,8 @@ class PasswordHasher:
             )
         self._pending += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+            # A caller that goes away (the server cancelling calls at stop) takes its queued hash with it.
+            return await self._pool.run(function, *args)
         finally:
             self._pending -= 1
 
@@ -141,7 +146,3 @@ class PasswordHasher:
         began = time.perf_counter()
         await self.verify("warm up", None)  # two bcrypt runs: the dummy's hash, then its check
         self._seconds_per_hash = (time.perf_counter() - began) / 2
-
-    def close(self) -> None:
-        """Stop the pool (queued hashes are dropped)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)

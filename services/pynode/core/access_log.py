@@ -8,12 +8,13 @@ tuple, and a background task formats and writes the batch a few times a second.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sys
 import time
 from typing import TextIO
+
+from pynode.core.tasks import TaskSet
 
 LOGGER_NAME = "pynode.access"
 
@@ -29,7 +30,7 @@ class AccessLog:
         self._interval = interval
         self._max_buffer = max_buffer
         self._buffer: list[Entry] = []
-        self._task: asyncio.Task[None] | None = None
+        self._writer: TaskSet | None = None
         self.dropped = 0
 
     def record(
@@ -73,14 +74,13 @@ class AccessLog:
 
     def start(self) -> None:
         """Begin writing batches in the background."""
-        if self.enabled and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if self.enabled and self._writer is None:
+            self._writer = TaskSet("access-log")
+            self._writer.once("writer", self._run)
 
     async def stop(self) -> None:
         """Stop the writer and write what is left."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.close(grace=0)  # the loop only sleeps between batches; the last one is written here
         self.flush()

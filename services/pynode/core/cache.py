@@ -98,17 +98,19 @@ class FeedInvalidation:
         self._drop = drop
         self._clear = clear
         self.generation = 0
-        self._subscription = feed.subscribe(channel, self._dropped, self._cleared)
+        self._subscription = feed.subscribe(channel, self.drop, self.clear)
 
     @property
     def live(self) -> bool:
         """Whether announcements are arriving, so remembered entries may be trusted."""
         return self._subscription.live
 
-    def _dropped(self, key: str) -> None:
+    def drop(self, key: str) -> None:
+        """Drop `key` (announced, or changed by this process: a read racing it is not remembered either)."""
         self.generation += 1
         self._drop(key)
 
-    def _cleared(self) -> None:
+    def clear(self) -> None:
+        """Drop everything (a reconnection: announcements may have been missed)."""
         self.generation += 1
         self._clear()

@@ -12,11 +12,9 @@ and a lost connection, is the domain's `Unavailable` (UNAVAILABLE with RetryInfo
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -29,6 +27,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from pynode.core.errors import Unavailable
+from pynode.core.executors import BlockingPool, Executors
 from pynode.core.settings import SettingsError
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
@@ -138,8 +137,16 @@ class Database:
     """Owns the engine and hands out sessions."""
 
     def __init__(
-        self, url: str, statement_timeout: float = STATEMENT_SECONDS, pool_timeout: float = POOL_SECONDS
+        self,
+        url: str,
+        statement_timeout: float = STATEMENT_SECONDS,
+        pool_timeout: float = POOL_SECONDS,
+        executors: Executors | None = None,
     ) -> None:
+        """`executors` holds the SQLite file's blocking threads (the app's, closed after the database); without
+        it the database has pools of its own, closed with it (command-line tools, tests)."""
+        pools = Executors() if executors is None else executors
+        self._own_executors = pools if executors is None else None
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         # hide_parameters: a failed statement's message (logged, perhaps with a traceback) must never carry
@@ -155,7 +162,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         event.listen(self.engine.sync_engine, "handle_error", _outage)
         self._blocking: Engine | None = None
-        self._threads: ThreadPoolExecutor | None = None
+        self._threads: BlockingPool | None = None
         if self.is_sqlite:
             pragmas = functools.partial(_sqlite_pragmas, busy_ms=max(1, round(statement_timeout * 1000)))
             event.listen(self.engine.sync_engine, "connect", pragmas)
@@ -169,17 +176,16 @@ class Database:
                 )
                 event.listen(self._blocking, "connect", pragmas)
                 event.listen(self._blocking, "handle_error", _outage)
-                # Threads of its own: a transaction waiting for SQLite's write lock must not hold a thread that
-                # file reads and writes need from the loop's default pool.
-                self._threads = ThreadPoolExecutor(BLOCKING_THREADS, "sqlite")
+                # A pool of its own: a transaction waiting for SQLite's write lock must not hold a thread that
+                # other blocking work (file reads and writes) needs.
+                self._threads = pools.pool("sqlite", BLOCKING_THREADS)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def transaction(self, work: Callable[[Connection], Result]) -> Result:
         """Run `work` with a plain (blocking) connection in one transaction, committed when it returns: on a
         SQLite file in one trip to a worker thread, elsewhere on the async engine (`run_sync`)."""
-        if self._blocking is not None:
-            run = functools.partial(self._in_thread, self._blocking, work)
-            return await asyncio.get_running_loop().run_in_executor(self._threads, run)
+        if self._blocking is not None and self._threads is not None:
+            return await self._threads.run(self._in_thread, self._blocking, work)
         async with self.engine.begin() as connection:
             return await connection.run_sync(work)
 
@@ -200,8 +206,8 @@ class Database:
     async def close(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
-        if self._threads is not None:
-            self._threads.shutdown(wait=True)
+        if self._own_executors is not None:
+            await self._own_executors.close()
         if self._blocking is not None:
             self._blocking.dispose()
 

@@ -20,10 +20,10 @@ T = TypeVar("T")
 class BlockingPool:
     """One named pool of threads: `await pool.run(fn, *args)` runs `fn` on one of them."""
 
-    def __init__(self, name: str, threads: int) -> None:
+    def __init__(self, name: str, threads: int, initializer: Callable[[], object] | None = None) -> None:
         self.name = name
         self.threads = threads
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix=name, initializer=initializer)
 
     async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         call = functools.partial(function, *args, **kwargs) if kwargs else functools.partial(function, *args)
@@ -40,11 +40,12 @@ class Executors:
     def __init__(self) -> None:
         self._pools: dict[str, BlockingPool] = {}
 
-    def pool(self, name: str, threads: int) -> BlockingPool:
-        """The pool called `name`, made with `threads` threads on first request (later requests share it)."""
+    def pool(self, name: str, threads: int, initializer: Callable[[], object] | None = None) -> BlockingPool:
+        """The pool called `name`, made with `threads` threads on first request (later requests share it);
+        `initializer` runs in each of its threads as it starts (bcrypt's lower priority)."""
         found = self._pools.get(name)
         if found is None:
-            found = self._pools[name] = BlockingPool(name, max(1, threads))
+            found = self._pools[name] = BlockingPool(name, max(1, threads), initializer)
         return found
 
     def names(self) -> list[str]:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from pynode.core import deadlines
+from pynode.core.cache import FeedInvalidation, LocalEntries
 from pynode.core.errors import Unauthenticated, Unavailable
 from pynode.core.events import EventFeed
 from pynode.core.kv import KeyValueStore
@@ -143,19 +144,15 @@ class CachedTokenVerifier:
 
     def __init__(self, inner: TokenVerifier, size: int = 10_000) -> None:
         self._inner = inner
-        self._verified: dict[str, Claims] = {}  # oldest first: evicted in insertion order
-        self._size = size
+        # By exact token text, each until its own expiry (the age bound is the token's, not the cache's).
+        self._verified: LocalEntries[str, Claims] = LocalEntries(size, math.inf)
 
     async def verify(self, token: str) -> Claims:
         claims = self._verified.get(token)
         if claims is not None:
-            if claims.expires_at + LEEWAY_SECONDS > time.time():
-                return claims
-            del self._verified[token]
+            return claims
         claims = await self._inner.verify(token)
-        self._verified[token] = claims
-        if len(self._verified) > self._size:
-            del self._verified[next(iter(self._verified))]
+        self._verified.keep(token, claims, seconds=claims.expires_at + LEEWAY_SECONDS - time.time())
         return claims
 
 
@@ -185,10 +182,9 @@ class CachedSessionLiveness:
 
     def __init__(self, inner: StoredSessionLiveness, feed: EventFeed) -> None:
         self._inner = inner
-        # sid -> (user id, role, trusted until on the monotonic clock), oldest first.
-        self._holders: dict[str, tuple[str, str, float]] = {}
-        self._generation = 0  # bumped by every forget
-        self._changes = feed.subscribe(SESSION_CHANGES_CHANNEL, self.forget, self.forget_all)
+        # sid -> (user id, role), each for HOLDER_TRUST_SECONDS at most and never past the session's expiry.
+        self._holders: LocalEntries[str, tuple[str, str]] = LocalEntries(HOLDERS_MAX, HOLDER_TRUST_SECONDS)
+        self._changes = FeedInvalidation(feed, SESSION_CHANGES_CHANNEL, self._holders.drop, self._holders.clear)
 
     @property
     def remembering(self) -> bool:
@@ -197,37 +193,29 @@ class CachedSessionLiveness:
 
     def holder_known(self, sid: str) -> tuple[str, str] | None:
         """What this process remembers of a session's holder, without asking the store."""
-        known = self._holders.get(sid)
-        if known is not None and known[2] > time.monotonic() and self._changes.live:
-            return known[0], known[1]
-        return None
+        return self._holders.get(sid) if self._changes.live else None
 
     def forget(self, sid: str) -> None:
         """Drop what is remembered of `sid` (its record changed or is about to)."""
-        self._generation += 1
-        self._holders.pop(sid, None)
+        self._changes.drop(sid)
 
     def forget_all(self) -> None:
-        self._generation += 1
-        self._holders.clear()
+        self._changes.clear()
 
     async def holder(self, sid: str) -> tuple[str, str] | None:
         known = self.holder_known(sid)
         if known is not None:
             return known
-        generation = self._generation
+        generation = self._changes.generation
         record = await self._inner.record(sid)
         if record is None:
-            self._holders.pop(sid, None)
+            self._holders.drop(sid)
             return None
         holder = str(record["user_id"]), str(record["role"])
-        if generation == self._generation and self._changes.live:
+        if generation == self._changes.generation and self._changes.live:
             expires_at = record.get("expires_at")
             left = float(expires_at) - time.time() if isinstance(expires_at, int | float) else 0.0
-            self._holders.pop(sid, None)
-            self._holders[sid] = (*holder, time.monotonic() + min(HOLDER_TRUST_SECONDS, left))
-            if len(self._holders) > HOLDERS_MAX:
-                del self._holders[next(iter(self._holders))]
+            self._holders.keep(sid, holder, seconds=left)
         return holder
 
 

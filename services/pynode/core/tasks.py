@@ -89,6 +89,11 @@ class TaskSet:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), seconds)
 
+    async def wait(self, seconds: float | None = None) -> None:
+        """Wait up to `seconds` for the tasks running now to end; the set stays open."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=seconds)
+
     def _ended(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if task.cancelled():
@@ -108,36 +113,3 @@ class TaskSet:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-
-
-class Periodic:
-    """Runs `work` now and then every `seconds` until stopped: a service's sweeps (retention, expiry).
-
-    Stopping waits for a run in progress instead of cancelling it: a sweep cancelled in the middle of a
-    database statement leaves a connection to be reset while the process shuts down (and logs an error). A
-    failed run is logged and retried at the next interval.
-    """
-
-    def __init__(self, name: str, seconds: float, work: Callable[[], Awaitable[int]], what: str) -> None:
-        self.name = name
-        self.seconds = seconds
-        self._work = work
-        self._what = what
-        self._stopping = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                done = await self._work()
-                if done:
-                    log.info("%s: %d %s", self.name, done, self._what)
-            except Exception as exc:  # a database outage must not end the loop
-                log.warning("%s failed: %s", self.name, type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.seconds)
-
-    async def stop(self) -> None:
-        """Stop after the run in progress, if any."""
-        self._stopping.set()
-        await asyncio.wait([self._task])

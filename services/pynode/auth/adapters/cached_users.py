@@ -3,8 +3,10 @@
 
 Two levels: the key-value store (shared by every process, 5 minutes) and, in front of it, a few seconds
 in this process, which saves a Redis round trip on hot accounts. Every write through this repository
-clears both here and announces the change on the event feed, so other processes drop their copy too; a
-read racing with a write may still show the old profile for up to NEAR_SECONDS. Authorization never reads
+clears both here and announces the change on the event feed, so other processes drop their copy too. A
+read racing with a change is returned but not remembered in this process, and nothing is remembered here
+while the feed is not live (announcements could be missed); the shared level may still hold a profile read
+in another process just before a write there, for at most TTL_SECONDS, as before. Authorization never reads
 profiles (it reads the session), so staleness here can only delay what GetCurrentUser displays. The
 password hash is never cached.
 """
@@ -12,12 +14,12 @@ password hash is never cached.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import UTC, datetime
 
 from pynode.auth.domain import Profile, User
 from pynode.auth.ports import UserRepository
+from pynode.core.cache import FeedInvalidation, LocalEntries
 from pynode.core.events import EventFeed
 from pynode.core.kv import KeyValueStore
 
@@ -57,6 +59,11 @@ def _decode(user_id: str, raw: str) -> Profile:
     )
 
 
+def _shown(profile: Profile) -> tuple[str, str, str, bool]:
+    """What a caller sees of a profile (timestamps aside: they lose microseconds in the store's encoding)."""
+    return profile.email, profile.display_name, profile.role, profile.disabled
+
+
 class CachedUsers:
     """UserRepository: reads of profiles cached, every write passed through and announced."""
 
@@ -65,36 +72,32 @@ class CachedUsers:
         self._kv = kv
         self._feed = feed
         # Keyed by the id's text, as callers hold it (a token's `sub`): no UUID parsing per call.
-        self._near: dict[str, tuple[float, Profile]] = {}  # oldest first
-        self._changes = feed.subscribe(CHANGES_CHANNEL, self._drop, self._near.clear)
-
-    def _drop(self, user_id: str) -> None:
-        self._near.pop(user_id, None)
-
-    def _remember(self, key: str, profile: Profile) -> None:
-        self._near.pop(key, None)
-        self._near[key] = (time.monotonic() + NEAR_SECONDS, profile)
-        if len(self._near) > NEAR_MAX:
-            del self._near[next(iter(self._near))]
+        self._near: LocalEntries[str, Profile] = LocalEntries(NEAR_MAX, NEAR_SECONDS)
+        self._changes = FeedInvalidation(feed, CHANGES_CHANNEL, self._near.drop, self._near.clear)
 
     async def profile(self, user_id: str) -> Profile | None:
-        near = self._near.get(user_id)
-        if near is not None and near[0] > time.monotonic():
-            return near[1]
+        if self._changes.live:
+            near = self._near.get(user_id)
+            if near is not None:
+                return near
+        generation = self._changes.generation
         raw = await self._kv.get(_key(user_id))
         if raw is not None:
-            profile: Profile | None = _decode(user_id, raw)
+            profile = _decode(user_id, raw)
         else:
-            profile = await self._inner.profile(user_id)
-            if profile is None:
+            found = await self._inner.profile(user_id)
+            if found is None:
                 return None
+            profile = found
+            if generation != self._changes.generation:
+                return profile  # changed while it was read: neither level keeps what may be the old one
             await self._kv.set(_key(user_id), _encode(profile), TTL_SECONDS)
-        assert profile is not None
-        self._remember(user_id, profile)
+        if generation == self._changes.generation and self._changes.live:
+            self._near.keep(user_id, profile)
         return profile
 
     async def _forget(self, user_id: uuid.UUID) -> None:
-        self._drop(str(user_id))
+        self._changes.drop(str(user_id))
         await self._kv.delete(_key(user_id))
         await self._feed.publish(CHANGES_CHANNEL, str(user_id))
 
@@ -102,10 +105,27 @@ class CachedUsers:
         await self._inner.add(user)
 
     async def by_email(self, email: str) -> User | None:
-        return await self._inner.by_email(email)
+        return await self._corrected(await self._inner.by_email(email))
 
     async def by_id(self, user_id: uuid.UUID) -> User | None:
-        return await self._inner.by_id(user_id)
+        return await self._corrected(await self._inner.by_id(user_id))
+
+    async def _corrected(self, user: User | None) -> User | None:
+        """`user` as just read from the database; a cached profile that shows it otherwise is dropped.
+
+        Another process may change an account without this one hearing of it: `devpynode users create-admin`
+        beside a server on the embedded defaults shares the database but neither the key-value store nor the
+        feed. A read of the account itself (every sign-in makes one) then corrects what GetCurrentUser shows."""
+        if user is None:
+            return None
+        key = str(user.id)
+        cached = self._near.get(key)
+        if cached is None:
+            raw = await self._kv.get(_key(key))
+            cached = _decode(key, raw) if raw is not None else None
+        if cached is not None and _shown(cached) != _shown(Profile.of(user)):
+            await self._forget(user.id)
+        return user
 
     async def save(self, user: User) -> None:
         await self._inner.save(user)

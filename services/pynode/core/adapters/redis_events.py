@@ -22,6 +22,7 @@ from redis.backoff import NoBackoff
 
 from pynode.core.adapters.redis_kv import unavailable_on_outage
 from pynode.core.events import Deliver, Reset
+from pynode.core.tasks import TaskSet
 
 log = logging.getLogger("pynode.events")
 
@@ -66,7 +67,7 @@ class RedisEventFeed:
         self._confirmed: set[str] = set()
         self._heard = 0.0
         self._backoff = 0.1
-        self._task: asyncio.Task[None] | None = None
+        self._reader = TaskSet("redis-event-feed")  # the one reader, started by the first subscription
         self._closing = False
 
     @unavailable_on_outage
@@ -76,8 +77,8 @@ class RedisEventFeed:
     def subscribe(self, channel: str, deliver: Deliver, reset: Reset) -> RedisSubscription:
         subscription = RedisSubscription(self, self._prefix + channel, deliver, reset)
         self._subscribers.setdefault(subscription.channel, []).append(subscription)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="redis-event-feed")
+        if not self._closing:
+            self._reader.once("reader", self._run)
         return subscription
 
     def unsubscribe(self, subscription: RedisSubscription) -> None:
@@ -89,13 +90,10 @@ class RedisEventFeed:
         return channel in self._confirmed and time.monotonic() - self._heard < LIVE_SECONDS
 
     async def close(self) -> None:
+        # `_closing` first: a cancellation that lands as redis-py's own read timeout expires is turned into
+        # that timeout (asyncio.timeout's race) and lost; the reader then ends by itself at its next turn.
         self._closing = True
-        if self._task is not None:
-            # Cancel until it is done: a cancellation that lands as redis-py's own read timeout expires is
-            # turned into that timeout (asyncio.timeout's race) and lost, and the loop would read on for ever.
-            while not self._task.done():
-                self._task.cancel()
-                await asyncio.wait([self._task], timeout=0.1)
+        await self._reader.close(grace=0)
         await self._client.aclose()
 
     async def _run(self) -> None:
@@ -112,6 +110,8 @@ class RedisEventFeed:
                 self._lost()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+            if self._closing:
+                return
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
 

@@ -16,9 +16,11 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from pynode.core import tasks
 from pynode.core.adapters.redis_kv import unavailable_on_outage
 from pynode.core.errors import Unavailable
 from pynode.core.streams import Backlog, StreamEvent, event_key
+from pynode.core.tasks import TaskSet
 
 log = logging.getLogger("pynode.streams")
 
@@ -38,10 +40,11 @@ def _text(value: Any) -> str:
 class _Tail:
     """This process's one reader of one stream, fanning batches out to local followers."""
 
-    def __init__(self, client: Any, key: str) -> None:
+    def __init__(self, client: Any, key: str, readers: TaskSet) -> None:
         self.key = key
         self.queues: set[asyncio.Queue[list[StreamEvent] | BaseException]] = set()
         self._client = client
+        self._readers = readers
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -49,13 +52,12 @@ class _Tail:
         return self._task is None or not self._task.done()
 
     def start(self) -> None:
+        # `spawn`, not `once(key)`: a tail being stopped may still run while its successor for the key starts.
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"stream-tail {self.key}")
+            self._task = self._readers.spawn(self._run(), name=f"stream-tail {self.key}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
+        await tasks.stop(self._task)
 
     async def _run(self) -> None:
         try:
@@ -87,6 +89,7 @@ class RedisEventStreams:
         self._prefix = prefix + "stream:"
         self._max_len = max_len
         self._tails: dict[str, _Tail] = {}
+        self._readers = TaskSet("redis-streams")  # every tail's reader, cancelled together on close
 
     def _k(self, stream: str) -> str:
         return self._prefix + stream
@@ -126,7 +129,7 @@ class RedisEventStreams:
         key = self._k(stream)
         tail = self._tails.get(key)
         if tail is None or not tail.alive:
-            tail = self._tails[key] = _Tail(self._client, key)
+            tail = self._tails[key] = _Tail(self._client, key, self._readers)
         queue: asyncio.Queue[list[StreamEvent] | BaseException] = asyncio.Queue()
         tail.queues.add(queue)
         tail.start()
@@ -154,4 +157,5 @@ class RedisEventStreams:
         tails, self._tails = list(self._tails.values()), {}
         for tail in tails:
             await tail.stop()
+        await self._readers.close(grace=0)
         await self._client.aclose()
