@@ -55,7 +55,10 @@ def test_module_commands_come_from_the_modules_that_have_the_hook() -> None:
     from pynode.core.module import ModuleCommands
 
     assert [m.name for m in modules.MODULES if isinstance(m, ModuleCommands)] == ["auth"]  # the rest have none
-    assert set(module_commands()) == {"users create-admin"}
+    assert set(module_commands()) == {"users create-admin", "keys generate"}
+    from pynode.app.cli import main
+
+    assert main(["keys", "generate"]) == 0  # a group only a module adds to
 
 
 async def test_create_admin_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
@@ -84,7 +87,7 @@ async def test_migrate_names_the_database_and_the_revisions(tmp_path: Path) -> N
     code, _, err = await cli("migrate", env={"DEVPYNODE_DATABASE_URL": "mysql://root@localhost/x"})
     assert one_line_error(code, err).startswith("devpynode: DEVPYNODE_DATABASE_URL: unsupported scheme")
     code, out, err = await cli("migrate", "--data-dir", str(tmp_path))
-    heads = "ai_0001_generations, auth_0002_audit_events, chat_0002_member_names, files_0002_upload_sessions"
+    heads = "ai_0001_generations, auth_0002_audit_events, chat_0003_invitations, files_0003_storage_usage"
     assert code == 0 and f"already at the newest revisions ({heads})" in out, err
 
 

@@ -17,6 +17,12 @@ from pynode.core.contract import is_email
 def commands(host: CommandHost) -> dict[str, Callable[..., Any]]:
     """The commands, wired to the CLI's host."""
 
+    def keys_generate() -> None:
+        """Print a new Ed25519 private key (PEM) for DEVPYNODE_AUTH_PRIVATE_KEYS."""
+        from pynode.auth.keys import generate_pem
+
+        print(generate_pem(), end="")
+
     def create_admin(
         email: Annotated[str, typer.Option(help="The administrator's e-mail address")],
         display_name: Annotated[str, typer.Option(help="Name shown for a new account")] = "Administrator",
@@ -50,4 +56,4 @@ def commands(host: CommandHost) -> dict[str, Callable[..., Any]]:
 
         host.run("auth", data_dir, work)
 
-    return {"users create-admin": create_admin}
+    return {"users create-admin": create_admin, "keys generate": keys_generate}

@@ -1,5 +1,6 @@
 """Commands that administer the server's data and settings on its machine: migrate, backup, restore,
-keys generate, config check (a service's own admin commands come from its module's `cli_commands`)."""
+config check (a service's own admin commands, such as auth's `keys generate`, come from its module's
+`cli_commands`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pynode.app.cli.common import DataDir, fail, settings_from
 from pynode.core import logs
 from pynode.core.settings import SettingsError, env_name
 
-keys = typer.Typer(help="Signing keys for access tokens.", no_args_is_help=True)
 config = typer.Typer(help="The effective settings.", no_args_is_help=True)
 
 
@@ -88,14 +88,6 @@ def migrate(data_dir: DataDir = None) -> None:
         print(f"devpynode: {shown} was already at the newest revisions ({names})")
     else:
         print(f"devpynode: migrated {shown} to {names} (was {', '.join(sorted(before)) or 'empty'})")
-
-
-@keys.command("generate")
-def keys_generate() -> None:
-    """Print a new Ed25519 private key (PEM) for DEVPYNODE_AUTH_PRIVATE_KEYS."""
-    from pynode.auth.keys import generate_pem
-
-    print(generate_pem(), end="")
 
 
 @config.command("check")

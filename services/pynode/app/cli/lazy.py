@@ -33,7 +33,6 @@ COMMANDS: dict[str, str] = {
     "files": "pynode.app.cli.files:files",
     "chat": "pynode.app.cli.chat:chat",
     "gateway": "pynode.app.cli.gateway:gateway",
-    "keys": "pynode.app.cli.admin:keys",
     "config": "pynode.app.cli.admin:config",
 }
 
