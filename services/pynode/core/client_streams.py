@@ -21,9 +21,9 @@ import asyncio
 import inspect
 from typing import Any
 
+from grpc import _common  # private, like _call: the code being patched uses both
 from grpc._cython import cygrpc
 from grpc.aio import _call
-from grpc.aio import _common  # type: ignore[attr-defined]  # private, like _call: the code being patched
 
 _FLAWED = "self._cython_call.set_internal_error(str(err))"  # unguarded, in the except clause below
 _PATCHED = "_devpynode_keeps_delivered_status"
