@@ -169,7 +169,7 @@ EXAMPLES = 5  # unexpected failures kept with their request id, to find them in 
 
 
 async def _timed(mix: Mix, picked: str, minute: Minute) -> None:
-    # Nothing left to download: an upload instead, counted as one (a failed upload once showed as a download's).
+    # Nothing left to download: an upload instead, counted as one (not as a download's failure or success).
     kind = "upload" if picked == "download" and not mix.uploaded else picked
     started = time.perf_counter()
     try:
