@@ -50,6 +50,10 @@ _CODES = {
 RESPONSE_HEADER = "traceresponse"  # W3C Trace Context Level 2: the server's span, for the user to quote
 
 
+class TracingUnavailable(RuntimeError):
+    """Traces were asked for, but the OpenTelemetry packages (the `tracing` extra) are not installed."""
+
+
 def wanted(environ: Mapping[str, str] | None = None) -> bool:
     """Whether the environment asks for traces (an OTLP endpoint or the console exporter, and not disabled)."""
     env = os.environ if environ is None else environ
@@ -63,7 +67,8 @@ def wanted(environ: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
-def _protocol(env: Mapping[str, str]) -> str:
+def protocol(env: Mapping[str, str]) -> str:
+    """The OTLP protocol the variables name (`grpc`, `http/protobuf`), empty when they name none."""
     return (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "").strip()
 
 
@@ -72,7 +77,7 @@ def _exporter(env: Mapping[str, str]) -> Any:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter()
-    if _protocol(env) == "grpc":
+    if protocol(env) == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         return GrpcExporter()  # endpoint, headers, timeout and TLS from the standard variables
@@ -88,12 +93,18 @@ def configure(service_name: str, environ: Mapping[str, str] | None = None) -> bo
     env = os.environ if environ is None else environ
     if _tracer is not None or not wanted(env):
         return _tracer is not None
-    from opentelemetry import trace
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    try:
+        from opentelemetry import trace
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as missing:
+        raise TracingUnavailable(
+            f"traces were asked for (OTEL_* variables) but OpenTelemetry is not installed ({missing.name}): "
+            "pip install 'devpynode[tracing]'"
+        ) from None
 
     # OTEL_SERVICE_NAME wins over ours (Resource.create lets attributes passed here override the variables).
     attributes = {} if env.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
@@ -114,8 +125,7 @@ def destination(environ: Mapping[str, str] | None = None) -> str:
     if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "console":
         return "the console"
     endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-    protocol = _protocol(env) or "http/protobuf"
-    return f"{endpoint} (OTLP {protocol})"
+    return f"{endpoint} (OTLP {protocol(env) or 'http/protobuf'})"
 
 
 def shutdown() -> None:
@@ -132,12 +142,15 @@ def tracer() -> Tracer | None:
 
 
 def instrument_engine(engine: Any) -> None:
-    """Trace a SQLAlchemy engine's statements (async engines through their sync core)."""
+    """Trace a SQLAlchemy engine's statements (async engines through their sync core). The instrumentor's
+    `instrument(engine=...)` works once per process (it is a singleton), so each engine gets its own tracer."""
     if _tracer is None:
         return
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry import metrics
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 
-    SQLAlchemyInstrumentor().instrument(engine=getattr(engine, "sync_engine", engine), tracer_provider=_provider)
+    in_use = metrics.get_meter("pynode.db").create_up_down_counter("db.client.connections.usage")
+    EngineTracer(_tracer, getattr(engine, "sync_engine", engine), in_use)
 
 
 def client_interceptors() -> list[Any]:

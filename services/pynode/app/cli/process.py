@@ -39,8 +39,11 @@ async def _serve(settings: Settings) -> None:
     from pynode.core import tracing
 
     # Before the platform is built: its engines and clients are instrumented as they are made.
-    if tracing.configure(_service_name(settings)):
-        print(f"devpynode: traces on, exported to {tracing.destination()}", file=sys.stderr, flush=True)
+    try:
+        if tracing.configure(_service_name(settings)):
+            print(f"devpynode: traces on, exported to {tracing.destination()}", file=sys.stderr, flush=True)
+    except tracing.TracingUnavailable as missing:
+        print(f"devpynode: {missing}; serving without traces", file=sys.stderr, flush=True)
     try:
         await _serve_traced(settings)
     finally:
