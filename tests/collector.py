@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-
 import rotel
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 
 def _free_port() -> int:
@@ -64,7 +63,7 @@ class SpanStore(trace_service_pb2_grpc.TraceServiceServicer):
         self.server: grpc.aio.Server | None = None
         self.port = 0
 
-    async def Export(  # noqa: N802 - the OTLP service's method name
+    async def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         for resource_spans in request.resource_spans:

@@ -185,7 +185,7 @@ async def test_a_cancelled_stream_ends_its_spans_as_cancelled_not_failed(traced:
         stream = ai_pb2_grpc.AIRouterServiceStub(channel).Generate(
             ai_pb2.GenerateRequest(
                 model="builtin/echo",
-                messages=[ai_pb2.ChatMessage(role=ai_pb2.MESSAGE_ROLE_USER, content="one two three four five six seven eight")],
+                messages=[ai_pb2.ChatMessage(role=ai_pb2.MESSAGE_ROLE_USER, content="one two three four five six")],
                 options=ai_pb2.GenerateOptions(tokens_per_second=4),
             ),
             metadata=metadata,

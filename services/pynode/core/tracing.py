@@ -150,7 +150,7 @@ def instrument_engine(engine: Any) -> None:
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 
     in_use = metrics.get_meter("pynode.db").create_up_down_counter("db.client.connections.usage")
-    EngineTracer(_tracer, getattr(engine, "sync_engine", engine), in_use)
+    EngineTracer(_tracer, getattr(engine, "sync_engine", engine), in_use)  # type: ignore[no-untyped-call]
 
 
 def client_interceptors() -> list[Any]:
