@@ -158,6 +158,9 @@ async def test_one_chat_message_is_one_trace_from_the_gateway_to_the_provider_an
     assert statements, "database spans"
     assert all(chat in _ancestors(spans, s) or router in _ancestors(spans, s) for s in statements)
 
+    # The registration's audit event keeps its trace too (the register call's own trace: any valid id).
+    register = next(s for s in store.spans if s.name == "devpynode.auth.v1.AuthService/Register")
+    audit_trace = register.trace_id
     # The trace id is in the process's JSON log lines of that request (the access log's line for SendMessage).
     traced.process.terminate()
     assert traced.process.stderr is not None
@@ -167,6 +170,10 @@ async def test_one_chat_message_is_one_trace_from_the_gateway_to_the_provider_an
         line.get("trace_id") == trace_id and line.get("method") == "/devpynode.chat.v1.ChatService/SendMessage"
         for line in lines
     ), "the access log line carries the trace id"
+    assert any(
+        line.get("audit_kind") == "register" and line.get("trace_id") == audit_trace and line.get("detail_trace_id")
+        for line in lines
+    ), "the audit event of the registration carries its trace id"
 
 
 async def test_a_cancelled_stream_ends_its_spans_as_cancelled_not_failed(traced: Traced) -> None:
