@@ -60,10 +60,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pynode.auth.passwords import lower_priority
 from pynode.core import client_streams
 
-client_streams.keep_delivered_status()  # the bench's uploads see the server's status, not grpcio's INTERNAL
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the suite's S3 server launcher
 from tests import s3server
+
+client_streams.keep_delivered_status()  # the bench's uploads see the server's status, not grpcio's INTERNAL
 
 ECHO_METHOD = "/bench.v1.EchoService/Echo"
 PASSWORD = "bench password that is long"
