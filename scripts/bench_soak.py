@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import random
 import time
@@ -229,6 +230,7 @@ async def _soak(
     window = 60.0 if minutes >= 2 else max(5.0, minutes * 60 / 4)
     print(f"  soak: capacity {measured:.0f} calls/s; driving {rate:.0f} calls/s ({share:.0%}) for {minutes:g} min")
     windows: list[Minute] = []
+    windows_total = max(1, math.ceil(minutes * 60 / window - 1e-9))
     in_flight: set[asyncio.Task[None]] = set()
     began = time.perf_counter()
     end = began + minutes * 60
@@ -239,7 +241,9 @@ async def _soak(
             break
         if due > now:
             await asyncio.sleep(due - now)
-        index = int((time.perf_counter() - began) // window)
+        # The last call may start a hair past the last window's end: it belongs to that window, not to a new one
+        # of one call (which would then be "the last minute" of the report).
+        index = min(int((time.perf_counter() - began) // window), windows_total - 1)
         while len(windows) <= index:
             if windows:
                 windows[-1].rss_mib, windows[-1].fds = rss_mib(pid), fd_count(pid)
