@@ -136,3 +136,34 @@ async def test_an_upload_session_and_its_parts_over_rest(rest: str, tmp_path: Pa
             pieces = [json.loads(line) async for line in answer.aiter_lines() if line.strip()]
         body = b"".join(base64.b64decode(p["chunk"]) for p in pieces if "chunk" in p)
         assert body == data and pieces[0]["file"]["filename"] == "notes.txt"
+
+
+def _annotated() -> dict[str, str]:
+    """Every REST path template the contracts declare, with its method (from the generated descriptors)."""
+    from google.api import annotations_pb2
+    from google.protobuf import descriptor_pool
+
+    from pynode.app import modules
+
+    found = {}
+    for module in modules.MODULES:
+        for name in module.service_names:
+            for method in descriptor_pool.Default().FindServiceByName(name).methods:
+                rule = method.GetOptions().Extensions[annotations_pb2.http]
+                pattern = rule.WhichOneof("pattern")
+                if pattern:
+                    found[getattr(rule, pattern)] = pattern
+    return found
+
+
+def test_the_openapi_description_is_valid_and_covers_every_annotated_route() -> None:
+    from openapi_spec_validator import validate
+
+    root = Path(__file__).resolve().parents[2]
+    document = json.loads((root / "gateway" / "openapi.json").read_text())
+    validate(document)
+    assert (root / "web" / "public" / "openapi.json").read_text() == (root / "gateway" / "openapi.json").read_text()
+    routes = _annotated()
+    assert len(routes) > 30
+    for path, verb in routes.items():
+        assert verb in document["paths"].get(path, {}), f"{verb.upper()} {path} is not described"
