@@ -58,9 +58,12 @@ from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pynode.auth.passwords import lower_priority
+from pynode.core import client_streams
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the suite's S3 server launcher
 from tests import s3server
+
+client_streams.keep_delivered_status()  # the bench's uploads see the server's status, not grpcio's INTERNAL
 
 ECHO_METHOD = "/bench.v1.EchoService/Echo"
 PASSWORD = "bench password that is long"
@@ -739,6 +742,7 @@ class Bench:
     sse_port: int
     email: str
     bearer: list[tuple[str, str]]
+    tokens: auth_pb2.TokenPair  # the bench user's session (the soak renews it; the short scenarios use `bearer`)
 
     @property
     def auth(self) -> Any:
@@ -901,7 +905,7 @@ async def _traces(b: Bench) -> Outcome:
 async def _soak(b: Bench) -> Outcome:
     a = b.args
     return await bench_soak.soak_scenario(
-        b.mesh_channel, b.mesh_pid, b.bearer, a.concurrency, a.soak_minutes, a.soak_share
+        b.mesh_channel, b.mesh_pid, b.tokens, a.concurrency, a.soak_minutes, a.soak_share
     )
 
 
@@ -990,6 +994,7 @@ async def main(args: argparse.Namespace) -> int:
         "DEVPYNODE_BCRYPT_COST": str(args.bcrypt_cost),
         **({"DEVPYNODE_DATABASE_URL": args.database_url} if args.database_url else {}),
         **({"DEVPYNODE_REDIS_URL": args.redis_url} if args.redis_url else {}),
+        **({"DEVPYNODE_ACCESS_TOKEN_SECONDS": str(args.access_token_seconds)} if args.access_token_seconds else {}),
     }
     devpynode = str(Path(sys.executable).parent / "devpynode")
     mesh, mesh_port = await start_process([devpynode, "serve"], workdir / "mesh.log", env, r"gRPC\s+127\.0\.0\.1:(\d+)")
@@ -1014,7 +1019,7 @@ async def main(args: argparse.Namespace) -> int:
             )
             bench = Bench(
                 args, workdir, env, cores, echo_channel, mesh_channel, mesh.pid, echo_task.pid, mesh_port, sse_port,
-                email, [("authorization", f"Bearer {registered.tokens.access_token}")],
+                email, [("authorization", f"Bearer {registered.tokens.access_token}")], registered.tokens,
             )  # fmt: skip
             print(
                 f"Dev-PyNode benchmark: {cores} cores, concurrency {args.concurrency}, {args.seconds:.0f} s per run, "
@@ -1076,6 +1081,12 @@ def parse() -> argparse.Namespace:
         help="do not pin the load generator and the servers to separate CPUs for the throughput comparisons",
     )
     parser.add_argument("--soak-minutes", type=float, default=10.0, help="length of the soak scenario")
+    parser.add_argument(
+        "--access-token-seconds",
+        type=int,
+        default=0,
+        help="the server's access token lifetime (0: its default, 15 minutes); shorter makes the soak renew often",
+    )
     parser.add_argument("--soak-share", type=float, default=0.5, help="soak load as a share of measured capacity")
     parser.add_argument("--enumeration-samples", type=int, default=20, help="logins of each kind")
     return parser.parse_args()
