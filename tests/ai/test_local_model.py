@@ -88,6 +88,9 @@ async def test_a_cancelled_answer_reaches_the_model_server(ai: Any, local_model:
         seen += 1
         if seen == 3:
             break
+    # Busy answering, it is still listed available (its own model list would wait for the answer to end).
+    client.parts.router.refresh_catalog()
+    assert (await _models(client))[MODEL].available
     call.cancel()
     # The server notices the closed connection at its next token and stops generating.
     await eventually(lambda: local_model.log_text().count("Disconnected from client") > before, 20)

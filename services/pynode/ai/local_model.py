@@ -33,7 +33,8 @@ from pathlib import Path
 import httpx
 
 from pynode.ai.domain import ModelInfo
-from pynode.ai.providers.openai import OpenAIProvider
+from pynode.ai.providers.base import public_url
+from pynode.ai.providers.openai import LIST_TIMEOUT_SECONDS, OpenAIProvider
 from pynode.ai.settings import AISettings
 from pynode.core.tasks import TaskSet
 
@@ -356,7 +357,17 @@ class LocalProvider(OpenAIProvider):
 
     async def models(self) -> list[ModelInfo]:
         if self.server is None and not self.problem:
-            return await super().models()  # a server of its own (compose, Helm): ask it
+            if not self.model:
+                return await super().models()  # a server of compose or Helm, its model unnamed: ask it
+            # Named: alive is enough. Not /v1/models, which waits for the generation running (one at a time):
+            # the model would be listed unavailable whenever it is busy answering.
+            try:
+                await self._client.get("health", timeout=LIST_TIMEOUT_SECONDS)  # any answer, a 404 too
+                available, state = True, "answering"
+            except httpx.HTTPError:
+                available, state = False, "not answering"
+            description = f"llama.cpp at {public_url(self.url)} ({state})"
+            return [ModelInfo(f"{self.name}/{self.model}", self.name, available, description=description)]
         if self.problem:
             available, state = False, f"not started: {self.problem}"
         else:
