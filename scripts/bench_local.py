@@ -26,7 +26,7 @@ from bench_report import Outcome, Paired, paired_rounds, verdict
 from devpynode.ai.v1 import ai_pb2
 
 MODEL = "smollm2"
-TOKENS = 32  # per answer in the throughput rounds
+TOKENS = 24  # per answer in the throughput rounds
 FIRST_TOKENS = 2  # per answer in the first-token rounds: short, so many rounds fit
 PROMPT = "Write a long story about a cat who learns to sail across the sea."
 CONCURRENCY = (1, 4)
@@ -117,13 +117,14 @@ class Compared:
 async def compare(
     direct: Callable[[int], Reader], routed: Callable[[int], Reader], concurrency: int, rounds: int
 ) -> Compared:
-    """Alternating rounds, direct then router: `rounds` of long answers, and many more of short ones (a
-    model's first token varies by milliseconds from one answer to the next: the median needs samples)."""
+    """Alternating rounds, direct then router: twice `rounds` of longer answers, and six times `rounds` of short
+    ones (the model's speed varies from one answer to the next by more than the relay costs: medians need
+    samples)."""
     long_direct, long_routed = direct(TOKENS), routed(TOKENS)
     await batch(long_direct, 1)  # warm both paths (connections, the model's prompt cache)
     await batch(long_routed, 1)
     throughput = await paired_rounds(
-        rounds, lambda: batch(long_direct, concurrency), lambda: batch(long_routed, concurrency)
+        rounds * 2, lambda: batch(long_direct, concurrency), lambda: batch(long_routed, concurrency)
     )
     short_direct, short_routed = direct(FIRST_TOKENS), routed(FIRST_TOKENS)
     first = await paired_rounds(
