@@ -16,7 +16,7 @@ WORKDIR /src
 RUN python -m venv /opt/devpynode
 COPY pyproject.toml README.md ./
 COPY services ./services
-RUN /opt/devpynode/bin/pip install --no-cache-dir --disable-pip-version-check .
+RUN /opt/devpynode/bin/pip install --no-cache-dir --disable-pip-version-check ".[tracing]"
 
 # The local model server (compose's `local-model`, Helm's `localModel`): llama-cpp-python's OpenAI-compatible
 # server with SmolLM2-135M-Instruct, the command `serve` runs as its child (pynode/ai/local_model.py), built for

@@ -19,6 +19,8 @@ Scenarios (targets from the issues):
   workers  GetCurrentUser against `serve --workers 1` and `--workers 2` (Redis): calls per server CPU-second
            (2 workers >= 0.9x one) and throughput.
   gateway  native gRPC straight to serve vs through its Envoy child: first token (<= +1 ms) and CPU per call.
+  traces   GetCurrentUser with tracing off, on (every call sampled) and configured but sampled out: >= 0.85x and
+           >= 0.97x the untraced server (bench_traces.py).
   files-s3 the same upload and download with the files service on S3 (SeaweedFS), vs the minio client direct.
   local-model  the real local model (llama.cpp + SmolLM2) through the router vs a bare httpx client reading
            the same server, c=1 and c=4: tokens/s >= 0.9x, first token <= +3 ms (bench_local.py; needs
@@ -50,6 +52,7 @@ import bench_chat
 import bench_files
 import bench_local
 import bench_soak
+import bench_traces
 import grpc
 import httpx
 from bench_report import Outcome, Results, paired_rounds, verdict
@@ -957,6 +960,11 @@ async def _local_model(b: Bench) -> Outcome:
 @scenario("gateway")
 async def _gateway(b: Bench) -> Outcome:
     return await gateway_scenario(b.args, b.workdir, b.env)
+
+
+@scenario("traces")
+async def _traces(b: Bench) -> Outcome:
+    return await bench_traces.traces_scenario(b.args, b.workdir, b.env, start_process, drive)
 
 
 @scenario("soak")
