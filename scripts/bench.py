@@ -479,7 +479,14 @@ async def gateway_scenario(args: argparse.Namespace, workdir: Path, env: dict[st
 async def local_model_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> Outcome:
     """The real local model server, read directly and through a `serve` whose local provider it is (see
     bench_local.py)."""
-    from pynode.ai.local_model import LocalModelProblem, free_port, resolve, server_command, server_missing
+    from pynode.ai.local_model import (
+        LocalModelProblem,
+        child_environment,
+        free_port,
+        resolve,
+        server_command,
+        server_missing,
+    )
 
     try:
         model = resolve(bench_local.MODEL)
@@ -494,7 +501,7 @@ async def local_model_scenario(args: argparse.Namespace, workdir: Path, env: dic
     llama, _ = await start_process(
         server_command(model, host="127.0.0.1", port=port, context=2048),
         workdir / "llama.log",
-        {},
+        child_environment("127.0.0.1", port),
         r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
     )
     url = f"http://127.0.0.1:{port}/v1"

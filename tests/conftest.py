@@ -112,14 +112,14 @@ def local_model_installed() -> None:
 @pytest.fixture(scope="session")
 def local_model(local_model_installed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModelServer]:
     """One llama.cpp server with SmolLM2 for the whole run, started with the command line `serve` would run."""
-    from pynode.ai.local_model import free_port, resolve, server_command
+    from pynode.ai.local_model import child_environment, free_port, resolve, server_command
 
     port = free_port()
     log_path = tmp_path_factory.mktemp("local-model") / "llama-server.log"
     log = log_path.open("wb")
     command = server_command(resolve("smollm2"), host="127.0.0.1", port=port, context=2048)
-    # Unbuffered: the server's "disconnected" lines are what the tests read to see a cancel reach it.
-    process = subprocess.Popen(command, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # Unbuffered (child_environment): the server's "disconnected" lines tell the tests a cancel reached it.
+    process = subprocess.Popen(command, stdout=log, stderr=log, env=child_environment("127.0.0.1", port))
     try:
         deadline = time.monotonic() + 120
         while True:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from devpynode.ai.v1 import ai_pb2
 
@@ -100,7 +101,13 @@ async def test_a_cancelled_answer_reaches_the_model_server(ai: Any, local_model:
 
 
 @real_only
-async def test_serve_runs_the_model_as_a_child_restarts_it_and_stops_it(ai: Any, local_model_installed: None) -> None:
+async def test_serve_runs_the_model_as_a_child_restarts_it_and_stops_it(
+    ai: Any, local_model_installed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # llama-cpp-python's server reads these too: ours must win (PORT elsewhere, a key of someone else's).
+    monkeypatch.setenv("PORT", "9")
+    monkeypatch.setenv("API_KEY", "not-ours")
+    monkeypatch.setenv("CONFIG_FILE", "/nonexistent.yaml")
     client: AIClient = await ai(ai_local_model="smollm2", ai_local_context=1024)
     local = _local(client)
     assert local.server is not None
@@ -115,6 +122,10 @@ async def test_serve_runs_the_model_as_a_child_restarts_it_and_stops_it(ai: Any,
     assert model.available and "ready" in model.description
     answer = await client.ask(MODEL, LONG, max_tokens=6, no_cache=True)
     assert answer.last.usage.completion_tokens == 6
+    # Only the router may call it: another local program gets 401 without the per-process key.
+    async with httpx.AsyncClient() as other:
+        assert (await other.get(f"{server.url}/models")).status_code == 401
+        assert "not-ours" not in " ".join(server.command) and server.api_key not in " ".join(server.command)
     process = server._process
     assert process is not None and process.returncode is None
     os.kill(process.pid, signal.SIGKILL)

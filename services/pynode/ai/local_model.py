@@ -22,6 +22,7 @@ import importlib.util
 import logging
 import os
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -151,6 +152,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# What the child inherits of this process's environment. llama-cpp-python's server reads its settings from the
+# environment as well (HOST, PORT, API_KEY, CONFIG_FILE, MODEL ... with no prefix): anything else could reconfigure it.
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "LD_LIBRARY_PATH", "VIRTUAL_ENV")
+_INHERITED_PREFIXES = ("OMP_", "GGML_", "LLAMA_")  # thread and backend tuning of llama.cpp itself
+
+
+def child_environment(host: str, port: int, api_key: str = "") -> dict[str, str]:
+    """The server's environment: the few variables it needs, and its address (and key, if any) set here."""
+    env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith(_INHERITED_PREFIXES)}
+    env.update(PYTHONUNBUFFERED="1", HOST=host, PORT=str(port))
+    if api_key:  # through the environment, not the command line (which every local user can read with ps)
+        env["API_KEY"] = api_key
+    return env
+
+
 def _end_with_parent() -> None:
     """In the child before exec (Linux): SIGTERM when `serve` dies without stopping it (a SIGKILL)."""
     with contextlib.suppress(Exception):
@@ -170,6 +186,8 @@ class LocalModelServer:
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.command = server_command(model, host="127.0.0.1", port=self.port, context=context, threads=threads)
         self.log_file = log_dir / "llama-server.log"
+        # Only this process may call the model: other local programs would bypass sign-in, limits and the ledger.
+        self.api_key = secrets.token_urlsafe(32)
         self.ready = False
         self.state = "starting"  # for ListModels' description: starting, ready, restarting, stopped: why
         self.on_ready: Callable[[], None] = lambda: None
@@ -220,12 +238,12 @@ class LocalModelServer:
                 stdout=out,
                 stderr=out,
                 stdin=asyncio.subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},  # its log tells what happened as it happens
+                env=child_environment("127.0.0.1", self.port, self.api_key),
                 preexec_fn=_end_with_parent if sys.platform == "linux" else None,
             )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LOAD_SECONDS
-        async with httpx.AsyncClient(timeout=2.0) as http:
+        async with httpx.AsyncClient(timeout=2.0, headers={"authorization": f"Bearer {self.api_key}"}) as http:
             while loop.time() < deadline:
                 if self._process.returncode is not None:
                     return f"stopped at start (exit {self._process.returncode}): {self._last_line()}"
@@ -347,6 +365,7 @@ class LocalProvider(OpenAIProvider):
         super().__init__(
             PROVIDER,
             base_url,
+            server.api_key if server is not None else "",
             models=[model] if model else [],
             first_token_seconds=first_token_seconds,
             max_connections=max_connections,
