@@ -179,7 +179,14 @@ class LocalModelServer:
     """llama-cpp-python's server as a child of this process: started, health-checked, restarted, stopped."""
 
     def __init__(
-        self, model: LocalModel, *, context: int, threads: int, log_dir: Path, port: int | None = None
+        self,
+        model: LocalModel,
+        *,
+        context: int,
+        threads: int,
+        log_dir: Path,
+        port: int | None = None,
+        api_key: str = "",
     ) -> None:
         self.model = model
         self.port = port or free_port()
@@ -187,7 +194,7 @@ class LocalModelServer:
         self.command = server_command(model, host="127.0.0.1", port=self.port, context=context, threads=threads)
         self.log_file = log_dir / "llama-server.log"
         # Only this process may call the model: other local programs would bypass sign-in, limits and the ledger.
-        self.api_key = secrets.token_urlsafe(32)
+        self.api_key = api_key or secrets.token_urlsafe(32)
         self.ready = False
         self.state = "starting"  # for ListModels' description: starting, ready, restarting, stopped: why
         self.on_ready: Callable[[], None] = lambda: None
