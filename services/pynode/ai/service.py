@@ -457,6 +457,24 @@ class AIService:
             )
         return out
 
+    async def _reserve_inputs(self, user_id: str, messages: tuple[Message, ...]) -> Reservation:
+        """Reserve an Embed call's estimated tokens, all of them (nothing is generated to cut short)."""
+        if not self.limits.tokens_per_day:
+            return _NO_RESERVATION
+        budget = self.limits.tokens_per_day
+        want = reserve_estimate(messages)
+        now = datetime.now(UTC)
+        key = f"ai:tokens:{user_id}:{_day(now)}"
+        reservation = await self._allowance.reserve(key, want, budget, at_least=want, ttl_seconds=_BUDGET_TTL_SECONDS)
+        if reservation.granted or not want:
+            return reservation
+        left = max(0, budget - await self._allowance.used(key))
+        raise _BUDGET.exceeded(
+            f"these texts are about {want} tokens and {left} of the daily budget of {budget} are left; it renews "
+            "at 00:00 UTC",
+            _until_tomorrow(now),
+        )
+
     async def embed(self, caller: Principal, model: str, inputs: list[str], dimensions: int = 0) -> Embedded:
         """Vectors of `inputs`, in batches of the configured size, under the same limits and ledger as Generate."""
         violations = self._embed_violations(inputs)
@@ -468,7 +486,7 @@ class AIService:
         await self._rate.hit(f"ai:rate:{user}", limit, _RATE, what=f"at most {limit} generations per minute")
         candidates = await self.router.candidates(model, ())
         messages = tuple(Message("user", t) for t in inputs)
-        reservation, _ = await self._reserve(user, messages, Sampling(max_tokens=0))
+        reservation = await self._reserve_inputs(user, messages)
         spent = 0
         try:
             with self._streams.hold(user):
