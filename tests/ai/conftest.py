@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -104,3 +106,10 @@ async def stream_error(call: Any) -> tuple[list[ai_pb2.GenerateResponse], grpc.a
     except grpc.aio.AioRpcError as error:
         return pieces, error
     raise AssertionError(f"the stream ended without an error after {pieces}")
+
+
+def routing_file(tmp_path: Path, text: str) -> str:
+    """A routing file (DEVPYNODE_AI_CONFIG) with `text`, dedented; returns its path."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)

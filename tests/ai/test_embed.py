@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import grpc
 from devpynode.ai.v1 import ai_pb2
 
-from tests.ai.conftest import AIClient
+from tests.ai.conftest import AIClient, routing_file
 from tests.ai.fakes import FakeProvider
 from tests.client import fails
 
@@ -58,16 +57,13 @@ async def test_the_builtin_model_embeds_deterministically(ai: Any) -> None:
 
 
 def _plain(tmp_path: Path, openai: FakeProvider) -> str:
-    path = tmp_path / "routing.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            providers:
-              chatty: {{type: openai, url: "{openai.url}", models: [gpt-test], capabilities: {{"*": [tools]}}}}
-            """
-        )
+    return routing_file(
+        tmp_path,
+        f"""
+        providers:
+          chatty: {{type: openai, url: "{openai.url}", models: [gpt-test], capabilities: {{"*": [tools]}}}}
+        """,
     )
-    return str(path)
 
 
 async def test_embed_bounds_capability_and_rate_limit(ai: Any, openai: FakeProvider, tmp_path: Path) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import grpc
 from devpynode.ai.v1 import ai_pb2
 
-from tests.ai.conftest import AIClient, Answer
+from tests.ai.conftest import AIClient, Answer, routing_file
 from tests.ai.fakes import FakeProvider
 from tests.client import eventually, rich_error
 
@@ -152,18 +151,15 @@ async def test_tool_results_continue_the_conversation_in_both_wire_formats(
 
 
 def _routing(tmp_path: Path, openai: FakeProvider) -> str:
-    path = tmp_path / "routing.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            providers:
-              plain: {{type: openai, url: "{openai.url}", models: [gpt-test], capabilities: {{}}}}
-            aliases:
-              smart: {{deployments: [{{model: plain/gpt-test}}], fallbacks: [openai/gpt-test]}}
-            """
-        )
+    return routing_file(
+        tmp_path,
+        f"""
+        providers:
+          plain: {{type: openai, url: "{openai.url}", models: [gpt-test], capabilities: {{}}}}
+        aliases:
+          smart: {{deployments: [{{model: plain/gpt-test}}], fallbacks: [openai/gpt-test]}}
+        """,
     )
-    return str(path)
 
 
 async def test_models_that_cannot_call_tools_refuse_them_with_a_field_violation(

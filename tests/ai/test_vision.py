@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import grpc
 from devpynode.ai.v1 import ai_pb2
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
-from tests.ai.conftest import AIClient, Answer
+from tests.ai.conftest import AIClient, Answer, routing_file
 from tests.ai.fakes import FakeProvider
 from tests.ai.pictures import png
 from tests.client import MeshClient, rich_error
@@ -21,17 +20,14 @@ PICTURE = png()
 
 
 def _routing(tmp_path: Path, openai: FakeProvider, ollama: FakeProvider) -> str:
-    path = tmp_path / "routing.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            providers:
-              eyes: {{type: openai, url: "{openai.url}", models: [gpt-test], capabilities: {{"gpt-*": [vision]}}}}
-              lens: {{type: ollama, url: "{ollama.url}", capabilities: {{"llama*": [vision, tools]}}}}
-            """
-        )
+    return routing_file(
+        tmp_path,
+        f"""
+        providers:
+          eyes: {{type: openai, url: "{openai.url}", models: [gpt-test], capabilities: {{"gpt-*": [vision]}}}}
+          lens: {{type: ollama, url: "{ollama.url}", capabilities: {{"llama*": [vision, tools]}}}}
+        """,
     )
-    return str(path)
 
 
 def _request(model: str, *images: ai_pb2.Image) -> ai_pb2.GenerateRequest:
