@@ -7,7 +7,6 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 from devpynode.chat.v1 import chat_pb2
