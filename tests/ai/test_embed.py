@@ -104,3 +104,10 @@ async def test_provider_failures_on_embed_map_to_statuses(ai: Any, openai: FakeP
     assert failed.code == grpc.StatusCode.UNAVAILABLE and "sk-" not in failed.message
     openai.script.status = 404
     assert (await fails(_embed(client, "openai/gpt-test", ["text"]))).code == grpc.StatusCode.NOT_FOUND
+
+
+def test_per_token_vectors_are_mean_pooled_to_unit_length() -> None:
+    from pynode.ai.providers.openai import pooled
+
+    assert pooled([0.5, 1.0]) == [0.5, 1.0]  # one vector per input: as given
+    assert pooled([[3.0, 0.0], [3.0, 8.0]]) == [0.6, 0.8]  # llama.cpp without pooling: one per token

@@ -7,12 +7,14 @@ parses each chunk once with orjson and nothing else, which keeps the router's co
 Tools go out as `tools` (function definitions, the caller's JSON Schema as parsed JSON) and `tool_choice`;
 streamed `delta.tool_calls` fragments come back as ToolCallDelta pieces, and an answer with calls ends with
 finish reason `tool_calls` (whatever the server said: OpenAI says `stop` for a forced call). Pictures go as
-`image_url` content parts with a data URL. Embeddings are `POST /embeddings` with a list of inputs.
+`image_url` content parts with a data URL. Embeddings are `POST /embeddings` with a list of inputs (per-token
+vectors, as llama.cpp's server gives for a model without pooling, are mean-pooled here).
 """
 
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -55,7 +57,8 @@ def wire_message(message: Message) -> dict[str, Any]:
     if message.tool_calls:
         return {
             "role": message.role,
-            "content": message.content or None,
+            # "" rather than null: llama.cpp's server refuses a null content (HTTP 500); OpenAI takes either.
+            "content": message.content,
             "tool_calls": [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments or "{}"}}
                 for c in message.tool_calls
@@ -68,6 +71,17 @@ def wire_message(message: Message) -> dict[str, Any]:
             parts.append({"type": "image_url", "image_url": {"url": url}})
         return {"role": message.role, "content": parts}
     return {"role": message.role, "content": message.content}
+
+
+def pooled(embedding: list[Any]) -> list[float]:
+    """One vector for an input: as given, or, when the server gave one per token (llama.cpp's server for a
+    model without a pooling layer, SmolLM2 among them), their mean scaled to unit length."""
+    if not embedding or not isinstance(embedding[0], list):
+        return [float(v) for v in embedding]
+    size = len(embedding[0])
+    mean = [sum(float(token[i]) for token in embedding) / len(embedding) for i in range(size)]
+    norm = math.sqrt(sum(v * v for v in mean)) or 1.0
+    return [v / norm for v in mean]
 
 
 def wire_tools(prompt: Prompt) -> dict[str, Any]:
@@ -195,7 +209,7 @@ class OpenAIProvider:
                 )
             answer = orjson.loads(response.content)
             rows = sorted(answer["data"], key=lambda row: row.get("index", 0))
-            vectors = [[float(v) for v in row["embedding"]] for row in rows]
+            vectors = [pooled(row["embedding"]) for row in rows]
             usage = answer.get("usage") or {}
         except (httpx.TransportError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise connection_failure(self.name, exc) from None
@@ -217,6 +231,7 @@ class _Events:
         self.completion_tokens: int | None = None
         self.calls: list[ToolCallDelta] = []  # tool-call pieces read and not yet handed over
         self.called = False
+        self._started: set[int] = set()  # calls whose id and name were handed over
 
     def feed(self, data: bytes) -> tuple[str, int]:
         """The content in `data` (and what an earlier read left unfinished), and how many deltas it held."""
@@ -251,11 +266,16 @@ class _Events:
     def _calls(self, pieces: list[dict[str, Any]]) -> None:
         for position, piece in enumerate(pieces):
             function = piece.get("function") or {}
+            index = int(piece.get("index", position))
+            # llama.cpp repeats the id and name on every piece; callers get them once, on the first.
+            first = index not in self._started and bool(piece.get("id") or function.get("name"))
+            if first:
+                self._started.add(index)
             self.calls.append(
                 ToolCallDelta(
-                    int(piece.get("index", position)),
-                    piece.get("id") or "",
-                    function.get("name") or "",
+                    index,
+                    (piece.get("id") or "") if first else "",
+                    (function.get("name") or "") if first else "",
                     function.get("arguments") or "",
                 )
             )
