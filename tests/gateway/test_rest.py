@@ -167,3 +167,25 @@ def test_the_openapi_description_is_valid_and_covers_every_annotated_route() -> 
     assert len(routes) > 30
     for path, verb in routes.items():
         assert verb in document["paths"].get(path, {}), f"{verb.upper()} {path} is not described"
+
+
+async def test_embeddings_and_a_forced_tool_call_over_rest(rest: str) -> None:
+    async with httpx.AsyncClient() as http:
+        auth = await _signed_in(http, rest)
+        embedded = await http.post(
+            f"{rest}/v1/ai:embed", json={"model": "builtin/echo", "inputs": ["red apple", "blue sky"]}, headers=auth
+        )
+        assert embedded.status_code == 200, embedded.text
+        vectors = [e["values"] for e in embedded.json()["embeddings"]]
+        assert len(vectors) == 2 and {len(v) for v in vectors} == {64}
+        request = {
+            "model": "builtin/echo",
+            "messages": [{"role": "MESSAGE_ROLE_USER", "content": "Paris"}],
+            "tools": [{"name": "get_weather", "parametersJson": '{"type":"object"}'}],
+            "toolChoice": {"mode": "TOOL_CHOICE_MODE_REQUIRED"},
+        }
+        async with http.stream("POST", f"{rest}/v1/ai:generate", json=request, headers=auth) as answer:
+            lines = [json.loads(line) async for line in answer.aiter_lines() if line.strip()]
+        arguments = "".join(d.get("argumentsJson", "") for line in lines for d in line.get("toolCalls", []))
+        assert json.loads(arguments) == {"text": "Paris"}
+        assert lines[-1]["finishReason"] == "FINISH_REASON_TOOL_CALLS"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from pynode.ai.domain import Prompt
+from pynode.ai.domain import Message, Prompt
 from pynode.ai.providers.builtin import words
 from pynode.core.kv import KeyValueStore
 
@@ -39,6 +40,7 @@ class CachedAnswer:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    tool_calls: list[list[str]] = field(default_factory=list)  # [id, name, arguments] of each call made
 
 
 def request_key(user_id: str, requested: str, fallbacks: tuple[str, ...], prompt: Prompt) -> str:
@@ -50,14 +52,29 @@ def request_key(user_id: str, requested: str, fallbacks: tuple[str, ...], prompt
             "user": user_id,
             "model": requested,
             "fallbacks": list(fallbacks),
-            "messages": [[m.role, m.content] for m in prompt.messages],
+            "messages": [_message(m) for m in prompt.messages],
             "sampling": sampling,
+            "tools": [[t.name, t.description, t.parameters] for t in prompt.tools],
+            "tool_choice": [prompt.tool_choice.mode, prompt.tool_choice.name],
         },
         separators=(",", ":"),
         sort_keys=True,
         ensure_ascii=False,
     )
     return "ai:answer:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _message(message: Message) -> list[Any]:
+    """A message's part of the key: what shapes the answer (pictures by their hash)."""
+    if not (message.tool_calls or message.tool_call_id or message.images):
+        return [message.role, message.content]  # as before tools existed: earlier entries stay valid
+    return [
+        message.role,
+        message.content,
+        [[c.id, c.name, c.arguments] for c in message.tool_calls],
+        message.tool_call_id,
+        [hashlib.sha256(i.data).hexdigest() for i in message.images],
+    ]
 
 
 class ResponseCache:

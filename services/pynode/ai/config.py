@@ -6,12 +6,18 @@ a YAML file, validated at start with one line per mistake:
     providers:
       local: {type: ollama, url: "http://127.0.0.1:11434", keep_alive: 10m, options: {num_ctx: 8192}}
       vllm: {type: openai, url: "http://gpu-1:8000/v1", models: [llama-3.1-8b], max_concurrency: 16}
-      openai: {type: openai, url: "https://api.openai.com/v1", api_key_env: OPENAI_API_KEY}
+      openai: {type: openai, url: "https://api.openai.com/v1", api_key_env: OPENAI_API_KEY,
+               capabilities: {"gpt-4o*": [tools, vision], "text-embedding-*": [embeddings]}}
     aliases:
       default:
         deployments: [{model: vllm/llama-3.1-8b, weight: 3}, {model: openai/gpt-4o-mini, weight: 1}]
         fallbacks: [local/llama3.2, builtin/echo]
     circuit: {failures: 3, cooldown_seconds: 30}
+
+`capabilities` maps model-name patterns (shell globs, `*` for all) to what those models can do beyond text
+chat: `tools`, `vision`, `embeddings` (a model has the union of every pattern it matches). Without it a
+provider's models call tools and embed (the provider refuses a model that cannot) but see no pictures:
+vision is only ever declared.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from pynode.core.settings import SettingsError, check_url
 
 RESERVED_PROVIDERS = ("builtin",)
 LOCAL_PROVIDER = "local"  # the llama.cpp model of DEVPYNODE_AI_LOCAL_MODEL / DEVPYNODE_AI_LOCAL_URL
+Capability = Literal["tools", "vision", "embeddings"]
+DEFAULT_CAPABILITIES: dict[str, list[Capability]] = {"*": ["tools", "embeddings"]}
 
 
 class _Strict(BaseModel):
@@ -46,6 +54,7 @@ class ProviderConfig(_Strict):
     models: list[str] = Field(default_factory=list)
     max_concurrency: int | None = Field(None, ge=1)
     max_queue: int | None = Field(None, ge=0)
+    capabilities: dict[str, list[Capability]] = Field(default_factory=lambda: dict(DEFAULT_CAPABILITIES))
 
     @model_validator(mode="after")
     def _url(self) -> ProviderConfig:

@@ -8,14 +8,71 @@ from typing import Any
 
 # Finish reasons as the ledger stores them (the proto's FinishReason, lower-cased).
 STOP, LENGTH, CANCELLED, ERROR, TIME_LIMIT = "stop", "length", "cancelled", "error", "time_limit"
+TOOL_CALLS = "tool_calls"
+
+# What a model can do beyond text chat (the routing configuration's words).
+TOOLS, VISION, EMBEDDINGS = "tools", "vision", "embeddings"
+CAPABILITIES = (TOOLS, VISION, EMBEDDINGS)
+
+# Tool choice modes.
+AUTO, NONE, REQUIRED, NAMED = "auto", "none", "required", "named"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A whole call the model made: `arguments` is JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Image:
+    """A picture for a vision model: its bytes and the media type detected from them (or, until the router
+    reads it, only the id of a file holding it)."""
+
+    media_type: str
+    data: bytes
+    file_id: str = ""
 
 
 @dataclass(frozen=True)
 class Message:
-    """One message of a prompt: role is system, user or assistant."""
+    """One message of a prompt: role is system, user, assistant or tool."""
 
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant message's calls
+    tool_call_id: str = ""  # a tool message's call
+    images: tuple[Image, ...] = ()  # a user message's pictures
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool the model may call: `parameters` is a JSON Schema as JSON text (empty: none)."""
+
+    name: str
+    description: str = ""
+    parameters: str = ""
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """Whether (auto, none, required) or which (named, with `name`) tool the model must call."""
+
+    mode: str = AUTO
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call: the first piece of call `index` has its id and name, later ones more arguments."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,14 +99,27 @@ class Prompt:
     model: str
     messages: tuple[Message, ...]
     sampling: Sampling
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+
+    def needs(self) -> set[str]:
+        """The capabilities answering this prompt takes."""
+        needed = set()
+        if self.tools:
+            needed.add(TOOLS)
+        if any(m.images for m in self.messages):
+            needed.add(VISION)
+        return needed
 
 
 @dataclass(frozen=True)
 class Delta:
-    """Text a provider produced: `tokens` tokens of it (providers hand over what one network read held)."""
+    """Text a provider produced: `tokens` tokens of it (providers hand over what one network read held), and
+    pieces of tool calls."""
 
     text: str
     tokens: int = 1
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +143,15 @@ class ModelInfo:
     available: bool
     development: bool = False
     description: str = ""
+    capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """A provider's vectors for a batch of texts, and the tokens it read (None when it gave no count)."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int | None = None
 
 
 @dataclass

@@ -87,6 +87,7 @@ class AIModule:
     async def build(self, settings: AISettings, infra: Infrastructure) -> ServiceParts:
         from devpynode.ai.v1 import ai_pb2_grpc
 
+        from pynode.ai.adapters.grpc_files import GrpcPictureFiles
         from pynode.ai.adapters.sql_usage import SqlUsageLedger
         from pynode.ai.cache import ResponseCache
         from pynode.ai.config import load_config
@@ -94,7 +95,7 @@ class AIModule:
         from pynode.ai.local_model import prepare
         from pynode.ai.metrics import AIMetrics
         from pynode.ai.providers.base import public_url
-        from pynode.ai.router import Router
+        from pynode.ai.router import EmbeddingRouter, Router
         from pynode.ai.service import AIService, Limits
         from pynode.ai.servicer import AIRouterServicer
 
@@ -126,7 +127,15 @@ class AIModule:
                 settings.ai_streams_per_user,
                 settings.ai_streams_per_address,
                 settings.ai_max_generation_seconds,
+                settings.ai_max_image_bytes,
+                settings.ai_max_images,
+                settings.ai_embed_max_inputs,
+                settings.ai_embed_max_chars,
+                settings.ai_embed_batch_size,
             ),
+            embeddings=EmbeddingRouter(router, settings.ai_embed_timeout_seconds),
+            # Not required at start: only pictures given by file id need the files service.
+            pictures=GrpcPictureFiles(infra.peers),
         )
 
         async def close() -> None:

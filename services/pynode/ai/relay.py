@@ -4,7 +4,7 @@ The provider is read in a task of its own, so text that arrives while the caller
 sending is sent as one message. When the caller keeps up, every delta goes out as it comes (the first one
 at once); when it does not, deltas merge instead of queueing messages. Stopping the relay cancels the
 reader, which closes the upstream HTTP request there and then; `expire` ends the caller's side early (the
-slot-hold ceiling).
+slot-hold ceiling). Tool-call pieces travel beside the text: `take_calls` hands over those read with it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from pynode.ai.domain import Chunk, Delta, Finished
+from pynode.ai.domain import Chunk, Delta, Finished, ToolCallDelta
+from pynode.ai.tools import coalesce
 from pynode.core import tasks
 
 
@@ -23,6 +24,7 @@ class Relay:
     def __init__(self, stream: AsyncIterator[Chunk]) -> None:
         self._stream = stream
         self._pending: list[str] = []
+        self._calls: list[ToolCallDelta] = []
         self._ready = asyncio.Event()
         self.deltas = 0
         self.finished: Finished | None = None
@@ -37,6 +39,8 @@ class Relay:
                 if isinstance(chunk, Delta):
                     self._pending.append(chunk.text)
                     self.deltas += chunk.tokens
+                    if chunk.tool_calls:
+                        self._calls.extend(chunk.tool_calls)
                 else:
                     self.finished = chunk
                 self._ready.set()
@@ -51,7 +55,8 @@ class Relay:
                 await self._stream.aclose()  # type: ignore[attr-defined]
 
     async def next(self) -> str | None:
-        """All text read since the last call, waiting for some; None once the stream has ended."""
+        """All text read since the last call, waiting for some ("" when only tool-call pieces came: take them
+        with `take_calls`); None once the stream has ended."""
         while not self._pending:
             if self.done or self.expired:
                 return None
@@ -60,6 +65,13 @@ class Relay:
         text = "".join(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending.clear()
         return text
+
+    def take_calls(self) -> tuple[ToolCallDelta, ...]:
+        """The tool-call pieces read with the text `next` returned, consecutive pieces of a call merged."""
+        if not self._calls:
+            return ()
+        calls, self._calls = coalesce(self._calls), []
+        return tuple(calls)
 
     def expire(self) -> None:
         """End the stream here (the generation's time is up): `next` returns what was read, then None."""

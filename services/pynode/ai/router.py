@@ -11,22 +11,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import random
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pynode.ai.config import RouterConfig
-from pynode.ai.domain import Chunk, ModelInfo, Prompt
+from pynode.ai.domain import CAPABILITIES, EMBEDDINGS, TOOLS, VISION, Chunk, Embeddings, ModelInfo, Prompt
 from pynode.ai.providers.base import Provider
 from pynode.ai.routing import Breaker, Gate
 from pynode.core import deadlines
-from pynode.core.errors import DeadlineExceeded, DomainError, InvalidArgument, NotFound, QuotaExceeded, Unavailable
+from pynode.core.errors import (
+    DeadlineExceeded,
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    QuotaExceeded,
+    Unavailable,
+)
 
 CATALOG_SECONDS = 10.0
 _MAX_DEPTH = 8
 # Failures that say nothing about the deployment's health: the request itself is at fault.
 _CALLER_FAULTS = (InvalidArgument,)
+# Why a model is refused for a request that needs a capability it lacks: (field, reason, what it cannot do).
+_REFUSALS = {
+    TOOLS: ("tools", "TOOLS_NOT_SUPPORTED", "cannot call tools"),
+    VISION: ("messages", "VISION_NOT_SUPPORTED", "cannot see images (it is not marked vision-capable)"),
+    EMBEDDINGS: ("model", "EMBEDDINGS_NOT_SUPPORTED", "is not an embedding model"),
+}
+
+
+def unsupported(deployment: str, capability: str) -> InvalidArgument:
+    """The refusal of a model for a request that needs `capability`."""
+    field, reason, what = _REFUSALS[capability]
+    return InvalidArgument(
+        f"{deployment} {what}; choose a model with that capability (see ListModels capabilities)",
+        [FieldViolation(field, f"{deployment} {what}", reason)],
+        reason=reason,
+        metadata={"model": deployment[:200], "capability": capability},
+    )
 
 
 @dataclass
@@ -84,7 +110,11 @@ class Router:
             if time.monotonic() - at < CATALOG_SECONDS and known:
                 return known
             listed = await asyncio.gather(*(p.models() for p in self.providers.values()))
-            known = [m for models in listed for m in models]
+            known = [
+                replace(m, capabilities=tuple(sorted(self.capabilities(m.id)))) if not m.id.endswith("/*") else m
+                for models in listed
+                for m in models
+            ]
             self._catalog = (time.monotonic(), known)
             return known
 
@@ -104,6 +134,21 @@ class Router:
             description = "alias for " + ", ".join(targets)
             entries.append(ModelInfo(name, "alias", any(t in available for t in targets), description=description))
         return entries
+
+    def capabilities(self, deployment: str) -> frozenset[str]:
+        """What a deployment can do beyond text chat, from the routing configuration (the built-in model:
+        everything, in its deterministic way)."""
+        provider, _, model = deployment.partition("/")
+        if provider == "builtin":
+            return frozenset(CAPABILITIES)
+        spec = self.config.providers.get(provider)
+        if spec is None:
+            return frozenset()
+        found: set[str] = set()
+        for pattern, capabilities in spec.capabilities.items():
+            if fnmatch.fnmatchcase(model, pattern):
+                found.update(capabilities)
+        return frozenset(found)
 
     # --- resolution -------------------------------------------------------------------------------
 
@@ -175,7 +220,12 @@ class Router:
         turn it is when waiting for a slot (the user)."""
         failures: list[DomainError] = []
         tried: list[str] = []
+        needs = prompt.needs()
         for deployment in candidates:
+            missing = sorted(needs - self.capabilities(deployment))
+            if missing:
+                failures.append(unsupported(deployment, missing[0]))
+                continue
             provider_name, _, model = deployment.partition("/")
             provider = self.providers.get(provider_name)
             if provider is None:
@@ -199,7 +249,7 @@ class Router:
                 continue
             tried.append(deployment)
             started = await self._first_chunk(
-                deployment, provider, Prompt(model, prompt.messages, prompt.sampling), gate, breaker, failures
+                deployment, provider, replace(prompt, model=model), gate, breaker, failures
             )
             if started is not None:
                 started.tried = tried
@@ -256,3 +306,71 @@ class Router:
 async def _close(stream: AsyncIterator[Chunk]) -> None:
     with contextlib.suppress(Exception):
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+class EmbeddingRouter:
+    """Embed calls over the router's deployments: capability, breaker and gate as for a generation, but one
+    request and one answer (no first-token race)."""
+
+    def __init__(self, router: Router, timeout_seconds: float) -> None:
+        self.router = router
+        self.timeout_seconds = timeout_seconds
+
+    async def embed(
+        self, candidates: list[str], inputs: list[str], dimensions: int, lane: str = ""
+    ) -> tuple[str, Embeddings]:
+        """The first candidate that embeds `inputs`: its deployment and vectors; the first failure when none."""
+        router = self.router
+        failures: list[DomainError] = []
+        for deployment in candidates:
+            provider_name, _, model = deployment.partition("/")
+            provider = router.providers.get(provider_name)
+            if EMBEDDINGS not in router.capabilities(deployment):
+                failures.append(unsupported(deployment, EMBEDDINGS))
+                continue
+            if provider is None:
+                failures.append(NotFound(f"no provider {provider_name!r}", reason="MODEL_NOT_FOUND"))
+                continue
+            breaker = router.breaker(deployment)
+            if not breaker.allows():
+                failures.append(
+                    Unavailable(
+                        f"{deployment} failed repeatedly and is cooling down",
+                        retry_after=breaker.cooling_for(),
+                        reason="MODEL_COOLING_DOWN",
+                    )
+                )
+                continue
+            gate = router.gate(deployment)
+            try:
+                await gate.acquire(lane)
+            except QuotaExceeded as exc:
+                failures.append(exc)
+                continue
+            budget = deadlines.outbound_timeout(self.timeout_seconds)
+            try:
+                async with asyncio.timeout(budget):
+                    result = await provider.embed(model, inputs, dimensions)
+            except TimeoutError:
+                if budget < self.timeout_seconds:
+                    raise DeadlineExceeded(f"{deployment} sent no embeddings before the caller's deadline") from None
+                breaker.failed()
+                failures.append(Unavailable(f"{deployment} sent no embeddings in {budget:g} s", reason="MODEL_SLOW"))
+                continue
+            except _CALLER_FAULTS:
+                raise
+            except DomainError as exc:
+                if not isinstance(exc, NotFound):
+                    breaker.failed()
+                failures.append(exc)
+                continue
+            finally:
+                gate.release()
+            breaker.succeeded()
+            if len(result.vectors) != len(inputs):
+                raise Unavailable(
+                    f"{deployment} returned {len(result.vectors)} vectors for {len(inputs)} inputs",
+                    reason="PROVIDER_UNAVAILABLE",
+                )
+            return deployment, result
+        raise failures[0] if failures else NotFound("no model to embed with", reason="MODEL_NOT_FOUND")

@@ -1,4 +1,4 @@
-"""AI router use cases: list models, generate (routing, cache, relay, usage), and usage totals.
+"""AI router use cases: list models, generate (routing, cache, relay, usage), embed, and usage totals.
 
 Never imports grpc: the servicer translates protos, the edge maps errors. Every generation, whatever its
 end (completed, cut by max_tokens, cancelled by the caller or its deadline, failed), leaves one ledger row
@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncGenerator, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,19 +25,26 @@ from pynode.ai.domain import (
     LENGTH,
     STOP,
     TIME_LIMIT,
+    TOOL_CALLS,
     Delta,
     Finished,
     Generation,
+    Image,
     Message,
     ModelInfo,
     Prompt,
     Sampling,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolSpec,
     UsageTotal,
 )
 from pynode.ai.metrics import AIMetrics
-from pynode.ai.ports import UsageLedger
+from pynode.ai.ports import PictureFiles, UsageLedger
 from pynode.ai.relay import Relay
-from pynode.ai.router import Router, Started
+from pynode.ai.router import EmbeddingRouter, Router, Started
+from pynode.ai.tools import assemble, image_type, whole
 from pynode.core.db import utcnow
 from pynode.core.errors import (
     DomainError,
@@ -66,6 +73,8 @@ class GenerateCommand:
     fallbacks: tuple[str, ...] = ()
     no_cache: bool = False
     address: str = ""  # the end user's client address, when known (per-address limits and fair queueing)
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ class Piece:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,20 @@ class Limits:
     streams_per_user: int = 0  # generations one user may run at once (0: no limit)
     streams_per_address: int = 0  # generations running at once from one client address, all accounts (0: no limit)
     max_generation_seconds: float = 600.0  # longest one generation may hold a slot
+    max_image_bytes: int = 4 * 1024 * 1024  # one picture sent to a vision model
+    max_images: int = 16  # pictures in one request
+    embed_max_inputs: int = 256  # texts in one Embed call
+    embed_max_chars: int = 400_000  # characters in one Embed call
+    embed_batch_size: int = 64  # texts in one provider call
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """An Embed call's answer: one vector per input, the model that answered, the tokens it read."""
+
+    model: str
+    vectors: list[list[float]]
+    prompt_tokens: int
 
 
 def estimate_tokens(messages: tuple[Message, ...]) -> int:
@@ -128,8 +152,13 @@ class AIService:
         kv: KeyValueStore,
         metrics: AIMetrics,
         limits: Limits,
+        *,
+        embeddings: EmbeddingRouter | None = None,
+        pictures: PictureFiles | None = None,
     ) -> None:
         self.router = router
+        self.embeddings = embeddings or EmbeddingRouter(router, 120.0)
+        self.pictures = pictures
         self.cache = cache
         self.ledger = ledger
         self.metrics = metrics
@@ -212,6 +241,7 @@ class AIService:
         limit = self.limits.requests_per_minute
         await self._rate.hit(f"ai:rate:{user}", limit, _RATE, what=f"at most {limit} generations per minute")
         sampling = self._sampling(command.sampling)
+        command = await self._with_pictures(user, command)
         with (
             self._streams.hold(user),
             self._addresses.hold(command.address) if command.address else contextlib.nullcontext(),
@@ -231,7 +261,7 @@ class AIService:
         self, caller: Principal, command: GenerateCommand, began: float, reservation: Reservation
     ) -> AsyncGenerator[Piece, None]:
         sampling = command.sampling
-        prompt = Prompt("", command.messages, sampling)
+        prompt = Prompt("", command.messages, sampling, command.tools, command.tool_choice)
         key = None
         hit = None
         if self.cache.enabled and sampling.deterministic and not command.no_cache:
@@ -254,6 +284,44 @@ class AIService:
         ) as relayed:
             async for piece in relayed:
                 yield piece
+
+    async def _with_pictures(self, user_id: str, command: GenerateCommand) -> GenerateCommand:
+        """Pictures checked (type from their bytes, size, count) and those given by file id read for the user."""
+        count = sum(len(m.images) for m in command.messages)
+        if not count:
+            return command
+        if count > self.limits.max_images:
+            raise InvalidArgument(
+                f"{count} images in one request; at most {self.limits.max_images}",
+                [FieldViolation("messages.images", f"at most {self.limits.max_images} in all", "TOO_MANY")],
+            )
+        limit = self.limits.max_image_bytes
+        messages = []
+        for i, message in enumerate(command.messages):
+            images = []
+            for j, image in enumerate(message.images):
+                where = f"messages[{i}].images[{j}]"
+                data = image.data
+                if image.file_id:
+                    if self.pictures is None:
+                        raise Unavailable("pictures by file id need the files service", reason="FILES_UNAVAILABLE")
+                    data = await self.pictures.read(image.file_id, user_id, limit)
+                if len(data) > limit:
+                    raise InvalidArgument(
+                        f"{where} is {len(data)} bytes; at most {limit} are sent to a model",
+                        [FieldViolation(where, f"at most {limit} bytes", "TOO_LARGE")],
+                        reason="IMAGE_TOO_LARGE",
+                    )
+                media_type = image_type(data)
+                if media_type is None:
+                    raise InvalidArgument(
+                        f"{where} is not a PNG, JPEG, GIF or WebP picture",
+                        [FieldViolation(where, "must be a PNG, JPEG, GIF or WebP picture", "NOT_AN_IMAGE")],
+                        reason="NOT_AN_IMAGE",
+                    )
+                images.append(Image(media_type, data))
+            messages.append(replace(message, images=tuple(images)) if images else message)
+        return replace(command, messages=tuple(messages))
 
     def _lookup(self, deployment: str, result: str) -> None:
         """Count a cache lookup under the deployment that answered (never the name asked for: a caller could
@@ -278,6 +346,7 @@ class AIService:
         # timer per generation, not one per message.
         ceiling = asyncio.get_running_loop().call_later(self.limits.max_generation_seconds, relay.expire)
         answer: list[str] | None = [] if key else None
+        calls: list[ToolCallDelta] = []  # every tool-call piece (for the cache)
         first_deltas = 0
         first_at: float | None = None
         finished = started.first if isinstance(started.first, Finished) else None
@@ -287,7 +356,8 @@ class AIService:
                 first_at = time.perf_counter()
                 if answer is not None:
                     answer.append(started.first.text)
-                yield Piece(started.first.text, deployment)
+                calls.extend(started.first.tool_calls)
+                yield Piece(started.first.text, deployment, tool_calls=started.first.tool_calls)
             while finished is None:
                 text = await relay.next()
                 if text is None and relay.expired and not relay.done:
@@ -302,13 +372,21 @@ class AIService:
                     break
                 if answer is not None:
                     answer.append(text)
-                yield Piece(text, deployment)
+                pieces = relay.take_calls()
+                if pieces:
+                    calls.extend(pieces)
+                yield Piece(text, deployment, tool_calls=pieces)
             generation.finish_reason = finished.reason
             self._count(generation, prompt, finished, first_deltas + relay.deltas)
             yield Piece("", deployment, finished.reason, generation.prompt_tokens, generation.completion_tokens)
-            if key is not None and answer is not None and finished.reason in (STOP, LENGTH):
+            if key is not None and answer is not None and finished.reason in (STOP, LENGTH, TOOL_CALLS):
                 cached = CachedAnswer(
-                    deployment, "".join(answer), finished.reason, generation.prompt_tokens, generation.completion_tokens
+                    deployment,
+                    "".join(answer),
+                    finished.reason,
+                    generation.prompt_tokens,
+                    generation.completion_tokens,
+                    [[c.id, c.name, c.arguments] for c in assemble(calls)],
                 )
                 self._spawn(self.cache.put(key, cached))
         except (asyncio.CancelledError, GeneratorExit):
@@ -352,6 +430,10 @@ class AIService:
                 if first_at is None:
                     first_at = time.perf_counter()
                 yield Piece(text, hit.model)
+            if hit.tool_calls:
+                if first_at is None:
+                    first_at = time.perf_counter()
+                yield Piece("", hit.model, tool_calls=whole(ToolCall(*c) for c in hit.tool_calls))
             generation.finish_reason = hit.finish_reason
             yield Piece("", hit.model, hit.finish_reason, hit.prompt_tokens, hit.completion_tokens, cached=True)
         finally:
@@ -359,6 +441,77 @@ class AIService:
             if first_at is not None:
                 generation.time_to_first_token_ms = (first_at - began) * 1000
             self._finish(generation, "cache", first_at, reservation)
+
+    # --- embeddings -------------------------------------------------------------------------------
+
+    def _embed_violations(self, inputs: list[str]) -> list[FieldViolation]:
+        limits = self.limits
+        out = []
+        if len(inputs) > limits.embed_max_inputs:
+            out.append(FieldViolation("inputs", f"at most {limits.embed_max_inputs} texts", "TOO_MANY"))
+        out += [FieldViolation(f"inputs[{i}]", "must not be empty", "REQUIRED") for i, t in enumerate(inputs) if not t]
+        total = sum(len(t) for t in inputs)
+        if total > limits.embed_max_chars:
+            out.append(
+                FieldViolation("inputs", f"{total} characters; at most {limits.embed_max_chars} in all", "TOO_LONG")
+            )
+        return out
+
+    async def _reserve_inputs(self, user_id: str, messages: tuple[Message, ...]) -> Reservation:
+        """Reserve an Embed call's estimated tokens, all of them (nothing is generated to cut short)."""
+        if not self.limits.tokens_per_day:
+            return _NO_RESERVATION
+        budget = self.limits.tokens_per_day
+        want = reserve_estimate(messages)
+        now = datetime.now(UTC)
+        key = f"ai:tokens:{user_id}:{_day(now)}"
+        reservation = await self._allowance.reserve(key, want, budget, at_least=want, ttl_seconds=_BUDGET_TTL_SECONDS)
+        if reservation.granted or not want:
+            return reservation
+        left = max(0, budget - await self._allowance.used(key))
+        raise _BUDGET.exceeded(
+            f"these texts are about {want} tokens and {left} of the daily budget of {budget} are left; it renews "
+            "at 00:00 UTC",
+            _until_tomorrow(now),
+        )
+
+    async def embed(self, caller: Principal, model: str, inputs: list[str], dimensions: int = 0) -> Embedded:
+        """Vectors of `inputs`, in batches of the configured size, under the same limits and ledger as Generate."""
+        violations = self._embed_violations(inputs)
+        if violations:
+            raise InvalidArgument("request has invalid fields: " + "; ".join(v.field for v in violations), violations)
+        began = time.perf_counter()
+        user = caller.subject
+        limit = self.limits.requests_per_minute
+        await self._rate.hit(f"ai:rate:{user}", limit, _RATE, what=f"at most {limit} generations per minute")
+        candidates = await self.router.candidates(model, ())
+        messages = tuple(Message("user", t) for t in inputs)
+        reservation = await self._reserve_inputs(user, messages)
+        spent = 0
+        try:
+            with self._streams.hold(user):
+                vectors: list[list[float]] = []
+                deployment = ""
+                counted: int | None = 0
+                size = self.limits.embed_batch_size
+                for start in range(0, len(inputs), size):
+                    batch = inputs[start : start + size]
+                    # Every batch to the deployment the first one chose: vectors of two models never mix.
+                    deployment, result = await self.embeddings.embed(
+                        [deployment] if deployment else candidates, batch, dimensions, f"user:{user}"
+                    )
+                    vectors += result.vectors
+                    counted = (
+                        None if counted is None or result.prompt_tokens is None else counted + result.prompt_tokens
+                    )
+            spent = counted if counted is not None else estimate_tokens(messages)
+        finally:
+            self._spawn(self._allowance.settle(reservation, spent))
+        generation = Generation(user, model, deployment, spent, 0, STOP)
+        generation.duration_ms = (time.perf_counter() - began) * 1000
+        generation.created_at = utcnow()
+        self._spawn(self.ledger.add(generation))
+        return Embedded(deployment, vectors, spent)
 
     # --- bookkeeping --------------------------------------------------------------------------------
 

@@ -10,8 +10,31 @@ from typing import Literal
 import grpc
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 
-from pynode.ai.domain import CANCELLED, ERROR, LENGTH, STOP, TIME_LIMIT, Message, ModelInfo, Sampling, UsageTotal
+from pynode.ai.domain import (
+    AUTO,
+    CANCELLED,
+    EMBEDDINGS,
+    ERROR,
+    LENGTH,
+    NAMED,
+    NONE,
+    REQUIRED,
+    STOP,
+    TIME_LIMIT,
+    TOOL_CALLS,
+    TOOLS,
+    VISION,
+    Image,
+    Message,
+    ModelInfo,
+    Sampling,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+    UsageTotal,
+)
 from pynode.ai.service import AIService, GenerateCommand
+from pynode.ai.tools import arguments_violations, tool_violations
 from pynode.core.errors import FieldViolation, InvalidArgument
 from pynode.core.paging import offset_page
 from pynode.core.principal import Principal, current_client, current_principal
@@ -20,6 +43,19 @@ _ROLES = {
     ai_pb2.MESSAGE_ROLE_SYSTEM: "system",
     ai_pb2.MESSAGE_ROLE_USER: "user",
     ai_pb2.MESSAGE_ROLE_ASSISTANT: "assistant",
+    ai_pb2.MESSAGE_ROLE_TOOL: "tool",
+}
+_CHOICES = {
+    ai_pb2.TOOL_CHOICE_MODE_UNSPECIFIED: AUTO,
+    ai_pb2.TOOL_CHOICE_MODE_AUTO: AUTO,
+    ai_pb2.TOOL_CHOICE_MODE_NONE: NONE,
+    ai_pb2.TOOL_CHOICE_MODE_REQUIRED: REQUIRED,
+    ai_pb2.TOOL_CHOICE_MODE_NAMED: NAMED,
+}
+_CAPABILITIES = {
+    TOOLS: ai_pb2.MODEL_CAPABILITY_TOOLS,
+    VISION: ai_pb2.MODEL_CAPABILITY_VISION,
+    EMBEDDINGS: ai_pb2.MODEL_CAPABILITY_EMBEDDINGS,
 }
 _FINISH = {
     STOP: ai_pb2.FINISH_REASON_STOP,
@@ -27,6 +63,7 @@ _FINISH = {
     CANCELLED: ai_pb2.FINISH_REASON_CANCELLED,
     ERROR: ai_pb2.FINISH_REASON_ERROR,
     TIME_LIMIT: ai_pb2.FINISH_REASON_TIME_LIMIT,
+    TOOL_CALLS: ai_pb2.FINISH_REASON_TOOL_CALLS,
 }
 # google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
 _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
@@ -39,8 +76,27 @@ def command_of(request: ai_pb2.GenerateRequest, address: str = "") -> GenerateCo
     for i, message in enumerate(request.messages):
         role = _ROLES.get(message.role)
         if role is None:
-            violations.append(FieldViolation(f"messages[{i}].role", "must be SYSTEM, USER or ASSISTANT"))
-        messages.append(Message(role or "user", message.content))
+            violations.append(FieldViolation(f"messages[{i}].role", "must be SYSTEM, USER, ASSISTANT or TOOL"))
+        calls = tuple(ToolCall(c.id, c.name, c.arguments_json) for c in message.tool_calls)
+        if calls and role != "assistant":
+            violations.append(FieldViolation(f"messages[{i}].tool_calls", "only assistant messages call tools"))
+        violations += arguments_violations(calls, f"messages[{i}].tool_calls")
+        if role == "tool" and not message.tool_call_id:
+            violations.append(
+                FieldViolation(f"messages[{i}].tool_call_id", "a tool message names its call", "REQUIRED")
+            )
+        images = tuple(
+            Image("", image.data) if image.WhichOneof("source") == "data" else Image("", b"", image.file_id)
+            for image in message.images
+        )
+        if any(not image.data and not image.file_id for image in images):
+            violations.append(FieldViolation(f"messages[{i}].images", "each image needs data or a file_id", "REQUIRED"))
+        if images and role != "user":
+            violations.append(FieldViolation(f"messages[{i}].images", "only user messages carry images"))
+        messages.append(Message(role or "user", message.content, calls, message.tool_call_id, images))
+    tools = tuple(ToolSpec(t.name, t.description, t.parameters_json) for t in request.tools)
+    choice = ToolChoice(_CHOICES.get(request.tool_choice.mode, AUTO), request.tool_choice.name)
+    violations += tool_violations(tools, choice)
     options = request.options
     temperature = options.temperature if options.HasField("temperature") else None
     top_p = options.top_p if options.HasField("top_p") else None
@@ -59,7 +115,14 @@ def command_of(request: ai_pb2.GenerateRequest, address: str = "") -> GenerateCo
         tokens_per_second=options.tokens_per_second,
     )
     return GenerateCommand(
-        request.model.strip(), tuple(messages), sampling, tuple(options.fallback_models), options.no_cache, address
+        request.model.strip(),
+        tuple(messages),
+        sampling,
+        tuple(options.fallback_models),
+        options.no_cache,
+        address,
+        tools,
+        choice,
     )
 
 
@@ -70,6 +133,7 @@ def model_proto(model: ModelInfo) -> ai_pb2.Model:
         available=model.available,
         development=model.development,
         description=model.description,
+        capabilities=[_CAPABILITIES[c] for c in model.capabilities if c in _CAPABILITIES],
     )
 
 
@@ -135,7 +199,12 @@ class AIRouterServicer(ai_pb2_grpc.AIRouterServiceServicer):
         async with contextlib.aclosing(self._service.generate(caller, command)) as generated:
             async for piece in generated:
                 if piece.finish_reason is None:
-                    yield ai_pb2.GenerateResponse(text=piece.text, model=piece.model)
+                    response = ai_pb2.GenerateResponse(text=piece.text, model=piece.model)
+                    for call in piece.tool_calls:
+                        response.tool_calls.add(
+                            index=call.index, id=call.id, name=call.name, arguments_json=call.arguments
+                        )
+                    yield response
                 else:
                     yield ai_pb2.GenerateResponse(
                         text=piece.text,
@@ -146,6 +215,20 @@ class AIRouterServicer(ai_pb2_grpc.AIRouterServiceServicer):
                         ),
                         cached=piece.cached,
                     )
+
+    async def Embed(
+        self,
+        request: ai_pb2.EmbedRequest,
+        context: grpc.aio.ServicerContext[ai_pb2.EmbedRequest, ai_pb2.EmbedResponse],
+    ) -> ai_pb2.EmbedResponse:
+        embedded = await self._service.embed(
+            current_principal(), request.model.strip(), list(request.inputs), request.dimensions
+        )
+        return ai_pb2.EmbedResponse(
+            embeddings=[ai_pb2.Embedding(values=vector) for vector in embedded.vectors],
+            model=embedded.model,
+            usage=ai_pb2.Usage(prompt_tokens=embedded.prompt_tokens),
+        )
 
     async def GetUsage(
         self,

@@ -68,6 +68,24 @@ class AISettings(Section):
     ai_local_threads: int = Field(
         0, ge=0, le=256, description="CPU threads of the local model; 0 lets llama.cpp choose (half the cores)."
     )
+    ai_max_image_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest picture sent to a vision model (inline pictures are also bounded by the gRPC message "
+        "size: larger ones go by file id).",
+    )
+    ai_max_images: int = Field(16, ge=0, description="Pictures in one request at most (all messages together).")
+    ai_embed_max_inputs: int = Field(256, ge=1, le=2048, description="Texts in one Embed request at most.")
+    ai_embed_max_chars: int = Field(
+        400_000, ge=1000, description="Characters in one Embed request at most (all texts together)."
+    )
+    ai_embed_batch_size: int = Field(
+        64,
+        ge=1,
+        le=2048,
+        description="Texts sent to the embedding model in one provider call (larger requests are split).",
+    )
+    ai_embed_timeout_seconds: float = Field(120, gt=0, description="Longest wait for one provider embedding call.")
 
     @field_validator("ai_local_model")
     @classmethod

@@ -8,13 +8,15 @@ from datetime import datetime
 
 from pynode.core.errors import QuotaExceeded, QuotaViolation
 
-USER, ASSISTANT = "user", "assistant"
+USER, ASSISTANT, TOOL = "user", "assistant", "tool"
 STREAMING, COMPLETE, CANCELLED, FAILED = "streaming", "complete", "cancelled", "failed"
 # Why an AI reply ended (the AI router's words).
 STOP, LENGTH, ERROR = "stop", "length", "error"
 # The AI router ended the answer at its longest generation time: complete as far as it got, like LENGTH.
 TIME_LIMIT = "time_limit"
-FINISHED = (STOP, LENGTH, TIME_LIMIT)  # the model ended the answer itself: its text is complete as far as it goes
+# The model called tools: the reply is complete, and a member posts the results to go on.
+TOOL_CALLS = "tool_calls"
+FINISHED = (STOP, LENGTH, TIME_LIMIT, TOOL_CALLS)  # the model ended the answer itself: complete as far as it goes
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,24 @@ class Attachment:
     filename: str
     content_type: str
     size_bytes: int
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model made in an AI reply: `arguments` is JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool a member's client offers the model for one reply: `parameters` is a JSON Schema as JSON text."""
+
+    name: str
+    description: str = ""
+    parameters: str = ""
 
 
 @dataclass
@@ -66,6 +86,8 @@ class ChatMessage:
     last_seq: int = -1  # seq of the last delta `text` includes
     checkpoint_event_id: str = "0-0"  # the event stream's id when `text` was saved
     reactions: dict[str, set[str]] = field(default_factory=dict)  # emoji -> user ids
+    tool_calls: list[ToolCall] = field(default_factory=list)  # an AI reply's calls (finish reason tool_calls)
+    tool_call_id: str = ""  # a tool message's call
 
 
 # --- the events members receive, one class per kind (events.py keeps them in the conversation's stream) ---

@@ -28,6 +28,7 @@ from pynode.chat.domain import (
     ReactionEvent,
     Ready,
     Reload,
+    ToolCall,
     TypingEvent,
 )
 from pynode.core.streams import EventStreams
@@ -61,6 +62,8 @@ def message_data(message: ChatMessage) -> dict[str, Any]:
         "reply_to_id": str(message.reply_to_id) if message.reply_to_id else "",
         "last_seq": message.last_seq,
         "reactions": {emoji: sorted(users) for emoji, users in message.reactions.items()},
+        "tool_calls": [c.__dict__ for c in message.tool_calls],
+        "tool_call_id": message.tool_call_id,
     }
 
 
@@ -82,6 +85,9 @@ def message_of(data: dict[str, Any]) -> ChatMessage:
         reply_to_id=uuid.UUID(data["reply_to_id"]) if data["reply_to_id"] else None,
         last_seq=data["last_seq"],
         reactions={emoji: set(users) for emoji, users in data["reactions"].items()},
+        # .get: events written by a process of the previous version have neither
+        tool_calls=[ToolCall(**c) for c in data.get("tool_calls", ())],
+        tool_call_id=data.get("tool_call_id", ""),
     )
 
 

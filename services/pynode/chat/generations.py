@@ -38,6 +38,7 @@ from pynode.chat.domain import (
     DeltaEvent,
     MessageEvent,
     ReplyEvent,
+    ToolSpec,
 )
 from pynode.chat.events import publish
 from pynode.chat.outbox import AnswerOutbox
@@ -73,9 +74,15 @@ class GenerationJob:
     """One AI reply being written by this process."""
 
     def __init__(
-        self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage] | None, client_address: str = ""
+        self,
+        reply: ChatMessage,
+        asked: ChatMessage,
+        recent: list[ChatMessage] | None,
+        client_address: str = "",
+        tools: tuple[ToolSpec, ...] = (),
     ) -> None:
         self.reply = reply
+        self.tools = tools  # what the member's client offers the model for this reply
         self.asked = asked
         # The newest messages, read ahead while `asked` was stored (None: not read, the prompt reads them).
         self.recent = recent
@@ -167,11 +174,16 @@ class GenerationRunner:
         self._tasks.every("chat-lease-sweep", self._lease / 2, self.sweep, "lost answers marked failed")
 
     def start(
-        self, reply: ChatMessage, asked: ChatMessage, recent: list[ChatMessage] | None, client_address: str = ""
+        self,
+        reply: ChatMessage,
+        asked: ChatMessage,
+        recent: list[ChatMessage] | None,
+        client_address: str = "",
+        tools: tuple[ToolSpec, ...] = (),
     ) -> GenerationJob:
         """Write `reply` (stored, streaming) to `asked` in a task of its own, outside the caller's context
         (no deadline, no identity)."""
-        job = GenerationJob(reply, asked, recent, client_address)
+        job = GenerationJob(reply, asked, recent, client_address, tools)
 
         def appended(event: ChatEvent, event_id: str) -> None:
             if isinstance(event, DeltaEvent):  # the checkpoint's text is rebuilt from here on (read by seq)
@@ -223,7 +235,7 @@ class GenerationRunner:
         assert outbox is not None
         try:
             prompt = await self._prompts.prompt(reply, job.asked, job.recent)
-            answer = self._completions.generate(reply.author_id, reply.model, prompt, job.client_address)
+            answer = self._completions.generate(reply.author_id, reply.model, prompt, job.client_address, job.tools)
             async with contextlib.aclosing(answer) as pieces:
                 async for piece in pieces:
                     if outbox.lost is not None:
@@ -235,6 +247,7 @@ class GenerationRunner:
                         reply.finish_reason = piece.finish_reason
                         reply.prompt_tokens, reply.completion_tokens = piece.prompt_tokens, piece.completion_tokens
                         reply.model = piece.model or reply.model
+                        reply.tool_calls = list(piece.tool_calls)
             await outbox.drain()  # every delta is in the stream before the end is (or the outage failed it)
             if reply.finish_reason in FINISHED:
                 reply.state = COMPLETE

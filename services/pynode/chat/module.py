@@ -67,7 +67,10 @@ class ChatModule:
             messages,
             attachments,
             PromptLimits(
-                settings.chat_context_chars, settings.chat_history_messages, settings.chat_attachment_text_bytes
+                settings.chat_context_chars,
+                settings.chat_history_messages,
+                settings.chat_attachment_text_bytes,
+                settings.chat_image_bytes,
             ),
         )
         # Read at each scrape: the runner and the subscriptions are built below.

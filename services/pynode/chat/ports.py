@@ -8,15 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from pynode.chat.domain import Attachment, ChatMessage, Conversation, Invitation
+from pynode.chat.domain import Attachment, ChatMessage, Conversation, Invitation, ToolCall, ToolSpec
 
 
 @dataclass(frozen=True)
 class PromptMessage:
     """One message of the history given to the model."""
 
-    role: str  # user or assistant (system for instructions)
+    role: str  # user, assistant or tool (system for instructions)
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an AI reply's calls
+    tool_call_id: str = ""  # a tool result's call
+    images: tuple[bytes, ...] = ()  # pictures of a member's message (for vision models)
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class CompletionPiece:
     finish_reason: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    tool_calls: tuple[ToolCall, ...] = ()  # on the last piece: the calls the model made, whole
 
 
 class Completions(Protocol):
@@ -37,10 +41,15 @@ class Completions(Protocol):
         """Whether the router lists `model` (a model id or an alias), asked as the calling user."""
 
     def generate(
-        self, user_id: str, model: str, messages: list[PromptMessage], client_address: str = ""
+        self,
+        user_id: str,
+        model: str,
+        messages: list[PromptMessage],
+        client_address: str = "",
+        tools: tuple[ToolSpec, ...] = (),
     ) -> AsyncGenerator[CompletionPiece, None]:
         """Stream the answer; raises a DomainError when the router refuses or fails. `client_address` is the
-        end user's (the router's per-address limits and fair queue apply to it)."""
+        end user's (the router's per-address limits and fair queue apply to it); `tools` the model may call."""
 
 
 class AttachmentReader(Protocol):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +23,7 @@ from pynode.chat.domain import (
     ASSISTANT,
     COMPLETE,
     STREAMING,
+    TOOL,
     USER,
     Attachment,
     ChatEvent,
@@ -34,6 +37,7 @@ from pynode.chat.domain import (
     MessageEvent,
     ReactionEvent,
     ReplyEvent,
+    ToolSpec,
     TypingEvent,
     too_many_members,
 )
@@ -102,6 +106,33 @@ class SentMessage:
     message: ChatMessage
     reply: ChatMessage | None
     reply_events: AsyncGenerator[ReplyEvent, None] | None  # its deltas then its end, written here or elsewhere
+
+
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A member's result of one of the model's tool calls."""
+
+    tool_call_id: str
+    content: str
+
+
+def _tool_violations(tools: tuple[ToolSpec, ...]) -> list[FieldViolation]:
+    out = []
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        if not _TOOL_NAME.match(tool.name) or tool.name in names:
+            out.append(FieldViolation(f"tools[{i}].name", "1 to 64 letters, digits, '_' or '-', each name once"))
+        names.add(tool.name)
+        try:
+            schema = json.loads(tool.parameters or "{}")
+        except ValueError:
+            schema = None
+        if not isinstance(schema, dict):
+            out.append(FieldViolation(f"tools[{i}].parameters_json", "must be a JSON Schema object as JSON text"))
+    return out
 
 
 def _not_found(conversation_id: object) -> NotFound:
@@ -332,11 +363,24 @@ class ChatService:
         file_ids: list[str],
         client_request_id: str,
         client_address: str = "",
+        *,
+        tools: tuple[ToolSpec, ...] = (),
+        results: tuple[ToolResult, ...] = (),
     ) -> SentMessage:
         """Store the member's message and start the AI reply to it (`client_address`, the member's, goes with
-        the reply to the AI router). A retry with the same `client_request_id` gets the first one's."""
-        if not text.strip():
+        the reply to the AI router). A retry with the same `client_request_id` gets the first one's. With
+        `results` (of the last reply's tool calls) the member's messages are those results, one each; `tools`
+        are what the model may call in this reply."""
+        if results and (text.strip() or file_ids):
+            raise InvalidArgument(
+                "tool results go without text or attachments; send those in a message of their own",
+                [FieldViolation("tool_results", "send either text (and attachments) or tool results")],
+            )
+        if not results and not text.strip():
             raise InvalidArgument("text must not be blank", [FieldViolation("text", "write something")])
+        violations = _tool_violations(tools)
+        if violations:
+            raise InvalidArgument("tools are not valid: " + "; ".join(v.field for v in violations), violations)
         # The prompt's newest history (recent.py: cached while current) is read alongside the membership check
         # and the insert below (it is only used, and so only seen, once the caller is known to be a member and
         # the exchange is stored): the first token comes that much sooner. The prompt skips the new exchange
@@ -344,7 +388,7 @@ class ChatService:
         recent_read = asyncio.ensure_future(self._recent.newest(_uuid(conversation_id, "conversation_id")))
         try:
             return await self._send(
-                caller, conversation_id, text, file_ids, client_request_id, client_address, recent_read
+                caller, conversation_id, text, file_ids, client_request_id, client_address, recent_read, tools, results
             )
         finally:
             if not recent_read.done():
@@ -361,6 +405,8 @@ class ChatService:
         client_request_id: str,
         client_address: str,
         recent_read: asyncio.Future[list[ChatMessage]],
+        tools: tuple[ToolSpec, ...] = (),
+        results: tuple[ToolResult, ...] = (),
     ) -> SentMessage:
         conversation = await self._member_of(caller, conversation_id)
         if client_request_id:
@@ -370,10 +416,26 @@ class ChatService:
         await self._limit(MESSAGES_QUOTA, caller, self.limits.messages_per_minute, "messages")
         attachments = await self._check_attachments(file_ids)
         now = utcnow()
-        message = ChatMessage(
-            uuid.uuid4(), conversation.id, USER, caller.subject, text, COMPLETE, now,
-            attachments=attachments, client_request_id=client_request_id or None,
-        )  # fmt: skip
+        earlier_results: list[ChatMessage] = []
+        if results:
+            await self._check_results(conversation.id, results)
+            posted = [
+                ChatMessage(
+                    uuid.uuid4(), conversation.id, TOOL, caller.subject, r.content, COMPLETE,
+                    now + timedelta(microseconds=i), tool_call_id=r.tool_call_id,
+                )
+                for i, r in enumerate(results)
+            ]  # fmt: skip
+            for result in posted[:-1]:
+                await self._messages.add_exchange(result, None)
+            earlier_results = posted[:-1]
+            message = replace(posted[-1], client_request_id=client_request_id or None)
+            now = message.created_at
+        else:
+            message = ChatMessage(
+                uuid.uuid4(), conversation.id, USER, caller.subject, text, COMPLETE, now,
+                attachments=attachments, client_request_id=client_request_id or None,
+            )  # fmt: skip
         # Deltas of the reply come after this id: a late subscriber rebuilds its text from here on.
         start = await self.streams.last_id(stream_name(conversation.id))
         reply = ChatMessage(
@@ -389,12 +451,34 @@ class ChatService:
             recent: list[ChatMessage] | None = await recent_read
         except DomainError:
             recent = None  # the prompt reads the history itself (and fails the answer if it still cannot)
+        if earlier_results:
+            recent = None  # read ahead before they were stored: the prompt reads the history itself
         # Started before the events are published: the prompt and the router's first token overlap them.
-        job = self.runner.start(reply, message, recent, client_address)
-        await self._recent.changed(conversation.id, [message, reply])
+        job = self.runner.start(reply, message, recent, client_address, tools)
+        await self._recent.changed(conversation.id, [*earlier_results, message, reply])
+        for result in earlier_results:
+            await self._publish(conversation.id, MessageEvent(result))
         await self._publish(conversation.id, MessageEvent(message))
         await self._publish(conversation.id, MessageEvent(reply))
         return SentMessage(message, reply, job.events())
+
+    async def _check_results(self, conversation_id: uuid.UUID, results: tuple[ToolResult, ...]) -> None:
+        """Results answer calls of the conversation's last AI reply, each call at most once."""
+        newest = await self._messages.messages(conversation_id, None, 50)
+        last = next((m for m in newest if m.role == ASSISTANT), None)
+        calls = {c.id for c in last.tool_calls} if last is not None and last.state != STREAMING else set()
+        violations = []
+        seen: set[str] = set()
+        for i, result in enumerate(results):
+            if result.tool_call_id not in calls or result.tool_call_id in seen:
+                violations.append(
+                    FieldViolation(
+                        f"tool_results[{i}].tool_call_id", "must name a call of the last AI reply, once", "INVALID"
+                    )
+                )
+            seen.add(result.tool_call_id)
+        if violations:
+            raise InvalidArgument("tool results must answer the last AI reply's tool calls", violations)
 
     def _retried(self, message: ChatMessage, reply: ChatMessage | None) -> SentMessage:
         return SentMessage(message, reply, self.subscriptions.reply(reply) if reply is not None else None)

@@ -19,6 +19,8 @@ from pynode.chat.domain import (
     STOP,
     STREAMING,
     TIME_LIMIT,
+    TOOL,
+    TOOL_CALLS,
     Attachment,
     ChatEvent,
     ChatMessage,
@@ -33,9 +35,10 @@ from pynode.chat.domain import (
     ReactionEvent,
     Ready,
     Reload,
+    ToolSpec,
     TypingEvent,
 )
-from pynode.chat.service import ChatService
+from pynode.chat.service import ChatService, ToolResult
 from pynode.core.principal import current_client, current_principal
 from pynode.core.timestamps import timestamp as _ts
 
@@ -52,7 +55,9 @@ _FINISH = {
     TIME_LIMIT: chat_pb2.FINISH_REASON_LENGTH,
     CANCELLED: chat_pb2.FINISH_REASON_CANCELLED,
     ERROR: chat_pb2.FINISH_REASON_ERROR,
+    TOOL_CALLS: chat_pb2.FINISH_REASON_TOOL_CALLS,
 }
+_ROLES = {ASSISTANT: chat_pb2.MESSAGE_ROLE_ASSISTANT, TOOL: chat_pb2.MESSAGE_ROLE_TOOL}
 
 
 def conversation_proto(conversation: Conversation) -> chat_pb2.Conversation:
@@ -100,7 +105,7 @@ def message_proto(message: ChatMessage, viewer: str) -> chat_pb2.Message:
     return chat_pb2.Message(
         id=str(message.id),
         conversation_id=str(message.conversation_id),
-        role=chat_pb2.MESSAGE_ROLE_ASSISTANT if assistant else chat_pb2.MESSAGE_ROLE_USER,
+        role=_ROLES.get(message.role, chat_pb2.MESSAGE_ROLE_USER),
         text=message.text,
         author_id="" if assistant else message.author_id,
         attachment_file_ids=[a.file_id for a in message.attachments],
@@ -114,6 +119,8 @@ def message_proto(message: ChatMessage, viewer: str) -> chat_pb2.Message:
         error=message.error,
         reply_to_id=str(message.reply_to_id) if message.reply_to_id else "",
         last_seq=message.last_seq,
+        tool_calls=[chat_pb2.ToolCall(id=c.id, name=c.name, arguments_json=c.arguments) for c in message.tool_calls],
+        tool_call_id=message.tool_call_id,
     )
 
 
@@ -269,6 +276,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             list(request.attachment_file_ids),
             request.client_request_id,
             current_client().address,
+            tools=tuple(ToolSpec(t.name, t.description, t.parameters_json) for t in request.tools),
+            results=tuple(ToolResult(r.tool_call_id, r.content) for r in request.tool_results),
         )
         yield chat_pb2.SendMessageResponse(user_message=message_proto(sent.message, caller.subject))
         if sent.reply_events is None:

@@ -34,6 +34,12 @@ class ChatSettings(Section):
     chat_attachment_text_bytes: int = Field(
         64 * 1024, ge=0, description="Largest text attachment given to the model as context."
     )
+    chat_image_bytes: int = Field(
+        1_500_000,
+        ge=0,
+        description="Pictures given to the model with the newest member message, in bytes in all (they travel in "
+        "the AI request: keep it under DEVPYNODE_MAX_MESSAGE_BYTES); pictures beyond it are named, not shown.",
+    )
     chat_typing_seconds: float = Field(
         5.0, gt=0, description="How long a member shows as typing after SendTyping, unless renewed."
     )

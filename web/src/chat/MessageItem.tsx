@@ -1,4 +1,5 @@
-/** One message: author, Markdown text, state, attachments, reactions, and a stop button while it streams. */
+/** One message: author, Markdown text, state, attachments, tool calls or a tool result, reactions, and a stop
+ * button while it streams. */
 import { memo, useEffect, useState } from "react";
 import { chat } from "../api/clients";
 import { describeError } from "../api/errors";
@@ -47,11 +48,29 @@ export const MessageItem = memo(function MessageItem({ conversationId, message, 
         <time dateTime={new Date(message.createdAt).toISOString()}>{new Date(message.createdAt).toLocaleTimeString()}</time>
         {message.state === MessageState.CANCELLED && <span className="tag">stopped</span>}
         {message.state === MessageState.FAILED && <span className="tag error">failed{message.error ? `: ${message.error}` : ""}</span>}
+        {message.toolCallId && <span className="tag">tool result for {message.toolCallId}</span>}
       </header>
-      <div className="message-text">
-        <MarkdownText text={message.text} />
-        {streaming && <span className="cursor" aria-hidden="true" />}
-      </div>
+      {message.toolCallId ? (
+        <pre className="tool-result" aria-label={`Result of tool call ${message.toolCallId}`}>{message.text}</pre>
+      ) : (
+        <div className="message-text">
+          <MarkdownText text={message.text} />
+          {streaming && <span className="cursor" aria-hidden="true" />}
+        </div>
+      )}
+      {message.toolCalls.length > 0 && (
+        <ul className="tool-calls" aria-label="Tool calls">
+          {message.toolCalls.map((call) => (
+            <li key={call.id} className="tool-call">
+              <span aria-hidden="true">🔧 </span>
+              <code>
+                {call.name}({call.argumentsJson})
+              </code>{" "}
+              <small>call {call.id}</small>
+            </li>
+          ))}
+        </ul>
+      )}
       {message.attachments.length > 0 && (
         <ul className="attachments" aria-label="Attachments">
           {message.attachments.map((attachment) => (

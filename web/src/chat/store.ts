@@ -37,6 +37,10 @@ export interface ChatMessageView {
   error: string;
   reactions: ReactionSummary[];
   attachments: Message["attachments"];
+  /** An AI reply's tool calls (the member's client runs them and posts the results). */
+  toolCalls: Message["toolCalls"];
+  /** A tool result's call id (the message's text is the result). */
+  toolCallId: string;
 }
 
 export interface Snapshot {
@@ -64,6 +68,8 @@ function viewOf(message: Message): ChatMessageView {
     error: message.error,
     reactions: message.reactions,
     attachments: message.attachments,
+    toolCalls: message.toolCalls,
+    toolCallId: message.toolCallId,
   };
 }
 
@@ -292,6 +298,8 @@ export class ConversationStore {
       error: "",
       reactions: [],
       attachments: [],
+      toolCalls: [],
+      toolCallId: "",
     };
     if (message.state !== MessageState.STREAMING || delta.seq <= message.lastSeq) return; // already have it
     if (delta.seq !== message.lastSeq + 1n) this.gaps += 1;

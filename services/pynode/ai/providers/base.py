@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from pynode.ai.domain import Chunk, ModelInfo, Prompt
+from pynode.ai.domain import Chunk, Embeddings, ModelInfo, Prompt
 from pynode.core.errors import (
     DomainError,
     FieldViolation,
@@ -42,6 +42,9 @@ class Provider(Protocol):
         """Deltas, then exactly one Finished. Raises DomainError (mapped below) on failure. Closing the
         iterator closes the upstream request; the router bounds the wait for the first chunk and the caller's
         deadline cancels the rest."""
+
+    async def embed(self, model: str, inputs: list[str], dimensions: int) -> Embeddings:
+        """One vector per input, in order (`dimensions` 0: the model's own size). Raises DomainError."""
 
     async def close(self) -> None:
         """Release connections."""

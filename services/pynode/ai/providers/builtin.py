@@ -3,20 +3,45 @@
 Deterministic and always available, for laptops without a model, tests and benchmarks. `tokens_per_second`
 paces it (0 = as fast as the caller reads; DEVPYNODE_AI_BUILTIN_TOKENS_PER_SECOND sets a default); `max_tokens`
 cuts it with finish reason `length`.
+
+It has every capability, in a deterministic way, so tool and picture flows can be tried without a model:
+- tools: when the request forces a call (tool choice `required` or `named`) and the last message is the
+  user's, it calls that tool (the first one for `required`) with arguments `{"text": <the user's message>}`,
+  streamed in fragments, and finishes with `tool_calls`; after tool results it streams their contents back;
+  with `auto` it never calls a tool.
+- vision: each picture of the echoed message adds a token `[image/png 1234 bytes]`.
+- embeddings: a 64-dimension hashed bag of words, L2-normalised (texts sharing words are close).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import math
 import re
 import time
 from collections.abc import AsyncIterator
 
-from pynode.ai.domain import LENGTH, STOP, Chunk, Delta, Finished, ModelInfo, Prompt
+from pynode.ai.domain import (
+    LENGTH,
+    NAMED,
+    REQUIRED,
+    STOP,
+    TOOL_CALLS,
+    Chunk,
+    Delta,
+    Embeddings,
+    Finished,
+    ModelInfo,
+    Prompt,
+    ToolCallDelta,
+)
 from pynode.core.errors import NotFound
 
 _WORD = re.compile(r"\S+\s*")
 _BURST = 16
+EMBEDDING_DIMENSIONS = 64
 DESCRIPTION = "Development model: streams your last message back, one word per token (not a language model)"
 
 
@@ -29,6 +54,46 @@ def prompt_tokens(prompt: Prompt) -> int:
     """The prompt's size in the echo model's tokens: counted at the end, so a long history never delays the
     first token."""
     return sum(len(words(m.content)) for m in prompt.messages)
+
+
+def _forced_call(prompt: Prompt) -> ToolCallDelta | None:
+    """The call a forced tool choice makes the echo model write (None when it answers in text)."""
+    choice = prompt.tool_choice
+    if not prompt.tools or choice.mode not in (REQUIRED, NAMED):
+        return None
+    if not prompt.messages or prompt.messages[-1].role != "user":
+        return None  # after tool results it answers
+    name = choice.name if choice.mode == NAMED else prompt.tools[0].name
+    said = prompt.messages[-1].content
+    digest = hashlib.sha256(f"{len(prompt.messages)}:{name}:{said}".encode()).hexdigest()[:16]
+    return ToolCallDelta(0, f"call_{digest}", name, json.dumps({"text": said}, ensure_ascii=False))
+
+
+def _echoed(prompt: Prompt) -> str:
+    """What the echo model says: the tool results when the prompt ends with them, else the last user message
+    (with a token per picture)."""
+    trailing = []
+    for message in reversed(prompt.messages):
+        if message.role != "tool":
+            break
+        trailing.append(message.content)
+    if trailing:
+        return " ".join(reversed(trailing))
+    said = next((m for m in reversed(prompt.messages) if m.role == "user"), None)
+    if said is None:
+        return ""
+    pictures = [f"[{image.media_type} {len(image.data)} bytes]" for image in said.images]
+    return " ".join([said.content, *pictures]) if pictures else said.content
+
+
+def embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """The echo model's vector of a text: each lower-cased word adds one to a hashed component, then L2-norm."""
+    vector = [0.0] * dimensions
+    for word in text.lower().split():
+        bucket = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big") % dimensions
+        vector[bucket] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
 
 
 class BuiltinProvider:
@@ -48,8 +113,15 @@ class BuiltinProvider:
             raise NotFound(
                 f"the built-in provider has no model {prompt.model!r}; it has echo", reason="MODEL_NOT_FOUND"
             )
-        said = next((m.content for m in reversed(prompt.messages) if m.role == "user"), "")
-        tokens = words(said)
+        call = _forced_call(prompt)
+        if call is not None:
+            cut = len(call.arguments) // 2  # in fragments, as OpenAI-compatible servers stream them
+            yield Delta("", 1, (ToolCallDelta(0, call.id, call.name, ""),))
+            yield Delta("", 1, (ToolCallDelta(0, arguments=call.arguments[:cut]),))
+            yield Delta("", 1, (ToolCallDelta(0, arguments=call.arguments[cut:]),))
+            yield Finished(TOOL_CALLS, prompt_tokens(prompt), 3)
+            return
+        tokens = words(_echoed(prompt))
         limit = prompt.sampling.max_tokens
         pace = prompt.sampling.tokens_per_second or self.tokens_per_second
         start = time.monotonic()
@@ -66,6 +138,12 @@ class BuiltinProvider:
                 await asyncio.sleep(0)
             yield Delta(token)
         yield Finished(STOP, prompt_tokens(prompt), len(tokens))
+
+    async def embed(self, model: str, inputs: list[str], dimensions: int) -> Embeddings:
+        if model != "echo":
+            raise NotFound(f"the built-in provider has no model {model!r}; it has echo", reason="MODEL_NOT_FOUND")
+        size = dimensions or EMBEDDING_DIMENSIONS
+        return Embeddings([embedding(text, size) for text in inputs], sum(len(words(t)) for t in inputs))
 
     async def close(self) -> None:
         return None

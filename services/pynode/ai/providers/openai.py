@@ -3,22 +3,108 @@
 Streams server-sent events with `stream_options.include_usage`, so the last chunk carries the usage; reads
 stop at `data: [DONE]`. httpx directly rather than the `openai` package: the relay splits lines on bytes and
 parses each chunk once with orjson and nothing else, which keeps the router's cost per token small.
+
+Tools go out as `tools` (function definitions, the caller's JSON Schema as parsed JSON) and `tool_choice`;
+streamed `delta.tool_calls` fragments come back as ToolCallDelta pieces, and an answer with calls ends with
+finish reason `tool_calls` (whatever the server said: OpenAI says `stop` for a forced call). Pictures go as
+`image_url` content parts with a data URL. Embeddings are `POST /embeddings` with a list of inputs (per-token
+vectors, as llama.cpp's server gives for a model without pooling, are mean-pooled here).
 """
 
 from __future__ import annotations
 
+import base64
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 
-from pynode.ai.domain import LENGTH, STOP, Chunk, Delta, Finished, ModelInfo, Prompt
+from pynode.ai.domain import (
+    AUTO,
+    LENGTH,
+    NAMED,
+    STOP,
+    TOOL_CALLS,
+    Chunk,
+    Delta,
+    Embeddings,
+    Finished,
+    Message,
+    ModelInfo,
+    Prompt,
+    ToolCallDelta,
+)
 from pynode.ai.providers.base import connection_failure, http_failure, public_url
+from pynode.ai.tools import parameters_object
 from pynode.core.errors import Unavailable
 
 LIST_TIMEOUT_SECONDS = 2.0
-_FINISH = {"stop": STOP, "length": LENGTH, "content_filter": STOP, "tool_calls": STOP}
+_FINISH = {
+    "stop": STOP,
+    "length": LENGTH,
+    "content_filter": STOP,
+    "tool_calls": TOOL_CALLS,
+    "function_call": TOOL_CALLS,
+}
+
+
+def wire_message(message: Message) -> dict[str, Any]:
+    """A prompt message in the chat-completions shape (tool calls, tool results and image parts included)."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        return {
+            "role": message.role,
+            # "" rather than null: llama.cpp's server refuses a null content (HTTP 500); OpenAI takes either.
+            "content": message.content,
+            "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+                for c in message.tool_calls
+            ],
+        }
+    if message.images:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+        for image in message.images:
+            url = f"data:{image.media_type};base64,{base64.b64encode(image.data).decode()}"
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        return {"role": message.role, "content": parts}
+    return {"role": message.role, "content": message.content}
+
+
+def pooled(embedding: list[Any]) -> list[float]:
+    """One vector for an input: as given, or, when the server gave one per token (llama.cpp's server for a
+    model without a pooling layer, SmolLM2 among them), their mean scaled to unit length."""
+    if not embedding or not isinstance(embedding[0], list):
+        return [float(v) for v in embedding]
+    size = len(embedding[0])
+    mean = [sum(float(token[i]) for token in embedding) / len(embedding) for i in range(size)]
+    norm = math.sqrt(sum(v * v for v in mean)) or 1.0
+    return [v / norm for v in mean]
+
+
+def wire_tools(prompt: Prompt) -> dict[str, Any]:
+    """`tools` and `tool_choice` of a request (nothing when it has no tools)."""
+    if not prompt.tools:
+        return {}
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                **({"description": t.description} if t.description else {}),
+                "parameters": parameters_object(t.parameters),
+            },
+        }
+        for t in prompt.tools
+    ]
+    choice = prompt.tool_choice
+    if choice.mode == AUTO:
+        return {"tools": tools}
+    if choice.mode == NAMED:
+        return {"tools": tools, "tool_choice": {"type": "function", "function": {"name": choice.name}}}
+    return {"tools": tools, "tool_choice": choice.mode}
 
 
 class OpenAIProvider:
@@ -68,9 +154,10 @@ class OpenAIProvider:
         body: dict[str, Any] = {
             **self.options,
             "model": prompt.model,
-            "messages": [{"role": m.role, "content": m.content} for m in prompt.messages],
+            "messages": [wire_message(m) for m in prompt.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
+            **wire_tools(prompt),
         }
         for key, value in (
             ("temperature", sampling.temperature),
@@ -96,7 +183,10 @@ class OpenAIProvider:
                 # once per token, and it is most of what the relay costs.
                 async for data in response.aiter_bytes():
                     text, tokens = events.feed(data)
-                    if tokens:
+                    if events.calls:
+                        calls, events.calls = tuple(events.calls), []
+                        yield Delta(text, tokens + len(calls), calls)
+                    elif tokens:
                         yield Delta(text, tokens)  # all the content one network read held
                     if events.done:
                         break
@@ -104,7 +194,26 @@ class OpenAIProvider:
             raise connection_failure(self.name, exc) from None
         if not events.done and events.finish is None:
             raise Unavailable(f"provider {self.name} ended the stream early", reason="PROVIDER_UNAVAILABLE")
-        yield Finished(events.finish or STOP, events.prompt_tokens, events.completion_tokens)
+        finish = TOOL_CALLS if events.called else (events.finish or STOP)
+        yield Finished(finish, events.prompt_tokens, events.completion_tokens)
+
+    async def embed(self, model: str, inputs: list[str], dimensions: int) -> Embeddings:
+        body: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "float"}
+        if dimensions:
+            body["dimensions"] = dimensions
+        try:
+            response = await self._client.post("embeddings", json=body)
+            if response.status_code >= 400:
+                raise http_failure(
+                    self.name, model, response.status_code, response.text, response.headers.get("retry-after")
+                )
+            answer = orjson.loads(response.content)
+            rows = sorted(answer["data"], key=lambda row: row.get("index", 0))
+            vectors = [pooled(row["embedding"]) for row in rows]
+            usage = answer.get("usage") or {}
+        except (httpx.TransportError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise connection_failure(self.name, exc) from None
+        return Embeddings(vectors, usage.get("prompt_tokens"))
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -120,6 +229,9 @@ class _Events:
         self.finish: str | None = None
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
+        self.calls: list[ToolCallDelta] = []  # tool-call pieces read and not yet handed over
+        self.called = False
+        self._started: set[int] = set()  # calls whose id and name were handed over
 
     def feed(self, data: bytes) -> tuple[str, int]:
         """The content in `data` (and what an earlier read left unfinished), and how many deltas it held."""
@@ -137,9 +249,12 @@ class _Events:
             if event.get("error"):
                 raise Unavailable(f"provider {self.provider} failed mid-stream", reason="PROVIDER_UNAVAILABLE")
             for choice in event.get("choices") or ():
-                content = (choice.get("delta") or {}).get("content")
+                delta = choice.get("delta") or {}
+                content = delta.get("content")
                 if content:
                     parts.append(content)
+                if delta.get("tool_calls"):
+                    self._calls(delta["tool_calls"])
                 if choice.get("finish_reason"):
                     self.finish = _FINISH.get(choice["finish_reason"], STOP)
             usage = event.get("usage")
@@ -147,3 +262,21 @@ class _Events:
                 self.prompt_tokens = usage.get("prompt_tokens")
                 self.completion_tokens = usage.get("completion_tokens")
         return "".join(parts), len(parts)
+
+    def _calls(self, pieces: list[dict[str, Any]]) -> None:
+        for position, piece in enumerate(pieces):
+            function = piece.get("function") or {}
+            index = int(piece.get("index", position))
+            # llama.cpp repeats the id and name on every piece; callers get them once, on the first.
+            first = index not in self._started and bool(piece.get("id") or function.get("name"))
+            if first:
+                self._started.add(index)
+            self.calls.append(
+                ToolCallDelta(
+                    index,
+                    (piece.get("id") or "") if first else "",
+                    (function.get("name") or "") if first else "",
+                    function.get("arguments") or "",
+                )
+            )
+            self.called = True

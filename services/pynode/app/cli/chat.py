@@ -1,10 +1,12 @@
 """`devpynode chat`: a conversation in the terminal, answers streaming token by token.
 
 Lines typed are messages; `/attach PATH` uploads a file and attaches it to the next message, `/model M`
-switches the conversation's model, `/quit` (or Ctrl-D) leaves. Ctrl-C while an answer streams cancels it
-(the partial answer is kept); a second Ctrl-C leaves. Opening a conversation whose answer is still being
-written attaches to it. When standard input is not a terminal, each line read is a message, so the
-command can be scripted.
+switches the conversation's model, `/tools FILE` offers the model the tools of a JSON file (as
+`ask --tools`) for the next messages, `/result CALL_ID TEXT` posts a tool call's result (the model then goes
+on), `/quit` (or Ctrl-D) leaves. Tool calls show as `-> name(arguments)  [call ID]`, results as
+`<- ID: text`. Ctrl-C while an answer streams cancels it (the partial answer is kept); a second Ctrl-C
+leaves. Opening a conversation whose answer is still being written attaches to it. When standard input is
+not a terminal, each line read is a message, so the command can be scripted.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from devpynode.files.v1 import files_pb2_grpc
 from rich.console import Console
 
 from pynode.app.cli.account import Server, _bearer, _channel, print_table
-from pynode.app.cli.common import fail, rpc_error, server_address
+from pynode.app.cli.common import CliError, fail, rpc_error, server_address
 from pynode.app.cli.files import _progress, _upload_one
+from pynode.app.cli.toolcalls import call_line, load_tools, result_line
 from pynode.core.text import for_terminal
 
 TIMEOUT_SECONDS = 10.0
@@ -79,6 +82,7 @@ class Session:
         self.address = address
         self.conversation = conversation
         self.attachments: list[str] = []
+        self.tools: list[chat_pb2.Tool] = []  # offered to the model with every message from /tools on
 
     def _md(self) -> Any:
         return _bearer(self.address)
@@ -99,7 +103,9 @@ class Session:
         return running
 
     def _print(self, message: chat_pb2.Message) -> None:
-        if message.role == chat_pb2.MESSAGE_ROLE_USER:
+        if message.role == chat_pb2.MESSAGE_ROLE_TOOL:
+            _out.print(for_terminal(result_line(message.tool_call_id, message.text)), markup=False)
+        elif message.role == chat_pb2.MESSAGE_ROLE_USER:
             files = f" [{', '.join(_line(a.filename) for a in message.attachments)}]" if message.attachments else ""
             _out.print(f"> {for_terminal(message.text)}{files}", markup=False)
         else:
@@ -107,6 +113,8 @@ class Session:
             self._ended(message)
 
     def _ended(self, message: chat_pb2.Message) -> None:
+        for call in message.tool_calls:
+            _out.print(for_terminal(call_line(call.name, call.arguments_json, call.id)), markup=False)
         if message.state in _ENDED:
             why = f": {_line(message.error)}" if message.error else ""
             _err.print(f"({_ENDED[message.state]}{why})", markup=False)
@@ -136,12 +144,18 @@ class Session:
         finally:
             call.cancel()
 
-    def send(self, text: str) -> None:
+    def load_tools(self, path: Path) -> None:
+        self.tools = [chat_pb2.Tool(name=n, description=d, parameters_json=p) for n, d, p in load_tools(path)]
+        _err.print(f"(the model may call {', '.join(t.name for t in self.tools)})", markup=False)
+
+    def send(self, text: str, results: list[chat_pb2.ToolResult] | None = None) -> None:
         request = chat_pb2.SendMessageRequest(
             conversation_id=self.conversation.id,
             text=text,
             attachment_file_ids=self.attachments,
             client_request_id=uuid.uuid4().hex,
+            tools=self.tools,
+            tool_results=results or [],
         )
         self.attachments = []
         call = self.stub.SendMessage(request, metadata=self._md(), timeout=ANSWER_TIMEOUT_SECONDS)
@@ -157,6 +171,8 @@ class Session:
                 elif kind == "assistant_message":
                     _write("\n")
                     self._ended(response.assistant_message)
+                elif kind == "user_message" and response.user_message.role == chat_pb2.MESSAGE_ROLE_TOOL:
+                    self._print(response.user_message)  # the result as posted, before the model goes on
                 elif kind == "user_message" and response.user_message.attachments:
                     names = ", ".join(_line(a.filename) for a in response.user_message.attachments)
                     _err.print(f"(attached {names})", markup=False)
@@ -290,13 +306,20 @@ def _talk(session: Session) -> None:
                 session.attach_file(Path(text.removeprefix("/attach ").strip()).expanduser())
             elif text.startswith("/model "):
                 session.switch_model(text.removeprefix("/model ").strip())
+            elif text.startswith("/tools "):
+                session.load_tools(Path(text.removeprefix("/tools ").strip()).expanduser())
+            elif text.startswith("/result ") and len(text.split(maxsplit=2)) == 3:
+                _, call_id, content = text.split(maxsplit=2)
+                session.send("", [chat_pb2.ToolResult(tool_call_id=call_id, content=content)])
             elif text.startswith("/"):
-                _err.print("(commands: /attach PATH, /model M, /quit)", markup=False)
+                _err.print("(commands: /attach PATH, /model M, /tools FILE, /result CALL_ID TEXT, /quit)", markup=False)
             else:
                 session.send(text)
         except KeyboardInterrupt:
             _write("\n")
             return
+        except CliError as error:  # a /tools file that cannot be used: said, and the conversation goes on
+            _err.print(f"({error})", markup=False)
         except grpc.RpcError as error:
             # One line, and the conversation goes on (a refused attachment, an unknown model, a rate limit).
             _err.print(f"({rpc_error(error, session.address)})", markup=False)

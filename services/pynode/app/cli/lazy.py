@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "health": "pynode.app.cli.account:health",
     "models": "pynode.app.cli.models:models",
     "ask": "pynode.app.cli.models:ask",
+    "embed": "pynode.app.cli.models:embed",
     "users": "pynode.app.cli.account:users",
     "files": "pynode.app.cli.files:files",
     "chat": "pynode.app.cli.chat:chat",

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 import grpc
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 
-from pynode.chat.domain import TIME_LIMIT
+from pynode.chat.domain import TIME_LIMIT, TOOL_CALLS, ToolCall, ToolSpec
 from pynode.chat.ports import CompletionPiece, PromptMessage
 from pynode.core.peers import PeerClient, peer_error
 
@@ -15,6 +15,7 @@ _ROLES = {
     "system": ai_pb2.MESSAGE_ROLE_SYSTEM,
     "user": ai_pb2.MESSAGE_ROLE_USER,
     "assistant": ai_pb2.MESSAGE_ROLE_ASSISTANT,
+    "tool": ai_pb2.MESSAGE_ROLE_TOOL,
 }
 _FINISH = {
     ai_pb2.FINISH_REASON_STOP: "stop",
@@ -23,11 +24,38 @@ _FINISH = {
     ai_pb2.FINISH_REASON_ERROR: "error",
     # The router's longest generation time: the answer is complete as far as it got (not a model "stop").
     ai_pb2.FINISH_REASON_TIME_LIMIT: TIME_LIMIT,
+    ai_pb2.FINISH_REASON_TOOL_CALLS: TOOL_CALLS,
 }
 ADDRESS_MAX = 64  # GenerateForUserRequest.client_address's limit
 LIST_BUDGET_SECONDS = 5.0
 # A generation may stream for a long time; the router bounds the wait for its first token itself.
 GENERATION_BUDGET_SECONDS = 3600.0
+
+
+def _message(message: PromptMessage) -> ai_pb2.ChatMessage:
+    return ai_pb2.ChatMessage(
+        role=_ROLES[message.role],
+        content=message.content,
+        tool_calls=[ai_pb2.ToolCall(id=c.id, name=c.name, arguments_json=c.arguments) for c in message.tool_calls],
+        tool_call_id=message.tool_call_id,
+        images=[ai_pb2.Image(data=data) for data in message.images],
+    )
+
+
+class _Calls:
+    """Tool calls put together from the router's pieces (id and name first, then argument fragments)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, list[str]] = {}
+
+    def add(self, piece: ai_pb2.ToolCallDelta) -> None:
+        call = self.calls.setdefault(piece.index, ["", "", ""])
+        call[0] = piece.id or call[0]
+        call[1] = piece.name or call[1]
+        call[2] += piece.arguments_json
+
+    def whole(self) -> tuple[ToolCall, ...]:
+        return tuple(ToolCall(*self.calls[i]) for i in sorted(self.calls))
 
 
 class GrpcCompletions(PeerClient):
@@ -50,7 +78,12 @@ class GrpcCompletions(PeerClient):
                 return False
 
     async def generate(
-        self, user_id: str, model: str, messages: list[PromptMessage], client_address: str = ""
+        self,
+        user_id: str,
+        model: str,
+        messages: list[PromptMessage],
+        client_address: str = "",
+        tools: tuple[ToolSpec, ...] = (),
     ) -> AsyncGenerator[CompletionPiece, None]:
         stub = ai_pb2_grpc.AIRouterServiceStub(self.channel)
         request = ai_pb2.GenerateForUserRequest(
@@ -58,14 +91,20 @@ class GrpcCompletions(PeerClient):
             client_address=client_address[:ADDRESS_MAX],
             request=ai_pb2.GenerateRequest(
                 model=model,
-                messages=[ai_pb2.ChatMessage(role=_ROLES[m.role], content=m.content) for m in messages],
+                messages=[_message(m) for m in messages],
+                tools=[
+                    ai_pb2.Tool(name=t.name, description=t.description, parameters_json=t.parameters) for t in tools
+                ],
             ),
         )
         options = await self.options(as_user=False, budget_seconds=GENERATION_BUDGET_SECONDS)
         call = stub.GenerateForUser(request, **options)
+        calls = _Calls()
         try:
             async for wrapped in call:
                 piece = wrapped.response
+                for delta in piece.tool_calls:
+                    calls.add(delta)
                 if piece.finish_reason:
                     yield CompletionPiece(
                         piece.text,
@@ -73,6 +112,7 @@ class GrpcCompletions(PeerClient):
                         _FINISH.get(piece.finish_reason, "stop"),
                         piece.usage.prompt_tokens,
                         piece.usage.completion_tokens,
+                        calls.whole(),
                     )
                 else:
                     yield CompletionPiece(piece.text, piece.model)

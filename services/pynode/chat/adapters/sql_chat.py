@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pynode.chat.domain import Attachment, ChatMessage, too_many_members
+from pynode.chat.domain import Attachment, ChatMessage, ToolCall, too_many_members
 from pynode.core.db import Base, UTCDateTime, utcnow
 from pynode.core.errors import unavailable_on
 
@@ -91,6 +91,8 @@ class MessageRow(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    tool_calls: Mapped[str] = mapped_column(Text(), server_default="[]")  # JSON list (migration chat_0004)
+    tool_call_id: Mapped[str] = mapped_column(String(128), server_default="")
 
 
 class ReactionRow(Base):
@@ -132,6 +134,14 @@ def attachments_of(raw: str) -> list[Attachment]:
     return [Attachment(**item) for item in orjson.loads(raw)]
 
 
+def tool_calls_of(raw: str) -> list[ToolCall]:
+    return [ToolCall(**item) for item in orjson.loads(raw or "[]")]
+
+
+def tool_calls_json(calls: list[ToolCall]) -> str:
+    return orjson.dumps([c.__dict__ for c in calls]).decode()
+
+
 def message_of_row(row: MessageRow, reactions: dict[str, set[str]] | None = None) -> ChatMessage:
     return ChatMessage(
         id=row.id,
@@ -152,6 +162,8 @@ def message_of_row(row: MessageRow, reactions: dict[str, set[str]] | None = None
         last_seq=row.last_seq,
         checkpoint_event_id=row.checkpoint_event_id,
         reactions=reactions or {},
+        tool_calls=tool_calls_of(row.tool_calls),
+        tool_call_id=row.tool_call_id,
     )
 
 
@@ -178,4 +190,6 @@ def row_values(message: ChatMessage, owner: str, lease_until: datetime | None) -
         cancel_requested=False,
         created_at=message.created_at,
         updated_at=message.created_at,
+        tool_calls=tool_calls_json(message.tool_calls),
+        tool_call_id=message.tool_call_id,
     )

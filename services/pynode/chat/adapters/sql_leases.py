@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import or_, update
 
-from pynode.chat.adapters.sql_chat import MessageRow, message_of_row, unavailable_on_outage
+from pynode.chat.adapters.sql_chat import MessageRow, message_of_row, tool_calls_json, unavailable_on_outage
 from pynode.chat.domain import ERROR, FAILED, STREAMING, ChatMessage
 from pynode.core.db import Database, utcnow
 
@@ -53,6 +53,7 @@ class SqlGenerationLeases:
                     prompt_tokens=message.prompt_tokens,
                     completion_tokens=message.completion_tokens,
                     last_seq=message.last_seq,
+                    tool_calls=tool_calls_json(message.tool_calls),
                     lease_owner="",
                     lease_expires_at=None,
                     updated_at=utcnow(),

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -18,7 +18,7 @@ from pynode.chat.adapters.sql_chat import (
     row_values,
     unavailable_on_outage,
 )
-from pynode.chat.domain import STREAMING, ChatMessage
+from pynode.chat.domain import STREAMING, TOOL, ChatMessage
 from pynode.core.db import Database, utcnow
 
 
@@ -130,7 +130,8 @@ class SqlMessages:
                 table.c.conversation_id == conversation_id,
                 tuple_(table.c.created_at, table.c.id) < before,
                 table.c.state != STREAMING,
-                table.c.text != "",
+                # an AI reply that only called tools has no text, but belongs in the prompt
+                or_(table.c.text != "", table.c.tool_calls != "[]", table.c.role == TOOL),
             )
             .order_by(*newest_first)
             .limit(limit)

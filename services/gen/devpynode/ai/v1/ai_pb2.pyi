@@ -34,6 +34,8 @@ class _MessageRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MessageRo
     """A person."""
     MESSAGE_ROLE_ASSISTANT: _MessageRole.ValueType  # 3
     """The model."""
+    MESSAGE_ROLE_TOOL: _MessageRole.ValueType  # 4
+    """The result of a tool the model called (tool_call_id names the call)."""
 
 class MessageRole(_MessageRole, metaclass=_MessageRoleEnumTypeWrapper):
     """MessageRole says who wrote a message in a prompt."""
@@ -46,7 +48,75 @@ MESSAGE_ROLE_USER: MessageRole.ValueType  # 2
 """A person."""
 MESSAGE_ROLE_ASSISTANT: MessageRole.ValueType  # 3
 """The model."""
+MESSAGE_ROLE_TOOL: MessageRole.ValueType  # 4
+"""The result of a tool the model called (tool_call_id names the call)."""
 Global___MessageRole: _TypeAlias = MessageRole  # noqa: Y015
+
+class _ModelCapability:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ModelCapabilityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelCapability.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MODEL_CAPABILITY_UNSPECIFIED: _ModelCapability.ValueType  # 0
+    """Not set."""
+    MODEL_CAPABILITY_TOOLS: _ModelCapability.ValueType  # 1
+    """Calls tools the request defines (GenerateRequest.tools)."""
+    MODEL_CAPABILITY_VISION: _ModelCapability.ValueType  # 2
+    """Sees images in messages (ChatMessage.images)."""
+    MODEL_CAPABILITY_EMBEDDINGS: _ModelCapability.ValueType  # 3
+    """Turns texts into vectors (Embed)."""
+
+class ModelCapability(_ModelCapability, metaclass=_ModelCapabilityEnumTypeWrapper):
+    """ModelCapability is something a model can do beyond plain text chat, as the
+    routing configuration declares it.
+    """
+
+MODEL_CAPABILITY_UNSPECIFIED: ModelCapability.ValueType  # 0
+"""Not set."""
+MODEL_CAPABILITY_TOOLS: ModelCapability.ValueType  # 1
+"""Calls tools the request defines (GenerateRequest.tools)."""
+MODEL_CAPABILITY_VISION: ModelCapability.ValueType  # 2
+"""Sees images in messages (ChatMessage.images)."""
+MODEL_CAPABILITY_EMBEDDINGS: ModelCapability.ValueType  # 3
+"""Turns texts into vectors (Embed)."""
+Global___ModelCapability: _TypeAlias = ModelCapability  # noqa: Y015
+
+class _ToolChoiceMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ToolChoiceModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolChoiceMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOOL_CHOICE_MODE_UNSPECIFIED: _ToolChoiceMode.ValueType  # 0
+    """Not set: AUTO."""
+    TOOL_CHOICE_MODE_AUTO: _ToolChoiceMode.ValueType  # 1
+    """The model decides whether to call tools."""
+    TOOL_CHOICE_MODE_NONE: _ToolChoiceMode.ValueType  # 2
+    """The model must not call tools (it answers in text)."""
+    TOOL_CHOICE_MODE_REQUIRED: _ToolChoiceMode.ValueType  # 3
+    """The model must call at least one tool."""
+    TOOL_CHOICE_MODE_NAMED: _ToolChoiceMode.ValueType  # 4
+    """The model must call the tool ToolChoice.name. Ollama cannot force a call:
+    it is offered that tool only.
+    """
+
+class ToolChoiceMode(_ToolChoiceMode, metaclass=_ToolChoiceModeEnumTypeWrapper):
+    """ToolChoiceMode says whether and which tool the model must call."""
+
+TOOL_CHOICE_MODE_UNSPECIFIED: ToolChoiceMode.ValueType  # 0
+"""Not set: AUTO."""
+TOOL_CHOICE_MODE_AUTO: ToolChoiceMode.ValueType  # 1
+"""The model decides whether to call tools."""
+TOOL_CHOICE_MODE_NONE: ToolChoiceMode.ValueType  # 2
+"""The model must not call tools (it answers in text)."""
+TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.ValueType  # 3
+"""The model must call at least one tool."""
+TOOL_CHOICE_MODE_NAMED: ToolChoiceMode.ValueType  # 4
+"""The model must call the tool ToolChoice.name. Ollama cannot force a call:
+it is offered that tool only.
+"""
+Global___ToolChoiceMode: _TypeAlias = ToolChoiceMode  # noqa: Y015
 
 class _FinishReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -68,6 +138,10 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """The generation held its slot for the longest time one may
     (DEVPYNODE_AI_MAX_GENERATION_SECONDS) and was ended there.
     """
+    FINISH_REASON_TOOL_CALLS: _FinishReason.ValueType  # 6
+    """The model called tools (GenerateResponse.tool_calls): run them and send
+    their results back as MESSAGE_ROLE_TOOL messages to continue.
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """FinishReason says why a generation stopped."""
@@ -86,6 +160,10 @@ FINISH_REASON_TIME_LIMIT: FinishReason.ValueType  # 5
 """The generation held its slot for the longest time one may
 (DEVPYNODE_AI_MAX_GENERATION_SECONDS) and was ended there.
 """
+FINISH_REASON_TOOL_CALLS: FinishReason.ValueType  # 6
+"""The model called tools (GenerateResponse.tool_calls): run them and send
+their results back as MESSAGE_ROLE_TOOL messages to continue.
+"""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 @_typing.final
@@ -99,6 +177,7 @@ class Model(_message.Message):
     AVAILABLE_FIELD_NUMBER: _builtins.int
     DEVELOPMENT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Model id, `provider/name`, e.g. "ollama/llama3.2" or "builtin/echo"."""
     provider: _builtins.str
@@ -109,6 +188,10 @@ class Model(_message.Message):
     """True for development models that do not use a real language model."""
     description: _builtins.str
     """Human-readable description."""
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[Global___ModelCapability.ValueType]:
+        """What it can do beyond text chat (from the routing configuration)."""
+
     def __init__(
         self,
         *,
@@ -117,14 +200,178 @@ class Model(_message.Message):
         available: _builtins.bool = ...,
         development: _builtins.bool = ...,
         description: _builtins.str = ...,
+        capabilities: _abc.Iterable[Global___ModelCapability.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "description", b"description", "development", b"development", "id", b"id", "provider", b"provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capabilities", b"capabilities", "description", b"description", "development", b"development", "id", b"id", "provider", b"provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class Tool(_message.Message):
+    """Tool is a function the model may call. The server never runs tools: the
+    client runs the call and sends the result back.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_JSON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The function's name: letters, digits, `_` and `-`, 1 to 64 characters."""
+    description: _builtins.str
+    """What it does, for the model."""
+    parameters_json: _builtins.str
+    """Its parameters as a JSON Schema object, as JSON text (kept byte for byte:
+    a Struct would turn integers into doubles); empty means no parameters.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters_json", b"parameters_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tool: _TypeAlias = Tool  # noqa: Y015
+
+@_typing.final
+class ToolChoice(_message.Message):
+    """ToolChoice says whether and which tool the model must call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    mode: Global___ToolChoiceMode.ValueType
+    """Auto (default), none, required or named."""
+    name: _builtins.str
+    """With TOOL_CHOICE_MODE_NAMED: the tool to call (one of the request's tools)."""
+    def __init__(
+        self,
+        *,
+        mode: Global___ToolChoiceMode.ValueType = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mode", b"mode", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolChoice: _TypeAlias = ToolChoice  # noqa: Y015
+
+@_typing.final
+class ToolCall(_message.Message):
+    """ToolCall is a whole call the model made: in an assistant message of the
+    history, and what the client assembles from ToolCallDelta pieces.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The call's id; the tool's result message carries it as tool_call_id."""
+    name: _builtins.str
+    """The tool called."""
+    arguments_json: _builtins.str
+    """The arguments as JSON text (a JSON object), as the model wrote them."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "id", b"id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCall: _TypeAlias = ToolCall  # noqa: Y015
+
+@_typing.final
+class ToolCallDelta(_message.Message):
+    """ToolCallDelta is a piece of a tool call as it streams: the first piece of a
+    call carries its index, id and name; later pieces with the same index carry
+    more of the arguments (concatenate arguments_json in order). Providers that
+    return whole calls (Ollama) send each call as one piece.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Which call of this answer, from 0 (several calls may be made at once)."""
+    id: _builtins.str
+    """The call's id (on the call's first piece)."""
+    name: _builtins.str
+    """The tool's name (on the call's first piece)."""
+    arguments_json: _builtins.str
+    """A fragment of the arguments' JSON text."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "id", b"id", "index", b"index", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallDelta: _TypeAlias = ToolCallDelta  # noqa: Y015
+
+@_typing.final
+class Image(_message.Message):
+    """Image is a picture in a message, for vision-capable models. Its type is
+    detected from its bytes (PNG, JPEG, GIF or WebP); the size is bounded
+    (DEVPYNODE_AI_MAX_IMAGE_BYTES).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """The image's bytes (bounded by the gRPC message size: use file_id for
+    large pictures).
+    """
+    file_id: _builtins.str
+    """A file the caller may read (FileService), read by the router."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        file_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "file_id", b"file_id", "source", b"source"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "file_id", b"file_id", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["data", "file_id"]  # noqa: Y015
+    _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
+
+Global___Image: _TypeAlias = Image  # noqa: Y015
 
 @_typing.final
 class ChatMessage(_message.Message):
@@ -134,19 +381,35 @@ class ChatMessage(_message.Message):
 
     ROLE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    IMAGES_FIELD_NUMBER: _builtins.int
     role: Global___MessageRole.ValueType
     """Who wrote it."""
     content: _builtins.str
     """The text."""
+    tool_call_id: _builtins.str
+    """For a tool message: the id of the call this is the result of."""
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
+        """For an assistant message: the tools it called."""
+
+    @_builtins.property
+    def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___Image]:
+        """For a user message: pictures for a vision-capable model."""
+
     def __init__(
         self,
         *,
         role: Global___MessageRole.ValueType = ...,
         content: _builtins.str = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
+        tool_call_id: _builtins.str = ...,
+        images: _abc.Iterable[Global___Image] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "images", b"images", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -230,6 +493,8 @@ class GenerateRequest(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model id, `provider/name`."""
     @_builtins.property
@@ -240,16 +505,28 @@ class GenerateRequest(_message.Message):
     def options(self) -> Global___GenerateOptions:
         """Tuning options."""
 
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tool]:
+        """Tools the model may call; refused (INVALID_ARGUMENT) for a model without
+        MODEL_CAPABILITY_TOOLS.
+        """
+
+    @_builtins.property
+    def tool_choice(self) -> Global___ToolChoice:
+        """Whether and which tool the model must call (default auto)."""
+
     def __init__(
         self,
         *,
         model: _builtins.str = ...,
         messages: _abc.Iterable[Global___ChatMessage] | None = ...,
         options: Global___GenerateOptions | None = ...,
+        tools: _abc.Iterable[Global___Tool] | None = ...,
+        tool_choice: Global___ToolChoice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model", b"model", "options", b"options"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model", b"model", "options", b"options", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -292,6 +569,7 @@ class GenerateResponse(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     CACHED_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Text added by this piece (a delta, not the whole text so far)."""
     finish_reason: Global___FinishReason.ValueType
@@ -304,6 +582,12 @@ class GenerateResponse(_message.Message):
     def usage(self) -> Global___Usage:
         """Set on the last response only."""
 
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCallDelta]:
+        """Pieces of tool calls (see ToolCallDelta); the last response then has
+        finish_reason FINISH_REASON_TOOL_CALLS.
+        """
+
     def __init__(
         self,
         *,
@@ -312,10 +596,11 @@ class GenerateResponse(_message.Message):
         finish_reason: Global___FinishReason.ValueType = ...,
         model: _builtins.str = ...,
         cached: _builtins.bool = ...,
+        tool_calls: _abc.Iterable[Global___ToolCallDelta] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "finish_reason", b"finish_reason", "model", b"model", "text", b"text", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "finish_reason", b"finish_reason", "model", b"model", "text", b"text", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -578,3 +863,97 @@ class GenerateForUserResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GenerateForUserResponse: _TypeAlias = GenerateForUserResponse  # noqa: Y015
+
+@_typing.final
+class EmbedRequest(_message.Message):
+    """EmbedRequest asks for the vectors of a batch of texts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    INPUTS_FIELD_NUMBER: _builtins.int
+    DIMENSIONS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Embedding model id, `provider/name` (or an alias), one with
+    MODEL_CAPABILITY_EMBEDDINGS.
+    """
+    dimensions: _builtins.int
+    """Vector size for models that can shorten theirs; 0 is the model's own."""
+    @_builtins.property
+    def inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The texts, each non-empty (DEVPYNODE_AI_EMBED_MAX_INPUTS texts and
+        DEVPYNODE_AI_EMBED_MAX_CHARS characters in all at most).
+        """
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        inputs: _abc.Iterable[_builtins.str] | None = ...,
+        dimensions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimensions", b"dimensions", "inputs", b"inputs", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmbedRequest: _TypeAlias = EmbedRequest  # noqa: Y015
+
+@_typing.final
+class Embedding(_message.Message):
+    """Embedding is the vector of one input."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The vector's components."""
+
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Embedding: _TypeAlias = Embedding  # noqa: Y015
+
+@_typing.final
+class EmbedResponse(_message.Message):
+    """EmbedResponse is one vector per input, in the inputs' order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMBEDDINGS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """The model that answered."""
+    @_builtins.property
+    def embeddings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Embedding]:
+        """The vectors, embeddings[i] for inputs[i]."""
+
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """Tokens read (prompt_tokens; completion_tokens is 0)."""
+
+    def __init__(
+        self,
+        *,
+        embeddings: _abc.Iterable[Global___Embedding] | None = ...,
+        model: _builtins.str = ...,
+        usage: Global___Usage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["embeddings", b"embeddings", "model", b"model", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmbedResponse: _TypeAlias = EmbedResponse  # noqa: Y015

@@ -56,6 +56,11 @@ class AIRouterServiceStub:
                 request_serializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/devpynode.ai.v1.AIRouterService/Embed',
+                request_serializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class AIRouterServiceServicer:
@@ -95,6 +100,15 @@ class AIRouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embed turns texts into vectors with an embedding model, in one batch:
+        one vector per input, in the inputs' order. Counted in the caller's usage
+        and limits like a generation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AIRouterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -117,6 +131,11 @@ def add_AIRouterServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GetUsageRequest.FromString,
                     response_serializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.EmbedRequest.FromString,
+                    response_serializer=devpynode_dot_ai_dot_v1_dot_ai__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +248,33 @@ class AIRouterService:
             '/devpynode.ai.v1.AIRouterService/GetUsage',
             devpynode_dot_ai_dot_v1_dot_ai__pb2.GetUsageRequest.SerializeToString,
             devpynode_dot_ai_dot_v1_dot_ai__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.ai.v1.AIRouterService/Embed',
+            devpynode_dot_ai_dot_v1_dot_ai__pb2.EmbedRequest.SerializeToString,
+            devpynode_dot_ai_dot_v1_dot_ai__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

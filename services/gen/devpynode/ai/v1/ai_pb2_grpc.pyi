@@ -50,6 +50,11 @@ class AIRouterServiceStub:
     """GetUsage sums the caller's token usage per model over a time range; an
     admin may ask for another user's, or for every user's.
     """
+    Embed: _grpc.UnaryUnaryMultiCallable[_ai_pb2.EmbedRequest, _ai_pb2.EmbedResponse]
+    """Embed turns texts into vectors with an embedding model, in one batch:
+    one vector per input, in the inputs' order. Counted in the caller's usage
+    and limits like a generation.
+    """
 
 @_typing.type_check_only
 class AIRouterServiceAsyncStub(AIRouterServiceStub):
@@ -72,6 +77,11 @@ class AIRouterServiceAsyncStub(AIRouterServiceStub):
     GetUsage: _aio.UnaryUnaryMultiCallable[_ai_pb2.GetUsageRequest, _ai_pb2.GetUsageResponse]  # type: ignore[assignment]
     """GetUsage sums the caller's token usage per model over a time range; an
     admin may ask for another user's, or for every user's.
+    """
+    Embed: _aio.UnaryUnaryMultiCallable[_ai_pb2.EmbedRequest, _ai_pb2.EmbedResponse]  # type: ignore[assignment]
+    """Embed turns texts into vectors with an embedding model, in one batch:
+    one vector per input, in the inputs' order. Counted in the caller's usage
+    and limits like a generation.
     """
 
 class AIRouterServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,6 +126,17 @@ class AIRouterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ai_pb2.GetUsageResponse, _abc.Awaitable[_ai_pb2.GetUsageResponse]]:
         """GetUsage sums the caller's token usage per model over a time range; an
         admin may ask for another user's, or for every user's.
+        """
+
+    @_abc_1.abstractmethod
+    def Embed(
+        self,
+        request: _ai_pb2.EmbedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ai_pb2.EmbedResponse, _abc.Awaitable[_ai_pb2.EmbedResponse]]:
+        """Embed turns texts into vectors with an embedding model, in one batch:
+        one vector per input, in the inputs' order. Counted in the caller's usage
+        and limits like a generation.
         """
 
 def add_AIRouterServiceServicer_to_server(servicer: AIRouterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -32,6 +32,10 @@ class _MessageRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MessageRo
     """A member."""
     MESSAGE_ROLE_ASSISTANT: _MessageRole.ValueType  # 2
     """The AI model."""
+    MESSAGE_ROLE_TOOL: _MessageRole.ValueType  # 3
+    """The result of a tool the AI model called, posted by a member
+    (Message.tool_call_id names the call).
+    """
 
 class MessageRole(_MessageRole, metaclass=_MessageRoleEnumTypeWrapper):
     """MessageRole says who wrote a message."""
@@ -42,6 +46,10 @@ MESSAGE_ROLE_USER: MessageRole.ValueType  # 1
 """A member."""
 MESSAGE_ROLE_ASSISTANT: MessageRole.ValueType  # 2
 """The AI model."""
+MESSAGE_ROLE_TOOL: MessageRole.ValueType  # 3
+"""The result of a tool the AI model called, posted by a member
+(Message.tool_call_id names the call).
+"""
 Global___MessageRole: _TypeAlias = MessageRole  # noqa: Y015
 
 class _MessageState:
@@ -92,6 +100,10 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """A member cancelled it (CancelGeneration)."""
     FINISH_REASON_ERROR: _FinishReason.ValueType  # 4
     """It failed; Message.error says why."""
+    FINISH_REASON_TOOL_CALLS: _FinishReason.ValueType  # 5
+    """The model called tools (Message.tool_calls): a member runs them and posts
+    their results (SendMessageRequest.tool_results) to continue.
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """FinishReason says why an AI reply ended."""
@@ -106,7 +118,99 @@ FINISH_REASON_CANCELLED: FinishReason.ValueType  # 3
 """A member cancelled it (CancelGeneration)."""
 FINISH_REASON_ERROR: FinishReason.ValueType  # 4
 """It failed; Message.error says why."""
+FINISH_REASON_TOOL_CALLS: FinishReason.ValueType  # 5
+"""The model called tools (Message.tool_calls): a member runs them and posts
+their results (SendMessageRequest.tool_results) to continue.
+"""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
+
+@_typing.final
+class Tool(_message.Message):
+    """Tool is a function the model may call for this reply. Chat never runs it:
+    the member's client does, and posts the result.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_JSON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The function's name: letters, digits, `_` and `-`, 1 to 64 characters."""
+    description: _builtins.str
+    """What it does, for the model."""
+    parameters_json: _builtins.str
+    """Its parameters as a JSON Schema object, as JSON text."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters_json", b"parameters_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tool: _TypeAlias = Tool  # noqa: Y015
+
+@_typing.final
+class ToolCall(_message.Message):
+    """ToolCall is a call the model made in an AI reply."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The call's id: post its result with this tool_call_id."""
+    name: _builtins.str
+    """The tool called."""
+    arguments_json: _builtins.str
+    """The arguments as JSON text."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "id", b"id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCall: _TypeAlias = ToolCall  # noqa: Y015
+
+@_typing.final
+class ToolResult(_message.Message):
+    """ToolResult is the result of one tool call, posted by a member."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    tool_call_id: _builtins.str
+    """The id of the call (ToolCall.id of the conversation's last AI reply)."""
+    content: _builtins.str
+    """What the tool returned, as text (often JSON), up to 32 KiB."""
+    def __init__(
+        self,
+        *,
+        tool_call_id: _builtins.str = ...,
+        content: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "tool_call_id", b"tool_call_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolResult: _TypeAlias = ToolResult  # noqa: Y015
 
 @_typing.final
 class Attachment(_message.Message):
@@ -298,6 +402,8 @@ class Message(_message.Message):
     ATTACHMENTS_FIELD_NUMBER: _builtins.int
     REPLY_TO_ID_FIELD_NUMBER: _builtins.int
     LAST_SEQ_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID."""
     conversation_id: _builtins.str
@@ -322,6 +428,8 @@ class Message(_message.Message):
     """For a streaming AI reply: the seq of the last delta its text includes
     (-1 before the first), so a client can join its deltas without a gap.
     """
+    tool_call_id: _builtins.str
+    """For tool messages: the call this is the result of."""
     @_builtins.property
     def attachment_file_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Files attached to it."""
@@ -342,6 +450,10 @@ class Message(_message.Message):
     def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attachment]:
         """The attached files with their names and types."""
 
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
+        """For AI replies: the tools the model called (finish_reason TOOL_CALLS)."""
+
     def __init__(
         self,
         *,
@@ -361,10 +473,12 @@ class Message(_message.Message):
         attachments: _abc.Iterable[Global___Attachment] | None = ...,
         reply_to_id: _builtins.str = ...,
         last_seq: _builtins.int = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
+        tool_call_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_file_ids", b"attachment_file_ids", "attachments", b"attachments", "author_id", b"author_id", "conversation_id", b"conversation_id", "created_at", b"created_at", "error", b"error", "finish_reason", b"finish_reason", "id", b"id", "last_seq", b"last_seq", "model", b"model", "reactions", b"reactions", "reply_to_id", b"reply_to_id", "role", b"role", "state", b"state", "text", b"text", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_file_ids", b"attachment_file_ids", "attachments", b"attachments", "author_id", b"author_id", "conversation_id", b"conversation_id", "created_at", b"created_at", "error", b"error", "finish_reason", b"finish_reason", "id", b"id", "last_seq", b"last_seq", "model", b"model", "reactions", b"reactions", "reply_to_id", b"reply_to_id", "role", b"role", "state", b"state", "text", b"text", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -971,15 +1085,28 @@ class SendMessageRequest(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     ATTACHMENT_FILE_IDS_FIELD_NUMBER: _builtins.int
     CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_RESULTS_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
     """Conversation id."""
     text: _builtins.str
-    """The message text, up to 32 KiB."""
+    """The message text, up to 32 KiB; required unless tool_results are given."""
     client_request_id: _builtins.str
     """Client-chosen id that makes retries idempotent."""
     @_builtins.property
     def attachment_file_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Files (from FileService) to attach."""
+
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tool]:
+        """Tools the model may call in this reply (needs a model that calls tools)."""
+
+    @_builtins.property
+    def tool_results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolResult]:
+        """Results of the last AI reply's tool calls, each stored as a tool message
+        (the user_message event then carries the last of them); the model then
+        continues. With them, `text` may be empty.
+        """
 
     def __init__(
         self,
@@ -988,10 +1115,12 @@ class SendMessageRequest(_message.Message):
         text: _builtins.str = ...,
         attachment_file_ids: _abc.Iterable[_builtins.str] | None = ...,
         client_request_id: _builtins.str = ...,
+        tools: _abc.Iterable[Global___Tool] | None = ...,
+        tool_results: _abc.Iterable[Global___ToolResult] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_file_ids", b"attachment_file_ids", "client_request_id", b"client_request_id", "conversation_id", b"conversation_id", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_file_ids", b"attachment_file_ids", "client_request_id", b"client_request_id", "conversation_id", b"conversation_id", "text", b"text", "tool_results", b"tool_results", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

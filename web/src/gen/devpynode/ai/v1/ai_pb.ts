@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file devpynode/ai/v1/ai.proto.
  */
 export const file_devpynode_ai_v1_ai: GenFile = /*@__PURE__*/
-  fileDesc("ChhkZXZweW5vZGUvYWkvdjEvYWkucHJvdG8SD2RldnB5bm9kZS5haS52MSJiCgVNb2RlbBIKCgJpZBgBIAEoCRIQCghwcm92aWRlchgCIAEoCRIRCglhdmFpbGFibGUYAyABKAgSEwoLZGV2ZWxvcG1lbnQYBCABKAgSEwoLZGVzY3JpcHRpb24YBSABKAkiVAoLQ2hhdE1lc3NhZ2USKgoEcm9sZRgBIAEoDjIcLmRldnB5bm9kZS5haS52MS5NZXNzYWdlUm9sZRIZCgdjb250ZW50GAIgASgJQgiStRgEIICAECKFAgoPR2VuZXJhdGVPcHRpb25zEhgKC3RlbXBlcmF0dXJlGAEgASgCSACIAQESHgoKbWF4X3Rva2VucxgCIAEoBUIKkrUYBjgAQICAAhIlChF0b2tlbnNfcGVyX3NlY29uZBgDIAEoBUIKkrUYBjgAQKCNBhIfCg9mYWxsYmFja19tb2RlbHMYBCADKAlCBpK1GAIwBRIRCgRzZWVkGAUgASgDSAGIAQESEAoIbm9fY2FjaGUYBiABKAgSEgoFdG9wX3AYByABKAJIAogBARIUCgRzdG9wGAggAygJQgaStRgCMARCDgoMX3RlbXBlcmF0dXJlQgcKBV9zZWVkQggKBl90b3BfcCKZAQoPR2VuZXJhdGVSZXF1ZXN0EhgKBW1vZGVsGAEgASgJQgmStRgFCAEYyAESOQoIbWVzc2FnZXMYAiADKAsyHC5kZXZweW5vZGUuYWkudjEuQ2hhdE1lc3NhZ2VCCZK1GAUIATD0AxIxCgdvcHRpb25zGAMgASgLMiAuZGV2cHlub2RlLmFpLnYxLkdlbmVyYXRlT3B0aW9ucyI5CgVVc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgDEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgDIpwBChBHZW5lcmF0ZVJlc3BvbnNlEgwKBHRleHQYASABKAkSJQoFdXNhZ2UYAiABKAsyFi5kZXZweW5vZGUuYWkudjEuVXNhZ2USNAoNZmluaXNoX3JlYXNvbhgDIAEoDjIdLmRldnB5bm9kZS5haS52MS5GaW5pc2hSZWFzb24SDQoFbW9kZWwYBCABKAkSDgoGY2FjaGVkGAUgASgIIpsBCg9HZXRVc2FnZVJlcXVlc3QSLgoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKB3VzZXJfaWQYAyABKAlCBpK1GAIoAhIRCglhbGxfdXNlcnMYBCABKAgiigEKCk1vZGVsVXNhZ2USDQoFbW9kZWwYASABKAkSEAoIcmVxdWVzdHMYAiABKAMSJQoFdXNhZ2UYAyABKAsyFi5kZXZweW5vZGUuYWkudjEuVXNhZ2USFwoPY2FjaGVkX3JlcXVlc3RzGAQgASgDEhsKE3VuZmluaXNoZWRfcmVxdWVzdHMYBSABKAMiVQoJVXNlclVzYWdlEg8KB3VzZXJfaWQYASABKAkSEAoIcmVxdWVzdHMYAiABKAMSJQoFdXNhZ2UYAyABKAsyFi5kZXZweW5vZGUuYWkudjEuVXNhZ2UikQEKEEdldFVzYWdlUmVzcG9uc2USKwoGbW9kZWxzGAEgAygLMhsuZGV2cHlub2RlLmFpLnYxLk1vZGVsVXNhZ2USJQoFdG90YWwYAiABKAsyFi5kZXZweW5vZGUuYWkudjEuVXNhZ2USKQoFdXNlcnMYAyADKAsyGi5kZXZweW5vZGUuYWkudjEuVXNlclVzYWdlIk4KEUxpc3RNb2RlbHNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJkrUYBTgAQOgHEhsKCnBhZ2VfdG9rZW4YAiABKAlCB5K1GAMYgAQiVQoSTGlzdE1vZGVsc1Jlc3BvbnNlEiYKBm1vZGVscxgBIAMoCzIWLmRldnB5bm9kZS5haS52MS5Nb2RlbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkijgEKFkdlbmVyYXRlRm9yVXNlclJlcXVlc3QSGQoHdXNlcl9pZBgBIAEoCUIIkrUYBAgBKAISOQoHcmVxdWVzdBgCIAEoCzIgLmRldnB5bm9kZS5haS52MS5HZW5lcmF0ZVJlcXVlc3RCBpK1GAIIARIeCg5jbGllbnRfYWRkcmVzcxgDIAEoCUIGkrUYAhhAIk4KF0dlbmVyYXRlRm9yVXNlclJlc3BvbnNlEjMKCHJlc3BvbnNlGAEgASgLMiEuZGV2cHlub2RlLmFpLnYxLkdlbmVyYXRlUmVzcG9uc2UqdwoLTWVzc2FnZVJvbGUSHAoYTUVTU0FHRV9ST0xFX1VOU1BFQ0lGSUVEEAASFwoTTUVTU0FHRV9ST0xFX1NZU1RFTRABEhUKEU1FU1NBR0VfUk9MRV9VU0VSEAISGgoWTUVTU0FHRV9ST0xFX0FTU0lTVEFOVBADKrMBCgxGaW5pc2hSZWFzb24SHQoZRklOSVNIX1JFQVNPTl9VTlNQRUNJRklFRBAAEhYKEkZJTklTSF9SRUFTT05fU1RPUBABEhgKFEZJTklTSF9SRUFTT05fTEVOR1RIEAISGwoXRklOSVNIX1JFQVNPTl9DQU5DRUxMRUQQAxIXChNGSU5JU0hfUkVBU09OX0VSUk9SEAQSHAoYRklOSVNIX1JFQVNPTl9USU1FX0xJTUlUEAUyzwMKD0FJUm91dGVyU2VydmljZRJwCgpMaXN0TW9kZWxzEiIuZGV2cHlub2RlLmFpLnYxLkxpc3RNb2RlbHNSZXF1ZXN0GiMuZGV2cHlub2RlLmFpLnYxLkxpc3RNb2RlbHNSZXNwb25zZSIZiLUYAoLT5JMCDxINL3YxL2FpL21vZGVscxJxCghHZW5lcmF0ZRIgLmRldnB5bm9kZS5haS52MS5HZW5lcmF0ZVJlcXVlc3QaIS5kZXZweW5vZGUuYWkudjEuR2VuZXJhdGVSZXNwb25zZSIeiLUYAoLT5JMCFDoBKiIPL3YxL2FpOmdlbmVyYXRlMAESbAoPR2VuZXJhdGVGb3JVc2VyEicuZGV2cHlub2RlLmFpLnYxLkdlbmVyYXRlRm9yVXNlclJlcXVlc3QaKC5kZXZweW5vZGUuYWkudjEuR2VuZXJhdGVGb3JVc2VyUmVzcG9uc2UiBIi1GAQwARJpCghHZXRVc2FnZRIgLmRldnB5bm9kZS5haS52MS5HZXRVc2FnZVJlcXVlc3QaIS5kZXZweW5vZGUuYWkudjEuR2V0VXNhZ2VSZXNwb25zZSIYiLUYAoLT5JMCDhIML3YxL2FpL3VzYWdlYgZwcm90bzM", [file_devpynode_common_v1_options, file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("ChhkZXZweW5vZGUvYWkvdjEvYWkucHJvdG8SD2RldnB5bm9kZS5haS52MSKaAQoFTW9kZWwSCgoCaWQYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSEQoJYXZhaWxhYmxlGAMgASgIEhMKC2RldmVsb3BtZW50GAQgASgIEhMKC2Rlc2NyaXB0aW9uGAUgASgJEjYKDGNhcGFiaWxpdGllcxgGIAMoDjIgLmRldnB5bm9kZS5haS52MS5Nb2RlbENhcGFiaWxpdHkiXwoEVG9vbBIWCgRuYW1lGAEgASgJQgiStRgECAEYQBIcCgtkZXNjcmlwdGlvbhgCIAEoCUIHkrUYAxiAIBIhCg9wYXJhbWV0ZXJzX2pzb24YAyABKAlCCJK1GAQggIAEIlEKClRvb2xDaG9pY2USLQoEbW9kZRgBIAEoDjIfLmRldnB5bm9kZS5haS52MS5Ub29sQ2hvaWNlTW9kZRIUCgRuYW1lGAIgASgJQgaStRgCGEAiWwoIVG9vbENhbGwSFQoCaWQYASABKAlCCZK1GAUIARiAARIWCgRuYW1lGAIgASgJQgiStRgECAEYQBIgCg5hcmd1bWVudHNfanNvbhgDIAEoCUIIkrUYBCCAgAQiUAoNVG9vbENhbGxEZWx0YRINCgVpbmRleBgBIAEoBRIKCgJpZBgCIAEoCRIMCgRuYW1lGAMgASgJEhYKDmFyZ3VtZW50c19qc29uGAQgASgJIjwKBUltYWdlEg4KBGRhdGEYASABKAxIABIZCgdmaWxlX2lkGAIgASgJQgaStRgCKAJIAEIICgZzb3VyY2Ui2gEKC0NoYXRNZXNzYWdlEioKBHJvbGUYASABKA4yHC5kZXZweW5vZGUuYWkudjEuTWVzc2FnZVJvbGUSGQoHY29udGVudBgCIAEoCUIIkrUYBCCAgBASNQoKdG9vbF9jYWxscxgDIAMoCzIZLmRldnB5bm9kZS5haS52MS5Ub29sQ2FsbEIGkrUYAjAgEh0KDHRvb2xfY2FsbF9pZBgEIAEoCUIHkrUYAxiAARIuCgZpbWFnZXMYBSADKAsyFi5kZXZweW5vZGUuYWkudjEuSW1hZ2VCBpK1GAIwCCKFAgoPR2VuZXJhdGVPcHRpb25zEhgKC3RlbXBlcmF0dXJlGAEgASgCSACIAQESHgoKbWF4X3Rva2VucxgCIAEoBUIKkrUYBjgAQICAAhIlChF0b2tlbnNfcGVyX3NlY29uZBgDIAEoBUIKkrUYBjgAQKCNBhIfCg9mYWxsYmFja19tb2RlbHMYBCADKAlCBpK1GAIwBRIRCgRzZWVkGAUgASgDSAGIAQESEAoIbm9fY2FjaGUYBiABKAgSEgoFdG9wX3AYByABKAJIAogBARIUCgRzdG9wGAggAygJQgaStRgCMARCDgoMX3RlbXBlcmF0dXJlQgcKBV9zZWVkQggKBl90b3BfcCL5AQoPR2VuZXJhdGVSZXF1ZXN0EhgKBW1vZGVsGAEgASgJQgmStRgFCAEYyAESOQoIbWVzc2FnZXMYAiADKAsyHC5kZXZweW5vZGUuYWkudjEuQ2hhdE1lc3NhZ2VCCZK1GAUIATD0AxIxCgdvcHRpb25zGAMgASgLMiAuZGV2cHlub2RlLmFpLnYxLkdlbmVyYXRlT3B0aW9ucxIsCgV0b29scxgEIAMoCzIVLmRldnB5bm9kZS5haS52MS5Ub29sQgaStRgCMEASMAoLdG9vbF9jaG9pY2UYBSABKAsyGy5kZXZweW5vZGUuYWkudjEuVG9vbENob2ljZSI5CgVVc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgDEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgDItABChBHZW5lcmF0ZVJlc3BvbnNlEgwKBHRleHQYASABKAkSJQoFdXNhZ2UYAiABKAsyFi5kZXZweW5vZGUuYWkudjEuVXNhZ2USNAoNZmluaXNoX3JlYXNvbhgDIAEoDjIdLmRldnB5bm9kZS5haS52MS5GaW5pc2hSZWFzb24SDQoFbW9kZWwYBCABKAkSDgoGY2FjaGVkGAUgASgIEjIKCnRvb2xfY2FsbHMYBiADKAsyHi5kZXZweW5vZGUuYWkudjEuVG9vbENhbGxEZWx0YSKbAQoPR2V0VXNhZ2VSZXF1ZXN0Ei4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCgd1c2VyX2lkGAMgASgJQgaStRgCKAISEQoJYWxsX3VzZXJzGAQgASgIIooBCgpNb2RlbFVzYWdlEg0KBW1vZGVsGAEgASgJEhAKCHJlcXVlc3RzGAIgASgDEiUKBXVzYWdlGAMgASgLMhYuZGV2cHlub2RlLmFpLnYxLlVzYWdlEhcKD2NhY2hlZF9yZXF1ZXN0cxgEIAEoAxIbChN1bmZpbmlzaGVkX3JlcXVlc3RzGAUgASgDIlUKCVVzZXJVc2FnZRIPCgd1c2VyX2lkGAEgASgJEhAKCHJlcXVlc3RzGAIgASgDEiUKBXVzYWdlGAMgASgLMhYuZGV2cHlub2RlLmFpLnYxLlVzYWdlIpEBChBHZXRVc2FnZVJlc3BvbnNlEisKBm1vZGVscxgBIAMoCzIbLmRldnB5bm9kZS5haS52MS5Nb2RlbFVzYWdlEiUKBXRvdGFsGAIgASgLMhYuZGV2cHlub2RlLmFpLnYxLlVzYWdlEikKBXVzZXJzGAMgAygLMhouZGV2cHlub2RlLmFpLnYxLlVzZXJVc2FnZSJOChFMaXN0TW9kZWxzUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCZK1GAU4AEDoBxIbCgpwYWdlX3Rva2VuGAIgASgJQgeStRgDGIAEIlUKEkxpc3RNb2RlbHNSZXNwb25zZRImCgZtb2RlbHMYASADKAsyFi5kZXZweW5vZGUuYWkudjEuTW9kZWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo4BChZHZW5lcmF0ZUZvclVzZXJSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCJK1GAQIASgCEjkKB3JlcXVlc3QYAiABKAsyIC5kZXZweW5vZGUuYWkudjEuR2VuZXJhdGVSZXF1ZXN0QgaStRgCCAESHgoOY2xpZW50X2FkZHJlc3MYAyABKAlCBpK1GAIYQCJOChdHZW5lcmF0ZUZvclVzZXJSZXNwb25zZRIzCghyZXNwb25zZRgBIAEoCzIhLmRldnB5bm9kZS5haS52MS5HZW5lcmF0ZVJlc3BvbnNlImMKDEVtYmVkUmVxdWVzdBIYCgVtb2RlbBgBIAEoCUIJkrUYBQgBGMgBEhkKBmlucHV0cxgCIAMoCUIJkrUYBQgBMIAQEh4KCmRpbWVuc2lvbnMYAyABKAVCCpK1GAY4AECAgAQiGwoJRW1iZWRkaW5nEg4KBnZhbHVlcxgBIAMoAiJ1Cg1FbWJlZFJlc3BvbnNlEi4KCmVtYmVkZGluZ3MYASADKAsyGi5kZXZweW5vZGUuYWkudjEuRW1iZWRkaW5nEg0KBW1vZGVsGAIgASgJEiUKBXVzYWdlGAMgASgLMhYuZGV2cHlub2RlLmFpLnYxLlVzYWdlKo4BCgtNZXNzYWdlUm9sZRIcChhNRVNTQUdFX1JPTEVfVU5TUEVDSUZJRUQQABIXChNNRVNTQUdFX1JPTEVfU1lTVEVNEAESFQoRTUVTU0FHRV9ST0xFX1VTRVIQAhIaChZNRVNTQUdFX1JPTEVfQVNTSVNUQU5UEAMSFQoRTUVTU0FHRV9ST0xFX1RPT0wQBCqNAQoPTW9kZWxDYXBhYmlsaXR5EiAKHE1PREVMX0NBUEFCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZNT0RFTF9DQVBBQklMSVRZX1RPT0xTEAESGwoXTU9ERUxfQ0FQQUJJTElUWV9WSVNJT04QAhIfChtNT0RFTF9DQVBBQklMSVRZX0VNQkVERElOR1MQAyqjAQoOVG9vbENob2ljZU1vZGUSIAocVE9PTF9DSE9JQ0VfTU9ERV9VTlNQRUNJRklFRBAAEhkKFVRPT0xfQ0hPSUNFX01PREVfQVVUTxABEhkKFVRPT0xfQ0hPSUNFX01PREVfTk9ORRACEh0KGVRPT0xfQ0hPSUNFX01PREVfUkVRVUlSRUQQAxIaChZUT09MX0NIT0lDRV9NT0RFX05BTUVEEAQq0QEKDEZpbmlzaFJlYXNvbhIdChlGSU5JU0hfUkVBU09OX1VOU1BFQ0lGSUVEEAASFgoSRklOSVNIX1JFQVNPTl9TVE9QEAESGAoURklOSVNIX1JFQVNPTl9MRU5HVEgQAhIbChdGSU5JU0hfUkVBU09OX0NBTkNFTExFRBADEhcKE0ZJTklTSF9SRUFTT05fRVJST1IQBBIcChhGSU5JU0hfUkVBU09OX1RJTUVfTElNSVQQBRIcChhGSU5JU0hfUkVBU09OX1RPT0xfQ0FMTFMQBjK0BAoPQUlSb3V0ZXJTZXJ2aWNlEnAKCkxpc3RNb2RlbHMSIi5kZXZweW5vZGUuYWkudjEuTGlzdE1vZGVsc1JlcXVlc3QaIy5kZXZweW5vZGUuYWkudjEuTGlzdE1vZGVsc1Jlc3BvbnNlIhmItRgCgtPkkwIPEg0vdjEvYWkvbW9kZWxzEnEKCEdlbmVyYXRlEiAuZGV2cHlub2RlLmFpLnYxLkdlbmVyYXRlUmVxdWVzdBohLmRldnB5bm9kZS5haS52MS5HZW5lcmF0ZVJlc3BvbnNlIh6ItRgCgtPkkwIUOgEqIg8vdjEvYWk6Z2VuZXJhdGUwARJsCg9HZW5lcmF0ZUZvclVzZXISJy5kZXZweW5vZGUuYWkudjEuR2VuZXJhdGVGb3JVc2VyUmVxdWVzdBooLmRldnB5bm9kZS5haS52MS5HZW5lcmF0ZUZvclVzZXJSZXNwb25zZSIEiLUYBDABEmkKCEdldFVzYWdlEiAuZGV2cHlub2RlLmFpLnYxLkdldFVzYWdlUmVxdWVzdBohLmRldnB5bm9kZS5haS52MS5HZXRVc2FnZVJlc3BvbnNlIhiItRgCgtPkkwIOEgwvdjEvYWkvdXNhZ2USYwoFRW1iZWQSHS5kZXZweW5vZGUuYWkudjEuRW1iZWRSZXF1ZXN0Gh4uZGV2cHlub2RlLmFpLnYxLkVtYmVkUmVzcG9uc2UiG4i1GAKC0+STAhE6ASoiDC92MS9haTplbWJlZGIGcHJvdG8z", [file_devpynode_common_v1_options, file_google_api_annotations, file_google_protobuf_timestamp]);
 
 /**
  * Model is one model the router can call.
@@ -56,6 +56,13 @@ export type Model = Message<"devpynode.ai.v1.Model"> & {
    * @generated from field: string description = 5;
    */
   description: string;
+
+  /**
+   * What it can do beyond text chat (from the routing configuration).
+   *
+   * @generated from field: repeated devpynode.ai.v1.ModelCapability capabilities = 6;
+   */
+  capabilities: ModelCapability[];
 };
 
 /**
@@ -64,6 +71,192 @@ export type Model = Message<"devpynode.ai.v1.Model"> & {
  */
 export const ModelSchema: GenMessage<Model> = /*@__PURE__*/
   messageDesc(file_devpynode_ai_v1_ai, 0);
+
+/**
+ * Tool is a function the model may call. The server never runs tools: the
+ * client runs the call and sends the result back.
+ *
+ * @generated from message devpynode.ai.v1.Tool
+ */
+export type Tool = Message<"devpynode.ai.v1.Tool"> & {
+  /**
+   * The function's name: letters, digits, `_` and `-`, 1 to 64 characters.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * What it does, for the model.
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * Its parameters as a JSON Schema object, as JSON text (kept byte for byte:
+   * a Struct would turn integers into doubles); empty means no parameters.
+   *
+   * @generated from field: string parameters_json = 3;
+   */
+  parametersJson: string;
+};
+
+/**
+ * Describes the message devpynode.ai.v1.Tool.
+ * Use `create(ToolSchema)` to create a new message.
+ */
+export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
+  messageDesc(file_devpynode_ai_v1_ai, 1);
+
+/**
+ * ToolChoice says whether and which tool the model must call.
+ *
+ * @generated from message devpynode.ai.v1.ToolChoice
+ */
+export type ToolChoice = Message<"devpynode.ai.v1.ToolChoice"> & {
+  /**
+   * Auto (default), none, required or named.
+   *
+   * @generated from field: devpynode.ai.v1.ToolChoiceMode mode = 1;
+   */
+  mode: ToolChoiceMode;
+
+  /**
+   * With TOOL_CHOICE_MODE_NAMED: the tool to call (one of the request's tools).
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message devpynode.ai.v1.ToolChoice.
+ * Use `create(ToolChoiceSchema)` to create a new message.
+ */
+export const ToolChoiceSchema: GenMessage<ToolChoice> = /*@__PURE__*/
+  messageDesc(file_devpynode_ai_v1_ai, 2);
+
+/**
+ * ToolCall is a whole call the model made: in an assistant message of the
+ * history, and what the client assembles from ToolCallDelta pieces.
+ *
+ * @generated from message devpynode.ai.v1.ToolCall
+ */
+export type ToolCall = Message<"devpynode.ai.v1.ToolCall"> & {
+  /**
+   * The call's id; the tool's result message carries it as tool_call_id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The tool called.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The arguments as JSON text (a JSON object), as the model wrote them.
+   *
+   * @generated from field: string arguments_json = 3;
+   */
+  argumentsJson: string;
+};
+
+/**
+ * Describes the message devpynode.ai.v1.ToolCall.
+ * Use `create(ToolCallSchema)` to create a new message.
+ */
+export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
+  messageDesc(file_devpynode_ai_v1_ai, 3);
+
+/**
+ * ToolCallDelta is a piece of a tool call as it streams: the first piece of a
+ * call carries its index, id and name; later pieces with the same index carry
+ * more of the arguments (concatenate arguments_json in order). Providers that
+ * return whole calls (Ollama) send each call as one piece.
+ *
+ * @generated from message devpynode.ai.v1.ToolCallDelta
+ */
+export type ToolCallDelta = Message<"devpynode.ai.v1.ToolCallDelta"> & {
+  /**
+   * Which call of this answer, from 0 (several calls may be made at once).
+   *
+   * @generated from field: int32 index = 1;
+   */
+  index: number;
+
+  /**
+   * The call's id (on the call's first piece).
+   *
+   * @generated from field: string id = 2;
+   */
+  id: string;
+
+  /**
+   * The tool's name (on the call's first piece).
+   *
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * A fragment of the arguments' JSON text.
+   *
+   * @generated from field: string arguments_json = 4;
+   */
+  argumentsJson: string;
+};
+
+/**
+ * Describes the message devpynode.ai.v1.ToolCallDelta.
+ * Use `create(ToolCallDeltaSchema)` to create a new message.
+ */
+export const ToolCallDeltaSchema: GenMessage<ToolCallDelta> = /*@__PURE__*/
+  messageDesc(file_devpynode_ai_v1_ai, 4);
+
+/**
+ * Image is a picture in a message, for vision-capable models. Its type is
+ * detected from its bytes (PNG, JPEG, GIF or WebP); the size is bounded
+ * (DEVPYNODE_AI_MAX_IMAGE_BYTES).
+ *
+ * @generated from message devpynode.ai.v1.Image
+ */
+export type Image = Message<"devpynode.ai.v1.Image"> & {
+  /**
+   * Where the picture comes from.
+   *
+   * @generated from oneof devpynode.ai.v1.Image.source
+   */
+  source: {
+    /**
+     * The image's bytes (bounded by the gRPC message size: use file_id for
+     * large pictures).
+     *
+     * @generated from field: bytes data = 1;
+     */
+    value: Uint8Array;
+    case: "data";
+  } | {
+    /**
+     * A file the caller may read (FileService), read by the router.
+     *
+     * @generated from field: string file_id = 2;
+     */
+    value: string;
+    case: "fileId";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message devpynode.ai.v1.Image.
+ * Use `create(ImageSchema)` to create a new message.
+ */
+export const ImageSchema: GenMessage<Image> = /*@__PURE__*/
+  messageDesc(file_devpynode_ai_v1_ai, 5);
 
 /**
  * ChatMessage is one message of a prompt.
@@ -84,6 +277,27 @@ export type ChatMessage = Message<"devpynode.ai.v1.ChatMessage"> & {
    * @generated from field: string content = 2;
    */
   content: string;
+
+  /**
+   * For an assistant message: the tools it called.
+   *
+   * @generated from field: repeated devpynode.ai.v1.ToolCall tool_calls = 3;
+   */
+  toolCalls: ToolCall[];
+
+  /**
+   * For a tool message: the id of the call this is the result of.
+   *
+   * @generated from field: string tool_call_id = 4;
+   */
+  toolCallId: string;
+
+  /**
+   * For a user message: pictures for a vision-capable model.
+   *
+   * @generated from field: repeated devpynode.ai.v1.Image images = 5;
+   */
+  images: Image[];
 };
 
 /**
@@ -91,7 +305,7 @@ export type ChatMessage = Message<"devpynode.ai.v1.ChatMessage"> & {
  * Use `create(ChatMessageSchema)` to create a new message.
  */
 export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 1);
+  messageDesc(file_devpynode_ai_v1_ai, 6);
 
 /**
  * GenerateOptions tune a generation.
@@ -163,7 +377,7 @@ export type GenerateOptions = Message<"devpynode.ai.v1.GenerateOptions"> & {
  * Use `create(GenerateOptionsSchema)` to create a new message.
  */
 export const GenerateOptionsSchema: GenMessage<GenerateOptions> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 2);
+  messageDesc(file_devpynode_ai_v1_ai, 7);
 
 /**
  * GenerateRequest asks a model for a reply.
@@ -191,6 +405,21 @@ export type GenerateRequest = Message<"devpynode.ai.v1.GenerateRequest"> & {
    * @generated from field: devpynode.ai.v1.GenerateOptions options = 3;
    */
   options?: GenerateOptions | undefined;
+
+  /**
+   * Tools the model may call; refused (INVALID_ARGUMENT) for a model without
+   * MODEL_CAPABILITY_TOOLS.
+   *
+   * @generated from field: repeated devpynode.ai.v1.Tool tools = 4;
+   */
+  tools: Tool[];
+
+  /**
+   * Whether and which tool the model must call (default auto).
+   *
+   * @generated from field: devpynode.ai.v1.ToolChoice tool_choice = 5;
+   */
+  toolChoice?: ToolChoice | undefined;
 };
 
 /**
@@ -198,7 +427,7 @@ export type GenerateRequest = Message<"devpynode.ai.v1.GenerateRequest"> & {
  * Use `create(GenerateRequestSchema)` to create a new message.
  */
 export const GenerateRequestSchema: GenMessage<GenerateRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 3);
+  messageDesc(file_devpynode_ai_v1_ai, 8);
 
 /**
  * Usage counts tokens of one generation or a sum of them.
@@ -226,7 +455,7 @@ export type Usage = Message<"devpynode.ai.v1.Usage"> & {
  * Use `create(UsageSchema)` to create a new message.
  */
 export const UsageSchema: GenMessage<Usage> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 4);
+  messageDesc(file_devpynode_ai_v1_ai, 9);
 
 /**
  * GenerateResponse is one piece of a streamed reply.
@@ -268,6 +497,14 @@ export type GenerateResponse = Message<"devpynode.ai.v1.GenerateResponse"> & {
    * @generated from field: bool cached = 5;
    */
   cached: boolean;
+
+  /**
+   * Pieces of tool calls (see ToolCallDelta); the last response then has
+   * finish_reason FINISH_REASON_TOOL_CALLS.
+   *
+   * @generated from field: repeated devpynode.ai.v1.ToolCallDelta tool_calls = 6;
+   */
+  toolCalls: ToolCallDelta[];
 };
 
 /**
@@ -275,7 +512,7 @@ export type GenerateResponse = Message<"devpynode.ai.v1.GenerateResponse"> & {
  * Use `create(GenerateResponseSchema)` to create a new message.
  */
 export const GenerateResponseSchema: GenMessage<GenerateResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 5);
+  messageDesc(file_devpynode_ai_v1_ai, 10);
 
 /**
  * GetUsageRequest asks for usage over a time range.
@@ -317,7 +554,7 @@ export type GetUsageRequest = Message<"devpynode.ai.v1.GetUsageRequest"> & {
  * Use `create(GetUsageRequestSchema)` to create a new message.
  */
 export const GetUsageRequestSchema: GenMessage<GetUsageRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 6);
+  messageDesc(file_devpynode_ai_v1_ai, 11);
 
 /**
  * ModelUsage is usage summed for one model.
@@ -366,7 +603,7 @@ export type ModelUsage = Message<"devpynode.ai.v1.ModelUsage"> & {
  * Use `create(ModelUsageSchema)` to create a new message.
  */
 export const ModelUsageSchema: GenMessage<ModelUsage> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 7);
+  messageDesc(file_devpynode_ai_v1_ai, 12);
 
 /**
  * UserUsage is usage summed for one user.
@@ -401,7 +638,7 @@ export type UserUsage = Message<"devpynode.ai.v1.UserUsage"> & {
  * Use `create(UserUsageSchema)` to create a new message.
  */
 export const UserUsageSchema: GenMessage<UserUsage> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 8);
+  messageDesc(file_devpynode_ai_v1_ai, 13);
 
 /**
  * GetUsageResponse is the caller's usage per model.
@@ -436,7 +673,7 @@ export type GetUsageResponse = Message<"devpynode.ai.v1.GetUsageResponse"> & {
  * Use `create(GetUsageResponseSchema)` to create a new message.
  */
 export const GetUsageResponseSchema: GenMessage<GetUsageResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 9);
+  messageDesc(file_devpynode_ai_v1_ai, 14);
 
 /**
  * ListModelsRequest lists models (AIP-158 paging).
@@ -464,7 +701,7 @@ export type ListModelsRequest = Message<"devpynode.ai.v1.ListModelsRequest"> & {
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 10);
+  messageDesc(file_devpynode_ai_v1_ai, 15);
 
 /**
  * ListModelsResponse is one page of models.
@@ -492,7 +729,7 @@ export type ListModelsResponse = Message<"devpynode.ai.v1.ListModelsResponse"> &
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
 export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 11);
+  messageDesc(file_devpynode_ai_v1_ai, 16);
 
 /**
  * GenerateForUserRequest is a service's Generate on behalf of a user.
@@ -528,7 +765,7 @@ export type GenerateForUserRequest = Message<"devpynode.ai.v1.GenerateForUserReq
  * Use `create(GenerateForUserRequestSchema)` to create a new message.
  */
 export const GenerateForUserRequestSchema: GenMessage<GenerateForUserRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 12);
+  messageDesc(file_devpynode_ai_v1_ai, 17);
 
 /**
  * GenerateForUserResponse is one piece of the answer, as Generate streams it.
@@ -549,7 +786,100 @@ export type GenerateForUserResponse = Message<"devpynode.ai.v1.GenerateForUserRe
  * Use `create(GenerateForUserResponseSchema)` to create a new message.
  */
 export const GenerateForUserResponseSchema: GenMessage<GenerateForUserResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_ai_v1_ai, 13);
+  messageDesc(file_devpynode_ai_v1_ai, 18);
+
+/**
+ * EmbedRequest asks for the vectors of a batch of texts.
+ *
+ * @generated from message devpynode.ai.v1.EmbedRequest
+ */
+export type EmbedRequest = Message<"devpynode.ai.v1.EmbedRequest"> & {
+  /**
+   * Embedding model id, `provider/name` (or an alias), one with
+   * MODEL_CAPABILITY_EMBEDDINGS.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * The texts, each non-empty (DEVPYNODE_AI_EMBED_MAX_INPUTS texts and
+   * DEVPYNODE_AI_EMBED_MAX_CHARS characters in all at most).
+   *
+   * @generated from field: repeated string inputs = 2;
+   */
+  inputs: string[];
+
+  /**
+   * Vector size for models that can shorten theirs; 0 is the model's own.
+   *
+   * @generated from field: int32 dimensions = 3;
+   */
+  dimensions: number;
+};
+
+/**
+ * Describes the message devpynode.ai.v1.EmbedRequest.
+ * Use `create(EmbedRequestSchema)` to create a new message.
+ */
+export const EmbedRequestSchema: GenMessage<EmbedRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_ai_v1_ai, 19);
+
+/**
+ * Embedding is the vector of one input.
+ *
+ * @generated from message devpynode.ai.v1.Embedding
+ */
+export type Embedding = Message<"devpynode.ai.v1.Embedding"> & {
+  /**
+   * The vector's components.
+   *
+   * @generated from field: repeated float values = 1;
+   */
+  values: number[];
+};
+
+/**
+ * Describes the message devpynode.ai.v1.Embedding.
+ * Use `create(EmbeddingSchema)` to create a new message.
+ */
+export const EmbeddingSchema: GenMessage<Embedding> = /*@__PURE__*/
+  messageDesc(file_devpynode_ai_v1_ai, 20);
+
+/**
+ * EmbedResponse is one vector per input, in the inputs' order.
+ *
+ * @generated from message devpynode.ai.v1.EmbedResponse
+ */
+export type EmbedResponse = Message<"devpynode.ai.v1.EmbedResponse"> & {
+  /**
+   * The vectors, embeddings[i] for inputs[i].
+   *
+   * @generated from field: repeated devpynode.ai.v1.Embedding embeddings = 1;
+   */
+  embeddings: Embedding[];
+
+  /**
+   * The model that answered.
+   *
+   * @generated from field: string model = 2;
+   */
+  model: string;
+
+  /**
+   * Tokens read (prompt_tokens; completion_tokens is 0).
+   *
+   * @generated from field: devpynode.ai.v1.Usage usage = 3;
+   */
+  usage?: Usage | undefined;
+};
+
+/**
+ * Describes the message devpynode.ai.v1.EmbedResponse.
+ * Use `create(EmbedResponseSchema)` to create a new message.
+ */
+export const EmbedResponseSchema: GenMessage<EmbedResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_ai_v1_ai, 21);
 
 /**
  * MessageRole says who wrote a message in a prompt.
@@ -584,6 +914,13 @@ export enum MessageRole {
    * @generated from enum value: MESSAGE_ROLE_ASSISTANT = 3;
    */
   ASSISTANT = 3,
+
+  /**
+   * The result of a tool the model called (tool_call_id names the call).
+   *
+   * @generated from enum value: MESSAGE_ROLE_TOOL = 4;
+   */
+  TOOL = 4,
 }
 
 /**
@@ -591,6 +928,97 @@ export enum MessageRole {
  */
 export const MessageRoleSchema: GenEnum<MessageRole> = /*@__PURE__*/
   enumDesc(file_devpynode_ai_v1_ai, 0);
+
+/**
+ * ModelCapability is something a model can do beyond plain text chat, as the
+ * routing configuration declares it.
+ *
+ * @generated from enum devpynode.ai.v1.ModelCapability
+ */
+export enum ModelCapability {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: MODEL_CAPABILITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Calls tools the request defines (GenerateRequest.tools).
+   *
+   * @generated from enum value: MODEL_CAPABILITY_TOOLS = 1;
+   */
+  TOOLS = 1,
+
+  /**
+   * Sees images in messages (ChatMessage.images).
+   *
+   * @generated from enum value: MODEL_CAPABILITY_VISION = 2;
+   */
+  VISION = 2,
+
+  /**
+   * Turns texts into vectors (Embed).
+   *
+   * @generated from enum value: MODEL_CAPABILITY_EMBEDDINGS = 3;
+   */
+  EMBEDDINGS = 3,
+}
+
+/**
+ * Describes the enum devpynode.ai.v1.ModelCapability.
+ */
+export const ModelCapabilitySchema: GenEnum<ModelCapability> = /*@__PURE__*/
+  enumDesc(file_devpynode_ai_v1_ai, 1);
+
+/**
+ * ToolChoiceMode says whether and which tool the model must call.
+ *
+ * @generated from enum devpynode.ai.v1.ToolChoiceMode
+ */
+export enum ToolChoiceMode {
+  /**
+   * Not set: AUTO.
+   *
+   * @generated from enum value: TOOL_CHOICE_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The model decides whether to call tools.
+   *
+   * @generated from enum value: TOOL_CHOICE_MODE_AUTO = 1;
+   */
+  AUTO = 1,
+
+  /**
+   * The model must not call tools (it answers in text).
+   *
+   * @generated from enum value: TOOL_CHOICE_MODE_NONE = 2;
+   */
+  NONE = 2,
+
+  /**
+   * The model must call at least one tool.
+   *
+   * @generated from enum value: TOOL_CHOICE_MODE_REQUIRED = 3;
+   */
+  REQUIRED = 3,
+
+  /**
+   * The model must call the tool ToolChoice.name. Ollama cannot force a call:
+   * it is offered that tool only.
+   *
+   * @generated from enum value: TOOL_CHOICE_MODE_NAMED = 4;
+   */
+  NAMED = 4,
+}
+
+/**
+ * Describes the enum devpynode.ai.v1.ToolChoiceMode.
+ */
+export const ToolChoiceModeSchema: GenEnum<ToolChoiceMode> = /*@__PURE__*/
+  enumDesc(file_devpynode_ai_v1_ai, 2);
 
 /**
  * FinishReason says why a generation stopped.
@@ -640,13 +1068,21 @@ export enum FinishReason {
    * @generated from enum value: FINISH_REASON_TIME_LIMIT = 5;
    */
   TIME_LIMIT = 5,
+
+  /**
+   * The model called tools (GenerateResponse.tool_calls): run them and send
+   * their results back as MESSAGE_ROLE_TOOL messages to continue.
+   *
+   * @generated from enum value: FINISH_REASON_TOOL_CALLS = 6;
+   */
+  TOOL_CALLS = 6,
 }
 
 /**
  * Describes the enum devpynode.ai.v1.FinishReason.
  */
 export const FinishReasonSchema: GenEnum<FinishReason> = /*@__PURE__*/
-  enumDesc(file_devpynode_ai_v1_ai, 1);
+  enumDesc(file_devpynode_ai_v1_ai, 3);
 
 /**
  * AIRouterService is one API over many model providers: local Ollama,
@@ -698,6 +1134,18 @@ export const AIRouterService: GenService<{
     methodKind: "unary";
     input: typeof GetUsageRequestSchema;
     output: typeof GetUsageResponseSchema;
+  },
+  /**
+   * Embed turns texts into vectors with an embedding model, in one batch:
+   * one vector per input, in the inputs' order. Counted in the caller's usage
+   * and limits like a generation.
+   *
+   * @generated from rpc devpynode.ai.v1.AIRouterService.Embed
+   */
+  embed: {
+    methodKind: "unary";
+    input: typeof EmbedRequestSchema;
+    output: typeof EmbedResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_devpynode_ai_v1_ai, 0);

@@ -14,7 +14,106 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file devpynode/chat/v1/chat.proto.
  */
 export const file_devpynode_chat_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChxkZXZweW5vZGUvY2hhdC92MS9jaGF0LnByb3RvEhFkZXZweW5vZGUuY2hhdC52MSJZCgpBdHRhY2htZW50Eg8KB2ZpbGVfaWQYASABKAkSEAoIZmlsZW5hbWUYAiABKAkSFAoMY29udGVudF90eXBlGAMgASgJEhIKCnNpemVfYnl0ZXMYBCABKAMiugIKDENvbnZlcnNhdGlvbhIKCgJpZBgBIAEoCRINCgV0aXRsZRgCIAEoCRINCgVtb2RlbBgDIAEoCRIQCghvd25lcl9pZBgEIAEoCRISCgptZW1iZXJfaWRzGAUgAygJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkYKDG1lbWJlcl9uYW1lcxgIIAMoCzIwLmRldnB5bm9kZS5jaGF0LnYxLkNvbnZlcnNhdGlvbi5NZW1iZXJOYW1lc0VudHJ5GjIKEE1lbWJlck5hbWVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5CgVVc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgDEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgDIkYKD1JlYWN0aW9uU3VtbWFyeRINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoBRIVCg1yZWFjdGVkX2J5X21lGAMgASgIIosECgdNZXNzYWdlEgoKAmlkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIsCgRyb2xlGAMgASgOMh4uZGV2cHlub2RlLmNoYXQudjEuTWVzc2FnZVJvbGUSDAoEdGV4dBgEIAEoCRIRCglhdXRob3JfaWQYBSABKAkSGwoTYXR0YWNobWVudF9maWxlX2lkcxgGIAMoCRIuCgVzdGF0ZRgHIAEoDjIfLmRldnB5bm9kZS5jaGF0LnYxLk1lc3NhZ2VTdGF0ZRInCgV1c2FnZRgIIAEoCzIYLmRldnB5bm9kZS5jaGF0LnYxLlVzYWdlEjUKCXJlYWN0aW9ucxgJIAMoCzIiLmRldnB5bm9kZS5jaGF0LnYxLlJlYWN0aW9uU3VtbWFyeRIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVtb2RlbBgLIAEoCRI2Cg1maW5pc2hfcmVhc29uGAwgASgOMh8uZGV2cHlub2RlLmNoYXQudjEuRmluaXNoUmVhc29uEg0KBWVycm9yGA0gASgJEjIKC2F0dGFjaG1lbnRzGA4gAygLMh0uZGV2cHlub2RlLmNoYXQudjEuQXR0YWNobWVudBITCgtyZXBseV90b19pZBgPIAEoCRIQCghsYXN0X3NlcRgQIAEoAyJNChlDcmVhdGVDb252ZXJzYXRpb25SZXF1ZXN0EhgKBXRpdGxlGAEgASgJQgmStRgFGMgBSAESFgoFbW9kZWwYAiABKAlCB5K1GAMYyAEiUwoaQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USNQoMY29udmVyc2F0aW9uGAEgASgLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uIjsKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAiJQChdHZXRDb252ZXJzYXRpb25SZXNwb25zZRI1Cgxjb252ZXJzYXRpb24YASABKAsyHy5kZXZweW5vZGUuY2hhdC52MS5Db252ZXJzYXRpb24iVQoYTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJkrUYBTgAQOgHEhsKCnBhZ2VfdG9rZW4YAiABKAlCB5K1GAMYgAQibAoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRI2Cg1jb252ZXJzYXRpb25zGAEgAygLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI+ChlEZWxldGVDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAIiHAoaRGVsZXRlQ29udmVyc2F0aW9uUmVzcG9uc2UiaAoQQWRkTWVtYmVyUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhcKB3VzZXJfaWQYAiABKAlCBpK1GAIoAhIYCgVlbWFpbBgDIAEoCUIJkrUYBRj+ASgBIkoKEUFkZE1lbWJlclJlc3BvbnNlEjUKDGNvbnZlcnNhdGlvbhgBIAEoCzIfLmRldnB5bm9kZS5jaGF0LnYxLkNvbnZlcnNhdGlvbiKOAQoKSW52aXRhdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDQoFdGl0bGUYAiABKAkSEgoKaW52aXRlcl9pZBgDIAEoCRIUCgxpbnZpdGVyX25hbWUYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUwoWTGlzdEludml0YXRpb25zUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCZK1GAU4AEDoBxIbCgpwYWdlX3Rva2VuGAIgASgJQgeStRgDGIAEImYKF0xpc3RJbnZpdGF0aW9uc1Jlc3BvbnNlEjIKC2ludml0YXRpb25zGAEgAygLMh0uZGV2cHlub2RlLmNoYXQudjEuSW52aXRhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAoXQWNjZXB0SW52aXRhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAiJRChhBY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2USNQoMY29udmVyc2F0aW9uGAEgASgLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uIj0KGERlY2xpbmVJbnZpdGF0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCIhsKGURlY2xpbmVJbnZpdGF0aW9uUmVzcG9uc2UiUwoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhkKB3VzZXJfaWQYAiABKAlCCJK1GAQIASgCIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIo4BChlVcGRhdGVDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISHQoFdGl0bGUYAiABKAlCCZK1GAUYyAFIAUgAiAEBEhsKBW1vZGVsGAMgASgJQgeStRgDGMgBSAGIAQFCCAoGX3RpdGxlQggKBl9tb2RlbCJTChpVcGRhdGVDb252ZXJzYXRpb25SZXNwb25zZRI1Cgxjb252ZXJzYXRpb24YASABKAsyHy5kZXZweW5vZGUuY2hhdC52MS5Db252ZXJzYXRpb24idwoZRG93bmxvYWRBdHRhY2htZW50UmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhwKCm1lc3NhZ2VfaWQYAiABKAlCCJK1GAQIASgCEhkKB2ZpbGVfaWQYAyABKAlCCJK1GAQIASgCImoKGkRvd25sb2FkQXR0YWNobWVudFJlc3BvbnNlEjMKCmF0dGFjaG1lbnQYASABKAsyHS5kZXZweW5vZGUuY2hhdC52MS5BdHRhY2htZW50SAASDwoFY2h1bmsYAiABKAxIAEIGCgRkYXRhIpoBChJTZW5kTWVzc2FnZVJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAhIYCgR0ZXh0GAIgASgJQgqStRgGCAEggIACEiMKE2F0dGFjaG1lbnRfZmlsZV9pZHMYAyADKAlCBpK1GAIwChIiChFjbGllbnRfcmVxdWVzdF9pZBgEIAEoCUIHkrUYAxiAASI2CgVEZWx0YRILCgNzZXEYASABKAMSDAoEdGV4dBgCIAEoCRISCgptZXNzYWdlX2lkGAMgASgJIrYBChNTZW5kTWVzc2FnZVJlc3BvbnNlEjIKDHVzZXJfbWVzc2FnZRgBIAEoCzIaLmRldnB5bm9kZS5jaGF0LnYxLk1lc3NhZ2VIABIpCgVkZWx0YRgCIAEoCzIYLmRldnB5bm9kZS5jaGF0LnYxLkRlbHRhSAASNwoRYXNzaXN0YW50X21lc3NhZ2UYAyABKAsyGi5kZXZweW5vZGUuY2hhdC52MS5NZXNzYWdlSABCBwoFZXZlbnQicwoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhwKCXBhZ2Vfc2l6ZRgCIAEoBUIJkrUYBTgAQOgHEhsKCnBhZ2VfdG9rZW4YAyABKAlCB5K1GAMYgAQiXQoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USLAoIbWVzc2FnZXMYASADKAsyGi5kZXZweW5vZGUuY2hhdC52MS5NZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJaChdDYW5jZWxHZW5lcmF0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhwKCm1lc3NhZ2VfaWQYAiABKAlCCJK1GAQIASgCIkcKGENhbmNlbEdlbmVyYXRpb25SZXNwb25zZRIrCgdtZXNzYWdlGAEgASgLMhouZGV2cHlub2RlLmNoYXQudjEuTWVzc2FnZSJuChJBZGRSZWFjdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAhIcCgptZXNzYWdlX2lkGAIgASgJQgiStRgECAEoAhIXCgVlbW9qaRgDIAEoCUIIkrUYBAgBGBAiTAoTQWRkUmVhY3Rpb25SZXNwb25zZRI1CglyZWFjdGlvbnMYASADKAsyIi5kZXZweW5vZGUuY2hhdC52MS5SZWFjdGlvblN1bW1hcnkicQoVUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISHAoKbWVzc2FnZV9pZBgCIAEoCUIIkrUYBAgBKAISFwoFZW1vamkYAyABKAlCCJK1GAQIARgQIk8KFlJlbW92ZVJlYWN0aW9uUmVzcG9uc2USNQoJcmVhY3Rpb25zGAEgAygLMiIuZGV2cHlub2RlLmNoYXQudjEuUmVhY3Rpb25TdW1tYXJ5IkYKEVNlbmRUeXBpbmdSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISDgoGdHlwaW5nGAIgASgIIhQKElNlbmRUeXBpbmdSZXNwb25zZSJPChNTdHJlYW1FdmVudHNSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISFQoFYWZ0ZXIYAiABKAlCBpK1GAIYQCJeCgtUeXBpbmdFdmVudBIPCgd1c2VyX2lkGAEgASgJEg4KBnR5cGluZxgCIAEoCBIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKJAQoNUmVhY3Rpb25FdmVudBISCgptZXNzYWdlX2lkGAEgASgJEjUKCXJlYWN0aW9ucxgCIAMoCzIiLmRldnB5bm9kZS5jaGF0LnYxLlJlYWN0aW9uU3VtbWFyeRIPCgd1c2VyX2lkGAMgASgJEg0KBWVtb2ppGAQgASgJEg0KBWFkZGVkGAUgASgIIiMKEE1lbWJlckFkZGVkRXZlbnQSDwoHdXNlcl9pZBgBIAEoCSLbBAoUU3RyZWFtRXZlbnRzUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIaLmRldnB5bm9kZS5jaGF0LnYxLk1lc3NhZ2VIABIpCgVkZWx0YRgCIAEoCzIYLmRldnB5bm9kZS5jaGF0LnYxLkRlbHRhSAASMAoGdHlwaW5nGAMgASgLMh4uZGV2cHlub2RlLmNoYXQudjEuVHlwaW5nRXZlbnRIABI0CghyZWFjdGlvbhgEIAEoCzIgLmRldnB5bm9kZS5jaGF0LnYxLlJlYWN0aW9uRXZlbnRIABI7CgxtZW1iZXJfYWRkZWQYBSABKAsyIy5kZXZweW5vZGUuY2hhdC52MS5NZW1iZXJBZGRlZEV2ZW50SAASPwoObWVtYmVyX3JlbW92ZWQYBiABKAsyJS5kZXZweW5vZGUuY2hhdC52MS5NZW1iZXJSZW1vdmVkRXZlbnRIABIuCgVyZWFkeRgHIAEoCzIdLmRldnB5bm9kZS5jaGF0LnYxLlJlYWR5RXZlbnRIABIwCgZyZWxvYWQYCCABKAsyHi5kZXZweW5vZGUuY2hhdC52MS5SZWxvYWRFdmVudEgAEj8KFGNvbnZlcnNhdGlvbl91cGRhdGVkGAkgASgLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uSAASSwoUY29udmVyc2F0aW9uX2RlbGV0ZWQYCiABKAsyKy5kZXZweW5vZGUuY2hhdC52MS5Db252ZXJzYXRpb25EZWxldGVkRXZlbnRIABIKCgJpZBgUIAEoCUIHCgVldmVudCIlChJNZW1iZXJSZW1vdmVkRXZlbnQSDwoHdXNlcl9pZBgBIAEoCSIMCgpSZWFkeUV2ZW50Ig0KC1JlbG9hZEV2ZW50IhoKGENvbnZlcnNhdGlvbkRlbGV0ZWRFdmVudCpeCgtNZXNzYWdlUm9sZRIcChhNRVNTQUdFX1JPTEVfVU5TUEVDSUZJRUQQABIVChFNRVNTQUdFX1JPTEVfVVNFUhABEhoKFk1FU1NBR0VfUk9MRV9BU1NJU1RBTlQQAiqdAQoMTWVzc2FnZVN0YXRlEh0KGU1FU1NBR0VfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdNRVNTQUdFX1NUQVRFX1NUUkVBTUlORxABEhoKFk1FU1NBR0VfU1RBVEVfQ09NUExFVEUQAhIbChdNRVNTQUdFX1NUQVRFX0NBTkNFTExFRBADEhgKFE1FU1NBR0VfU1RBVEVfRkFJTEVEEAQqlQEKDEZpbmlzaFJlYXNvbhIdChlGSU5JU0hfUkVBU09OX1VOU1BFQ0lGSUVEEAASFgoSRklOSVNIX1JFQVNPTl9TVE9QEAESGAoURklOSVNIX1JFQVNPTl9MRU5HVEgQAhIbChdGSU5JU0hfUkVBU09OX0NBTkNFTExFRBADEhcKE0ZJTklTSF9SRUFTT05fRVJST1IQBDKjFwoLQ2hhdFNlcnZpY2USkwEKEkNyZWF0ZUNvbnZlcnNhdGlvbhIsLmRldnB5bm9kZS5jaGF0LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlcXVlc3QaLS5kZXZweW5vZGUuY2hhdC52MS5DcmVhdGVDb252ZXJzYXRpb25SZXNwb25zZSIgiLUYAoLT5JMCFjoBKiIRL3YxL2NvbnZlcnNhdGlvbnMSmQEKD0dldENvbnZlcnNhdGlvbhIpLmRldnB5bm9kZS5jaGF0LnYxLkdldENvbnZlcnNhdGlvblJlcXVlc3QaKi5kZXZweW5vZGUuY2hhdC52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZSIviLUYAoLT5JMCJRIjL3YxL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0SjQEKEUxpc3RDb252ZXJzYXRpb25zEisuZGV2cHlub2RlLmNoYXQudjEuTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0GiwuZGV2cHlub2RlLmNoYXQudjEuTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZSIdiLUYAoLT5JMCExIRL3YxL2NvbnZlcnNhdGlvbnMSogEKEkRlbGV0ZUNvbnZlcnNhdGlvbhIsLmRldnB5bm9kZS5jaGF0LnYxLkRlbGV0ZUNvbnZlcnNhdGlvblJlcXVlc3QaLS5kZXZweW5vZGUuY2hhdC52MS5EZWxldGVDb252ZXJzYXRpb25SZXNwb25zZSIviLUYAoLT5JMCJSojL3YxL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0SkgEKCUFkZE1lbWJlchIjLmRldnB5bm9kZS5jaGF0LnYxLkFkZE1lbWJlclJlcXVlc3QaJC5kZXZweW5vZGUuY2hhdC52MS5BZGRNZW1iZXJSZXNwb25zZSI6iLUYAoLT5JMCMDoBKiIrL3YxL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vbWVtYmVycxKFAQoPTGlzdEludml0YXRpb25zEikuZGV2cHlub2RlLmNoYXQudjEuTGlzdEludml0YXRpb25zUmVxdWVzdBoqLmRldnB5bm9kZS5jaGF0LnYxLkxpc3RJbnZpdGF0aW9uc1Jlc3BvbnNlIhuItRgCgtPkkwIREg8vdjEvaW52aXRhdGlvbnMSpAEKEEFjY2VwdEludml0YXRpb24SKi5kZXZweW5vZGUuY2hhdC52MS5BY2NlcHRJbnZpdGF0aW9uUmVxdWVzdBorLmRldnB5bm9kZS5jaGF0LnYxLkFjY2VwdEludml0YXRpb25SZXNwb25zZSI3iLUYAoLT5JMCLToBKiIoL3YxL2ludml0YXRpb25zL3tjb252ZXJzYXRpb25faWR9OmFjY2VwdBKoAQoRRGVjbGluZUludml0YXRpb24SKy5kZXZweW5vZGUuY2hhdC52MS5EZWNsaW5lSW52aXRhdGlvblJlcXVlc3QaLC5kZXZweW5vZGUuY2hhdC52MS5EZWNsaW5lSW52aXRhdGlvblJlc3BvbnNlIjiItRgCgtPkkwIuOgEqIikvdjEvaW52aXRhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH06ZGVjbGluZRKiAQoMUmVtb3ZlTWVtYmVyEiYuZGV2cHlub2RlLmNoYXQudjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBonLmRldnB5bm9kZS5jaGF0LnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlIkGItRgCgtPkkwI3KjUvdjEvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZW1iZXJzL3t1c2VyX2lkfRKlAQoSVXBkYXRlQ29udmVyc2F0aW9uEiwuZGV2cHlub2RlLmNoYXQudjEuVXBkYXRlQ29udmVyc2F0aW9uUmVxdWVzdBotLmRldnB5bm9kZS5jaGF0LnYxLlVwZGF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlIjKItRgCgtPkkwIoOgEqMiMvdjEvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfRKbAQoLU2VuZE1lc3NhZ2USJS5kZXZweW5vZGUuY2hhdC52MS5TZW5kTWVzc2FnZVJlcXVlc3QaJi5kZXZweW5vZGUuY2hhdC52MS5TZW5kTWVzc2FnZVJlc3BvbnNlIjuItRgCgtPkkwIxOgEqIiwvdjEvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZXNzYWdlczABEpkBCgxMaXN0TWVzc2FnZXMSJi5kZXZweW5vZGUuY2hhdC52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0GicuZGV2cHlub2RlLmNoYXQudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2UiOIi1GAKC0+STAi4SLC92MS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzErwBChBDYW5jZWxHZW5lcmF0aW9uEiouZGV2cHlub2RlLmNoYXQudjEuQ2FuY2VsR2VuZXJhdGlvblJlcXVlc3QaKy5kZXZweW5vZGUuY2hhdC52MS5DYW5jZWxHZW5lcmF0aW9uUmVzcG9uc2UiT4i1GAKC0+STAkU6ASoiQC92MS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzL3ttZXNzYWdlX2lkfTpjYW5jZWwSsAEKC0FkZFJlYWN0aW9uEiUuZGV2cHlub2RlLmNoYXQudjEuQWRkUmVhY3Rpb25SZXF1ZXN0GiYuZGV2cHlub2RlLmNoYXQudjEuQWRkUmVhY3Rpb25SZXNwb25zZSJSiLUYAoLT5JMCSDoBKiJDL3YxL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vbWVzc2FnZXMve21lc3NhZ2VfaWR9L3JlYWN0aW9ucxK+AQoOUmVtb3ZlUmVhY3Rpb24SKC5kZXZweW5vZGUuY2hhdC52MS5SZW1vdmVSZWFjdGlvblJlcXVlc3QaKS5kZXZweW5vZGUuY2hhdC52MS5SZW1vdmVSZWFjdGlvblJlc3BvbnNlIleItRgCgtPkkwJNKksvdjEvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZXNzYWdlcy97bWVzc2FnZV9pZH0vcmVhY3Rpb25zL3tlbW9qaX0SlAEKClNlbmRUeXBpbmcSJC5kZXZweW5vZGUuY2hhdC52MS5TZW5kVHlwaW5nUmVxdWVzdBolLmRldnB5bm9kZS5jaGF0LnYxLlNlbmRUeXBpbmdSZXNwb25zZSI5iLUYAoLT5JMCLzoBKiIqL3YxL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH06dHlwaW5nEpkBCgxTdHJlYW1FdmVudHMSJi5kZXZweW5vZGUuY2hhdC52MS5TdHJlYW1FdmVudHNSZXF1ZXN0GicuZGV2cHlub2RlLmNoYXQudjEuU3RyZWFtRXZlbnRzUmVzcG9uc2UiNoi1GAKC0+STAiwSKi92MS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L2V2ZW50czABEtABChJEb3dubG9hZEF0dGFjaG1lbnQSLC5kZXZweW5vZGUuY2hhdC52MS5Eb3dubG9hZEF0dGFjaG1lbnRSZXF1ZXN0Gi0uZGV2cHlub2RlLmNoYXQudjEuRG93bmxvYWRBdHRhY2htZW50UmVzcG9uc2UiW4i1GAKC0+STAlESTy92MS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzL3ttZXNzYWdlX2lkfS9hdHRhY2htZW50cy97ZmlsZV9pZH0wAWIGcHJvdG8z", [file_devpynode_common_v1_options, file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("ChxkZXZweW5vZGUvY2hhdC92MS9jaGF0LnByb3RvEhFkZXZweW5vZGUuY2hhdC52MSJfCgRUb29sEhYKBG5hbWUYASABKAlCCJK1GAQIARhAEhwKC2Rlc2NyaXB0aW9uGAIgASgJQgeStRgDGIAgEiEKD3BhcmFtZXRlcnNfanNvbhgDIAEoCUIIkrUYBCCAgAQiPAoIVG9vbENhbGwSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIWCg5hcmd1bWVudHNfanNvbhgDIAEoCSJICgpUb29sUmVzdWx0Eh8KDHRvb2xfY2FsbF9pZBgBIAEoCUIJkrUYBQgBGIABEhkKB2NvbnRlbnQYAiABKAlCCJK1GAQggIACIlkKCkF0dGFjaG1lbnQSDwoHZmlsZV9pZBgBIAEoCRIQCghmaWxlbmFtZRgCIAEoCRIUCgxjb250ZW50X3R5cGUYAyABKAkSEgoKc2l6ZV9ieXRlcxgEIAEoAyK6AgoMQ29udmVyc2F0aW9uEgoKAmlkGAEgASgJEg0KBXRpdGxlGAIgASgJEg0KBW1vZGVsGAMgASgJEhAKCG93bmVyX2lkGAQgASgJEhIKCm1lbWJlcl9pZHMYBSADKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASRgoMbWVtYmVyX25hbWVzGAggAygLMjAuZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uLk1lbWJlck5hbWVzRW50cnkaMgoQTWVtYmVyTmFtZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjkKBVVzYWdlEhUKDXByb21wdF90b2tlbnMYASABKAMSGQoRY29tcGxldGlvbl90b2tlbnMYAiABKAMiRgoPUmVhY3Rpb25TdW1tYXJ5Eg0KBWVtb2ppGAEgASgJEg0KBWNvdW50GAIgASgFEhUKDXJlYWN0ZWRfYnlfbWUYAyABKAgi0gQKB01lc3NhZ2USCgoCaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEiwKBHJvbGUYAyABKA4yHi5kZXZweW5vZGUuY2hhdC52MS5NZXNzYWdlUm9sZRIMCgR0ZXh0GAQgASgJEhEKCWF1dGhvcl9pZBgFIAEoCRIbChNhdHRhY2htZW50X2ZpbGVfaWRzGAYgAygJEi4KBXN0YXRlGAcgASgOMh8uZGV2cHlub2RlLmNoYXQudjEuTWVzc2FnZVN0YXRlEicKBXVzYWdlGAggASgLMhguZGV2cHlub2RlLmNoYXQudjEuVXNhZ2USNQoJcmVhY3Rpb25zGAkgAygLMiIuZGV2cHlub2RlLmNoYXQudjEuUmVhY3Rpb25TdW1tYXJ5Ei4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBW1vZGVsGAsgASgJEjYKDWZpbmlzaF9yZWFzb24YDCABKA4yHy5kZXZweW5vZGUuY2hhdC52MS5GaW5pc2hSZWFzb24SDQoFZXJyb3IYDSABKAkSMgoLYXR0YWNobWVudHMYDiADKAsyHS5kZXZweW5vZGUuY2hhdC52MS5BdHRhY2htZW50EhMKC3JlcGx5X3RvX2lkGA8gASgJEhAKCGxhc3Rfc2VxGBAgASgDEi8KCnRvb2xfY2FsbHMYESADKAsyGy5kZXZweW5vZGUuY2hhdC52MS5Ub29sQ2FsbBIUCgx0b29sX2NhbGxfaWQYEiABKAkiTQoZQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBIYCgV0aXRsZRgBIAEoCUIJkrUYBRjIAUgBEhYKBW1vZGVsGAIgASgJQgeStRgDGMgBIlMKGkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlEjUKDGNvbnZlcnNhdGlvbhgBIAEoCzIfLmRldnB5bm9kZS5jaGF0LnYxLkNvbnZlcnNhdGlvbiI7ChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAIiUAoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USNQoMY29udmVyc2F0aW9uGAEgASgLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uIlUKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCZK1GAU4AEDoBxIbCgpwYWdlX3Rva2VuGAIgASgJQgeStRgDGIAEImwKGUxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USNgoNY29udmVyc2F0aW9ucxgBIAMoCzIfLmRldnB5bm9kZS5jaGF0LnYxLkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPgoZRGVsZXRlQ29udmVyc2F0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCIhwKGkRlbGV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlImgKEEFkZE1lbWJlclJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAhIXCgd1c2VyX2lkGAIgASgJQgaStRgCKAISGAoFZW1haWwYAyABKAlCCZK1GAUY/gEoASJKChFBZGRNZW1iZXJSZXNwb25zZRI1Cgxjb252ZXJzYXRpb24YASABKAsyHy5kZXZweW5vZGUuY2hhdC52MS5Db252ZXJzYXRpb24ijgEKCkludml0YXRpb24SFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEhIKCmludml0ZXJfaWQYAyABKAkSFAoMaW52aXRlcl9uYW1lGAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlMKFkxpc3RJbnZpdGF0aW9uc1JlcXVlc3QSHAoJcGFnZV9zaXplGAEgASgFQgmStRgFOABA6AcSGwoKcGFnZV90b2tlbhgCIAEoCUIHkrUYAxiABCJmChdMaXN0SW52aXRhdGlvbnNSZXNwb25zZRIyCgtpbnZpdGF0aW9ucxgBIAMoCzIdLmRldnB5bm9kZS5jaGF0LnYxLkludml0YXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjwKF0FjY2VwdEludml0YXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAIiUQoYQWNjZXB0SW52aXRhdGlvblJlc3BvbnNlEjUKDGNvbnZlcnNhdGlvbhgBIAEoCzIfLmRldnB5bm9kZS5jaGF0LnYxLkNvbnZlcnNhdGlvbiI9ChhEZWNsaW5lSW52aXRhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAiIbChlEZWNsaW5lSW52aXRhdGlvblJlc3BvbnNlIlMKE1JlbW92ZU1lbWJlclJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAhIZCgd1c2VyX2lkGAIgASgJQgiStRgECAEoAiIWChRSZW1vdmVNZW1iZXJSZXNwb25zZSKOAQoZVXBkYXRlQ29udmVyc2F0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEh0KBXRpdGxlGAIgASgJQgmStRgFGMgBSAFIAIgBARIbCgVtb2RlbBgDIAEoCUIHkrUYAxjIAUgBiAEBQggKBl90aXRsZUIICgZfbW9kZWwiUwoaVXBkYXRlQ29udmVyc2F0aW9uUmVzcG9uc2USNQoMY29udmVyc2F0aW9uGAEgASgLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uIncKGURvd25sb2FkQXR0YWNobWVudFJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAhIcCgptZXNzYWdlX2lkGAIgASgJQgiStRgECAEoAhIZCgdmaWxlX2lkGAMgASgJQgiStRgECAEoAiJqChpEb3dubG9hZEF0dGFjaG1lbnRSZXNwb25zZRIzCgphdHRhY2htZW50GAEgASgLMh0uZGV2cHlub2RlLmNoYXQudjEuQXR0YWNobWVudEgAEg8KBWNodW5rGAIgASgMSABCBgoEZGF0YSKFAgoSU2VuZE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISFgoEdGV4dBgCIAEoCUIIkrUYBCCAgAISIwoTYXR0YWNobWVudF9maWxlX2lkcxgDIAMoCUIGkrUYAjAKEiIKEWNsaWVudF9yZXF1ZXN0X2lkGAQgASgJQgeStRgDGIABEi4KBXRvb2xzGAUgAygLMhcuZGV2cHlub2RlLmNoYXQudjEuVG9vbEIGkrUYAjBAEjsKDHRvb2xfcmVzdWx0cxgGIAMoCzIdLmRldnB5bm9kZS5jaGF0LnYxLlRvb2xSZXN1bHRCBpK1GAIwICI2CgVEZWx0YRILCgNzZXEYASABKAMSDAoEdGV4dBgCIAEoCRISCgptZXNzYWdlX2lkGAMgASgJIrYBChNTZW5kTWVzc2FnZVJlc3BvbnNlEjIKDHVzZXJfbWVzc2FnZRgBIAEoCzIaLmRldnB5bm9kZS5jaGF0LnYxLk1lc3NhZ2VIABIpCgVkZWx0YRgCIAEoCzIYLmRldnB5bm9kZS5jaGF0LnYxLkRlbHRhSAASNwoRYXNzaXN0YW50X21lc3NhZ2UYAyABKAsyGi5kZXZweW5vZGUuY2hhdC52MS5NZXNzYWdlSABCBwoFZXZlbnQicwoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhwKCXBhZ2Vfc2l6ZRgCIAEoBUIJkrUYBTgAQOgHEhsKCnBhZ2VfdG9rZW4YAyABKAlCB5K1GAMYgAQiXQoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USLAoIbWVzc2FnZXMYASADKAsyGi5kZXZweW5vZGUuY2hhdC52MS5NZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJaChdDYW5jZWxHZW5lcmF0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCJK1GAQIASgCEhwKCm1lc3NhZ2VfaWQYAiABKAlCCJK1GAQIASgCIkcKGENhbmNlbEdlbmVyYXRpb25SZXNwb25zZRIrCgdtZXNzYWdlGAEgASgLMhouZGV2cHlub2RlLmNoYXQudjEuTWVzc2FnZSJuChJBZGRSZWFjdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgiStRgECAEoAhIcCgptZXNzYWdlX2lkGAIgASgJQgiStRgECAEoAhIXCgVlbW9qaRgDIAEoCUIIkrUYBAgBGBAiTAoTQWRkUmVhY3Rpb25SZXNwb25zZRI1CglyZWFjdGlvbnMYASADKAsyIi5kZXZweW5vZGUuY2hhdC52MS5SZWFjdGlvblN1bW1hcnkicQoVUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISHAoKbWVzc2FnZV9pZBgCIAEoCUIIkrUYBAgBKAISFwoFZW1vamkYAyABKAlCCJK1GAQIARgQIk8KFlJlbW92ZVJlYWN0aW9uUmVzcG9uc2USNQoJcmVhY3Rpb25zGAEgAygLMiIuZGV2cHlub2RlLmNoYXQudjEuUmVhY3Rpb25TdW1tYXJ5IkYKEVNlbmRUeXBpbmdSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISDgoGdHlwaW5nGAIgASgIIhQKElNlbmRUeXBpbmdSZXNwb25zZSJPChNTdHJlYW1FdmVudHNSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIkrUYBAgBKAISFQoFYWZ0ZXIYAiABKAlCBpK1GAIYQCJeCgtUeXBpbmdFdmVudBIPCgd1c2VyX2lkGAEgASgJEg4KBnR5cGluZxgCIAEoCBIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKJAQoNUmVhY3Rpb25FdmVudBISCgptZXNzYWdlX2lkGAEgASgJEjUKCXJlYWN0aW9ucxgCIAMoCzIiLmRldnB5bm9kZS5jaGF0LnYxLlJlYWN0aW9uU3VtbWFyeRIPCgd1c2VyX2lkGAMgASgJEg0KBWVtb2ppGAQgASgJEg0KBWFkZGVkGAUgASgIIiMKEE1lbWJlckFkZGVkRXZlbnQSDwoHdXNlcl9pZBgBIAEoCSLbBAoUU3RyZWFtRXZlbnRzUmVzcG9uc2USLQoHbWVzc2FnZRgBIAEoCzIaLmRldnB5bm9kZS5jaGF0LnYxLk1lc3NhZ2VIABIpCgVkZWx0YRgCIAEoCzIYLmRldnB5bm9kZS5jaGF0LnYxLkRlbHRhSAASMAoGdHlwaW5nGAMgASgLMh4uZGV2cHlub2RlLmNoYXQudjEuVHlwaW5nRXZlbnRIABI0CghyZWFjdGlvbhgEIAEoCzIgLmRldnB5bm9kZS5jaGF0LnYxLlJlYWN0aW9uRXZlbnRIABI7CgxtZW1iZXJfYWRkZWQYBSABKAsyIy5kZXZweW5vZGUuY2hhdC52MS5NZW1iZXJBZGRlZEV2ZW50SAASPwoObWVtYmVyX3JlbW92ZWQYBiABKAsyJS5kZXZweW5vZGUuY2hhdC52MS5NZW1iZXJSZW1vdmVkRXZlbnRIABIuCgVyZWFkeRgHIAEoCzIdLmRldnB5bm9kZS5jaGF0LnYxLlJlYWR5RXZlbnRIABIwCgZyZWxvYWQYCCABKAsyHi5kZXZweW5vZGUuY2hhdC52MS5SZWxvYWRFdmVudEgAEj8KFGNvbnZlcnNhdGlvbl91cGRhdGVkGAkgASgLMh8uZGV2cHlub2RlLmNoYXQudjEuQ29udmVyc2F0aW9uSAASSwoUY29udmVyc2F0aW9uX2RlbGV0ZWQYCiABKAsyKy5kZXZweW5vZGUuY2hhdC52MS5Db252ZXJzYXRpb25EZWxldGVkRXZlbnRIABIKCgJpZBgUIAEoCUIHCgVldmVudCIlChJNZW1iZXJSZW1vdmVkRXZlbnQSDwoHdXNlcl9pZBgBIAEoCSIMCgpSZWFkeUV2ZW50Ig0KC1JlbG9hZEV2ZW50IhoKGENvbnZlcnNhdGlvbkRlbGV0ZWRFdmVudCp1CgtNZXNzYWdlUm9sZRIcChhNRVNTQUdFX1JPTEVfVU5TUEVDSUZJRUQQABIVChFNRVNTQUdFX1JPTEVfVVNFUhABEhoKFk1FU1NBR0VfUk9MRV9BU1NJU1RBTlQQAhIVChFNRVNTQUdFX1JPTEVfVE9PTBADKp0BCgxNZXNzYWdlU3RhdGUSHQoZTUVTU0FHRV9TVEFURV9VTlNQRUNJRklFRBAAEhsKF01FU1NBR0VfU1RBVEVfU1RSRUFNSU5HEAESGgoWTUVTU0FHRV9TVEFURV9DT01QTEVURRACEhsKF01FU1NBR0VfU1RBVEVfQ0FOQ0VMTEVEEAMSGAoUTUVTU0FHRV9TVEFURV9GQUlMRUQQBCqzAQoMRmluaXNoUmVhc29uEh0KGUZJTklTSF9SRUFTT05fVU5TUEVDSUZJRUQQABIWChJGSU5JU0hfUkVBU09OX1NUT1AQARIYChRGSU5JU0hfUkVBU09OX0xFTkdUSBACEhsKF0ZJTklTSF9SRUFTT05fQ0FOQ0VMTEVEEAMSFwoTRklOSVNIX1JFQVNPTl9FUlJPUhAEEhwKGEZJTklTSF9SRUFTT05fVE9PTF9DQUxMUxAFMqMXCgtDaGF0U2VydmljZRKTAQoSQ3JlYXRlQ29udmVyc2F0aW9uEiwuZGV2cHlub2RlLmNoYXQudjEuQ3JlYXRlQ29udmVyc2F0aW9uUmVxdWVzdBotLmRldnB5bm9kZS5jaGF0LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlIiCItRgCgtPkkwIWOgEqIhEvdjEvY29udmVyc2F0aW9ucxKZAQoPR2V0Q29udmVyc2F0aW9uEikuZGV2cHlub2RlLmNoYXQudjEuR2V0Q29udmVyc2F0aW9uUmVxdWVzdBoqLmRldnB5bm9kZS5jaGF0LnYxLkdldENvbnZlcnNhdGlvblJlc3BvbnNlIi+ItRgCgtPkkwIlEiMvdjEvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfRKNAQoRTGlzdENvbnZlcnNhdGlvbnMSKy5kZXZweW5vZGUuY2hhdC52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaLC5kZXZweW5vZGUuY2hhdC52MS5MaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlIh2ItRgCgtPkkwITEhEvdjEvY29udmVyc2F0aW9ucxKiAQoSRGVsZXRlQ29udmVyc2F0aW9uEiwuZGV2cHlub2RlLmNoYXQudjEuRGVsZXRlQ29udmVyc2F0aW9uUmVxdWVzdBotLmRldnB5bm9kZS5jaGF0LnYxLkRlbGV0ZUNvbnZlcnNhdGlvblJlc3BvbnNlIi+ItRgCgtPkkwIlKiMvdjEvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfRKSAQoJQWRkTWVtYmVyEiMuZGV2cHlub2RlLmNoYXQudjEuQWRkTWVtYmVyUmVxdWVzdBokLmRldnB5bm9kZS5jaGF0LnYxLkFkZE1lbWJlclJlc3BvbnNlIjqItRgCgtPkkwIwOgEqIisvdjEvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZW1iZXJzEoUBCg9MaXN0SW52aXRhdGlvbnMSKS5kZXZweW5vZGUuY2hhdC52MS5MaXN0SW52aXRhdGlvbnNSZXF1ZXN0GiouZGV2cHlub2RlLmNoYXQudjEuTGlzdEludml0YXRpb25zUmVzcG9uc2UiG4i1GAKC0+STAhESDy92MS9pbnZpdGF0aW9ucxKkAQoQQWNjZXB0SW52aXRhdGlvbhIqLmRldnB5bm9kZS5jaGF0LnYxLkFjY2VwdEludml0YXRpb25SZXF1ZXN0GisuZGV2cHlub2RlLmNoYXQudjEuQWNjZXB0SW52aXRhdGlvblJlc3BvbnNlIjeItRgCgtPkkwItOgEqIigvdjEvaW52aXRhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH06YWNjZXB0EqgBChFEZWNsaW5lSW52aXRhdGlvbhIrLmRldnB5bm9kZS5jaGF0LnYxLkRlY2xpbmVJbnZpdGF0aW9uUmVxdWVzdBosLmRldnB5bm9kZS5jaGF0LnYxLkRlY2xpbmVJbnZpdGF0aW9uUmVzcG9uc2UiOIi1GAKC0+STAi46ASoiKS92MS9pbnZpdGF0aW9ucy97Y29udmVyc2F0aW9uX2lkfTpkZWNsaW5lEqIBCgxSZW1vdmVNZW1iZXISJi5kZXZweW5vZGUuY2hhdC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GicuZGV2cHlub2RlLmNoYXQudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2UiQYi1GAKC0+STAjcqNS92MS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lbWJlcnMve3VzZXJfaWR9EqUBChJVcGRhdGVDb252ZXJzYXRpb24SLC5kZXZweW5vZGUuY2hhdC52MS5VcGRhdGVDb252ZXJzYXRpb25SZXF1ZXN0Gi0uZGV2cHlub2RlLmNoYXQudjEuVXBkYXRlQ29udmVyc2F0aW9uUmVzcG9uc2UiMoi1GAKC0+STAig6ASoyIy92MS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9EpsBCgtTZW5kTWVzc2FnZRIlLmRldnB5bm9kZS5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBomLmRldnB5bm9kZS5jaGF0LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2UiO4i1GAKC0+STAjE6ASoiLC92MS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzMAESmQEKDExpc3RNZXNzYWdlcxImLmRldnB5bm9kZS5jaGF0LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaJy5kZXZweW5vZGUuY2hhdC52MS5MaXN0TWVzc2FnZXNSZXNwb25zZSI4iLUYAoLT5JMCLhIsL3YxL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vbWVzc2FnZXMSvAEKEENhbmNlbEdlbmVyYXRpb24SKi5kZXZweW5vZGUuY2hhdC52MS5DYW5jZWxHZW5lcmF0aW9uUmVxdWVzdBorLmRldnB5bm9kZS5jaGF0LnYxLkNhbmNlbEdlbmVyYXRpb25SZXNwb25zZSJPiLUYAoLT5JMCRToBKiJAL3YxL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vbWVzc2FnZXMve21lc3NhZ2VfaWR9OmNhbmNlbBKwAQoLQWRkUmVhY3Rpb24SJS5kZXZweW5vZGUuY2hhdC52MS5BZGRSZWFjdGlvblJlcXVlc3QaJi5kZXZweW5vZGUuY2hhdC52MS5BZGRSZWFjdGlvblJlc3BvbnNlIlKItRgCgtPkkwJIOgEqIkMvdjEvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfS9tZXNzYWdlcy97bWVzc2FnZV9pZH0vcmVhY3Rpb25zEr4BCg5SZW1vdmVSZWFjdGlvbhIoLmRldnB5bm9kZS5jaGF0LnYxLlJlbW92ZVJlYWN0aW9uUmVxdWVzdBopLmRldnB5bm9kZS5jaGF0LnYxLlJlbW92ZVJlYWN0aW9uUmVzcG9uc2UiV4i1GAKC0+STAk0qSy92MS9jb252ZXJzYXRpb25zL3tjb252ZXJzYXRpb25faWR9L21lc3NhZ2VzL3ttZXNzYWdlX2lkfS9yZWFjdGlvbnMve2Vtb2ppfRKUAQoKU2VuZFR5cGluZxIkLmRldnB5bm9kZS5jaGF0LnYxLlNlbmRUeXBpbmdSZXF1ZXN0GiUuZGV2cHlub2RlLmNoYXQudjEuU2VuZFR5cGluZ1Jlc3BvbnNlIjmItRgCgtPkkwIvOgEqIiovdjEvY29udmVyc2F0aW9ucy97Y29udmVyc2F0aW9uX2lkfTp0eXBpbmcSmQEKDFN0cmVhbUV2ZW50cxImLmRldnB5bm9kZS5jaGF0LnYxLlN0cmVhbUV2ZW50c1JlcXVlc3QaJy5kZXZweW5vZGUuY2hhdC52MS5TdHJlYW1FdmVudHNSZXNwb25zZSI2iLUYAoLT5JMCLBIqL3YxL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vZXZlbnRzMAES0AEKEkRvd25sb2FkQXR0YWNobWVudBIsLmRldnB5bm9kZS5jaGF0LnYxLkRvd25sb2FkQXR0YWNobWVudFJlcXVlc3QaLS5kZXZweW5vZGUuY2hhdC52MS5Eb3dubG9hZEF0dGFjaG1lbnRSZXNwb25zZSJbiLUYAoLT5JMCURJPL3YxL2NvbnZlcnNhdGlvbnMve2NvbnZlcnNhdGlvbl9pZH0vbWVzc2FnZXMve21lc3NhZ2VfaWR9L2F0dGFjaG1lbnRzL3tmaWxlX2lkfTABYgZwcm90bzM", [file_devpynode_common_v1_options, file_google_api_annotations, file_google_protobuf_timestamp]);
+
+/**
+ * Tool is a function the model may call for this reply. Chat never runs it:
+ * the member's client does, and posts the result.
+ *
+ * @generated from message devpynode.chat.v1.Tool
+ */
+export type Tool = Message$1<"devpynode.chat.v1.Tool"> & {
+  /**
+   * The function's name: letters, digits, `_` and `-`, 1 to 64 characters.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * What it does, for the model.
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * Its parameters as a JSON Schema object, as JSON text.
+   *
+   * @generated from field: string parameters_json = 3;
+   */
+  parametersJson: string;
+};
+
+/**
+ * Describes the message devpynode.chat.v1.Tool.
+ * Use `create(ToolSchema)` to create a new message.
+ */
+export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
+  messageDesc(file_devpynode_chat_v1_chat, 0);
+
+/**
+ * ToolCall is a call the model made in an AI reply.
+ *
+ * @generated from message devpynode.chat.v1.ToolCall
+ */
+export type ToolCall = Message$1<"devpynode.chat.v1.ToolCall"> & {
+  /**
+   * The call's id: post its result with this tool_call_id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The tool called.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The arguments as JSON text.
+   *
+   * @generated from field: string arguments_json = 3;
+   */
+  argumentsJson: string;
+};
+
+/**
+ * Describes the message devpynode.chat.v1.ToolCall.
+ * Use `create(ToolCallSchema)` to create a new message.
+ */
+export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
+  messageDesc(file_devpynode_chat_v1_chat, 1);
+
+/**
+ * ToolResult is the result of one tool call, posted by a member.
+ *
+ * @generated from message devpynode.chat.v1.ToolResult
+ */
+export type ToolResult = Message$1<"devpynode.chat.v1.ToolResult"> & {
+  /**
+   * The id of the call (ToolCall.id of the conversation's last AI reply).
+   *
+   * @generated from field: string tool_call_id = 1;
+   */
+  toolCallId: string;
+
+  /**
+   * What the tool returned, as text (often JSON), up to 32 KiB.
+   *
+   * @generated from field: string content = 2;
+   */
+  content: string;
+};
+
+/**
+ * Describes the message devpynode.chat.v1.ToolResult.
+ * Use `create(ToolResultSchema)` to create a new message.
+ */
+export const ToolResultSchema: GenMessage<ToolResult> = /*@__PURE__*/
+  messageDesc(file_devpynode_chat_v1_chat, 2);
 
 /**
  * Attachment is a file attached to a message, as members see it.
@@ -56,7 +155,7 @@ export type Attachment = Message$1<"devpynode.chat.v1.Attachment"> & {
  * Use `create(AttachmentSchema)` to create a new message.
  */
 export const AttachmentSchema: GenMessage<Attachment> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 0);
+  messageDesc(file_devpynode_chat_v1_chat, 3);
 
 /**
  * Conversation is a thread of messages between members and a model.
@@ -126,7 +225,7 @@ export type Conversation = Message$1<"devpynode.chat.v1.Conversation"> & {
  * Use `create(ConversationSchema)` to create a new message.
  */
 export const ConversationSchema: GenMessage<Conversation> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 1);
+  messageDesc(file_devpynode_chat_v1_chat, 4);
 
 /**
  * Usage counts the tokens of one AI reply.
@@ -154,7 +253,7 @@ export type Usage = Message$1<"devpynode.chat.v1.Usage"> & {
  * Use `create(UsageSchema)` to create a new message.
  */
 export const UsageSchema: GenMessage<Usage> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 2);
+  messageDesc(file_devpynode_chat_v1_chat, 5);
 
 /**
  * ReactionSummary counts one emoji on a message.
@@ -189,7 +288,7 @@ export type ReactionSummary = Message$1<"devpynode.chat.v1.ReactionSummary"> & {
  * Use `create(ReactionSummarySchema)` to create a new message.
  */
 export const ReactionSummarySchema: GenMessage<ReactionSummary> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 3);
+  messageDesc(file_devpynode_chat_v1_chat, 6);
 
 /**
  * Message is one message of a conversation.
@@ -309,6 +408,20 @@ export type Message = Message$1<"devpynode.chat.v1.Message"> & {
    * @generated from field: int64 last_seq = 16;
    */
   lastSeq: bigint;
+
+  /**
+   * For AI replies: the tools the model called (finish_reason TOOL_CALLS).
+   *
+   * @generated from field: repeated devpynode.chat.v1.ToolCall tool_calls = 17;
+   */
+  toolCalls: ToolCall[];
+
+  /**
+   * For tool messages: the call this is the result of.
+   *
+   * @generated from field: string tool_call_id = 18;
+   */
+  toolCallId: string;
 };
 
 /**
@@ -316,7 +429,7 @@ export type Message = Message$1<"devpynode.chat.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 4);
+  messageDesc(file_devpynode_chat_v1_chat, 7);
 
 /**
  * CreateConversationRequest starts a conversation.
@@ -345,7 +458,7 @@ export type CreateConversationRequest = Message$1<"devpynode.chat.v1.CreateConve
  * Use `create(CreateConversationRequestSchema)` to create a new message.
  */
 export const CreateConversationRequestSchema: GenMessage<CreateConversationRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 5);
+  messageDesc(file_devpynode_chat_v1_chat, 8);
 
 /**
  * CreateConversationResponse carries the new conversation.
@@ -366,7 +479,7 @@ export type CreateConversationResponse = Message$1<"devpynode.chat.v1.CreateConv
  * Use `create(CreateConversationResponseSchema)` to create a new message.
  */
 export const CreateConversationResponseSchema: GenMessage<CreateConversationResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 6);
+  messageDesc(file_devpynode_chat_v1_chat, 9);
 
 /**
  * GetConversationRequest names a conversation.
@@ -387,7 +500,7 @@ export type GetConversationRequest = Message$1<"devpynode.chat.v1.GetConversatio
  * Use `create(GetConversationRequestSchema)` to create a new message.
  */
 export const GetConversationRequestSchema: GenMessage<GetConversationRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 7);
+  messageDesc(file_devpynode_chat_v1_chat, 10);
 
 /**
  * GetConversationResponse carries the conversation.
@@ -408,7 +521,7 @@ export type GetConversationResponse = Message$1<"devpynode.chat.v1.GetConversati
  * Use `create(GetConversationResponseSchema)` to create a new message.
  */
 export const GetConversationResponseSchema: GenMessage<GetConversationResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 8);
+  messageDesc(file_devpynode_chat_v1_chat, 11);
 
 /**
  * ListConversationsRequest lists the caller's conversations (AIP-158 paging).
@@ -436,7 +549,7 @@ export type ListConversationsRequest = Message$1<"devpynode.chat.v1.ListConversa
  * Use `create(ListConversationsRequestSchema)` to create a new message.
  */
 export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 9);
+  messageDesc(file_devpynode_chat_v1_chat, 12);
 
 /**
  * ListConversationsResponse is one page of conversations.
@@ -464,7 +577,7 @@ export type ListConversationsResponse = Message$1<"devpynode.chat.v1.ListConvers
  * Use `create(ListConversationsResponseSchema)` to create a new message.
  */
 export const ListConversationsResponseSchema: GenMessage<ListConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 10);
+  messageDesc(file_devpynode_chat_v1_chat, 13);
 
 /**
  * DeleteConversationRequest names a conversation to delete.
@@ -485,7 +598,7 @@ export type DeleteConversationRequest = Message$1<"devpynode.chat.v1.DeleteConve
  * Use `create(DeleteConversationRequestSchema)` to create a new message.
  */
 export const DeleteConversationRequestSchema: GenMessage<DeleteConversationRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 11);
+  messageDesc(file_devpynode_chat_v1_chat, 14);
 
 /**
  * DeleteConversationResponse is empty.
@@ -500,7 +613,7 @@ export type DeleteConversationResponse = Message$1<"devpynode.chat.v1.DeleteConv
  * Use `create(DeleteConversationResponseSchema)` to create a new message.
  */
 export const DeleteConversationResponseSchema: GenMessage<DeleteConversationResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 12);
+  messageDesc(file_devpynode_chat_v1_chat, 15);
 
 /**
  * AddMemberRequest invites an account to a conversation.
@@ -535,7 +648,7 @@ export type AddMemberRequest = Message$1<"devpynode.chat.v1.AddMemberRequest"> &
  * Use `create(AddMemberRequestSchema)` to create a new message.
  */
 export const AddMemberRequestSchema: GenMessage<AddMemberRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 13);
+  messageDesc(file_devpynode_chat_v1_chat, 16);
 
 /**
  * AddMemberResponse carries the conversation. The invitee is not among its
@@ -558,7 +671,7 @@ export type AddMemberResponse = Message$1<"devpynode.chat.v1.AddMemberResponse">
  * Use `create(AddMemberResponseSchema)` to create a new message.
  */
 export const AddMemberResponseSchema: GenMessage<AddMemberResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 14);
+  messageDesc(file_devpynode_chat_v1_chat, 17);
 
 /**
  * Invitation is a pending invitation to a conversation, as its invitee sees it.
@@ -607,7 +720,7 @@ export type Invitation = Message$1<"devpynode.chat.v1.Invitation"> & {
  * Use `create(InvitationSchema)` to create a new message.
  */
 export const InvitationSchema: GenMessage<Invitation> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 15);
+  messageDesc(file_devpynode_chat_v1_chat, 18);
 
 /**
  * ListInvitationsRequest pages through the caller's pending invitations.
@@ -635,7 +748,7 @@ export type ListInvitationsRequest = Message$1<"devpynode.chat.v1.ListInvitation
  * Use `create(ListInvitationsRequestSchema)` to create a new message.
  */
 export const ListInvitationsRequestSchema: GenMessage<ListInvitationsRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 16);
+  messageDesc(file_devpynode_chat_v1_chat, 19);
 
 /**
  * ListInvitationsResponse is one page of invitations.
@@ -663,7 +776,7 @@ export type ListInvitationsResponse = Message$1<"devpynode.chat.v1.ListInvitatio
  * Use `create(ListInvitationsResponseSchema)` to create a new message.
  */
 export const ListInvitationsResponseSchema: GenMessage<ListInvitationsResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 17);
+  messageDesc(file_devpynode_chat_v1_chat, 20);
 
 /**
  * AcceptInvitationRequest accepts an invitation.
@@ -684,7 +797,7 @@ export type AcceptInvitationRequest = Message$1<"devpynode.chat.v1.AcceptInvitat
  * Use `create(AcceptInvitationRequestSchema)` to create a new message.
  */
 export const AcceptInvitationRequestSchema: GenMessage<AcceptInvitationRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 18);
+  messageDesc(file_devpynode_chat_v1_chat, 21);
 
 /**
  * AcceptInvitationResponse carries the conversation the caller joined.
@@ -705,7 +818,7 @@ export type AcceptInvitationResponse = Message$1<"devpynode.chat.v1.AcceptInvita
  * Use `create(AcceptInvitationResponseSchema)` to create a new message.
  */
 export const AcceptInvitationResponseSchema: GenMessage<AcceptInvitationResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 19);
+  messageDesc(file_devpynode_chat_v1_chat, 22);
 
 /**
  * DeclineInvitationRequest declines an invitation.
@@ -726,7 +839,7 @@ export type DeclineInvitationRequest = Message$1<"devpynode.chat.v1.DeclineInvit
  * Use `create(DeclineInvitationRequestSchema)` to create a new message.
  */
 export const DeclineInvitationRequestSchema: GenMessage<DeclineInvitationRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 20);
+  messageDesc(file_devpynode_chat_v1_chat, 23);
 
 /**
  * DeclineInvitationResponse is empty.
@@ -741,7 +854,7 @@ export type DeclineInvitationResponse = Message$1<"devpynode.chat.v1.DeclineInvi
  * Use `create(DeclineInvitationResponseSchema)` to create a new message.
  */
 export const DeclineInvitationResponseSchema: GenMessage<DeclineInvitationResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 21);
+  messageDesc(file_devpynode_chat_v1_chat, 24);
 
 /**
  * RemoveMemberRequest takes a member out of a conversation.
@@ -769,7 +882,7 @@ export type RemoveMemberRequest = Message$1<"devpynode.chat.v1.RemoveMemberReque
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 22);
+  messageDesc(file_devpynode_chat_v1_chat, 25);
 
 /**
  * RemoveMemberResponse is empty.
@@ -784,7 +897,7 @@ export type RemoveMemberResponse = Message$1<"devpynode.chat.v1.RemoveMemberResp
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 23);
+  messageDesc(file_devpynode_chat_v1_chat, 26);
 
 /**
  * UpdateConversationRequest changes a conversation; unset fields stay.
@@ -819,7 +932,7 @@ export type UpdateConversationRequest = Message$1<"devpynode.chat.v1.UpdateConve
  * Use `create(UpdateConversationRequestSchema)` to create a new message.
  */
 export const UpdateConversationRequestSchema: GenMessage<UpdateConversationRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 24);
+  messageDesc(file_devpynode_chat_v1_chat, 27);
 
 /**
  * UpdateConversationResponse carries the changed conversation.
@@ -840,7 +953,7 @@ export type UpdateConversationResponse = Message$1<"devpynode.chat.v1.UpdateConv
  * Use `create(UpdateConversationResponseSchema)` to create a new message.
  */
 export const UpdateConversationResponseSchema: GenMessage<UpdateConversationResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 25);
+  messageDesc(file_devpynode_chat_v1_chat, 28);
 
 /**
  * DownloadAttachmentRequest names an attachment of a message.
@@ -875,7 +988,7 @@ export type DownloadAttachmentRequest = Message$1<"devpynode.chat.v1.DownloadAtt
  * Use `create(DownloadAttachmentRequestSchema)` to create a new message.
  */
 export const DownloadAttachmentRequestSchema: GenMessage<DownloadAttachmentRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 26);
+  messageDesc(file_devpynode_chat_v1_chat, 29);
 
 /**
  * DownloadAttachmentResponse is the attachment's metadata, then its bytes.
@@ -912,7 +1025,7 @@ export type DownloadAttachmentResponse = Message$1<"devpynode.chat.v1.DownloadAt
  * Use `create(DownloadAttachmentResponseSchema)` to create a new message.
  */
 export const DownloadAttachmentResponseSchema: GenMessage<DownloadAttachmentResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 27);
+  messageDesc(file_devpynode_chat_v1_chat, 30);
 
 /**
  * SendMessageRequest posts a message and asks for an AI reply.
@@ -928,7 +1041,7 @@ export type SendMessageRequest = Message$1<"devpynode.chat.v1.SendMessageRequest
   conversationId: string;
 
   /**
-   * The message text, up to 32 KiB.
+   * The message text, up to 32 KiB; required unless tool_results are given.
    *
    * @generated from field: string text = 2;
    */
@@ -947,6 +1060,22 @@ export type SendMessageRequest = Message$1<"devpynode.chat.v1.SendMessageRequest
    * @generated from field: string client_request_id = 4;
    */
   clientRequestId: string;
+
+  /**
+   * Tools the model may call in this reply (needs a model that calls tools).
+   *
+   * @generated from field: repeated devpynode.chat.v1.Tool tools = 5;
+   */
+  tools: Tool[];
+
+  /**
+   * Results of the last AI reply's tool calls, each stored as a tool message
+   * (the user_message event then carries the last of them); the model then
+   * continues. With them, `text` may be empty.
+   *
+   * @generated from field: repeated devpynode.chat.v1.ToolResult tool_results = 6;
+   */
+  toolResults: ToolResult[];
 };
 
 /**
@@ -954,7 +1083,7 @@ export type SendMessageRequest = Message$1<"devpynode.chat.v1.SendMessageRequest
  * Use `create(SendMessageRequestSchema)` to create a new message.
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 28);
+  messageDesc(file_devpynode_chat_v1_chat, 31);
 
 /**
  * Delta is a piece of an AI reply.
@@ -989,7 +1118,7 @@ export type Delta = Message$1<"devpynode.chat.v1.Delta"> & {
  * Use `create(DeltaSchema)` to create a new message.
  */
 export const DeltaSchema: GenMessage<Delta> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 29);
+  messageDesc(file_devpynode_chat_v1_chat, 32);
 
 /**
  * SendMessageResponse is one event of a SendMessage stream.
@@ -1034,7 +1163,7 @@ export type SendMessageResponse = Message$1<"devpynode.chat.v1.SendMessageRespon
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 30);
+  messageDesc(file_devpynode_chat_v1_chat, 33);
 
 /**
  * ListMessagesRequest pages through history (AIP-158 paging).
@@ -1069,7 +1198,7 @@ export type ListMessagesRequest = Message$1<"devpynode.chat.v1.ListMessagesReque
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 31);
+  messageDesc(file_devpynode_chat_v1_chat, 34);
 
 /**
  * ListMessagesResponse is one page of messages, newest first.
@@ -1097,7 +1226,7 @@ export type ListMessagesResponse = Message$1<"devpynode.chat.v1.ListMessagesResp
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 32);
+  messageDesc(file_devpynode_chat_v1_chat, 35);
 
 /**
  * CancelGenerationRequest stops an AI reply.
@@ -1125,7 +1254,7 @@ export type CancelGenerationRequest = Message$1<"devpynode.chat.v1.CancelGenerat
  * Use `create(CancelGenerationRequestSchema)` to create a new message.
  */
 export const CancelGenerationRequestSchema: GenMessage<CancelGenerationRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 33);
+  messageDesc(file_devpynode_chat_v1_chat, 36);
 
 /**
  * CancelGenerationResponse carries the message as it was stopped.
@@ -1146,7 +1275,7 @@ export type CancelGenerationResponse = Message$1<"devpynode.chat.v1.CancelGenera
  * Use `create(CancelGenerationResponseSchema)` to create a new message.
  */
 export const CancelGenerationResponseSchema: GenMessage<CancelGenerationResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 34);
+  messageDesc(file_devpynode_chat_v1_chat, 37);
 
 /**
  * AddReactionRequest adds a reaction.
@@ -1182,7 +1311,7 @@ export type AddReactionRequest = Message$1<"devpynode.chat.v1.AddReactionRequest
  * Use `create(AddReactionRequestSchema)` to create a new message.
  */
 export const AddReactionRequestSchema: GenMessage<AddReactionRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 35);
+  messageDesc(file_devpynode_chat_v1_chat, 38);
 
 /**
  * AddReactionResponse carries the message's reactions after the change.
@@ -1203,7 +1332,7 @@ export type AddReactionResponse = Message$1<"devpynode.chat.v1.AddReactionRespon
  * Use `create(AddReactionResponseSchema)` to create a new message.
  */
 export const AddReactionResponseSchema: GenMessage<AddReactionResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 36);
+  messageDesc(file_devpynode_chat_v1_chat, 39);
 
 /**
  * RemoveReactionRequest removes a reaction.
@@ -1238,7 +1367,7 @@ export type RemoveReactionRequest = Message$1<"devpynode.chat.v1.RemoveReactionR
  * Use `create(RemoveReactionRequestSchema)` to create a new message.
  */
 export const RemoveReactionRequestSchema: GenMessage<RemoveReactionRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 37);
+  messageDesc(file_devpynode_chat_v1_chat, 40);
 
 /**
  * RemoveReactionResponse carries the message's reactions after the change.
@@ -1259,7 +1388,7 @@ export type RemoveReactionResponse = Message$1<"devpynode.chat.v1.RemoveReaction
  * Use `create(RemoveReactionResponseSchema)` to create a new message.
  */
 export const RemoveReactionResponseSchema: GenMessage<RemoveReactionResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 38);
+  messageDesc(file_devpynode_chat_v1_chat, 41);
 
 /**
  * SendTypingRequest signals typing.
@@ -1287,7 +1416,7 @@ export type SendTypingRequest = Message$1<"devpynode.chat.v1.SendTypingRequest">
  * Use `create(SendTypingRequestSchema)` to create a new message.
  */
 export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 39);
+  messageDesc(file_devpynode_chat_v1_chat, 42);
 
 /**
  * SendTypingResponse is empty.
@@ -1302,7 +1431,7 @@ export type SendTypingResponse = Message$1<"devpynode.chat.v1.SendTypingResponse
  * Use `create(SendTypingResponseSchema)` to create a new message.
  */
 export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 40);
+  messageDesc(file_devpynode_chat_v1_chat, 43);
 
 /**
  * StreamEventsRequest subscribes to a conversation's events.
@@ -1330,7 +1459,7 @@ export type StreamEventsRequest = Message$1<"devpynode.chat.v1.StreamEventsReque
  * Use `create(StreamEventsRequestSchema)` to create a new message.
  */
 export const StreamEventsRequestSchema: GenMessage<StreamEventsRequest> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 41);
+  messageDesc(file_devpynode_chat_v1_chat, 44);
 
 /**
  * TypingEvent says a member started or stopped typing.
@@ -1365,7 +1494,7 @@ export type TypingEvent = Message$1<"devpynode.chat.v1.TypingEvent"> & {
  * Use `create(TypingEventSchema)` to create a new message.
  */
 export const TypingEventSchema: GenMessage<TypingEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 42);
+  messageDesc(file_devpynode_chat_v1_chat, 45);
 
 /**
  * ReactionEvent says a message's reactions changed.
@@ -1414,7 +1543,7 @@ export type ReactionEvent = Message$1<"devpynode.chat.v1.ReactionEvent"> & {
  * Use `create(ReactionEventSchema)` to create a new message.
  */
 export const ReactionEventSchema: GenMessage<ReactionEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 43);
+  messageDesc(file_devpynode_chat_v1_chat, 46);
 
 /**
  * MemberAddedEvent says an account joined the conversation.
@@ -1435,7 +1564,7 @@ export type MemberAddedEvent = Message$1<"devpynode.chat.v1.MemberAddedEvent"> &
  * Use `create(MemberAddedEventSchema)` to create a new message.
  */
 export const MemberAddedEventSchema: GenMessage<MemberAddedEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 44);
+  messageDesc(file_devpynode_chat_v1_chat, 47);
 
 /**
  * StreamEventsResponse is one real-time event.
@@ -1544,7 +1673,7 @@ export type StreamEventsResponse = Message$1<"devpynode.chat.v1.StreamEventsResp
  * Use `create(StreamEventsResponseSchema)` to create a new message.
  */
 export const StreamEventsResponseSchema: GenMessage<StreamEventsResponse> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 45);
+  messageDesc(file_devpynode_chat_v1_chat, 48);
 
 /**
  * MemberRemovedEvent says an account left the conversation.
@@ -1565,7 +1694,7 @@ export type MemberRemovedEvent = Message$1<"devpynode.chat.v1.MemberRemovedEvent
  * Use `create(MemberRemovedEventSchema)` to create a new message.
  */
 export const MemberRemovedEventSchema: GenMessage<MemberRemovedEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 46);
+  messageDesc(file_devpynode_chat_v1_chat, 49);
 
 /**
  * ReadyEvent marks where a subscription starts.
@@ -1580,7 +1709,7 @@ export type ReadyEvent = Message$1<"devpynode.chat.v1.ReadyEvent"> & {
  * Use `create(ReadyEventSchema)` to create a new message.
  */
 export const ReadyEventSchema: GenMessage<ReadyEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 47);
+  messageDesc(file_devpynode_chat_v1_chat, 50);
 
 /**
  * ReloadEvent says events were missed and history must be read again.
@@ -1595,7 +1724,7 @@ export type ReloadEvent = Message$1<"devpynode.chat.v1.ReloadEvent"> & {
  * Use `create(ReloadEventSchema)` to create a new message.
  */
 export const ReloadEventSchema: GenMessage<ReloadEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 48);
+  messageDesc(file_devpynode_chat_v1_chat, 51);
 
 /**
  * ConversationDeletedEvent says the conversation is gone.
@@ -1610,7 +1739,7 @@ export type ConversationDeletedEvent = Message$1<"devpynode.chat.v1.Conversation
  * Use `create(ConversationDeletedEventSchema)` to create a new message.
  */
 export const ConversationDeletedEventSchema: GenMessage<ConversationDeletedEvent> = /*@__PURE__*/
-  messageDesc(file_devpynode_chat_v1_chat, 49);
+  messageDesc(file_devpynode_chat_v1_chat, 52);
 
 /**
  * MessageRole says who wrote a message.
@@ -1638,6 +1767,14 @@ export enum MessageRole {
    * @generated from enum value: MESSAGE_ROLE_ASSISTANT = 2;
    */
   ASSISTANT = 2,
+
+  /**
+   * The result of a tool the AI model called, posted by a member
+   * (Message.tool_call_id names the call).
+   *
+   * @generated from enum value: MESSAGE_ROLE_TOOL = 3;
+   */
+  TOOL = 3,
 }
 
 /**
@@ -1734,6 +1871,14 @@ export enum FinishReason {
    * @generated from enum value: FINISH_REASON_ERROR = 4;
    */
   ERROR = 4,
+
+  /**
+   * The model called tools (Message.tool_calls): a member runs them and posts
+   * their results (SendMessageRequest.tool_results) to continue.
+   *
+   * @generated from enum value: FINISH_REASON_TOOL_CALLS = 5;
+   */
+  TOOL_CALLS = 5,
 }
 
 /**
