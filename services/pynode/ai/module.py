@@ -6,18 +6,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devpynode.ai.v1 import ai_pb2
+from devpynode.ai.v1 import ai_pb2, models_pb2
 
 from pynode.ai.settings import AISettings
 from pynode.core.module import Infrastructure, Registration, ServiceParts
 
 if TYPE_CHECKING:  # the adapters are imported by build(): a CLI that only reads settings never loads them
     from pynode.ai.config import RouterConfig
+    from pynode.ai.model_admin import ModelAdministration
     from pynode.ai.providers.base import Provider
+    from pynode.ai.providers.managed import ModelManager
     from pynode.ai.router import Router
     from pynode.ai.service import AIService
 
 _SERVICE = ai_pb2.DESCRIPTOR.services_by_name["AIRouterService"]
+_MODEL_ADMIN = models_pb2.DESCRIPTOR.services_by_name["ModelAdminService"]
 
 
 @dataclass
@@ -27,6 +30,7 @@ class AIComponents:
     service: AIService
     router: Router
     config: RouterConfig
+    model_admin: ModelAdministration
 
 
 def build_providers(config: RouterConfig, settings: AISettings) -> dict[str, Provider]:
@@ -61,25 +65,50 @@ def build_providers(config: RouterConfig, settings: AISettings) -> dict[str, Pro
     return providers
 
 
+def build_model_managers(
+    providers: dict[str, Provider], config: RouterConfig, settings: AISettings
+) -> dict[str, ModelManager]:
+    """Each provider's model administration: its own `model_manager()` when it has one (the local provider),
+    Ollama's through its API, and the rest listed from what they offer the router."""
+    from pynode.ai.model_admin import ListedModels
+    from pynode.ai.providers.ollama_models import OllamaModels
+
+    managers: dict[str, ModelManager] = {}
+    for name, provider in providers.items():
+        own = getattr(provider, "model_manager", None)
+        spec = config.providers.get(name)
+        if callable(own):
+            managers[name] = own()
+        elif spec is not None and spec.type == "ollama":
+            managers[name] = OllamaModels(
+                name, spec.url, keep_alive=spec.keep_alive, load_seconds=settings.ai_first_token_seconds
+            )
+        else:
+            managers[name] = ListedModels(provider)
+    return managers
+
+
 class AIModule:
     """devpynode.ai.v1.AIRouterService."""
 
     name = "ai"
     settings_class = AISettings
-    service_names = (_SERVICE.full_name,)
+    service_names = (_SERVICE.full_name, _MODEL_ADMIN.full_name)
     migrations: Path | None = Path(__file__).resolve().parent / "migrations"
 
     def load_tables(self) -> None:
         from pynode.ai.adapters import sql_usage  # noqa: F401 - registers the tables
 
     async def build(self, settings: AISettings, infra: Infrastructure) -> ServiceParts:
-        from devpynode.ai.v1 import ai_pb2_grpc
+        from devpynode.ai.v1 import ai_pb2_grpc, models_pb2_grpc
 
         from pynode.ai.adapters.sql_usage import SqlUsageLedger
         from pynode.ai.cache import ResponseCache
         from pynode.ai.config import load_config
         from pynode.ai.ledger import BufferedLedger
         from pynode.ai.metrics import AIMetrics
+        from pynode.ai.model_admin import ModelAdministration, ModelAudit
+        from pynode.ai.model_admin_servicer import ModelAdminServicer
         from pynode.ai.providers.base import public_url
         from pynode.ai.router import Router
         from pynode.ai.service import AIService, Limits
@@ -112,7 +141,11 @@ class AIModule:
             ),
         )
 
+        audit = ModelAudit()
+        model_admin = ModelAdministration(build_model_managers(providers, config, settings), audit)
+
         async def close() -> None:
+            await model_admin.close()
             await service.close()
             await ledger.close()
             for provider in providers.values():
@@ -120,10 +153,17 @@ class AIModule:
 
         described = ", ".join(f"{name} ({spec.type} {public_url(spec.url)})" for name, spec in config.providers.items())
         return ServiceParts(
-            [Registration(_SERVICE, ai_pb2_grpc.add_AIRouterServiceServicer_to_server, AIRouterServicer(service))],
+            [
+                Registration(_SERVICE, ai_pb2_grpc.add_AIRouterServiceServicer_to_server, AIRouterServicer(service)),
+                Registration(
+                    _MODEL_ADMIN,
+                    models_pb2_grpc.add_ModelAdminServiceServicer_to_server,
+                    ModelAdminServicer(model_admin),
+                ),
+            ],
             closers=[close],
-            collectors=metrics.collectors,
-            component=AIComponents(service, router, config),
+            collectors=[*metrics.collectors, audit.counter],
+            component=AIComponents(service, router, config, model_admin),
             backends={"models": f"builtin, {described}" if described else "builtin"},
         )
 

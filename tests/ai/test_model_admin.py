@@ -1,0 +1,285 @@
+"""ModelAdminService against the fake Ollama: listing, show, pull with progress and cancel, delete, load and
+unload, the statuses of failures, the admin role, and the audit of each change."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import ollama as ollama_client
+import pytest
+from devpynode.ai.v1 import models_pb2, models_pb2_grpc
+
+from tests.ai.conftest import AIClient
+from tests.ai.fake_ollama import FakeOllama
+from tests.client import PASSWORD, MeshClient, RichError, eventually, fails, new_email, rich_error
+from tests.conftest import auth_of
+
+
+@pytest.fixture
+async def ollama() -> AsyncIterator[FakeOllama]:
+    """The Ollama of this module's meshes: the fake with a model store (overrides conftest's)."""
+    fake = FakeOllama()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+async def pull_fails(call: Any) -> RichError:
+    """Read a pull that must end in an error; returns its rich error."""
+    try:
+        async for _ in call:
+            pass
+    except grpc.aio.AioRpcError as error:
+        return rich_error(error)
+    raise AssertionError("the pull succeeded but was expected to fail")
+
+
+class Admin:
+    """An administrator of a test mesh with the ModelAdminService stub."""
+
+    def __init__(self, client: MeshClient, user_id: str, parts: Any) -> None:
+        self.client = client
+        self.user_id = user_id
+        self.stub = models_pb2_grpc.ModelAdminServiceStub(client.channel)
+        self.parts = parts
+
+    def md(self) -> list[tuple[str, str]]:
+        return self.client.md()
+
+    async def models(self, parent: str = "") -> models_pb2.ListProviderModelsResponse:
+        request = models_pb2.ListProviderModelsRequest(parent=parent)
+        response: models_pb2.ListProviderModelsResponse = await self.stub.ListProviderModels(
+            request, metadata=self.md(), timeout=10
+        )
+        return response
+
+    async def by_id(self) -> dict[str, models_pb2.ProviderModel]:
+        return {m.model_id: m for m in (await self.models()).provider_models}
+
+    def pull(self, name: str) -> Any:
+        return self.stub.PullProviderModel(models_pb2.PullProviderModelRequest(name=name), metadata=self.md())
+
+    def actions(self, action: str, outcome: str) -> float:
+        for metric in self.parts.model_admin.audit.counter.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels == {"action": action, "outcome": outcome}:
+                    return float(sample.value)
+        return 0.0
+
+
+async def _admin(ai: Any) -> tuple[AIClient, Admin]:
+    user: AIClient = await ai()
+    email = new_email()
+    await auth_of(user.mesh).service.create_admin(email, PASSWORD, "Admin")
+    admin = user.user.as_other_address()
+    login = await admin.login(email)
+    return user, Admin(admin, login.user.id, user.parts)
+
+
+async def test_users_cannot_manage_models(ai: Any) -> None:
+    user, _ = await _admin(ai)
+    stub = models_pb2_grpc.ModelAdminServiceStub(user.user.channel)
+    for call in (
+        stub.ListProviderModels(models_pb2.ListProviderModelsRequest(), metadata=user.user.md()),
+        stub.DeleteProviderModel(
+            models_pb2.DeleteProviderModelRequest(name="ollama/llama3.2"), metadata=user.user.md()
+        ),
+    ):
+        error = await fails(call)
+        assert error.code == grpc.StatusCode.PERMISSION_DENIED and error.reason == "ROLE_REQUIRED"
+    pull = stub.PullProviderModel(models_pb2.PullProviderModelRequest(name="ollama/x"), metadata=user.user.md(""))
+    assert (await pull_fails(pull)).code == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_lists_every_provider_with_details_and_loaded_state(ai: Any, ollama: FakeOllama) -> None:
+    _, admin = await _admin(ai)
+    listed = await admin.models()
+    assert not listed.unreachable
+    found = {m.model_id: m for m in listed.provider_models}
+    llama = found["ollama/llama3.2:latest"]
+    assert llama.name == "providers/ollama/models/llama3.2:latest"
+    assert (llama.provider, llama.provider_kind, llama.family, llama.quantization) == (
+        "ollama",
+        "ollama",
+        "llama",
+        "Q4_K_M",
+    )
+    assert llama.size_bytes == 2019393189 and llama.context_length == 131072 and llama.parameter_size == "1.2B"
+    assert list(llama.capabilities) == [models_pb2.MODEL_CAPABILITY_COMPLETION, models_pb2.MODEL_CAPABILITY_TOOLS]
+    assert not llama.loaded and models_pb2.PROVIDER_MODEL_ACTION_PULL in llama.actions
+    # Providers that do not manage their models here are listed, without actions.
+    assert "builtin/echo" in found and "openai/gpt-test" in found and not found["openai/gpt-test"].actions
+    only = await admin.models("providers/ollama")
+    assert [m.model_id for m in only.provider_models] == ["ollama/llama3.2:latest"]
+
+    loaded = await admin.stub.LoadProviderModel(
+        models_pb2.LoadProviderModelRequest(name="providers/ollama/models/llama3.2"), metadata=admin.md()
+    )
+    assert loaded.provider_model.loaded and loaded.provider_model.loaded_vram_bytes == 5200
+    assert ollama.loaded == {"llama3.2:latest"}
+    now = (await admin.by_id())["ollama/llama3.2:latest"]
+    assert now.loaded and now.HasField("unload_time") and now.loaded_size_bytes == 10400
+    await admin.stub.UnloadProviderModel(
+        models_pb2.UnloadProviderModelRequest(name="ollama/llama3.2:latest"), metadata=admin.md()
+    )
+    assert ollama.loaded == set() and not (await admin.by_id())["ollama/llama3.2:latest"].loaded
+    unload = [s.body for s in ollama.seen if s.path == "/api/generate"][-1]
+    assert unload and unload["model"] == "llama3.2:latest" and unload["keep_alive"] == 0 and "prompt" not in unload
+    assert admin.actions("load", "ok") == 1 and admin.actions("unload", "ok") == 1
+
+
+async def test_show_names_and_failures(ai: Any) -> None:
+    _, admin = await _admin(ai)
+    shown = await admin.stub.GetProviderModel(
+        models_pb2.GetProviderModelRequest(name="ollama/llama3.2"), metadata=admin.md()
+    )
+    assert "temperature 0.6" in shown.provider_model.parameters and shown.provider_model.license
+    assert shown.provider_model.context_length == 131072
+    missing = await fails(
+        admin.stub.GetProviderModel(models_pb2.GetProviderModelRequest(name="ollama/nosuch"), metadata=admin.md())
+    )
+    assert missing.code == grpc.StatusCode.NOT_FOUND and missing.reason == "MODEL_NOT_FOUND"
+    for bad in ("llama3.2", "ollama/../etc", "ollama/a b", "providers/ollama/models/"):
+        error = await fails(
+            admin.stub.GetProviderModel(models_pb2.GetProviderModelRequest(name=bad), metadata=admin.md())
+        )
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT, bad
+        assert "name" in error.violations(), bad
+    nobody = await fails(
+        admin.stub.GetProviderModel(models_pb2.GetProviderModelRequest(name="nosuch/model"), metadata=admin.md())
+    )
+    assert nobody.code == grpc.StatusCode.NOT_FOUND and nobody.reason == "PROVIDER_NOT_FOUND"
+
+
+async def test_pull_streams_progress_and_is_audited(
+    ai: Any, ollama: FakeOllama, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, admin = await _admin(ai)
+    caplog.set_level(logging.INFO, "pynode.audit")
+    steps = [step async for step in admin.pull("ollama/smollm2:135m")]
+    assert steps[0].status == "pulling manifest"
+    layers = [s for s in steps if s.digest]
+    assert layers and all(s.status == f"pulling {s.digest[7:19]}" for s in layers)
+    first = [s for s in layers if s.digest == layers[0].digest]
+    assert [s.completed_bytes for s in first] == [1333, 2666, 4000] and {s.total_bytes for s in first} == {4000}
+    assert [s.status for s in steps[-3:]] == ["verifying sha256 digest", "writing manifest", "success"]
+    last = steps[-1]
+    assert last.done and last.provider_model.model_id == "ollama/smollm2:135m"
+    assert not any(s.done for s in steps[:-1])
+    assert "ollama/smollm2:135m" in await admin.by_id()
+    assert admin.actions("pull", "ok") == 1
+    audit = [r for r in caplog.records if getattr(r, "audit_kind", "") == "model.pulled"]
+    assert audit and audit[0].subject == "ollama/smollm2:135m"  # type: ignore[attr-defined]
+    assert audit[0].actor == admin.user_id  # type: ignore[attr-defined]
+
+
+async def test_pull_failures_map_to_statuses(ai: Any, ollama: FakeOllama) -> None:
+    _, admin = await _admin(ai)
+    missing = await pull_fails(admin.pull("ollama/nosuch:1b"))
+    assert missing.code == grpc.StatusCode.NOT_FOUND and missing.reason == "MODEL_NOT_FOUND"
+    bad = await pull_fails(admin.pull("ollama/bad name"))
+    assert bad.code == grpc.StatusCode.INVALID_ARGUMENT and "name" in bad.violations()
+    ollama.pull_error = "max retries exceeded: dial tcp: lookup registry.ollama.ai: no such host"
+    broken = await pull_fails(admin.pull("ollama/smollm2:135m"))
+    assert broken.code == grpc.StatusCode.UNAVAILABLE and "no such host" in broken.message
+    refused = await pull_fails(admin.pull("openai/gpt-4o"))
+    assert refused.code == grpc.StatusCode.FAILED_PRECONDITION and refused.reason == "ACTION_NOT_SUPPORTED"
+    assert admin.actions("pull", "failed") == 4
+
+
+async def test_cancelling_a_pull_closes_the_download(ai: Any, ollama: FakeOllama) -> None:
+    _, admin = await _admin(ai)
+    ollama.pull_delay = 0.2
+    call = admin.pull("ollama/smollm2:135m")
+    first = await call.read()
+    assert first.status == "pulling manifest"
+    call.cancel()
+    await eventually(lambda: ollama.pull_disconnects == 1)
+    assert "smollm2:135m" not in ollama.stored and ollama.pulls_completed == 0
+    await eventually(lambda: admin.actions("pull", "cancelled") == 1)
+    # The model is free to be pulled again at once.
+    ollama.pull_delay = 0
+    assert [s async for s in admin.pull("ollama/smollm2:135m")][-1].done
+
+
+async def test_one_pull_per_model_at_once(ai: Any, ollama: FakeOllama) -> None:
+    _, admin = await _admin(ai)
+    ollama.pull_delay = 0.2
+    running = admin.pull("ollama/smollm2:135m")
+    await running.read()
+    again = await pull_fails(admin.pull("ollama/smollm2:135m"))
+    assert again.code == grpc.StatusCode.FAILED_PRECONDITION and again.reason == "PULL_IN_PROGRESS"
+    running.cancel()
+
+
+async def test_delete_and_its_failures(ai: Any, ollama: FakeOllama) -> None:
+    _, admin = await _admin(ai)
+    delete = admin.stub.DeleteProviderModel
+    await delete(models_pb2.DeleteProviderModelRequest(name="ollama/llama3.2"), metadata=admin.md())
+    assert "llama3.2:latest" not in ollama.stored
+    assert [s.body for s in ollama.seen if s.method == "DELETE"] == [{"model": "llama3.2"}]
+    again = await fails(delete(models_pb2.DeleteProviderModelRequest(name="ollama/llama3.2"), metadata=admin.md()))
+    assert again.code == grpc.StatusCode.NOT_FOUND
+    builtin = await fails(delete(models_pb2.DeleteProviderModelRequest(name="builtin/echo"), metadata=admin.md()))
+    assert builtin.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert admin.actions("delete", "ok") == 1 and admin.actions("delete", "failed") == 2
+    unload = await fails(
+        admin.stub.UnloadProviderModel(
+            models_pb2.UnloadProviderModelRequest(name="ollama/llama3.2"), metadata=admin.md()
+        )
+    )
+    assert unload.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_an_ollama_that_is_down(ai: Any, ollama: FakeOllama) -> None:
+    _, admin = await _admin(ai)
+    await ollama.stop()
+    listed = await admin.models()
+    assert list(listed.unreachable) == ["providers/ollama"]
+    assert "builtin/echo" in {m.model_id for m in listed.provider_models}
+    down = await pull_fails(admin.pull("ollama/smollm2:135m"))
+    assert down.code == grpc.StatusCode.UNAVAILABLE and down.reason == "PROVIDER_UNAVAILABLE"
+    gone = await fails(
+        admin.stub.DeleteProviderModel(models_pb2.DeleteProviderModelRequest(name="ollama/x"), metadata=admin.md())
+    )
+    assert gone.code == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_the_fake_speaks_as_the_ollama_client_expects(ollama: FakeOllama) -> None:
+    """The official client parses every answer of the fake (fidelity of the wire format)."""
+    client = ollama_client.AsyncClient(host=ollama.url)
+    try:
+        tags = await client.list()
+        assert [m.model for m in tags.models] == ["llama3.2:latest"] and tags.models[0].size == 2019393189
+        shown = await client.show("llama3.2")
+        assert shown.details and shown.details.quantization_level == "Q4_K_M"
+        assert shown.modelinfo and shown.modelinfo["llama.context_length"] == 131072
+        assert shown.capabilities == ["completion", "tools"] and shown.modified_at is not None
+        loaded = await client.generate(model="llama3.2")
+        assert loaded.done and loaded.done_reason == "load"
+        running = await client.ps()
+        assert running.models[0].size_vram == 5200 and running.models[0].expires_at is not None
+        assert running.models[0].context_length == 4096
+        progress = [p async for p in await client.pull("smollm2:135m", stream=True)]
+        assert progress[0].status == "pulling manifest" and progress[-1].status == "success"
+        assert any(p.total and p.completed == p.total for p in progress)
+        assert (await client.pull("llama3.2")).status == "success"  # not streamed: the last line only
+        with pytest.raises(ollama_client.ResponseError) as missing:
+            [p async for p in await client.pull("nosuch", stream=True)]
+        assert "file does not exist" in str(missing.value.error)
+        with pytest.raises(ollama_client.ResponseError) as invalid:
+            await client.pull("bad name")
+        assert invalid.value.status_code == 400
+        assert (await client.delete("smollm2:135m")).status == "success"
+        with pytest.raises(ollama_client.ResponseError) as gone:
+            await client.delete("smollm2:135m")
+        assert gone.value.status_code == 404
+        unloaded = await client.generate(model="llama3.2", keep_alive=0)
+        assert unloaded.done_reason == "unload" and not (await client.ps()).models
+    finally:
+        await client.close()  # type: ignore[no-untyped-call]
+    await asyncio.sleep(0)
