@@ -20,8 +20,11 @@ import asyncio
 import hashlib
 import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from tests.ai.fakes import FakeProvider, _chunk, _json
 
@@ -216,3 +219,13 @@ class FakeOllama(FakeProvider):
             self.pull_disconnects += 1
         finally:
             gone.cancel()
+
+
+@pytest.fixture(name="ollama")
+async def managed_ollama() -> AsyncIterator[FakeOllama]:
+    """The fake Ollama with a model store, as the `ollama` fixture of the modules that import it (the meshes of
+    tests/ai/conftest.py's `ai` then use it)."""
+    fake = FakeOllama()
+    await fake.start()
+    yield fake
+    await fake.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -14,18 +13,9 @@ import pytest
 from devpynode.ai.v1 import models_pb2, models_pb2_grpc
 
 from tests.ai.conftest import AIClient
-from tests.ai.fake_ollama import FakeOllama
+from tests.ai.fake_ollama import FakeOllama, managed_ollama  # noqa: F401 - this module's `ollama`
 from tests.client import PASSWORD, MeshClient, RichError, eventually, fails, new_email, rich_error
 from tests.conftest import auth_of
-
-
-@pytest.fixture
-async def ollama() -> AsyncIterator[FakeOllama]:
-    """The Ollama of this module's meshes: the fake with a model store (overrides conftest's)."""
-    fake = FakeOllama()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def pull_fails(call: Any) -> RichError:
@@ -138,7 +128,8 @@ async def test_show_names_and_failures(ai: Any) -> None:
         models_pb2.GetProviderModelRequest(name="ollama/llama3.2"), metadata=admin.md()
     )
     assert "temperature 0.6" in shown.provider_model.parameters and shown.provider_model.license
-    assert shown.provider_model.context_length == 131072
+    assert shown.provider_model.context_length == 131072 and shown.provider_model.size_bytes == 2019393189
+    assert shown.provider_model.model_id == "ollama/llama3.2:latest"  # Ollama's own form of the name
     missing = await fails(
         admin.stub.GetProviderModel(models_pb2.GetProviderModelRequest(name="ollama/nosuch"), metadata=admin.md())
     )

@@ -80,10 +80,13 @@ class OllamaModels:
         check_model_name(name)
         async with self._errors(name):
             async with asyncio.timeout(deadlines.outbound_timeout(QUICK_SECONDS)):
-                shown, running = await asyncio.gather(self._client.show(name), self._client.ps())
+                shown, tags, running = await asyncio.gather(
+                    self._client.show(name), self._client.list(), self._client.ps()
+                )
         wanted = {name, f"{name}:latest"}
+        tag = next((m for m in tags.models if m.model in wanted), None)
         loaded = next((m for m in running.models if (m.model or m.name) in wanted), None)
-        stored = self._stored(loaded.model or name if loaded else name, None, shown, loaded)
+        stored = self._stored(tag.model or name if tag else name, tag, shown, loaded)
         license_text = shown.license or ""
         return dataclasses.replace(
             stored,
