@@ -4,6 +4,7 @@ unload, the statuses of failures, the admin role, and the audit of each change."
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -238,6 +239,28 @@ async def test_an_ollama_that_is_down(ai: Any, ollama: FakeOllama) -> None:
         admin.stub.DeleteProviderModel(models_pb2.DeleteProviderModelRequest(name="ollama/x"), metadata=admin.md())
     )
     assert gone.code == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_pull_over_grpcurl(ai: Any, ollama: FakeOllama, grpcurl: str) -> None:
+    user, admin = await _admin(ai)
+    headers = [flag for key, value in admin.md() for flag in ("-H", f"{key}: {value}")]
+    process = await asyncio.create_subprocess_exec(
+        grpcurl,
+        "-plaintext",
+        *headers,
+        "-d",
+        json.dumps({"name": "ollama/smollm2:135m"}),
+        f"127.0.0.1:{user.mesh.port}",
+        "devpynode.ai.v1.ModelAdminService/PullProviderModel",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    steps = [json.loads(chunk) for chunk in out.decode().replace("}\n{", "}\x00{").split("\x00")]
+    assert steps[0] == {"status": "pulling manifest"}
+    assert any(s.get("completedBytes") == "4000" and s.get("totalBytes") == "4000" for s in steps)
+    assert steps[-1]["done"] and steps[-1]["providerModel"]["modelId"] == "ollama/smollm2:135m"
 
 
 async def test_the_fake_speaks_as_the_ollama_client_expects(ollama: FakeOllama) -> None:
