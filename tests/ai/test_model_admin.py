@@ -13,66 +13,13 @@ import ollama as ollama_client
 import pytest
 from devpynode.ai.v1 import models_pb2, models_pb2_grpc
 
-from tests.ai.conftest import AIClient
 from tests.ai.fake_ollama import FakeOllama, managed_ollama  # noqa: F401 - this module's `ollama`
-from tests.client import PASSWORD, MeshClient, RichError, eventually, fails, new_email, rich_error
-from tests.conftest import auth_of
-
-
-async def pull_fails(call: Any) -> RichError:
-    """Read a pull that must end in an error; returns its rich error."""
-    try:
-        async for _ in call:
-            pass
-    except grpc.aio.AioRpcError as error:
-        return rich_error(error)
-    raise AssertionError("the pull succeeded but was expected to fail")
-
-
-class Admin:
-    """An administrator of a test mesh with the ModelAdminService stub."""
-
-    def __init__(self, client: MeshClient, user_id: str, parts: Any) -> None:
-        self.client = client
-        self.user_id = user_id
-        self.stub = models_pb2_grpc.ModelAdminServiceStub(client.channel)
-        self.parts = parts
-
-    def md(self) -> list[tuple[str, str]]:
-        return self.client.md()
-
-    async def models(self, parent: str = "") -> models_pb2.ListProviderModelsResponse:
-        request = models_pb2.ListProviderModelsRequest(parent=parent)
-        response: models_pb2.ListProviderModelsResponse = await self.stub.ListProviderModels(
-            request, metadata=self.md(), timeout=10
-        )
-        return response
-
-    async def by_id(self) -> dict[str, models_pb2.ProviderModel]:
-        return {m.model_id: m for m in (await self.models()).provider_models}
-
-    def pull(self, name: str) -> Any:
-        return self.stub.PullProviderModel(models_pb2.PullProviderModelRequest(name=name), metadata=self.md())
-
-    def actions(self, action: str, outcome: str) -> float:
-        for metric in self.parts.model_admin.audit.counter.collect():
-            for sample in metric.samples:
-                if sample.name.endswith("_total") and sample.labels == {"action": action, "outcome": outcome}:
-                    return float(sample.value)
-        return 0.0
-
-
-async def _admin(ai: Any) -> tuple[AIClient, Admin]:
-    user: AIClient = await ai()
-    email = new_email()
-    await auth_of(user.mesh).service.create_admin(email, PASSWORD, "Admin")
-    admin = user.user.as_other_address()
-    login = await admin.login(email)
-    return user, Admin(admin, login.user.id, user.parts)
+from tests.ai.model_admin_client import admin_of, pull_fails
+from tests.client import eventually, fails
 
 
 async def test_users_cannot_manage_models(ai: Any) -> None:
-    user, _ = await _admin(ai)
+    user, _ = await admin_of(ai)
     stub = models_pb2_grpc.ModelAdminServiceStub(user.user.channel)
     for call in (
         stub.ListProviderModels(models_pb2.ListProviderModelsRequest(), metadata=user.user.md()),
@@ -87,7 +34,7 @@ async def test_users_cannot_manage_models(ai: Any) -> None:
 
 
 async def test_lists_every_provider_with_details_and_loaded_state(ai: Any, ollama: FakeOllama) -> None:
-    _, admin = await _admin(ai)
+    _, admin = await admin_of(ai)
     listed = await admin.models()
     assert not listed.unreachable
     found = {m.model_id: m for m in listed.provider_models}
@@ -124,7 +71,7 @@ async def test_lists_every_provider_with_details_and_loaded_state(ai: Any, ollam
 
 
 async def test_show_names_and_failures(ai: Any) -> None:
-    _, admin = await _admin(ai)
+    _, admin = await admin_of(ai)
     shown = await admin.stub.GetProviderModel(
         models_pb2.GetProviderModelRequest(name="ollama/llama3.2"), metadata=admin.md()
     )
@@ -150,7 +97,7 @@ async def test_show_names_and_failures(ai: Any) -> None:
 async def test_pull_streams_progress_and_is_audited(
     ai: Any, ollama: FakeOllama, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _, admin = await _admin(ai)
+    _, admin = await admin_of(ai)
     caplog.set_level(logging.INFO, "pynode.audit")
     steps = [step async for step in admin.pull("ollama/smollm2:135m")]
     assert steps[0].status == "pulling manifest"
@@ -170,7 +117,7 @@ async def test_pull_streams_progress_and_is_audited(
 
 
 async def test_pull_failures_map_to_statuses(ai: Any, ollama: FakeOllama) -> None:
-    _, admin = await _admin(ai)
+    _, admin = await admin_of(ai)
     missing = await pull_fails(admin.pull("ollama/nosuch:1b"))
     assert missing.code == grpc.StatusCode.NOT_FOUND and missing.reason == "MODEL_NOT_FOUND"
     bad = await pull_fails(admin.pull("ollama/bad name"))
@@ -184,7 +131,7 @@ async def test_pull_failures_map_to_statuses(ai: Any, ollama: FakeOllama) -> Non
 
 
 async def test_cancelling_a_pull_closes_the_download(ai: Any, ollama: FakeOllama) -> None:
-    _, admin = await _admin(ai)
+    _, admin = await admin_of(ai)
     ollama.pull_delay = 0.2
     call = admin.pull("ollama/smollm2:135m")
     first = await call.read()
@@ -199,7 +146,7 @@ async def test_cancelling_a_pull_closes_the_download(ai: Any, ollama: FakeOllama
 
 
 async def test_one_pull_per_model_at_once(ai: Any, ollama: FakeOllama) -> None:
-    _, admin = await _admin(ai)
+    _, admin = await admin_of(ai)
     ollama.pull_delay = 0.2
     running = admin.pull("ollama/smollm2:135m")
     await running.read()
@@ -209,7 +156,7 @@ async def test_one_pull_per_model_at_once(ai: Any, ollama: FakeOllama) -> None:
 
 
 async def test_delete_and_its_failures(ai: Any, ollama: FakeOllama) -> None:
-    _, admin = await _admin(ai)
+    _, admin = await admin_of(ai)
     delete = admin.stub.DeleteProviderModel
     await delete(models_pb2.DeleteProviderModelRequest(name="ollama/llama3.2"), metadata=admin.md())
     assert "llama3.2:latest" not in ollama.stored
@@ -228,7 +175,7 @@ async def test_delete_and_its_failures(ai: Any, ollama: FakeOllama) -> None:
 
 
 async def test_an_ollama_that_is_down(ai: Any, ollama: FakeOllama) -> None:
-    _, admin = await _admin(ai)
+    _, admin = await admin_of(ai)
     await ollama.stop()
     listed = await admin.models()
     assert list(listed.unreachable) == ["providers/ollama"]
@@ -242,7 +189,7 @@ async def test_an_ollama_that_is_down(ai: Any, ollama: FakeOllama) -> None:
 
 
 async def test_pull_over_grpcurl(ai: Any, ollama: FakeOllama, grpcurl: str) -> None:
-    user, admin = await _admin(ai)
+    user, admin = await admin_of(ai)
     headers = [flag for key, value in admin.md() for flag in ("-H", f"{key}: {value}")]
     process = await asyncio.create_subprocess_exec(
         grpcurl,

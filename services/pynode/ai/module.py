@@ -78,18 +78,22 @@ def build_providers(config: RouterConfig, settings: AISettings, local: LocalSetu
 
 
 def build_model_managers(
-    providers: dict[str, Provider], config: RouterConfig, settings: AISettings
+    providers: dict[str, Provider], config: RouterConfig, settings: AISettings, data_dir: Path
 ) -> dict[str, ModelManager]:
-    """Each provider's model administration: its own `model_manager()` when it has one (the local provider),
-    Ollama's through its API, and the rest listed from what they offer the router."""
+    """Each provider's model administration: the local provider's configured GGUF files, Ollama's through its
+    API, a provider's own `model_manager()` when it has one, and the rest listed from what they offer."""
+    from pynode.ai.local_model import LocalProvider
     from pynode.ai.model_admin import ListedModels
+    from pynode.ai.providers.local_models import LocalModels
     from pynode.ai.providers.ollama_models import OllamaModels
 
     managers: dict[str, ModelManager] = {}
     for name, provider in providers.items():
         own = getattr(provider, "model_manager", None)
         spec = config.providers.get(name)
-        if callable(own):
+        if isinstance(provider, LocalProvider):
+            managers[name] = LocalModels(provider, settings, data_dir)
+        elif callable(own):
             managers[name] = own()
         elif spec is not None and spec.type == "ollama":
             managers[name] = OllamaModels(
@@ -159,7 +163,7 @@ class AIModule:
         )
 
         audit = ModelAudit()
-        model_admin = ModelAdministration(build_model_managers(providers, config, settings), audit)
+        model_admin = ModelAdministration(build_model_managers(providers, config, settings, infra.data_dir), audit)
 
         async def close() -> None:
             await model_admin.close()

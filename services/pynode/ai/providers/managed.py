@@ -83,7 +83,10 @@ class ModelManager(Protocol):
     """A provider's model administration. Raises the provider's DomainErrors (NotFound, Unavailable, ...)."""
 
     provider: str
-    actions: tuple[str, ...]
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """What it supports of PULL, DELETE, LOAD, UNLOAD."""
 
     async def inventory(self) -> list[StoredModel]:
         """Every model it holds, loaded ones marked; Unavailable when it does not answer."""
