@@ -12,6 +12,7 @@ import grpc
 import ollama as ollama_client
 import pytest
 from devpynode.ai.v1 import models_pb2, models_pb2_grpc
+from devpynode.auth.v1 import auth_pb2
 
 from tests.ai.fake_ollama import FakeOllama, managed_ollama  # noqa: F401 - this module's `ollama`
 from tests.ai.model_admin_client import admin_of, pull_fails
@@ -114,6 +115,13 @@ async def test_pull_streams_progress_and_is_audited(
     audit = [r for r in caplog.records if getattr(r, "audit_kind", "") == "model.pulled"]
     assert audit and audit[0].subject == "ollama/smollm2:135m"  # type: ignore[attr-defined]
     assert audit[0].actor == admin.user_id  # type: ignore[attr-defined]
+    # The same event in auth's audit trail, which ListAuditEvents (and the web app's audit log) reads.
+    await admin.parts.model_admin.audit.flush()
+    trail = await admin.client.admin.ListAuditEvents(
+        auth_pb2.ListAuditEventsRequest(kind="ai.model.pulled"), metadata=admin.md()
+    )
+    assert [(e.actor, e.details["model"]) for e in trail.events] == [(admin.user_id, "ollama/smollm2:135m")]
+    assert trail.events[0].client_address == admin.client.address
 
 
 async def test_pull_failures_map_to_statuses(ai: Any, ollama: FakeOllama) -> None:

@@ -2,9 +2,10 @@
 
 Every provider is listed: one with a `ModelManager` (Ollama; the local provider) through it, any other from
 the models it offers to the router, and changes to those are refused. At most a few pulls run at once and
-one per model; a pull belongs to its caller's stream (cancelling the call stops it). Each change is an
-audit line on the `pynode.audit` logger (`model.pulled`, `model.pull_failed`, `model.pull_cancelled`,
-`model.deleted`, `model.loaded`, `model.unloaded`, and `model.<action>_failed`) and a counter.
+one per model; a pull belongs to its caller's stream (cancelling the call stops it). Each change is audited
+(`model.pulled`, `model.pull_failed`, `model.pull_cancelled`, `model.deleted`, `model.loaded`, `model.unloaded`,
+and `model.<action>_failed`): a line on the `pynode.audit` logger and a counter here, and an event in auth's
+audit trail (`ai.model.pulled`, ...) sent in the background, so a slow auth never holds up the change.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from prometheus_client import Counter
 
@@ -21,6 +22,7 @@ from pynode.ai.providers.base import Provider
 from pynode.ai.providers.managed import Inventory, ModelManager, PullProgress, StoredModel
 from pynode.core.errors import DomainError, FailedPrecondition, NotFound, QuotaExceeded, QuotaViolation
 from pynode.core.principal import ClientInfo, Principal, current_request_id
+from pynode.core.tasks import TaskSet
 
 log = logging.getLogger("pynode.audit")
 
@@ -78,10 +80,19 @@ class ListedModels:
         )
 
 
-class ModelAudit:
-    """Audit lines for model changes, in the shape of auth's trail (kind, actor, subject, address, request)."""
+class AuditSink(Protocol):
+    """Where model changes are recorded besides the log (auth's audit trail, through RecordAuditEvent)."""
 
-    def __init__(self) -> None:
+    async def record(self, kind: str, actor: str, address: str, details: dict[str, str]) -> None:
+        """Record one event; raises DomainError when it cannot."""
+
+
+class ModelAudit:
+    """Audit of model changes, in the shape of auth's trail (kind, actor, subject, address, request)."""
+
+    def __init__(self, sink: AuditSink | None = None) -> None:
+        self.sink = sink
+        self._sending = TaskSet("model-audit")
         self.counter = Counter(
             "devpynode_ai_model_actions",
             "Administrators' model changes (pull, delete, load, unload), by action and outcome.",
@@ -107,6 +118,23 @@ class ModelAudit:
                 **{f"detail_{k}": v for k, v in details.items()},
             },
         )
+        if self.sink is not None and not self._sending.closing:
+            # A task of its own: the change is done whatever auth says, and a cancelled pull's caller is gone.
+            self._sending.spawn(self._send(kind, actor.subject, client.address, {"model": model_id, **details}))
+
+    async def _send(self, kind: str, actor: str, address: str, details: dict[str, str]) -> None:
+        assert self.sink is not None
+        try:
+            await self.sink.record(kind, actor, address, details)
+        except DomainError as exc:
+            log.warning("audit %s not recorded in the audit trail: %s", kind, exc.message)
+
+    async def flush(self, seconds: float = 5.0) -> None:
+        """Wait for the events being sent (tests, and before closing)."""
+        await self._sending.wait(seconds)
+
+    async def close(self) -> None:
+        await self._sending.close(5.0)
 
 
 class ModelAdministration:

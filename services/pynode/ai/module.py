@@ -118,6 +118,7 @@ class AIModule:
     async def build(self, settings: AISettings, infra: Infrastructure) -> ServiceParts:
         from devpynode.ai.v1 import ai_pb2_grpc, models_pb2_grpc
 
+        from pynode.ai.adapters.grpc_audit import GrpcAuditTrail
         from pynode.ai.adapters.sql_usage import SqlUsageLedger
         from pynode.ai.cache import ResponseCache
         from pynode.ai.config import load_config
@@ -131,6 +132,7 @@ class AIModule:
         from pynode.ai.service import AIService, Limits
         from pynode.ai.servicer import AIRouterServicer
 
+        infra.peers.require("auth")  # model changes are recorded in auth's audit trail
         local = prepare(settings, infra.data_dir)
         config = load_config(settings, local.url, local.name) if local else load_config(settings)
         providers = build_providers(config, settings, local)
@@ -162,11 +164,12 @@ class AIModule:
             ),
         )
 
-        audit = ModelAudit()
+        audit = ModelAudit(GrpcAuditTrail(infra.peers))
         model_admin = ModelAdministration(build_model_managers(providers, config, settings, infra.data_dir), audit)
 
         async def close() -> None:
             await model_admin.close()
+            await audit.close()
             await service.close()
             await ledger.close()
             for provider in providers.values():
