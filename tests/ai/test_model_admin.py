@@ -52,6 +52,16 @@ async def test_lists_every_provider_with_details_and_loaded_state(ai: Any, ollam
     assert not llama.loaded and models_pb2.PROVIDER_MODEL_ACTION_PULL in llama.actions
     # Providers that do not manage their models here are listed, without actions.
     assert "builtin/echo" in found and "openai/gpt-test" in found and not found["openai/gpt-test"].actions
+    paged, token = [], ""
+    while True:
+        page = await admin.stub.ListProviderModels(
+            models_pb2.ListProviderModelsRequest(page_size=1, page_token=token), metadata=admin.md()
+        )
+        paged += [m.model_id for m in page.provider_models]
+        token = page.next_page_token
+        if not token:
+            break
+    assert paged == [m.model_id for m in listed.provider_models] and len(paged) >= 3
     only = await admin.models("providers/ollama")
     assert [m.model_id for m in only.provider_models] == ["ollama/llama3.2:latest"]
 
@@ -93,6 +103,41 @@ async def test_show_names_and_failures(ai: Any) -> None:
         admin.stub.GetProviderModel(models_pb2.GetProviderModelRequest(name="nosuch/model"), metadata=admin.md())
     )
     assert nobody.code == grpc.StatusCode.NOT_FOUND and nobody.reason == "PROVIDER_NOT_FOUND"
+
+
+HOSTILE = [
+    "/",
+    "ollama/",
+    "\x00",
+    "ollama/\u202ellama",
+    "ollama/a:" + "b" * 90,
+    "providers/-/models/x",
+    "providers/ollama/models/" + "a" * 270,
+    "ollama/hf.co/a/b/c/d",
+    "ollama/-x",
+    "x" * 301,
+]
+
+
+async def test_hostile_names_are_refused_not_internal(ai: Any, ollama: FakeOllama) -> None:
+    _, admin = await admin_of(ai)
+    for name in HOSTILE:
+        for call in (
+            admin.stub.GetProviderModel(models_pb2.GetProviderModelRequest(name=name), metadata=admin.md()),
+            admin.stub.DeleteProviderModel(models_pb2.DeleteProviderModelRequest(name=name), metadata=admin.md()),
+            admin.stub.LoadProviderModel(models_pb2.LoadProviderModelRequest(name=name), metadata=admin.md()),
+            admin.stub.UnloadProviderModel(models_pb2.UnloadProviderModelRequest(name=name), metadata=admin.md()),
+        ):
+            error = await fails(call)
+            assert error.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), (name, error)
+        pulled = await pull_fails(admin.pull(name))
+        assert pulled.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), (name, pulled)
+    for parent in ("providers/", "providers/a/b", "ollama", "providers/nosuch"):
+        error = await fails(
+            admin.stub.ListProviderModels(models_pb2.ListProviderModelsRequest(parent=parent), metadata=admin.md())
+        )
+        assert error.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), parent
+    assert not [s for s in ollama.seen if s.method != "GET"]  # nothing hostile reached Ollama
 
 
 async def test_pull_streams_progress_and_is_audited(
