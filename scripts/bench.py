@@ -22,6 +22,9 @@ Scenarios (targets from the issues):
   traces   GetCurrentUser with tracing off, on (every call sampled) and configured but sampled out: >= 0.85x and
            >= 0.97x the untraced server (bench_traces.py).
   files-s3 the same upload and download with the files service on S3 (SeaweedFS), vs the minio client direct.
+  local-model  the real local model (llama.cpp + SmolLM2) through the router vs a bare httpx client reading
+           the same server, c=1 and c=4: tokens/s >= 0.9x, first token <= +3 ms (bench_local.py; needs
+           scripts/install-local-model).
   files    a 1 GiB upload and download through the files service vs bare grpcio streams and a plain disk
            write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py).
 """
@@ -47,6 +50,7 @@ import bcrypt
 import bench_ai
 import bench_chat
 import bench_files
+import bench_local
 import bench_soak
 import bench_traces
 import grpc
@@ -472,6 +476,67 @@ async def gateway_scenario(args: argparse.Namespace, workdir: Path, env: dict[st
         await parent.wait()
 
 
+async def local_model_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> Outcome:
+    """The real local model server, read directly and through a `serve` whose local provider it is (see
+    bench_local.py)."""
+    from pynode.ai.local_model import LocalModelProblem, free_port, resolve, server_command, server_missing
+
+    try:
+        model = resolve(bench_local.MODEL)
+    except LocalModelProblem as exc:
+        print(f"  skipped: {exc}")
+        return Outcome({}, "needs scripts/install-local-model", None)
+    missing = server_missing()
+    if missing:
+        print(f"  skipped: {missing}")
+        return Outcome({}, "needs scripts/install-local-model", None)
+    port = free_port()
+    llama, _ = await start_process(
+        server_command(model, host="127.0.0.1", port=port, context=2048),
+        workdir / "llama.log",
+        {},
+        r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    local_env = {
+        **env,
+        "DEVPYNODE_DATA_DIR": str(workdir / "data-local"),
+        "DEVPYNODE_AI_LOCAL_URL": url,
+        "DEVPYNODE_AI_LOCAL_MODEL": bench_local.MODEL,
+    }
+    devpynode = str(Path(sys.executable).parent / "devpynode")
+    mesh, mesh_port = await start_process(
+        [devpynode, "serve"], workdir / "mesh-local.log", local_env, r"gRPC\s+127\.0\.0\.1:(\d+)"
+    )
+    try:
+        limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{mesh_port}") as channel,
+            httpx.AsyncClient(base_url=url + "/", limits=limits, timeout=60) as direct,
+        ):
+            registered = await auth_pb2_grpc.AuthServiceStub(channel).Register(
+                auth_pb2.RegisterRequest(
+                    email=f"local-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD, display_name="B"
+                )
+            )
+            bearer = [("authorization", f"Bearer {registered.tokens.access_token}")]
+            router = ai_pb2_grpc.AIRouterServiceStub(channel)
+            runs = [
+                await bench_local.compare(
+                    lambda tokens: bench_local.direct_reader(direct, tokens),
+                    lambda tokens: bench_ai.grpc_reader(router, bench_local.generate_request(tokens), bearer),
+                    concurrency,
+                    args.rounds,
+                )
+                for concurrency in bench_local.CONCURRENCY
+            ]
+        return bench_local.report(runs)
+    finally:
+        for process in (mesh, llama):
+            process.terminate()
+            await process.wait()
+
+
 async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> Outcome:
     """Upload and download through the files service on S3 (SeaweedFS on loopback) vs the minio client direct."""
     size = bench_files.S3_SIZE
@@ -885,6 +950,11 @@ async def _workers(b: Bench) -> Outcome:
 @scenario("files-s3")
 async def _files_s3(b: Bench) -> Outcome:
     return await files_s3_scenario(b.args, b.workdir, b.env)
+
+
+@scenario("local-model")
+async def _local_model(b: Bench) -> Outcome:
+    return await local_model_scenario(b.args, b.workdir, b.env)
 
 
 @scenario("gateway")

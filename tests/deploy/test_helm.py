@@ -44,6 +44,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             ]
         },
     },
+    "local-model": {"localModel": {"enabled": True, "contextTokens": 2048}},
 }  # fmt: skip
 
 
@@ -146,6 +147,8 @@ def test_data_stores_are_reachable_from_the_services_and_jobs_only() -> None:
         {"tracing": {"endpoint": "otel-collector:4317"}},  # a URL, as OTEL_EXPORTER_OTLP_ENDPOINT wants
         {"tracing": {"samplerArg": "2"}},
         {"unknownKey": True},
+        {"localModel": {"model": "Not A Name"}},
+        {"localModel": {"modelPath": "relative.gguf"}},
     ],
 )
 def test_the_schema_refuses_bad_values(bad: dict[str, Any]) -> None:
@@ -187,3 +190,32 @@ def test_the_rendered_envoy_configuration_validates(tls: bool, tmp_path: Path) -
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert bool(re.search(r"tls_minimum_protocol_version|tlsMinimumProtocolVersion", text)) == tls
+
+
+def test_the_local_model_is_optional_and_runs_the_server_serve_runs_as_its_child() -> None:
+    from pynode.ai.local_model import LocalModel, server_command
+
+    assert not [d for d in by_kind(render({}), "Deployment") if d["metadata"]["name"].endswith("local-model")]
+    objects = render(VALUE_SETS["local-model"])
+    deployments = {d["metadata"]["name"]: d for d in by_kind(objects, "Deployment")}
+    pod = deployments["prod-dev-pynode-local-model"]["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    expected = server_command(
+        LocalModel("smollm2", Path("/models/smollm2.gguf")), host="0.0.0.0", port=8000, context=2048, python="python"
+    )
+    assert container["command"] == expected
+    assert container["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+    assert all("tcpSocket" in container[p] for p in ("startupProbe", "readinessProbe", "livenessProbe"))
+    services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
+    assert services["prod-dev-pynode-local-model"]["spec"]["ports"][0]["port"] == 8000
+    config = next(c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "prod-dev-pynode-config")
+    assert config["data"]["DEVPYNODE_AI_LOCAL_URL"] == "http://prod-dev-pynode-local-model:8000/v1"
+    assert config["data"]["DEVPYNODE_AI_LOCAL_MODEL"] == "smollm2"
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(objects, "NetworkPolicy")}
+    (rule,) = policies["prod-dev-pynode-local-model"]["ingress"]
+    assert rule["from"][0]["podSelector"]["matchLabels"]["devpynode/role"] == "service"
+    assert pod["metadata"]["labels"]["devpynode/role"] == "model"
+    # Turning it on rolls the AI router's pods (their ConfigMap changed).
+    ai = deployments["prod-dev-pynode-ai"]["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    default_ai = next(d for d in by_kind(render({}), "Deployment") if d["metadata"]["name"] == "prod-dev-pynode-ai")
+    assert ai != default_ai["spec"]["template"]["metadata"]["annotations"]["checksum/config"]

@@ -33,7 +33,8 @@ from pathlib import Path
 import httpx
 
 from pynode.ai.domain import ModelInfo
-from pynode.ai.providers.openai import OpenAIProvider
+from pynode.ai.providers.base import public_url
+from pynode.ai.providers.openai import LIST_TIMEOUT_SECONDS, OpenAIProvider
 from pynode.ai.settings import AISettings
 from pynode.core.tasks import TaskSet
 
@@ -58,6 +59,7 @@ CHECK_FAILURES = 3  # in a row, with the process alive: it is hung, and is resta
 RESTARTS = 5  # in a row without a healthy minute; then it is given up (one line says so)
 FIRST_PAUSE, LONGEST_PAUSE = 1.0, 30.0
 HEALTHY_SECONDS = 60.0
+LOG_BYTES = 10 * 1024 * 1024
 
 
 class LocalModelProblem(Exception):
@@ -209,6 +211,9 @@ class LocalModelServer:
     async def _launch(self) -> str | None:
         """Start the child and wait until the model is loaded; None when it serves, else why not."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # one old log is kept: the health checks alone add a line every 10 s
+            if self.log_file.stat().st_size > LOG_BYTES:
+                self.log_file.replace(self.log_file.with_suffix(".log.1"))
         with self.log_file.open("ab") as out:
             self._process = await asyncio.create_subprocess_exec(
                 *self.command,
@@ -252,8 +257,12 @@ class LocalModelServer:
                         return f"stopped answering ({CHECK_FAILURES} health checks missed)"
 
     def _last_line(self) -> str:
+        """The child's last words: its log's last line that is not uvicorn's access log."""
         with contextlib.suppress(OSError):
-            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+            with self.log_file.open("rb") as log_file:
+                log_file.seek(max(0, self.log_file.stat().st_size - 16384))
+                tail = log_file.read().decode(errors="replace")
+            lines = [line for line in tail.strip().splitlines() if not line.startswith("INFO:")]
             if lines:
                 return lines[-1][-300:]
         return "no output"
@@ -348,7 +357,17 @@ class LocalProvider(OpenAIProvider):
 
     async def models(self) -> list[ModelInfo]:
         if self.server is None and not self.problem:
-            return await super().models()  # a server of its own (compose, Helm): ask it
+            if not self.model:
+                return await super().models()  # a server of compose or Helm, its model unnamed: ask it
+            # Named: alive is enough. Not /v1/models, which waits for the generation running (one at a time):
+            # the model would be listed unavailable whenever it is busy answering.
+            try:
+                await self._client.get("health", timeout=LIST_TIMEOUT_SECONDS)  # any answer, a 404 too
+                available, state = True, "answering"
+            except httpx.HTTPError:
+                available, state = False, "not answering"
+            description = f"llama.cpp at {public_url(self.url)} ({state})"
+            return [ModelInfo(f"{self.name}/{self.model}", self.name, available, description=description)]
         if self.problem:
             available, state = False, f"not started: {self.problem}"
         else:

@@ -42,11 +42,15 @@ export const meQuery = queryOptions({
   queryFn: async () => (await auth.getCurrentUser({})).user ?? null,
 });
 
-/** The models on offer change with the deployment, not while the page is open: read once per page load. */
+/** The models on offer change with the deployment, not while the page is open: read once per page load, and
+ * again every MODELS_RETRY_MS while one is unavailable (the local model loads after the server starts serving;
+ * an Ollama may be started later), so it becomes choosable without a reload. */
+const MODELS_RETRY_MS = 10_000;
 export const modelsQuery = queryOptions({
   queryKey: keys.models,
   queryFn: async () => (await ai.listModels({ pageSize: 100 })).models,
   staleTime: Infinity,
+  refetchInterval: (query) => (query.state.data?.some((m) => !m.available) ? MODELS_RETRY_MS : false),
 });
 
 export const conversationsQuery = queryOptions({
