@@ -58,6 +58,7 @@ _GROUPS = {
     "test_browser.py": "browser",
     "test_local_model.py": "local-model",
     "test_local_model_chat.py": "local-model",
+    "test_model_admin_local.py": "local-model",
 }
 
 

@@ -20,6 +20,7 @@ SERVICES = [
     "devpynode.auth.v1.AuthService",
     "devpynode.auth.v1.UserAdminService",
     "devpynode.ai.v1.AIRouterService",
+    "devpynode.ai.v1.ModelAdminService",
     "devpynode.chat.v1.ChatService",
     "devpynode.files.v1.FileService",
 ]

@@ -265,6 +265,9 @@ test.describe.serial("the web app", () => {
     await signIn(admin, ADMIN_EMAIL, ADMIN_PASSWORD);
     await admin.getByRole("link", { name: "Admin" }).click();
     await expect(admin.getByRole("heading", { name: "Administration" })).toBeVisible();
+    // The providers' models: the built-in one at least (no Ollama runs here: it is listed as not answering).
+    await expect(admin.getByRole("heading", { name: "Models" })).toBeVisible();
+    await expect(admin.locator('tr[data-model="builtin/echo"]')).toBeVisible();
     await admin.getByLabel("Filter by e-mail or name").fill(carol.email);
     await admin.getByRole("button", { name: `Disable ${carol.email}` }).click();
     await expect(admin.locator(`tr[data-email="${carol.email}"]`)).toContainText("disabled");

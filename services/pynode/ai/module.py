@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devpynode.ai.v1 import ai_pb2
+from devpynode.ai.v1 import ai_pb2, models_pb2
 
 from pynode.ai.settings import AISettings
 from pynode.core.module import Infrastructure, Registration, ServiceParts
@@ -14,11 +14,14 @@ from pynode.core.module import Infrastructure, Registration, ServiceParts
 if TYPE_CHECKING:  # the adapters are imported by build(): a CLI that only reads settings never loads them
     from pynode.ai.config import RouterConfig
     from pynode.ai.local_model import LocalSetup
+    from pynode.ai.model_admin import ModelAdministration
     from pynode.ai.providers.base import Provider
+    from pynode.ai.providers.managed import ModelManager
     from pynode.ai.router import Router
     from pynode.ai.service import AIService
 
 _SERVICE = ai_pb2.DESCRIPTOR.services_by_name["AIRouterService"]
+_MODEL_ADMIN = models_pb2.DESCRIPTOR.services_by_name["ModelAdminService"]
 
 
 @dataclass
@@ -28,6 +31,7 @@ class AIComponents:
     service: AIService
     router: Router
     config: RouterConfig
+    model_admin: ModelAdministration
 
 
 def build_providers(config: RouterConfig, settings: AISettings, local: LocalSetup | None = None) -> dict[str, Provider]:
@@ -73,20 +77,48 @@ def build_providers(config: RouterConfig, settings: AISettings, local: LocalSetu
     return providers
 
 
+def build_model_managers(
+    providers: dict[str, Provider], config: RouterConfig, settings: AISettings, data_dir: Path
+) -> dict[str, ModelManager]:
+    """Each provider's model administration: the local provider's configured GGUF files, Ollama's through its
+    API, a provider's own `model_manager()` when it has one, and the rest listed from what they offer."""
+    from pynode.ai.local_model import LocalProvider
+    from pynode.ai.model_admin import ListedModels
+    from pynode.ai.providers.local_models import LocalModels
+    from pynode.ai.providers.ollama_models import OllamaModels
+
+    managers: dict[str, ModelManager] = {}
+    for name, provider in providers.items():
+        own = getattr(provider, "model_manager", None)
+        spec = config.providers.get(name)
+        if isinstance(provider, LocalProvider):
+            managers[name] = LocalModels(provider, settings, data_dir)
+        elif callable(own):
+            managers[name] = own()
+        elif spec is not None and spec.type == "ollama":
+            managers[name] = OllamaModels(
+                name, spec.url, keep_alive=spec.keep_alive, load_seconds=settings.ai_first_token_seconds
+            )
+        else:
+            managers[name] = ListedModels(provider)
+    return managers
+
+
 class AIModule:
     """devpynode.ai.v1.AIRouterService."""
 
     name = "ai"
     settings_class = AISettings
-    service_names = (_SERVICE.full_name,)
+    service_names = (_SERVICE.full_name, _MODEL_ADMIN.full_name)
     migrations: Path | None = Path(__file__).resolve().parent / "migrations"
 
     def load_tables(self) -> None:
         from pynode.ai.adapters import sql_usage  # noqa: F401 - registers the tables
 
     async def build(self, settings: AISettings, infra: Infrastructure) -> ServiceParts:
-        from devpynode.ai.v1 import ai_pb2_grpc
+        from devpynode.ai.v1 import ai_pb2_grpc, models_pb2_grpc
 
+        from pynode.ai.adapters.grpc_audit import GrpcAuditTrail
         from pynode.ai.adapters.grpc_files import GrpcPictureFiles
         from pynode.ai.adapters.sql_usage import SqlUsageLedger
         from pynode.ai.cache import ResponseCache
@@ -94,11 +126,14 @@ class AIModule:
         from pynode.ai.ledger import BufferedLedger
         from pynode.ai.local_model import prepare
         from pynode.ai.metrics import AIMetrics
+        from pynode.ai.model_admin import ModelAdministration, ModelAudit
+        from pynode.ai.model_admin_servicer import ModelAdminServicer
         from pynode.ai.providers.base import public_url
         from pynode.ai.router import EmbeddingRouter, Router
         from pynode.ai.service import AIService, Limits
         from pynode.ai.servicer import AIRouterServicer
 
+        infra.peers.require("auth")  # model changes are recorded in auth's audit trail
         local = prepare(settings, infra.data_dir)
         config = load_config(settings, local.url, local.name) if local else load_config(settings)
         providers = build_providers(config, settings, local)
@@ -138,7 +173,12 @@ class AIModule:
             pictures=GrpcPictureFiles(infra.peers),
         )
 
+        audit = ModelAudit(GrpcAuditTrail(infra.peers))
+        model_admin = ModelAdministration(build_model_managers(providers, config, settings, infra.data_dir), audit)
+
         async def close() -> None:
+            await model_admin.close()
+            await audit.close()
             await service.close()
             await ledger.close()
             for provider in providers.values():
@@ -153,10 +193,17 @@ class AIModule:
         if local is not None:
             backends["local"] = local.describe()
         return ServiceParts(
-            [Registration(_SERVICE, ai_pb2_grpc.add_AIRouterServiceServicer_to_server, AIRouterServicer(service))],
+            [
+                Registration(_SERVICE, ai_pb2_grpc.add_AIRouterServiceServicer_to_server, AIRouterServicer(service)),
+                Registration(
+                    _MODEL_ADMIN,
+                    models_pb2_grpc.add_ModelAdminServiceServicer_to_server,
+                    ModelAdminServicer(model_admin),
+                ),
+            ],
             closers=[close],
-            collectors=metrics.collectors,
-            component=AIComponents(service, router, config),
+            collectors=[*metrics.collectors, audit.counter],
+            component=AIComponents(service, router, config, model_admin),
             backends=backends,
         )
 

@@ -64,6 +64,11 @@ class AISettings(Section):
         description="An OpenAI-compatible llama.cpp server already running (compose's and Helm's local-model "
         "container, `http://host:8000/v1`): the `local` provider reaches it and no child is started.",
     )
+    ai_local_models: str = Field(
+        "",
+        description="More llama.cpp models an administrator may switch the local provider to (ModelAdminService "
+        "LoadProviderModel, `devpynode models load local/NAME`): comma-separated, each `smollm2` or a .gguf path.",
+    )
     ai_local_context: int = Field(4096, ge=256, le=131072, description="The local model's context window, tokens.")
     ai_local_threads: int = Field(
         0, ge=0, le=256, description="CPU threads of the local model; 0 lets llama.cpp choose (half the cores)."
@@ -94,6 +99,14 @@ class AISettings(Section):
         if value and value.lower() not in LOCAL_MODEL_NAMES and not value.lower().endswith(".gguf"):
             raise ValueError(f"{value!r} is neither a known model ({', '.join(LOCAL_MODEL_NAMES)}) nor a .gguf file")
         return value
+
+    @field_validator("ai_local_models")
+    @classmethod
+    def _local_models(cls, value: str) -> str:
+        for spec in (part.strip() for part in value.split(",")):
+            if spec and spec.lower() not in LOCAL_MODEL_NAMES and not spec.lower().endswith(".gguf"):
+                raise ValueError(f"{spec!r} is neither a known model ({', '.join(LOCAL_MODEL_NAMES)}) nor a .gguf file")
+        return value.strip()
 
     @field_validator("ollama_url", "openai_base_url", "ai_local_url")
     @classmethod

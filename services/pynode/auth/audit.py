@@ -3,12 +3,15 @@
 Kinds (the README lists them for operators): `register`, `login.succeeded`, `login.failed` (details
 `reason`), `login.lockout`, `refresh.reuse_detected`, `logout`, `password.changed`,
 `password.change_failed`, `user.role_changed` (`from_role`, `to_role`), `user.disabled`, `user.enabled`,
-`session.revoked`, `service_token.issued` (`service`), `service_token.refused`, `admin.created`.
+`session.revoked`, `service_token.issued` (`service`), `service_token.refused`, `admin.created`; and the events
+other services report through RecordAuditEvent, whose kinds start with the reporting service's name
+(`ai.model.pulled`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
 from prometheus_client import Counter
@@ -17,11 +20,16 @@ from pynode.auth.domain import AuditEvent
 from pynode.auth.ports import AuditStore
 from pynode.core import tracing
 from pynode.core.db import utcnow
-from pynode.core.principal import ClientInfo, current_request_id
+from pynode.core.errors import FieldViolation, InvalidArgument
+from pynode.core.principal import ClientInfo, Principal, current_request_id
 
 log = logging.getLogger("pynode.audit")
 
 SWEEP_SECONDS = 3600.0
+# A reported kind: lower-case words joined by dots; detail keys likewise short words.
+_KIND = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+_DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+MAX_DETAIL_CHARS = 200
 
 
 class AuditTrail:
@@ -58,6 +66,26 @@ class AuditTrail:
             },
         )
         await self.store.add(event)
+
+    async def record_reported(
+        self, caller: Principal, kind: str, actor: str, subject: str, address: str, details: dict[str, str]
+    ) -> None:
+        """An event a service witnessed (its service token is the caller): the kind's first word must name that
+        service (a process serving several holds a token naming them all, `service:ai+chat`), never auth."""
+        services = set(caller.subject.removeprefix("service:").split("+")) - {"auth"}
+        violations = []
+        if not _KIND.fullmatch(kind) or kind.split(".", 1)[0] not in services:
+            violations.append(
+                FieldViolation("kind", "must be the calling service's name and lower-case words joined by dots")
+            )
+        for key, value in details.items():
+            if not _DETAIL_KEY.fullmatch(key) or len(value) > MAX_DETAIL_CHARS:
+                violations.append(
+                    FieldViolation(f"details[{key[:32]!r}]", "keys are short lower-case words, values 200 characters")
+                )
+        if violations:
+            raise InvalidArgument("the audit event has invalid fields", violations)
+        await self.record(kind, ClientInfo("", "", address or None), actor=actor, subject=subject, **details)
 
     async def sweep(self) -> int:
         """Drop events past the retention period (0 days keeps them for ever)."""

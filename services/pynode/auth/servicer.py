@@ -112,6 +112,21 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         user_id, display_name = await self._service.lookup_user(request.email, request.user_id)
         return auth_pb2.LookupUserResponse(user_id=user_id, display_name=display_name)
 
+    async def RecordAuditEvent(
+        self,
+        request: auth_pb2.RecordAuditEventRequest,
+        context: grpc.aio.ServicerContext[auth_pb2.RecordAuditEventRequest, auth_pb2.RecordAuditEventResponse],
+    ) -> auth_pb2.RecordAuditEventResponse:
+        await self._service.audit.record_reported(
+            current_principal(),
+            request.kind,
+            request.actor,
+            request.user_id,
+            request.client_address,
+            dict(request.details),
+        )
+        return auth_pb2.RecordAuditEventResponse()
+
     async def ChangePassword(
         self,
         request: auth_pb2.ChangePasswordRequest,

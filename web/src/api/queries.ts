@@ -29,6 +29,7 @@ export const keys = {
   users: ["admin", "users"] as const,
   audit: (kind: string) => ["admin", "audit", kind] as const,
   models: ["ai", "models"] as const,
+  providerModels: ["admin", "provider-models"] as const,
   usage: ["ai", "usage"] as const,
   conversations: ["chat", "conversations"] as const,
   invitations: ["chat", "invitations"] as const,

@@ -1,7 +1,8 @@
-/** For administrators: accounts (role, disable) and the audit log. */
+/** For administrators: accounts (role, disable), the providers' models and the audit log. */
 import { useState } from "react";
 import { useInfiniteQuery, useMutation, useQuery, useQueryClient, type InfiniteData } from "@tanstack/react-query";
 import { admin } from "../api/clients";
+import { AdminModels } from "./AdminModels";
 import { describeError } from "../api/errors";
 import { keys } from "../api/queries";
 import { Role, type User } from "../gen/devpynode/auth/v1/auth_pb";
@@ -110,6 +111,7 @@ export function AdminPage() {
           More users
         </button>
       )}
+      <AdminModels />
       <h2>Audit log</h2>
       <form
         className="inline"

@@ -27,7 +27,7 @@ COMMANDS: dict[str, str] = {
     "whoami": "pynode.app.cli.account:whoami",
     "token": "pynode.app.cli.account:token",
     "health": "pynode.app.cli.account:health",
-    "models": "pynode.app.cli.models:models",
+    "models": "pynode.app.cli.model_admin:models",
     "ask": "pynode.app.cli.models:ask",
     "embed": "pynode.app.cli.models:embed",
     "users": "pynode.app.cli.account:users",

@@ -89,6 +89,11 @@ class AuthServiceStub:
                 request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserRequest.SerializeToString,
                 response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserResponse.FromString,
                 _registered_method=True)
+        self.RecordAuditEvent = channel.unary_unary(
+                '/devpynode.auth.v1.AuthService/RecordAuditEvent',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventResponse.FromString,
+                _registered_method=True)
         self.IssueServiceToken = channel.unary_unary(
                 '/devpynode.auth.v1.AuthService/IssueServiceToken',
                 request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.SerializeToString,
@@ -178,6 +183,16 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordAuditEvent(self, request, context):
+        """RecordAuditEvent appends an event another service witnessed to the audit
+        trail (the AI router's model pulls and deletions), so administrators read
+        one trail. The kind starts with the calling service's name
+        (`ai.model.pulled`); auth's own kinds are never reported. Service tokens only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IssueServiceToken(self, request, context):
         """IssueServiceToken gives a service process a short-lived service token in
         exchange for the shared service secret.
@@ -238,6 +253,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.LookupUser,
                     request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserRequest.FromString,
                     response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserResponse.SerializeToString,
+            ),
+            'RecordAuditEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAuditEvent,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventResponse.SerializeToString,
             ),
             'IssueServiceToken': grpc.unary_unary_rpc_method_handler(
                     servicer.IssueServiceToken,
@@ -520,6 +540,33 @@ class AuthService:
             '/devpynode.auth.v1.AuthService/LookupUser',
             devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserRequest.SerializeToString,
             devpynode_dot_auth_dot_v1_dot_auth__pb2.LookupUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAuditEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/RecordAuditEvent',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventResponse.FromString,
             options,
             channel_credentials,
             insecure,

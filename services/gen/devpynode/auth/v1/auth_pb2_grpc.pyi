@@ -64,6 +64,12 @@ class AuthServiceStub:
     """LookupUser finds an enabled account by e-mail or id for a service (chat
     inviting a member). Service tokens only; NOT_FOUND when there is none.
     """
+    RecordAuditEvent: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RecordAuditEventRequest, _auth_pb2.RecordAuditEventResponse]
+    """RecordAuditEvent appends an event another service witnessed to the audit
+    trail (the AI router's model pulls and deletions), so administrators read
+    one trail. The kind starts with the calling service's name
+    (`ai.model.pulled`); auth's own kinds are never reported. Service tokens only.
+    """
     IssueServiceToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IssueServiceTokenRequest, _auth_pb2.IssueServiceTokenResponse]
     """IssueServiceToken gives a service process a short-lived service token in
     exchange for the shared service secret.
@@ -104,6 +110,12 @@ class AuthServiceAsyncStub(AuthServiceStub):
     LookupUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.LookupUserRequest, _auth_pb2.LookupUserResponse]  # type: ignore[assignment]
     """LookupUser finds an enabled account by e-mail or id for a service (chat
     inviting a member). Service tokens only; NOT_FOUND when there is none.
+    """
+    RecordAuditEvent: _aio.UnaryUnaryMultiCallable[_auth_pb2.RecordAuditEventRequest, _auth_pb2.RecordAuditEventResponse]  # type: ignore[assignment]
+    """RecordAuditEvent appends an event another service witnessed to the audit
+    trail (the AI router's model pulls and deletions), so administrators read
+    one trail. The kind starts with the calling service's name
+    (`ai.model.pulled`); auth's own kinds are never reported. Service tokens only.
     """
     IssueServiceToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.IssueServiceTokenRequest, _auth_pb2.IssueServiceTokenResponse]  # type: ignore[assignment]
     """IssueServiceToken gives a service process a short-lived service token in
@@ -202,6 +214,18 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.LookupUserResponse, _abc.Awaitable[_auth_pb2.LookupUserResponse]]:
         """LookupUser finds an enabled account by e-mail or id for a service (chat
         inviting a member). Service tokens only; NOT_FOUND when there is none.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordAuditEvent(
+        self,
+        request: _auth_pb2.RecordAuditEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RecordAuditEventResponse, _abc.Awaitable[_auth_pb2.RecordAuditEventResponse]]:
+        """RecordAuditEvent appends an event another service witnessed to the audit
+        trail (the AI router's model pulls and deletions), so administrators read
+        one trail. The kind starts with the calling service's name
+        (`ai.model.pulled`); auth's own kinds are never reported. Service tokens only.
         """
 
     @_abc_1.abstractmethod
