@@ -37,6 +37,8 @@ export interface ChatMessageView {
   error: string;
   reactions: ReactionSummary[];
   attachments: Message["attachments"];
+  /** For an answer: the user message it answers (for "regenerate"). */
+  replyToId: string;
 }
 
 export interface Snapshot {
@@ -64,6 +66,7 @@ function viewOf(message: Message): ChatMessageView {
     error: message.error,
     reactions: message.reactions,
     attachments: message.attachments,
+    replyToId: message.replyToId,
   };
 }
 
@@ -292,6 +295,7 @@ export class ConversationStore {
       error: "",
       reactions: [],
       attachments: [],
+      replyToId: "",
     };
     if (message.state !== MessageState.STREAMING || delta.seq <= message.lastSeq) return; // already have it
     if (delta.seq !== message.lastSeq + 1n) this.gaps += 1;
