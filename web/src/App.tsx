@@ -84,6 +84,7 @@ function Shell({ session }: { session: StoredSession | null }) {
   // On a phone the navigation folds into a menu; following a link closes it again.
   const [menuOpen, setMenuOpen] = useState(false);
   useEffect(() => setMenuOpen(false), [path]);
+  const chatting = session !== null && (path === "/" || path.startsWith("/c/"));
   const item = (href: string, label: string, active: boolean) => (
     <li>
       <Link to={href} aria-current={active ? "page" : undefined}>
@@ -93,8 +94,16 @@ function Shell({ session }: { session: StoredSession | null }) {
   );
   return (
     <div className="shell">
-      <a className="skip-link" href="#content">
-        Skip to content
+      {/* The first stop for the keyboard: on chat pages straight to the message box, past the lists. */}
+      <a
+        className="skip-link"
+        href={chatting ? "#composer-text" : "#content"}
+        onClick={(event) => {
+          event.preventDefault();
+          document.getElementById(chatting ? "composer-text" : "content")?.focus();
+        }}
+      >
+        {chatting ? "Skip to the message box" : "Skip to content"}
       </a>
       <header className={`topbar${menuOpen ? " menu-open" : ""}`}>
         <Link to="/" className="brand">

@@ -12,8 +12,9 @@ interface Props {
   id?: string;
 }
 
+/** The `default` alias picks the first available provider's model: "Automatic" says so without a second "default". */
 function describe(model: Model): string {
-  if (model.id === DEFAULT_MODEL) return "Automatic (first available model)";
+  if (model.id === DEFAULT_MODEL) return "Automatic";
   return model.id;
 }
 

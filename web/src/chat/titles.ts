@@ -5,7 +5,8 @@ export function plainTitle(title: string): string {
     .replace(/\[([^\]]*)\]\([^)]*\)/g, "$1") // links: their text
     .replace(/^\s{0,3}(#{1,6}|>|[-*+]|\d+[.)])\s+/gm, "") // headings, quotes, list markers
     .replace(/(\*\*|__|~~|`+)/g, "") // bold, strike, code
-    .replace(/(^|[\s(])[*_]([^*_\s][^*_]*?)[*_](?=[\s).,!?:;]|$)/g, "$1$2") // italics
+    .replace(/\*([^*\s][^*]*?)\*/g, "$1") // *italics*, wherever they are
+    .replace(/(^|[\s(])_([^_\s][^_]*?)_(?=[\s).,!?:;]|$)/g, "$1$2") // _italics_, not snake_case
     .replace(/\s+/g, " ")
     .trim();
   return plain || "Untitled";

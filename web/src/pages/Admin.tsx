@@ -90,7 +90,9 @@ export function AdminPage({ me }: { me: string }) {
             return (
               <tr key={user.id} data-email={user.email}>
                 <td data-label="E-mail">
-                  {user.email} {self && <span className="badge you">you</span>}
+                  <span>
+                    {user.email} {self && <span className="badge you">you</span>}
+                  </span>
                 </td>
                 <td data-label="Name">{user.displayName}</td>
                 <td data-label="Role">

@@ -296,6 +296,8 @@ function ConversationHeader({
   const navigate = useNavigate();
   const [email, setEmail] = useState("");
   const [invited, setInvited] = useState("");
+  // Members, invitations and deletion fold away on a phone, where the messages need the room.
+  const [more, setMore] = useState(() => !narrow());
   if (!conversation)
     return (
       <div className="conversation-title">
@@ -335,50 +337,55 @@ function ConversationHeader({
             void call(() => chat.updateConversation({ conversationId: conversation.id, model }));
           }}
         />
-        <span className="members">
-          {conversation.memberIds.length} member{conversation.memberIds.length === 1 ? "" : "s"}: {members.join(", ")}
-        </span>
-        {owner ? (
-          <>
-            <form onSubmit={(e) => void invite(e)} className="invite">
-              <label>
-                Invite by e-mail
-                <input type="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
-              </label>
-              <button type="submit" className="secondary">
-                Invite
+        <details className="conversation-more" open={more} onToggle={(e) => setMore(e.currentTarget.open)}>
+          <summary>Members and settings</summary>
+          <div className="conversation-tools">
+            <span className="members">
+              {conversation.memberIds.length} member{conversation.memberIds.length === 1 ? "" : "s"}: {members.join(", ")}
+            </span>
+            {owner ? (
+              <>
+                <form onSubmit={(e) => void invite(e)} className="invite">
+                  <label>
+                    Invite by e-mail
+                    <input type="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
+                  </label>
+                  <button type="submit" className="secondary">
+                    Invite
+                  </button>
+                </form>
+                <button
+                  type="button"
+                  className="danger"
+                  onClick={() =>
+                    window.confirm("Delete this conversation and all its messages?") &&
+                    void call(async () => {
+                      await chat.deleteConversation({ conversationId: conversation.id });
+                      onChanged();
+                      void navigate("/");
+                    })
+                  }
+                >
+                  Delete conversation
+                </button>
+              </>
+            ) : (
+              <button
+                type="button"
+                className="danger"
+                onClick={() =>
+                  void call(async () => {
+                    await chat.removeMember({ conversationId: conversation.id, userId: me });
+                    onChanged();
+                    void navigate("/");
+                  })
+                }
+              >
+                Leave
               </button>
-            </form>
-            <button
-              type="button"
-              className="danger"
-              onClick={() =>
-                window.confirm("Delete this conversation and all its messages?") &&
-                void call(async () => {
-                  await chat.deleteConversation({ conversationId: conversation.id });
-                  onChanged();
-                  void navigate("/");
-                })
-              }
-            >
-              Delete conversation
-            </button>
-          </>
-        ) : (
-          <button
-            type="button"
-            className="danger"
-            onClick={() =>
-              void call(async () => {
-                await chat.removeMember({ conversationId: conversation.id, userId: me });
-                onChanged();
-                void navigate("/");
-              })
-            }
-          >
-            Leave
-          </button>
-        )}
+            )}
+          </div>
+        </details>
       </div>
       {invited && <p role="status" className="muted">{invited}</p>}
     </header>
