@@ -98,7 +98,7 @@ export const MessageItem = memo(function MessageItem({ conversationId, message, 
           </div>
         )}
         {!streaming && (
-          <div className="message-actions" role="group" aria-label="Message actions">
+          <div className="message-actions" role="group" aria-label="Actions">
             {message.text && <CopyButton text={message.text} />}
             {onEdit && (
               <button type="button" className="icon" onClick={() => onEdit(message)}>
