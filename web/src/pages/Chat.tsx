@@ -423,6 +423,8 @@ function Composer({ conversationId, onSend, onError, draft, onDraftDone, focusOn
 
   const typing = (value: string) => {
     setText(value);
+    // A cleared box starts over: the next keystroke is news to the others (who may have joined since).
+    if (!value) lastTyping.current = 0;
     const now = Date.now();
     if (conversationId && value && now - lastTyping.current > 3000) {
       lastTyping.current = now;
