@@ -2,7 +2,7 @@
  * Small hand-made SVG charts (no chart library): stacked bars over time, and horizontal bars for totals. Each
  * is an image with a text summary for screen readers; the numbers stay in a table beside it.
  */
-import { useEffect, useId, useRef, useState, type RefObject } from "react";
+import { useId, useLayoutEffect, useRef, useState, type RefObject } from "react";
 
 /** Colours distinguishable from each other and at least 3:1 against white (WCAG's non-text contrast). */
 const PALETTE = ["#0b5cad", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207", "#be185d"];
@@ -40,9 +40,11 @@ export function Legend({ series }: { series: string[] }) {
 function useWidth(fallback: number): [RefObject<HTMLDivElement | null>, number] {
   const ref = useRef<HTMLDivElement>(null);
   const [width, setWidth] = useState(fallback);
-  useEffect(() => {
+  // Measured before the first paint, so the chart never shows at the fallback width (wider than a phone).
+  useLayoutEffect(() => {
     const element = ref.current;
     if (!element) return;
+    setWidth(Math.max(200, Math.floor(element.clientWidth)));
     const observer = new ResizeObserver(([entry]) => setWidth(Math.max(200, Math.floor(entry.contentRect.width))));
     observer.observe(element);
     return () => observer.disconnect();
