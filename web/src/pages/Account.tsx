@@ -108,6 +108,7 @@ export function AccountPage({ session }: { session: StoredSession }) {
 }
 
 function PasswordForm() {
+  const client = useQueryClient();
   const [current, setCurrent] = useState("");
   const [next, setNext] = useState("");
   const [repeat, setRepeat] = useState("");
@@ -118,7 +119,8 @@ function PasswordForm() {
       setCurrent("");
       setNext("");
       setRepeat("");
-      setDone("Password changed. Other sessions stay signed in until you sign them out.");
+      setDone("Password changed. Your other sessions have been signed out.");
+      void client.invalidateQueries({ queryKey: keys.sessions });
     },
   });
   const mismatch = repeat !== "" && repeat !== next;
