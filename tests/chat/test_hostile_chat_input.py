@@ -15,6 +15,7 @@ from devpynode.chat.v1 import chat_pb2
 from google.rpc import error_details_pb2
 
 from pynode.app.server import MeshServer
+from pynode.chat.answered import title_from
 from pynode.core.text import for_terminal, reaction_problem
 from tests.chat.conftest import Member, Start, Subscriber
 from tests.client import PASSWORD, MeshClient, eventually, fails, new_email
@@ -145,6 +146,11 @@ async def test_a_title_taken_from_a_message_drops_its_controls(chat: Start) -> N
             break
         await asyncio.sleep(0.05)
     assert await title() == "[2Jhello world"
+
+
+def test_a_title_keeps_the_words_apart_where_the_message_broke_its_lines() -> None:
+    # Issue 26: "Hello\n\nHere is code" became "HelloHere is code" (the line breaks were dropped as controls).
+    assert title_from("Hello *there*\n\nHere is code:\r\n\tdef f") == "Hello *there* Here is code: def f"
 
 
 @pytest.mark.parametrize("emoji", ["\x1bc", "👍\u200b", "\u202e👍", "a b", "👍👍", "--", "\u200b"])

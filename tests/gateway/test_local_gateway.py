@@ -206,3 +206,21 @@ async def test_per_address_limits_hold_behind_the_gateway_whatever_x_forwarded_f
         await process.wait()
     # UNAUTHENTICATED (16) for the allowed attempts, then RESOURCE_EXHAUSTED (8): the address is Envoy's view.
     assert codes[:3] == [16, 16, 16] and codes[3:] == [8, 8], codes
+
+
+async def test_a_browser_on_this_machine_is_recorded_as_127_0_0_1(laptop: tuple[str, list[str]]) -> None:
+    """Issue 26 #10: Envoy's own x-forwarded-for append gave a loopback browser the host's address (192.0.2.2)."""
+    url, _ = laptop
+    async with httpx.AsyncClient() as http:
+        request = auth_pb2.RegisterRequest(
+            email=f"loopback-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD, display_name="Loopback"
+        )
+        reply = await call(http, f"{url}/devpynode.auth.v1.AuthService/Register", request)
+        assert reply.status == 0, reply.message
+        token = decoded(reply, auth_pb2.RegisterResponse)[0].tokens.access_token
+        listed = await call(
+            http, f"{url}/devpynode.auth.v1.AuthService/ListSessions", auth_pb2.ListSessionsRequest(), token=token
+        )
+    assert listed.status == 0, listed.message
+    sessions = decoded(listed, auth_pb2.ListSessionsResponse)[0].sessions
+    assert [s.ip_address for s in sessions] == ["127.0.0.1"]

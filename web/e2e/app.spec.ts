@@ -1,5 +1,6 @@
 // The web app end to end through the platform's Envoy: accounts, streamed chat (reload mid-answer, stop),
-// a second member live, three tabs, a resumed 20 MB upload, thumbnails, token refresh, admin, sign out, API docs.
+// a second member live, three tabs, a resumed 20 MB upload, thumbnails, token refresh, admin, sign out, API docs,
+// keyboard-only chat, and every page at phone and desktop widths without horizontal overflow.
 // Each screen is saved as a screenshot and scanned with axe-core (no serious or critical violation allowed).
 import AxeBuilder from "@axe-core/playwright";
 import { expect, test, type Browser, type BrowserContext, type Page } from "@playwright/test";
@@ -31,7 +32,7 @@ async function register(page: Page, who: typeof ALICE): Promise<void> {
   await page.getByLabel("Password").fill(who.password);
   await page.getByLabel("Display name").fill(who.name);
   await page.getByRole("button", { name: "Create an account" }).click();
-  await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
+  await expect(page.getByRole("button", { name: "Sign out", exact: true })).toBeVisible();
 }
 
 async function signIn(page: Page, email: string, password: string): Promise<void> {
@@ -39,7 +40,7 @@ async function signIn(page: Page, email: string, password: string): Promise<void
   await page.getByLabel("E-mail").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
-  await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
+  await expect(page.getByRole("button", { name: "Sign out", exact: true })).toBeVisible();
 }
 
 function words(count: number, tag: string): string {
@@ -70,7 +71,7 @@ test.describe.serial("the web app", () => {
     const protocol = await page.evaluate(() => (performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming).nextHopProtocol);
     expect(protocol).toBe(page.url().startsWith("https:") ? "h2" : "http/1.1");
     await screen(page, "02-chat-empty");
-    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("button", { name: "Sign out", exact: true }).click();
     await expect(page.getByRole("status")).toHaveText("You signed out.");
     await signIn(page, ALICE.email, ALICE.password);
     // A wrong password is refused with the server's words, on the page.
@@ -80,21 +81,34 @@ test.describe.serial("the web app", () => {
     await other.getByLabel("Password").fill("not the password");
     await other.getByRole("button", { name: "Sign in" }).click();
     await expect(other.getByRole("alert")).toContainText(/password|credentials/i);
+    // Switching to "Create an account" clears it; a refused registration says why, once.
+    await other.getByRole("button", { name: "Create one" }).click();
+    await expect(other.getByRole("alert")).toHaveCount(0);
+    await other.getByLabel("E-mail").fill(ALICE.email);
+    await other.getByLabel("Password").fill("another password 1");
+    await other.getByLabel("Display name").fill("Alice again");
+    await other.getByRole("button", { name: "Create an account" }).click();
+    const refusal = other.getByRole("alert");
+    await expect(refusal).toHaveCount(1);
+    await expect(refusal).toContainText(/cannot be created|already/i);
+    const said = (await refusal.innerText()).split(" · ");
+    expect(new Set(said.map((part) => part.replace(/^\w+: /, "").toLowerCase())).size, said.join(" | ")).toBe(said.length);
     await other.close();
   });
 
   test("chat streams builtin/echo; a reload mid-answer shows it whole; stop ends an answer", async () => {
-    await page.getByLabel("Title").fill("Echoes");
-    await page.getByLabel("Model").selectOption("builtin/echo");
-    await page.getByRole("button", { name: "New conversation" }).click();
+    // The start page takes the first message at once: it makes the conversation with the chosen model.
+    const picker = page.getByLabel("Model");
+    const options = (await picker.locator("option").allTextContents()).map((o) => o.trim().toLowerCase());
+    expect(options.filter((o) => o === "default" || o === "")).toEqual([]); // one automatic choice, not two
+    await picker.selectOption("builtin/echo");
+    const first = words(60, "alpha");
+    await page.getByLabel("Message").fill(first);
+    await page.getByRole("button", { name: "Send", exact: true }).click();
     await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
-    await expect(page.getByText("Live", { exact: true })).toBeVisible();
     conversationUrl = page.url();
 
     // The answer streams: seen part-way, growing, then complete.
-    const first = words(60, "alpha");
-    await page.getByLabel("Message").fill(first);
-    await page.getByRole("button", { name: "Send" }).click();
     const answer = assistant(page).last();
     await expect(answer).toHaveAttribute("data-state", "STREAMING");
     await expect(answer).toContainText("alpha5 ");
@@ -106,7 +120,7 @@ test.describe.serial("the web app", () => {
     // Reload in the middle of an answer: the text so far, then the rest, with nothing missing or doubled.
     const second = words(120, "beta");
     await page.getByLabel("Message").fill(second);
-    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByRole("button", { name: "Send", exact: true }).click();
     await expect(assistant(page).last()).toContainText("beta10 ");
     await page.reload();
     const resumed = assistant(page).last();
@@ -118,7 +132,7 @@ test.describe.serial("the web app", () => {
 
     // Stop: the answer ends where it was, marked stopped.
     await page.getByLabel("Message").fill(words(200, "gamma"));
-    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByRole("button", { name: "Send", exact: true }).click();
     const stopped = assistant(page).last();
     await expect(stopped).toContainText("gamma5 ");
     await stopped.getByRole("button", { name: "Stop answer" }).click();
@@ -128,14 +142,100 @@ test.describe.serial("the web app", () => {
 
     // Markdown renders, and raw HTML from a message stays text.
     await page.getByLabel("Message").fill("**bold** <img src=x onerror=alert(1)> `code`");
-    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByRole("button", { name: "Send", exact: true }).click();
     const markdown = assistant(page).last();
     await expect(markdown).toHaveAttribute("data-state", "COMPLETE");
     await expect(markdown.locator(".message-text strong")).toHaveText("bold");
     await expect(markdown.locator(".message-text code")).toHaveText("code");
     await expect(markdown.locator(".message-text img")).toHaveCount(0);
     await expect(markdown.locator(".message-text")).toContainText("<img src=x onerror=alert(1)>");
+
+    // Code is highlighted and has a copy button.
+    const source = "```python\ndef twice(x):\n    return 2 * x  # doubled\n```";
+    await page.getByLabel("Message").fill(source);
+    await page.getByRole("button", { name: "Send", exact: true }).click();
+    const code = assistant(page).last();
+    await expect(code).toHaveAttribute("data-state", "COMPLETE");
+    await expect(code.locator(".code-block .hljs-keyword").first()).toHaveText("def");
+    await expect(code.locator(".code-block .hljs-comment")).toHaveText("# doubled");
+    await alice.grantPermissions(["clipboard-read", "clipboard-write"]);
+    await code.getByRole("button", { name: "Copy code" }).click();
+    await expect(code.getByRole("button", { name: "Copied" })).toBeVisible();
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe("def twice(x):\n    return 2 * x  # doubled");
+
+    // Edit and resend: the message comes back into the box, focused; sent, it is a new message with its answer.
+    await page.locator("article.message.user").last().getByRole("button", { name: "Edit and resend" }).click();
+    const box = page.getByLabel("Message");
+    await expect(box).toHaveValue(source);
+    await expect(box).toBeFocused();
+    await box.fill("edited question");
+    await box.press("Enter");
+    await expect(page.locator("article.message.user").last()).toContainText("edited question");
+    await expect(assistant(page).last().locator(".message-text")).toHaveText("edited question");
+    await expect(assistant(page).last()).toHaveAttribute("data-state", "COMPLETE");
+
+    // Regenerate: the latest answer's question is asked again; the earlier answer stays.
+    const answers = await assistant(page).count();
+    await assistant(page).last().getByRole("button", { name: "Regenerate" }).click();
+    await expect(assistant(page)).toHaveCount(answers + 1);
+    await expect(assistant(page).last()).toHaveAttribute("data-state", "COMPLETE");
+    await expect(assistant(page).last().locator(".message-text")).toHaveText("edited question");
+    await expect(assistant(page).nth(-2).getByRole("button", { name: "Regenerate" })).toHaveCount(0);
     await screen(page, "03-chat");
+
+    // The model is remembered for the next conversation; its title is plain text, not Markdown.
+    await page.goto("/");
+    await expect(page.getByLabel("Model")).toHaveValue("builtin/echo");
+    await page.getByLabel("Message").fill("**Plain** `title` here");
+    await page.getByLabel("Message").press("Enter");
+    await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+    await expect(page.getByRole("heading", { level: 1 })).toHaveText("Plain title here", { timeout: 30_000 });
+    await expect(page.getByRole("complementary", { name: "Conversations" }).getByText("Plain title here")).toBeVisible({ timeout: 30_000 });
+    await page.goto(conversationUrl);
+  });
+
+  test("keyboard only: tab to the message box, type, Enter sends, the focus stays in the box", async () => {
+    // A page opened afresh: the first Tab stop skips the navigation; then Tab to "Chat" and Enter.
+    await page.goto("/account");
+    await expect(page.locator(".account")).toHaveAttribute("data-loaded", "true");
+    await page.keyboard.press("Tab");
+    await expect(page.getByRole("link", { name: "Skip to content" })).toBeFocused();
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Tab");
+    await expect(page.getByRole("link", { name: "Chat", exact: true })).toBeFocused();
+    await page.keyboard.press("Enter");
+    // The start page puts the caret in the message box; Enter makes the conversation and the caret follows.
+    await expect(page.getByLabel("Message")).toBeFocused();
+    await page.keyboard.type("started from the keyboard");
+    await page.keyboard.press("Enter");
+    await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+    await expect(page.getByLabel("Message")).toBeFocused();
+    await expect(assistant(page).last().locator(".message-text")).toHaveText("started from the keyboard");
+
+    // In a conversation, the first stop on chat pages leads past the lists straight to the message box.
+    await page.goto(conversationUrl);
+    await expect(page.getByText("Live", { exact: true })).toBeVisible();
+    await expect(page.getByLabel("Message")).toBeFocused();
+    await page.getByRole("link", { name: "Skip to the message box" }).focus();
+    await page.keyboard.press("Enter");
+    await expect(page.getByLabel("Message")).toBeFocused();
+    // From the box, Tab reaches its own buttons next, and Shift+Tab comes back.
+    await page.keyboard.press("Tab");
+    await expect(page.locator(".composer-actions input[type=file]")).toBeFocused();
+    await page.keyboard.press("Shift+Tab");
+    await expect(page.getByLabel("Message")).toBeFocused();
+    await page.keyboard.type("typed with the keyboard");
+    await page.keyboard.press("Enter");
+    await expect(page.locator("article.message.user").last()).toContainText("typed with the keyboard");
+    await expect(page.getByLabel("Message")).toBeFocused();
+    await expect(page.getByLabel("Message")).toHaveValue("");
+    await expect(assistant(page).last()).toHaveAttribute("data-state", "COMPLETE");
+    // Shift+Enter is a new line, not a send.
+    await page.keyboard.type("line one");
+    await page.keyboard.press("Shift+Enter");
+    await page.keyboard.type("line two");
+    await expect(page.getByLabel("Message")).toHaveValue("line one\nline two");
+    await page.getByLabel("Message").fill("");
   });
 
   test("a second member sees messages, typing and reactions live; three tabs are all live", async () => {
@@ -160,7 +260,7 @@ test.describe.serial("the web app", () => {
     await screen(bob, "04-member-typing");
 
     // A message reaches the other member live, answer and all.
-    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByRole("button", { name: "Send", exact: true }).click();
     await expect(bob.locator("article.message.user").last()).toContainText("hello Bob");
     await expect(bob.locator("article.message.user").last().locator("header strong")).toHaveText("Alice");
     await expect(assistant(bob).last()).toHaveAttribute("data-state", "COMPLETE");
@@ -178,7 +278,7 @@ test.describe.serial("the web app", () => {
     }
     const line = words(40, "delta");
     await bob.getByLabel("Message").fill(line);
-    await bob.getByRole("button", { name: "Send" }).click();
+    await bob.getByRole("button", { name: "Send", exact: true }).click();
     for (const tab of tabs) {
       await expect(tab.locator("article.message.user").last()).toContainText("delta39");
       await expect(assistant(tab).last().locator(".message-text")).toHaveText(line, { timeout: 30_000 });
@@ -251,6 +351,30 @@ test.describe.serial("the web app", () => {
     await expect(page.locator(".account")).toHaveAttribute("data-loaded", "true");
     await expect(page.getByRole("cell", { name: "builtin/echo" }).first()).toBeVisible();
     expect(refreshes).toHaveLength(1);
+    // Usage over time is a chart; this browser's session has the browser's own address.
+    await expect(page.locator(".account svg.chart rect").first()).toBeVisible();
+    await expect(page.locator(".sessions li", { hasText: "This browser" })).toContainText("from 127.0.0.1");
+
+    // Another session, then "sign out all other sessions" leaves only this one.
+    const elsewhere = await browser.newContext();
+    await signIn(await elsewhere.newPage(), ALICE.email, ALICE.password);
+    await page.reload();
+    await expect(page.locator(".sessions li")).toHaveCount(2);
+    await page.getByRole("button", { name: "Sign out all other sessions" }).click();
+    await expect(page.locator(".sessions li")).toHaveCount(1);
+    await expect(page.locator(".sessions li")).toContainText("This browser");
+    await elsewhere.close();
+
+    // Change the password: the repeat must match (the new one signs in at the end of the run).
+    await page.getByLabel("Current password").fill(ALICE.password);
+    await page.getByLabel("New password", { exact: true }).fill("alice password 2");
+    await page.getByLabel("Repeat the new password").fill("alice password 3");
+    await expect(page.getByText("The two new passwords differ.")).toBeVisible();
+    await expect(page.getByRole("button", { name: "Change password" })).toBeDisabled();
+    await page.getByLabel("Repeat the new password").fill("alice password 2");
+    await page.getByRole("button", { name: "Change password" }).click();
+    await expect(page.getByRole("status").filter({ hasText: "Password changed" })).toBeVisible();
+    ALICE.password = "alice password 2";
     await screen(page, "08-account");
   });
 
@@ -268,10 +392,27 @@ test.describe.serial("the web app", () => {
     // The providers' models: the built-in one at least (no Ollama runs here: it is listed as not answering).
     await expect(admin.getByRole("heading", { name: "Models" })).toBeVisible();
     await expect(admin.locator('tr[data-model="builtin/echo"]')).toBeVisible();
+    // No way to disable oneself or change one's own role; the audit log's times carry their zone.
+    const self = admin.locator(`tr[data-email="${ADMIN_EMAIL}"]`);
+    await expect(self).toContainText("you");
+    await expect(self.getByRole("button", { name: /Disable/ })).toHaveCount(0);
+    await expect(self.getByRole("combobox")).toBeDisabled();
+    await expect(admin.locator("table.audit tbody tr td time").first()).toHaveText(/\d{1,2}:\d{2}:\d{2}\s?\S*\s(UTC|GMT|[A-Z]{2,5}|[+-]\d)/);
+    await expect(admin.locator(".admin .hbars .hbar").first()).toBeVisible();
     await admin.getByLabel("Filter by e-mail or name").fill(carol.email);
     await admin.getByRole("button", { name: `Disable ${carol.email}` }).click();
     await expect(admin.locator(`tr[data-email="${carol.email}"]`)).toContainText("disabled");
     await expect(admin.getByRole("cell", { name: "user.disabled" }).first()).toBeVisible();
+    // The audit filters: one kind, one account.
+    await admin.getByLabel("Kind").fill("user.disabled");
+    await admin.getByRole("button", { name: "Filter", exact: true }).click();
+    await expect(admin.locator("table.audit tbody tr").first()).toContainText("user.disabled");
+    await expect(admin.locator("table.audit tbody tr", { hasNotText: "user.disabled" })).toHaveCount(0);
+    await admin.getByRole("button", { name: "Clear filters" }).click();
+    await admin.getByLabel("Account").selectOption({ label: carol.email });
+    await admin.getByRole("button", { name: "Filter", exact: true }).click();
+    await expect(admin.locator("table.audit tbody tr").first()).toBeVisible();
+    await expect(admin.locator("table.audit tbody tr", { hasNotText: carol.email })).toHaveCount(0);
     await screen(admin, "09-admin");
 
     // No reload, no click: the app notices within its check interval and says so.
@@ -312,14 +453,59 @@ test.describe.serial("the web app", () => {
     await expect(page.getByRole("heading", { name: "Page not found" })).toBeVisible();
   });
 
+  test("every page fits phone and desktop widths: no sideways scrolling, navigation in a menu on phones", async () => {
+    test.setTimeout(240_000); // seven pages at three widths
+    const adminContext = await browser.newContext();
+    const admin = await adminContext.newPage();
+    await signIn(admin, ADMIN_EMAIL, ADMIN_PASSWORD);
+    const pages: [Page, string, string][] = [
+      [page, "/", "start"],
+      [page, conversationUrl, "chat"],
+      [page, "/files", "files"],
+      [page, "/account", "account"],
+      [page, "/docs", "api-docs"],
+      [page, "/no/such/page", "not-found"],
+      [admin, "/admin", "admin"],
+    ];
+    for (const width of [360, 390, 1280]) {
+      for (const [tab, path, name] of pages) {
+        await tab.setViewportSize({ width, height: width < 500 ? 780 : 800 });
+        await tab.goto(path);
+        await expect(tab.getByRole("heading", { level: 1 }).first()).toBeVisible();
+        await tab.evaluate(() => document.fonts.ready.then(() => new Promise((resolve) => requestAnimationFrame(resolve))));
+        const overflow = await tab.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+        expect(overflow, `${name} at ${width} px scrolls sideways by ${overflow} px`).toBeLessThanOrEqual(0);
+        if (width === 390 && ["chat", "account", "admin"].includes(name)) await screen(tab, `13-${name}-390`);
+      }
+    }
+    // On a phone the navigation opens from the menu, and the conversations from their button.
+    await page.setViewportSize({ width: 390, height: 780 });
+    await page.goto(conversationUrl);
+    await expect(page.getByRole("link", { name: "Files" })).toBeHidden();
+    await page.getByRole("button", { name: "Menu" }).click();
+    await expect(page.getByRole("link", { name: "Files" })).toBeVisible();
+    await expect(page.getByRole("button", { name: "Sign out", exact: true })).toBeVisible();
+    await page.getByRole("button", { name: "Menu" }).click();
+    await expect(page.getByRole("complementary", { name: "Conversations" })).toBeHidden();
+    await page.getByRole("button", { name: "Conversations" }).click();
+    await expect(page.getByRole("complementary", { name: "Conversations" })).toBeVisible();
+    await screen(page, "14-conversations-390");
+    await page.getByRole("complementary", { name: "Conversations" }).getByRole("link").filter({ hasText: "Plain title here" }).click();
+    await expect(page.getByRole("complementary", { name: "Conversations" })).toBeHidden();
+    await page.setViewportSize({ width: 1280, height: 720 });
+    await adminContext.close();
+  });
+
   test("sign out ends the session in every tab", async () => {
     const second = await alice.newPage();
     await second.goto("/files");
     await expect(second.getByRole("heading", { name: "Files" })).toBeVisible();
-    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("button", { name: "Sign out", exact: true }).click();
     await expect(page.getByRole("heading", { name: "Sign in" })).toBeVisible();
     await expect(second.getByRole("heading", { name: "Sign in" })).toBeVisible();
     expect(await page.evaluate(() => localStorage.getItem("devpynode.session"))).toBeNull();
+    // The password changed on the account page is the one that signs in now.
+    await signIn(page, ALICE.email, ALICE.password);
     await alice.close();
   });
 });

@@ -74,12 +74,17 @@ function AccountRoute() {
 }
 
 function AdminRoute() {
-  return useSession().admin ? <AdminPage /> : <p role="alert">Administrators only.</p>;
+  const session = useSession();
+  return session.admin ? <AdminPage me={session.userId} /> : <p role="alert">Administrators only.</p>;
 }
 
 function Shell({ session }: { session: StoredSession | null }) {
   const path = useLocation().pathname;
   const navigate = useNavigate();
+  // On a phone the navigation folds into a menu; following a link closes it again.
+  const [menuOpen, setMenuOpen] = useState(false);
+  useEffect(() => setMenuOpen(false), [path]);
+  const chatting = session !== null && (path === "/" || path.startsWith("/c/"));
   const item = (href: string, label: string, active: boolean) => (
     <li>
       <Link to={href} aria-current={active ? "page" : undefined}>
@@ -89,29 +94,51 @@ function Shell({ session }: { session: StoredSession | null }) {
   );
   return (
     <div className="shell">
-      <header className="topbar">
+      {/* The first stop for the keyboard: on chat pages straight to the message box, past the lists. */}
+      <a
+        className="skip-link"
+        href={chatting ? "#composer-text" : "#content"}
+        onClick={(event) => {
+          event.preventDefault();
+          document.getElementById(chatting ? "composer-text" : "content")?.focus();
+        }}
+      >
+        {chatting ? "Skip to the message box" : "Skip to content"}
+      </a>
+      <header className={`topbar${menuOpen ? " menu-open" : ""}`}>
         <Link to="/" className="brand">
           Dev-PyNode
         </Link>
-        <nav aria-label="Main">
-          <ul>
-            {session && item("/", "Chat", path === "/" || path.startsWith("/c/"))}
-            {session && item("/files", "Files", path.startsWith("/files"))}
-            {session && item("/account", "Account", path.startsWith("/account"))}
-            {session?.admin && item("/admin", "Admin", path.startsWith("/admin"))}
-            {item("/docs", "API docs", path.startsWith("/docs"))}
-          </ul>
-        </nav>
-        {session && (
-          <div className="who">
-            <span>{session.displayName || session.email}</span>
-            <button type="button" onClick={() => void signOut().then(() => navigate("/"))}>
-              Sign out
-            </button>
-          </div>
-        )}
+        <button
+          type="button"
+          className="menu-button"
+          aria-expanded={menuOpen}
+          aria-controls="main-menu"
+          onClick={() => setMenuOpen((open) => !open)}
+        >
+          Menu
+        </button>
+        <div className="menu" id="main-menu">
+          <nav aria-label="Main">
+            <ul>
+              {session && item("/", "Chat", path === "/" || path.startsWith("/c/"))}
+              {session && item("/files", "Files", path.startsWith("/files"))}
+              {session && item("/account", "Account", path.startsWith("/account"))}
+              {session?.admin && item("/admin", "Admin", path.startsWith("/admin"))}
+              {item("/docs", "API docs", path.startsWith("/docs"))}
+            </ul>
+          </nav>
+          {session && (
+            <div className="who">
+              <span className="who-name">{session.displayName || session.email}</span>
+              <button type="button" onClick={() => void signOut().then(() => navigate("/"))}>
+                Sign out
+              </button>
+            </div>
+          )}
+        </div>
       </header>
-      <main>
+      <main id="content" tabIndex={-1}>
         <Outlet />
       </main>
     </div>

@@ -10,7 +10,9 @@ The settings below answer measured pitfalls (see the README's Deploy section): e
 `grpc-status`, `grpc-message` and `grpc-status-details-bin` exposed; CORS is answered before anything asks for
 a token; routes have no timeout (Envoy's default 15 s cuts token streams) and no `grpc_timeout_header_max`
 (Envoy would reset the stream instead of letting the service end it with DEADLINE_EXCEEDED); the client
-address is Envoy's view of it (`use_remote_address`), which the services trust from their gateway only.
+address is Envoy's view of it, which the services trust from their gateway only. Envoy's own x-forwarded-for
+append (`use_remote_address`) writes the machine's own address, not 127.0.0.1, for a loopback peer (a browser on
+the laptop), so it is skipped and the downstream address is appended by a header rule instead.
 
 Routes are generated per RPC from the contracts' options, never by hand: RPCs only services call
 (`ACCESS_SERVICE`, or `mesh_only` like IssueServiceToken) get no route, nor do client-streaming ones (a browser
@@ -296,14 +298,20 @@ def _cors(origins: tuple[str, ...]) -> CorsPolicy:
     )
 
 
-def _secret_header(secret: str) -> list[HeaderValueOption]:
+def _forwarded_headers(secret: str) -> list[HeaderValueOption]:
+    """The browser's address as the last x-forwarded-for hop, and the gateway's secret when it has one."""
+    client = HeaderValueOption(
+        header=HeaderValue(key="x-forwarded-for", value="%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+        append_action=HeaderValueOptionHeaderAppendAction.APPEND_IF_EXISTS_OR_ADD,
+    )
     if not secret:
-        return []
+        return [client]
     return [
+        client,
         HeaderValueOption(
             header=HeaderValue(key=GATEWAY_HEADER, value=secret),
             append_action=HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
-        )
+        ),
     ]
 
 
@@ -319,6 +327,7 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
         codec_type=HttpConnectionManagerCodecType.AUTO,
         stat_prefix="grpc_web",
         use_remote_address=True,  # the services see the browser's address, not Envoy's
+        skip_xff_append=True,  # appended by _forwarded_headers: Envoy's own gives a loopback peer the host's address
         stream_idle_timeout=STREAM_IDLE,
         request_headers_timeout=REQUEST_HEADERS,
         request_timeout=REQUEST_WHOLE,  # disarmed once the request is whole: streamed answers go on
@@ -337,7 +346,7 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
                     typed_per_filter_config={"envoy.filters.http.cors": _any(_cors(options.allowed_origins))},
                 )
             ],
-            request_headers_to_add=_secret_header(options.secret),
+            request_headers_to_add=_forwarded_headers(options.secret),
         ),
         http_filters=[
             # CORS first: a preflight carries no token and is answered here.

@@ -15,7 +15,8 @@ from pynode.core.text import visible
 def title_from(text: str, limit: int = 60) -> str:
     """A conversation title from its first message: the first words, cut at a word boundary, without the
     characters a title may not hold (a message may)."""
-    words = " ".join(visible(text).split())
+    # Split first: line breaks are controls `visible` drops, and "one\ntwo" must not become "onetwo".
+    words = visible(" ".join(text.split()))
     if len(words) <= limit:
         return words
     cut = words[:limit].rsplit(" ", 1)[0] or words[:limit]

@@ -1,6 +1,10 @@
-/** One message: author, Markdown text, state, attachments, tool calls or a tool result, reactions, and a stop
- * button while it streams. */
+/**
+ * One message: author, Markdown text, state, attachments, tool calls or a tool result, reactions, and a stop button while it streams; once
+ * done, copy, and "edit and resend" (own messages) or "regenerate" (an answer to one's own message: the
+ * question is asked again as a new message, the earlier answer stays).
+ */
 import { memo, useEffect, useState } from "react";
+import { CopyButton } from "./CopyButton";
 import { chat } from "../api/clients";
 import { describeError } from "../api/errors";
 import { MessageState } from "../gen/devpynode/chat/v1/chat_pb";
@@ -19,9 +23,13 @@ interface Props {
   /** Members' display names by user id. */
   names: Record<string, string>;
   onStopped: (error: string) => void;
+  /** Set for an answer that can be asked again. */
+  onRegenerate?: (message: ChatMessageView) => void;
+  /** Set for the reader's own messages. */
+  onEdit?: (message: ChatMessageView) => void;
 }
 
-export const MessageItem = memo(function MessageItem({ conversationId, message, me, names, onStopped }: Props) {
+export const MessageItem = memo(function MessageItem({ conversationId, message, me, names, onStopped, onRegenerate, onEdit }: Props) {
   const streaming = message.state === MessageState.STREAMING;
   const author =
     message.role === "assistant" ? message.model || "AI" : message.authorId === me ? "You" : memberName(names, message.authorId);
@@ -100,11 +108,26 @@ export const MessageItem = memo(function MessageItem({ conversationId, message, 
                   aria-label={`${NAMES[emoji]}${summary ? `, ${summary.count}` : ""}`}
                   onClick={() => void toggle(emoji, mine)}
                 >
-                  {emoji}
+                  <span className="emoji">{emoji}</span>
                   {summary ? <span className="count">{summary.count}</span> : null}
                 </button>
               );
             })}
+          </div>
+        )}
+        {!streaming && (
+          <div className="message-actions" role="group" aria-label="Actions">
+            {message.text && <CopyButton text={message.text} />}
+            {onEdit && (
+              <button type="button" className="icon" onClick={() => onEdit(message)}>
+                Edit and resend
+              </button>
+            )}
+            {onRegenerate && (
+              <button type="button" className="icon" onClick={() => onRegenerate(message)}>
+                Regenerate
+              </button>
+            )}
           </div>
         )}
       </footer>

@@ -2,10 +2,13 @@
  * Markdown for messages. react-markdown builds React elements and never injects HTML: raw HTML in a message
  * (from a model or a member) is turned into plain text before rendering, and only http(s)/mailto links survive. A long answer is split
  * into blocks at blank lines outside code fences; each finished block is memoised, so a new token re-parses
- * only the last block, never the whole answer.
+ * only the last block, never the whole answer. Fenced code is highlighted (highlight.js through rehype-highlight,
+ * with the few languages in highlight.ts, only when the fence names one) and has a copy button. The highlighter
+ * is its own chunk, loaded the first time a message has a code fence.
  */
-import { memo, type ComponentProps } from "react";
-import Markdown, { defaultUrlTransform, type ExtraProps } from "react-markdown";
+import { memo, useEffect, useSyncExternalStore, type ComponentProps } from "react";
+import Markdown, { defaultUrlTransform, type ExtraProps, type Options } from "react-markdown";
+import { CopyButton } from "./CopyButton";
 
 export function splitBlocks(text: string): string[] {
   const blocks: string[] = [];
@@ -52,9 +55,72 @@ function LinkOut({ children, href, title }: ComponentProps<"a"> & ExtraProps) {
   );
 }
 
-const Block = memo(function Block({ source }: { source: string }) {
+interface HastNode {
+  type: string;
+  value?: string;
+  tagName?: string;
+  properties?: { className?: unknown };
+  children?: HastNode[];
+}
+
+function textOf(node: HastNode | undefined): string {
+  if (!node) return "";
+  if (node.type === "text") return node.value ?? "";
+  return (node.children ?? []).map(textOf).join("");
+}
+
+/** A fenced block: its language, a copy button, and the (highlighted) code. */
+function CodeBlock({ children, node }: ComponentProps<"pre"> & ExtraProps) {
+  const code = (node as HastNode | undefined)?.children?.find((c) => c.tagName === "code");
+  const classes = code?.properties?.className;
+  const language = Array.isArray(classes) ? String(classes.find((c) => String(c).startsWith("language-")) ?? "").slice(9) : "";
   return (
-    <Markdown remarkPlugins={[htmlAsText]} urlTransform={safeUrl} components={{ a: LinkOut }}>
+    <div className="code-block">
+      <div className="code-block-head">
+        <span>{language || "text"}</span>
+        <CopyButton text={textOf(code).replace(/\n$/, "")} label="Copy code" />
+      </div>
+      <pre>{children}</pre>
+    </div>
+  );
+}
+
+export type PluggableList = NonNullable<Options["rehypePlugins"]>;
+
+const NO_PLUGINS: PluggableList = [];
+let highlighter = NO_PLUGINS;
+let loading: Promise<void> | null = null;
+const waiting = new Set<() => void>();
+
+function loadHighlighter(): void {
+  loading ??= import("./highlight").then(
+    (module) => {
+      highlighter = module.HIGHLIGHT;
+      waiting.forEach((wake) => wake());
+    },
+    () => {
+      loading = null; // a failed chunk load (a new deployment): code stays plain, and the next fence tries again
+    },
+  );
+}
+
+function subscribe(wake: () => void) {
+  waiting.add(wake);
+  return () => waiting.delete(wake);
+}
+
+/** The rehype plugins for a text: the highlighter once loaded, asked for when the text has a code fence. */
+function useHighlighter(text: string): PluggableList {
+  const fenced = /^\s*(```|~~~)/m.test(text);
+  useEffect(() => {
+    if (fenced) loadHighlighter();
+  }, [fenced]);
+  return useSyncExternalStore(subscribe, () => highlighter);
+}
+
+const Block = memo(function Block({ source, plugins }: { source: string; plugins: PluggableList }) {
+  return (
+    <Markdown remarkPlugins={[htmlAsText]} rehypePlugins={plugins} urlTransform={safeUrl} components={{ a: LinkOut, pre: CodeBlock }}>
       {source}
     </Markdown>
   );
@@ -62,10 +128,11 @@ const Block = memo(function Block({ source }: { source: string }) {
 
 export function MarkdownText({ text }: { text: string }) {
   const blocks = splitBlocks(text);
+  const plugins = useHighlighter(text);
   return (
     <div className="markdown">
       {blocks.map((block, index) => (
-        <Block key={index} source={block} />
+        <Block key={index} source={block} plugins={plugins} />
       ))}
     </div>
   );

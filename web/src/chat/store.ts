@@ -41,6 +41,8 @@ export interface ChatMessageView {
   toolCalls: Message["toolCalls"];
   /** A tool result's call id (the message's text is the result). */
   toolCallId: string;
+  /** For an answer: the user message it answers (for "regenerate"). */
+  replyToId: string;
 }
 
 export interface Snapshot {
@@ -70,6 +72,7 @@ function viewOf(message: Message): ChatMessageView {
     attachments: message.attachments,
     toolCalls: message.toolCalls,
     toolCallId: message.toolCallId,
+    replyToId: message.replyToId,
   };
 }
 
@@ -300,6 +303,7 @@ export class ConversationStore {
       attachments: [],
       toolCalls: [],
       toolCallId: "",
+      replyToId: "",
     };
     if (message.state !== MessageState.STREAMING || delta.seq <= message.lastSeq) return; // already have it
     if (delta.seq !== message.lastSeq + 1n) this.gaps += 1;

@@ -131,6 +131,32 @@ export function ApiDocsPage() {
   );
 }
 
+/**
+ * A proto comment's Markdown, the little the contracts use: paragraphs (blank lines), `code` spans and "- "
+ * lists. Lines inside a paragraph are wrapped source lines and join with a space.
+ */
+function DocText({ text }: { text: string }) {
+  if (!text) return null;
+  const inline = (line: string) =>
+    line.split(/(`[^`]+`)/).map((part, i) => (part.startsWith("`") && part.endsWith("`") && part.length > 1 ? <code key={i}>{part.slice(1, -1)}</code> : part));
+  return (
+    <div className="comment">
+      {text.split(/\n\s*\n/).map((paragraph, i) => {
+        const lines = paragraph.split("\n");
+        if (lines.every((l) => /^\s*[-*] /.test(l)))
+          return (
+            <ul key={i}>
+              {lines.map((l, j) => (
+                <li key={j}>{inline(l.replace(/^\s*[-*] /, ""))}</li>
+              ))}
+            </ul>
+          );
+        return <p key={i}>{inline(lines.join(" "))}</p>;
+      })}
+    </div>
+  );
+}
+
 function EntryView({ entry }: { entry: Entry }) {
   const { file, path } = entry;
   const id = anchor(entry.name);
@@ -141,7 +167,7 @@ function EntryView({ entry }: { entry: Entry }) {
         <h2>
           <small>service</small> {entry.name}
         </h2>
-        <p className="comment">{entry.comment}</p>
+        <DocText text={entry.comment} />
         <dl>
           {service.method.map((m, j) => (
             <div key={m.name}>
@@ -153,8 +179,7 @@ function EntryView({ entry }: { entry: Entry }) {
                 </code>
               </dt>
               <dd>
-                {commentsOf(file, [...path, 2, j])}
-                <br />
+                <DocText text={commentsOf(file, [...path, 2, j])} />
                 <small>
                   Callable by:{" "}
                   {m.options && hasExtension(m.options, access) ? ACCESS_WORDS[getExtension(m.options, access)] : ACCESS_WORDS[Access.USER]}
@@ -174,7 +199,7 @@ function EntryView({ entry }: { entry: Entry }) {
         <h2>
           <small>enum</small> {entry.name}
         </h2>
-        <p className="comment">{entry.comment}</p>
+        <DocText text={entry.comment} />
         <dl>
           {target?.value.map((v, j) => (
             <div key={v.name}>
@@ -183,7 +208,9 @@ function EntryView({ entry }: { entry: Entry }) {
                   {v.name} = {v.number}
                 </code>
               </dt>
-              <dd>{commentsOf(file, [...path, 2, j])}</dd>
+              <dd>
+                <DocText text={commentsOf(file, [...path, 2, j])} />
+              </dd>
             </div>
           ))}
         </dl>
@@ -196,9 +223,9 @@ function EntryView({ entry }: { entry: Entry }) {
       <h2>
         <small>message</small> {entry.name}
       </h2>
-      <p className="comment">{entry.comment}</p>
+      <DocText text={entry.comment} />
       {message.field.length > 0 && (
-        <table>
+        <table className="reflow">
           <thead>
             <tr>
               <th scope="col">Field</th>
@@ -210,14 +237,16 @@ function EntryView({ entry }: { entry: Entry }) {
           <tbody>
             {message.field.map((f, j) => (
               <tr key={f.name}>
-                <td>
+                <td data-label="Field">
                   <code>{f.name}</code>
                 </td>
-                <td>
+                <td data-label="Type">
                   <code>{typeName(f)}</code>
                 </td>
-                <td>{f.number}</td>
-                <td>{commentsOf(file, [...path, 2, j])}</td>
+                <td data-label="Number">{f.number}</td>
+                <td data-label="Description">
+                  <DocText text={commentsOf(file, [...path, 2, j])} />
+                </td>
               </tr>
             ))}
           </tbody>

@@ -1,5 +1,6 @@
 /** The user's files: upload (resumable, with progress), thumbnails, download, delete. */
 import { useEffect, useState } from "react";
+import { formatTime } from "../time";
 import { useInfiniteQuery, useMutation, useQueryClient } from "@tanstack/react-query";
 import { files } from "../api/clients";
 import { describeError } from "../api/errors";
@@ -72,7 +73,7 @@ export function FilesPage() {
           {failure}
         </p>
       )}
-      <table className="file-table">
+      <table className="file-table reflow">
         <caption className="visually-hidden">Your files</caption>
         <thead>
           <tr>
@@ -87,12 +88,12 @@ export function FilesPage() {
         <tbody aria-busy={list.isPending}>
           {shown.map((file) => (
             <tr key={file.id} data-file-id={file.id}>
-              <td>{file.hasThumbnail ? <Thumbnail file={file} /> : <span className="muted">—</span>}</td>
-              <td>{file.filename}</td>
-              <td>{file.contentType}</td>
-              <td>{formatBytes(Number(file.sizeBytes))}</td>
-              <td>{file.createdAt ? new Date(Number(file.createdAt.seconds) * 1000).toLocaleString() : ""}</td>
-              <td>
+              <td data-label="Preview">{file.hasThumbnail ? <Thumbnail file={file} /> : <span className="muted">—</span>}</td>
+              <td data-label="Name">{file.filename}</td>
+              <td data-label="Type">{file.contentType}</td>
+              <td data-label="Size">{formatBytes(Number(file.sizeBytes))}</td>
+              <td data-label="Uploaded">{formatTime(file.createdAt)}</td>
+              <td data-label="Actions">
                 <button type="button" className="link" onClick={() => void download(file).catch((f) => setError(describeError(f)))}>
                   Download
                 </button>{" "}

@@ -67,7 +67,15 @@ export function SignIn({ notice }: { notice: string }) {
       </form>
       <p>
         {mode === "signin" ? "No account yet? " : "Have an account? "}
-        <button type="button" className="link" onClick={() => setMode(mode === "signin" ? "register" : "signin")}>
+        <button
+          type="button"
+          className="link"
+          onClick={() => {
+            // An error about the other form would only mislead here.
+            setError("");
+            setMode(mode === "signin" ? "register" : "signin");
+          }}
+        >
           {mode === "signin" ? "Create one" : "Sign in"}
         </button>
       </p>
