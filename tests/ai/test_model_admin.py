@@ -48,7 +48,10 @@ async def test_lists_every_provider_with_details_and_loaded_state(ai: Any, ollam
         "Q4_K_M",
     )
     assert llama.size_bytes == 2019393189 and llama.context_length == 131072 and llama.parameter_size == "1.2B"
-    assert list(llama.capabilities) == [models_pb2.PROVIDER_MODEL_CAPABILITY_COMPLETION, models_pb2.PROVIDER_MODEL_CAPABILITY_TOOLS]
+    assert list(llama.capabilities) == [
+        models_pb2.PROVIDER_MODEL_CAPABILITY_COMPLETION,
+        models_pb2.PROVIDER_MODEL_CAPABILITY_TOOLS,
+    ]
     assert not llama.loaded and models_pb2.PROVIDER_MODEL_ACTION_PULL in llama.actions
     # Providers that do not manage their models here are listed, without actions.
     assert "builtin/echo" in found and "openai/gpt-test" in found and not found["openai/gpt-test"].actions
