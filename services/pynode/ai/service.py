@@ -38,7 +38,6 @@ from pynode.ai.metrics import AIMetrics
 from pynode.ai.ports import UsageLedger
 from pynode.ai.relay import Relay
 from pynode.ai.router import Router, Started
-from pynode.core.db import utcnow
 from pynode.core.errors import (
     DomainError,
     FieldViolation,
@@ -50,6 +49,7 @@ from pynode.core.kv import KeyValueStore
 from pynode.core.limits import Allowance, FixedWindow, Quota, Reservation, Slots
 from pynode.core.principal import Principal
 from pynode.core.tasks import TaskSet
+from pynode.core.timestamps import utcnow
 
 log = logging.getLogger("pynode.ai")
 

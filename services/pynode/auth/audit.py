@@ -15,8 +15,8 @@ from prometheus_client import Counter
 
 from pynode.auth.domain import AuditEvent
 from pynode.auth.ports import AuditStore
-from pynode.core.db import utcnow
 from pynode.core.principal import ClientInfo, current_request_id
+from pynode.core.timestamps import utcnow
 
 log = logging.getLogger("pynode.audit")
 

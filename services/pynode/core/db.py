@@ -29,6 +29,7 @@ from sqlalchemy.types import TypeDecorator
 from pynode.core.errors import Unavailable
 from pynode.core.executors import BlockingPool, Executors
 from pynode.core.settings import SettingsError
+from pynode.core.timestamps import utcnow as utcnow  # the tables' adapters take the clock from here too
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
 Result = TypeVar("Result")
@@ -71,11 +72,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
-
-
-def utcnow() -> datetime:
-    """Now, timezone-aware."""
-    return datetime.now(UTC)
 
 
 def normalise_url(url: str) -> str:
