@@ -19,7 +19,9 @@ Scenarios (targets from the issues):
   workers  GetCurrentUser against `serve --workers 1` and `--workers 2` (Redis): calls per server CPU-second
            (2 workers >= 0.9x one) and throughput.
   gateway  native gRPC straight to serve vs through its Envoy child: first token (<= +1 ms) and CPU per call.
-  files-s3 the same upload and download with the files service on S3 (moto), vs the minio client direct.
+  traces   GetCurrentUser with tracing off, on (every call sampled) and configured but sampled out: >= 0.85x and
+           >= 0.97x the untraced server (bench_traces.py).
+  files-s3 the same upload and download with the files service on S3 (SeaweedFS), vs the minio client direct.
   files    a 1 GiB upload and download through the files service vs bare grpcio streams and a plain disk
            write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py).
 """
@@ -46,6 +48,7 @@ import bench_ai
 import bench_chat
 import bench_files
 import bench_soak
+import bench_traces
 import grpc
 import httpx
 from bench_report import Outcome, Results, paired_rounds, verdict
@@ -55,6 +58,9 @@ from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pynode.auth.passwords import lower_priority
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the suite's S3 server launcher
+from tests import s3server
 
 ECHO_METHOD = "/bench.v1.EchoService/Echo"
 PASSWORD = "bench password that is long"
@@ -467,32 +473,20 @@ async def gateway_scenario(args: argparse.Namespace, workdir: Path, env: dict[st
 
 
 async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> Outcome:
-    """Upload and download through the files service on S3 (moto on loopback) vs the minio client direct."""
+    """Upload and download through the files service on S3 (SeaweedFS on loopback) vs the minio client direct."""
     size = bench_files.S3_SIZE
-    moto = Path(sys.executable).parent / "moto_server"
-    s3_port = bench_port()
-    s3 = await asyncio.create_subprocess_exec(
-        str(moto), "-H", "127.0.0.1", "-p", str(s3_port), stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    endpoint = f"http://127.0.0.1:{s3_port}"
+    s3 = await asyncio.to_thread(s3server.start, workdir / "s3")
+    endpoint = s3.endpoint
     s3_env = {
         **env,
         "DEVPYNODE_DATA_DIR": str(workdir / "data-s3"),
         "DEVPYNODE_STORAGE_URL": "s3://bench-files",
         "DEVPYNODE_S3_ENDPOINT_URL": endpoint,
-        "DEVPYNODE_S3_ACCESS_KEY": "bench",
-        "DEVPYNODE_S3_SECRET_KEY": "bench-secret",
+        "DEVPYNODE_S3_ACCESS_KEY": s3.access_key,
+        "DEVPYNODE_S3_SECRET_KEY": s3.secret_key,
     }
     mesh = None
     try:
-        for _ in range(300):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", s3_port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
         devpynode = str(Path(sys.executable).parent / "devpynode")
         mesh, mesh_port = await start_process(
             [devpynode, "serve"], workdir / "mesh-s3.log", s3_env, r"gRPC\s+127\.0\.0\.1:(\d+)"
@@ -508,7 +502,7 @@ async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[s
             stub = files_pb2_grpc.FileServiceStub(channel)
             direct_up, direct_down, mesh_up, mesh_down = [], [], [], []
             for _ in range(max(2, args.rounds // 2)):
-                up, down = await asyncio.to_thread(bench_files.direct_s3_seconds, endpoint, "bench-direct", size)
+                up, down = await asyncio.to_thread(bench_files.direct_s3_seconds, s3, "bench-direct", size)
                 direct_up.append(up)
                 direct_down.append(down)
                 seconds, file_id = await bench_files.timed_upload(stub, bearer, size)
@@ -530,10 +524,10 @@ async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[s
             None,
         )
     finally:
-        for process in (mesh, s3):
-            if process is not None and process.returncode is None:
-                process.terminate()
-                await process.wait()
+        if mesh is not None and mesh.returncode is None:
+            mesh.terminate()
+            await mesh.wait()
+        s3.stop()
 
 
 def process_tree(pid: int) -> list[int]:
@@ -896,6 +890,11 @@ async def _files_s3(b: Bench) -> Outcome:
 @scenario("gateway")
 async def _gateway(b: Bench) -> Outcome:
     return await gateway_scenario(b.args, b.workdir, b.env)
+
+
+@scenario("traces")
+async def _traces(b: Bench) -> Outcome:
+    return await bench_traces.traces_scenario(b.args, b.workdir, b.env, start_process, drive)
 
 
 @scenario("soak")

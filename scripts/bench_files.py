@@ -5,7 +5,7 @@
   scanner (when clamd is installed); the server's RSS grows by less than 64 MiB;
 - a download of the same file vs a bare server-streaming of the same messages: >= 0.8x.
 
-Scenario `files-s3`: the same upload and download (S3_SIZE) with the files service on S3 (a moto S3 server on
+Scenario `files-s3`: the same upload and download (S3_SIZE) with the files service on S3 (a SeaweedFS S3 server on
 loopback), against the minio client writing and reading the same bytes on the same server directly: what the
 service adds on top of the S3 server's own speed. Figures only; the issue sets no target for it.
 """
@@ -20,7 +20,10 @@ import struct
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.s3server import S3Server
 
 import grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
@@ -180,11 +183,16 @@ class _Blocks:
         return bytes(out)
 
 
-def direct_s3_seconds(endpoint: str, bucket: str, size: int = S3_SIZE) -> tuple[float, float]:
+def direct_s3_seconds(server: S3Server, bucket: str, size: int = S3_SIZE) -> tuple[float, float]:
     """The minio client putting then getting `size` bytes on the same S3 server (its own speed)."""
     from minio import Minio
 
-    client = Minio(endpoint.removeprefix("http://"), access_key="bench", secret_key="bench-secret", secure=False)
+    client = Minio(
+        server.endpoint.removeprefix("http://"),
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        secure=False,
+    )
     if not client.bucket_exists(bucket):
         client.make_bucket(bucket)
     started = time.perf_counter()

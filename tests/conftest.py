@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +16,8 @@ from pynode.app.bootstrap import build
 from pynode.app.server import MeshServer
 from pynode.app.settings import Settings, load
 from pynode.auth.module import AuthComponents
-from tests.backends import MODE, PG_ADMIN_URL, REDIS_URL, Backend, reachable, real_available, unique
+from tests import s3server
+from tests.backends import MODE, PG_ADMIN_URL, REDIS_URL, Backend, real_available, unique
 from tests.client import MeshClient
 
 BACKENDS = ["embedded", "real"]
@@ -65,24 +62,15 @@ def _pg_plain(url: str) -> str:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An S3 server on loopback for this run (moto's, which speaks the S3 REST API); stopped afterwards."""
-    binary = Path(sys.executable).parent / "moto_server"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    log = (tmp_path_factory.mktemp("s3") / "moto.log").open("wb")
-    process = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    """A real S3 server on loopback for this run (SeaweedFS, which checks signatures); stopped afterwards."""
     try:
-        deadline = time.monotonic() + 30
-        while not reachable("127.0.0.1", port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the S3 server (moto_server) did not start; see {log.name}")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        server = s3server.start(tmp_path_factory.mktemp("s3"))
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    try:
+        yield server.endpoint
     finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -140,8 +128,8 @@ def make_settings(backend: Backend, data_dir: Path, **overrides: Any) -> Setting
         values.update(
             storage_url=f"s3://{unique('devpynode-test-')}",
             s3_endpoint_url=backend.s3_endpoint,
-            s3_access_key="devpynode-test",
-            s3_secret_key="devpynode-test-secret",
+            s3_access_key=s3server.ACCESS_KEY,
+            s3_secret_key=s3server.SECRET_KEY,
         )
     values.update(overrides)
     return load(**values)

@@ -11,8 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _venv_without_moto(where: Path) -> Path:
-    """This interpreter's environment, less moto's S3 server: a venv sharing the same site-packages."""
+def _venv_without_s3_server(where: Path) -> Path:
+    """This interpreter's environment less the S3 server (`weed`): a venv sharing the same site-packages."""
     home = Path(sys.executable).parent
     where.mkdir()
     (where / "pyvenv.cfg").write_text((Path(sys.prefix) / "pyvenv.cfg").read_text())
@@ -21,12 +21,12 @@ def _venv_without_moto(where: Path) -> Path:
     site = Path(sysconfig.get_paths()["purelib"])
     (where / site.relative_to(sys.prefix)).parent.mkdir(parents=True)
     (where / site.relative_to(sys.prefix)).symlink_to(site)
-    assert not (where / "bin" / "moto_server").exists()
+    assert not (where / "bin" / "weed").exists()
     return where / "bin" / "python"
 
 
 def test_real_backend_tests_skip_when_turned_off_even_without_an_s3_server(tmp_path: Path) -> None:
-    python = _venv_without_moto(tmp_path / "venv")
+    python = _venv_without_s3_server(tmp_path / "venv")
     run = subprocess.run(
         [str(python), "-m", "pytest", "tests/core/test_kv.py", "-k", "real", "-q", "-p", "no:cacheprovider"],
         cwd=ROOT,

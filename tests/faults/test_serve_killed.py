@@ -62,6 +62,8 @@ class Served:
         self.channel: grpc.aio.Channel | None = None
 
     async def start(self) -> grpc.aio.Channel:
+        if self.channel is not None:
+            await self.channel.close()
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pynode.app.cli", "serve", env=self.env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
@@ -74,7 +76,8 @@ class Served:
         assert self.process is not None and self.channel is not None
         self.process.send_signal(sig)
         await asyncio.wait_for(self.process.wait(), 30)
-        await self.channel.close()
+        # The channel stays open: closing it here would cancel the calls in flight on the client's side before
+        # they could report what the server's going did to them (the test awaits one of them next).
 
     async def close(self) -> None:
         if self.channel is not None:
