@@ -51,7 +51,7 @@ async def test_presigned_urls_expire_and_refuse_any_alteration(backend: Backend,
             async with httpx.AsyncClient() as http:
                 assert (await http.get(url)).content == BODY
                 signature = dict(parse_qsl(urlsplit(url).query))["X-Amz-Signature"]
-                # The first character changed (tested against itself: one signature in 16 starts with the "0")
+                # The replacement is chosen against the character it replaces, so the signature always changes.
                 flipped = ("0" if signature[0] != "0" else "1") + signature[1:]
                 altered = {
                     "signature": _with_query(url, **{"X-Amz-Signature": flipped}),
