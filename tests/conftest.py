@@ -52,14 +52,18 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 # Modules whose session fixtures start something heavy: with pytest-xdist (`--dist loadgroup`, as scripts/test
-# runs it) each group stays on one worker, so clamd and Chromium start once, not once per worker.
+# runs it) each group stays on one worker, so clamd and the local model start once, not once per worker. (The
+# browser tests are not grouped: each runs its own `devpynode serve` and Playwright, so grouping only queued one
+# behind the other.)
 _GROUPS = {
     "test_scanning.py": "clamd",
-    "test_browser.py": "browser",
     "test_local_model.py": "local-model",
     "test_local_model_chat.py": "local-model",
     "test_model_admin_local.py": "local-model",
 }
+# The longest tests (a browser run, a fuzzer's thousands of calls), handed out first: the workers then fill in
+# around them with the short ones, instead of the run ending on one worker still in a browser run.
+_FIRST = ("tests/web/", "tests/fuzz/")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,6 +71,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         group = _GROUPS.get(item.path.name)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: not item.nodeid.startswith(_FIRST))  # stable: the order within each part stays
 
 
 def _pg_plain(url: str) -> str:

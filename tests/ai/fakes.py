@@ -33,6 +33,7 @@ class Script:
     error: str = "failure"
     retry_after: str | None = None
     cut_after: int | None = None  # close the connection after this many tokens, without the final part
+    holds: tuple[int, ...] = ()  # before each of these tokens (0-based), wait for one `FakeProvider.release()`
     prompt_tokens: int = 11
     models: list[str] = field(default_factory=lambda: ["llama3.2:latest"])
     tool_calls: list[dict[str, str]] = field(default_factory=list)  # {"id", "name", "arguments"} (JSON text)
@@ -59,6 +60,7 @@ class FakeProvider:
         self.disconnects = 0
         self.completed = 0
         self.tokens_sent = 0
+        self._released = asyncio.Semaphore(0)
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -74,6 +76,10 @@ class FakeProvider:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    def release(self) -> None:
+        """Let a stream waiting at one of `Script.holds` go on to the next."""
+        self._released.release()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -196,6 +202,13 @@ class FakeProvider:
             if self.kind == "openai":
                 await _chunk(writer, _sse(_openai_chunk(model, {"role": "assistant", "content": ""}, None)))
             for i, token in enumerate(tokens):
+                if i in script.holds:
+                    held = asyncio.ensure_future(self._released.acquire())
+                    done, _ = await asyncio.wait([gone, held], return_when=asyncio.FIRST_COMPLETED)
+                    held.cancel()
+                    if gone in done:
+                        self.disconnects += 1
+                        return
                 wait = script.first_delay if i == 0 else script.delay
                 if wait:
                     done, _ = await asyncio.wait([gone], timeout=wait)

@@ -4,6 +4,9 @@ reaches a service only through its `module.py` (and the settings section that mo
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pynode
@@ -56,3 +59,21 @@ def test_the_app_imports_only_each_services_module_and_settings() -> None:
             n for n in names if n.split(".")[1] in SERVICES and (len(n.split(".")) < 3 or n.split(".")[2] not in SEAM)
         }
         assert not deeper, f"{path} imports {sorted(deeper)}: go through the service's module.py"
+
+
+# What building a service loads, never listing one: the app and the CLI import every `<svc>.module` (and through
+# them `core.module`) to know the services, so those files keep adapters and the gRPC server inside `build()`.
+HEAVY = ("sqlalchemy", "aiosqlite", "psycopg", "redis", "minio", "PIL", "grpc", "jwt", "bcrypt", "httpx")
+
+
+def test_importing_every_services_module_loads_no_adapter() -> None:
+    listing = "import pynode.app.modules, pynode.core.module"
+    seams = [f"pynode.{name}.module" for name in sorted(SERVICES)]
+    script = (
+        f"import json, sys; {listing}; import {', '.join(seams)}; "
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))"
+    )
+    # A fresh interpreter: this one has loaded everything already.
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    loaded = json.loads(done.stdout)
+    assert loaded == [], f"importing the modules loads {loaded}: import adapters inside build()"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 from devpynode.chat.v1 import chat_pb2
 
 from tests.ai.fakes import FakeProvider
-from tests.chat.conftest import ANSWER, Start, Subscriber, reply_text
+from tests.chat.conftest import ANSWER, WORDS, Start, Subscriber, reply_text
 from tests.client import eventually, fails
 
 
@@ -59,26 +57,44 @@ async def test_members_see_each_others_messages_answers_typing_and_reactions_liv
 async def test_a_member_reattaches_to_a_running_answer_with_no_gap_and_no_duplicate(
     chat: Start, ollama: FakeProvider
 ) -> None:
-    alice, bob = await chat(2, chat_lease_seconds=0.3)
+    # The answer pauses where the test says (no timing): a checkpoint after four words, four more words kept in
+    # the stream since, then a late member attaches while it is still streaming. A long lease keeps the periodic
+    # renewal (every 2 s) out of the way; one that runs anyway only moves the checkpoint further.
+    alice, bob = await chat(2, chat_lease_seconds=60)
     conversation = await alice.create()
     await alice.invite(conversation.id, bob)
-    ollama.script.delay = 0.05
+    watching = Subscriber(alice, conversation.id)  # what the conversation's stream holds, as it grows
+    await watching.ready()
+    ollama.script.holds = (4, 8)
+    first_four, first_eight = "".join(WORDS[:4]), "".join(WORDS[:8])
     call = alice.send_call(conversation.id, "a long answer")
-    seen = []
-    async for response in call:
-        seen.append(response)
-        if len(seen) == 5:
+    seen, reply_id = "", ""
+    async for response in call:  # deltas that arrive together are sent as one: count the words
+        if response.WhichOneof("event") == "delta":
+            reply_id = response.delta.message_id
+            seen += response.delta.text
+        if seen == first_four:
             break
     call.cancel()  # alice's tab closes; the answer goes on
-    reply_id = seen[1].delta.message_id
-    await asyncio.sleep(0.25)  # let a lease renewal checkpoint part of the text
+
+    def written() -> str:
+        return "".join(d.text for d in watching.of("delta") if d.message_id == reply_id)
+
+    await eventually(lambda: written() == first_four)
+    await alice.parts.runner.renew()  # the checkpoint holds the first four words
+    ollama.release()
+    await eventually(lambda: written() == first_eight)  # four more, in the stream after the checkpoint
     late = Subscriber(bob, conversation.id)
-    await eventually(lambda: late.final(reply_id) is not None, 10)
+    await late.ready()
+    await eventually(lambda: any(m.id == reply_id for m in late.of("message")))
     snapshot = next(m for m in late.of("message") if m.id == reply_id)
-    assert snapshot.state == chat_pb2.MESSAGE_STATE_STREAMING and snapshot.text  # what was written so far
+    assert snapshot.state == chat_pb2.MESSAGE_STATE_STREAMING and snapshot.text == first_eight
+    ollama.release()
+    await eventually(lambda: late.final(reply_id) is not None, 10)
     text, seqs = reply_text(late.events, reply_id)
     assert text == ANSWER and seqs == list(range(len(seqs)))
     await late.stop()
+    await watching.stop()
 
 
 async def test_resuming_after_an_id_replays_exactly_what_was_missed(chat: Start) -> None:

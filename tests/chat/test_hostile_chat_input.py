@@ -83,7 +83,9 @@ async def _typing(member: Member, conversation_id: str, typing: bool) -> None:
 
 
 async def test_alternating_typing_publishes_one_start_and_one_stop(chat: Start) -> None:
-    alice, bob = await chat(2)
+    # A start is claimed once per renewal share of the typing time (1.5 s of the default 5 s): a long typing time
+    # keeps the whole flood inside one share however slowly a loaded machine serves the 40 calls.
+    alice, bob = await chat(2, chat_typing_seconds=60)
     conversation = await alice.create(model="builtin/echo")
     await alice.invite(conversation.id, bob)
     watching = Subscriber(alice, conversation.id)

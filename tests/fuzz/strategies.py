@@ -3,10 +3,14 @@
 Values cluster where bugs live: at the rule's boundaries (max_len and one past it, min/max values and one past
 them), at the integer type's edges, in control, invisible and astral characters, in huge strings, unknown enum
 numbers, Timestamps out of range, and ids of things the fuzzing user really owns (so calls reach deep code).
+
+Each strategy is built once per field, message type and depth, and reused: hypothesis validates a strategy
+the first time it draws from it, and building them inside every draw cost more than the calls fuzzed.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,6 +88,11 @@ def _integer(fd: FD, rules: options_pb2.FieldRules | None) -> st.SearchStrategy[
 
 def scalar(fd: FD, ids: Sequence[str]) -> st.SearchStrategy[Any]:
     """Values for one non-message field."""
+    return _scalar(fd, tuple(ids))
+
+
+@functools.cache
+def _scalar(fd: FD, ids: tuple[str, ...]) -> st.SearchStrategy[Any]:
     rules = _rules(fd)
     if fd.type == FD.TYPE_STRING:
         return _text(rules, ids)
@@ -116,6 +125,16 @@ def _timestamp(cls: type[Message]) -> st.SearchStrategy[Message]:
 
 def message(descriptor: _descriptor.Descriptor, ids: Sequence[str] = (), depth: int = 0) -> st.SearchStrategy[Message]:
     """Messages of `descriptor`'s type: each field present or not, nested ones up to a small depth."""
+    return _message(descriptor, tuple(ids), depth)
+
+
+@functools.cache
+def _lists(element: st.SearchStrategy[Any], most: int) -> st.SearchStrategy[list[Any]]:
+    return st.lists(element, max_size=most)
+
+
+@functools.cache
+def _message(descriptor: _descriptor.Descriptor, ids: tuple[str, ...], depth: int) -> st.SearchStrategy[Message]:
     cls = GetMessageClass(descriptor)
     if descriptor.full_name == "google.protobuf.Timestamp":
         return _timestamp(cls)
@@ -139,7 +158,7 @@ def _fill(draw: st.DrawFn, out: Message, fd: FD, ids: Sequence[str], depth: int)
         keys = scalar(sub.fields_by_name["key"], ids)
         value_fd = sub.fields_by_name["value"]
         target = getattr(out, fd.name)
-        for key in draw(st.lists(keys, max_size=3)):
+        for key in draw(_lists(keys, 3)):
             if value_fd.message_type is not None:
                 if depth < 2:
                     target[key].CopyFrom(draw(message(value_fd.message_type, ids, depth + 1)))
@@ -151,7 +170,7 @@ def _fill(draw: st.DrawFn, out: Message, fd: FD, ids: Sequence[str], depth: int)
     element = message(sub, ids, depth + 1) if sub is not None else scalar(fd, ids)
     if fd.is_repeated:
         most = (rules.max_items + 1) if rules and rules.max_items else 4
-        items = draw(st.lists(element, max_size=min(most, 6)))
+        items = draw(_lists(element, min(most, 6)))
         getattr(out, fd.name).extend(items)
     elif sub is not None:
         getattr(out, fd.name).CopyFrom(draw(element))

@@ -183,10 +183,14 @@ class Memory:
 
 
 def _structured(target: Target) -> st.SearchStrategy[tuple[Rpc, list[bytes]]]:
+    built: dict[str, st.SearchStrategy[tuple[Rpc, list[bytes]]]] = {}  # one per method, reused by every draw
+
     def payloads(rpc: Rpc) -> st.SearchStrategy[tuple[Rpc, list[bytes]]]:
-        one = strategies.message(rpc.request, target.ids).map(lambda m: m.SerializeToString())
-        many = st.lists(one, min_size=1, max_size=4) if rpc.client_streaming else one.map(lambda b: [b])
-        return many.map(lambda p: (rpc, p))
+        if rpc.path not in built:
+            one = strategies.message(rpc.request, target.ids).map(lambda m: m.SerializeToString())
+            many = st.lists(one, min_size=1, max_size=4) if rpc.client_streaming else one.map(lambda b: [b])
+            built[rpc.path] = many.map(lambda p: (rpc, p))
+        return built[rpc.path]
 
     return st.sampled_from(target.rpcs).flatmap(payloads)
 

@@ -1,1 +1,1 @@
-"""The AI router (devpynode.ai.v1): contract only until its issue lands."""
+"""The AI router (devpynode.ai.v1): models from providers behind one API, with fair shares, caching and usage."""

@@ -45,7 +45,6 @@ from pynode.ai.ports import PictureFiles, UsageLedger
 from pynode.ai.relay import Relay
 from pynode.ai.router import EmbeddingRouter, Router, Started
 from pynode.ai.tools import assemble, image_type, whole
-from pynode.core.db import utcnow
 from pynode.core.errors import (
     DomainError,
     FieldViolation,
@@ -57,6 +56,7 @@ from pynode.core.kv import KeyValueStore
 from pynode.core.limits import Allowance, FixedWindow, Quota, Reservation, Slots
 from pynode.core.principal import Principal
 from pynode.core.tasks import TaskSet
+from pynode.core.timestamps import utcnow
 
 log = logging.getLogger("pynode.ai")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pynode.ai.module import MODULE as AI
 from pynode.auth.module import MODULE as AUTH
 from pynode.chat.module import MODULE as CHAT
-from pynode.core.identity import ISSUER_SERVICE
 from pynode.core.module import ServiceModule
 from pynode.files.module import MODULE as FILES
 
@@ -25,6 +24,8 @@ def chosen(only: tuple[str, ...]) -> tuple[ServiceModule, ...]:
 
 def token_issuer() -> ServiceModule:
     """The module that serves the identity kernel's `ISSUER_SERVICE` (GetJwks, IssueServiceToken)."""
+    from pynode.core.identity import ISSUER_SERVICE  # here: the kernel pulls in gRPC and JWT, listing needs neither
+
     for module in MODULES:
         if ISSUER_SERVICE in module.service_names:
             return module

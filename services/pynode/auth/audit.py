@@ -19,9 +19,9 @@ from prometheus_client import Counter
 from pynode.auth.domain import AuditEvent
 from pynode.auth.ports import AuditStore
 from pynode.core import tracing
-from pynode.core.db import utcnow
 from pynode.core.errors import FieldViolation, InvalidArgument
 from pynode.core.principal import ClientInfo, Principal, current_request_id
+from pynode.core.timestamps import utcnow
 
 log = logging.getLogger("pynode.audit")
 

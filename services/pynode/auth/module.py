@@ -5,27 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
+from devpynode.auth.v1 import auth_pb2
 
-from pynode.auth import audit
-from pynode.auth.adapters.cached_users import CachedUsers
-from pynode.auth.adapters.sql_audit import SqlAuditStore
-from pynode.auth.adapters.sql_users import SqlUserRepository
-from pynode.auth.keys import SigningKeyring, load_keyring
-from pynode.auth.passwords import PasswordHasher, common_passwords, hashing_pool
-from pynode.auth.service import AuthService
-from pynode.auth.servicer import AuthServicer, UserAdminServicer
-from pynode.auth.sessions import SessionStore
 from pynode.auth.settings import AuthSettings
-from pynode.auth.throttle import LoginLockout, RateLimiter
-from pynode.auth.tokens import LocalKeySource, TokenIssuer
-from pynode.core import identity
-from pynode.core.commands import CommandHost
 from pynode.core.module import Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
-from pynode.core.tasks import TaskSet
+
+if TYPE_CHECKING:  # the adapters are imported by build(): the app and the CLI import this file to list services
+    from pynode.auth.audit import AuditTrail
+    from pynode.auth.keys import SigningKeyring
+    from pynode.auth.passwords import PasswordHasher
+    from pynode.auth.service import AuthService
+    from pynode.core.commands import CommandHost
+    from pynode.core.identity import TokenAuthenticator
 
 _AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 _ADMIN = auth_pb2.DESCRIPTOR.services_by_name["UserAdminService"]
@@ -38,12 +32,24 @@ class AuthComponents:
     service: AuthService
     keyring: SigningKeyring
     hasher: PasswordHasher
-    authenticator: identity.TokenAuthenticator
-    audit: audit.AuditTrail
+    authenticator: TokenAuthenticator
+    audit: AuditTrail
 
 
 async def build_components(settings: AuthSettings, infra: Infrastructure) -> AuthComponents:
     """Auth's parts, hashing warmed up (its pool is the infrastructure's, closed with it)."""
+    from pynode.auth import audit
+    from pynode.auth.adapters.cached_users import CachedUsers
+    from pynode.auth.adapters.sql_audit import SqlAuditStore
+    from pynode.auth.adapters.sql_users import SqlUserRepository
+    from pynode.auth.keys import load_keyring
+    from pynode.auth.passwords import PasswordHasher, common_passwords, hashing_pool
+    from pynode.auth.service import AuthService
+    from pynode.auth.sessions import SessionStore
+    from pynode.auth.throttle import LoginLockout, RateLimiter
+    from pynode.auth.tokens import LocalKeySource, TokenIssuer
+    from pynode.core import identity
+
     keyring = load_keyring(settings, dev_mode=infra.dev_mode, data_dir=infra.data_dir)
     authenticator = identity.authenticator(
         LocalKeySource(keyring), infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience
@@ -98,6 +104,12 @@ class AuthModule:
         return commands(host)
 
     async def build(self, settings: AuthSettings, infra: Infrastructure) -> ServiceParts:
+        from devpynode.auth.v1 import auth_pb2_grpc
+
+        from pynode.auth import audit
+        from pynode.auth.servicer import AuthServicer, UserAdminServicer
+        from pynode.core.tasks import TaskSet
+
         parts = await build_components(settings, infra)
         background = TaskSet("auth")
         background.every("audit-retention", audit.SWEEP_SECONDS, parts.audit.sweep, "old events removed")

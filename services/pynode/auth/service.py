@@ -23,7 +23,6 @@ from pynode.auth.ports import (
 )
 from pynode.auth.throttle import account_key
 from pynode.core.contract import is_email
-from pynode.core.db import utcnow
 from pynode.core.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -45,6 +44,7 @@ from pynode.core.paging import (
 )
 from pynode.core.principal import ClientInfo, Principal, current_client
 from pynode.core.settings import DEV_SERVICE_SECRET
+from pynode.core.timestamps import utcnow
 
 _BAD_CREDENTIALS = "e-mail or password is incorrect"
 MAX_EMAIL_LENGTH = 254  # RFC 5321, and the users.email column

@@ -1,1 +1,1 @@
-"""The chat service (devpynode.chat.v1): contract only until its issue lands."""
+"""The chat service (devpynode.chat.v1): conversations, members, messages with AI replies and live events."""

@@ -44,10 +44,10 @@ from pynode.chat.events import publish
 from pynode.chat.outbox import AnswerOutbox
 from pynode.chat.ports import Completions, GenerationLeases, MessageRepository, PromptMessage
 from pynode.core import tasks, tracing
-from pynode.core.db import utcnow
 from pynode.core.errors import DomainError
 from pynode.core.events import EventFeed, Subscription
 from pynode.core.streams import EventStreams
+from pynode.core.timestamps import utcnow
 
 log = logging.getLogger("pynode.chat")
 

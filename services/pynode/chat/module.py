@@ -5,27 +5,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
+from devpynode.chat.v1 import chat_pb2
 
-from pynode.chat.adapters.grpc_accounts import GrpcAccounts
-from pynode.chat.adapters.grpc_attachments import GrpcAttachments
-from pynode.chat.adapters.grpc_completions import GrpcCompletions
-from pynode.chat.adapters.sql_conversations import SqlConversations
-from pynode.chat.adapters.sql_invitations import SqlInvitations
-from pynode.chat.adapters.sql_leases import SqlGenerationLeases
-from pynode.chat.adapters.sql_messages import SqlMessages
-from pynode.chat.answered import AnswerEnds
-from pynode.chat.generations import GenerationRunner
-from pynode.chat.membership import CachedConversations
-from pynode.chat.metrics import ChatMetrics
-from pynode.chat.prompts import PromptAssembler, PromptLimits
-from pynode.chat.recent import RecentMessages
-from pynode.chat.service import ChatLimits, ChatService
-from pynode.chat.servicer import ChatServicer
 from pynode.chat.settings import ChatSettings
-from pynode.chat.subscriptions import Subscriptions
 from pynode.core.module import Infrastructure, Registration, ServiceParts
+
+if TYPE_CHECKING:  # the adapters are imported by build(): the app and the CLI import this file to list services
+    from pynode.chat.adapters.sql_messages import SqlMessages
+    from pynode.chat.generations import GenerationRunner
+    from pynode.chat.service import ChatService
 
 _SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"]
 
@@ -51,6 +41,25 @@ class ChatModule:
         from pynode.chat.adapters import sql_chat, sql_invitations  # noqa: F401 - registers the tables
 
     async def build(self, settings: ChatSettings, infra: Infrastructure) -> ServiceParts:
+        from devpynode.chat.v1 import chat_pb2_grpc
+
+        from pynode.chat.adapters.grpc_accounts import GrpcAccounts
+        from pynode.chat.adapters.grpc_attachments import GrpcAttachments
+        from pynode.chat.adapters.grpc_completions import GrpcCompletions
+        from pynode.chat.adapters.sql_conversations import SqlConversations
+        from pynode.chat.adapters.sql_invitations import SqlInvitations
+        from pynode.chat.adapters.sql_leases import SqlGenerationLeases
+        from pynode.chat.adapters.sql_messages import SqlMessages
+        from pynode.chat.answered import AnswerEnds
+        from pynode.chat.generations import GenerationRunner
+        from pynode.chat.membership import CachedConversations
+        from pynode.chat.metrics import ChatMetrics
+        from pynode.chat.prompts import PromptAssembler, PromptLimits
+        from pynode.chat.recent import RecentMessages
+        from pynode.chat.service import ChatLimits, ChatService
+        from pynode.chat.servicer import ChatServicer
+        from pynode.chat.subscriptions import Subscriptions
+
         for peer in ("auth", "ai", "files"):
             infra.peers.require(peer)
         owner = f"chat-{uuid.uuid4().hex[:16]}"  # this process, as the holder of generation leases

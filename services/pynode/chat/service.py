@@ -55,7 +55,6 @@ from pynode.chat.ports import (
 from pynode.chat.recent import RecentMessages
 from pynode.chat.subscriptions import Subscriptions
 from pynode.core import tasks
-from pynode.core.db import utcnow
 from pynode.core.errors import (
     DomainError,
     FailedPrecondition,
@@ -70,6 +69,7 @@ from pynode.core.paging import decode_token, encode_token, keyset, keyset_token,
 from pynode.core.principal import Principal
 from pynode.core.streams import EventStreams
 from pynode.core.text import plain_text_problem, reaction_problem
+from pynode.core.timestamps import utcnow
 
 log = logging.getLogger("pynode.chat")
 

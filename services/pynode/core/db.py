@@ -30,6 +30,7 @@ from pynode.core import tracing
 from pynode.core.errors import Unavailable
 from pynode.core.executors import BlockingPool, Executors
 from pynode.core.settings import SettingsError
+from pynode.core.timestamps import utcnow as utcnow  # the tables' adapters take the clock from here too
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
 Result = TypeVar("Result")
@@ -72,11 +73,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
-
-
-def utcnow() -> datetime:
-    """Now, timezone-aware."""
-    return datetime.now(UTC)
 
 
 def normalise_url(url: str) -> str:

@@ -15,19 +15,21 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from google.protobuf.descriptor import ServiceDescriptor
+if TYPE_CHECKING:  # names for annotations only: every `<svc>.module` imports this file, and the app and the CLI
+    # import every `<svc>.module`, so the database, gRPC and settings machinery stay unloaded until a build needs them
+    from google.protobuf.descriptor import ServiceDescriptor
 
-from pynode.core.commands import CommandHost
-from pynode.core.db import Database
-from pynode.core.events import EventFeed
-from pynode.core.executors import Executors
-from pynode.core.kv import KeyValueStore
-from pynode.core.peers import Peers
-from pynode.core.principal import Authenticator
-from pynode.core.settings import MeshSettings, Section
-from pynode.core.streams import EventStreams
+    from pynode.core.commands import CommandHost
+    from pynode.core.db import Database
+    from pynode.core.events import EventFeed
+    from pynode.core.executors import Executors
+    from pynode.core.kv import KeyValueStore
+    from pynode.core.peers import Peers
+    from pynode.core.principal import Authenticator
+    from pynode.core.settings import MeshSettings, Section
+    from pynode.core.streams import EventStreams
 
 Closer = Callable[[], Awaitable[None]]
 

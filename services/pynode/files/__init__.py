@@ -1,1 +1,1 @@
-"""The files service (devpynode.files.v1): contract only until its issue lands."""
+"""The files service (devpynode.files.v1): uploads (streamed or in sessions), quotas, thumbnails and downloads."""

@@ -10,24 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from devpynode.files.v1 import files_pb2, files_pb2_grpc
+from devpynode.files.v1 import files_pb2
 
-from pynode.core.executors import Executors
 from pynode.core.module import BackupLocation, BackupSource, Closer, Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
-from pynode.core.tasks import TaskSet
-from pynode.files.adapters.clamd_scanner import ClamdScanner
-from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
-from pynode.files.adapters.s3_store import S3BlobStore, S3Objects, S3Staging
-from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
-from pynode.files.metrics import FilesMetrics
-from pynode.files.ports import BlobStore, Staging
-from pynode.files.service import FilesService, Limits
-from pynode.files.servicer import FileServicer
-from pynode.files.sessions import SWEEP_SECONDS, UploadSessions
 from pynode.files.settings import FilesSettings
+
+if TYPE_CHECKING:  # the adapters are imported by build(): the app and the CLI import this file to list services
+    from pynode.core.executors import Executors
+    from pynode.files.ports import BlobStore, Staging
+    from pynode.files.service import FilesService
+    from pynode.files.sessions import UploadSessions
 
 _SERVICE = files_pb2.DESCRIPTOR.services_by_name["FileService"]
 
@@ -52,6 +48,9 @@ async def open_storage(
 ) -> tuple[BlobStore, Staging, str, Closer | None]:
     """The store and the sessions' staging the storage URL names, a description, and what closes them (their
     threads are the process's `executors`, closed by the app)."""
+    from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
+    from pynode.files.adapters.s3_store import S3BlobStore, S3Objects, S3Staging
+
     parsed = urlparse(settings.storage_url)
     if parsed.scheme != "s3":
         root = storage_root(settings, data_dir)
@@ -107,6 +106,17 @@ class FilesModule:
         from pynode.files.adapters import sql_files  # noqa: F401 - registers the tables
 
     async def build(self, settings: FilesSettings, infra: Infrastructure) -> ServiceParts:
+        from devpynode.files.v1 import files_pb2_grpc
+
+        from pynode.core.tasks import TaskSet
+        from pynode.files.adapters.clamd_scanner import ClamdScanner
+        from pynode.files.adapters.local_store import LocalBlobStore
+        from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
+        from pynode.files.metrics import FilesMetrics
+        from pynode.files.service import FilesService, Limits
+        from pynode.files.servicer import FileServicer
+        from pynode.files.sessions import SWEEP_SECONDS, UploadSessions
+
         store, staging, described, close_storage = await open_storage(settings, infra.data_dir, infra.executors)
         limits = Limits(
             settings.files_max_bytes,

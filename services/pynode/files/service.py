@@ -16,7 +16,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from pynode.core.db import utcnow
 from pynode.core.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -28,6 +27,7 @@ from pynode.core.errors import (
 from pynode.core.executors import Executors
 from pynode.core.paging import decode_token, encode_token, invalid_page_token, keyset, keyset_token, page_size
 from pynode.core.principal import Principal
+from pynode.core.timestamps import utcnow
 from pynode.files import detect, pools, thumbnails
 from pynode.files.content import ContentCheck, Declared
 from pynode.files.domain import StoredFile, object_key, past_the_end

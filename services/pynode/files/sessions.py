@@ -14,7 +14,6 @@ import logging
 import uuid
 from datetime import timedelta
 
-from pynode.core.db import utcnow
 from pynode.core.errors import (
     DomainError,
     FailedPrecondition,
@@ -25,6 +24,7 @@ from pynode.core.errors import (
     QuotaViolation,
 )
 from pynode.core.principal import Principal
+from pynode.core.timestamps import utcnow
 from pynode.files import detect
 from pynode.files.domain import ACTIVE, CANCELLED, COMPLETED, StoredFile, UploadSessionRecord, object_key
 from pynode.files.names import display_name

@@ -2,8 +2,10 @@
 
 One reader task per followed stream per process (a `_Tail`) blocks on XREAD and hands each batch to
 that process's followers, so 200 subscribers of one conversation cost one Redis connection, not 200.
-A follower registers with the tail before reading the backlog, and drops what it has already seen: the
-backlog and the tail overlap, they never leave a gap.
+A follower registers with the tail, waits until a new tail knows where it starts reading, then reads the
+backlog, and drops what it has already seen: the backlog and the tail overlap, they never leave a gap. (Read
+before the tail had placed itself, an event appended between the backlog and the tail's first position would be
+in neither.)
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class _Tail:
         self._client = client
         self._readers = readers
         self._task: asyncio.Task[None] | None = None
+        self._placed = asyncio.Event()  # set once the reader knows the id it reads after
 
     @property
     def alive(self) -> bool:
@@ -56,6 +59,15 @@ class _Tail:
         if self._task is None:
             self._task = self._readers.spawn(self._run(), name=f"stream-tail {self.key}")
 
+    async def placed(self) -> None:
+        """Wait until the reader knows where it starts (or has ended): a backlog read after this meets it."""
+        assert self._task is not None
+        placing = asyncio.ensure_future(self._placed.wait())
+        try:
+            await asyncio.wait([placing, self._task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            placing.cancel()
+
     async def stop(self) -> None:
         await tasks.stop(self._task)
 
@@ -63,6 +75,7 @@ class _Tail:
         try:
             newest = await self._client.xrevrange(self.key, count=1)
             position = _text(newest[0][0]) if newest else "0-0"
+            self._placed.set()
             while True:
                 found = await self._client.xread({self.key: position}, block=BLOCK_MS, count=1000)
                 for _key, entries in found or ():
@@ -134,6 +147,7 @@ class RedisEventStreams:
         tail.queues.add(queue)
         tail.start()
         try:
+            await tail.placed()
             position = event_key(after)
             backlog = await self.read_after(stream, after)
             if backlog.events:
