@@ -29,13 +29,13 @@ class AIComponents:
     config: RouterConfig
 
 
-def build_providers(config: RouterConfig, settings: AISettings) -> dict[str, Provider]:
+def build_providers(config: RouterConfig, settings: AISettings, dev_mode: bool = False) -> dict[str, Provider]:
     """One client per configured provider, plus the built-in model."""
     from pynode.ai.providers.builtin import BuiltinProvider
     from pynode.ai.providers.ollama import OllamaProvider
     from pynode.ai.providers.openai import OpenAIProvider
 
-    providers: dict[str, Provider] = {"builtin": BuiltinProvider(settings.ai_builtin_tokens_per_second)}
+    providers: dict[str, Provider] = {"builtin": BuiltinProvider(settings.builtin_pace(dev_mode))}
     for name, spec in config.providers.items():
         if spec.type == "ollama":
             providers[name] = OllamaProvider(
@@ -86,7 +86,7 @@ class AIModule:
         from pynode.ai.servicer import AIRouterServicer
 
         config = load_config(settings)
-        providers = build_providers(config, settings)
+        providers = build_providers(config, settings, infra.dev_mode)
         router = Router(
             providers,
             config,

@@ -51,7 +51,8 @@ class BuiltinProvider:
         said = next((m.content for m in reversed(prompt.messages) if m.role == "user"), "")
         tokens = words(said)
         limit = prompt.sampling.max_tokens
-        pace = prompt.sampling.tokens_per_second or self.tokens_per_second
+        asked = prompt.sampling.tokens_per_second
+        pace = self.tokens_per_second if asked is None else asked
         start = time.monotonic()
         for i, token in enumerate(tokens):
             if limit and i >= limit:

@@ -10,8 +10,10 @@ import typer
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 from rich.console import Console
 
-from pynode.app.cli.account import Server, _bearer, _channel, print_table
-from pynode.app.cli.common import open_channel, rpc_error, server_address
+from pynode.app.cli.account import print_table
+from pynode.app.cli.calls import bearer, channel
+from pynode.app.cli.common import fail, open_channel, rpc_error, server_address
+from pynode.app.cli.options import Server
 
 TIMEOUT_SECONDS = 10.0
 ASK_TIMEOUT_SECONDS = 600.0
@@ -28,13 +30,13 @@ def models(server: Server = None) -> None:
     """List the models and aliases the router knows, and whether they answer now."""
     address = server_address(server)
     rows = []
-    with _channel(address) as channel:
-        stub = ai_pb2_grpc.AIRouterServiceStub(channel)
+    with channel(address) as opened:
+        stub = ai_pb2_grpc.AIRouterServiceStub(opened)
         page = ""
         while True:
             response = stub.ListModels(
                 ai_pb2.ListModelsRequest(page_size=100, page_token=page),
-                metadata=_bearer(address),
+                metadata=bearer(address),
                 timeout=TIMEOUT_SECONDS,
             )
             for model in response.models:
@@ -55,18 +57,21 @@ def ask(
 ) -> None:
     """Ask a model; the answer streams as it comes, Ctrl-C stops it, the usage is the last line."""
     address = server_address(server)
+    if not prompt.strip():
+        fail("PROMPT: empty; say what to ask, e.g. devpynode ask 'what is gRPC?'", 2)
     options = ai_pb2.GenerateOptions(max_tokens=max_tokens)
     if temperature is not None:
         options.temperature = temperature
     request = ai_pb2.GenerateRequest(
         model=model, messages=[ai_pb2.ChatMessage(role=ai_pb2.MESSAGE_ROLE_USER, content=prompt)], options=options
     )
-    metadata = _bearer(address)
-    with open_channel(address) as channel:
-        call = ai_pb2_grpc.AIRouterServiceStub(channel).Generate(
+    metadata = bearer(address)
+    with open_channel(address) as opened:
+        call = ai_pb2_grpc.AIRouterServiceStub(opened).Generate(
             request, metadata=metadata, timeout=ASK_TIMEOUT_SECONDS
         )
         last = None
+        written = False  # whether the answer has begun: an error then goes on a line of its own
         spinner = _status.status("waiting for the first token...", spinner="dots") if sys.stderr.isatty() else None
         if spinner is not None:
             spinner.start()
@@ -76,6 +81,7 @@ def ask(
                     spinner.stop()
                     spinner = None
                 if piece.text:
+                    written = True
                     sys.stdout.write(piece.text)
                     sys.stdout.flush()
                 if piece.finish_reason:
@@ -85,7 +91,8 @@ def ask(
             print("\n(cancelled)", file=sys.stderr)
             raise typer.Exit(130) from None
         except grpc.RpcError as error:
-            print(file=sys.stderr)
+            if written:
+                print()
             raise rpc_error(error, address) from None
         finally:
             if spinner is not None:
