@@ -134,17 +134,17 @@ def rpc_error(error: grpc.aio.AioRpcError | grpc.RpcError, server: str) -> CliEr
     """A failed call as one line: what the server said, or that it could not be reached."""
     code = error.code() if hasattr(error, "code") else None
     details = error.details() if hasattr(error, "details") else str(error)
+    if (details and any(sign in details for sign in _HTTP_ANSWERS)) or _unrouted_by_envoy(error, code):
+        return CliError(
+            f"{server} answers HTTP, not gRPC: that is the HTTP port (grpc-web and the web app, for browsers); "
+            f"use the gRPC port, {DEFAULT_SERVER.rsplit(':', 1)[1]} by default (--server {DEFAULT_SERVER})"
+        )
     if code == grpc.StatusCode.UNAVAILABLE and not _has_rich_details(error):
         return CliError(
             f"cannot reach the server at {server} (is `devpynode serve` running? --server sets the address)"
         )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return CliError(f"the server at {server} did not answer in time")
-    if details and any(sign in details for sign in _HTTP_ANSWERS):
-        return CliError(
-            f"{server} is an HTTP port (grpc-web and the web app), not gRPC; use the gRPC port "
-            f"({DEFAULT_SERVER.rsplit(':', 1)[1]} by default), e.g. --server {DEFAULT_SERVER}"
-        )
     name = code.name if code is not None else "ERROR"
     said = (details or "").rstrip(".; ")
     if code == grpc.StatusCode.PERMISSION_DENIED and "admin role" in said:
@@ -153,7 +153,16 @@ def rpc_error(error: grpc.aio.AioRpcError | grpc.RpcError, server: str) -> CliEr
 
 
 # What grpc says when the port answers HTTP instead of gRPC (Envoy's browser port, a web server).
-_HTTP_ANSWERS = ("Received http2 header with status", "http1.x", "Bad Gateway", "not a gRPC")
+_HTTP_ANSWERS = ("Received http2 header with status", "Failed parsing HTTP/2", "http1.x")
+
+
+def _unrouted_by_envoy(error: Any, code: grpc.StatusCode | None) -> bool:
+    """Envoy's own UNIMPLEMENTED (no message, `server: envoy`): the browsers' port, which routes only the
+    platform's services (not health, say)."""
+    if code != grpc.StatusCode.UNIMPLEMENTED or (error.details() if hasattr(error, "details") else ""):
+        return False
+    metadata = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    return any(key == "server" and value == "envoy" for key, value in metadata or ())
 
 
 def _has_rich_details(error: Any) -> bool:

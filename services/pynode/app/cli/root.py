@@ -57,7 +57,7 @@ def run(args: list[str]) -> int:
                 print(ctx.get_help())
             return 0
         hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
-        print(f"devpynode: {error.format_message()}{hint}", file=sys.stderr)
+        print(f"devpynode: {error.format_message().rstrip('. ')}{hint}", file=sys.stderr)
         return int(error.exit_code)
     except Abort:
         print("devpynode: aborted", file=sys.stderr)
