@@ -36,6 +36,7 @@ class AISettings(Section):
         if self.ai_builtin_tokens_per_second is not None:
             return self.ai_builtin_tokens_per_second
         return DEV_BUILTIN_TOKENS_PER_SECOND if dev_mode else 0.0
+
     ai_max_concurrency: int = Field(
         8, ge=1, description="Generations at once per deployment (routing file may set its own)."
     )

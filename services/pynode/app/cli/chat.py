@@ -61,7 +61,13 @@ def ls(server: Server = None) -> None:
             )
             for c in page.conversations:
                 rows.append(
-                    (c.id, _line(c.title) or "(untitled)", _line(c.model), str(len(c.member_ids)), local_time(c.updated_at))
+                    (
+                        c.id,
+                        _line(c.title) or "(untitled)",
+                        _line(c.model),
+                        str(len(c.member_ids)),
+                        local_time(c.updated_at),
+                    )
                 )
             token = page.next_page_token
             if not token:

@@ -67,9 +67,7 @@ def ask(
     )
     metadata = bearer(address)
     with open_channel(address) as opened:
-        call = ai_pb2_grpc.AIRouterServiceStub(opened).Generate(
-            request, metadata=metadata, timeout=ASK_TIMEOUT_SECONDS
-        )
+        call = ai_pb2_grpc.AIRouterServiceStub(opened).Generate(request, metadata=metadata, timeout=ASK_TIMEOUT_SECONDS)
         last = None
         written = False  # whether the answer has begun: an error then goes on a line of its own
         spinner = _status.status("waiting for the first token...", spinner="dots") if sys.stderr.isatty() else None
