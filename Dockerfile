@@ -16,7 +16,7 @@ WORKDIR /src
 RUN python -m venv /opt/devpynode
 COPY pyproject.toml README.md ./
 COPY services ./services
-RUN /opt/devpynode/bin/pip install --no-cache-dir --disable-pip-version-check .
+RUN /opt/devpynode/bin/pip install --no-cache-dir --disable-pip-version-check ".[tracing]"
 
 FROM python:3.11-slim AS runtime
 # libmagic: content type detection of uploads. Nothing else: no compiler, no package manager cache.

@@ -19,6 +19,8 @@ Scenarios (targets from the issues):
   workers  GetCurrentUser against `serve --workers 1` and `--workers 2` (Redis): calls per server CPU-second
            (2 workers >= 0.9x one) and throughput.
   gateway  native gRPC straight to serve vs through its Envoy child: first token (<= +1 ms) and CPU per call.
+  traces   GetCurrentUser with tracing off, on (every call sampled) and configured but sampled out: >= 0.85x and
+           >= 0.97x the untraced server (bench_traces.py).
   files-s3 the same upload and download with the files service on S3 (SeaweedFS), vs the minio client direct.
   files    a 1 GiB upload and download through the files service vs bare grpcio streams and a plain disk
            write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py).
@@ -46,6 +48,7 @@ import bench_ai
 import bench_chat
 import bench_files
 import bench_soak
+import bench_traces
 import grpc
 import httpx
 from bench_report import Outcome, Results, paired_rounds, verdict
@@ -887,6 +890,11 @@ async def _files_s3(b: Bench) -> Outcome:
 @scenario("gateway")
 async def _gateway(b: Bench) -> Outcome:
     return await gateway_scenario(b.args, b.workdir, b.env)
+
+
+@scenario("traces")
+async def _traces(b: Bench) -> Outcome:
+    return await bench_traces.traces_scenario(b.args, b.workdir, b.env, start_process, drive)
 
 
 @scenario("soak")

@@ -143,6 +143,8 @@ def test_data_stores_are_reachable_from_the_services_and_jobs_only() -> None:
         {"config": {"NOT_OURS": "x"}},
         {"autoscaling": {"targetCPUUtilizationPercentage": 170}},
         {"backup": {"destination": "ftp://somewhere"}},
+        {"tracing": {"endpoint": "otel-collector:4317"}},  # a URL, as OTEL_EXPORTER_OTLP_ENDPOINT wants
+        {"tracing": {"samplerArg": "2"}},
         {"unknownKey": True},
     ],
 )
@@ -150,6 +152,17 @@ def test_the_schema_refuses_bad_values(bad: dict[str, Any]) -> None:
     chart = helm.Chart.load(str(CHART))
     with pytest.raises(helm.HelmValuesError):
         chart.validate_schema(chart.merge_values(bad))
+
+
+def test_tracing_values_become_the_standard_opentelemetry_variables() -> None:
+    plain = render({})
+    assert not any(k.startswith("OTEL_") for c in by_kind(plain, "ConfigMap") for k in c.get("data", {}))
+    traced = render({"tracing": {"endpoint": "http://collector.observability:4317", "samplerArg": "0.25"}})
+    (config,) = [c for c in by_kind(traced, "ConfigMap") if c["metadata"]["name"].endswith("-config")]
+    assert config["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.observability:4317"
+    assert config["data"]["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
+    assert config["data"]["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert config["data"]["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
 
 
 @pytest.mark.parametrize("tls", [True, False])

@@ -30,6 +30,7 @@ class Reply:
     message: str = ""
     details: status_pb2.Status | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    trailers: dict[str, str] = field(default_factory=dict)
 
 
 def _trailers(block: bytes) -> dict[str, str]:
@@ -83,7 +84,8 @@ async def call(
                     break
                 flag, body, buffer = buffer[0], buffer[5 : 5 + size], buffer[5 + size :]
                 if flag & 0x80:
-                    _settle(reply, _trailers(body))
+                    reply.trailers = _trailers(body)
+                    _settle(reply, reply.trailers)
                 else:
                     reply.messages.append(body)
                     reply.arrivals.append(time.perf_counter())

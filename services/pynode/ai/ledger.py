@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from pynode.ai.domain import Generation, UsageTotal
+from pynode.core import tracing
 from pynode.core.tasks import TaskSet
 
 log = logging.getLogger("pynode.ai")
@@ -70,7 +71,8 @@ class BufferedLedger:
             if not rows:
                 return
             try:
-                await self._inner.add_many(rows)
+                with tracing.detached("ai.ledger.flush", **{"devpynode.rows": len(rows)}):
+                    await self._inner.add_many(rows)
             except BaseException:
                 self._rows[:0] = rows
                 raise

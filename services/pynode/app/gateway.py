@@ -92,6 +92,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 from google.protobuf import descriptor_pool
 
 from pynode.app import modules
+from pynode.app.gateway_tracing import TraceExport, collector_cluster, manager_tracing
 from pynode.core.contract import MethodContract, method_contracts
 from pynode.core.edge import GATEWAY_HEADER
 
@@ -147,6 +148,7 @@ class GatewayOptions:
     # Added to every call Envoy forwards (a client's own value is replaced): `serve` trusts x-forwarded-for from
     # calls that carry it, not from every loopback peer. Empty: no header (compose and Helm).
     secret: str = ""
+    traces: TraceExport | None = None  # Envoy's spans and traceparent to the services (OTEL_* variables)
 
 
 def service_packages() -> dict[str, str]:
@@ -340,6 +342,7 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
             HttpFilter(name="envoy.filters.http.buffer", typed_config=_any(Buffer(max_request_bytes=BUFFER_BYTES))),
             HttpFilter(name="envoy.filters.http.router", typed_config=_any(Router())),
         ],
+        tracing=manager_tracing(options.traces) if options.traces is not None else None,
     )
     chain = FilterChain(
         filters=[Filter(name="envoy.filters.network.http_connection_manager", typed_config=_any(manager))]
@@ -376,7 +379,8 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
                 _cluster(name, packages[name], options.upstreams[name], options.upstream_tls)
                 for name in sorted(options.upstreams)
             ]
-            + ([_web_cluster(options.web)] if options.web is not None else []),
+            + ([_web_cluster(options.web)] if options.web is not None else [])
+            + ([collector_cluster(options.traces)] if options.traces is not None else []),
         ),
         overload_manager=OverloadManager(
             resource_monitors=[

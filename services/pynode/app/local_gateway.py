@@ -22,6 +22,7 @@ import httpx
 
 from pynode.app import modules
 from pynode.app.gateway import GatewayOptions, Upstream, UpstreamTls, render
+from pynode.app.gateway_tracing import TraceExport
 from pynode.app.settings import Settings
 from pynode.app.webfiles import WebFiles
 from pynode.core.tasks import TaskSet
@@ -112,6 +113,7 @@ class LocalGateway:
             tls_key_file=_absolute(mesh.tls_key_file),
             upstream_tls=upstream_tls,
             secret=self.secret,
+            traces=TraceExport.from_environment(),  # the same collector as this process's own spans
         )
 
     async def start(self) -> str | None:

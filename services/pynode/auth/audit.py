@@ -15,6 +15,7 @@ from prometheus_client import Counter
 
 from pynode.auth.domain import AuditEvent
 from pynode.auth.ports import AuditStore
+from pynode.core import tracing
 from pynode.core.db import utcnow
 from pynode.core.principal import ClientInfo, current_request_id
 
@@ -37,7 +38,11 @@ class AuditTrail:
     async def record(
         self, kind: str, client: ClientInfo, *, actor: str = "", subject: str = "", **details: str
     ) -> None:
-        """Append one event and log it. `details` must never carry a secret: callers pass reasons and roles."""
+        """Append one event and log it. `details` must never carry a secret: callers pass reasons and roles.
+        With tracing on, the request's trace id is kept with the event (and its log line) too."""
+        trace_id, _ = tracing.current_ids()
+        if trace_id:
+            details = {**details, "trace_id": trace_id}
         event = AuditEvent(0, utcnow(), kind, actor, subject, client.address, current_request_id(), details)
         self.counter.labels(kind).inc()
         log.info(

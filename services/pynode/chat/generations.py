@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from pynode.chat.domain import (
     CANCELLED,
@@ -42,7 +42,7 @@ from pynode.chat.domain import (
 from pynode.chat.events import publish
 from pynode.chat.outbox import AnswerOutbox
 from pynode.chat.ports import Completions, GenerationLeases, MessageRepository, PromptMessage
-from pynode.core import tasks
+from pynode.core import tasks, tracing
 from pynode.core.db import utcnow
 from pynode.core.errors import DomainError
 from pynode.core.events import EventFeed, Subscription
@@ -180,7 +180,9 @@ class GenerationRunner:
         job.outbox = AnswerOutbox(self._streams, reply.conversation_id, self._lease, appended)
         self.jobs[reply.id] = job
         # Spawned from an empty context, so the task copies none of the caller's (its deadline, its identity).
-        job.task = contextvars.Context().run(self._tasks.spawn, self._run(job), name=f"generation {reply.id}")
+        # Its span stays in the request's trace (tracing's own context is passed on explicitly).
+        work = self._traced(job, tracing.current_context())
+        job.task = contextvars.Context().run(self._tasks.spawn, work, name=f"generation {reply.id}")
         if self._stopping:  # stored while the process was stopping: it ends at once, as stopped
             job.task.cancel()
         return job
@@ -211,6 +213,10 @@ class GenerationRunner:
         """Ask whichever process owns the reply to stop it (its lease renewal sees the flag too)."""
         await self._leases.request_cancel(message_id)
         await self._feed.publish(CANCEL_CHANNEL, str(message_id))
+
+    async def _traced(self, job: GenerationJob, parent: Any) -> None:
+        with tracing.job("chat.answer", parent, **{"devpynode.message_id": str(job.reply.id)}):
+            await self._run(job)
 
     async def _run(self, job: GenerationJob) -> None:
         reply, outbox = job.reply, job.outbox

@@ -18,7 +18,7 @@ from pynode.core.tasks import TaskSet
 
 LOGGER_NAME = "pynode.access"
 
-Entry = tuple[float, str, str, str, float, str, str, str]
+Entry = tuple[float, str, str, str, float, str, str, str, str]
 
 
 class AccessLog:
@@ -34,16 +34,25 @@ class AccessLog:
         self.dropped = 0
 
     def record(
-        self, request_id: str, method: str, code: str, duration_ms: float, peer: str, reason: str, user: str = ""
+        self,
+        request_id: str,
+        method: str,
+        code: str,
+        duration_ms: float,
+        peer: str,
+        reason: str,
+        user: str = "",
+        trace_id: str = "",
     ) -> None:
         """Queue one line (never blocks; drops and counts when the writer falls far behind). `user` is the
-        authenticated caller's id (a user id or `service:<name>`), empty for anonymous calls."""
+        authenticated caller's id (a user id or `service:<name>`), empty for anonymous calls; `trace_id` the
+        call's trace when tracing is on."""
         if not self.enabled:
             return
         if len(self._buffer) >= self._max_buffer:
             self.dropped += 1
             return
-        self._buffer.append((time.time(), request_id, method, code, duration_ms, peer, reason, user))
+        self._buffer.append((time.time(), request_id, method, code, duration_ms, peer, reason, user, trace_id))
 
     def flush(self) -> None:
         """Write every queued line now."""
@@ -51,7 +60,7 @@ class AccessLog:
         if not batch:
             return
         lines = []
-        for created, request_id, method, code, duration_ms, peer, reason, user in batch:
+        for created, request_id, method, code, duration_ms, peer, reason, user, trace_id in batch:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
             # Formatted by hand (json.dumps of the whole dict costs more than the RPC's own logging
             # budget); request ids, methods and codes come from fixed alphabets, the rest is escaped.
@@ -62,6 +71,8 @@ class AccessLog:
             )
             if user:  # user ids and service names come from verified tokens, but escape them all the same
                 line += f', "user": {json.dumps(user)}'
+            if trace_id:  # 32 hex digits made here
+                line += f', "trace_id": "{trace_id}"'
             lines.append(line + (f', "reason": {json.dumps(reason)}}}' if reason else "}"))
         stream = self._stream or sys.stderr
         stream.write("\n".join(lines) + "\n")

@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from pynode.core import tracing
 from pynode.core.errors import Unavailable
 from pynode.core.executors import BlockingPool, Executors
 from pynode.core.settings import SettingsError
@@ -161,6 +162,7 @@ class Database:
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         event.listen(self.engine.sync_engine, "handle_error", _outage)
+        tracing.instrument_engine(self.engine)  # a span per statement when traces are on
         self._blocking: Engine | None = None
         self._threads: BlockingPool | None = None
         if self.is_sqlite:
@@ -176,6 +178,7 @@ class Database:
                 )
                 event.listen(self._blocking, "connect", pragmas)
                 event.listen(self._blocking, "handle_error", _outage)
+                tracing.instrument_engine(self._blocking)
                 # A pool of its own: a transaction waiting for SQLite's write lock must not hold a thread that
                 # other blocking work (file reads and writes) needs.
                 self._threads = pools.pool("sqlite", BLOCKING_THREADS)

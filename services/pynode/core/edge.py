@@ -27,7 +27,7 @@ from devpynode.common.v1 import options_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from pynode.core import deadlines, errors, principal, status
+from pynode.core import deadlines, errors, principal, status, tracing
 from pynode.core.access_log import AccessLog
 from pynode.core.contract import MethodContract, validate
 from pynode.core.metrics import MethodLabels, MethodMetrics, ServerMetrics
@@ -90,6 +90,7 @@ class _Call:
         "metrics",
         "request_id",
         "started",
+        "trace",
         "user",
     )
 
@@ -109,6 +110,7 @@ class _Call:
         self._metadata: dict[str, Any] = {}
         self.client = principal.NO_CLIENT
         self.user = ""
+        self.trace: tracing.ServerSpan | None = None
 
     def begin(self) -> None:
         """Start the clock, count the call, settle the request id and the client's address."""
@@ -127,6 +129,10 @@ class _Call:
         deadlines.bind(self.context.time_remaining())
         self.client = client
         self._metadata = metadata
+        if self.edge.tracer is not None:
+            self.trace = tracing.ServerSpan(
+                self.edge.tracer, self.contract.full_method, metadata, client.address, self.request_id
+            )
 
     @property
     def anonymous(self) -> bool:
@@ -150,6 +156,8 @@ class _Call:
             )
         principal.bind(who)
         self.user = who.subject
+        if self.trace is not None:
+            self.trace.user(who.subject)
 
     def admit(self, request: Message) -> Message:
         """Count and validate one request message; returns it for the servicer."""
@@ -165,6 +173,8 @@ class _Call:
     def succeeded(self) -> None:
         """The handler returned: count and log (its code is OK unless it set one)."""
         self._finish(self.context.code() or grpc.StatusCode.OK, None)
+        if self.trace is not None:
+            self.context.set_trailing_metadata((self.trace.response_header(),))
 
     async def failed(self, exc: BaseException) -> None:
         """The handler raised: count, log, and turn domain errors into rich statuses (abort raises)."""
@@ -189,18 +199,21 @@ class _Call:
             )
         self._finish(code, rich)
         if rich is not None:
-            await self.context.abort(
-                code,
-                rich.message,
-                trailing_metadata=(
-                    ("grpc-status-details-bin", rich.SerializeToString()),
-                    ("x-request-id", self.request_id),
-                ),
+            trailing: tuple[tuple[str, str | bytes], ...] = (
+                ("grpc-status-details-bin", rich.SerializeToString()),
+                ("x-request-id", self.request_id),
             )
+            if self.trace is not None:
+                trailing += (self.trace.response_header(),)
+            await self.context.abort(code, rich.message, trailing_metadata=trailing)
 
     def _finish(self, code: grpc.StatusCode, rich: status_pb2.Status | None) -> None:
         elapsed = time.perf_counter() - self.started
         self.metrics.finished(code.name, elapsed)
+        trace_id = ""
+        if self.trace is not None:
+            trace_id = self.trace.trace_id()
+            self.trace.end(code.name, _reason(rich))
         self.edge.access_log.record(
             self.request_id,
             self.contract.full_method,
@@ -209,6 +222,7 @@ class _Call:
             self.client.address,
             _reason(rich),
             self.user,
+            trace_id,
         )
 
 
@@ -275,6 +289,7 @@ class Edge:
         self.metrics = metrics
         self.authenticator = authenticator
         self.trust_forwarded_for = trust_forwarded_for
+        self.tracer = tracing.tracer()  # None unless OTEL_* variables asked for traces before the server was made
         # Set while this process runs its own gateway (an Envoy child): the secret Envoy adds to every call it
         # forwards, so its x-forwarded-for (the browser's address) is believed and per-address limits keep
         # working. Any other caller's, loopback ones included, is not: they dial the gRPC port directly.

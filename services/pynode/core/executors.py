@@ -8,10 +8,13 @@ the event loop's own needs (DNS lookups), unbounded by what the work needs, and 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
+
+from pynode.core import tracing
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -27,6 +30,8 @@ class BlockingPool:
 
     async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         call = functools.partial(function, *args, **kwargs) if kwargs else functools.partial(function, *args)
+        if tracing.tracer() is not None:  # the thread's spans (SQLite statements) join the caller's trace
+            call = functools.partial(contextvars.copy_context().run, call)
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     def close(self) -> None:

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from pynode.core import tracing
+
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -21,6 +23,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        trace_id, span_id = tracing.current_ids()
+        if trace_id:
+            entry["trace_id"], entry["span_id"] = trace_id, span_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from pynode.core import deadlines, principal, status, tls
+from pynode.core import deadlines, principal, status, tls, tracing
 from pynode.core.errors import DomainError, Unauthenticated, Unavailable
 from pynode.core.settings import MeshSettings, SettingsError, address_field, env_name
 
@@ -106,10 +106,13 @@ class Peers:
         found = self._channels.get(service)
         if found is None:
             options = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_permit_without_calls", 0)]
+            traced = tracing.client_interceptors() or None  # a client span and `traceparent` per call when on
             if self._credentials is not None:
-                found = grpc.aio.secure_channel(self.address(service), self._credentials, options=options)
+                found = grpc.aio.secure_channel(
+                    self.address(service), self._credentials, options=options, interceptors=traced
+                )
             else:
-                found = grpc.aio.insecure_channel(self.address(service), options=options)
+                found = grpc.aio.insecure_channel(self.address(service), options=options, interceptors=traced)
             self._channels[service] = found
         return found
 

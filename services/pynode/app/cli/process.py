@@ -37,6 +37,29 @@ def _banner(settings: Settings, server: Any, gateway: str) -> str:
 
 
 async def _serve(settings: Settings) -> None:
+    from pynode.core import tracing
+
+    # Before the platform is built: its engines and clients are instrumented as they are made.
+    try:
+        if tracing.configure(_service_name(settings)):
+            print(f"devpynode: traces on, exported to {tracing.destination()}", file=sys.stderr, flush=True)
+    except tracing.TracingUnavailable as missing:
+        print(f"devpynode: {missing}; serving without traces", file=sys.stderr, flush=True)
+    try:
+        await _serve_traced(settings)
+    finally:
+        tracing.shutdown()  # what is buffered is exported before the process ends
+
+
+def _service_name(settings: Settings) -> str:
+    """`devpynode`, or `devpynode-<services>` for a process that runs some of them (OTEL_SERVICE_NAME wins)."""
+    from pynode.app import modules
+
+    chosen = settings.chosen()
+    return "devpynode" if set(modules.names()) <= set(chosen) else "devpynode-" + "-".join(chosen)
+
+
+async def _serve_traced(settings: Settings) -> None:
     from pynode.app.bootstrap import build
     from pynode.app.server import MeshServer
 

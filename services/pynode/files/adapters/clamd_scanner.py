@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import struct
 
+from pynode.core import tracing
 from pynode.core.errors import FailedPrecondition, Unavailable
 
 CONNECT_SECONDS = 5.0
@@ -48,6 +49,10 @@ class Scan:
 
     async def verdict(self) -> None:
         """Finish the stream; raise FailedPrecondition on a detection."""
+        with tracing.span("clamd verdict", kind="client"):
+            await self._verdict()
+
+    async def _verdict(self) -> None:
         try:
             self._writer.write(struct.pack(">I", 0))
             await self._writer.drain()
@@ -85,6 +90,10 @@ class ClamdScanner:
         self.port = int(port)
 
     async def start(self) -> Scan:
+        with tracing.span("clamd connect", kind="client", **{"server.address": self.host, "server.port": self.port}):
+            return await self._start()
+
+    async def _start(self) -> Scan:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), CONNECT_SECONDS)
         except (OSError, TimeoutError):

@@ -36,6 +36,7 @@ from minio.datatypes import Part
 from minio.error import S3Error
 from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 
+from pynode.core import tracing
 from pynode.core.errors import Unavailable
 from pynode.core.executors import Executors
 from pynode.core.settings import SettingsError
@@ -99,7 +100,8 @@ class S3Objects:
     async def call(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one blocking client call in the pool; a storage outage is UNAVAILABLE, never INTERNAL."""
         try:
-            return await self.pool.run(work, *args, **kwargs)
+            with tracing.span(f"S3 {getattr(work, '__name__', 'call')}", kind="client", **{"rpc.system": "s3"}):
+                return await self.pool.run(work, *args, **kwargs)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Unavailable(
                 f"object storage is unreachable ({type(exc).__name__}); retry shortly", retry_after=1.0
