@@ -894,7 +894,7 @@ async def _gateway(b: Bench) -> Outcome:
 
 @scenario("traces")
 async def _traces(b: Bench) -> Outcome:
-    return await bench_traces.traces_scenario(b.args, b.workdir, b.env, start_process, drive)
+    return await bench_traces.traces_scenario(b.args, b.workdir, b.env, start_process, drive, cpu_seconds)
 
 
 @scenario("soak")

@@ -92,6 +92,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 from google.protobuf import descriptor_pool
 
 from pynode.app import modules
+from pynode.app.gateway_rest import transcoder
 from pynode.app.gateway_tracing import TraceExport, collector_cluster, manager_tracing
 from pynode.core.contract import MethodContract, method_contracts
 from pynode.core.edge import GATEWAY_HEADER
@@ -287,7 +288,7 @@ def _routes(clusters: dict[str, str], web: bool = False) -> list[Route]:
 def _cors(origins: tuple[str, ...]) -> CorsPolicy:
     return CorsPolicy(
         allow_origin_string_match=[StringMatcher(exact=origin) for origin in origins],
-        allow_methods="POST,OPTIONS",
+        allow_methods="GET,POST,PATCH,PUT,DELETE,OPTIONS",  # grpc-web posts; REST uses the rest
         allow_headers=ALLOWED_HEADERS,
         expose_headers=EXPOSED_HEADERS,
         max_age="86400",
@@ -304,6 +305,10 @@ def _secret_header(secret: str) -> list[HeaderValueOption]:
             append_action=HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
         )
     ]
+
+
+def _routed_services(options: GatewayOptions) -> list[str]:
+    return [name for module in modules.MODULES if module.name in options.upstreams for name in module.service_names]
 
 
 def bootstrap(options: GatewayOptions) -> Bootstrap:
@@ -337,6 +342,11 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
         http_filters=[
             # CORS first: a preflight carries no token and is answered here.
             HttpFilter(name="envoy.filters.http.cors", typed_config=_any(Cors())),
+            # REST/JSON first turned into gRPC (a grpc-web or gRPC request passes through untouched).
+            HttpFilter(
+                name="envoy.filters.http.grpc_json_transcoder",
+                typed_config=_any(transcoder(_routed_services(options))),
+            ),
             HttpFilter(name="envoy.filters.http.grpc_web", typed_config=_any(GrpcWeb())),
             # After grpc_web (which decodes grpc-web-text): the whole request, decoded, before any upstream.
             HttpFilter(name="envoy.filters.http.buffer", typed_config=_any(Buffer(max_request_bytes=BUFFER_BYTES))),

@@ -173,8 +173,9 @@ class _Call:
     def succeeded(self) -> None:
         """The handler returned: count and log (its code is OK unless it set one)."""
         self._finish(self.context.code() or grpc.StatusCode.OK, None)
-        if self.trace is not None:
-            self.context.set_trailing_metadata((self.trace.response_header(),))
+        header = self.trace.response_header() if self.trace is not None else None
+        if header is not None:
+            self.context.set_trailing_metadata((header,))
 
     async def failed(self, exc: BaseException) -> None:
         """The handler raised: count, log, and turn domain errors into rich statuses (abort raises)."""
@@ -203,8 +204,9 @@ class _Call:
                 ("grpc-status-details-bin", rich.SerializeToString()),
                 ("x-request-id", self.request_id),
             )
-            if self.trace is not None:
-                trailing += (self.trace.response_header(),)
+            header = self.trace.response_header() if self.trace is not None else None
+            if header is not None:
+                trailing += (header,)
             await self.context.abort(code, rich.message, trailing_metadata=trailing)
 
     def _finish(self, code: grpc.StatusCode, rich: status_pb2.Status | None) -> None:

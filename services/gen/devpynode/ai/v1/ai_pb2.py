@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from devpynode.common.v1 import options_pb2 as devpynode_dot_common_dot_v1_dot_options__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x65vpynode/ai/v1/ai.proto\x12\x0f\x64\x65vpynode.ai.v1\x1a!devpynode/common/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\x12\x13\n\x0b\x64\x65velopment\x18\x04 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"T\n\x0b\x43hatMessage\x12*\n\x04role\x18\x01 \x01(\x0e\x32\x1c.devpynode.ai.v1.MessageRole\x12\x19\n\x07\x63ontent\x18\x02 \x01(\tB\x08\x92\xb5\x18\x04 \x80\x80\x10\"\xa0\x02\n\x0fGenerateOptions\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1e\n\nmax_tokens\x18\x02 \x01(\x05\x42\n\x92\xb5\x18\x06\x38\x00@\x80\x80\x02\x12*\n\x11tokens_per_second\x18\x03 \x01(\x05\x42\n\x92\xb5\x18\x06\x38\x00@\xa0\x8d\x06H\x01\x88\x01\x01\x12\x1f\n\x0f\x66\x61llback_models\x18\x04 \x03(\tB\x06\x92\xb5\x18\x02\x30\x05\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12\x10\n\x08no_cache\x18\x06 \x01(\x08\x12\x12\n\x05top_p\x18\x07 \x01(\x02H\x03\x88\x01\x01\x12\x14\n\x04stop\x18\x08 \x03(\tB\x06\x92\xb5\x18\x02\x30\x04\x42\x0e\n\x0c_temperatureB\x14\n\x12_tokens_per_secondB\x07\n\x05_seedB\x08\n\x06_top_p\"\x99\x01\n\x0fGenerateRequest\x12\x18\n\x05model\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\xc8\x01\x12\x39\n\x08messages\x18\x02 \x03(\x0b\x32\x1c.devpynode.ai.v1.ChatMessageB\t\x92\xb5\x18\x05\x08\x01\x30\xf4\x03\x12\x31\n\x07options\x18\x03 \x01(\x0b\x32 .devpynode.ai.v1.GenerateOptions\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\"\x9c\x01\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12%\n\x05usage\x18\x02 \x01(\x0b\x32\x16.devpynode.ai.v1.Usage\x12\x34\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1d.devpynode.ai.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\"\x9b\x01\n\x0fGetUsageRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x07user_id\x18\x03 \x01(\tB\x06\x92\xb5\x18\x02(\x02\x12\x11\n\tall_users\x18\x04 \x01(\x08\"\x8a\x01\n\nModelUsage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12%\n\x05usage\x18\x03 \x01(\x0b\x32\x16.devpynode.ai.v1.Usage\x12\x17\n\x0f\x63\x61\x63hed_requests\x18\x04 \x01(\x03\x12\x1b\n\x13unfinished_requests\x18\x05 \x01(\x03\"U\n\tUserUsage\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12%\n\x05usage\x18\x03 \x01(\x0b\x32\x16.devpynode.ai.v1.Usage\"\x91\x01\n\x10GetUsageResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.devpynode.ai.v1.ModelUsage\x12%\n\x05total\x18\x02 \x01(\x0b\x32\x16.devpynode.ai.v1.Usage\x12)\n\x05users\x18\x03 \x03(\x0b\x32\x1a.devpynode.ai.v1.UserUsage\"N\n\x11ListModelsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\x92\xb5\x18\x05\x38\x00@\xe8\x07\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x04\"U\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.devpynode.ai.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8e\x01\n\x16GenerateForUserRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01(\x02\x12\x39\n\x07request\x18\x02 \x01(\x0b\x32 .devpynode.ai.v1.GenerateRequestB\x06\x92\xb5\x18\x02\x08\x01\x12\x1e\n\x0e\x63lient_address\x18\x03 \x01(\tB\x06\x92\xb5\x18\x02\x18@\"N\n\x17GenerateForUserResponse\x12\x33\n\x08response\x18\x01 \x01(\x0b\x32!.devpynode.ai.v1.GenerateResponse*w\n\x0bMessageRole\x12\x1c\n\x18MESSAGE_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13MESSAGE_ROLE_SYSTEM\x10\x01\x12\x15\n\x11MESSAGE_ROLE_USER\x10\x02\x12\x1a\n\x16MESSAGE_ROLE_ASSISTANT\x10\x03*\xb3\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x04\x12\x1c\n\x18\x46INISH_REASON_TIME_LIMIT\x10\x05\x32\x8c\x03\n\x0f\x41IRouterService\x12[\n\nListModels\x12\".devpynode.ai.v1.ListModelsRequest\x1a#.devpynode.ai.v1.ListModelsResponse\"\x04\x88\xb5\x18\x02\x12W\n\x08Generate\x12 .devpynode.ai.v1.GenerateRequest\x1a!.devpynode.ai.v1.GenerateResponse\"\x04\x88\xb5\x18\x02\x30\x01\x12l\n\x0fGenerateForUser\x12\'.devpynode.ai.v1.GenerateForUserRequest\x1a(.devpynode.ai.v1.GenerateForUserResponse\"\x04\x88\xb5\x18\x04\x30\x01\x12U\n\x08GetUsage\x12 .devpynode.ai.v1.GetUsageRequest\x1a!.devpynode.ai.v1.GetUsageResponse\"\x04\x88\xb5\x18\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x65vpynode/ai/v1/ai.proto\x12\x0f\x64\x65vpynode.ai.v1\x1a!devpynode/common/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\x12\x13\n\x0b\x64\x65velopment\x18\x04 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"T\n\x0b\x43hatMessage\x12*\n\x04role\x18\x01 \x01(\x0e\x32\x1c.devpynode.ai.v1.MessageRole\x12\x19\n\x07\x63ontent\x18\x02 \x01(\tB\x08\x92\xb5\x18\x04 \x80\x80\x10\"\xa0\x02\n\x0fGenerateOptions\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1e\n\nmax_tokens\x18\x02 \x01(\x05\x42\n\x92\xb5\x18\x06\x38\x00@\x80\x80\x02\x12*\n\x11tokens_per_second\x18\x03 \x01(\x05\x42\n\x92\xb5\x18\x06\x38\x00@\xa0\x8d\x06H\x01\x88\x01\x01\x12\x1f\n\x0f\x66\x61llback_models\x18\x04 \x03(\tB\x06\x92\xb5\x18\x02\x30\x05\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12\x10\n\x08no_cache\x18\x06 \x01(\x08\x12\x12\n\x05top_p\x18\x07 \x01(\x02H\x03\x88\x01\x01\x12\x14\n\x04stop\x18\x08 \x03(\tB\x06\x92\xb5\x18\x02\x30\x04\x42\x0e\n\x0c_temperatureB\x14\n\x12_tokens_per_secondB\x07\n\x05_seedB\x08\n\x06_top_p\"\x99\x01\n\x0fGenerateRequest\x12\x18\n\x05model\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\xc8\x01\x12\x39\n\x08messages\x18\x02 \x03(\x0b\x32\x1c.devpynode.ai.v1.ChatMessageB\t\x92\xb5\x18\x05\x08\x01\x30\xf4\x03\x12\x31\n\x07options\x18\x03 \x01(\x0b\x32 .devpynode.ai.v1.GenerateOptions\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\"\x9c\x01\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12%\n\x05usage\x18\x02 \x01(\x0b\x32\x16.devpynode.ai.v1.Usage\x12\x34\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1d.devpynode.ai.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\"\x9b\x01\n\x0fGetUsageRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x07user_id\x18\x03 \x01(\tB\x06\x92\xb5\x18\x02(\x02\x12\x11\n\tall_users\x18\x04 \x01(\x08\"\x8a\x01\n\nModelUsage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12%\n\x05usage\x18\x03 \x01(\x0b\x32\x16.devpynode.ai.v1.Usage\x12\x17\n\x0f\x63\x61\x63hed_requests\x18\x04 \x01(\x03\x12\x1b\n\x13unfinished_requests\x18\x05 \x01(\x03\"U\n\tUserUsage\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12%\n\x05usage\x18\x03 \x01(\x0b\x32\x16.devpynode.ai.v1.Usage\"\x91\x01\n\x10GetUsageResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.devpynode.ai.v1.ModelUsage\x12%\n\x05total\x18\x02 \x01(\x0b\x32\x16.devpynode.ai.v1.Usage\x12)\n\x05users\x18\x03 \x03(\x0b\x32\x1a.devpynode.ai.v1.UserUsage\"N\n\x11ListModelsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\x92\xb5\x18\x05\x38\x00@\xe8\x07\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x04\"U\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.devpynode.ai.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8e\x01\n\x16GenerateForUserRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01(\x02\x12\x39\n\x07request\x18\x02 \x01(\x0b\x32 .devpynode.ai.v1.GenerateRequestB\x06\x92\xb5\x18\x02\x08\x01\x12\x1e\n\x0e\x63lient_address\x18\x03 \x01(\tB\x06\x92\xb5\x18\x02\x18@\"N\n\x17GenerateForUserResponse\x12\x33\n\x08response\x18\x01 \x01(\x0b\x32!.devpynode.ai.v1.GenerateResponse*w\n\x0bMessageRole\x12\x1c\n\x18MESSAGE_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13MESSAGE_ROLE_SYSTEM\x10\x01\x12\x15\n\x11MESSAGE_ROLE_USER\x10\x02\x12\x1a\n\x16MESSAGE_ROLE_ASSISTANT\x10\x03*\xb3\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x04\x12\x1c\n\x18\x46INISH_REASON_TIME_LIMIT\x10\x05\x32\xcf\x03\n\x0f\x41IRouterService\x12p\n\nListModels\x12\".devpynode.ai.v1.ListModelsRequest\x1a#.devpynode.ai.v1.ListModelsResponse\"\x19\x88\xb5\x18\x02\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/ai/models\x12q\n\x08Generate\x12 .devpynode.ai.v1.GenerateRequest\x1a!.devpynode.ai.v1.GenerateResponse\"\x1e\x88\xb5\x18\x02\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/ai:generate:\x01*0\x01\x12l\n\x0fGenerateForUser\x12\'.devpynode.ai.v1.GenerateForUserRequest\x1a(.devpynode.ai.v1.GenerateForUserResponse\"\x04\x88\xb5\x18\x04\x30\x01\x12i\n\x08GetUsage\x12 .devpynode.ai.v1.GetUsageRequest\x1a!.devpynode.ai.v1.GetUsageResponse\"\x18\x88\xb5\x18\x02\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/ai/usageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -60,45 +61,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATEFORUSERREQUEST'].fields_by_name['client_address']._loaded_options = None
   _globals['_GENERATEFORUSERREQUEST'].fields_by_name['client_address']._serialized_options = b'\222\265\030\002\030@'
   _globals['_AIROUTERSERVICE'].methods_by_name['ListModels']._loaded_options = None
-  _globals['_AIROUTERSERVICE'].methods_by_name['ListModels']._serialized_options = b'\210\265\030\002'
+  _globals['_AIROUTERSERVICE'].methods_by_name['ListModels']._serialized_options = b'\210\265\030\002\202\323\344\223\002\017\022\r/v1/ai/models'
   _globals['_AIROUTERSERVICE'].methods_by_name['Generate']._loaded_options = None
-  _globals['_AIROUTERSERVICE'].methods_by_name['Generate']._serialized_options = b'\210\265\030\002'
+  _globals['_AIROUTERSERVICE'].methods_by_name['Generate']._serialized_options = b'\210\265\030\002\202\323\344\223\002\024\"\017/v1/ai:generate:\001*'
   _globals['_AIROUTERSERVICE'].methods_by_name['GenerateForUser']._loaded_options = None
   _globals['_AIROUTERSERVICE'].methods_by_name['GenerateForUser']._serialized_options = b'\210\265\030\004'
   _globals['_AIROUTERSERVICE'].methods_by_name['GetUsage']._loaded_options = None
-  _globals['_AIROUTERSERVICE'].methods_by_name['GetUsage']._serialized_options = b'\210\265\030\002'
-  _globals['_MESSAGEROLE']._serialized_start=1890
-  _globals['_MESSAGEROLE']._serialized_end=2009
-  _globals['_FINISHREASON']._serialized_start=2012
-  _globals['_FINISHREASON']._serialized_end=2191
-  _globals['_MODEL']._serialized_start=113
-  _globals['_MODEL']._serialized_end=211
-  _globals['_CHATMESSAGE']._serialized_start=213
-  _globals['_CHATMESSAGE']._serialized_end=297
-  _globals['_GENERATEOPTIONS']._serialized_start=300
-  _globals['_GENERATEOPTIONS']._serialized_end=588
-  _globals['_GENERATEREQUEST']._serialized_start=591
-  _globals['_GENERATEREQUEST']._serialized_end=744
-  _globals['_USAGE']._serialized_start=746
-  _globals['_USAGE']._serialized_end=803
-  _globals['_GENERATERESPONSE']._serialized_start=806
-  _globals['_GENERATERESPONSE']._serialized_end=962
-  _globals['_GETUSAGEREQUEST']._serialized_start=965
-  _globals['_GETUSAGEREQUEST']._serialized_end=1120
-  _globals['_MODELUSAGE']._serialized_start=1123
-  _globals['_MODELUSAGE']._serialized_end=1261
-  _globals['_USERUSAGE']._serialized_start=1263
-  _globals['_USERUSAGE']._serialized_end=1348
-  _globals['_GETUSAGERESPONSE']._serialized_start=1351
-  _globals['_GETUSAGERESPONSE']._serialized_end=1496
-  _globals['_LISTMODELSREQUEST']._serialized_start=1498
-  _globals['_LISTMODELSREQUEST']._serialized_end=1576
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1578
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1663
-  _globals['_GENERATEFORUSERREQUEST']._serialized_start=1666
-  _globals['_GENERATEFORUSERREQUEST']._serialized_end=1808
-  _globals['_GENERATEFORUSERRESPONSE']._serialized_start=1810
-  _globals['_GENERATEFORUSERRESPONSE']._serialized_end=1888
-  _globals['_AIROUTERSERVICE']._serialized_start=2194
-  _globals['_AIROUTERSERVICE']._serialized_end=2590
+  _globals['_AIROUTERSERVICE'].methods_by_name['GetUsage']._serialized_options = b'\210\265\030\002\202\323\344\223\002\016\022\014/v1/ai/usage'
+  _globals['_MESSAGEROLE']._serialized_start=1920
+  _globals['_MESSAGEROLE']._serialized_end=2039
+  _globals['_FINISHREASON']._serialized_start=2042
+  _globals['_FINISHREASON']._serialized_end=2221
+  _globals['_MODEL']._serialized_start=143
+  _globals['_MODEL']._serialized_end=241
+  _globals['_CHATMESSAGE']._serialized_start=243
+  _globals['_CHATMESSAGE']._serialized_end=327
+  _globals['_GENERATEOPTIONS']._serialized_start=330
+  _globals['_GENERATEOPTIONS']._serialized_end=618
+  _globals['_GENERATEREQUEST']._serialized_start=621
+  _globals['_GENERATEREQUEST']._serialized_end=774
+  _globals['_USAGE']._serialized_start=776
+  _globals['_USAGE']._serialized_end=833
+  _globals['_GENERATERESPONSE']._serialized_start=836
+  _globals['_GENERATERESPONSE']._serialized_end=992
+  _globals['_GETUSAGEREQUEST']._serialized_start=995
+  _globals['_GETUSAGEREQUEST']._serialized_end=1150
+  _globals['_MODELUSAGE']._serialized_start=1153
+  _globals['_MODELUSAGE']._serialized_end=1291
+  _globals['_USERUSAGE']._serialized_start=1293
+  _globals['_USERUSAGE']._serialized_end=1378
+  _globals['_GETUSAGERESPONSE']._serialized_start=1381
+  _globals['_GETUSAGERESPONSE']._serialized_end=1526
+  _globals['_LISTMODELSREQUEST']._serialized_start=1528
+  _globals['_LISTMODELSREQUEST']._serialized_end=1606
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1608
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1693
+  _globals['_GENERATEFORUSERREQUEST']._serialized_start=1696
+  _globals['_GENERATEFORUSERREQUEST']._serialized_end=1838
+  _globals['_GENERATEFORUSERRESPONSE']._serialized_start=1840
+  _globals['_GENERATEFORUSERRESPONSE']._serialized_end=1918
+  _globals['_AIROUTERSERVICE']._serialized_start=2224
+  _globals['_AIROUTERSERVICE']._serialized_end=2687
 # @@protoc_insertion_point(module_scope)
