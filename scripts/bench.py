@@ -1060,6 +1060,8 @@ async def main(args: argparse.Namespace) -> int:
         "DEVPYNODE_AI_STREAMS_PER_USER": "0",  # one bench user runs all the streams
         "DEVPYNODE_CHAT_STREAMS_PER_USER": "0",  # and holds the fan-out's 200 event streams
         "DEVPYNODE_AI_MAX_CONCURRENCY": "64",
+        # builtin/echo at full speed for requests that set no pace (chat's): dev mode would pace it at 30/s.
+        "DEVPYNODE_AI_BUILTIN_TOKENS_PER_SECOND": "0",
         "DEVPYNODE_CHAT_MESSAGES_PER_MINUTE": "0",
         "DEVPYNODE_GRPC_PORT": "0",
         "DEVPYNODE_METRICS_PORT": "-1",

@@ -198,6 +198,7 @@ def make_settings(backend: Backend, data_dir: Path, **overrides: Any) -> Setting
         "account_flood_failures": 12,
         "refresh_grace_seconds": 1.0,
         "shutdown_grace_seconds": 1.0,
+        "ai_builtin_tokens_per_second": 0,  # builtin/echo at full speed (dev mode paces it): tests pace it per call
     }
     if backend.s3_endpoint:
         values.update(

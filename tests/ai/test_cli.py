@@ -29,6 +29,9 @@ async def test_models_and_ask(client: MeshClient, mesh: MeshServer, tmp_path: Pa
     assert err.strip().splitlines()[-1] == "[builtin/echo: 4 prompt + 4 completion tokens, stop]"
     code, _, err = await run_cli("ask", "--model", "nosuch", "x", env=env)
     assert code != 0 and "Traceback" not in err and "no model or alias 'nosuch'" in err
+    assert err.startswith("devpynode: ") and len(err.splitlines()) == 1, err  # one line, no blank one before it
+    code, out, err = await run_cli("ask", "  ", env=env)
+    assert code == 2 and out == "" and err.startswith("devpynode: PROMPT: empty"), err
 
 
 async def test_ask_with_tools_and_embed(client: MeshClient, mesh: MeshServer, tmp_path: Path) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import grpc
+
+from pynode.app.cli.common import rpc_error
 from pynode.app.server import MeshServer
-from tests.client import PASSWORD, MeshClient, new_email, run_cli
+from tests.client import PASSWORD, MeshClient, new_email, run_cli, run_cli_here
 from tests.conftest import one_backend
 
 cli = run_cli
@@ -36,8 +41,11 @@ async def test_bare_command_prints_help_and_version_works() -> None:
 
 
 def test_a_client_command_loads_no_server_code() -> None:
-    """`whoami` starts fast because it imports the client alone: no settings, no service, no gateway."""
-    heavy = ("sqlalchemy", "envoy_data_plane", "minio", "ollama", "pydantic_settings", "pynode.app.settings")
+    """`whoami` starts fast because it imports the client alone: no settings, no service, no gateway, no Typer."""
+    heavy = (
+        *("sqlalchemy", "envoy_data_plane", "minio", "ollama", "pydantic_settings", "pynode.app.settings"),
+        *("typer", "rich", "pydantic", "prompt_toolkit"),  # the account commands skip Typer (see cli/quick.py)
+    )
     probe = (
         "import sys\n"
         "from pynode.app.cli import main\n"
@@ -74,11 +82,11 @@ async def test_create_admin_refuses_bad_input_in_one_line(tmp_path: Path) -> Non
     code, out, err = await cli(
         "users", "create-admin", "--email", "boss@example.com", "--password-stdin", *data, stdin=PASSWORD.encode()
     )
-    assert code == 0 and "created admin boss@example.com" in out, err
+    assert code == 0 and out.startswith("created admin boss@example.com"), err  # not like an error line
     code, out, err = await cli(
         "users", "create-admin", "--email", "Boss@Example.com", "--password-stdin", *data, stdin=b"another one!\n"
     )
-    assert code == 0 and "its password is unchanged" in out, err
+    assert code == 0 and out.startswith("promoted boss@example.com") and "sign in again" in out, err
 
 
 async def test_migrate_names_the_database_and_the_revisions(tmp_path: Path) -> None:
@@ -129,13 +137,90 @@ async def test_login_whoami_token_logout(mesh: MeshServer, tmp_path: Path) -> No
     code, out, err = await cli("health", env=env)
     assert code == 0 and "SERVING" in out, err
     code, _, err = await cli("users", "list", env=env)
-    assert "admin role" in one_line_error(code, err)
+    assert "sign in again" in one_line_error(code, err)  # the role comes with a new token after a promotion
+    code, out, err = await cli("--server", env["DEVPYNODE_SERVER"], "whoami", env={**env, "DEVPYNODE_SERVER": ""})
+    assert code == 0 and email in out, err  # --server before the command
+    created = new_email()
+    code, _, err = await cli("users", "create", "--email", created, env=env, stdin=f"{PASSWORD}\nnot it\n".encode())
+    assert "do not match" in one_line_error(code, err)  # piped: a second line is the repeat, and is checked
+    code, out, err = await cli(
+        "users", "create", "--email", created, env=env, stdin=f"{PASSWORD}\n{PASSWORD}\n".encode()
+    )
+    assert code == 0 and f"created {created}" in out, err
     code, out, err = await cli("logout", env=env)
     assert code == 0 and "signed out" in out, err
     code, _, err = await cli("whoami", env=env)
     assert "not signed in" in one_line_error(code, err)
 
 
+def closed_port() -> int:
+    """A port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 async def test_an_unreachable_server_is_one_line() -> None:
-    code, _, err = await cli("health", "--server", "127.0.0.1:1")
-    assert "cannot reach the server at 127.0.0.1:1" in one_line_error(code, err)
+    port = closed_port()
+    code, _, err = await cli("health", "--server", f"127.0.0.1:{port}")
+    assert f"cannot reach the server at 127.0.0.1:{port}" in one_line_error(code, err)
+
+
+async def test_the_server_address_is_checked_wherever_it_is_given() -> None:
+    port = closed_port()
+    for args, env, expected in (
+        (("--server", "garbage", "whoami"), {}, "devpynode: --server: 'garbage' is not host:port"),
+        (("whoami", "--server=http://127.0.0.1:8080"), {}, "devpynode: --server: 'http://127.0.0.1:8080' is a URL"),
+        (("files", "ls", "--server", "host:99999"), {}, "devpynode: --server: 'host:99999' is not host:port"),
+        (("health",), {"DEVPYNODE_SERVER": "a b:1"}, "devpynode: DEVPYNODE_SERVER: 'a b:1' is not host:port"),
+        (("--server",), {}, "devpynode: --server needs a value"),
+        (("--server", f"127.0.0.1:{port}", "health"), {}, f"devpynode: cannot reach the server at 127.0.0.1:{port}"),
+    ):
+        code, _, err = await run_cli_here(*args, env=env)
+        assert one_line_error(code, err).startswith(expected), (args, err)
+    code, _, err = await run_cli_here("whoami", "--no-such-flag")  # not one `quick` takes: Typer's usual error
+    assert one_line_error(code, err) == "devpynode: No such option: --no-such-flag; see `devpynode whoami --help`"
+    code, _, err = await run_cli_here("login")
+    assert one_line_error(code, err) == "devpynode: Missing option '--email'; see `devpynode login --help`"  # no ".;"
+
+
+async def test_an_http_port_is_named_as_such() -> None:
+    """A port that answers HTTP/1 (a web server), and Envoy's own UNIMPLEMENTED on the browsers' port."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    web = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = web.sockets[0].getsockname()[1]
+    try:
+        code, _, err = await run_cli_here("--server", f"127.0.0.1:{port}", "health")
+        assert "answers HTTP, not gRPC" in one_line_error(code, err) and "50051" in err, err
+    finally:
+        web.close()
+        await web.wait_closed()
+
+    class EnvoyUnrouted(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.UNIMPLEMENTED
+
+        def details(self) -> str:
+            return ""
+
+        def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+            return (("server", "envoy"),)
+
+    assert "answers HTTP, not gRPC" in str(rpc_error(EnvoyUnrouted(), "127.0.0.1:8080"))
+
+
+def test_grpc_core_logs_are_off_in_client_commands() -> None:
+    probe = "import os, pynode.app.cli; print(os.environ.get('GRPC_VERBOSITY'), os.environ.get('GRPC_TRACE'))"
+    env = {**os.environ, "GRPC_VERBOSITY": "debug", "GRPC_TRACE": "all"}
+    for argv, expected in ((["chat"], "NONE None"), (["serve", "--help"], "debug all")):
+        run = subprocess.run(
+            [sys.executable, "-c", f"import sys; sys.argv[1:] = {argv!r}; {probe}"],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert run.stdout.strip() == expected, run.stderr

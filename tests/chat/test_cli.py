@@ -8,7 +8,7 @@ from pathlib import Path
 from devpynode.chat.v1 import chat_pb2
 
 from tests.ai.fakes import FakeProvider
-from tests.chat.conftest import ANSWER, Start
+from tests.chat.conftest import ANSWER, WORDS, Start
 from tests.client import PASSWORD, run_cli
 from tests.conftest import one_backend
 
@@ -76,7 +76,8 @@ async def test_ctrl_c_cancels_the_running_answer(chat: Start, ollama: FakeProvid
     code, _, err = await run_cli("login", "--email", alice.email, "--password-stdin", env=env, stdin=PASSWORD.encode())
     assert code == 0, err
     conversation = await alice.create()
-    ollama.script.delay = 0.3  # slow enough to interrupt
+    # An answer that cannot finish before the interrupt, however loaded the machine: 400 tokens, 0.3 s apart.
+    ollama.script.tokens, ollama.script.delay = [f" w{i}" for i in range(400)], 0.3
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pynode.app.cli", "chat", "-c", conversation.id, env=env,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -99,6 +100,7 @@ async def test_ctrl_c_cancels_the_running_answer(chat: Start, ollama: FakeProvid
 
         reply = await asyncio.wait_for(cancelled(), 20)
         assert reply.state == chat_pb2.MESSAGE_STATE_CANCELLED and reply.text.startswith(" w0")
+        ollama.script.tokens, ollama.script.delay = WORDS, 0.0  # the next answer comes at once
         process.stdin.write(b"and now?\n")  # the conversation goes on after the cancel
         process.stdin.close()
         _, err_bytes = await asyncio.wait_for(process.communicate(), 30)

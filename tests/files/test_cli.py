@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
@@ -51,7 +52,9 @@ async def test_files_commands_resume_both_ways(client: MeshClient, mesh: MeshSer
 
     code, out, err = await run_cli("files", "upload", str(source), env=env)
     assert code == 0, err
-    file_id = out.split("\t")[0]
+    header, uploaded = out.splitlines()  # piped: a header, then a line per file, as `files ls` prints
+    assert header == "id\tname\ttype\tbytes\tcreated"
+    file_id = uploaded.split("\t")[0]
     resumed = await stub.GetUploadSession(
         files_pb2.GetUploadSessionRequest(session_id=session.id), metadata=client.md()
     )
@@ -59,7 +62,14 @@ async def test_files_commands_resume_both_ways(client: MeshClient, mesh: MeshSer
     assert json.loads((config / "uploads.json").read_text()) == {}
 
     code, out, err = await run_cli("files", "ls", env=env)
-    assert code == 0 and f"{file_id}\treport.bin\tapplication/octet-stream\t{len(data)}" in out, err
+    assert code == 0 and out.splitlines() == [header, uploaded], err
+    assert f"{file_id}\treport.bin\tapplication/octet-stream\t{len(data)}\t" in uploaded
+    created = uploaded.split("\t")[4]  # to the second, with the zone: 2026-12-03 12:05:16 UTC
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", created), created
+
+    terminal = {**env, "TTY_COMPATIBLE": "1", "COLUMNS": "200"}  # Rich draws its table as on a terminal
+    code, out, err = await run_cli("files", "ls", env=terminal)
+    assert code == 0 and "size" in out and "2.0 MiB" in out and str(len(data)) not in out, out
 
     target = tmp_path / "copy.bin"
     (tmp_path / "copy.bin.part").write_bytes(data[:12345])  # an interrupted download

@@ -84,7 +84,7 @@ class Sampling:
     seed: int | None = None
     max_tokens: int = 0
     stop: tuple[str, ...] = ()
-    tokens_per_second: int = 0  # the built-in model's pace; providers ignore it
+    tokens_per_second: int | None = None  # the built-in model's pace (None: its default); providers ignore it
 
     @property
     def deterministic(self) -> bool:

@@ -34,14 +34,16 @@ class AIComponents:
     model_admin: ModelAdministration
 
 
-def build_providers(config: RouterConfig, settings: AISettings, local: LocalSetup | None = None) -> dict[str, Provider]:
+def build_providers(
+    config: RouterConfig, settings: AISettings, local: LocalSetup | None = None, dev_mode: bool = False
+) -> dict[str, Provider]:
     """One client per configured provider, plus the built-in model (and the local one, when configured)."""
     from pynode.ai.local_model import PROVIDER, LocalProvider
     from pynode.ai.providers.builtin import BuiltinProvider
     from pynode.ai.providers.ollama import OllamaProvider
     from pynode.ai.providers.openai import OpenAIProvider
 
-    providers: dict[str, Provider] = {"builtin": BuiltinProvider(settings.ai_builtin_tokens_per_second)}
+    providers: dict[str, Provider] = {"builtin": BuiltinProvider(settings.builtin_pace(dev_mode))}
     for name, spec in config.providers.items():
         if spec.type == "ollama":
             providers[name] = OllamaProvider(
@@ -136,7 +138,7 @@ class AIModule:
         infra.peers.require("auth")  # model changes are recorded in auth's audit trail
         local = prepare(settings, infra.data_dir)
         config = load_config(settings, local.url, local.name) if local else load_config(settings)
-        providers = build_providers(config, settings, local)
+        providers = build_providers(config, settings, local, infra.dev_mode)
         router = Router(
             providers,
             config,

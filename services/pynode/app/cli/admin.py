@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 from pydantic import SecretStr
 
-from pynode.app.cli.common import DataDir, fail, settings_from
+from pynode.app.cli.common import fail, settings_from
+from pynode.app.cli.options import DataDir
 from pynode.core import logs
 from pynode.core.settings import SettingsError, env_name
 

@@ -1,19 +1,20 @@
 """`devpynode chat`: a conversation in the terminal, answers streaming token by token.
 
-Lines typed are messages; `/attach PATH` uploads a file and attaches it to the next message, `/model M`
-switches the conversation's model, `/tools FILE` offers the model the tools of a JSON file (as
-`ask --tools`) for the next messages, `/result CALL_ID TEXT` posts a tool call's result (the model then goes
-on), `/quit` (or Ctrl-D) leaves. Tool calls show as `-> name(arguments)  [call ID]`, results as
-`<- ID: text`. Ctrl-C while an answer streams cancels it (the partial answer is kept); a second Ctrl-C
-leaves. Opening a conversation whose answer is still being written attaches to it. When standard input is
-not a terminal, each line read is a message, so the command can be scripted.
+On a terminal, messages are written in a line editor (`editor`): Enter sends, Alt+Enter starts a new line,
+pastes arrive whole, Up/Down recall earlier messages. `/attach PATH` uploads a file and attaches it to the
+next message, `/model M` switches the conversation's model, `/tools FILE` offers the model the tools of a JSON
+file (as `ask --tools`), `/result CALL_ID TEXT` posts a tool call's result (the model then goes on; calls show
+as `-> name(arguments)  [call ID]`, results as `<- ID: text`), `/quit` (or Ctrl-D) leaves. Ctrl-C while an
+answer streams cancels it (the partial answer is kept); a second Ctrl-C leaves. Opening a conversation
+whose answer is still being written attaches to it. When standard input is not a terminal, each line read
+is a message, so the command can be scripted.
 """
 
 from __future__ import annotations
 
 import sys
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,9 +24,11 @@ from devpynode.chat.v1 import chat_pb2, chat_pb2_grpc
 from devpynode.files.v1 import files_pb2_grpc
 from rich.console import Console
 
-from pynode.app.cli.account import Server, _bearer, _channel, print_table
-from pynode.app.cli.common import CliError, fail, rpc_error, server_address
+from pynode.app.cli.account import print_table
+from pynode.app.cli.calls import bearer, channel
+from pynode.app.cli.common import CliError, fail, local_time, rpc_error, server_address
 from pynode.app.cli.files import _progress, _upload_one
+from pynode.app.cli.options import Server
 from pynode.app.cli.toolcalls import call_line, load_tools, result_line
 from pynode.core.text import for_terminal
 
@@ -45,27 +48,29 @@ chat = typer.Typer(
 )
 
 
-def _when(stamp: Any) -> str:
-    return datetime.fromtimestamp(stamp.seconds, UTC).strftime("%Y-%m-%d %H:%M")
-
-
 @chat.command("ls")
 def ls(server: Server = None) -> None:
     """List your conversations, most recently active first."""
     address = server_address(server)
     rows = []
-    with _channel(address) as channel:
-        stub = chat_pb2_grpc.ChatServiceStub(channel)
+    with channel(address) as opened:
+        stub = chat_pb2_grpc.ChatServiceStub(opened)
         token = ""
         while True:
             page = stub.ListConversations(
                 chat_pb2.ListConversationsRequest(page_size=100, page_token=token),
-                metadata=_bearer(address),
+                metadata=bearer(address),
                 timeout=TIMEOUT_SECONDS,
             )
             for c in page.conversations:
                 rows.append(
-                    (c.id, _line(c.title) or "(untitled)", _line(c.model), str(len(c.member_ids)), _when(c.updated_at))
+                    (
+                        c.id,
+                        _line(c.title) or "(untitled)",
+                        _line(c.model),
+                        str(len(c.member_ids)),
+                        local_time(c.updated_at),
+                    )
                 )
             token = page.next_page_token
             if not token:
@@ -76,16 +81,16 @@ def ls(server: Server = None) -> None:
 class Session:
     """One open conversation: sending, streaming, cancelling."""
 
-    def __init__(self, channel: grpc.Channel, address: str, conversation: chat_pb2.Conversation) -> None:
-        self.stub = chat_pb2_grpc.ChatServiceStub(channel)
-        self.files = files_pb2_grpc.FileServiceStub(channel)
+    def __init__(self, opened_channel: grpc.Channel, address: str, conversation: chat_pb2.Conversation) -> None:
+        self.stub = chat_pb2_grpc.ChatServiceStub(opened_channel)
+        self.files = files_pb2_grpc.FileServiceStub(opened_channel)
         self.address = address
         self.conversation = conversation
         self.attachments: list[str] = []
         self.tools: list[chat_pb2.Tool] = []  # offered to the model with every message from /tools on
 
     def _md(self) -> Any:
-        return _bearer(self.address)
+        return bearer(self.address)
 
     def show_history(self) -> str | None:
         """Print the last messages; returns the id of an answer still being written, if any."""
@@ -229,7 +234,7 @@ def _pick(stub: Any, address: str, model: str, title: str) -> chat_pb2.Conversat
     """On a terminal: choose one of the recent conversations, or a new one."""
     if sys.stdin.isatty():
         recent = stub.ListConversations(
-            chat_pb2.ListConversationsRequest(page_size=10), metadata=_bearer(address), timeout=TIMEOUT_SECONDS
+            chat_pb2.ListConversationsRequest(page_size=10), metadata=bearer(address), timeout=TIMEOUT_SECONDS
         ).conversations
         for i, conversation in enumerate(recent, 1):
             _err.print(
@@ -241,7 +246,7 @@ def _pick(stub: Any, address: str, model: str, title: str) -> chat_pb2.Conversat
                 chosen: chat_pb2.Conversation = recent[int(choice) - 1]
                 return chosen
     created: chat_pb2.Conversation = stub.CreateConversation(
-        chat_pb2.CreateConversationRequest(title=title, model=model), metadata=_bearer(address), timeout=TIMEOUT_SECONDS
+        chat_pb2.CreateConversationRequest(title=title, model=model), metadata=bearer(address), timeout=TIMEOUT_SECONDS
     ).conversation
     return created
 
@@ -259,23 +264,23 @@ def open_conversation(
     if ctx.invoked_subcommand is not None:
         return
     address = server_address(server)
-    with _channel(address) as channel:
-        stub = chat_pb2_grpc.ChatServiceStub(channel)
+    with channel(address) as opened:
+        stub = chat_pb2_grpc.ChatServiceStub(opened)
         if conversation_id:
             conversation = stub.GetConversation(
                 chat_pb2.GetConversationRequest(conversation_id=conversation_id),
-                metadata=_bearer(address),
+                metadata=bearer(address),
                 timeout=TIMEOUT_SECONDS,
             ).conversation
         elif new or not sys.stdin.isatty():
             conversation = stub.CreateConversation(
                 chat_pb2.CreateConversationRequest(title=title, model=model),
-                metadata=_bearer(address),
+                metadata=bearer(address),
                 timeout=TIMEOUT_SECONDS,
             ).conversation
         else:
             conversation = _pick(stub, address, model, title)
-        session = Session(channel, address, conversation)
+        session = Session(opened, address, conversation)
         _err.print(
             f"(conversation {conversation.id}, model {_line(conversation.model)}; /attach PATH, /model M, /quit)",
             markup=False,
@@ -287,15 +292,15 @@ def open_conversation(
 
 
 def _talk(session: Session) -> None:
-    interactive = sys.stdin.isatty()
+    read = _terminal_reader() if sys.stdin.isatty() else sys.stdin.readline
     while True:
         try:
-            line = input("> ") if interactive else sys.stdin.readline()
+            line = read()
         except (EOFError, KeyboardInterrupt):
             _write("\n")
             return
-        if not interactive and not line:
-            return  # end of input
+        if not line:
+            return  # end of piped input (an empty message on a terminal is "", skipped below)
         text = line.strip()
         if not text:
             continue
@@ -321,7 +326,19 @@ def _talk(session: Session) -> None:
         except CliError as error:  # a /tools file that cannot be used: said, and the conversation goes on
             _err.print(f"({error})", markup=False)
         except grpc.RpcError as error:
+            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED):
+                fail(str(rpc_error(error, session.address)))  # the conversation cannot go on: said once, on exit
             # One line, and the conversation goes on (a refused attachment, an unknown model, a rate limit).
             _err.print(f"({rpc_error(error, session.address)})", markup=False)
-            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED):
-                fail(str(rpc_error(error, session.address)))
+
+
+def _terminal_reader() -> Callable[[], str]:
+    """The line editor's `read`, where an empty message is not the end of input."""
+    from pynode.app.cli.editor import MessageEditor
+
+    editor = MessageEditor()
+
+    def read() -> str:
+        return editor.read() or " "
+
+    return read

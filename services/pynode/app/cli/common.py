@@ -1,27 +1,26 @@
 """What every command shares: the one-line error, the server address, settings from flags.
 
-The settings (and through them every service's module) are imported only by commands that read them:
-a client command such as `whoami` needs grpc, typer and the stubs alone.
+The settings (and through them every service's module) are imported only by commands that read them, and
+nothing here imports Typer or Rich: a client command such as `whoami` needs grpc and the stubs alone (see
+`quick`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
-import typer
 
 if TYPE_CHECKING:
     from pynode.app.settings import Settings
 
 DEFAULT_SERVER = "127.0.0.1:50051"
-
-DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Where embedded data lives [env DEVPYNODE_DATA_DIR; ./.devpynode]")
-]
+# grpc's own target forms, passed through as they are (a Unix socket, a resolver name).
+_TARGET_SCHEMES = ("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$")
 
 
 def version() -> str:
@@ -56,9 +55,55 @@ def open_channel(server: str) -> grpc.Channel:
     return grpc.secure_channel(server, credentials)
 
 
+class RootServer:
+    """`devpynode --server X COMMAND`: the address given before the command, for this run of `main`."""
+
+    given: str | None = None
+
+
+def take_root_server(args: list[str]) -> list[str]:
+    """The arguments without a leading `--server X` (or `--server=X`), which is kept in `RootServer`."""
+    RootServer.given = None
+    rest = list(args)
+    while rest and (rest[0] == "--server" or rest[0].startswith("--server=")):
+        option = rest.pop(0)
+        if "=" in option:
+            RootServer.given = option.split("=", 1)[1]
+        elif rest:
+            RootServer.given = rest.pop(0)
+        else:
+            fail("--server needs a value: host:port of the mesh, e.g. 127.0.0.1:50051", 2)
+    return rest
+
+
 def server_address(flag: str | None) -> str:
-    """`--server`, else DEVPYNODE_SERVER, else the default."""
-    return flag or os.environ.get("DEVPYNODE_SERVER") or DEFAULT_SERVER
+    """The command's `--server`, else one given before the command, else DEVPYNODE_SERVER, else the default;
+    checked to be host:port, with an error naming where it came from."""
+    if flag:
+        return checked_address(flag, "--server")
+    if RootServer.given:
+        return checked_address(RootServer.given, "--server")
+    from_env = os.environ.get("DEVPYNODE_SERVER")
+    if from_env:
+        return checked_address(from_env, "DEVPYNODE_SERVER")
+    return DEFAULT_SERVER
+
+
+def checked_address(address: str, source: str) -> str:
+    """`address` when it is host:port (or one of grpc's own target forms); else a one-line error."""
+    address = address.strip()
+    if address.startswith(_TARGET_SCHEMES):
+        return address
+    if "://" in address:
+        fail(
+            f"{source}: {address!r} is a URL; give the gRPC address as host:port, e.g. {DEFAULT_SERVER} "
+            "(the http:// port is for browsers)",
+            2,
+        )
+    found = _HOST_PORT.match(address)
+    if found is None or not 0 < int(found.group(1)) < 65536:
+        fail(f"{source}: {address!r} is not host:port, e.g. {DEFAULT_SERVER}", 2)
+    return address
 
 
 def settings_from(flags: dict[str, Any]) -> Settings:
@@ -89,6 +134,11 @@ def rpc_error(error: grpc.aio.AioRpcError | grpc.RpcError, server: str) -> CliEr
     """A failed call as one line: what the server said, or that it could not be reached."""
     code = error.code() if hasattr(error, "code") else None
     details = error.details() if hasattr(error, "details") else str(error)
+    if (details and any(sign in details for sign in _HTTP_ANSWERS)) or _unrouted_by_envoy(error, code):
+        return CliError(
+            f"{server} answers HTTP, not gRPC: that is the HTTP port (grpc-web and the web app, for browsers); "
+            f"use the gRPC port, {DEFAULT_SERVER.rsplit(':', 1)[1]} by default (--server {DEFAULT_SERVER})"
+        )
     if code == grpc.StatusCode.UNAVAILABLE and not _has_rich_details(error):
         return CliError(
             f"cannot reach the server at {server} (is `devpynode serve` running? --server sets the address)"
@@ -96,12 +146,45 @@ def rpc_error(error: grpc.aio.AioRpcError | grpc.RpcError, server: str) -> CliEr
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return CliError(f"the server at {server} did not answer in time")
     name = code.name if code is not None else "ERROR"
-    return CliError(f"{details} ({name})")
+    said = (details or "").rstrip(".; ")
+    if code == grpc.StatusCode.PERMISSION_DENIED and "admin role" in said:
+        said += "; made an admin just now? sign in again (`devpynode login`) for a token that carries it"
+    return CliError(f"{said} ({name})")
+
+
+# What grpc says when the port answers HTTP instead of gRPC (Envoy's browser port, a web server).
+_HTTP_ANSWERS = ("Received http2 header with status", "Failed parsing HTTP/2", "http1.x")
+
+
+def _unrouted_by_envoy(error: Any, code: grpc.StatusCode | None) -> bool:
+    """Envoy's own UNIMPLEMENTED (no message, `server: envoy`): the browsers' port, which routes only the
+    platform's services (not health, say)."""
+    if code != grpc.StatusCode.UNIMPLEMENTED or (error.details() if hasattr(error, "details") else ""):
+        return False
+    metadata = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    return any(key == "server" and value == "envoy" for key, value in metadata or ())
 
 
 def _has_rich_details(error: Any) -> bool:
     metadata = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
     return any(key == "grpc-status-details-bin" for key, _ in metadata or ())
+
+
+def local_time(stamp: Any) -> str:
+    """A protobuf Timestamp as this machine's local time to the second, with its zone: 2026-12-03 12:05:16 UTC."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(stamp.seconds, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def human_size(size: int) -> str:
+    """Bytes as people read them: 512 B, 1.4 KiB, 12.0 MiB."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def read_password(from_stdin: bool, *, confirm: bool, prompt: str = "Password") -> str:
@@ -112,6 +195,10 @@ def read_password(from_stdin: bool, *, confirm: bool, prompt: str = "Password") 
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             fail("no password on standard input (send one line)", 2)
+        if confirm:  # a second line, when sent, is the repeat, and must match
+            repeat = sys.stdin.readline()
+            if repeat and repeat.rstrip("\r\n") != password:
+                fail("the passwords on standard input do not match (send it once, or twice the same)", 2)
         return password
     first = getpass.getpass(f"{prompt}: ")
     if not first:

@@ -13,7 +13,7 @@ import json
 import mimetypes
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,31 +26,52 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    Task,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from pynode.app.cli import credentials
-from pynode.app.cli.account import Server, _bearer, _channel, print_table
-from pynode.app.cli.common import fail, server_address
+from pynode.app.cli.account import print_table
+from pynode.app.cli.calls import bearer, channel
+from pynode.app.cli.common import fail, human_size, local_time, server_address
+from pynode.app.cli.options import Server
 
 files = typer.Typer(help="Your files: upload, download, list, delete.", no_args_is_help=True)
 TIMEOUT_SECONDS = 60.0
 _err = Console(stderr=True)
 
 
+class _Speed(TransferSpeedColumn):
+    """The transfer speed, once there is one (a small file is done before: no "?")."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.speed is None else super().render(task)
+
+
+class _Remaining(TimeRemainingColumn):
+    """The time left, while it is known and not over."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.finished or task.time_remaining is None else super().render(task)
+
+
 @contextmanager
 def _progress() -> Iterator[Progress]:
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=_err, disable=not sys.stderr.isatty()) as progress:
+    """Progress bars on a terminal's stderr, gone when done (the result is printed after them)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), _Speed(), _Remaining())
+    with Progress(*columns, console=_err, disable=not sys.stderr.isatty(), transient=True) as progress:
         yield progress
+
+
+_HEADERS = ("id", "name", "type", "bytes", "created")
+_FOR_PEOPLE: dict[int, tuple[str, Callable[[str], str]]] = {3: ("size", lambda cell: human_size(int(cell)))}
+
+
+def _row(f: files_pb2.File) -> tuple[str, ...]:
+    return (f.id, f.filename, f.content_type, str(f.size_bytes), local_time(f.created_at))
 
 
 def _sha256(path: Path) -> str:
@@ -101,7 +122,7 @@ def _resumable(stub: Any, metadata: Any, session_id: str | None) -> Any:
 
 
 def _upload_one(stub: Any, address: str, path: Path, progress: Progress) -> files_pb2.File:
-    metadata = _bearer(address)
+    metadata = bearer(address)
     size = path.stat().st_size
     key = _identity(address, path)
     state = _load_state()
@@ -148,11 +169,12 @@ def upload(
 ) -> None:
     """Upload files; run it again after an interruption and it resumes where it stopped."""
     address = server_address(server)
-    with _channel(address) as channel, _progress() as progress:
-        stub = files_pb2_grpc.FileServiceStub(channel)
+    rows: list[tuple[str, ...]] = []
+    with channel(address) as opened, _progress() as progress:
+        stub = files_pb2_grpc.FileServiceStub(opened)
         for path in paths:
-            stored = _upload_one(stub, address, path, progress)
-            print(f"{stored.id}\t{stored.filename}\t{stored.content_type}\t{stored.size_bytes}")
+            rows.append(_row(_upload_one(stub, address, path, progress)))
+    print_table(_HEADERS, rows, _FOR_PEOPLE)
 
 
 @files.command("download")
@@ -163,9 +185,9 @@ def download(
 ) -> None:
     """Download a file; an interrupted download resumes from the bytes already on disk, and the SHA-256 is checked."""
     address = server_address(server)
-    metadata = _bearer(address)
-    with _channel(address) as channel, _progress() as progress:
-        stub = files_pb2_grpc.FileServiceStub(channel)
+    metadata = bearer(address)
+    with channel(address) as opened, _progress() as progress:
+        stub = files_pb2_grpc.FileServiceStub(opened)
         info = stub.GetFile(files_pb2.GetFileRequest(file_id=file_id), metadata=metadata, timeout=TIMEOUT_SECONDS)
         target = output or Path(info.file.filename)
         partial = target.with_name(target.name + ".part")
@@ -195,32 +217,29 @@ def download(
 def ls(server: Server = None) -> None:
     """List your files, newest first."""
     address = server_address(server)
-    rows = []
-    with _channel(address) as channel:
-        stub = files_pb2_grpc.FileServiceStub(channel)
+    rows: list[tuple[str, ...]] = []
+    with channel(address) as opened:
+        stub = files_pb2_grpc.FileServiceStub(opened)
         page = ""
         while True:
             response = stub.ListFiles(
                 files_pb2.ListFilesRequest(page_size=100, page_token=page),
-                metadata=_bearer(address),
+                metadata=bearer(address),
                 timeout=TIMEOUT_SECONDS,
             )
-            for f in response.files:
-                rows.append(
-                    (f.id, f.filename, f.content_type, str(f.size_bytes), f.created_at.ToDatetime().isoformat())
-                )
+            rows.extend(_row(f) for f in response.files)
             page = response.next_page_token
             if not page:
                 break
-    print_table(("id", "name", "type", "bytes", "created"), rows)
+    print_table(_HEADERS, rows, _FOR_PEOPLE)
 
 
 @files.command("rm")
 def rm(file_id: Annotated[str, typer.Argument(help="The file's id")], server: Server = None) -> None:
     """Delete a file (its bytes and its record)."""
     address = server_address(server)
-    with _channel(address) as channel:
-        files_pb2_grpc.FileServiceStub(channel).DeleteFile(
-            files_pb2.DeleteFileRequest(file_id=file_id), metadata=_bearer(address), timeout=TIMEOUT_SECONDS
+    with channel(address) as opened:
+        files_pb2_grpc.FileServiceStub(opened).DeleteFile(
+            files_pb2.DeleteFileRequest(file_id=file_id), metadata=bearer(address), timeout=TIMEOUT_SECONDS
         )
     print(f"deleted {file_id}")

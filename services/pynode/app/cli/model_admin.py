@@ -15,8 +15,11 @@ import grpc
 import typer
 from devpynode.ai.v1 import models_pb2, models_pb2_grpc
 
-from pynode.app.cli.account import Server, _bearer, _channel, print_table
+from pynode.app.cli.account import print_table
+from pynode.app.cli.calls import bearer
+from pynode.app.cli.calls import channel as open_call_channel
 from pynode.app.cli.common import open_channel, rpc_error, server_address
+from pynode.app.cli.options import Server
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -82,14 +85,14 @@ def ls(
     rows: list[tuple[str, ...]] = []
     unreachable: set[str] = set()
     page = ""
-    with _channel(address) as channel:
+    with open_call_channel(address) as channel:
         stub = models_pb2_grpc.ModelAdminServiceStub(channel)
         while True:
             response = stub.ListProviderModels(
                 models_pb2.ListProviderModelsRequest(
                     parent=f"providers/{provider}" if provider else "", page_size=100, page_token=page
                 ),
-                metadata=_bearer(address),
+                metadata=bearer(address),
                 timeout=TIMEOUT_SECONDS,
             )
             unreachable.update(response.unreachable)
@@ -118,12 +121,12 @@ def ls(
 def show(name: Name, provider: Provider = "ollama", server: Server = None) -> None:
     """One model in detail: family, quantisation, context, capabilities, parameters, license (admins)."""
     address = server_address(server)
-    with _channel(address) as channel:
+    with open_call_channel(address) as channel:
         m = (
             models_pb2_grpc.ModelAdminServiceStub(channel)
             .GetProviderModel(
                 models_pb2.GetProviderModelRequest(name=model_name(name, provider)),
-                metadata=_bearer(address),
+                metadata=bearer(address),
                 timeout=TIMEOUT_SECONDS,
             )
             .provider_model
@@ -158,7 +161,7 @@ def pull(name: Name, provider: Provider = "ollama", server: Server = None) -> No
     """Download a model into its provider with a progress bar; Ctrl-C stops the download (admins)."""
     address = server_address(server)
     request = models_pb2.PullProviderModelRequest(name=model_name(name, provider))
-    metadata = _bearer(address)
+    metadata = bearer(address)
     with open_channel(address) as channel:
         call = models_pb2_grpc.ModelAdminServiceStub(channel).PullProviderModel(
             request, metadata=metadata, timeout=PULL_TIMEOUT_SECONDS
@@ -187,9 +190,9 @@ def rm(name: Name, provider: Provider = "ollama", server: Server = None) -> None
     """Delete a model from its provider's storage (admins)."""
     address = server_address(server)
     full = model_name(name, provider)
-    with _channel(address) as channel:
+    with open_call_channel(address) as channel:
         models_pb2_grpc.ModelAdminServiceStub(channel).DeleteProviderModel(
-            models_pb2.DeleteProviderModelRequest(name=full), metadata=_bearer(address), timeout=TIMEOUT_SECONDS
+            models_pb2.DeleteProviderModelRequest(name=full), metadata=bearer(address), timeout=TIMEOUT_SECONDS
         )
     print(f"deleted {full}")
 
@@ -198,12 +201,12 @@ def rm(name: Name, provider: Provider = "ollama", server: Server = None) -> None
 def load(name: Name, provider: Provider = "ollama", server: Server = None) -> None:
     """Load a model into memory (the local provider: serve this model instead) (admins)."""
     address = server_address(server)
-    with _channel(address) as channel:
+    with open_call_channel(address) as channel:
         m = (
             models_pb2_grpc.ModelAdminServiceStub(channel)
             .LoadProviderModel(
                 models_pb2.LoadProviderModelRequest(name=model_name(name, provider)),
-                metadata=_bearer(address),
+                metadata=bearer(address),
                 timeout=LOAD_TIMEOUT_SECONDS,
             )
             .provider_model
@@ -216,9 +219,9 @@ def unload(name: Name, provider: Provider = "ollama", server: Server = None) -> 
     """Free the memory a loaded model holds (admins)."""
     address = server_address(server)
     full = model_name(name, provider)
-    with _channel(address) as channel:
+    with open_call_channel(address) as channel:
         models_pb2_grpc.ModelAdminServiceStub(channel).UnloadProviderModel(
-            models_pb2.UnloadProviderModelRequest(name=full), metadata=_bearer(address), timeout=TIMEOUT_SECONDS
+            models_pb2.UnloadProviderModelRequest(name=full), metadata=bearer(address), timeout=TIMEOUT_SECONDS
         )
     print(f"unloaded {full}")
 

@@ -12,8 +12,10 @@ import typer
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 from rich.console import Console
 
-from pynode.app.cli.account import Server, _bearer, _channel, print_table
-from pynode.app.cli.common import CliError, open_channel, rpc_error, server_address
+from pynode.app.cli.account import print_table
+from pynode.app.cli.calls import bearer, channel
+from pynode.app.cli.common import CliError, fail, open_channel, rpc_error, server_address
+from pynode.app.cli.options import Server
 from pynode.app.cli.toolcalls import call_line, load_tools
 
 TIMEOUT_SECONDS = 10.0
@@ -38,13 +40,13 @@ def models(server: Server = None) -> None:
     """List the models and aliases the router knows, and whether they answer now."""
     address = server_address(server)
     rows = []
-    with _channel(address) as channel:
-        stub = ai_pb2_grpc.AIRouterServiceStub(channel)
+    with channel(address) as opened:
+        stub = ai_pb2_grpc.AIRouterServiceStub(opened)
         page = ""
         while True:
             response = stub.ListModels(
                 ai_pb2.ListModelsRequest(page_size=100, page_token=page),
-                metadata=_bearer(address),
+                metadata=bearer(address),
                 timeout=TIMEOUT_SECONDS,
             )
             for model in response.models:
@@ -73,6 +75,8 @@ def ask(
     """Ask a model; the answer streams as it comes, Ctrl-C stops it, the usage is the last line. Tool calls
     are printed as `-> name(arguments)  [call ID]` (nothing runs them)."""
     address = server_address(server)
+    if not prompt.strip():
+        fail("PROMPT: empty; say what to ask, e.g. devpynode ask 'what is gRPC?'", 2)
     options = ai_pb2.GenerateOptions(max_tokens=max_tokens)
     if temperature is not None:
         options.temperature = temperature
@@ -87,12 +91,11 @@ def ask(
     elif tool_choice != "auto":
         raise CliError("--tool-choice needs --tools FILE", 2)
     calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
-    metadata = _bearer(address)
-    with open_channel(address) as channel:
-        call = ai_pb2_grpc.AIRouterServiceStub(channel).Generate(
-            request, metadata=metadata, timeout=ASK_TIMEOUT_SECONDS
-        )
+    metadata = bearer(address)
+    with open_channel(address) as opened:
+        call = ai_pb2_grpc.AIRouterServiceStub(opened).Generate(request, metadata=metadata, timeout=ASK_TIMEOUT_SECONDS)
         last = None
+        written = False  # whether the answer has begun: an error then goes on a line of its own
         spinner = _status.status("waiting for the first token...", spinner="dots") if sys.stderr.isatty() else None
         if spinner is not None:
             spinner.start()
@@ -102,6 +105,7 @@ def ask(
                     spinner.stop()
                     spinner = None
                 if piece.text:
+                    written = True
                     sys.stdout.write(piece.text)
                     sys.stdout.flush()
                 for delta in piece.tool_calls:
@@ -115,7 +119,8 @@ def ask(
             print("\n(cancelled)", file=sys.stderr)
             raise typer.Exit(130) from None
         except grpc.RpcError as error:
-            print(file=sys.stderr)
+            if written:
+                print()
             raise rpc_error(error, address) from None
         finally:
             if spinner is not None:
@@ -141,10 +146,10 @@ def embed(
 ) -> None:
     """Print one JSON vector per text (a line each, in order); the model and tokens read go to stderr."""
     address = server_address(server)
-    with open_channel(address) as channel:
+    with open_channel(address) as opened:
         try:
-            response = ai_pb2_grpc.AIRouterServiceStub(channel).Embed(
-                ai_pb2.EmbedRequest(model=model, inputs=texts), metadata=_bearer(address), timeout=ASK_TIMEOUT_SECONDS
+            response = ai_pb2_grpc.AIRouterServiceStub(opened).Embed(
+                ai_pb2.EmbedRequest(model=model, inputs=texts), metadata=bearer(address), timeout=ASK_TIMEOUT_SECONDS
             )
         except grpc.RpcError as error:
             raise rpc_error(error, address) from None

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pynode.app.cli.common import CliError, DataDir, fail, settings_from, version
+from pynode.app.cli.common import CliError, fail, settings_from, version
+from pynode.app.cli.options import DataDir
 from pynode.app.settings import Settings, replace_server
 from pynode.core import logs
 from pynode.core.settings import SettingsError

@@ -6,7 +6,10 @@ in this process, which saves a Redis round trip on hot accounts. Every write thr
 clears both here and announces the change on the event feed, so other processes drop their copy too. A
 read racing with a change is returned but not remembered in this process, and nothing is remembered here
 while the feed is not live (announcements could be missed); the shared level may still hold a profile read
-in another process just before a write there, for at most TTL_SECONDS, as before. Authorization never reads
+in another process just before a write there, for at most TTL_SECONDS, as before. When the key-value store
+lives in this process (memory://, the embedded default), another process (`devpynode users create-admin`
+beside the server) can change an account but cannot reach that store or the feed: the shared level is then
+skipped, so such a change shows within NEAR_SECONDS, without a sign-in or a restart. Authorization never reads
 profiles (it reads the session), so staleness here can only delay what GetCurrentUser displays. The
 password hash is never cached.
 """
@@ -67,9 +70,12 @@ def _shown(profile: Profile) -> tuple[str, str, str, bool]:
 class CachedUsers:
     """UserRepository: reads of profiles cached, every write passed through and announced."""
 
-    def __init__(self, inner: UserRepository, kv: KeyValueStore, feed: EventFeed) -> None:
+    def __init__(self, inner: UserRepository, kv: KeyValueStore, feed: EventFeed, shared: bool = True) -> None:
+        # `shared`: whether other processes that write accounts reach `kv` and `feed` (Redis does; memory
+        # does not, and then only this process's few seconds are cached).
         self._inner = inner
         self._kv = kv
+        self._shared = shared
         self._feed = feed
         # Keyed by the id's text, as callers hold it (a token's `sub`): no UUID parsing per call.
         self._near: LocalEntries[str, Profile] = LocalEntries(NEAR_MAX, NEAR_SECONDS)
@@ -81,7 +87,7 @@ class CachedUsers:
             if near is not None:
                 return near
         generation = self._changes.generation
-        raw = await self._kv.get(_key(user_id))
+        raw = await self._kv.get(_key(user_id)) if self._shared else None
         if raw is not None:
             profile = _decode(user_id, raw)
         else:
@@ -91,7 +97,8 @@ class CachedUsers:
             profile = found
             if generation != self._changes.generation:
                 return profile  # changed while it was read: neither level keeps what may be the old one
-            await self._kv.set(_key(user_id), _encode(profile), TTL_SECONDS)
+            if self._shared:
+                await self._kv.set(_key(user_id), _encode(profile), TTL_SECONDS)
         if generation == self._changes.generation and self._changes.live:
             self._near.keep(user_id, profile)
         return profile

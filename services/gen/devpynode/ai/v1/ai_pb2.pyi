@@ -434,7 +434,10 @@ class GenerateOptions(_message.Message):
     max_tokens: _builtins.int
     """Most tokens to generate; 0 uses the router's default limit."""
     tokens_per_second: _builtins.int
-    """Pace of the built-in model in tokens per second; 0 is as fast as possible."""
+    """Pace of the built-in model in tokens per second; 0 is as fast as possible.
+    Unset takes the server's pace (in development mode 30 tokens per second,
+    so that streaming and stopping can be seen; 0 otherwise).
+    """
     seed: _builtins.int
     """Sampling seed; with it (or with temperature 0) a request is deterministic
     and its completed answer may be served from the response cache.
@@ -458,27 +461,31 @@ class GenerateOptions(_message.Message):
         *,
         temperature: _builtins.float | None = ...,
         max_tokens: _builtins.int = ...,
-        tokens_per_second: _builtins.int = ...,
+        tokens_per_second: _builtins.int | None = ...,
         fallback_models: _abc.Iterable[_builtins.str] | None = ...,
         seed: _builtins.int | None = ...,
         no_cache: _builtins.bool = ...,
         top_p: _builtins.float | None = ...,
         stop: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "seed", b"seed", "temperature", b"temperature", "top_p", b"top_p"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "_tokens_per_second", b"_tokens_per_second", "_top_p", b"_top_p", "seed", b"seed", "temperature", b"temperature", "tokens_per_second", b"tokens_per_second", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "fallback_models", b"fallback_models", "max_tokens", b"max_tokens", "no_cache", b"no_cache", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tokens_per_second", b"tokens_per_second", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "_tokens_per_second", b"_tokens_per_second", "_top_p", b"_top_p", "fallback_models", b"fallback_models", "max_tokens", b"max_tokens", "no_cache", b"no_cache", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tokens_per_second", b"tokens_per_second", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    _WhichOneofReturnType__tokens_per_second: _TypeAlias = _typing.Literal["tokens_per_second"]  # noqa: Y015
+    _WhichOneofArgType__tokens_per_second: _TypeAlias = _typing.Literal["_tokens_per_second", b"_tokens_per_second"]  # noqa: Y015
     _WhichOneofReturnType__top_p: _TypeAlias = _typing.Literal["top_p"]  # noqa: Y015
     _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tokens_per_second) -> _WhichOneofReturnType__tokens_per_second | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
 
