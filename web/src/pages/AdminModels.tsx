@@ -111,7 +111,7 @@ export function AdminModels() {
         </div>
       )}
       {done && <p role="status">{done}</p>}
-      <table className="provider-models" aria-busy={listed.isPending}>
+      <table className="provider-models reflow" aria-busy={listed.isPending}>
         <thead>
           <tr>
             <th scope="col">Model</th>
@@ -127,14 +127,14 @@ export function AdminModels() {
         <tbody>
           {models.map((model) => (
             <tr key={model.name} data-model={model.modelId}>
-              <td>{model.modelId}</td>
-              <td>{modelSize(model.sizeBytes)}</td>
-              <td>{[model.family, model.parameterSize].filter(Boolean).join(" ")}</td>
-              <td>{model.quantization}</td>
-              <td>{model.contextLength ? String(model.contextLength) : ""}</td>
-              <td>{model.capabilities.map((c) => ProviderModelCapability[c].toLowerCase()).join(", ")}</td>
-              <td>{model.loaded ? "yes" : "no"}</td>
-              <td>
+              <td data-label="Model">{model.modelId}</td>
+              <td data-label="Size">{modelSize(model.sizeBytes)}</td>
+              <td data-label="Family">{[model.family, model.parameterSize].filter(Boolean).join(" ")}</td>
+              <td data-label="Quantisation">{model.quantization}</td>
+              <td data-label="Context">{model.contextLength ? String(model.contextLength) : ""}</td>
+              <td data-label="Capabilities">{model.capabilities.map((c) => ProviderModelCapability[c].toLowerCase()).join(", ")}</td>
+              <td data-label="Loaded">{model.loaded ? "yes" : "no"}</td>
+              <td data-label="Actions">
                 {model.loaded && model.actions.includes(ProviderModelAction.UNLOAD) && (
                   <button type="button" onClick={() => change.mutate({ model, action: "unload" })}>
                     Unload {model.modelId}

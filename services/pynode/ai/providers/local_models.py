@@ -121,6 +121,7 @@ class LocalModels:
                 threads=self._settings.ai_local_threads,
                 log_dir=self._log_dir,
                 port=old.port,  # the provider's client keeps its base URL
+                api_key=old.api_key,  # and its key
             )
             changed = asyncio.Event()
             refresh = old.on_ready
