@@ -5,6 +5,7 @@ start, one line says why and gRPC keeps serving."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -224,3 +225,65 @@ async def test_a_browser_on_this_machine_is_recorded_as_127_0_0_1(laptop: tuple[
     assert listed.status == 0, listed.message
     sessions = decoded(listed, auth_pb2.ListSessionsResponse)[0].sessions
     assert [s.ip_address for s in sessions] == ["127.0.0.1"]
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """TCP ports process `pid` listens on, from /proc (its sockets' inodes matched against /proc/net/tcp*)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+async def test_nothing_of_the_laptop_gateway_or_the_data_is_open_to_other_local_users(tmp_path: Path) -> None:
+    # An outside attack (issue 27 follow-up) read the gateway secret and live tokens through Envoy's admin port on
+    # loopback, stopped Envoy for good with /quitquitquit, and read the database and uploads (mode 0644).
+    http_port = _port()
+    process, _, _ = await _serve(tmp_path, http_port)
+    try:
+        data = tmp_path / "data"
+        envoys = [
+            int(pid)
+            for pid in os.listdir("/proc")
+            if pid.isdigit() and _parent_of(int(pid)) == process.pid and "envoy" in _command_of(int(pid))
+        ]
+        assert len(envoys) == 1
+        assert _listening_ports(envoys[0]) == {http_port}  # the admin interface is on no TCP port
+        admin = next(Path(arg) for arg in _config_of(data).split() if arg.endswith("admin.sock"))
+        assert admin.is_socket() and admin.stat().st_mode & 0o777 == 0o600
+        assert admin.parent.stat().st_mode & 0o777 == 0o700
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(admin))) as http:
+            assert (await http.get("http://envoy-admin/ready")).status_code == 200  # the owner still reaches it
+        assert data.stat().st_mode & 0o777 == 0o700
+        for path in data.rglob("*"):
+            if path.is_file():
+                assert path.stat().st_mode & 0o077 == 0, f"{path} is open to others"
+    finally:
+        process.terminate()
+        await process.wait()
+    assert not admin.exists()
+
+
+def _parent_of(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return 0
+
+
+def _command_of(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return ""
+
+
+def _config_of(data: Path) -> str:
+    return (data / "gateway" / "envoy.yaml").read_text().replace('"', " ").replace("'", " ")

@@ -141,7 +141,7 @@ async def open_database(settings: Settings, *, auto_migrate: bool, executors: Ex
         executors,
     )
     if db.is_sqlite:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         await _reachable("database", "DEVPYNODE_DATABASE_URL", db.ping)
         if db.is_sqlite and auto_migrate:

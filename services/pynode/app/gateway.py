@@ -50,6 +50,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     HealthCheckGrpcHealthCheck,
     Http2ProtocolOptions,
     HttpProtocolOptions,
+    Pipe,
     SocketAddress,
     TransportSocket,
 )
@@ -143,6 +144,10 @@ class GatewayOptions:
     listen_host: str = "0.0.0.0"  # noqa: S104 - a gateway listens for browsers
     listen_port: int = 8080
     admin_port: int = 9901  # on 127.0.0.1 only: stats and readiness for the process's own probes
+    # Instead of the port: Envoy's admin on a Unix socket of this mode (owner-only). On a shared machine any local
+    # user reaches a loopback port, and the admin interface dumps the config (the gateway secret), raises log
+    # levels until headers (tokens) are logged, and stops Envoy; in a pod only its own containers share loopback.
+    admin_socket: str = ""
     allowed_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -152,6 +157,12 @@ class GatewayOptions:
     # calls that carry it, not from every loopback peer. Empty: no header (compose and Helm).
     secret: str = ""
     traces: TraceExport | None = None  # Envoy's spans and traceparent to the services (OTEL_* variables)
+
+
+def _admin_address(options: GatewayOptions) -> Address:
+    if options.admin_socket:
+        return Address(pipe=Pipe(path=options.admin_socket, mode=0o600))
+    return Address(socket_address=SocketAddress(address="127.0.0.1", port_value=options.admin_port))
 
 
 def service_packages() -> dict[str, str]:
@@ -391,7 +402,7 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
         filter_chains=[chain],
     )
     return Bootstrap(
-        admin=Admin(address=Address(socket_address=SocketAddress(address="127.0.0.1", port_value=options.admin_port))),
+        admin=Admin(address=_admin_address(options)),
         static_resources=BootstrapStaticResources(
             listeners=[listener],
             clusters=[

@@ -14,8 +14,9 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,7 @@ log = logging.getLogger("pynode.gateway")
 
 RESTARTS = 3
 READY_SECONDS = 15.0
+STABLE_SECONDS = 60.0
 
 
 def envoy_binary() -> str | None:
@@ -54,12 +56,6 @@ def web_dir(configured: str) -> Path:
     return Path(configured) if configured else default_web_dir()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class LocalGateway:
     """Envoy as a child of this process, and the web files it serves."""
 
@@ -73,10 +69,16 @@ class LocalGateway:
         self._stopping = False
         self._command: list[str] = []
         self._log = settings.server.data_dir / "gateway" / "envoy.log"
-        self.admin_port = 0
+        # Envoy's admin interface, on an owner-only Unix socket in a private directory (not a loopback port any
+        # local user could reach: it dumps the config and can stop Envoy). A short path: sockets allow ~107 bytes.
+        self._admin_dir = ""
         self.web_served = False
         # Envoy adds it to every call it forwards; the server believes x-forwarded-for only with it (issue 27 #8).
         self.secret = secrets.token_urlsafe(32)
+
+    @property
+    def _admin_socket(self) -> str:
+        return os.path.join(self._admin_dir, "admin.sock") if self._admin_dir else ""
 
     def _options(self, web_port: int | None) -> GatewayOptions:
         server = self._settings.server
@@ -106,7 +108,7 @@ class LocalGateway:
             upstreams=upstreams,
             listen_host=server.grpc_host,
             listen_port=server.http_port,
-            admin_port=self.admin_port,
+            admin_socket=self._admin_socket,
             allowed_origins=tuple(dict.fromkeys(origins)),
             web=Upstream("127.0.0.1", web_port) if web_port else None,
             tls_cert_file=_absolute(mesh.tls_cert_file),
@@ -133,7 +135,7 @@ class LocalGateway:
             self._web = WebFiles(root)
             web_port = await self._web.start()
             self.web_served = True
-        self.admin_port = _free_port()
+        self._admin_dir = tempfile.mkdtemp(prefix="devpynode-gateway-")  # mode 0700
         workdir = server.data_dir / "gateway"
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "envoy.yaml"
@@ -151,18 +153,19 @@ class LocalGateway:
         return None
 
     async def _launch(self) -> str | None:
-        with self._log.open("ab") as log_file:
+        # Owner-only, like its config: Envoy's log may name headers at debug level.
+        with os.fdopen(os.open(self._log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log_file:
             self._process = await asyncio.create_subprocess_exec(
                 *self._command, stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL
             )
         deadline = asyncio.get_running_loop().time() + READY_SECONDS
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=self._admin_socket)) as http:
             while asyncio.get_running_loop().time() < deadline:
                 if self._process.returncode is not None:
                     lines = self._log.read_text(errors="replace").strip().splitlines() or ["exited"]
                     return f"envoy stopped at start: {lines[-1][-300:]} (see {self._log})"
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"http://127.0.0.1:{self.admin_port}/ready")).status_code == 200:
+                    if (await http.get("http://envoy-admin/ready")).status_code == 200:
                         return None
                 await asyncio.sleep(0.1)
         return f"envoy did not become ready in {READY_SECONDS:g} s (see {self._log})"
@@ -170,9 +173,12 @@ class LocalGateway:
     async def _supervise(self) -> None:
         restarts = 0
         while not self._stopping and self._process is not None:
+            started = time.monotonic()
             code = await self._process.wait()
             if self._stopping:
                 return
+            if time.monotonic() - started >= STABLE_SECONDS:
+                restarts = 0  # a run that lasted is a fresh start: only a quick succession of exits gives up
             if restarts >= RESTARTS:
                 log.error("the gateway (envoy) keeps stopping (exit %s); browsers cannot connect", code)
                 return
@@ -195,3 +201,5 @@ class LocalGateway:
         await self._watch.close(READY_SECONDS)
         if self._web is not None:
             await self._web.stop()
+        if self._admin_dir:
+            shutil.rmtree(self._admin_dir, ignore_errors=True)

@@ -67,7 +67,7 @@ def migrate(data_dir: DataDir = None) -> None:
     logs.configure("WARNING")
     url = settings.stores.resolved_database_url(settings.server.data_dir)
     if url.startswith("sqlite"):
-        settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.server.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     async def revisions() -> set[str]:
         db = Database(url)

@@ -4,6 +4,7 @@ the browsers' gateway beside it, and the ports they pick."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -17,6 +18,8 @@ from pynode.app.cli.options import DataDir
 from pynode.app.settings import Settings, replace_server
 from pynode.core import logs
 from pynode.core.settings import SettingsError
+
+log = logging.getLogger("pynode.serve")
 
 
 def _banner(settings: Settings, server: Any, gateway: str) -> str:
@@ -141,6 +144,7 @@ def serve(
     flags = {"only": only, "grpc_host": grpc_host, "grpc_port": grpc_port, "metrics_port": metrics_port}
     settings = settings_from({**flags, "data_dir": data_dir})
     logs.configure(settings.server.log_level)
+    _keep_private(settings.server.data_dir)
     if count > 1:
         raise typer.Exit(_supervise(settings, count, flags, data_dir))
     if metrics_port is None and "metrics_port" not in settings.server.model_fields_set:
@@ -153,6 +157,18 @@ def serve(
         raise CliError(flag_named(str(exc), {k: v for k, v in flags.items() if v is not None}), 2) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def _keep_private(data_dir: Path) -> None:
+    """Owner-only files from here on: the data directory holds the database (e-mails, password hashes, every
+    message), the key-value file, uploads and keys; on a shared machine other users must read none of it."""
+    os.umask(0o077)  # what serve, its workers and its children (Envoy, the local model) create
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if data_dir.stat().st_mode & 0o077:
+        try:
+            data_dir.chmod(0o700)  # made before this rule, or by hand: closing the directory closes what is in it
+        except PermissionError:
+            log.warning("the data directory %s is readable by others and not ours to change", data_dir)
 
 
 def _worker_count(value: str) -> int:
