@@ -187,3 +187,22 @@ async def test_get_usage_refuses_times_outside_the_timestamp_range(
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT and field in error.violations()
     edge = ai_pb2.GetUsageRequest(end_time=Timestamp(seconds=253_402_300_799, nanos=999_999_999))
     assert not (await client.stub.GetUsage(edge, metadata=client.user.md())).models
+
+
+async def test_invented_model_names_leave_no_metric_series_and_no_lasting_router_state(
+    ai: Any, openai: FakeProvider
+) -> None:
+    # An outside attack grew two /metrics series and a gate and breaker per `openai/<invented>` name.
+    client: AIClient = await ai()
+    router = client.parts.router
+    await client.ask("openai/gpt-test", "listed", no_cache=True)
+    await router.models()  # the catalog lists openai/gpt-test
+    openai.script.status = 404
+    for i in range(300):
+        _, raised = await stream_error(client.generate(f"openai/invented-{i}", no_cache=True))
+        assert raised.code() == grpc.StatusCode.NOT_FOUND
+    openai.script.status = 200
+    text = generate_latest(client.mesh.metrics.registry).decode()
+    assert "invented" not in text
+    assert len(router.gates) <= 256 and len(router.breakers) <= 256
+    assert "openai/gpt-test" in router.gates  # a listed deployment keeps its gate (and its series)

@@ -193,6 +193,7 @@ async def test_bad_tool_definitions_and_history_are_invalid_arguments(ai: Any) -
         ai_pb2.Tool(name="has space"),
         ai_pb2.Tool(name="schema", parameters_json="[1, 2]"),
         ai_pb2.Tool(name="schema", parameters_json="{"),
+        ai_pb2.Tool(name="deep", parameters_json="[" * 30_000 + "]" * 30_000),  # deeper than Python's parser goes
     ]
     choice = ai_pb2.ToolChoice(mode=ai_pb2.TOOL_CHOICE_MODE_NAMED, name="missing")
     history = [
@@ -213,6 +214,7 @@ async def test_bad_tool_definitions_and_history_are_invalid_arguments(ai: Any) -
         "tools[1].parameters_json",
         "tools[2].name",
         "tools[2].parameters_json",
+        "tools[3].parameters_json",
         "tool_choice.name",
         "messages[0].tool_calls",
         "messages[1].tool_call_id",

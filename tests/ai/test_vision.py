@@ -114,3 +114,18 @@ async def test_pictures_by_file_id_are_read_for_the_caller_only(ai: Any, strict:
         raise AssertionError("another user's file was read")
     except grpc.aio.AioRpcError as error:
         assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_file_named_many_times_is_held_once_and_all_pictures_are_bounded_together(ai: Any, strict: Any) -> None:
+    # An outside attack made one 2 kB request hold 16 copies of a 4 MiB picture for a whole generation.
+    picture = png(padding=4000)
+    client: AIClient = await ai(ai_max_request_image_bytes=2 * len(picture) + 10)
+    files = files_pb2_grpc.FileServiceStub(client.user.channel)
+    stored = (await files.UploadFile(_upload(picture), metadata=client.user.md())).file
+    again = [ai_pb2.Image(file_id=stored.id)] * 8
+    answer = await _ask(client, _request("builtin/echo", *again))  # one file, read and counted once
+    assert answer.text.count(f"[image/png {len(picture)} bytes]") == 8
+    inline = [ai_pb2.Image(data=picture)] * 2
+    details = await _refused(client, _request("builtin/echo", ai_pb2.Image(file_id=stored.id), *inline))
+    assert details.violations() == {"messages.images": "TOO_LARGE"}
+    assert details.reason == "IMAGES_TOO_LARGE"

@@ -149,7 +149,13 @@ class AIModule:
         if local is not None and local.server is not None:
             local.server.on_ready = router.refresh_catalog
             local.server.start()  # in the background: serving does not wait for the model to load
-        metrics = AIMetrics(lambda: [(d, g.waiting, g.active) for d, g in list(router.gates.items())])
+
+        def gates() -> list[tuple[str, int, int]]:
+            # Listed deployments, and others only while busy: a caller's invented model name is no lasting series.
+            listed = router.listed()
+            return [(d, g.waiting, g.active) for d, g in list(router.gates.items()) if d in listed or g.active]
+
+        metrics = AIMetrics(gates)
         ledger = BufferedLedger(SqlUsageLedger(infra.db))
         service = AIService(
             router,
@@ -169,6 +175,7 @@ class AIModule:
                 settings.ai_embed_max_inputs,
                 settings.ai_embed_max_chars,
                 settings.ai_embed_batch_size,
+                max_request_image_bytes=settings.ai_max_request_image_bytes,
             ),
             embeddings=EmbeddingRouter(router, settings.ai_embed_timeout_seconds),
             # Not required at start: only pictures given by file id need the files service.

@@ -34,6 +34,7 @@ from pynode.core.errors import (
 
 CATALOG_SECONDS = 10.0
 _MAX_DEPTH = 8
+_KEPT_DEPLOYMENTS = 256  # gates and breakers kept before idle, unlisted ones are forgotten
 # Failures that say nothing about the deployment's health: the request itself is at fault.
 _CALLER_FAULTS = (InvalidArgument,)
 # Why a model is refused for a request that needs a capability it lacks: (field, reason, what it cannot do).
@@ -205,13 +206,32 @@ class Router:
             spec = self.config.providers.get(deployment.partition("/")[0])
             limit = spec.max_concurrency if spec and spec.max_concurrency else self.max_concurrency
             queue = spec.max_queue if spec and spec.max_queue is not None else self.max_queue
+            if len(self.gates) >= _KEPT_DEPLOYMENTS:
+                self._tidy()
             gate = self.gates[deployment] = Gate(deployment, limit, queue)
         return gate
+
+    def listed(self) -> set[str]:
+        """The deployments the catalog listed last (empty before the first listing)."""
+        return {m.id for m in self._catalog[1]}
+
+    def _tidy(self) -> None:
+        """Forget idle, healthy deployments the catalog does not list once there are many: a caller may name
+        models without end (`ollama/<anything>`), and each would keep a gate and a breaker for ever."""
+        listed = self.listed()
+        for deployment, gate in list(self.gates.items()):
+            breaker = self.breakers.get(deployment)
+            healthy = breaker is None or (breaker.count == 0 and breaker.allows())
+            if deployment not in listed and gate.active == 0 and gate.waiting == 0 and healthy:
+                del self.gates[deployment]
+                self.breakers.pop(deployment, None)
 
     def breaker(self, deployment: str) -> Breaker:
         breaker = self.breakers.get(deployment)
         if breaker is None:
             circuit = self.config.circuit
+            if len(self.breakers) >= _KEPT_DEPLOYMENTS:
+                self._tidy()
             breaker = self.breakers[deployment] = Breaker(circuit.failures, circuit.cooldown_seconds)
         return breaker
 

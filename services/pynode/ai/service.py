@@ -105,6 +105,9 @@ class Limits:
     embed_max_inputs: int = 256  # texts in one Embed call
     embed_max_chars: int = 400_000  # characters in one Embed call
     embed_batch_size: int = 64  # texts in one provider call
+    # All of one request's pictures together: a running generation holds them, so without it 16 references to one
+    # 4 MiB file made a 2 kB request hold 64 MiB (issue 27 follow-up attack).
+    max_request_image_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -296,16 +299,30 @@ class AIService:
                 [FieldViolation("messages.images", f"at most {self.limits.max_images} in all", "TOO_MANY")],
             )
         limit = self.limits.max_image_bytes
+        total_limit = self.limits.max_request_image_bytes
+        by_file: dict[str, bytes] = {}  # a file named twice is read once and held once
+        total = 0
         messages = []
         for i, message in enumerate(command.messages):
             images = []
             for j, image in enumerate(message.images):
                 where = f"messages[{i}].images[{j}]"
                 data = image.data
-                if image.file_id:
+                if image.file_id and image.file_id in by_file:
+                    data = by_file[image.file_id]
+                elif image.file_id:
                     if self.pictures is None:
                         raise Unavailable("pictures by file id need the files service", reason="FILES_UNAVAILABLE")
-                    data = await self.pictures.read(image.file_id, user_id, limit)
+                    data = by_file[image.file_id] = await self.pictures.read(image.file_id, user_id, limit)
+                    total += len(data)
+                else:
+                    total += len(data)
+                if total > total_limit:
+                    raise InvalidArgument(
+                        f"the pictures of one request are more than {total_limit} bytes together",
+                        [FieldViolation("messages.images", f"at most {total_limit} bytes in all", "TOO_LARGE")],
+                        reason="IMAGES_TOO_LARGE",
+                    )
                 if len(data) > limit:
                     raise InvalidArgument(
                         f"{where} is {len(data)} bytes; at most {limit} are sent to a model",

@@ -89,6 +89,11 @@ class AISettings(Section):
         "size: larger ones go by file id).",
     )
     ai_max_images: int = Field(16, ge=0, description="Pictures in one request at most (all messages together).")
+    ai_max_request_image_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of all the pictures of one request together (a generation holds them while it runs).",
+    )
     ai_embed_max_inputs: int = Field(256, ge=1, le=2048, description="Texts in one Embed request at most.")
     ai_embed_max_chars: int = Field(
         400_000, ge=1000, description="Characters in one Embed request at most (all texts together)."

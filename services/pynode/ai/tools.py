@@ -58,7 +58,7 @@ def tool_violations(tools: tuple[ToolSpec, ...], choice: ToolChoice) -> list[Fie
         seen.add(tool.name)
         try:
             parameters_object(tool.parameters)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python parses
             out.append(
                 FieldViolation(f"tools[{i}].parameters_json", "must be a JSON Schema object as JSON text", "INVALID")
             )
@@ -75,7 +75,7 @@ def arguments_violations(calls: Iterable[ToolCall], path: str) -> list[FieldViol
     for i, call in enumerate(calls):
         try:
             ok = isinstance(json.loads(call.arguments or "{}"), dict)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python parses
             ok = False
         if not ok:
             out.append(FieldViolation(f"{path}[{i}].arguments_json", "must be a JSON object as JSON text", "INVALID"))

@@ -128,7 +128,7 @@ def _tool_violations(tools: tuple[ToolSpec, ...]) -> list[FieldViolation]:
         names.add(tool.name)
         try:
             schema = json.loads(tool.parameters or "{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python parses
             schema = None
         if not isinstance(schema, dict):
             out.append(FieldViolation(f"tools[{i}].parameters_json", "must be a JSON Schema object as JSON text"))
