@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -67,10 +68,14 @@ async def test_two_workers_share_a_port_and_are_supervised(real_backend: Backend
         "DEVPYNODE_REDIS_PREFIX": unique("workers-") + ":",
         "DEVPYNODE_SHUTDOWN_GRACE_SECONDS": "1",
     }
-    parent = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pynode.app.cli", "serve", "--workers", "2", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    # Output to a file, not a pipe: a pipe the test reads only at the end fills with the workers' logs, and a
+    # worker blocked writing its log cannot drain at SIGTERM (the whole run then hung, workers orphaned).
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        parent = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pynode.app.cli", "serve", "--workers", "2", env=env, stdout=out, stderr=out
+        )
+    workers: set[int] = set()
     try:
         for _ in range(300):
             if len(_children(parent.pid)) == 2:
@@ -82,7 +87,7 @@ async def test_two_workers_share_a_port_and_are_supervised(real_backend: Backend
                 except (grpc.aio.AioRpcError, httpx.HTTPError):
                     pass
             await asyncio.sleep(0.1)
-        first = _children(parent.pid)
+        first = workers = _children(parent.pid)
         assert len(first) == 2
         await _checks(port, 40)
         # Both workers answered some of the calls.
@@ -103,10 +108,12 @@ async def test_two_workers_share_a_port_and_are_supervised(real_backend: Backend
         code = await asyncio.wait_for(parent.wait(), 30)
         assert code == 0
         assert not _alive(workers)
-        _, err = await parent.communicate()
-        assert b"restarting" in err
+        assert b"restarting" in log.read_bytes()
     finally:
         if parent.returncode is None:
+            for pid in {*workers, *_children(parent.pid)}:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             parent.kill()
             await parent.wait()
 

@@ -76,6 +76,11 @@ async def test_files_commands_resume_both_ways(client: MeshClient, mesh: MeshSer
     code, _, err = await run_cli("files", "download", file_id, "-o", str(target), env=env)
     assert code == 0, err
     assert target.read_bytes() == data and not (tmp_path / "copy.bin.part").exists()
+    target.write_bytes(b"my precious notes")  # a file already there is kept, unless --force says otherwise
+    code, _, err = await run_cli("files", "download", file_id, "-o", str(target), env=env)
+    assert code == 1 and "already exists" in err and target.read_bytes() == b"my precious notes", err
+    code, _, err = await run_cli("files", "download", file_id, "-o", str(target), "--force", env=env)
+    assert code == 0 and target.read_bytes() == data, err
 
     (tmp_path / "bad.bin.part").write_bytes(b"not the same bytes")
     code, _, err = await run_cli("files", "download", file_id, "-o", str(tmp_path / "bad.bin"), env=env)

@@ -496,7 +496,10 @@ class AIService:
         """Vectors of `inputs`, in batches of the configured size, under the same limits and ledger as Generate."""
         violations = self._embed_violations(inputs)
         if violations:
-            raise InvalidArgument("request has invalid fields: " + "; ".join(v.field for v in violations), violations)
+            raise InvalidArgument(
+                "request has invalid fields: " + "; ".join(f"{v.field}: {v.description}" for v in violations),
+                violations,
+            )
         began = time.perf_counter()
         user = caller.subject
         limit = self.limits.requests_per_minute

@@ -105,7 +105,9 @@ def command_of(request: ai_pb2.GenerateRequest, address: str = "") -> GenerateCo
     if top_p is not None and not 0 <= top_p <= 1:
         violations.append(FieldViolation("options.top_p", "must be between 0 and 1", "OUT_OF_RANGE"))
     if violations:
-        raise InvalidArgument("request has invalid fields: " + "; ".join(v.field for v in violations), violations)
+        raise InvalidArgument(
+            "request has invalid fields: " + "; ".join(f"{v.field}: {v.description}" for v in violations), violations
+        )
     sampling = Sampling(
         temperature=temperature,
         top_p=top_p,

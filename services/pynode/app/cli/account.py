@@ -33,7 +33,13 @@ def print_table(
     in bytes shown as 1.4 MiB (scripts keep the bytes)."""
     if console.is_terminal:
         shown = terminal or {}
-        table = Table(*(shown[i][0] if i in shown else h for i, h in enumerate(headers)))
+        table = Table()
+        for i, h in enumerate(headers):
+            if h == "id" or h.endswith("_id"):  # ids are what the next command needs: whole, on one line
+                widest = max((len(row[i]) for row in rows), default=len(h))
+                table.add_column(h, no_wrap=True, min_width=widest)
+            else:
+                table.add_column(shown[i][0] if i in shown else h)
         for row in rows:
             table.add_row(*(shown[i][1](cell) if i in shown else cell for i, cell in enumerate(row)))
         console.print(table)
@@ -70,7 +76,9 @@ def token(server: Server = None) -> None:
 
 
 def health(
-    service: Annotated[str, typer.Option(help="A service's full name; empty asks about the whole process")] = "",
+    service: Annotated[
+        str, typer.Option(help="A service: its full name, or auth, ai, chat, files; empty asks about the process")
+    ] = "",
     server: Server = None,
 ) -> None:
     """Exit 0 when the server (or one service) is SERVING, 1 otherwise: for probes and scripts."""

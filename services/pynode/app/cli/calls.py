@@ -125,12 +125,32 @@ def token(address: str) -> None:
     print(fresh_credentials(address).access_token)
 
 
+# `--service chat` for `--service devpynode.chat.v1.ChatService` (the names health reports are full service names).
+_SHORT_SERVICE_NAMES = {
+    "auth": "devpynode.auth.v1.AuthService",
+    "ai": "devpynode.ai.v1.AIRouterService",
+    "chat": "devpynode.chat.v1.ChatService",
+    "files": "devpynode.files.v1.FileService",
+}
+
+
 def health(address: str, service: str) -> int:
     """Prints the status; 0 when SERVING, else 1."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    service = _SHORT_SERVICE_NAMES.get(service, service)
     with channel(address) as opened:
-        response = health_pb2_grpc.HealthStub(opened).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        try:
+            response = health_pb2_grpc.HealthStub(opened).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=5
+            )
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            fail(
+                f"{address} serves no service named {service!r}: give a full name such as "
+                f"devpynode.chat.v1.ChatService, or one of {', '.join(_SHORT_SERVICE_NAMES)}"
+            )
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     print(f"{service or address}: {status}")
     sys.stdout.flush()

@@ -181,15 +181,20 @@ def upload(
 def download(
     file_id: Annotated[str, typer.Argument(help="The file's id")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write it (default: its name)")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace a file that is already there")] = False,
     server: Server = None,
 ) -> None:
-    """Download a file; an interrupted download resumes from the bytes already on disk, and the SHA-256 is checked."""
+    """Download a file; an interrupted download resumes from the bytes already on disk, and the SHA-256 is checked.
+    An existing file of the same name is kept unless --force says to replace it."""
     address = server_address(server)
     metadata = bearer(address)
     with channel(address) as opened, _progress() as progress:
         stub = files_pb2_grpc.FileServiceStub(opened)
         info = stub.GetFile(files_pb2.GetFileRequest(file_id=file_id), metadata=metadata, timeout=TIMEOUT_SECONDS)
-        target = output or Path(info.file.filename)
+        # Only the stored name's last part: the name is the uploader's, and must not choose a directory here.
+        target = output or Path(Path(info.file.filename).name or file_id)
+        if target.exists() and not force:
+            fail(f"{target} already exists: --output NAME writes elsewhere, --force replaces it", 1)
         partial = target.with_name(target.name + ".part")
         offset = partial.stat().st_size if partial.exists() else 0
         if offset > info.file.size_bytes:
