@@ -63,10 +63,10 @@ def test_module_commands_come_from_the_modules_that_have_the_hook() -> None:
     from pynode.core.module import ModuleCommands
 
     assert [m.name for m in modules.MODULES if isinstance(m, ModuleCommands)] == ["auth"]  # the rest have none
-    assert set(module_commands()) == {"users create-admin", "keys generate"}
+    assert set(module_commands()) == {"users create-admin", "signing-keys generate"}
     from pynode.app.cli import main
 
-    assert main(["keys", "generate"]) == 0  # a group only a module adds to
+    assert main(["signing-keys", "generate"]) == 0  # a group only a module adds to
 
 
 async def test_create_admin_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
