@@ -163,3 +163,82 @@ export function ApiKeysSection() {
     </div>
   );
 }
+
+/** For administrators: one account's keys, with revoke. */
+export function UserApiKeys({ users }: { users: { id: string; email: string }[] }) {
+  const client = useQueryClient();
+  const [userId, setUserId] = useState("");
+  const list = useQuery({
+    queryKey: keys.userApiKeys(userId),
+    queryFn: async () => (await apiKeys.listUserApiKeys({ userId, pageSize: 100 })).apiKeys,
+    enabled: userId !== "",
+  });
+  const revoke = useMutation({
+    mutationFn: (key: ApiKey) => apiKeys.revokeUserApiKey({ userId: key.userId, apiKeyId: key.id }),
+    onSettled: () => void client.invalidateQueries({ queryKey: keys.userApiKeys(userId) }),
+  });
+  const failure = list.error ?? revoke.error;
+  return (
+    <div className="api-keys">
+      <label className="filter">
+        Owner
+        <select value={userId} onChange={(e) => setUserId(e.target.value)}>
+          <option value="">Choose an account</option>
+          {users.map((u) => (
+            <option key={u.id} value={u.id}>
+              {u.email}
+            </option>
+          ))}
+        </select>
+      </label>
+      {failure && (
+        <p className="error" role="alert">
+          {describeError(failure)}
+        </p>
+      )}
+      {userId !== "" && list.data && list.data.length === 0 && <p className="muted">This account has no API keys.</p>}
+      {list.data && list.data.length > 0 && (
+        <table className="reflow">
+          <caption className="visually-hidden">The account's API keys</caption>
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Key</th>
+              <th scope="col">Scope</th>
+              <th scope="col">State</th>
+              <th scope="col">Last used</th>
+              <th scope="col">
+                <span className="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {list.data.map((key) => (
+              <tr key={key.id}>
+                <td data-label="Name">{key.name}</td>
+                <td data-label="Key">
+                  <code>{key.prefix}…</code>
+                </td>
+                <td data-label="Scope">{scopeLabel(key.scope)}</td>
+                <td data-label="State">{keyState(key)}</td>
+                <td data-label="Last used">{key.lastUseTime ? formatTime(key.lastUseTime) : "never"}</td>
+                <td data-label="Actions">
+                  {!key.revokeTime && (
+                    <button
+                      type="button"
+                      className="link danger"
+                      disabled={revoke.isPending}
+                      onClick={() => window.confirm(`Revoke the key ${key.name}?`) && revoke.mutate(key)}
+                    >
+                      Revoke
+                    </button>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}
