@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 import uuid
 from pathlib import Path
 
 import grpc
+import pytest
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
 from devpynode.auth.v1 import api_keys_pb2, api_keys_pb2_grpc, auth_pb2
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
@@ -302,3 +304,20 @@ async def test_revoking_in_the_auth_process_stops_the_key_in_another_at_once(
     finally:
         await files.stop(0)
         await auth.stop(0)
+
+
+async def test_the_secret_is_never_logged(client: MeshClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    await client.register()
+    created = await create_key(client, "logged?", _SCOPES.API_KEY_SCOPE_READ_ONLY)
+    await client.me(created.secret)
+    await fails(
+        _drain(ai_pb2_grpc.AIRouterServiceStub(client.channel).Generate(_echo("x"), metadata=client.md(created.secret)))
+    )
+    wrong = created.secret[:-1] + ("A" if created.secret[-1] != "A" else "B")
+    await fails(client.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=client.md(wrong)))
+    assert caplog.records  # the access log and the audit trail wrote lines
+    for record in caplog.records:
+        text = f"{record.getMessage()} {record.__dict__}"
+        assert created.secret not in text and wrong not in text
+        assert created.secret[37:] not in text  # not even the random part alone
