@@ -19,6 +19,7 @@ RPC's name says what a read-only key may do with it). `ai` and `read_only` cap t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -37,7 +38,7 @@ from pynode.core.cache import FeedInvalidation, LocalEntries
 from pynode.core.errors import Unavailable
 from pynode.core.events import EventFeed
 from pynode.core.peers import Peers, peer_error
-from pynode.core.principal import Principal, current_client
+from pynode.core.principal import ClientInfo, Principal, current_client
 
 if TYPE_CHECKING:  # identity composes this module's classes, so it imports this one
     from pynode.core.identity import CachedSessionLiveness, TokenAuthenticator
@@ -147,15 +148,20 @@ class KeyRefusals(Protocol):
 class CachedApiKeys:
     """Checks keys through the issuer, remembering holders per process until the key changes.
 
-    Remembered by key id with the secret's digest, so another secret for the same id is checked afresh
+    Remembered by key id with the secret, so another secret for the same id is checked afresh
     (and refused there, audited). Nothing is remembered while the change feed is not live, and a check
     that raced an announcement is not remembered (the same rules as session holders)."""
 
     def __init__(self, checks: KeyChecks, feed: EventFeed, clock: Callable[[], float] = time.time) -> None:
         self.checks = checks
         self._clock = clock
+        # key id (32 hex) -> (the secret, its holder)
         self._holders: LocalEntries[str, tuple[str, KeyHolder]] = LocalEntries(HOLDERS_MAX, HOLDER_TRUST_SECONDS)
-        self._changes = FeedInvalidation(feed, API_KEY_CHANGES_CHANNEL, self._holders.drop, self._holders.clear)
+        self._changes = FeedInvalidation(feed, API_KEY_CHANGES_CHANNEL, self._drop, self._holders.clear)
+
+    def _drop(self, key_id: str) -> None:
+        with contextlib.suppress(ValueError):  # announcements carry canonical ids; anything else names no key
+            self._holders.drop(uuid.UUID(key_id).hex)
 
     @property
     def remembering(self) -> bool:
@@ -163,26 +169,28 @@ class CachedApiKeys:
 
     def known(self, key_id: str) -> KeyHolder | None:
         """What this process remembers of a key, without asking the issuer."""
-        found = self._holders.get(key_id) if self._changes.live else None
+        found = self._holders.get(uuid.UUID(key_id).hex) if self._changes.live else None
         return None if found is None else found[1]
 
     def forget(self, key_id: str) -> None:
         """Drop what is remembered of `key_id` (it changed, or is about to)."""
         self._changes.drop(key_id)
 
-    async def holder(self, secret: str, client_address: str) -> KeyHolder:
-        key_id = key_id_of(secret)
-        wanted = digest(secret)
-        found = self._holders.get(str(key_id)) if key_id is not None and self._changes.live else None
-        if found is not None and same_digest(found[0], wanted):
+    async def holder(self, secret: str, client: ClientInfo) -> KeyHolder:
+        # Remembered under the id's hex as the secret spells it (no UUID parsing on the hot path), with the
+        # secret itself, compared in constant time: in this process's memory only, as the bearer token already
+        # is for the call's length (the database holds the digest alone). A secret of another shape never
+        # matches a remembered one, and goes to the issuer to be refused there.
+        found = self._holders.get(secret[len(PREFIX) : len(PREFIX) + _ID_HEX]) if self._changes.live else None
+        if found is not None and secret.isascii() and hmac.compare_digest(found[0], secret):
             holder = found[1]
             if holder.expires_at is None or holder.expires_at > self._clock():
                 return holder
         generation = self._changes.generation
-        holder = await self.checks.verify(secret, client_address)
+        holder = await self.checks.verify(secret, client.address)
         if generation == self._changes.generation and self._changes.live:
             left = None if holder.expires_at is None else holder.expires_at - self._clock()
-            self._holders.keep(holder.key_id, (wanted, holder), seconds=left)
+            self._holders.keep(uuid.UUID(holder.key_id).hex, (secret, holder), seconds=left)
         return holder
 
 
@@ -202,7 +210,9 @@ class GrpcKeyChecks:
 
     async def verify(self, secret: str, client_address: str) -> KeyHolder:
         stub = api_keys_pb2_grpc.ApiKeyServiceStub(self._peers.channel(self._issuer))
-        request = api_keys_pb2.VerifyApiKeyRequest(secret=secret, client_address=client_address[:64])
+        # A real key is 80 characters: a longer one is refused (and audited) there all the same, not turned
+        # into that RPC's INVALID_ARGUMENT.
+        request = api_keys_pb2.VerifyApiKeyRequest(secret=secret[:200], client_address=client_address[:64])
         try:
             answer = await stub.VerifyApiKey(request, **await self._options())  # type: ignore[arg-type]
         except grpc.aio.AioRpcError as error:
@@ -255,7 +265,7 @@ class KeyAuthenticator:
     async def authenticate(self, token: str) -> Principal:
         if not looks_like_key(token):
             return await self.tokens.authenticate(token)
-        holder = await self.keys.holder(token, current_client().address)
+        holder = await self.keys.holder(token, current_client())
         return Principal(
             holder.user_id,
             capped_role(holder.scope, holder.role),
