@@ -1,9 +1,12 @@
-"""Personal API keys over REST/JSON through Envoy, as `curl` sends them: created with a session, then used alone."""
+"""Personal API keys through Envoy, over REST/JSON as `curl` sends them and over grpc-web as a browser does:
+created with a session, then used alone."""
 
 from __future__ import annotations
 
 import httpx
+from devpynode.auth.v1 import auth_pb2
 
+from tests.gateway.grpcweb import call, decoded
 from tests.gateway.test_rest import _signed_in, rest  # noqa: F401 - the module's serving fixture
 
 
@@ -19,6 +22,10 @@ async def test_a_key_made_over_rest_works_there_within_its_scope_until_revoked(r
         bearer = {"authorization": f"Bearer {secret}"}
         me = await http.get(f"{rest}/v1/users/me", headers=bearer)
         assert me.status_code == 200 and me.json()["user"]["id"] == key["userId"]
+        web = await call(
+            http, f"{rest}/devpynode.auth.v1.AuthService/GetCurrentUser", auth_pb2.GetCurrentUserRequest(), secret
+        )
+        assert web.status == 0 and decoded(web, auth_pb2.GetCurrentUserResponse)[0].user.id == key["userId"]
         models = await http.get(f"{rest}/v1/ai/models", headers=bearer)
         assert models.status_code == 200, models.text
         files = await http.get(f"{rest}/v1/files", headers=bearer)
