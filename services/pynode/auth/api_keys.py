@@ -16,7 +16,7 @@ from pynode.auth.domain import ApiKey
 from pynode.auth.ports import ApiKeyRepository, RateLimits, UserRepository
 from pynode.core import api_keys as contract
 from pynode.core.api_keys import API_KEY_CHANGES_CHANNEL, CachedApiKeys, KeyHolder
-from pynode.core.errors import FieldViolation, InvalidArgument, NotFound, Unauthenticated
+from pynode.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unauthenticated
 from pynode.core.events import EventFeed
 from pynode.core.paging import decode_token, encode_token, keyset, keyset_token, page_size
 from pynode.core.principal import ClientInfo, Principal, current_client
@@ -65,9 +65,9 @@ class ApiKeyService:
         name = name.strip()
         owner = uuid.UUID(caller.subject)
         if len(await self.keys.page(owner, None, MAX_KEYS_PER_USER, now)) >= MAX_KEYS_PER_USER:
-            raise InvalidArgument(
+            raise FailedPrecondition(
                 f"you have {MAX_KEYS_PER_USER} live API keys, the most allowed; revoke one first",
-                [FieldViolation("name", f"at most {MAX_KEYS_PER_USER} live keys per account", "TOO_MANY_KEYS")],
+                reason="TOO_MANY_API_KEYS",
             )
         key_id = uuid.uuid4()
         secret = contract.mint(key_id)
