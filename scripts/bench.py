@@ -6,6 +6,7 @@ each in turn, so every figure comes with a baseline from the same run and machin
 Scenarios (targets from the issues):
   health   Health/Check on the mesh vs the echo baseline.
   auth     authenticated GetCurrentUser at concurrency 16: >= 0.7x (the spine issue) the echo baseline's requests/s.
+  api-key  GetCurrentUser with a personal API key vs the same call with an access token: >= 0.9x.
   storm    GetCurrentUser p99 during a login storm that saturates the bcrypt pool: < 2x its idle p99;
            with a control run (the same hashing load in another process) that separates what the
            machine's shared CPUs cost from what the server adds.
@@ -57,7 +58,7 @@ import grpc
 import httpx
 from bench_report import Outcome, Results, paired_rounds, verdict
 from devpynode.ai.v1 import ai_pb2_grpc
-from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
+from devpynode.auth.v1 import api_keys_pb2, api_keys_pb2_grpc, auth_pb2, auth_pb2_grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -889,6 +890,34 @@ async def _auth(b: Bench) -> Outcome:
     print(base.line())
     print(f"  -> ratio to a bare server answering the same RPC: {own:.2f}x (the mesh's own cost)")
     return Outcome({"ratio": ratio, "same_rpc_ratio": own, "errors": run.errors}, ">= 0.70x the bare echo", ok)
+
+
+@scenario("api-key", pinned=True)
+async def _api_key(b: Bench) -> Outcome:
+    """A personal API key against the access token on the same call: once a process has checked a key it
+    remembers it (until the change feed says otherwise), so a key should cost about what a token does."""
+    a = b.args
+    created = await api_keys_pb2_grpc.ApiKeyServiceStub(b.mesh_channel).CreateApiKey(
+        api_keys_pb2.CreateApiKeyRequest(name="bench"), metadata=b.bearer
+    )
+    keyed = [("authorization", f"Bearer {created.secret}")]
+
+    def with_key() -> Awaitable[Any]:
+        call: Awaitable[Any] = b.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=keyed)
+        return call
+
+    base, run, ratio = await paired(
+        ("mesh: GetCurrentUser (access token)", b.me),
+        ("mesh: GetCurrentUser (API key)", with_key),
+        a.concurrency,
+        a.seconds,
+        a.rounds,
+    )
+    print(base.line())
+    print(run.line())
+    ok = ratio >= 0.9 and run.errors == 0
+    print(f"  -> API key ratio to access token: {ratio:.2f}x (target >= 0.90x) {verdict(ok)}")
+    return Outcome({"ratio": ratio, "errors": run.errors}, ">= 0.90x the access token", ok)
 
 
 @scenario("relay", pinned=True)

@@ -63,10 +63,10 @@ def test_module_commands_come_from_the_modules_that_have_the_hook() -> None:
     from pynode.core.module import ModuleCommands
 
     assert [m.name for m in modules.MODULES if isinstance(m, ModuleCommands)] == ["auth"]  # the rest have none
-    assert set(module_commands()) == {"users create-admin", "keys generate"}
+    assert set(module_commands()) == {"users create-admin", "signing-keys generate"}
     from pynode.app.cli import main
 
-    assert main(["keys", "generate"]) == 0  # a group only a module adds to
+    assert main(["signing-keys", "generate"]) == 0  # a group only a module adds to
 
 
 async def test_create_admin_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
@@ -91,11 +91,11 @@ async def test_create_admin_refuses_bad_input_in_one_line(tmp_path: Path) -> Non
 
 async def test_migrate_names_the_database_and_the_revisions(tmp_path: Path) -> None:
     code, out, err = await cli("migrate", "--data-dir", str(tmp_path))
-    assert code == 0 and "migrated" in out and "auth_0002_audit_events" in out and "devpynode.db" in out, err
+    assert code == 0 and "migrated" in out and "auth_0003_api_keys" in out and "devpynode.db" in out, err
     code, _, err = await cli("migrate", env={"DEVPYNODE_DATABASE_URL": "mysql://root@localhost/x"})
     assert one_line_error(code, err).startswith("devpynode: DEVPYNODE_DATABASE_URL: unsupported scheme")
     code, out, err = await cli("migrate", "--data-dir", str(tmp_path))
-    heads = "ai_0001_generations, auth_0002_audit_events, chat_0004_tool_calls, files_0003_storage_usage"
+    heads = "ai_0002_api_key_usage, auth_0003_api_keys, chat_0004_tool_calls, files_0003_storage_usage"
     assert code == 0 and f"already at the newest revisions ({heads})" in out, err
 
 

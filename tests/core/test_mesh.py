@@ -19,6 +19,7 @@ from tests.conftest import auth_of
 SERVICES = [
     "devpynode.auth.v1.AuthService",
     "devpynode.auth.v1.UserAdminService",
+    "devpynode.auth.v1.ApiKeyService",
     "devpynode.ai.v1.AIRouterService",
     "devpynode.ai.v1.ModelAdminService",
     "devpynode.chat.v1.ChatService",

@@ -365,6 +365,21 @@ test.describe.serial("the web app", () => {
     await expect(page.locator(".sessions li")).toContainText("This browser");
     await elsewhere.close();
 
+    // An API key: its secret is shown once with a copy button, then only its prefix; revoking it says so.
+    await page.getByLabel("Name", { exact: true }).fill("e2e script");
+    await page.getByRole("button", { name: "Create key" }).click();
+    const secret = page.getByTestId("api-key-secret");
+    await expect(secret).toHaveText(/^dpn_[0-9a-f]{32}_[A-Za-z0-9_-]{43}$/);
+    await expect(page.getByRole("button", { name: "Copy key" })).toBeVisible();
+    const row = page.locator(".api-keys tr", { hasText: "e2e script" });
+    await expect(row).toContainText("AI only");
+    await expect(row).not.toContainText((await secret.textContent())!);
+    await page.getByRole("button", { name: "I have copied it" }).click();
+    await expect(secret).toHaveCount(0);
+    page.once("dialog", (dialog) => void dialog.accept());
+    await row.getByRole("button", { name: "Revoke" }).click();
+    await expect(row).toContainText("revoked");
+
     // Change the password: the repeat must match (the new one signs in at the end of the run).
     await page.getByLabel("Current password").fill(ALICE.password);
     await page.getByLabel("New password", { exact: true }).fill("alice password 2");

@@ -169,6 +169,7 @@ class Generation:
     duration_ms: float = 0.0
     created_at: datetime | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    api_key_id: str = ""  # the personal API key the caller used; "" for a signed-in session
 
 
 @dataclass(frozen=True)

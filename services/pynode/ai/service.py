@@ -357,7 +357,7 @@ class AIService:
         reservation: Reservation,
     ) -> AsyncGenerator[Piece, None]:
         deployment = started.deployment
-        generation = Generation(caller.subject, command.model, deployment)
+        generation = Generation(caller.subject, command.model, deployment, api_key_id=caller.api_key_id)
         relay = Relay(started.rest)
         # The slot is held no longer than the ceiling, however slowly the model (or a paced echo) writes: one
         # timer per generation, not one per message.
@@ -439,7 +439,14 @@ class AIService:
         self, caller: Principal, command: GenerateCommand, hit: CachedAnswer, began: float, reservation: Reservation
     ) -> AsyncGenerator[Piece, None]:
         generation = Generation(
-            caller.subject, command.model, hit.model, hit.prompt_tokens, hit.completion_tokens, CANCELLED, True
+            caller.subject,
+            command.model,
+            hit.model,
+            hit.prompt_tokens,
+            hit.completion_tokens,
+            CANCELLED,
+            True,
+            api_key_id=caller.api_key_id,
         )
         first_at = None
         try:
@@ -527,7 +534,7 @@ class AIService:
             spent = counted if counted is not None else estimate_tokens(messages)
         finally:
             self._spawn(self._allowance.settle(reservation, spent))
-        generation = Generation(user, model, deployment, spent, 0, STOP)
+        generation = Generation(user, model, deployment, spent, 0, STOP, api_key_id=caller.api_key_id)
         generation.duration_ms = (time.perf_counter() - began) * 1000
         generation.created_at = utcnow()
         self._spawn(self.ledger.add(generation))
@@ -574,13 +581,26 @@ class AIService:
         all_users: bool,
     ) -> tuple[list[UsageTotal], list[UsageTotal]]:
         """Totals per model (and per user with `all_users`) over [start, end); others' usage is for admins."""
+        target = self._usage_target(caller, start, end, user_id, all_users)
+        models = await self.ledger.totals(target, start, end, "model")
+        users = await self.ledger.totals(None, start, end, "user_id") if all_users else []
+        return models, users
+
+    async def usage_by_key(
+        self, caller: Principal, start: datetime | None, end: datetime | None, user_id: str, all_users: bool
+    ) -> list[UsageTotal]:
+        """Totals per personal API key ("" for calls made without one), with the same rules as `usage`."""
+        target = self._usage_target(caller, start, end, user_id, all_users)
+        return await self.ledger.totals(target, start, end, "api_key_id")
+
+    @staticmethod
+    def _usage_target(
+        caller: Principal, start: datetime | None, end: datetime | None, user_id: str, all_users: bool
+    ) -> str | None:
         if (all_users or (user_id and user_id != caller.subject)) and caller.role != "admin":
             raise PermissionDenied("only admins see other users' usage", reason="ROLE_REQUIRED")
         if start is not None and end is not None and start >= end:
             raise InvalidArgument(
                 "start_time must be before end_time", [FieldViolation("start_time", "must be before end_time")]
             )
-        target = None if all_users else (user_id or caller.subject)
-        models = await self.ledger.totals(target, start, end, "model")
-        users = await self.ledger.totals(None, start, end, "user_id") if all_users else []
-        return models, users
+        return None if all_users else (user_id or caller.subject)

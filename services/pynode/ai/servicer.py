@@ -261,4 +261,15 @@ class AIRouterServicer(ai_pb2_grpc.AIRouterServiceServicer):
         for total in users:
             requests, usage = _total(total)
             response.users.append(ai_pb2.UserUsage(user_id=total.key, requests=requests, usage=usage))
+        if request.by_api_key:
+            keys = await self._service.usage_by_key(
+                current_principal(),
+                _time(request, "start_time"),
+                _time(request, "end_time"),
+                request.user_id,
+                request.all_users,
+            )
+            for total in keys:
+                requests, usage = _total(total)
+                response.api_keys.append(ai_pb2.ApiKeyUsage(api_key_id=total.key, requests=requests, usage=usage))
         return response

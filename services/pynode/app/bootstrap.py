@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from pynode.app import migrate, modules
 from pynode.app.settings import Settings
-from pynode.core import identity
+from pynode.core import api_keys, identity
 from pynode.core.adapters.memory_events import MemoryEventFeed
 from pynode.core.adapters.memory_kv import MemoryKeyValueStore
 from pynode.core.adapters.memory_streams import MemoryEventStreams
@@ -65,7 +65,7 @@ class Platform:
 
     settings: Settings
     infra: Infrastructure
-    authenticator: identity.TokenAuthenticator
+    authenticator: api_keys.KeyAuthenticator
     parts: dict[str, ServiceParts]
     closers: list[Closer] = field(default_factory=list)
 
@@ -188,7 +188,7 @@ async def build(settings: Settings, *, auto_migrate: bool = True) -> Platform:
             parts[module.name] = built
             closers.extend(built.closers)
         authenticator = next(
-            (p.authenticator for p in parts.values() if isinstance(p.authenticator, identity.TokenAuthenticator)), None
+            (p.authenticator for p in parts.values() if isinstance(p.authenticator, api_keys.KeyAuthenticator)), None
         ) or identity.remote_authenticator(peers, issuer, kv, feed, settings.mesh)
         fetch = identity.service_token_fetch("+".join(sorted(names)), settings.mesh.service_secret.get_secret_value())
         peers.service_tokens = ServiceTokens(fetch, issuer)

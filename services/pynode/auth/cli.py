@@ -17,7 +17,7 @@ from pynode.core.contract import is_email
 def commands(host: CommandHost) -> dict[str, Callable[..., Any]]:
     """The commands, wired to the CLI's host."""
 
-    def keys_generate() -> None:
+    def signing_keys_generate() -> None:
         """Print a new Ed25519 private key (PEM) for DEVPYNODE_AUTH_PRIVATE_KEYS."""
         from pynode.auth.keys import generate_pem
 
@@ -57,4 +57,4 @@ def commands(host: CommandHost) -> dict[str, Callable[..., Any]]:
 
         host.run("auth", data_dir, work)
 
-    return {"users create-admin": create_admin, "keys generate": keys_generate}
+    return {"users create-admin": create_admin, "signing-keys generate": signing_keys_generate}

@@ -92,3 +92,18 @@ class AuditEvent:
     address: str
     request_id: str
     details: dict[str, str]
+
+
+@dataclass
+class ApiKey:
+    """A personal API key as stored: its metadata and the SHA-256 of its secret, never the secret."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    name: str
+    scope: str  # pynode.core.api_keys.SCOPES
+    secret_hash: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None

@@ -88,7 +88,7 @@ def _load_public(pem: str, setting: str) -> Ed25519PublicKey:
 
 
 def generate_pem() -> str:
-    """A new Ed25519 private key in PKCS#8 PEM (for operators: `devpynode keys generate`)."""
+    """A new Ed25519 private key in PKCS#8 PEM (for operators: `devpynode signing-keys generate`)."""
     return (
         Ed25519PrivateKey.generate()
         .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())

@@ -7,22 +7,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devpynode.auth.v1 import auth_pb2
+from devpynode.auth.v1 import api_keys_pb2, auth_pb2
 
 from pynode.auth.settings import AuthSettings
 from pynode.core.module import Infrastructure, Registration, ServiceParts
 from pynode.core.settings import SettingsError
 
 if TYPE_CHECKING:  # the adapters are imported by build(): the app and the CLI import this file to list services
+    from pynode.auth.api_keys import ApiKeyService
     from pynode.auth.audit import AuditTrail
     from pynode.auth.keys import SigningKeyring
     from pynode.auth.passwords import PasswordHasher
     from pynode.auth.service import AuthService
+    from pynode.core.api_keys import KeyAuthenticator
     from pynode.core.commands import CommandHost
-    from pynode.core.identity import TokenAuthenticator
 
 _AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 _ADMIN = auth_pb2.DESCRIPTOR.services_by_name["UserAdminService"]
+_KEYS = api_keys_pb2.DESCRIPTOR.services_by_name["ApiKeyService"]
 
 
 @dataclass
@@ -32,27 +34,30 @@ class AuthComponents:
     service: AuthService
     keyring: SigningKeyring
     hasher: PasswordHasher
-    authenticator: TokenAuthenticator
+    authenticator: KeyAuthenticator
     audit: AuditTrail
+    api_keys: ApiKeyService
 
 
 async def build_components(settings: AuthSettings, infra: Infrastructure) -> AuthComponents:
     """Auth's parts, hashing warmed up (its pool is the infrastructure's, closed with it)."""
     from pynode.auth import audit
     from pynode.auth.adapters.cached_users import CachedUsers
+    from pynode.auth.adapters.sql_api_keys import SqlApiKeyRepository
     from pynode.auth.adapters.sql_audit import SqlAuditStore
     from pynode.auth.adapters.sql_users import SqlUserRepository
+    from pynode.auth.api_keys import ApiKeyService, LocalKeyChecks
     from pynode.auth.keys import load_keyring
     from pynode.auth.passwords import PasswordHasher, common_passwords, hashing_pool
     from pynode.auth.service import AuthService
     from pynode.auth.sessions import SessionStore
     from pynode.auth.throttle import LoginLockout, RateLimiter
     from pynode.auth.tokens import LocalKeySource, TokenIssuer
-    from pynode.core import identity
+    from pynode.core import api_keys, identity
     from pynode.core.adapters.memory_kv import MemoryKeyValueStore
 
     keyring = load_keyring(settings, dev_mode=infra.dev_mode, data_dir=infra.data_dir)
-    authenticator = identity.authenticator(
+    tokens = identity.authenticator(
         LocalKeySource(keyring), infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience
     )
     pool = hashing_pool(infra.executors, settings.bcrypt_workers, settings.bcrypt_nice)
@@ -62,35 +67,41 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
     sessions = SessionStore(
         infra.kv,
         infra.feed,
-        authenticator.sessions,
+        tokens.sessions,
         settings.refresh_token_days * 86400,
         settings.refresh_grace_seconds,
     )
     trail = audit.AuditTrail(SqlAuditStore(infra.db), settings.audit_retention_days)
+    # A store in this process (memory://) is not the one `users create-admin` writes through: see CachedUsers.
+    users = CachedUsers(
+        SqlUserRepository(infra.db), infra.kv, infra.feed, shared=not isinstance(infra.kv, MemoryKeyValueStore)
+    )
+    limiter = RateLimiter(infra.kv, settings.rate_limit_per_minute)
+    keys = ApiKeyService(SqlApiKeyRepository(infra.db), users, trail, limiter, infra.feed)
+    keys.cache = api_keys.CachedApiKeys(LocalKeyChecks(keys), infra.feed)
+    authenticator = api_keys.KeyAuthenticator(tokens, keys.cache)
     service = AuthService(
-        # A store in this process (memory://) is not the one `users create-admin` writes through: see CachedUsers.
-        users=CachedUsers(
-            SqlUserRepository(infra.db), infra.kv, infra.feed, shared=not isinstance(infra.kv, MemoryKeyValueStore)
-        ),
+        users=users,
         hasher=hasher,
         sessions=sessions,
         issuer=TokenIssuer(keyring, infra.mesh.auth_issuer, infra.mesh.auth_audience, settings.access_token_seconds),
-        limiter=RateLimiter(infra.kv, settings.rate_limit_per_minute),
+        limiter=limiter,
         lockout=LoginLockout(
             infra.kv, settings.lockout_free_failures, settings.lockout_max_seconds, settings.account_flood_failures
         ),
         audit=trail,
         service_secret=infra.mesh.service_secret.get_secret_value(),
     )
-    return AuthComponents(service, keyring, hasher, authenticator, trail)
+    service.account_changed = keys.account_changed
+    return AuthComponents(service, keyring, hasher, authenticator, trail, keys)
 
 
 class AuthModule:
-    """devpynode.auth.v1: AuthService and UserAdminService."""
+    """devpynode.auth.v1: AuthService, UserAdminService and ApiKeyService."""
 
     name = "auth"
     settings_class = AuthSettings
-    service_names = (_AUTH.full_name, _ADMIN.full_name)
+    service_names = (_AUTH.full_name, _ADMIN.full_name, _KEYS.full_name)
     migrations: Path | None = Path(__file__).resolve().parent / "migrations"
 
     def check_production_safety(self, settings: AuthSettings) -> None:
@@ -100,7 +111,7 @@ class AuthModule:
             )
 
     def load_tables(self) -> None:
-        from pynode.auth.adapters import sql_audit, sql_users  # noqa: F401 - registers the tables
+        from pynode.auth.adapters import sql_api_keys, sql_audit, sql_users  # noqa: F401 - registers the tables
 
     def cli_commands(self, host: CommandHost) -> dict[str, Callable[..., Any]]:
         from pynode.auth.cli import commands
@@ -108,9 +119,10 @@ class AuthModule:
         return commands(host)
 
     async def build(self, settings: AuthSettings, infra: Infrastructure) -> ServiceParts:
-        from devpynode.auth.v1 import auth_pb2_grpc
+        from devpynode.auth.v1 import api_keys_pb2_grpc, auth_pb2_grpc
 
         from pynode.auth import audit
+        from pynode.auth.api_keys_servicer import ApiKeyServicer
         from pynode.auth.servicer import AuthServicer, UserAdminServicer
         from pynode.core.tasks import TaskSet
 
@@ -125,6 +137,9 @@ class AuthModule:
                 ),
                 Registration(
                     _ADMIN, auth_pb2_grpc.add_UserAdminServiceServicer_to_server, UserAdminServicer(parts.service)
+                ),
+                Registration(
+                    _KEYS, api_keys_pb2_grpc.add_ApiKeyServiceServicer_to_server, ApiKeyServicer(parts.api_keys)
                 ),
             ],
             closers=[background.close],

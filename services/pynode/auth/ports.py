@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Protocol
 
-from pynode.auth.domain import AuditEvent, LoginSession, Profile, User
+from pynode.auth.domain import ApiKey, AuditEvent, LoginSession, Profile, User
 
 
 class UserRepository(Protocol):
@@ -115,3 +115,28 @@ class AuditStore(Protocol):
 
     async def purge_older_than(self, cutoff: datetime) -> int:
         """Drop events from before `cutoff` (retention); how many went."""
+
+
+class ApiKeyRepository(Protocol):
+    """Durable storage of personal API keys."""
+
+    async def add(self, key: ApiKey) -> None:
+        """Insert a new key."""
+
+    async def get(self, key_id: uuid.UUID) -> ApiKey | None:
+        """The key with this id, revoked or not."""
+
+    async def page(
+        self, user_id: uuid.UUID, before: tuple[datetime, uuid.UUID] | None, limit: int, active_at: datetime | None
+    ) -> list[ApiKey]:
+        """A user's keys, newest first, after the keyset position `before`; only those live at `active_at`
+        when given."""
+
+    async def revoke(self, key_id: uuid.UUID, at: datetime) -> ApiKey | None:
+        """Mark the key revoked (kept when it already was); the key as it is now."""
+
+    async def touch(self, key_id: uuid.UUID, at: datetime) -> None:
+        """Record a use (callers throttle it)."""
+
+    async def ids_of(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        """Every key id of a user that is not revoked."""

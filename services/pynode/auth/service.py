@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pynode.auth.audit import AuditTrail
@@ -87,6 +88,12 @@ class AuthService:
         self._service_secret = service_secret
         # The development default is public (it is in the source): dev mode accepts it from this machine only.
         self._well_known_secret = service_secret == DEV_SERVICE_SECRET
+        # Told after an account's role or disabled flag changed (the API keys re-check their owner).
+        self.account_changed: Callable[[str], Awaitable[None]] | None = None
+
+    async def _account_changed(self, user_id: str) -> None:
+        if self.account_changed is not None:
+            await self.account_changed(user_id)
 
     async def _save(self, user: User) -> None:
         user.updated_at = utcnow()
@@ -325,6 +332,8 @@ class AuthService:
             await self.sessions.revoke_user(str(user.id))
         elif role is not None:
             await self.sessions.set_role(str(user.id), role)
+        if (user.role, user.disabled) != before:
+            await self._account_changed(str(user.id))
         await self._audit_change(caller, user, before)
         return user
 
@@ -373,6 +382,7 @@ class AuthService:
             existing.role, existing.disabled = "admin", False
             await self._save(existing)
             await self.sessions.set_role(str(existing.id), "admin")
+            await self._account_changed(str(existing.id))
             await self.audit.record(
                 "admin.created",
                 current_client(),

@@ -27,7 +27,7 @@ from devpynode.common.v1 import options_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from pynode.core import deadlines, errors, principal, status, tracing
+from pynode.core import api_keys, deadlines, errors, principal, status, tracing
 from pynode.core.access_log import AccessLog
 from pynode.core.contract import MethodContract, validate
 from pynode.core.metrics import MethodLabels, MethodMetrics, ServerMetrics
@@ -150,14 +150,26 @@ class _Call:
             )
         who = await self.edge.authenticator.authenticate(token)
         if who.role not in _ROLES_FOR.get(self.contract.access, frozenset()):
+            await self._key_refused(who, "ROLE_REQUIRED")
             raise errors.PermissionDenied(
                 f"{self.labels.grpc_method} needs the {_ROLE_NAMES.get(self.contract.access, 'user')} role",
                 reason="ROLE_REQUIRED",
             )
+        if who.api_key_id:
+            refusal = api_keys.scope_refusal(who.scope, self.contract.full_method)
+            if refusal is not None:
+                await self._key_refused(who, "API_KEY_SCOPE")
+                raise errors.PermissionDenied(refusal, reason="API_KEY_SCOPE", metadata={"scope": who.scope})
         principal.bind(who)
         self.user = who.subject
         if self.trace is not None:
             self.trace.user(who.subject)
+
+    async def _key_refused(self, who: principal.Principal, reason: str) -> None:
+        """An API key's refused use goes to the audit trail (through the issuer, which keeps it)."""
+        reporter = self.edge.authenticator
+        if who.api_key_id and isinstance(reporter, api_keys.KeyRefusals):
+            await reporter.key_refused(who, self.contract.full_method, reason, self.client.address)
 
     def admit(self, request: Message) -> Message:
         """Count and validate one request message; returns it for the servicer."""

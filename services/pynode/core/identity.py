@@ -30,7 +30,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 
-from pynode.core import deadlines
+from pynode.core import api_keys, deadlines
 from pynode.core.cache import FeedInvalidation, LocalEntries
 from pynode.core.errors import Unauthenticated, Unavailable
 from pynode.core.events import EventFeed
@@ -332,15 +332,18 @@ def service_token_fetch(service_name: str, secret: str) -> ServiceTokenFetch:
 
 def remote_authenticator(
     peers: Peers, issuer_module: str, kv: KeyValueStore, feed: EventFeed, mesh: MeshSettings
-) -> TokenAuthenticator:
+) -> api_keys.KeyAuthenticator:
     """Token verification in a process that does not run the issuer: keys from its GetJwks over the peer
-    channel, sessions from the shared key-value store and its change feed."""
+    channel, sessions from the shared key-value store and its change feed; API keys checked by the issuer's
+    VerifyApiKey, remembered until the key-change feed says otherwise."""
     peers.require(issuer_module)
     keys = JwksKeySource(jwks_over_grpc(lambda: peers.channel(issuer_module)))
-    return authenticator(keys, kv, feed, mesh.auth_issuer, mesh.auth_audience)
+    tokens = authenticator(keys, kv, feed, mesh.auth_issuer, mesh.auth_audience)
+    checks = api_keys.CachedApiKeys(api_keys.GrpcKeyChecks(peers, issuer_module), feed)
+    return api_keys.KeyAuthenticator(tokens, checks)
 
 
-def session_memory_gauge(verifier: TokenAuthenticator) -> Gauge:
+def session_memory_gauge(verifier: TokenAuthenticator | api_keys.KeyAuthenticator) -> Gauge:
     """Whether this process answers session checks from memory (the change feed is live)."""
     sessions = verifier.sessions
     return Gauge(

@@ -18,6 +18,10 @@ class Principal:
     session_id: str = ""
     # The bearer token itself, for peer calls that act as this user; never shown in a repr or log.
     token: str = field(default="", repr=False, compare=False)
+    # Set when the caller authenticated with a personal API key: its id (the usage ledger records it) and
+    # scope (the edge caps what it may call: pynode.core.api_keys).
+    api_key_id: str = ""
+    scope: str = ""
 
 
 class ClientInfo:

@@ -26,6 +26,9 @@ export const queryClient = new QueryClient({
 export const keys = {
   me: ["auth", "me"] as const,
   sessions: ["auth", "sessions"] as const,
+  apiKeys: ["auth", "api-keys"] as const,
+  userApiKeys: (userId: string) => ["admin", "api-keys", userId] as const,
+  usageByKey: ["ai", "usage", "by-key"] as const,
   users: ["admin", "users"] as const,
   audit: (kind: string) => ["admin", "audit", kind] as const,
   models: ["ai", "models"] as const,

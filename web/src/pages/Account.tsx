@@ -1,4 +1,4 @@
-/** The user's account: who they are, their password, their sessions, their usage over time, the models. */
+/** The user's account: who they are, their password, their sessions, their API keys, their usage over time, the models. */
 import { useState, type FormEvent } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { ai, auth } from "../api/clients";
@@ -7,6 +7,7 @@ import { keys, meQuery, modelsQuery } from "../api/queries";
 import { refreshCount, type StoredSession } from "../api/session";
 import { dailyUsageQuery, USAGE_DAYS } from "../api/usage";
 import { StackedBars } from "../charts/charts";
+import { ApiKeysSection } from "./ApiKeys";
 import { formatTime } from "../time";
 import type { Session } from "../gen/devpynode/auth/v1/auth_pb";
 
@@ -81,6 +82,9 @@ export function AccountPage({ session }: { session: StoredSession }) {
           <Sessions sessions={sessions.data ?? []} />
         </div>
       </div>
+
+      <h2>API keys</h2>
+      <ApiKeysSection />
 
       <h2>Models</h2>
       <table className="reflow">

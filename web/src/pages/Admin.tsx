@@ -6,6 +6,7 @@ import { admin, ai } from "../api/clients";
 import { HorizontalBars } from "../charts/charts";
 import { formatTime } from "../time";
 import { AdminModels } from "./AdminModels";
+import { UserApiKeys } from "./ApiKeys";
 import { describeError } from "../api/errors";
 import { keys } from "../api/queries";
 import { Role, type User } from "../gen/devpynode/auth/v1/auth_pb";
@@ -140,6 +141,8 @@ export function AdminPage({ me }: { me: string }) {
           More users
         </button>
       )}
+      <h2>API keys</h2>
+      <UserApiKeys users={all} />
       <AdminModels />
 
       <h2>Usage</h2>

@@ -21,6 +21,7 @@ class GenerationRow(Base):
     __table_args__ = (
         Index("ix_ai_generations_user_id_created_at", "user_id", "created_at"),
         Index("ix_ai_generations_created_at", "created_at"),
+        Index("ix_ai_generations_api_key_id_created_at", "api_key_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
@@ -34,6 +35,7 @@ class GenerationRow(Base):
     time_to_first_token_ms: Mapped[float | None] = mapped_column(Float(), nullable=True)
     duration_ms: Mapped[float] = mapped_column(Float())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    api_key_id: Mapped[str] = mapped_column(String(36), server_default="")  # migration ai_0002
 
 
 _unavailable_on_outage = unavailable_on(OperationalError, what="the database")
@@ -60,6 +62,7 @@ class SqlUsageLedger:
                 "time_to_first_token_ms": g.time_to_first_token_ms,
                 "duration_ms": g.duration_ms,
                 "created_at": g.created_at or utcnow(),
+                "api_key_id": g.api_key_id[:36],
             }
             for g in generations
         ]
@@ -71,7 +74,9 @@ class SqlUsageLedger:
         self, user_id: str | None, start: datetime | None, end: datetime | None, by: str
     ) -> list[UsageTotal]:
         # Per model means per model that answered (the deployment), not the alias asked for: that is what costs.
-        group = GenerationRow.deployment if by == "model" else GenerationRow.user_id
+        group = {"model": GenerationRow.deployment, "api_key_id": GenerationRow.api_key_id}.get(
+            by, GenerationRow.user_id
+        )
         unfinished = case((GenerationRow.finish_reason.in_((CANCELLED, ERROR)), 1), else_=0)
         query = select(
             group,

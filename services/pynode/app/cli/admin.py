@@ -1,5 +1,5 @@
 """Commands that administer the server's data and settings on its machine: migrate, backup, restore,
-config check (a service's own admin commands, such as auth's `keys generate`, come from its module's
+config check (a service's own admin commands, such as auth's `signing-keys generate`, come from its module's
 `cli_commands`)."""
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ which scripts read.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -77,8 +78,15 @@ def fresh_credentials(server: str) -> Credentials:
     return renewed
 
 
+API_KEY_VARIABLE = "DEVPYNODE_API_KEY"
+
+
 def bearer(server: str) -> tuple[tuple[str, str | bytes], ...]:
-    """Call metadata with a fresh access token."""
+    """Call metadata with a personal API key from DEVPYNODE_API_KEY when set (scripts, CI), else a fresh
+    access token from the kept sign-in."""
+    key = os.environ.get(API_KEY_VARIABLE, "").strip()
+    if key:
+        return (("authorization", f"Bearer {key}"),)
     return (("authorization", f"Bearer {fresh_credentials(server).access_token}"),)
 
 

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "embed": "pynode.app.cli.models:embed",
     "users": "pynode.app.cli.account:users",
     "files": "pynode.app.cli.files:files",
+    "keys": "pynode.app.cli.keys:keys",
     "chat": "pynode.app.cli.chat:chat",
     "gateway": "pynode.app.cli.gateway:gateway",
     "config": "pynode.app.cli.admin:config",

@@ -623,10 +623,13 @@ class GetUsageRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     ALL_USERS_FIELD_NUMBER: _builtins.int
+    BY_API_KEY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Another user's usage (admins only); empty means the caller's."""
     all_users: _builtins.bool
     """Every user's usage, one entry per user in `users` (admins only)."""
+    by_api_key: _builtins.bool
+    """Also break the usage down by personal API key, in `api_keys`."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the range (inclusive); unset means the beginning."""
@@ -642,10 +645,11 @@ class GetUsageRequest(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         user_id: _builtins.str = ...,
         all_users: _builtins.bool = ...,
+        by_api_key: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_users", b"all_users", "end_time", b"end_time", "start_time", b"start_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_users", b"all_users", "by_api_key", b"by_api_key", "end_time", b"end_time", "start_time", b"start_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -732,6 +736,7 @@ class GetUsageResponse(_message.Message):
     MODELS_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     USERS_FIELD_NUMBER: _builtins.int
+    API_KEYS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelUsage]:
         """One entry per model used in the range."""
@@ -744,20 +749,59 @@ class GetUsageResponse(_message.Message):
     def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserUsage]:
         """With all_users: one entry per user, most tokens first."""
 
+    @_builtins.property
+    def api_keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApiKeyUsage]:
+        """With by_api_key: one entry per API key used, most tokens first (an empty
+        api_key_id sums the calls made with a signed-in session instead).
+        """
+
     def __init__(
         self,
         *,
         models: _abc.Iterable[Global___ModelUsage] | None = ...,
         total: Global___Usage | None = ...,
         users: _abc.Iterable[Global___UserUsage] | None = ...,
+        api_keys: _abc.Iterable[Global___ApiKeyUsage] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "total", b"total", "users", b"users"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys", "models", b"models", "total", b"total", "users", b"users"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetUsageResponse: _TypeAlias = GetUsageResponse  # noqa: Y015
+
+@_typing.final
+class ApiKeyUsage(_message.Message):
+    """ApiKeyUsage is usage summed for one personal API key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_ID_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    api_key_id: _builtins.str
+    """The key's id; empty for calls made without a key."""
+    requests: _builtins.int
+    """Number of generations."""
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """Token totals."""
+
+    def __init__(
+        self,
+        *,
+        api_key_id: _builtins.str = ...,
+        requests: _builtins.int = ...,
+        usage: Global___Usage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "requests", b"requests", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApiKeyUsage: _TypeAlias = ApiKeyUsage  # noqa: Y015
 
 @_typing.final
 class ListModelsRequest(_message.Message):
