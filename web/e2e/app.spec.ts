@@ -312,7 +312,7 @@ test.describe.serial("the web app", () => {
     await page.getByTestId("upload-input").setInputFiles(big);
     await expect(page.locator(".upload-progress")).toContainText("resumed at");
     const row = page.locator("tr", { hasText: `big-${RUN}.bin` });
-    await expect(row).toContainText("20.0 MB", { timeout: 60_000 });
+    await expect(row).toContainText("20.0 MiB", { timeout: 60_000 });
     await expect(page.getByRole("region", { name: "Unfinished uploads" })).toHaveCount(0);
 
     // An image gets a thumbnail, shown in the list.

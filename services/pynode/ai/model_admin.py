@@ -47,7 +47,12 @@ class ListedModels:
             name = model.id.partition("/")[2]
             if name == "*":  # the placeholder of a provider that did not answer
                 raise FailedPrecondition(model.description or f"provider {self.provider} did not answer")
-            found.append(StoredModel(self.provider, name, self._source.kind, description=model.description))
+            # Served by the provider itself whenever it is available (the built-in model always is).
+            found.append(
+                StoredModel(
+                    self.provider, name, self._source.kind, description=model.description, loaded=model.available
+                )
+            )
         return found
 
     async def show(self, name: str) -> StoredModel:

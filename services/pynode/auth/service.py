@@ -232,8 +232,8 @@ class AuthService:
             if locked:
                 await self.audit.record("login.lockout", client, subject=caller.subject)
             raise InvalidArgument(
-                "current_password is incorrect",
-                [FieldViolation("current_password", "does not match", "WRONG_PASSWORD")],
+                "the current password is incorrect",
+                [FieldViolation("current_password", "is not your current password", "WRONG_PASSWORD")],
             )
         await self.lockout.succeeded(user.email, client.address)
         check_policy(new, "new_password", email=user.email)

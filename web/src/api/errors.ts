@@ -22,7 +22,8 @@ export function describeError(error: unknown): string {
   const said = (words: string) => message.toLowerCase().includes(words.toLowerCase());
   for (const bad of failure.findDetails(BadRequestSchema)) {
     for (const violation of bad.fieldViolations) {
-      if (!said(violation.description)) parts.push(`${violation.field}: ${violation.description}`);
+      // Nor one whose field the message already names in words ("the current password" for current_password).
+      if (!said(violation.description) && !said(violation.field.replaceAll("_", " "))) parts.push(`${violation.field}: ${violation.description}`);
     }
   }
   for (const retry of failure.findDetails(RetryInfoSchema)) {

@@ -138,7 +138,7 @@ function PasswordForm() {
     <form className="stacked" onSubmit={submit} aria-label="Change password">
       <label>
         Current password
-        <input type="password" autoComplete="current-password" required value={current} onChange={(e) => setCurrent(e.target.value)} />
+        <input type="password" autoComplete="current-password" required value={current} onChange={(e) => { setCurrent(e.target.value); change.reset(); }} />
       </label>
       <label>
         New password
@@ -161,7 +161,7 @@ function PasswordForm() {
           The two new passwords differ.
         </p>
       )}
-      {change.error && (
+      {change.error && !mismatch && (
         <p className="error" role="alert">
           {describeError(change.error)}
         </p>

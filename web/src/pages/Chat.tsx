@@ -20,6 +20,9 @@ import { uploadFile, type UploadProgress } from "../files/uploads";
 import { ProgressBar } from "../files/ProgressBar";
 import type { File as StoredFile } from "../gen/devpynode/files/v1/files_pb";
 
+// On a touch screen the keyboard's Enter starts a new line (there is no Shift to hold) and Send sends.
+const TOUCH = typeof window !== "undefined" && window.matchMedia?.("(pointer: coarse)").matches;
+
 const NO_NAMES: Record<string, string> = {};
 
 /** Whether the page is phone-wide (the conversations then open as a drawer over the page). */
@@ -198,13 +201,21 @@ function ConversationView({
   const listRef = useRef<HTMLDivElement>(null);
   const lastText = snapshot.messages.at(-1)?.text.length ?? 0;
   const scrolledOnce = useRef(false);
+  // Whether the reader was at the bottom before the latest change, kept from scroll events: measured after a
+  // change instead, a long message just sent (or a burst of text) looked like the reader had scrolled away.
+  const following = useRef(true);
+  const onScroll = useCallback(() => {
+    const list = listRef.current;
+    if (list) following.current = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  }, []);
   useEffect(() => {
     // Follow the newest message while the reader is at the bottom; open at the bottom the first time.
     const list = listRef.current;
     if (!list || snapshot.messages.length === 0) return;
-    if (!scrolledOnce.current || list.scrollHeight - list.scrollTop - list.clientHeight < 200) {
+    if (!scrolledOnce.current || following.current) {
       list.scrollTop = list.scrollHeight;
       scrolledOnce.current = true;
+      following.current = true;
     }
   }, [snapshot.messages.length, lastText]);
   const onStopped = useCallback((message: string) => setError(message), []);
@@ -216,7 +227,10 @@ function ConversationView({
   }, [title, model, onChanged]);
 
   const send = useCallback(
-    (text: string, attachmentFileIds: string[]) => postMessage(conversationId, text, attachmentFileIds, (m) => store.mergeMessage(m)),
+    (text: string, attachmentFileIds: string[]) => {
+      following.current = true; // one's own message, and its answer, are always shown
+      return postMessage(conversationId, text, attachmentFileIds, (m) => store.mergeMessage(m));
+    },
     [conversationId, store],
   );
   const onEdit = useCallback((message: ChatMessageView) => setDraft({ text: message.text, key: Date.now() }), []);
@@ -243,7 +257,7 @@ function ConversationView({
           {error}
         </p>
       )}
-      <div className="messages" ref={listRef} aria-label="Conversation history" role="log">
+      <div className="messages" ref={listRef} onScroll={onScroll} aria-label="Conversation history" role="log">
         {snapshot.hasOlder && (
           <button type="button" className="link" onClick={() => void store.loadOlder()}>
             Earlier messages
@@ -498,10 +512,10 @@ function Composer({ conversationId, onSend, onError, draft, onDraftDone, focusOn
         ref={area}
         value={text}
         rows={3}
-        placeholder="Write a message (Markdown); Enter sends, Shift+Enter starts a new line"
+        placeholder={TOUCH ? "Write a message (Markdown)" : "Write a message (Markdown); Enter sends, Shift+Enter starts a new line"}
         onChange={(e) => typing(e.target.value)}
         onKeyDown={(e) => {
-          if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
+          if (e.key === "Enter" && !e.shiftKey && !TOUCH && !e.nativeEvent.isComposing) {
             e.preventDefault();
             e.currentTarget.form?.requestSubmit();
           }

@@ -28,8 +28,11 @@ export function FilesPage() {
     if (!file) return;
     setError("");
     try {
-      await uploadFile(file, setProgress);
+      let last: UploadProgress | null = null;
+      await uploadFile(file, (p) => setProgress((last = p)));
       await invalidate();
+      // The row in the list says it is stored; the finished bar goes a moment later (unless another began).
+      setTimeout(() => setProgress((p) => (p === last ? null : p)), 2000);
     } catch (failure) {
       setError(describeError(failure));
       setProgress((p) => (p ? { ...p, phase: "failed" } : p));

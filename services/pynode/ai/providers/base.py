@@ -103,9 +103,18 @@ def http_failure(provider: str, model: str, status: int, body: str, retry_after:
 
 def connection_failure(provider: str, exc: BaseException) -> Unavailable:
     """The status for a provider that cannot be reached or cut the stream."""
+    import httpx  # here: providers import this module before they need the client
+
+    # The ollama client raises a bare ConnectionError when it cannot connect.
+    if isinstance(exc, httpx.ConnectError | ConnectionRefusedError) or type(exc) is ConnectionError:
+        said = "cannot be reached (nothing answers at its address)"
+    elif isinstance(exc, httpx.TimeoutException | TimeoutError):
+        said = "did not answer in time"
+    else:
+        said = "ended the connection early"
     return Unavailable(
-        f"provider {provider} cannot be reached or ended the stream early ({type(exc).__name__})",
+        f"provider {provider} {said}",
         retry_after=1.0,
         reason="PROVIDER_UNAVAILABLE",
-        metadata={"provider": provider},
+        metadata={"provider": provider, "failure": type(exc).__name__},  # the exception's kind for operators
     )
