@@ -92,3 +92,16 @@ class AuditEvent:
     address: str
     request_id: str
     details: dict[str, str]
+
+
+@dataclass
+class LinkedIdentity:
+    """An account's identity at an OpenID provider: (issuer, subject) is the key, never the e-mail."""
+
+    issuer: str
+    subject: str
+    user_id: uuid.UUID
+    provider: str
+    email: str
+    linked_at: datetime
+    last_login_at: datetime

@@ -16,6 +16,7 @@ from pynode.core.settings import SettingsError
 if TYPE_CHECKING:  # the adapters are imported by build(): the app and the CLI import this file to list services
     from pynode.auth.audit import AuditTrail
     from pynode.auth.keys import SigningKeyring
+    from pynode.auth.oidc.service import OidcService
     from pynode.auth.passwords import PasswordHasher
     from pynode.auth.service import AuthService
     from pynode.core.commands import CommandHost
@@ -34,6 +35,7 @@ class AuthComponents:
     hasher: PasswordHasher
     authenticator: TokenAuthenticator
     audit: AuditTrail
+    oidc: OidcService | None = None
 
 
 async def build_components(settings: AuthSettings, infra: Infrastructure) -> AuthComponents:
@@ -43,6 +45,7 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
     from pynode.auth.adapters.sql_audit import SqlAuditStore
     from pynode.auth.adapters.sql_users import SqlUserRepository
     from pynode.auth.keys import load_keyring
+    from pynode.auth.oidc.config import parse_providers
     from pynode.auth.passwords import PasswordHasher, common_passwords, hashing_pool
     from pynode.auth.service import AuthService
     from pynode.auth.sessions import SessionStore
@@ -51,6 +54,7 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
     from pynode.core import identity
     from pynode.core.adapters.memory_kv import MemoryKeyValueStore
 
+    providers = parse_providers(settings.auth_oidc_providers, settings.auth_oidc_file)  # bad config: one line, no start
     keyring = load_keyring(settings, dev_mode=infra.dev_mode, data_dir=infra.data_dir)
     authenticator = identity.authenticator(
         LocalKeySource(keyring), infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience
@@ -82,7 +86,12 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
         audit=trail,
         service_secret=infra.mesh.service_secret.get_secret_value(),
     )
-    return AuthComponents(service, keyring, hasher, authenticator, trail)
+    oidc = None
+    if providers:
+        from pynode.auth.oidc.wiring import build_oidc
+
+        oidc = await build_oidc(service, providers, settings, infra)
+    return AuthComponents(service, keyring, hasher, authenticator, trail, oidc)
 
 
 class AuthModule:
@@ -100,7 +109,7 @@ class AuthModule:
             )
 
     def load_tables(self) -> None:
-        from pynode.auth.adapters import sql_audit, sql_users  # noqa: F401 - registers the tables
+        from pynode.auth.adapters import sql_audit, sql_identities, sql_users  # noqa: F401 - registers the tables
 
     def cli_commands(self, host: CommandHost) -> dict[str, Callable[..., Any]]:
         from pynode.auth.cli import commands
@@ -121,13 +130,17 @@ class AuthModule:
         return ServiceParts(
             registrations=[
                 Registration(
-                    _AUTH, auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(parts.service, parts.keyring)
+                    _AUTH,
+                    auth_pb2_grpc.add_AuthServiceServicer_to_server,
+                    AuthServicer(parts.service, parts.keyring, parts.oidc),
                 ),
                 Registration(
-                    _ADMIN, auth_pb2_grpc.add_UserAdminServiceServicer_to_server, UserAdminServicer(parts.service)
+                    _ADMIN,
+                    auth_pb2_grpc.add_UserAdminServiceServicer_to_server,
+                    UserAdminServicer(parts.service, parts.oidc),
                 ),
             ],
-            closers=[background.close],
+            closers=[background.close, *([parts.oidc.close] if parts.oidc else [])],
             collectors=[parts.audit.counter],
             authenticator=parts.authenticator,
             component=parts,

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Protocol
 
-from pynode.auth.domain import AuditEvent, LoginSession, Profile, User
+from pynode.auth.domain import AuditEvent, LinkedIdentity, LoginSession, Profile, User
 
 
 class UserRepository(Protocol):
@@ -115,3 +115,23 @@ class AuditStore(Protocol):
 
     async def purge_older_than(self, cutoff: datetime) -> int:
         """Drop events from before `cutoff` (retention); how many went."""
+
+
+class IdentityRepository(Protocol):
+    """Provider identities linked to accounts."""
+
+    async def get(self, issuer: str, subject: str) -> LinkedIdentity | None:
+        """The identity with this key."""
+
+    async def add(self, identity: LinkedIdentity) -> None:
+        """Insert; raises AlreadyExists when (issuer, subject) is linked already."""
+
+    async def for_user(self, user_id: uuid.UUID) -> list[LinkedIdentity]:
+        """An account's identities, oldest link first."""
+
+    async def touch(self, issuer: str, subject: str, email: str, at: datetime) -> None:
+        """Record a sign-in through the identity (and the e-mail the provider gave)."""
+
+    async def remove_keeping_one_way_in(self, user_id: uuid.UUID, issuer: str, subject: str) -> bool | None:
+        """Unlink unless it is the account's last way to sign in (no password, no other identity), checked
+        atomically against concurrent unlinks; None when there is no such link of this account."""
