@@ -73,6 +73,7 @@ class Provider:
     issuer: str
     process: subprocess.Popen[bytes]
     log: Path
+    signing_key: dict[str, Any]  # the provider's private JWK: tests forge tokens the provider could have signed
     extra_web_redirects: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -103,10 +104,11 @@ class Provider:
 def start(workdir: Path, *, web_redirects: tuple[str, ...] = (), timeout: float = 30.0) -> Provider:
     """Start the provider with the test clients and accounts; wait until it announces its issuer."""
     port = _free_port()
+    key = _rsa_jwk("test-key-1")
     config = {
         "port": port,
         "cookie_key": secrets.token_hex(32),
-        "jwks": [_rsa_jwk("test-key-1")],
+        "jwks": [key],
         "users": USERS,
         "clients": [
             {
@@ -153,7 +155,7 @@ def start(workdir: Path, *, web_redirects: tuple[str, ...] = (), timeout: float 
     if not line.startswith(b"listening "):
         process.kill()
         raise RuntimeError(f"the OIDC provider did not start; {log}:\n{log.read_text(errors='replace')[-2000:]}")
-    return Provider(line.split()[1].decode(), process, log, list(web_redirects))
+    return Provider(line.split()[1].decode(), process, log, key, list(web_redirects))
 
 
 _FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"', re.I)
