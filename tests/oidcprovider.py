@@ -175,14 +175,18 @@ class Browser:
 
     def sign_in(self, authorization_url: str, account: str) -> str:
         """The query string the provider redirects back with, after signing in as `account` and consenting."""
-        return self._drive(self.http.get(authorization_url), account)
+        return urllib.parse.urlsplit(self._drive(self.http.get(authorization_url), account)).query
+
+    def sign_in_and_return(self, authorization_url: str, account: str) -> httpx.Response:
+        """Sign in, then load the page the provider redirects back to (the CLI's loopback listener)."""
+        return self.http.get(self._drive(self.http.get(authorization_url), account))
 
     def _drive(self, response: httpx.Response, account: str) -> str:
         for _ in range(20):
             if response.is_redirect:
                 location = urllib.parse.urljoin(str(response.url), response.headers["location"])
                 if not location.startswith(self.issuer):
-                    return urllib.parse.urlsplit(location).query  # back at the client: stop here
+                    return location  # back at the client: stop here
                 response = self.http.get(location)
                 continue
             response.raise_for_status()
