@@ -26,6 +26,8 @@ export const queryClient = new QueryClient({
 export const keys = {
   me: ["auth", "me"] as const,
   sessions: ["auth", "sessions"] as const,
+  signInProviders: ["auth", "sign-in-providers"] as const,
+  identities: ["auth", "identities"] as const,
   users: ["admin", "users"] as const,
   audit: (kind: string) => ["admin", "audit", kind] as const,
   models: ["ai", "models"] as const,

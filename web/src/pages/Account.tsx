@@ -9,6 +9,7 @@ import { dailyUsageQuery, USAGE_DAYS } from "../api/usage";
 import { StackedBars } from "../charts/charts";
 import { formatTime } from "../time";
 import type { Session } from "../gen/devpynode/auth/v1/auth_pb";
+import { Identities, identitiesQuery, SetPasswordForm } from "./Identities";
 
 export function AccountPage({ session }: { session: StoredSession }) {
   // Reads that go out together: with an expired token they meet one refresh between them.
@@ -17,6 +18,7 @@ export function AccountPage({ session }: { session: StoredSession }) {
   const usage = useQuery({ queryKey: keys.usage, queryFn: () => ai.getUsage({}) });
   const daily = useQuery(dailyUsageQuery);
   const sessions = useQuery({ queryKey: keys.sessions, queryFn: async () => (await auth.listSessions({ pageSize: 50 })).sessions });
+  const identities = useQuery(identitiesQuery);
   const reads = [me, models, usage, sessions, daily];
   const failure = reads.find((read) => read.error)?.error;
   const loaded = reads.every((read) => read.isSuccess);
@@ -74,13 +76,15 @@ export function AccountPage({ session }: { session: StoredSession }) {
       <div className="grid-2">
         <div>
           <h2>Password</h2>
-          <PasswordForm />
+          {identities.data && !identities.data.hasPassword ? <SetPasswordForm /> : <PasswordForm />}
         </div>
         <div>
           <h2>Sessions</h2>
           <Sessions sessions={sessions.data ?? []} />
         </div>
       </div>
+
+      <Identities />
 
       <h2>Models</h2>
       <table className="reflow">
