@@ -58,7 +58,7 @@ def _rsa_jwk(kid: str) -> dict[str, Any]:
     return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -103,7 +103,7 @@ class Provider:
 
 def start(workdir: Path, *, web_redirects: tuple[str, ...] = (), timeout: float = 30.0) -> Provider:
     """Start the provider with the test clients and accounts; wait until it announces its issuer."""
-    port = _free_port()
+    port = free_port()
     key = _rsa_jwk("test-key-1")
     config = {
         "port": port,
