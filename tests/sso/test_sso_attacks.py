@@ -72,13 +72,16 @@ async def test_login_csrf_a_foreign_code_and_state_is_refused(sso: SsoClient) ->
     assert error.reason == "OIDC_FLOW_INVALID"  # ...and the state is spent either way
 
 
-async def test_state_is_single_use(sso: SsoClient) -> None:
+async def test_state_is_single_use(sso: SsoClient, sso_mesh: MeshServer) -> None:
     account, _ = person("alice")
     flow, secret = await sso.start()
     query = await sso.provider_answer(flow, account)
     await sso.complete(query, secret)
-    error = await fails(sso.as_other_address_sso().complete(query, secret))
+    replay = sso.as_other_address_sso()
+    error = await fails(replay.complete(query, secret))
     assert error.code == grpc.StatusCode.FAILED_PRECONDITION and error.reason == "OIDC_FLOW_INVALID"
+    events, _ = await auth_of(sso_mesh).service.list_audit_events(50, "", "", "oidc.refused")
+    assert any(e.address == replay.address and e.details["reason"] == "FLOW_INVALID" for e in events)
 
 
 async def test_unknown_state_and_polluted_parameters_are_refused(sso: SsoClient) -> None:
@@ -166,6 +169,27 @@ async def test_an_id_token_issued_to_another_client_is_refused(sso_mesh: MeshSer
     with pytest.raises(ProviderRefused, match="another client"):
         await rp.check_id_token(id_token, WEB_CLIENT, nonce)
     assert (await rp.check_id_token(id_token, OTHER_CLIENT, nonce))["sub"] == account  # genuine, just not ours
+
+
+async def test_userinfo_must_describe_the_id_tokens_subject(sso_mesh: MeshServer, oidc_provider: Provider) -> None:
+    account, _ = person("alice")
+    code, verifier, _ = await asyncio.to_thread(_other_app_sign_in, oidc_provider.issuer, account, "n" * 43)
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{oidc_provider.issuer}/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": OTHER_REDIRECT,
+                "code_verifier": verifier,
+            },
+            auth=(OTHER_CLIENT, OTHER_SECRET),
+        )
+    access_token = answer.json()["access_token"]
+    rp = _rp(sso_mesh)
+    assert (await rp.userinfo(access_token, account))["sub"] == account
+    with pytest.raises(ProviderRefused, match="another subject"):  # an ID token of one person, userinfo of another
+        await rp.userinfo(access_token, "somebody-else")
 
 
 async def test_a_stolen_code_is_useless_without_the_pkce_verifier(sso: SsoClient, oidc_provider: Provider) -> None:

@@ -3,6 +3,7 @@ and what the audit trail records."""
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 
 import grpc
@@ -11,7 +12,7 @@ from devpynode.auth.v1 import auth_pb2
 from pynode.app.server import MeshServer
 from tests.client import MeshClient, fails
 from tests.conftest import auth_of
-from tests.oidcprovider import CLI_CLIENT, WEB_CLIENT, person
+from tests.oidcprovider import CLI_CLIENT, WEB_CLIENT, Browser, Provider, person
 from tests.sso.conftest import SsoClient
 
 
@@ -86,3 +87,33 @@ async def test_audit_records_sign_in_with_provider(sso: SsoClient, sso_mesh: Mes
     response = await sso.sso(account)
     events, _ = await auth_of(sso_mesh).service.list_audit_events(20, "", response.user.id, "login.succeeded")
     assert events and events[0].details["method"] == "oidc" and events[0].details["provider"] == "corp"
+
+
+async def test_device_flow_over_grpc_streams_pending_then_the_session_once(
+    sso: SsoClient, oidc_provider: Provider
+) -> None:
+    account, email = person("alice")
+    started = await sso.auth.StartOidcDeviceLogin(
+        auth_pb2.StartOidcDeviceLoginRequest(provider="corp"), metadata=sso.md("")
+    )
+    assert started.user_code and started.verification_uri.startswith(oidc_provider.issuer)
+    assert "device_code" not in auth_pb2.StartOidcDeviceLoginResponse.DESCRIPTOR.fields_by_name  # stays on the server
+    events = []
+    call = sso.auth.AwaitOidcDeviceLogin(
+        auth_pb2.AwaitOidcDeviceLoginRequest(flow_id=started.flow_id), metadata=sso.md("")
+    )
+    first = await call.read()
+    assert first.pending  # at once, before any approval
+    browser = Browser(oidc_provider.issuer)
+    try:
+        await asyncio.to_thread(browser.approve_device, started.verification_uri_complete, account)
+    finally:
+        browser.close()
+    while (event := await call.read()) is not grpc.aio.EOF:
+        events.append(event)
+    assert events[-1].completed.user.email == email and events[-1].completed.tokens.access_token
+    again = sso.auth.AwaitOidcDeviceLogin(
+        auth_pb2.AwaitOidcDeviceLoginRequest(flow_id=started.flow_id), metadata=sso.md("")
+    )
+    error = await fails(again.read())
+    assert error.code == grpc.StatusCode.FAILED_PRECONDITION and error.reason == "OIDC_FLOW_INVALID"

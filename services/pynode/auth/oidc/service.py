@@ -243,11 +243,15 @@ class OidcService:
     async def _take(
         self, callback_query: str, binding: bytes, client: ClientInfo, *, purpose: str, user_id: str = ""
     ) -> tuple[PendingFlow, OidcProvider]:
-        params = _query(callback_query)
-        state = params.get("state", "")
-        if not state:
-            raise flow_invalid()
-        flow = await self._flows.take(state, binding)
+        try:
+            params = _query(callback_query)
+            if not params.get("state"):
+                raise flow_invalid()
+            flow = await self._flows.take(params["state"], binding)
+        except FailedPrecondition:
+            # Unknown, spent, expired or foreign: audited as one reason, like the answer (rate-limited above).
+            await self._refuse(client, "oidc.refused", None, "FLOW_INVALID", user_id)
+            raise
         provider = self.providers.get(flow.provider)
         if flow.purpose != purpose or flow.user_id != user_id or provider is None:
             await self._refuse(client, "oidc.refused", None, "FLOW_MISMATCH", user_id)
