@@ -28,6 +28,7 @@ HTTP_BUDGET_SECONDS = 10.0
 MAX_RESPONSE_BYTES = 512 * 1024
 METADATA_TTL_SECONDS = 3600.0
 KEY_REFETCH_SPACING_SECONDS = 5.0  # an unknown kid refetches the JWKS once, never in a loop
+RETRY_DISCOVERY_SECONDS = 10.0  # after a failed discovery, sign-ins answer UNAVAILABLE without calling out again
 LEEWAY_SECONDS = 60  # clock skew allowed on exp/iat/nbf (ASVS asks for little)
 
 
@@ -90,18 +91,37 @@ class OidcProvider:
         self._metadata_at = 0.0
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_at = -KEY_REFETCH_SPACING_SECONDS
+        self._failed_at = -RETRY_DISCOVERY_SECONDS
         self._lock = asyncio.Lock()
+        self.key_fetches = 0  # how many times the JWKS was fetched (an unknown kid refetches once)
+
+    @property
+    def known(self) -> Metadata | None:
+        """The discovery document if it was fetched already (listing providers never calls out)."""
+        return self._metadata
 
     # --- discovery and keys -------------------------------------------------------------------------------
 
     async def metadata(self) -> Metadata:
-        """The checked discovery document (cached for an hour)."""
+        """The checked discovery document (cached for an hour; a failure is not retried for 10 s)."""
         if self._metadata is None or time.monotonic() - self._metadata_at > METADATA_TTL_SECONDS:
             async with self._lock:
                 if self._metadata is None or time.monotonic() - self._metadata_at > METADATA_TTL_SECONDS:
-                    self._metadata = await self._discover()
-                    self._metadata_at = time.monotonic()
+                    await self._refresh_metadata()
+        assert self._metadata is not None
         return self._metadata
+
+    async def _refresh_metadata(self) -> None:
+        if self._metadata is None and time.monotonic() - self._failed_at < RETRY_DISCOVERY_SECONDS:
+            raise self._down()
+        try:
+            self._metadata = await self._discover()
+        except Unavailable:
+            self._failed_at = time.monotonic()
+            if self._metadata is None:
+                raise
+            log.warning("oidc provider %s: discovery failed; keeping the previous document", self.config.id)
+        self._metadata_at = time.monotonic()
 
     async def _discover(self) -> Metadata:
         issuer = self.config.issuer
@@ -158,8 +178,6 @@ class OidcProvider:
         self._keys = keys
         self._keys_at = time.monotonic()
         self.key_fetches += 1
-
-    key_fetches = 0  # how many times the JWKS was fetched (tests: an unknown kid refetches once)
 
     # --- the flows -------------------------------------------------------------------------------------------
 
@@ -300,4 +318,7 @@ class OidcProvider:
 
     def _unavailable(self, why: str) -> Unavailable:
         log.warning("oidc provider %s: %s", self.config.id, why)
+        return self._down()
+
+    def _down(self) -> Unavailable:
         return Unavailable(f"sign-in provider {self.config.id} is unavailable; retry later", retry_after=5)

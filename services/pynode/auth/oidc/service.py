@@ -118,16 +118,13 @@ class OidcService:
 
     # --- listing and starting -------------------------------------------------------------------------------
 
-    async def list_providers(self) -> list[tuple[OidcProviderConfig, bool]]:
-        """Each provider and whether it offers the device flow (False while its discovery fails)."""
+    def list_providers(self) -> list[tuple[OidcProviderConfig, bool]]:
+        """Each provider and whether it offers the device flow (as far as its last discovery said: listing is
+        anonymous and never calls a provider)."""
         listed = []
         for provider in self.providers.values():
-            try:
-                device = bool(provider.config.cli_client_id) and bool(
-                    (await provider.metadata()).device_authorization_endpoint
-                )
-            except Exception:
-                device = False
+            known = provider.known
+            device = bool(provider.config.cli_client_id) and bool(known and known.device_authorization_endpoint)
             listed.append((provider.config, device))
         return listed
 
@@ -190,8 +187,9 @@ class OidcService:
             "nonce": nonce,
             "code_challenge": _challenge(verifier),
             "code_challenge_method": "S256",
-            "prompt": "login consent" if link_for else "consent",
         }
+        if link_for:  # a provider session left in a shared browser must not be linked without its owner
+            query["prompt"] = "login"
         separator = "&" if "?" in meta.authorization_endpoint else "?"
         url = meta.authorization_endpoint + separator + urllib.parse.urlencode(query)
         await self._auth.audit.record(

@@ -82,7 +82,7 @@ class OidcRpcs(OidcAdminRpcs):
         request: auth_pb2.ListSignInProvidersRequest,
         context: grpc.aio.ServicerContext[auth_pb2.ListSignInProvidersRequest, auth_pb2.ListSignInProvidersResponse],
     ) -> auth_pb2.ListSignInProvidersResponse:
-        listed = await self._oidc.list_providers() if self._oidc else []
+        listed = self._oidc.list_providers() if self._oidc else []
         return auth_pb2.ListSignInProvidersResponse(
             providers=[
                 auth_pb2.SignInProvider(
