@@ -14,7 +14,7 @@ from devpynode.auth.v1 import auth_pb2
 from pynode.auth.oidc.config import parse_providers
 from pynode.core.settings import SettingsError
 from tests.backends import Backend
-from tests.client import fails
+from tests.client import fails, run_cli_here
 from tests.conftest import make_settings, one_backend, start_mesh
 from tests.oidcprovider import Provider, free_port
 from tests.sso.conftest import SsoClient
@@ -87,3 +87,11 @@ async def test_without_providers_there_are_none_to_list(backend: Backend, tmp_pa
             assert error.code == grpc.StatusCode.UNIMPLEMENTED and error.reason == "OIDC_NOT_CONFIGURED"
     finally:
         await mesh.stop(0)
+
+
+async def test_config_check_hides_the_client_secrets() -> None:
+    entry = {"id": "c", "issuer": "https://x.example", "client_id": "c", "client_secret": "s3cr3t-value"}
+    entries = json.dumps([entry])
+    _, out, err = await run_cli_here("config", "check", env={"DEVPYNODE_AUTH_OIDC_PROVIDERS": entries})
+    assert "DEVPYNODE_AUTH_OIDC_PROVIDERS" in out and "(set, hidden)" in out, err
+    assert "s3cr3t-value" not in out + err

@@ -54,7 +54,9 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
     from pynode.core import identity
     from pynode.core.adapters.memory_kv import MemoryKeyValueStore
 
-    providers = parse_providers(settings.auth_oidc_providers, settings.auth_oidc_file)  # bad config: one line, no start
+    providers = parse_providers(
+        settings.auth_oidc_providers.get_secret_value(), settings.auth_oidc_file
+    )  # bad config: one line, no start
     keyring = load_keyring(settings, dev_mode=infra.dev_mode, data_dir=infra.data_dir)
     authenticator = identity.authenticator(
         LocalKeySource(keyring), infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience
