@@ -140,6 +140,16 @@ def _other_app_sign_in(issuer: str, account: str, nonce: str) -> tuple[str, str,
     return dict(urllib.parse.parse_qsl(answer))["code"], verifier, answer
 
 
+async def _other_app_tokens(issuer: str, account: str, nonce: str) -> dict[str, Any]:
+    """The other application's tokens for `account` (its own flow, its own code exchange)."""
+    code, verifier, _ = await asyncio.to_thread(_other_app_sign_in, issuer, account, nonce)
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": OTHER_REDIRECT, "code_verifier": verifier}
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(f"{issuer}/token", data=form, auth=(OTHER_CLIENT, OTHER_SECRET))
+    tokens: dict[str, Any] = answer.json()
+    return tokens
+
+
 async def test_a_code_issued_to_another_client_is_refused(sso: SsoClient, oidc_provider: Provider) -> None:
     account, _ = person("alice")
     code, _, _ = await asyncio.to_thread(_other_app_sign_in, oidc_provider.issuer, account, "n" * 43)
@@ -152,19 +162,7 @@ async def test_a_code_issued_to_another_client_is_refused(sso: SsoClient, oidc_p
 async def test_an_id_token_issued_to_another_client_is_refused(sso_mesh: MeshServer, oidc_provider: Provider) -> None:
     account, _ = person("alice")
     nonce = secrets.token_urlsafe(32)
-    code, verifier, _ = await asyncio.to_thread(_other_app_sign_in, oidc_provider.issuer, account, nonce)
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(
-            f"{oidc_provider.issuer}/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": OTHER_REDIRECT,
-                "code_verifier": verifier,
-            },
-            auth=(OTHER_CLIENT, OTHER_SECRET),
-        )
-    id_token = answer.json()["id_token"]
+    id_token = (await _other_app_tokens(oidc_provider.issuer, account, nonce))["id_token"]
     rp = _rp(sso_mesh)
     with pytest.raises(ProviderRefused, match="another client"):
         await rp.check_id_token(id_token, WEB_CLIENT, nonce)
@@ -173,19 +171,7 @@ async def test_an_id_token_issued_to_another_client_is_refused(sso_mesh: MeshSer
 
 async def test_userinfo_must_describe_the_id_tokens_subject(sso_mesh: MeshServer, oidc_provider: Provider) -> None:
     account, _ = person("alice")
-    code, verifier, _ = await asyncio.to_thread(_other_app_sign_in, oidc_provider.issuer, account, "n" * 43)
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(
-            f"{oidc_provider.issuer}/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": OTHER_REDIRECT,
-                "code_verifier": verifier,
-            },
-            auth=(OTHER_CLIENT, OTHER_SECRET),
-        )
-    access_token = answer.json()["access_token"]
+    access_token = (await _other_app_tokens(oidc_provider.issuer, account, "n" * 43))["access_token"]
     rp = _rp(sso_mesh)
     assert (await rp.userinfo(access_token, account))["sub"] == account
     with pytest.raises(ProviderRefused, match="another subject"):  # an ID token of one person, userinfo of another
