@@ -117,3 +117,20 @@ async def test_device_flow_over_grpc_streams_pending_then_the_session_once(
     )
     error = await fails(again.read())
     assert error.code == grpc.StatusCode.FAILED_PRECONDITION and error.reason == "OIDC_FLOW_INVALID"
+
+
+async def test_signup_can_be_closed_while_linked_identities_still_sign_in(sso: SsoClient) -> None:
+    account, _ = person("alice")
+    error = await fails(sso.sso(account, "closed"))
+    assert error.code == grpc.StatusCode.PERMISSION_DENIED and error.reason == "OIDC_SIGNUP_CLOSED"
+    first = await sso.as_other_address_sso().sso(account)  # made through a provider entry that allows signup
+    again = await sso.as_other_address_sso().sso(account, "closed")
+    assert again.user.id == first.user.id
+
+
+async def test_allowed_email_domains(sso: SsoClient) -> None:
+    account, _ = person("outsider")  # verified, but @elsewhere.example
+    error = await fails(sso.sso(account, "domain"))
+    assert error.code == grpc.StatusCode.PERMISSION_DENIED and error.reason == "OIDC_EMAIL_DOMAIN_NOT_ALLOWED"
+    account, email = person("alice")  # @corp.example
+    assert (await sso.as_other_address_sso().sso(account, "domain")).user.email == email

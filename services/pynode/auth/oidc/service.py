@@ -344,9 +344,17 @@ class OidcService:
                     f"{config.label} accounts of this e-mail domain may not sign in here",
                     reason="OIDC_EMAIL_DOMAIN_NOT_ALLOWED",
                 )
-        local = await self._auth.users.by_email(who.email) if who.email else None
+        if not who.email or not who.email_verified:
+            # Checked before any account is looked up: an e-mail nobody proved to own neither creates an account
+            # (which would claim the mailbox) nor links one, nor learns whether one exists.
+            await self._refuse(client, "login.failed", provider, "EMAIL_UNVERIFIED")
+            raise FailedPrecondition(
+                f"{config.label} did not confirm a verified e-mail address; verify it there, or ask an administrator",
+                reason="OIDC_EMAIL_UNVERIFIED",
+            )
+        local = await self._auth.users.by_email(who.email)
         if local is not None:
-            if config.auto_link_verified_email and who.email_verified and local.role != "admin":
+            if config.auto_link_verified_email and local.role != "admin":
                 await self._link(provider, who, local.id)
                 await self._auth.audit.record(
                     "identity.linked",
@@ -368,13 +376,6 @@ class OidcService:
             raise PermissionDenied(
                 f"no account here is linked to this {config.label} identity, and sign-up through it is off",
                 reason="OIDC_SIGNUP_CLOSED",
-            )
-        if not who.email or not who.email_verified:
-            # The account would claim a mailbox nobody proved to own (and block its owner from registering).
-            await self._refuse(client, "login.failed", provider, "EMAIL_UNVERIFIED")
-            raise FailedPrecondition(
-                f"{config.label} did not confirm a verified e-mail address; verify it there, or ask an administrator",
-                reason="OIDC_EMAIL_UNVERIFIED",
             )
         now = utcnow()
         role = _role_for(config, who.groups) or "user"
