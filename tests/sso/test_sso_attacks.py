@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
+import re
 import secrets
 import time
 import urllib.parse
@@ -25,7 +27,7 @@ from pynode.auth.domain import LinkedIdentity
 from pynode.auth.oidc.provider import OidcProvider, ProviderRefused
 from pynode.core.timestamps import utcnow
 from tests.backends import Backend
-from tests.client import PASSWORD, MeshClient, fails, new_email
+from tests.client import DEVPYNODE, PASSWORD, MeshClient, fails, new_email
 from tests.conftest import auth_of, start_mesh
 from tests.oidcprovider import (
     OTHER_CLIENT,
@@ -38,7 +40,7 @@ from tests.oidcprovider import (
     Provider,
     person,
 )
-from tests.sso.conftest import SsoClient, sso_settings
+from tests.sso.conftest import SsoClient, provider_entries, sso_settings
 
 
 def _rp(mesh: MeshServer, provider: str = "corp") -> OidcProvider:
@@ -346,6 +348,36 @@ async def test_start_is_rate_limited_per_address(backend: Backend, oidc_provider
         await mesh.stop(0)
 
 
+async def _auth_process(backend: Backend, provider: Provider, prefix: str, data: Path) -> tuple[Any, int]:
+    """`devpynode serve --only auth` in a process of its own on the same PostgreSQL and Redis: it and its port."""
+    env = {
+        **os.environ,
+        "DEVPYNODE_DATA_DIR": str(data),
+        "DEVPYNODE_GRPC_PORT": "0",
+        "DEVPYNODE_HTTP_PORT": "-1",
+        "DEVPYNODE_METRICS_PORT": "-1",
+        "DEVPYNODE_DATABASE_URL": backend.database_url,
+        "DEVPYNODE_REDIS_URL": backend.redis_url,
+        "DEVPYNODE_REDIS_PREFIX": prefix,
+        "DEVPYNODE_BCRYPT_COST": "4",
+        "DEVPYNODE_TRUST_FORWARDED_FOR": "true",
+        "DEVPYNODE_AUTH_OIDC_PROVIDERS": json.dumps(provider_entries(provider)),
+        "DEVPYNODE_AUTH_OIDC_WEB_REDIRECT_URL": "http://localhost:8080/oidc/callback",
+    }
+    data.mkdir(parents=True)
+    with (data / "serve.log").open("wb") as log:  # its log lines: a pipe nobody reads could fill and stall it
+        process = await asyncio.create_subprocess_exec(
+            *DEVPYNODE, "serve", "--only", "auth", env=env, stdout=asyncio.subprocess.PIPE, stderr=log
+        )
+    assert process.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        assert line, "the second auth process ended before its banner"
+        found = re.search(r"gRPC +127\.0\.0\.1:(\d+)", line)
+        if found:
+            return process, int(found.group(1))
+
+
 async def test_a_flow_started_on_one_process_finishes_on_another(
     backend: Backend, oidc_provider: Provider, tmp_path: Path
 ) -> None:
@@ -353,20 +385,21 @@ async def test_a_flow_started_on_one_process_finishes_on_another(
         pytest.skip("the embedded store (memory://) lives in one process; the real set shares Redis")
     prefix = backend.redis_prefix + secrets.token_hex(4) + ":"
     first = await start_mesh(sso_settings(backend, tmp_path / "a", oidc_provider, redis_prefix=prefix))
-    second = await start_mesh(sso_settings(backend, tmp_path / "b", oidc_provider, redis_prefix=prefix))
+    second, port = await _auth_process(backend, oidc_provider, prefix, tmp_path / "b")
     try:
         async with (
             grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as a,
-            grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as b,
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as b,
         ):
             account, email = person("alice")
             on_a, on_b = SsoClient(a, oidc_provider.issuer), SsoClient(b, oidc_provider.issuer)
-            flow, secret = await on_a.start()
-            query = await on_a.provider_answer(flow, account)
-            response = await on_b.complete(query, secret)
-            assert response.user.email == email and (await on_b.me()).id == response.user.id
-            error = await fails(on_a.complete(query, secret))  # spent for every process at once
+            flow, secret = await on_b.start()  # begun in the other process...
+            query = await on_b.provider_answer(flow, account)
+            response = await on_a.complete(query, secret)  # ...finished here
+            assert response.user.email == email and (await on_a.me()).id == response.user.id
+            error = await fails(on_b.complete(query, secret))  # and spent for every process at once
             assert error.reason == "OIDC_FLOW_INVALID"
     finally:
         await first.stop(0)
-        await second.stop(0)
+        second.terminate()
+        await second.wait()
