@@ -364,7 +364,8 @@ async def _auth_process(backend: Backend, provider: Provider, prefix: str, data:
         "DEVPYNODE_AUTH_OIDC_PROVIDERS": json.dumps(provider_entries(provider)),
         "DEVPYNODE_AUTH_OIDC_WEB_REDIRECT_URL": "http://localhost:8080/oidc/callback",
     }
-    with (data.parent / f"{data.name}-serve.log").open("wb") as log:  # its log lines: a pipe nobody reads could fill and stall it
+    # Its log lines go to a file: a pipe nobody reads could fill and stall it.
+    with (data.parent / f"{data.name}-serve.log").open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             *DEVPYNODE, "serve", "--only", "auth", env=env, stdout=asyncio.subprocess.PIPE, stderr=log
         )
