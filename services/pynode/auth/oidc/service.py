@@ -471,6 +471,7 @@ class OidcService:
     async def await_device(self, flow_id: str) -> AsyncIterator[SsoLogin | None]:
         """None now and then while the person has not approved; then the sign-in. One caller per flow."""
         client = current_client()
+        await self._auth.limiter.hit("oidc-complete", "address", client.address)
         device = await self._flows.take_device(flow_id)
         provider = self._provider(device.provider)
         interval = max(device.interval, 1.0)
