@@ -36,6 +36,7 @@ async def test_sign_in_with_the_provider_in_a_browser(backend: Backend, tmp_path
         }
         async with serve_platform(backend, tmp_path, extra, http_port) as url:
             account, email = oidcprovider.person("alice")
+            linker, _ = oidcprovider.person("alice")
             out = ROOT / "web" / "e2e" / "out" / "sso"
             shutil.rmtree(out, ignore_errors=True)
             env = {
@@ -44,6 +45,7 @@ async def test_sign_in_with_the_provider_in_a_browser(backend: Backend, tmp_path
                 "DEVPYNODE_E2E_OUT": str(out),
                 "DEVPYNODE_E2E_OIDC_ACCOUNT": account,
                 "DEVPYNODE_E2E_OIDC_EMAIL": email,
+                "DEVPYNODE_E2E_OIDC_LINK_ACCOUNT": linker,
                 "CHROMIUM_PATH": CHROMIUM,
             }
             run = await asyncio.create_subprocess_exec(
@@ -53,6 +55,6 @@ async def test_sign_in_with_the_provider_in_a_browser(backend: Backend, tmp_path
             output, _ = await asyncio.wait_for(run.communicate(), 300)
             text = output.decode(errors="replace")
             assert run.returncode == 0, f"Playwright failed (screens and traces in {out}):\n{text[-12000:]}"
-            assert "1 passed" in text, text[-2000:]
+            assert "2 passed" in text, text[-2000:]
     finally:
         provider.stop()

@@ -7,6 +7,7 @@ import { join } from "node:path";
 
 const ACCOUNT = process.env.DEVPYNODE_E2E_OIDC_ACCOUNT ?? "";
 const EMAIL = process.env.DEVPYNODE_E2E_OIDC_EMAIL ?? "";
+const LINKER = process.env.DEVPYNODE_E2E_OIDC_LINK_ACCOUNT ?? "";
 const SHOTS = join(process.env.DEVPYNODE_E2E_OUT ?? join(import.meta.dirname, "out"), "screens");
 
 async function screen(page: Page, name: string): Promise<void> {
@@ -52,5 +53,34 @@ test.describe("single sign-on", () => {
     await page.getByRole("button", { name: "Set password" }).click();
     await expect(page.getByRole("form", { name: "Change password" })).toBeVisible();
     await expect(identities.getByRole("button", { name: "Unlink" })).toBeEnabled();
+  });
+
+  test("a password account links the provider from the account page, then signs in with it", async ({ page }) => {
+    const email = `linker-${Date.now()}@example.com`;
+    await page.goto("/");
+    await page.getByRole("button", { name: "Create one" }).click();
+    await page.getByLabel("E-mail").fill(email);
+    await page.getByLabel("Password").fill("linker password 12");
+    await page.getByLabel("Display name").fill("Linker");
+    await page.getByRole("button", { name: "Create an account" }).click();
+    await page.getByRole("link", { name: "Account" }).first().click();
+    await page.getByRole("button", { name: "Link Corp SSO" }).click();
+    await page.locator('input[name="login"]').fill(LINKER);
+    await page.locator('input[name="password"]').fill("any password");
+    await page.getByRole("button", { name: "Sign-in" }).click();
+    await page.getByRole("button", { name: "Continue" }).click();
+    await expect(page).toHaveURL(/\/account$/);
+    const identities = page.locator(".identities");
+    await expect(identities.getByText("Corp SSO")).toBeVisible();
+    await expect(identities.getByRole("button", { name: "Unlink" })).toBeEnabled(); // the password stays a way in
+    await screen(page, "sso-03-linked");
+
+    // Signed out here, the provider's button leads back into the same account (the provider remembers the
+    // person: its session cookie skips its form, as real single sign-on does).
+    await page.getByRole("button", { name: "Sign out", exact: true }).click();
+    await page.getByRole("button", { name: "Sign in with Corp SSO" }).click();
+    await expect(page.getByRole("button", { name: "Sign out", exact: true })).toBeVisible();
+    await page.goto("/account");
+    await expect(page.getByText(email).first()).toBeVisible();
   });
 });
