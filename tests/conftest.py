@@ -20,7 +20,7 @@ from pynode.app.bootstrap import build
 from pynode.app.server import MeshServer
 from pynode.app.settings import Settings, load
 from pynode.auth.module import AuthComponents
-from tests import s3server
+from tests import oidcprovider, s3server
 from tests.backends import (
     MODE,
     PG_ADMIN_URL,
@@ -89,6 +89,24 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.endpoint
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[oidcprovider.Provider]:
+    """A real OpenID provider (panva's oidc-provider under Node) on loopback for this run; stopped afterwards."""
+    missing = oidcprovider.node_available()
+    if missing:
+        if MODE == "require":
+            pytest.fail(f"the test OpenID provider is required (DEVPYNODE_TEST_REAL=require): {missing}")
+        pytest.skip(f"the test OpenID provider cannot run: {missing}")
+    try:
+        provider = oidcprovider.start(tmp_path_factory.mktemp("oidc"))
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    try:
+        yield provider
+    finally:
+        provider.stop()
 
 
 @dataclass(frozen=True)

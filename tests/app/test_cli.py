@@ -91,11 +91,11 @@ async def test_create_admin_refuses_bad_input_in_one_line(tmp_path: Path) -> Non
 
 async def test_migrate_names_the_database_and_the_revisions(tmp_path: Path) -> None:
     code, out, err = await cli("migrate", "--data-dir", str(tmp_path))
-    assert code == 0 and "migrated" in out and "auth_0003_api_keys" in out and "devpynode.db" in out, err
+    assert code == 0 and "migrated" in out and "auth_0004_oidc_identities" in out and "devpynode.db" in out, err
     code, _, err = await cli("migrate", env={"DEVPYNODE_DATABASE_URL": "mysql://root@localhost/x"})
     assert one_line_error(code, err).startswith("devpynode: DEVPYNODE_DATABASE_URL: unsupported scheme")
     code, out, err = await cli("migrate", "--data-dir", str(tmp_path))
-    heads = "ai_0002_api_key_usage, auth_0003_api_keys, chat_0004_tool_calls, files_0003_storage_usage"
+    heads = "ai_0002_api_key_usage, auth_0004_oidc_identities, chat_0004_tool_calls, files_0003_storage_usage"
     assert code == 0 and f"already at the newest revisions ({heads})" in out, err
 
 
@@ -181,7 +181,11 @@ async def test_the_server_address_is_checked_wherever_it_is_given() -> None:
     code, _, err = await run_cli_here("whoami", "--no-such-flag")  # not one `quick` takes: Typer's usual error
     assert one_line_error(code, err) == "devpynode: No such option: --no-such-flag; see `devpynode whoami --help`"
     code, _, err = await run_cli_here("login")
-    assert one_line_error(code, err) == "devpynode: Missing option '--email'; see `devpynode login --help`"  # no ".;"
+    assert (
+        one_line_error(code, err) == "devpynode: give --email (password sign-in), or --sso / --device (single sign-on)"
+    )
+    code, _, err = await run_cli_here("ask", "--model")
+    assert one_line_error(code, err) == "devpynode: Option '--model' requires an argument"  # no ".;"
 
 
 async def test_an_http_port_is_named_as_such() -> None:

@@ -8,6 +8,7 @@ the browser, mTLS to the gRPC port). Needs Node.js, web/node_modules and Debian'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -66,13 +67,26 @@ def _backend_env(backend: Backend) -> dict[str, str]:
 @pytest.fixture
 async def platform(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
     """`devpynode serve` with the built app: its browsers' URL (https on the real backends)."""
+    async with serve_platform(backend, tmp_path) as url:
+        yield url
+
+
+def skip_without_browser() -> None:
     missing = _missing()
     if missing:
         if MODE == "require":
             pytest.fail(f"browser tests required: {missing}")
         pytest.skip(missing)
+
+
+@contextlib.asynccontextmanager
+async def serve_platform(
+    backend: Backend, tmp_path: Path, extra: dict[str, str] | None = None, http_port: int = 0
+) -> AsyncIterator[str]:
+    """`devpynode serve` with the built app and `extra` settings on `http_port` (0: a free one)."""
+    skip_without_browser()
     tls = backend.name == "real"
-    http_port = _port()
+    http_port = http_port or _port()
     env = {
         **os.environ,
         **_backend_env(backend),
@@ -83,6 +97,7 @@ async def platform(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
         "DEVPYNODE_WEB_DIR": str(WEB / "dist"),
         "DEVPYNODE_BCRYPT_COST": "4",
         "DEVPYNODE_AI_BUILTIN_TOKENS_PER_SECOND": "30",
+        **(extra or {}),
     }
     if tls:
         pki = make_pki(tmp_path)

@@ -15,6 +15,7 @@ import { AccountPage } from "./pages/Account";
 import { AdminPage } from "./pages/Admin";
 import { ApiDocsPage } from "./pages/ApiDocs";
 import { NotFoundPage } from "./pages/NotFound";
+import { OidcCallbackPage } from "./pages/OidcCallback";
 import { signOut, useSessionWatch } from "./api/account";
 
 const CONVERSATION_ID = /^[0-9a-f-]{36}$/;
@@ -42,6 +43,7 @@ export function App() {
     <Routes>
       <Route element={<Shell session={session} />}>
         <Route path="docs/*" element={<ApiDocsPage />} />
+        <Route path="oidc/callback" element={<OidcCallbackPage />} />
         <Route element={<SignedIn session={session} notice={notice} />}>
           <Route index element={<ChatRoute />} />
           <Route path="c/:conversationId" element={<ChatRoute />} />

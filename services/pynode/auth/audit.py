@@ -3,8 +3,10 @@
 Kinds (the README lists them for operators): `register`, `login.succeeded`, `login.failed` (details
 `reason`), `login.lockout`, `refresh.reuse_detected`, `logout`, `password.changed`,
 `password.change_failed`, `user.role_changed` (`from_role`, `to_role`), `user.disabled`, `user.enabled`,
-`session.revoked`, `service_token.issued` (`service`), `service_token.refused`, `admin.created`; and the events
-other services report through RecordAuditEvent, whose kinds start with the reporting service's name
+`session.revoked`, `service_token.issued` (`service`), `service_token.refused`, `admin.created`; single sign-on's
+`oidc.started`, `oidc.refused`, `identity.linked`, `identity.link_refused`, `identity.unlinked`,
+`identity.unlink_refused`, `password.set`, `user.role_kept` (and `login.*`/`register` with `method: oidc`);
+and the events other services report through RecordAuditEvent, whose kinds start with the reporting service's name
 (`ai.model.pulled`).
 """
 

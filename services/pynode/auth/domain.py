@@ -107,3 +107,16 @@ class ApiKey:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+
+
+@dataclass
+class LinkedIdentity:
+    """An account's identity at an OpenID provider: (issuer, subject) is the key, never the e-mail."""
+
+    issuer: str
+    subject: str
+    user_id: uuid.UUID
+    provider: str
+    email: str
+    linked_at: datetime
+    last_login_at: datetime

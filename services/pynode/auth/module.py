@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the adapters are imported by build(): the app and the CLI i
     from pynode.auth.api_keys import ApiKeyService
     from pynode.auth.audit import AuditTrail
     from pynode.auth.keys import SigningKeyring
+    from pynode.auth.oidc.service import OidcService
     from pynode.auth.passwords import PasswordHasher
     from pynode.auth.service import AuthService
     from pynode.core.api_keys import KeyAuthenticator
@@ -37,6 +38,7 @@ class AuthComponents:
     authenticator: KeyAuthenticator
     audit: AuditTrail
     api_keys: ApiKeyService
+    oidc: OidcService | None = None
 
 
 async def build_components(settings: AuthSettings, infra: Infrastructure) -> AuthComponents:
@@ -48,6 +50,7 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
     from pynode.auth.adapters.sql_users import SqlUserRepository
     from pynode.auth.api_keys import ApiKeyService, LocalKeyChecks
     from pynode.auth.keys import load_keyring
+    from pynode.auth.oidc.config import parse_providers
     from pynode.auth.passwords import PasswordHasher, common_passwords, hashing_pool
     from pynode.auth.service import AuthService
     from pynode.auth.sessions import SessionStore
@@ -56,6 +59,9 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
     from pynode.core import api_keys, identity
     from pynode.core.adapters.memory_kv import MemoryKeyValueStore
 
+    providers = parse_providers(
+        settings.auth_oidc_providers.get_secret_value(), settings.auth_oidc_file
+    )  # bad config: one line, no start
     keyring = load_keyring(settings, dev_mode=infra.dev_mode, data_dir=infra.data_dir)
     tokens = identity.authenticator(
         LocalKeySource(keyring), infra.kv, infra.feed, infra.mesh.auth_issuer, infra.mesh.auth_audience
@@ -93,7 +99,12 @@ async def build_components(settings: AuthSettings, infra: Infrastructure) -> Aut
         service_secret=infra.mesh.service_secret.get_secret_value(),
     )
     service.account_changed = keys.account_changed
-    return AuthComponents(service, keyring, hasher, authenticator, trail, keys)
+    oidc = None
+    if providers:
+        from pynode.auth.oidc.wiring import build_oidc
+
+        oidc = await build_oidc(service, providers, settings, infra)
+    return AuthComponents(service, keyring, hasher, authenticator, trail, keys, oidc)
 
 
 class AuthModule:
@@ -111,7 +122,7 @@ class AuthModule:
             )
 
     def load_tables(self) -> None:
-        from pynode.auth.adapters import sql_api_keys, sql_audit, sql_users  # noqa: F401 - registers the tables
+        from pynode.auth.adapters import sql_api_keys, sql_audit, sql_identities, sql_users  # noqa: F401 - registers the tables
 
     def cli_commands(self, host: CommandHost) -> dict[str, Callable[..., Any]]:
         from pynode.auth.cli import commands
@@ -133,16 +144,20 @@ class AuthModule:
         return ServiceParts(
             registrations=[
                 Registration(
-                    _AUTH, auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(parts.service, parts.keyring)
+                    _AUTH,
+                    auth_pb2_grpc.add_AuthServiceServicer_to_server,
+                    AuthServicer(parts.service, parts.keyring, parts.oidc),
                 ),
                 Registration(
-                    _ADMIN, auth_pb2_grpc.add_UserAdminServiceServicer_to_server, UserAdminServicer(parts.service)
+                    _ADMIN,
+                    auth_pb2_grpc.add_UserAdminServiceServicer_to_server,
+                    UserAdminServicer(parts.service, parts.oidc),
                 ),
                 Registration(
                     _KEYS, api_keys_pb2_grpc.add_ApiKeyServiceServicer_to_server, ApiKeyServicer(parts.api_keys)
                 ),
             ],
-            closers=[background.close],
+            closers=[background.close, *([parts.oidc.close] if parts.oidc else [])],
             collectors=[parts.audit.counter],
             authenticator=parts.authenticator,
             component=parts,

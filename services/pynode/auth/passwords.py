@@ -131,7 +131,7 @@ class PasswordHasher:
 
     async def verify(self, password: str, hashed: str | None) -> bool:
         """Check a password; with no hash (unknown account) check a dummy so the time is the same."""
-        if hashed is None:
+        if not hashed:  # None: unknown account; "": an account that signs in by SSO only
             if self._dummy is None:
                 self._dummy = (await self.hash("dummy password never matches")).encode("ascii")
             target, known = self._dummy, False

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Protocol
 
-from pynode.auth.domain import ApiKey, AuditEvent, LoginSession, Profile, User
+from pynode.auth.domain import ApiKey, AuditEvent, LinkedIdentity, LoginSession, Profile, User
 
 
 class UserRepository(Protocol):
@@ -140,3 +140,23 @@ class ApiKeyRepository(Protocol):
 
     async def ids_of(self, user_id: uuid.UUID) -> list[uuid.UUID]:
         """Every key id of a user that is not revoked."""
+
+
+class IdentityRepository(Protocol):
+    """Provider identities linked to accounts."""
+
+    async def get(self, issuer: str, subject: str) -> LinkedIdentity | None:
+        """The identity with this key."""
+
+    async def add(self, identity: LinkedIdentity) -> None:
+        """Insert; raises AlreadyExists when (issuer, subject) is linked already."""
+
+    async def for_user(self, user_id: uuid.UUID) -> list[LinkedIdentity]:
+        """An account's identities, oldest link first."""
+
+    async def touch(self, issuer: str, subject: str, email: str, at: datetime) -> None:
+        """Record a sign-in through the identity (and the e-mail the provider gave)."""
+
+    async def remove_keeping_one_way_in(self, user_id: uuid.UUID, issuer: str, subject: str) -> bool | None:
+        """Unlink unless it is the account's last way to sign in (no password, no other identity), checked
+        atomically against concurrent unlinks; None when there is no such link of this account."""

@@ -128,6 +128,10 @@ class AuthService:
             user = now  # only the role changed: sign in again with the new one
         raise Unavailable("the account is being changed; retry", retry_after=0.5)
 
+    async def sign_in(self, user: User, client: ClientInfo) -> tuple[User, IssuedTokens]:
+        """Start a session for an account another way of signing in (SSO) has vouched for; see `_sign_in`."""
+        return await self._sign_in(user, client)
+
     def _tokens(self, session: LoginSession, refresh: str) -> IssuedTokens:
         access, expires = self.issuer.access_token(session.user_id, session.id, session.role)
         return IssuedTokens(access, expires, refresh, session.expires_at)

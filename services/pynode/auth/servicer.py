@@ -8,6 +8,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from pynode.auth.domain import AuditEvent, IssuedTokens, Profile, User
 from pynode.auth.keys import SigningKeyring
+from pynode.auth.oidc.service import OidcService
+from pynode.auth.oidc.servicer import OidcAdminRpcs, OidcRpcs
 from pynode.auth.service import AuthService
 from pynode.core.principal import current_client, current_principal
 
@@ -56,12 +58,13 @@ def tokens_proto(tokens: IssuedTokens) -> auth_pb2.TokenPair:
     )
 
 
-class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    """devpynode.auth.v1.AuthService."""
+class AuthServicer(OidcRpcs, auth_pb2_grpc.AuthServiceServicer):
+    """devpynode.auth.v1.AuthService (its single sign-on RPCs are in OidcRpcs)."""
 
-    def __init__(self, service: AuthService, keyring: SigningKeyring) -> None:
+    def __init__(self, service: AuthService, keyring: SigningKeyring, oidc: OidcService | None = None) -> None:
         self._service = service
         self._keyring = keyring
+        self._oidc = oidc
 
     async def Register(
         self,
@@ -185,11 +188,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.IssueServiceTokenResponse(access_token=token, expires_at=_ts(expires))
 
 
-class UserAdminServicer(auth_pb2_grpc.UserAdminServiceServicer):
+class UserAdminServicer(OidcAdminRpcs, auth_pb2_grpc.UserAdminServiceServicer):
     """devpynode.auth.v1.UserAdminService (admin only, declared in the proto)."""
 
-    def __init__(self, service: AuthService) -> None:
+    def __init__(self, service: AuthService, oidc: OidcService | None = None) -> None:
         self._service = service
+        self._oidc = oidc
 
     async def ListUsers(
         self,

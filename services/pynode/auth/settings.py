@@ -47,3 +47,15 @@ class AuthSettings(Section):
     audit_retention_days: float = Field(
         365, ge=0, description="Days the audit trail keeps security events; 0 keeps them for ever."
     )
+    auth_oidc_providers: SecretStr = Field(
+        SecretStr(""),
+        description="Single sign-on providers as a JSON list of objects (id, issuer, client_id, client_secret, "
+        "cli_client_id, scopes, display_name, allowed_email_domains, allow_signup, groups_claim, group_roles, "
+        "auto_link_verified_email); see the README. Secret: it holds client secrets.",
+    )
+    auth_oidc_file: str = Field("", description="A YAML file with the same list (`providers:`), added to the above.")
+    auth_oidc_web_redirect_url: str = Field(
+        "http://localhost:8080/oidc/callback",
+        description="The web app's /oidc/callback page as the browser reaches it: registered at each provider "
+        "as the web client's redirect URI.",
+    )

@@ -29,6 +29,8 @@ export const keys = {
   apiKeys: ["auth", "api-keys"] as const,
   userApiKeys: (userId: string) => ["admin", "api-keys", userId] as const,
   usageByKey: ["ai", "usage", "by-key"] as const,
+  signInProviders: ["auth", "sign-in-providers"] as const,
+  identities: ["auth", "identities"] as const,
   users: ["admin", "users"] as const,
   audit: (kind: string) => ["admin", "audit", kind] as const,
   models: ["ai", "models"] as const,

@@ -10,6 +10,7 @@ import { StackedBars } from "../charts/charts";
 import { ApiKeysSection } from "./ApiKeys";
 import { formatTime } from "../time";
 import type { Session } from "../gen/devpynode/auth/v1/auth_pb";
+import { Identities, identitiesQuery, SetPasswordForm } from "./Identities";
 
 export function AccountPage({ session }: { session: StoredSession }) {
   // Reads that go out together: with an expired token they meet one refresh between them.
@@ -18,6 +19,7 @@ export function AccountPage({ session }: { session: StoredSession }) {
   const usage = useQuery({ queryKey: keys.usage, queryFn: () => ai.getUsage({}) });
   const daily = useQuery(dailyUsageQuery);
   const sessions = useQuery({ queryKey: keys.sessions, queryFn: async () => (await auth.listSessions({ pageSize: 50 })).sessions });
+  const identities = useQuery(identitiesQuery);
   const reads = [me, models, usage, sessions, daily];
   const failure = reads.find((read) => read.error)?.error;
   const loaded = reads.every((read) => read.isSuccess);
@@ -75,7 +77,7 @@ export function AccountPage({ session }: { session: StoredSession }) {
       <div className="grid-2">
         <div>
           <h2>Password</h2>
-          <PasswordForm />
+          {identities.data && !identities.data.hasPassword ? <SetPasswordForm /> : <PasswordForm />}
         </div>
         <div>
           <h2>Sessions</h2>
@@ -85,6 +87,7 @@ export function AccountPage({ session }: { session: StoredSession }) {
 
       <h2>API keys</h2>
       <ApiKeysSection />
+      <Identities />
 
       <h2>Models</h2>
       <table className="reflow">

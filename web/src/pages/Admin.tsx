@@ -96,7 +96,10 @@ export function AdminPage({ me }: { me: string }) {
                     {user.email} {self && <span className="badge you">you</span>}
                   </span>
                 </td>
-                <td data-label="Name">{user.displayName}</td>
+                <td data-label="Name">
+                  {user.displayName}
+                  <UserIdentities user={user} />
+                </td>
                 <td data-label="Role">
                   <label className="visually-hidden" htmlFor={`role-${user.id}`}>
                     Role of {user.email}
@@ -270,5 +273,32 @@ function AuditLog({ users, who }: { users: User[]; who: (id: string) => string }
         </button>
       )}
     </>
+  );
+}
+
+/** An account's ways to sign in (password, linked providers), read when the administrator opens it. */
+function UserIdentities({ user }: { user: User }) {
+  const [open, setOpen] = useState(false);
+  const listed = useQuery({
+    queryKey: [...keys.users, "identities", user.id],
+    queryFn: () => admin.listUserIdentities({ userId: user.id }),
+    enabled: open,
+  });
+  return (
+    <details onToggle={(e) => setOpen(e.currentTarget.open)}>
+      <summary>Sign-in methods</summary>
+      {listed.error && <p className="error">{describeError(listed.error)}</p>}
+      {listed.data && (
+        <ul>
+          {listed.data.hasPassword && <li>password</li>}
+          {listed.data.identities.map((i) => (
+            <li key={`${i.issuer} ${i.subject}`}>
+              {i.provider || i.issuer}: {i.email || i.subject}
+            </li>
+          ))}
+          {!listed.data.hasPassword && listed.data.identities.length === 0 && <li>none</li>}
+        </ul>
+      )}
+    </details>
   );
 }

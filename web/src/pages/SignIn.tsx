@@ -1,7 +1,10 @@
 /** Sign in, or create an account. */
 import { useState, type FormEvent } from "react";
+import { useQuery } from "@tanstack/react-query";
 import { register, signIn } from "../api/account";
 import { describeError } from "../api/errors";
+import { keys } from "../api/queries";
+import { listProviders, startSso } from "../api/sso";
 
 export function SignIn({ notice }: { notice: string }) {
   const [mode, setMode] = useState<"signin" | "register">("signin");
@@ -10,6 +13,19 @@ export function SignIn({ notice }: { notice: string }) {
   const [displayName, setDisplayName] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
+  // Single sign-on buttons: none when the server has no provider (or cannot say).
+  const providers = useQuery({ queryKey: keys.signInProviders, queryFn: listProviders, staleTime: 60_000 });
+
+  const sso = async (provider: string) => {
+    setBusy(true);
+    setError("");
+    try {
+      await startSso(provider, "login"); // the browser leaves for the provider
+    } catch (failure) {
+      setError(describeError(failure));
+      setBusy(false);
+    }
+  };
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
@@ -65,6 +81,15 @@ export function SignIn({ notice }: { notice: string }) {
           {title}
         </button>
       </form>
+      {mode === "signin" && (providers.data?.length ?? 0) > 0 && (
+        <div className="sso" role="group" aria-label="Single sign-on">
+          {providers.data?.map((p) => (
+            <button key={p.id} type="button" className="secondary" disabled={busy} onClick={() => void sso(p.id)}>
+              Sign in with {p.displayName}
+            </button>
+          ))}
+        </div>
+      )}
       <p>
         {mode === "signin" ? "No account yet? " : "Have an account? "}
         <button

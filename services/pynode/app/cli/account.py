@@ -49,12 +49,35 @@ def print_table(
 
 
 def login(
-    email: Annotated[str, typer.Option(help="Your account's e-mail address")],
+    provider: Annotated[
+        str | None, typer.Argument(help="With --sso or --device: the sign-in provider (the only one by default)")
+    ] = None,
+    email: Annotated[str, typer.Option(help="Your account's e-mail address (password sign-in)")] = "",
     password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin instead of prompting")] = False,
+    sso: Annotated[bool, typer.Option("--sso", help="Sign in with single sign-on in your browser")] = False,
+    device: Annotated[
+        bool, typer.Option("--device", help="Single sign-on without a browser here: enter a code elsewhere")
+    ] = False,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="With --sso: print the URL only")] = False,
     server: Server = None,
 ) -> None:
     """Sign in; the tokens are kept in your config directory (mode 0600) and refreshed when they expire."""
-    calls.login(server_address(server), email, password_stdin)
+    address = server_address(server)
+    if sso or device:
+        if email or password_stdin:
+            fail("--sso and --device sign in through the provider: leave out --email and --password-stdin")
+        from pynode.app.cli import sso as single_sign_on
+
+        if device:
+            single_sign_on.login_device(address, provider)
+        else:
+            single_sign_on.login_sso(address, provider, open_browser=not no_browser)
+        return
+    if provider:
+        fail(f"{provider!r}: a provider is named only with --sso or --device")
+    if not email:
+        fail("give --email (password sign-in), or --sso / --device (single sign-on)")
+    calls.login(address, email, password_stdin)
 
 
 def logout(

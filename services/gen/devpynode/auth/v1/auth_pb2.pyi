@@ -44,6 +44,30 @@ ROLE_ADMIN: Role.ValueType  # 2
 """An administrator: may manage other accounts."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
+class _OidcClientKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OidcClientKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OidcClientKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OIDC_CLIENT_KIND_UNSPECIFIED: _OidcClientKind.ValueType  # 0
+    """Not set."""
+    OIDC_CLIENT_KIND_WEB: _OidcClientKind.ValueType  # 1
+    """The web app's /oidc/callback page (configured on the server)."""
+    OIDC_CLIENT_KIND_CLI_LOOPBACK: _OidcClientKind.ValueType  # 2
+    """A command-line client listening on http://127.0.0.1:<loopback_port>/callback (RFC 8252)."""
+
+class OidcClientKind(_OidcClientKind, metaclass=_OidcClientKindEnumTypeWrapper):
+    """OidcClientKind says where the provider sends the browser back to."""
+
+OIDC_CLIENT_KIND_UNSPECIFIED: OidcClientKind.ValueType  # 0
+"""Not set."""
+OIDC_CLIENT_KIND_WEB: OidcClientKind.ValueType  # 1
+"""The web app's /oidc/callback page (configured on the server)."""
+OIDC_CLIENT_KIND_CLI_LOOPBACK: OidcClientKind.ValueType  # 2
+"""A command-line client listening on http://127.0.0.1:<loopback_port>/callback (RFC 8252)."""
+Global___OidcClientKind: _TypeAlias = OidcClientKind  # noqa: Y015
+
 @_typing.final
 class User(_message.Message):
     """User is an account."""
@@ -1084,3 +1108,644 @@ class RecordAuditEventResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordAuditEventResponse: _TypeAlias = RecordAuditEventResponse  # noqa: Y015
+
+@_typing.final
+class SignInProvider(_message.Message):
+    """SignInProvider is one configured single sign-on provider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    DEVICE_FLOW_FIELD_NUMBER: _builtins.int
+    LOOPBACK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The configured id, passed to StartOidcLogin (`corp`)."""
+    display_name: _builtins.str
+    """What the sign-in button says after "Sign in with"."""
+    device_flow: _builtins.bool
+    """Whether StartOidcDeviceLogin works with it (RFC 8628)."""
+    loopback: _builtins.bool
+    """Whether the CLI's loopback flow works with it (a native client is set up)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        device_flow: _builtins.bool = ...,
+        loopback: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_flow", b"device_flow", "display_name", b"display_name", "id", b"id", "loopback", b"loopback"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignInProvider: _TypeAlias = SignInProvider  # noqa: Y015
+
+@_typing.final
+class ListSignInProvidersRequest(_message.Message):
+    """ListSignInProvidersRequest takes no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSignInProvidersRequest: _TypeAlias = ListSignInProvidersRequest  # noqa: Y015
+
+@_typing.final
+class ListSignInProvidersResponse(_message.Message):
+    """ListSignInProvidersResponse lists the providers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignInProvider]:
+        """The providers, in configured order."""
+
+    def __init__(
+        self,
+        *,
+        providers: _abc.Iterable[Global___SignInProvider] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["providers", b"providers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSignInProvidersResponse: _TypeAlias = ListSignInProvidersResponse  # noqa: Y015
+
+@_typing.final
+class StartOidcLoginRequest(_message.Message):
+    """StartOidcLoginRequest names the provider and the client."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    CLIENT_FIELD_NUMBER: _builtins.int
+    LOOPBACK_PORT_FIELD_NUMBER: _builtins.int
+    BINDING_SHA256_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """The provider's configured id."""
+    client: Global___OidcClientKind.ValueType
+    """Where the browser comes back to."""
+    loopback_port: _builtins.int
+    """CLI_LOOPBACK only: the port the CLI listens on at 127.0.0.1."""
+    binding_sha256: _builtins.bytes
+    """SHA-256 of a random secret (32 bytes or more) the client keeps to itself
+    (the tab's sessionStorage, the CLI's memory) and gives to Complete: a
+    flow lands only in the client that started it (no login CSRF).
+    """
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        client: Global___OidcClientKind.ValueType = ...,
+        loopback_port: _builtins.int = ...,
+        binding_sha256: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding_sha256", b"binding_sha256", "client", b"client", "loopback_port", b"loopback_port", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartOidcLoginRequest: _TypeAlias = StartOidcLoginRequest  # noqa: Y015
+
+@_typing.final
+class StartOidcLoginResponse(_message.Message):
+    """StartOidcLoginResponse carries the URL to open."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHORIZATION_URL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    authorization_url: _builtins.str
+    """The provider's authorization URL with state, nonce and PKCE challenge."""
+    state: _builtins.str
+    """The flow's state (also in the URL)."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the flow stops being accepted."""
+
+    def __init__(
+        self,
+        *,
+        authorization_url: _builtins.str = ...,
+        state: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_url", b"authorization_url", "expires_at", b"expires_at", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartOidcLoginResponse: _TypeAlias = StartOidcLoginResponse  # noqa: Y015
+
+@_typing.final
+class CompleteOidcLoginRequest(_message.Message):
+    """CompleteOidcLoginRequest carries what the provider sent back."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLBACK_QUERY_FIELD_NUMBER: _builtins.int
+    BINDING_FIELD_NUMBER: _builtins.int
+    callback_query: _builtins.str
+    """The redirect's query string as received (`code`, `state`, `iss`, or
+    `error`), with or without the leading `?`.
+    """
+    binding: _builtins.bytes
+    """The secret whose SHA-256 went to StartOidcLogin."""
+    def __init__(
+        self,
+        *,
+        callback_query: _builtins.str = ...,
+        binding: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "callback_query", b"callback_query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteOidcLoginRequest: _TypeAlias = CompleteOidcLoginRequest  # noqa: Y015
+
+@_typing.final
+class CompleteOidcLoginResponse(_message.Message):
+    """CompleteOidcLoginResponse carries the new session, as Login does."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    ACCOUNT_CREATED_FIELD_NUMBER: _builtins.int
+    account_created: _builtins.bool
+    """Whether this sign-in created the account."""
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The signed-in account."""
+
+    @_builtins.property
+    def tokens(self) -> Global___TokenPair:
+        """Tokens for the new session (the platform's own, never the provider's)."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        tokens: Global___TokenPair | None = ...,
+        account_created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tokens", b"tokens", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_created", b"account_created", "tokens", b"tokens", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteOidcLoginResponse: _TypeAlias = CompleteOidcLoginResponse  # noqa: Y015
+
+@_typing.final
+class StartOidcDeviceLoginRequest(_message.Message):
+    """StartOidcDeviceLoginRequest names the provider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """The provider's configured id."""
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartOidcDeviceLoginRequest: _TypeAlias = StartOidcDeviceLoginRequest  # noqa: Y015
+
+@_typing.final
+class StartOidcDeviceLoginResponse(_message.Message):
+    """StartOidcDeviceLoginResponse says what the person should do."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    USER_CODE_FIELD_NUMBER: _builtins.int
+    VERIFICATION_URI_FIELD_NUMBER: _builtins.int
+    VERIFICATION_URI_COMPLETE_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    flow_id: _builtins.str
+    """Opaque handle for AwaitOidcDeviceLogin (the provider's device code stays on the server)."""
+    user_code: _builtins.str
+    """The code to enter at verification_uri."""
+    verification_uri: _builtins.str
+    """Where to enter it."""
+    verification_uri_complete: _builtins.str
+    """The same with the code filled in, when the provider gives one."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the code stops working."""
+
+    def __init__(
+        self,
+        *,
+        flow_id: _builtins.str = ...,
+        user_code: _builtins.str = ...,
+        verification_uri: _builtins.str = ...,
+        verification_uri_complete: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "flow_id", b"flow_id", "user_code", b"user_code", "verification_uri", b"verification_uri", "verification_uri_complete", b"verification_uri_complete"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartOidcDeviceLoginResponse: _TypeAlias = StartOidcDeviceLoginResponse  # noqa: Y015
+
+@_typing.final
+class AwaitOidcDeviceLoginRequest(_message.Message):
+    """AwaitOidcDeviceLoginRequest names the flow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    flow_id: _builtins.str
+    """The flow_id from StartOidcDeviceLogin."""
+    def __init__(
+        self,
+        *,
+        flow_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_id", b"flow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AwaitOidcDeviceLoginRequest: _TypeAlias = AwaitOidcDeviceLoginRequest  # noqa: Y015
+
+@_typing.final
+class AwaitOidcDeviceLoginResponse(_message.Message):
+    """AwaitOidcDeviceLoginResponse is PENDING until the sign-in is approved, then the session."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PENDING_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    pending: _builtins.bool
+    """Not approved yet."""
+    @_builtins.property
+    def completed(self) -> Global___CompleteOidcLoginResponse:
+        """The sign-in, as CompleteOidcLogin answers it."""
+
+    def __init__(
+        self,
+        *,
+        pending: _builtins.bool = ...,
+        completed: Global___CompleteOidcLoginResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "event", b"event", "pending", b"pending"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "event", b"event", "pending", b"pending"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["pending", "completed"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___AwaitOidcDeviceLoginResponse: _TypeAlias = AwaitOidcDeviceLoginResponse  # noqa: Y015
+
+@_typing.final
+class StartOidcLinkRequest(_message.Message):
+    """StartOidcLinkRequest is StartOidcLoginRequest for linking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def flow(self) -> Global___StartOidcLoginRequest:
+        """The flow to start, as for a sign-in."""
+
+    def __init__(
+        self,
+        *,
+        flow: Global___StartOidcLoginRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flow", b"flow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow", b"flow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartOidcLinkRequest: _TypeAlias = StartOidcLinkRequest  # noqa: Y015
+
+@_typing.final
+class StartOidcLinkResponse(_message.Message):
+    """StartOidcLinkResponse carries the URL to open."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def flow(self) -> Global___StartOidcLoginResponse:
+        """As for a sign-in."""
+
+    def __init__(
+        self,
+        *,
+        flow: Global___StartOidcLoginResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flow", b"flow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow", b"flow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartOidcLinkResponse: _TypeAlias = StartOidcLinkResponse  # noqa: Y015
+
+@_typing.final
+class LinkedIdentity(_message.Message):
+    """LinkedIdentity is a provider identity attached to an account."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    LINKED_AT_FIELD_NUMBER: _builtins.int
+    LAST_LOGIN_AT_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """The provider's configured id (empty when no longer configured)."""
+    issuer: _builtins.str
+    """The provider's issuer URL."""
+    subject: _builtins.str
+    """The subject at the provider."""
+    email: _builtins.str
+    """The e-mail the provider gave at the last sign-in."""
+    @_builtins.property
+    def linked_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was linked."""
+
+    @_builtins.property
+    def last_login_at(self) -> _timestamp_pb2.Timestamp:
+        """The last sign-in through it."""
+
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        email: _builtins.str = ...,
+        linked_at: _timestamp_pb2.Timestamp | None = ...,
+        last_login_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_login_at", b"last_login_at", "linked_at", b"linked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "issuer", b"issuer", "last_login_at", b"last_login_at", "linked_at", b"linked_at", "provider", b"provider", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkedIdentity: _TypeAlias = LinkedIdentity  # noqa: Y015
+
+@_typing.final
+class LinkOidcIdentityRequest(_message.Message):
+    """LinkOidcIdentityRequest carries what the provider sent back."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLBACK_QUERY_FIELD_NUMBER: _builtins.int
+    BINDING_FIELD_NUMBER: _builtins.int
+    callback_query: _builtins.str
+    """As in CompleteOidcLoginRequest."""
+    binding: _builtins.bytes
+    """As in CompleteOidcLoginRequest."""
+    def __init__(
+        self,
+        *,
+        callback_query: _builtins.str = ...,
+        binding: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "callback_query", b"callback_query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkOidcIdentityRequest: _TypeAlias = LinkOidcIdentityRequest  # noqa: Y015
+
+@_typing.final
+class LinkOidcIdentityResponse(_message.Message):
+    """LinkOidcIdentityResponse carries the new link."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def identity(self) -> Global___LinkedIdentity:
+        """The identity now attached."""
+
+    def __init__(
+        self,
+        *,
+        identity: Global___LinkedIdentity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkOidcIdentityResponse: _TypeAlias = LinkOidcIdentityResponse  # noqa: Y015
+
+@_typing.final
+class ListLinkedIdentitiesRequest(_message.Message):
+    """ListLinkedIdentitiesRequest takes no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLinkedIdentitiesRequest: _TypeAlias = ListLinkedIdentitiesRequest  # noqa: Y015
+
+@_typing.final
+class ListLinkedIdentitiesResponse(_message.Message):
+    """ListLinkedIdentitiesResponse lists the caller's identities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITIES_FIELD_NUMBER: _builtins.int
+    HAS_PASSWORD_FIELD_NUMBER: _builtins.int
+    has_password: _builtins.bool
+    """Whether the account has a password too."""
+    @_builtins.property
+    def identities(self) -> _containers.RepeatedCompositeFieldContainer[Global___LinkedIdentity]:
+        """Oldest link first."""
+
+    def __init__(
+        self,
+        *,
+        identities: _abc.Iterable[Global___LinkedIdentity] | None = ...,
+        has_password: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_password", b"has_password", "identities", b"identities"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLinkedIdentitiesResponse: _TypeAlias = ListLinkedIdentitiesResponse  # noqa: Y015
+
+@_typing.final
+class UnlinkOidcIdentityRequest(_message.Message):
+    """UnlinkOidcIdentityRequest names the identity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    issuer: _builtins.str
+    """Its issuer."""
+    subject: _builtins.str
+    """Its subject."""
+    def __init__(
+        self,
+        *,
+        issuer: _builtins.str = ...,
+        subject: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issuer", b"issuer", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlinkOidcIdentityRequest: _TypeAlias = UnlinkOidcIdentityRequest  # noqa: Y015
+
+@_typing.final
+class UnlinkOidcIdentityResponse(_message.Message):
+    """UnlinkOidcIdentityResponse confirms the unlink."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlinkOidcIdentityResponse: _TypeAlias = UnlinkOidcIdentityResponse  # noqa: Y015
+
+@_typing.final
+class SetPasswordRequest(_message.Message):
+    """SetPasswordRequest carries the first password of an SSO-only account."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEW_PASSWORD_FIELD_NUMBER: _builtins.int
+    new_password: _builtins.str
+    """Same rules as at registration."""
+    def __init__(
+        self,
+        *,
+        new_password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_password", b"new_password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPasswordRequest: _TypeAlias = SetPasswordRequest  # noqa: Y015
+
+@_typing.final
+class SetPasswordResponse(_message.Message):
+    """SetPasswordResponse confirms the password is set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPasswordResponse: _TypeAlias = SetPasswordResponse  # noqa: Y015
+
+@_typing.final
+class ListUserIdentitiesRequest(_message.Message):
+    """ListUserIdentitiesRequest names the account."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The account's id."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUserIdentitiesRequest: _TypeAlias = ListUserIdentitiesRequest  # noqa: Y015
+
+@_typing.final
+class ListUserIdentitiesResponse(_message.Message):
+    """ListUserIdentitiesResponse lists the account's identities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITIES_FIELD_NUMBER: _builtins.int
+    HAS_PASSWORD_FIELD_NUMBER: _builtins.int
+    has_password: _builtins.bool
+    """Whether the account has a password."""
+    @_builtins.property
+    def identities(self) -> _containers.RepeatedCompositeFieldContainer[Global___LinkedIdentity]:
+        """Oldest link first."""
+
+    def __init__(
+        self,
+        *,
+        identities: _abc.Iterable[Global___LinkedIdentity] | None = ...,
+        has_password: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_password", b"has_password", "identities", b"identities"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUserIdentitiesResponse: _TypeAlias = ListUserIdentitiesResponse  # noqa: Y015

@@ -99,6 +99,56 @@ class AuthServiceStub:
                 request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.SerializeToString,
                 response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenResponse.FromString,
                 _registered_method=True)
+        self.ListSignInProviders = channel.unary_unary(
+                '/devpynode.auth.v1.AuthService/ListSignInProviders',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListSignInProvidersRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListSignInProvidersResponse.FromString,
+                _registered_method=True)
+        self.StartOidcLogin = channel.unary_unary(
+                '/devpynode.auth.v1.AuthService/StartOidcLogin',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginResponse.FromString,
+                _registered_method=True)
+        self.CompleteOidcLogin = channel.unary_unary(
+                '/devpynode.auth.v1.AuthService/CompleteOidcLogin',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.CompleteOidcLoginRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.CompleteOidcLoginResponse.FromString,
+                _registered_method=True)
+        self.StartOidcDeviceLogin = channel.unary_unary(
+                '/devpynode.auth.v1.AuthService/StartOidcDeviceLogin',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcDeviceLoginRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcDeviceLoginResponse.FromString,
+                _registered_method=True)
+        self.AwaitOidcDeviceLogin = channel.unary_stream(
+                '/devpynode.auth.v1.AuthService/AwaitOidcDeviceLogin',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.AwaitOidcDeviceLoginRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.AwaitOidcDeviceLoginResponse.FromString,
+                _registered_method=True)
+        self.StartOidcLink = channel.unary_unary(
+                '/devpynode.auth.v1.AuthService/StartOidcLink',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLinkRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLinkResponse.FromString,
+                _registered_method=True)
+        self.LinkOidcIdentity = channel.unary_unary(
+                '/devpynode.auth.v1.AuthService/LinkOidcIdentity',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LinkOidcIdentityRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LinkOidcIdentityResponse.FromString,
+                _registered_method=True)
+        self.ListLinkedIdentities = channel.unary_unary(
+                '/devpynode.auth.v1.AuthService/ListLinkedIdentities',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListLinkedIdentitiesRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListLinkedIdentitiesResponse.FromString,
+                _registered_method=True)
+        self.UnlinkOidcIdentity = channel.unary_unary(
+                '/devpynode.auth.v1.AuthService/UnlinkOidcIdentity',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.UnlinkOidcIdentityRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.UnlinkOidcIdentityResponse.FromString,
+                _registered_method=True)
+        self.SetPassword = channel.unary_unary(
+                '/devpynode.auth.v1.AuthService/SetPassword',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.SetPasswordRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.SetPasswordResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -201,6 +251,92 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSignInProviders(self, request, context):
+        """ListSignInProviders lists the single sign-on (OpenID Connect) providers
+        configured on this server, for the sign-in screen and the CLI.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartOidcLogin(self, request, context):
+        """StartOidcLogin begins a sign-in with a provider: the server makes the
+        state, nonce and PKCE verifier, keeps them (single use, 10 minutes) in the
+        shared store bound to `binding_sha256`, and answers the URL to open.
+        Rate-limited per client address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteOidcLogin(self, request, context):
+        """CompleteOidcLogin finishes a sign-in with the query string the provider
+        redirected to. The server exchanges the code itself, checks the ID token
+        and userinfo, finds or creates the account, and starts a session of its
+        own: the provider's tokens never leave the server. Unknown, expired, used
+        or foreign flows are FAILED_PRECONDITION with reason OIDC_FLOW_INVALID.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartOidcDeviceLogin(self, request, context):
+        """StartOidcDeviceLogin begins a device-flow sign-in (RFC 8628) for a client
+        without a browser: open `verification_uri` anywhere, enter `user_code`,
+        then call AwaitOidcDeviceLogin. Only for providers with `device_flow`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AwaitOidcDeviceLogin(self, request, context):
+        """AwaitOidcDeviceLogin waits for the device-flow sign-in to be approved:
+        the server polls the provider (honouring its interval), streams PENDING
+        now and then, and ends with the session's tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartOidcLink(self, request, context):
+        """StartOidcLink begins attaching a provider identity to the caller's
+        account: the same flow as StartOidcLogin, finished by LinkOidcIdentity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LinkOidcIdentity(self, request, context):
+        """LinkOidcIdentity finishes a flow begun by StartOidcLink (by the same
+        caller) and attaches the provider identity to the caller's account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLinkedIdentities(self, request, context):
+        """ListLinkedIdentities lists the provider identities of the caller's account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlinkOidcIdentity(self, request, context):
+        """UnlinkOidcIdentity detaches one provider identity from the caller's
+        account; the last way to sign in (no password, one identity) stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPassword(self, request, context):
+        """SetPassword gives an account that signs in only by SSO a password (an
+        account that has one uses ChangePassword).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -263,6 +399,56 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.IssueServiceToken,
                     request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.FromString,
                     response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenResponse.SerializeToString,
+            ),
+            'ListSignInProviders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSignInProviders,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListSignInProvidersRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListSignInProvidersResponse.SerializeToString,
+            ),
+            'StartOidcLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartOidcLogin,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginResponse.SerializeToString,
+            ),
+            'CompleteOidcLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteOidcLogin,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.CompleteOidcLoginRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.CompleteOidcLoginResponse.SerializeToString,
+            ),
+            'StartOidcDeviceLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartOidcDeviceLogin,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcDeviceLoginRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcDeviceLoginResponse.SerializeToString,
+            ),
+            'AwaitOidcDeviceLogin': grpc.unary_stream_rpc_method_handler(
+                    servicer.AwaitOidcDeviceLogin,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.AwaitOidcDeviceLoginRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.AwaitOidcDeviceLoginResponse.SerializeToString,
+            ),
+            'StartOidcLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartOidcLink,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLinkRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLinkResponse.SerializeToString,
+            ),
+            'LinkOidcIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkOidcIdentity,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LinkOidcIdentityRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.LinkOidcIdentityResponse.SerializeToString,
+            ),
+            'ListLinkedIdentities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLinkedIdentities,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListLinkedIdentitiesRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListLinkedIdentitiesResponse.SerializeToString,
+            ),
+            'UnlinkOidcIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlinkOidcIdentity,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.UnlinkOidcIdentityRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.UnlinkOidcIdentityResponse.SerializeToString,
+            ),
+            'SetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPassword,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.SetPasswordRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.SetPasswordResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -604,6 +790,276 @@ class AuthService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ListSignInProviders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/ListSignInProviders',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.ListSignInProvidersRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.ListSignInProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartOidcLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/StartOidcLogin',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteOidcLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/CompleteOidcLogin',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.CompleteOidcLoginRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.CompleteOidcLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartOidcDeviceLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/StartOidcDeviceLogin',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcDeviceLoginRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcDeviceLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AwaitOidcDeviceLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/AwaitOidcDeviceLogin',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.AwaitOidcDeviceLoginRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.AwaitOidcDeviceLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartOidcLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/StartOidcLink',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLinkRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.StartOidcLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkOidcIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/LinkOidcIdentity',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.LinkOidcIdentityRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.LinkOidcIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLinkedIdentities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/ListLinkedIdentities',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.ListLinkedIdentitiesRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.ListLinkedIdentitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlinkOidcIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/UnlinkOidcIdentity',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.UnlinkOidcIdentityRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.UnlinkOidcIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.AuthService/SetPassword',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.SetPasswordRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.SetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class UserAdminServiceStub:
     """UserAdminService lets administrators list and manage accounts.
@@ -629,6 +1085,11 @@ class UserAdminServiceStub:
                 '/devpynode.auth.v1.UserAdminService/ListAuditEvents',
                 request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.ListUserIdentities = channel.unary_unary(
+                '/devpynode.auth.v1.UserAdminService/ListUserIdentities',
+                request_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListUserIdentitiesRequest.SerializeToString,
+                response_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListUserIdentitiesResponse.FromString,
                 _registered_method=True)
 
 
@@ -660,6 +1121,13 @@ class UserAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUserIdentities(self, request, context):
+        """ListUserIdentities lists the provider identities linked to an account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -677,6 +1145,11 @@ def add_UserAdminServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'ListUserIdentities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUserIdentities,
+                    request_deserializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListUserIdentitiesRequest.FromString,
+                    response_serializer=devpynode_dot_auth_dot_v1_dot_auth__pb2.ListUserIdentitiesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -761,6 +1234,33 @@ class UserAdminService:
             '/devpynode.auth.v1.UserAdminService/ListAuditEvents',
             devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsRequest.SerializeToString,
             devpynode_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUserIdentities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devpynode.auth.v1.UserAdminService/ListUserIdentities',
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.ListUserIdentitiesRequest.SerializeToString,
+            devpynode_dot_auth_dot_v1_dot_auth__pb2.ListUserIdentitiesResponse.FromString,
             options,
             channel_credentials,
             insecure,

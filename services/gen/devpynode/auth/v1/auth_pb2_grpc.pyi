@@ -74,6 +74,51 @@ class AuthServiceStub:
     """IssueServiceToken gives a service process a short-lived service token in
     exchange for the shared service secret.
     """
+    ListSignInProviders: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListSignInProvidersRequest, _auth_pb2.ListSignInProvidersResponse]
+    """ListSignInProviders lists the single sign-on (OpenID Connect) providers
+    configured on this server, for the sign-in screen and the CLI.
+    """
+    StartOidcLogin: _grpc.UnaryUnaryMultiCallable[_auth_pb2.StartOidcLoginRequest, _auth_pb2.StartOidcLoginResponse]
+    """StartOidcLogin begins a sign-in with a provider: the server makes the
+    state, nonce and PKCE verifier, keeps them (single use, 10 minutes) in the
+    shared store bound to `binding_sha256`, and answers the URL to open.
+    Rate-limited per client address.
+    """
+    CompleteOidcLogin: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CompleteOidcLoginRequest, _auth_pb2.CompleteOidcLoginResponse]
+    """CompleteOidcLogin finishes a sign-in with the query string the provider
+    redirected to. The server exchanges the code itself, checks the ID token
+    and userinfo, finds or creates the account, and starts a session of its
+    own: the provider's tokens never leave the server. Unknown, expired, used
+    or foreign flows are FAILED_PRECONDITION with reason OIDC_FLOW_INVALID.
+    """
+    StartOidcDeviceLogin: _grpc.UnaryUnaryMultiCallable[_auth_pb2.StartOidcDeviceLoginRequest, _auth_pb2.StartOidcDeviceLoginResponse]
+    """StartOidcDeviceLogin begins a device-flow sign-in (RFC 8628) for a client
+    without a browser: open `verification_uri` anywhere, enter `user_code`,
+    then call AwaitOidcDeviceLogin. Only for providers with `device_flow`.
+    """
+    AwaitOidcDeviceLogin: _grpc.UnaryStreamMultiCallable[_auth_pb2.AwaitOidcDeviceLoginRequest, _auth_pb2.AwaitOidcDeviceLoginResponse]
+    """AwaitOidcDeviceLogin waits for the device-flow sign-in to be approved:
+    the server polls the provider (honouring its interval), streams PENDING
+    now and then, and ends with the session's tokens.
+    """
+    StartOidcLink: _grpc.UnaryUnaryMultiCallable[_auth_pb2.StartOidcLinkRequest, _auth_pb2.StartOidcLinkResponse]
+    """StartOidcLink begins attaching a provider identity to the caller's
+    account: the same flow as StartOidcLogin, finished by LinkOidcIdentity.
+    """
+    LinkOidcIdentity: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LinkOidcIdentityRequest, _auth_pb2.LinkOidcIdentityResponse]
+    """LinkOidcIdentity finishes a flow begun by StartOidcLink (by the same
+    caller) and attaches the provider identity to the caller's account.
+    """
+    ListLinkedIdentities: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListLinkedIdentitiesRequest, _auth_pb2.ListLinkedIdentitiesResponse]
+    """ListLinkedIdentities lists the provider identities of the caller's account."""
+    UnlinkOidcIdentity: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UnlinkOidcIdentityRequest, _auth_pb2.UnlinkOidcIdentityResponse]
+    """UnlinkOidcIdentity detaches one provider identity from the caller's
+    account; the last way to sign in (no password, one identity) stays.
+    """
+    SetPassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetPasswordRequest, _auth_pb2.SetPasswordResponse]
+    """SetPassword gives an account that signs in only by SSO a password (an
+    account that has one uses ChangePassword).
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -120,6 +165,51 @@ class AuthServiceAsyncStub(AuthServiceStub):
     IssueServiceToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.IssueServiceTokenRequest, _auth_pb2.IssueServiceTokenResponse]  # type: ignore[assignment]
     """IssueServiceToken gives a service process a short-lived service token in
     exchange for the shared service secret.
+    """
+    ListSignInProviders: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListSignInProvidersRequest, _auth_pb2.ListSignInProvidersResponse]  # type: ignore[assignment]
+    """ListSignInProviders lists the single sign-on (OpenID Connect) providers
+    configured on this server, for the sign-in screen and the CLI.
+    """
+    StartOidcLogin: _aio.UnaryUnaryMultiCallable[_auth_pb2.StartOidcLoginRequest, _auth_pb2.StartOidcLoginResponse]  # type: ignore[assignment]
+    """StartOidcLogin begins a sign-in with a provider: the server makes the
+    state, nonce and PKCE verifier, keeps them (single use, 10 minutes) in the
+    shared store bound to `binding_sha256`, and answers the URL to open.
+    Rate-limited per client address.
+    """
+    CompleteOidcLogin: _aio.UnaryUnaryMultiCallable[_auth_pb2.CompleteOidcLoginRequest, _auth_pb2.CompleteOidcLoginResponse]  # type: ignore[assignment]
+    """CompleteOidcLogin finishes a sign-in with the query string the provider
+    redirected to. The server exchanges the code itself, checks the ID token
+    and userinfo, finds or creates the account, and starts a session of its
+    own: the provider's tokens never leave the server. Unknown, expired, used
+    or foreign flows are FAILED_PRECONDITION with reason OIDC_FLOW_INVALID.
+    """
+    StartOidcDeviceLogin: _aio.UnaryUnaryMultiCallable[_auth_pb2.StartOidcDeviceLoginRequest, _auth_pb2.StartOidcDeviceLoginResponse]  # type: ignore[assignment]
+    """StartOidcDeviceLogin begins a device-flow sign-in (RFC 8628) for a client
+    without a browser: open `verification_uri` anywhere, enter `user_code`,
+    then call AwaitOidcDeviceLogin. Only for providers with `device_flow`.
+    """
+    AwaitOidcDeviceLogin: _aio.UnaryStreamMultiCallable[_auth_pb2.AwaitOidcDeviceLoginRequest, _auth_pb2.AwaitOidcDeviceLoginResponse]  # type: ignore[assignment]
+    """AwaitOidcDeviceLogin waits for the device-flow sign-in to be approved:
+    the server polls the provider (honouring its interval), streams PENDING
+    now and then, and ends with the session's tokens.
+    """
+    StartOidcLink: _aio.UnaryUnaryMultiCallable[_auth_pb2.StartOidcLinkRequest, _auth_pb2.StartOidcLinkResponse]  # type: ignore[assignment]
+    """StartOidcLink begins attaching a provider identity to the caller's
+    account: the same flow as StartOidcLogin, finished by LinkOidcIdentity.
+    """
+    LinkOidcIdentity: _aio.UnaryUnaryMultiCallable[_auth_pb2.LinkOidcIdentityRequest, _auth_pb2.LinkOidcIdentityResponse]  # type: ignore[assignment]
+    """LinkOidcIdentity finishes a flow begun by StartOidcLink (by the same
+    caller) and attaches the provider identity to the caller's account.
+    """
+    ListLinkedIdentities: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListLinkedIdentitiesRequest, _auth_pb2.ListLinkedIdentitiesResponse]  # type: ignore[assignment]
+    """ListLinkedIdentities lists the provider identities of the caller's account."""
+    UnlinkOidcIdentity: _aio.UnaryUnaryMultiCallable[_auth_pb2.UnlinkOidcIdentityRequest, _auth_pb2.UnlinkOidcIdentityResponse]  # type: ignore[assignment]
+    """UnlinkOidcIdentity detaches one provider identity from the caller's
+    account; the last way to sign in (no password, one identity) stays.
+    """
+    SetPassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetPasswordRequest, _auth_pb2.SetPasswordResponse]  # type: ignore[assignment]
+    """SetPassword gives an account that signs in only by SSO a password (an
+    account that has one uses ChangePassword).
     """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -238,6 +328,111 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         exchange for the shared service secret.
         """
 
+    @_abc_1.abstractmethod
+    def ListSignInProviders(
+        self,
+        request: _auth_pb2.ListSignInProvidersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListSignInProvidersResponse, _abc.Awaitable[_auth_pb2.ListSignInProvidersResponse]]:
+        """ListSignInProviders lists the single sign-on (OpenID Connect) providers
+        configured on this server, for the sign-in screen and the CLI.
+        """
+
+    @_abc_1.abstractmethod
+    def StartOidcLogin(
+        self,
+        request: _auth_pb2.StartOidcLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.StartOidcLoginResponse, _abc.Awaitable[_auth_pb2.StartOidcLoginResponse]]:
+        """StartOidcLogin begins a sign-in with a provider: the server makes the
+        state, nonce and PKCE verifier, keeps them (single use, 10 minutes) in the
+        shared store bound to `binding_sha256`, and answers the URL to open.
+        Rate-limited per client address.
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteOidcLogin(
+        self,
+        request: _auth_pb2.CompleteOidcLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CompleteOidcLoginResponse, _abc.Awaitable[_auth_pb2.CompleteOidcLoginResponse]]:
+        """CompleteOidcLogin finishes a sign-in with the query string the provider
+        redirected to. The server exchanges the code itself, checks the ID token
+        and userinfo, finds or creates the account, and starts a session of its
+        own: the provider's tokens never leave the server. Unknown, expired, used
+        or foreign flows are FAILED_PRECONDITION with reason OIDC_FLOW_INVALID.
+        """
+
+    @_abc_1.abstractmethod
+    def StartOidcDeviceLogin(
+        self,
+        request: _auth_pb2.StartOidcDeviceLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.StartOidcDeviceLoginResponse, _abc.Awaitable[_auth_pb2.StartOidcDeviceLoginResponse]]:
+        """StartOidcDeviceLogin begins a device-flow sign-in (RFC 8628) for a client
+        without a browser: open `verification_uri` anywhere, enter `user_code`,
+        then call AwaitOidcDeviceLogin. Only for providers with `device_flow`.
+        """
+
+    @_abc_1.abstractmethod
+    def AwaitOidcDeviceLogin(
+        self,
+        request: _auth_pb2.AwaitOidcDeviceLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_auth_pb2.AwaitOidcDeviceLoginResponse], _abc.AsyncIterator[_auth_pb2.AwaitOidcDeviceLoginResponse]]:
+        """AwaitOidcDeviceLogin waits for the device-flow sign-in to be approved:
+        the server polls the provider (honouring its interval), streams PENDING
+        now and then, and ends with the session's tokens.
+        """
+
+    @_abc_1.abstractmethod
+    def StartOidcLink(
+        self,
+        request: _auth_pb2.StartOidcLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.StartOidcLinkResponse, _abc.Awaitable[_auth_pb2.StartOidcLinkResponse]]:
+        """StartOidcLink begins attaching a provider identity to the caller's
+        account: the same flow as StartOidcLogin, finished by LinkOidcIdentity.
+        """
+
+    @_abc_1.abstractmethod
+    def LinkOidcIdentity(
+        self,
+        request: _auth_pb2.LinkOidcIdentityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LinkOidcIdentityResponse, _abc.Awaitable[_auth_pb2.LinkOidcIdentityResponse]]:
+        """LinkOidcIdentity finishes a flow begun by StartOidcLink (by the same
+        caller) and attaches the provider identity to the caller's account.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLinkedIdentities(
+        self,
+        request: _auth_pb2.ListLinkedIdentitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListLinkedIdentitiesResponse, _abc.Awaitable[_auth_pb2.ListLinkedIdentitiesResponse]]:
+        """ListLinkedIdentities lists the provider identities of the caller's account."""
+
+    @_abc_1.abstractmethod
+    def UnlinkOidcIdentity(
+        self,
+        request: _auth_pb2.UnlinkOidcIdentityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.UnlinkOidcIdentityResponse, _abc.Awaitable[_auth_pb2.UnlinkOidcIdentityResponse]]:
+        """UnlinkOidcIdentity detaches one provider identity from the caller's
+        account; the last way to sign in (no password, one identity) stays.
+        """
+
+    @_abc_1.abstractmethod
+    def SetPassword(
+        self,
+        request: _auth_pb2.SetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SetPasswordResponse, _abc.Awaitable[_auth_pb2.SetPasswordResponse]]:
+        """SetPassword gives an account that signs in only by SSO a password (an
+        account that has one uses ChangePassword).
+        """
+
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class UserAdminServiceStub:
@@ -258,6 +453,8 @@ class UserAdminServiceStub:
     failures, lockouts, refresh-token reuse, logouts, password and role
     changes, revocations, service tokens and administrators' actions.
     """
+    ListUserIdentities: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListUserIdentitiesRequest, _auth_pb2.ListUserIdentitiesResponse]
+    """ListUserIdentities lists the provider identities linked to an account."""
 
 @_typing.type_check_only
 class UserAdminServiceAsyncStub(UserAdminServiceStub):
@@ -275,6 +472,8 @@ class UserAdminServiceAsyncStub(UserAdminServiceStub):
     failures, lockouts, refresh-token reuse, logouts, password and role
     changes, revocations, service tokens and administrators' actions.
     """
+    ListUserIdentities: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListUserIdentitiesRequest, _auth_pb2.ListUserIdentitiesResponse]  # type: ignore[assignment]
+    """ListUserIdentities lists the provider identities linked to an account."""
 
 class UserAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """UserAdminService lets administrators list and manage accounts."""
@@ -307,5 +506,13 @@ class UserAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         failures, lockouts, refresh-token reuse, logouts, password and role
         changes, revocations, service tokens and administrators' actions.
         """
+
+    @_abc_1.abstractmethod
+    def ListUserIdentities(
+        self,
+        request: _auth_pb2.ListUserIdentitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListUserIdentitiesResponse, _abc.Awaitable[_auth_pb2.ListUserIdentitiesResponse]]:
+        """ListUserIdentities lists the provider identities linked to an account."""
 
 def add_UserAdminServiceServicer_to_server(servicer: UserAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file devpynode/auth/v1/auth.proto.
  */
 export const file_devpynode_auth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("ChxkZXZweW5vZGUvYXV0aC92MS9hdXRoLnByb3RvEhFkZXZweW5vZGUuYXV0aC52MSLQAQoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSJQoEcm9sZRgEIAEoDjIXLmRldnB5bm9kZS5hdXRoLnYxLlJvbGUSEAoIZGlzYWJsZWQYBSABKAgSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiswEKCVRva2VuUGFpchIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPAoYcmVmcmVzaF90b2tlbl9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJxCg9SZWdpc3RlclJlcXVlc3QSGgoFZW1haWwYASABKAlCC5K1GAcIARj+ASgBEiAKCHBhc3N3b3JkGAIgASgJQg6StRgKCAEQCBiAAiCACBIgCgxkaXNwbGF5X25hbWUYAyABKAlCCpK1GAYIARhkSAEiZwoQUmVnaXN0ZXJSZXNwb25zZRIlCgR1c2VyGAEgASgLMhcuZGV2cHlub2RlLmF1dGgudjEuVXNlchIsCgZ0b2tlbnMYAiABKAsyHC5kZXZweW5vZGUuYXV0aC52MS5Ub2tlblBhaXIiSAoMTG9naW5SZXF1ZXN0EhgKBWVtYWlsGAEgASgJQgmStRgFCAEY/gESHgoIcGFzc3dvcmQYAiABKAlCDJK1GAgIARiAAiCACCJkCg1Mb2dpblJlc3BvbnNlEiUKBHVzZXIYASABKAsyFy5kZXZweW5vZGUuYXV0aC52MS5Vc2VyEiwKBnRva2VucxgCIAEoCzIcLmRldnB5bm9kZS5hdXRoLnYxLlRva2VuUGFpciI3ChNSZWZyZXNoVG9rZW5SZXF1ZXN0EiAKDXJlZnJlc2hfdG9rZW4YASABKAlCCZK1GAUIARiABCJEChRSZWZyZXNoVG9rZW5SZXNwb25zZRIsCgZ0b2tlbnMYASABKAsyHC5kZXZweW5vZGUuYXV0aC52MS5Ub2tlblBhaXIiJQoNTG9nb3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgiEAoOTG9nb3V0UmVzcG9uc2UiFwoVR2V0Q3VycmVudFVzZXJSZXF1ZXN0Ij8KFkdldEN1cnJlbnRVc2VyUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLmRldnB5bm9kZS5hdXRoLnYxLlVzZXIiZQoVQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0EiYKEGN1cnJlbnRfcGFzc3dvcmQYASABKAlCDJK1GAgIARiAAiCACBIkCgxuZXdfcGFzc3dvcmQYAiABKAlCDpK1GAoIARAIGIACIIAIIhgKFkNoYW5nZVBhc3N3b3JkUmVzcG9uc2Ui4AEKB1Nlc3Npb24SCgoCaWQYASABKAkSLgoKY3JlYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp1c2VyX2FnZW50GAUgASgJEhIKCmlwX2FkZHJlc3MYBiABKAkSDwoHY3VycmVudBgHIAEoCCJPChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhsKCXBhZ2Vfc2l6ZRgBIAEoBUIIkrUYBDgAQGQSGwoKcGFnZV90b2tlbhgCIAEoCUIHkrUYAxiABCJdChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIsCghzZXNzaW9ucxgBIAMoCzIaLmRldnB5bm9kZS5hdXRoLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjQKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhwKCnNlc3Npb25faWQYASABKAlCCJK1GAQIASgCIhcKFVJldm9rZVNlc3Npb25SZXNwb25zZSIQCg5HZXRKd2tzUmVxdWVzdCJYCgpKc29uV2ViS2V5EgsKA2t0eRgBIAEoCRILCgNjcnYYAiABKAkSCQoBeBgDIAEoCRILCgNraWQYBCABKAkSCwoDYWxnGAUgASgJEgsKA3VzZRgGIAEoCSI+Cg9HZXRKd2tzUmVzcG9uc2USKwoEa2V5cxgBIAMoCzIdLmRldnB5bm9kZS5hdXRoLnYxLkpzb25XZWJLZXkiXQoYSXNzdWVTZXJ2aWNlVG9rZW5SZXF1ZXN0Eh4KDHNlcnZpY2VfbmFtZRgBIAEoCUIIkrUYBAgBGEASIQoOc2VydmljZV9zZWNyZXQYAiABKAlCCZK1GAUIARiABCJhChlJc3N1ZVNlcnZpY2VUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJMChBMaXN0VXNlcnNSZXF1ZXN0EhsKCXBhZ2Vfc2l6ZRgBIAEoBUIIkrUYBDgAQGQSGwoKcGFnZV90b2tlbhgCIAEoCUIHkrUYAxiABCJUChFMaXN0VXNlcnNSZXNwb25zZRImCgV1c2VycxgBIAMoCzIXLmRldnB5bm9kZS5hdXRoLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIocBChFVcGRhdGVVc2VyUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgiStRgECAEoAhIqCgRyb2xlGAIgASgOMhcuZGV2cHlub2RlLmF1dGgudjEuUm9sZUgAiAEBEhUKCGRpc2FibGVkGAMgASgISAGIAQFCBwoFX3JvbGVCCwoJX2Rpc2FibGVkIjsKElVwZGF0ZVVzZXJSZXNwb25zZRIlCgR1c2VyGAEgASgLMhcuZGV2cHlub2RlLmF1dGgudjEuVXNlciKJAgoKQXVkaXRFdmVudBIKCgJpZBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRraW5kGAMgASgJEg0KBWFjdG9yGAQgASgJEg8KB3VzZXJfaWQYBSABKAkSFgoOY2xpZW50X2FkZHJlc3MYBiABKAkSEgoKcmVxdWVzdF9pZBgHIAEoCRI7CgdkZXRhaWxzGAggAygLMiouZGV2cHlub2RlLmF1dGgudjEuQXVkaXRFdmVudC5EZXRhaWxzRW50cnkaLgoMRGV0YWlsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEigQEKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSGwoJcGFnZV9zaXplGAEgASgFQgiStRgEOABAZBIbCgpwYWdlX3Rva2VuGAIgASgJQgeStRgDGIAEEhcKB3VzZXJfaWQYAyABKAlCBpK1GAIoAhIUCgRraW5kGAQgASgJQgaStRgCGEAiYQoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USLQoGZXZlbnRzGAEgAygLMh0uZGV2cHlub2RlLmF1dGgudjEuQXVkaXRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiRgoRTG9va3VwVXNlclJlcXVlc3QSGAoFZW1haWwYASABKAlCCZK1GAUY/gEoARIXCgd1c2VyX2lkGAIgASgJQgaStRgCKAIiOwoSTG9va3VwVXNlclJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJIoMCChdSZWNvcmRBdWRpdEV2ZW50UmVxdWVzdBIWCgRraW5kGAEgASgJQgiStRgECAEYQBIVCgVhY3RvchgCIAEoCUIGkrUYAigCEhcKB3VzZXJfaWQYAyABKAlCBpK1GAIoAhIeCg5jbGllbnRfYWRkcmVzcxgEIAEoCUIGkrUYAhhAElAKB2RldGFpbHMYBSADKAsyNy5kZXZweW5vZGUuYXV0aC52MS5SZWNvcmRBdWRpdEV2ZW50UmVxdWVzdC5EZXRhaWxzRW50cnlCBpK1GAIwCBouCgxEZXRhaWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIaChhSZWNvcmRBdWRpdEV2ZW50UmVzcG9uc2UqOwoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9VU0VSEAESDgoKUk9MRV9BRE1JThACMrgLCgtBdXRoU2VydmljZRJ1CghSZWdpc3RlchIiLmRldnB5bm9kZS5hdXRoLnYxLlJlZ2lzdGVyUmVxdWVzdBojLmRldnB5bm9kZS5hdXRoLnYxLlJlZ2lzdGVyUmVzcG9uc2UiIIi1GAGC0+STAhY6ASoiES92MS9hdXRoOnJlZ2lzdGVyEmkKBUxvZ2luEh8uZGV2cHlub2RlLmF1dGgudjEuTG9naW5SZXF1ZXN0GiAuZGV2cHlub2RlLmF1dGgudjEuTG9naW5SZXNwb25zZSIdiLUYAYLT5JMCEzoBKiIOL3YxL2F1dGg6bG9naW4SgAEKDFJlZnJlc2hUb2tlbhImLmRldnB5bm9kZS5hdXRoLnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaJy5kZXZweW5vZGUuYXV0aC52MS5SZWZyZXNoVG9rZW5SZXNwb25zZSIfiLUYAYLT5JMCFToBKiIQL3YxL2F1dGg6cmVmcmVzaBJtCgZMb2dvdXQSIC5kZXZweW5vZGUuYXV0aC52MS5Mb2dvdXRSZXF1ZXN0GiEuZGV2cHlub2RlLmF1dGgudjEuTG9nb3V0UmVzcG9uc2UiHoi1GAKC0+STAhQ6ASoiDy92MS9hdXRoOmxvZ291dBJ/Cg5HZXRDdXJyZW50VXNlchIoLmRldnB5bm9kZS5hdXRoLnYxLkdldEN1cnJlbnRVc2VyUmVxdWVzdBopLmRldnB5bm9kZS5hdXRoLnYxLkdldEN1cnJlbnRVc2VyUmVzcG9uc2UiGIi1GAKC0+STAg4SDC92MS91c2Vycy9tZRKRAQoOQ2hhbmdlUGFzc3dvcmQSKC5kZXZweW5vZGUuYXV0aC52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaKS5kZXZweW5vZGUuYXV0aC52MS5DaGFuZ2VQYXNzd29yZFJlc3BvbnNlIiqItRgCgtPkkwIgOgEqIhsvdjEvdXNlcnMvbWU6Y2hhbmdlUGFzc3dvcmQSeQoMTGlzdFNlc3Npb25zEiYuZGV2cHlub2RlLmF1dGgudjEuTGlzdFNlc3Npb25zUmVxdWVzdBonLmRldnB5bm9kZS5hdXRoLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlIhiItRgCgtPkkwIOEgwvdjEvc2Vzc2lvbnMSiQEKDVJldm9rZVNlc3Npb24SJy5kZXZweW5vZGUuYXV0aC52MS5SZXZva2VTZXNzaW9uUmVxdWVzdBooLmRldnB5bm9kZS5hdXRoLnYxLlJldm9rZVNlc3Npb25SZXNwb25zZSIliLUYAoLT5JMCGyoZL3YxL3Nlc3Npb25zL3tzZXNzaW9uX2lkfRJrCgdHZXRKd2tzEiEuZGV2cHlub2RlLmF1dGgudjEuR2V0Sndrc1JlcXVlc3QaIi5kZXZweW5vZGUuYXV0aC52MS5HZXRKd2tzUmVzcG9uc2UiGYi1GAGC0+STAg8SDS92MS9hdXRoL2p3a3MSXwoKTG9va3VwVXNlchIkLmRldnB5bm9kZS5hdXRoLnYxLkxvb2t1cFVzZXJSZXF1ZXN0GiUuZGV2cHlub2RlLmF1dGgudjEuTG9va3VwVXNlclJlc3BvbnNlIgSItRgEEnEKEFJlY29yZEF1ZGl0RXZlbnQSKi5kZXZweW5vZGUuYXV0aC52MS5SZWNvcmRBdWRpdEV2ZW50UmVxdWVzdBorLmRldnB5bm9kZS5hdXRoLnYxLlJlY29yZEF1ZGl0RXZlbnRSZXNwb25zZSIEiLUYBBJ4ChFJc3N1ZVNlcnZpY2VUb2tlbhIrLmRldnB5bm9kZS5hdXRoLnYxLklzc3VlU2VydmljZVRva2VuUmVxdWVzdBosLmRldnB5bm9kZS5hdXRoLnYxLklzc3VlU2VydmljZVRva2VuUmVzcG9uc2UiCIi1GAGYtRgBMpwDChBVc2VyQWRtaW5TZXJ2aWNlEnMKCUxpc3RVc2VycxIjLmRldnB5bm9kZS5hdXRoLnYxLkxpc3RVc2Vyc1JlcXVlc3QaJC5kZXZweW5vZGUuYXV0aC52MS5MaXN0VXNlcnNSZXNwb25zZSIbiLUYA4LT5JMCERIPL3YxL2FkbWluL3VzZXJzEoMBCgpVcGRhdGVVc2VyEiQuZGV2cHlub2RlLmF1dGgudjEuVXBkYXRlVXNlclJlcXVlc3QaJS5kZXZweW5vZGUuYXV0aC52MS5VcGRhdGVVc2VyUmVzcG9uc2UiKIi1GAOC0+STAh46ASoyGS92MS9hZG1pbi91c2Vycy97dXNlcl9pZH0SjAEKD0xpc3RBdWRpdEV2ZW50cxIpLmRldnB5bm9kZS5hdXRoLnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaKi5kZXZweW5vZGUuYXV0aC52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZSIiiLUYA4LT5JMCGBIWL3YxL2FkbWluL2F1ZGl0LWV2ZW50c2IGcHJvdG8z", [file_devpynode_common_v1_options, file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("ChxkZXZweW5vZGUvYXV0aC92MS9hdXRoLnByb3RvEhFkZXZweW5vZGUuYXV0aC52MSLQAQoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSJQoEcm9sZRgEIAEoDjIXLmRldnB5bm9kZS5hdXRoLnYxLlJvbGUSEAoIZGlzYWJsZWQYBSABKAgSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiswEKCVRva2VuUGFpchIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPAoYcmVmcmVzaF90b2tlbl9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJxCg9SZWdpc3RlclJlcXVlc3QSGgoFZW1haWwYASABKAlCC5K1GAcIARj+ASgBEiAKCHBhc3N3b3JkGAIgASgJQg6StRgKCAEQCBiAAiCACBIgCgxkaXNwbGF5X25hbWUYAyABKAlCCpK1GAYIARhkSAEiZwoQUmVnaXN0ZXJSZXNwb25zZRIlCgR1c2VyGAEgASgLMhcuZGV2cHlub2RlLmF1dGgudjEuVXNlchIsCgZ0b2tlbnMYAiABKAsyHC5kZXZweW5vZGUuYXV0aC52MS5Ub2tlblBhaXIiSAoMTG9naW5SZXF1ZXN0EhgKBWVtYWlsGAEgASgJQgmStRgFCAEY/gESHgoIcGFzc3dvcmQYAiABKAlCDJK1GAgIARiAAiCACCJkCg1Mb2dpblJlc3BvbnNlEiUKBHVzZXIYASABKAsyFy5kZXZweW5vZGUuYXV0aC52MS5Vc2VyEiwKBnRva2VucxgCIAEoCzIcLmRldnB5bm9kZS5hdXRoLnYxLlRva2VuUGFpciI3ChNSZWZyZXNoVG9rZW5SZXF1ZXN0EiAKDXJlZnJlc2hfdG9rZW4YASABKAlCCZK1GAUIARiABCJEChRSZWZyZXNoVG9rZW5SZXNwb25zZRIsCgZ0b2tlbnMYASABKAsyHC5kZXZweW5vZGUuYXV0aC52MS5Ub2tlblBhaXIiJQoNTG9nb3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgiEAoOTG9nb3V0UmVzcG9uc2UiFwoVR2V0Q3VycmVudFVzZXJSZXF1ZXN0Ij8KFkdldEN1cnJlbnRVc2VyUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLmRldnB5bm9kZS5hdXRoLnYxLlVzZXIiZQoVQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0EiYKEGN1cnJlbnRfcGFzc3dvcmQYASABKAlCDJK1GAgIARiAAiCACBIkCgxuZXdfcGFzc3dvcmQYAiABKAlCDpK1GAoIARAIGIACIIAIIhgKFkNoYW5nZVBhc3N3b3JkUmVzcG9uc2Ui4AEKB1Nlc3Npb24SCgoCaWQYASABKAkSLgoKY3JlYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp1c2VyX2FnZW50GAUgASgJEhIKCmlwX2FkZHJlc3MYBiABKAkSDwoHY3VycmVudBgHIAEoCCJPChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhsKCXBhZ2Vfc2l6ZRgBIAEoBUIIkrUYBDgAQGQSGwoKcGFnZV90b2tlbhgCIAEoCUIHkrUYAxiABCJdChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIsCghzZXNzaW9ucxgBIAMoCzIaLmRldnB5bm9kZS5hdXRoLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjQKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhwKCnNlc3Npb25faWQYASABKAlCCJK1GAQIASgCIhcKFVJldm9rZVNlc3Npb25SZXNwb25zZSIQCg5HZXRKd2tzUmVxdWVzdCJYCgpKc29uV2ViS2V5EgsKA2t0eRgBIAEoCRILCgNjcnYYAiABKAkSCQoBeBgDIAEoCRILCgNraWQYBCABKAkSCwoDYWxnGAUgASgJEgsKA3VzZRgGIAEoCSI+Cg9HZXRKd2tzUmVzcG9uc2USKwoEa2V5cxgBIAMoCzIdLmRldnB5bm9kZS5hdXRoLnYxLkpzb25XZWJLZXkiXQoYSXNzdWVTZXJ2aWNlVG9rZW5SZXF1ZXN0Eh4KDHNlcnZpY2VfbmFtZRgBIAEoCUIIkrUYBAgBGEASIQoOc2VydmljZV9zZWNyZXQYAiABKAlCCZK1GAUIARiABCJhChlJc3N1ZVNlcnZpY2VUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJMChBMaXN0VXNlcnNSZXF1ZXN0EhsKCXBhZ2Vfc2l6ZRgBIAEoBUIIkrUYBDgAQGQSGwoKcGFnZV90b2tlbhgCIAEoCUIHkrUYAxiABCJUChFMaXN0VXNlcnNSZXNwb25zZRImCgV1c2VycxgBIAMoCzIXLmRldnB5bm9kZS5hdXRoLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIocBChFVcGRhdGVVc2VyUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgiStRgECAEoAhIqCgRyb2xlGAIgASgOMhcuZGV2cHlub2RlLmF1dGgudjEuUm9sZUgAiAEBEhUKCGRpc2FibGVkGAMgASgISAGIAQFCBwoFX3JvbGVCCwoJX2Rpc2FibGVkIjsKElVwZGF0ZVVzZXJSZXNwb25zZRIlCgR1c2VyGAEgASgLMhcuZGV2cHlub2RlLmF1dGgudjEuVXNlciKJAgoKQXVkaXRFdmVudBIKCgJpZBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRraW5kGAMgASgJEg0KBWFjdG9yGAQgASgJEg8KB3VzZXJfaWQYBSABKAkSFgoOY2xpZW50X2FkZHJlc3MYBiABKAkSEgoKcmVxdWVzdF9pZBgHIAEoCRI7CgdkZXRhaWxzGAggAygLMiouZGV2cHlub2RlLmF1dGgudjEuQXVkaXRFdmVudC5EZXRhaWxzRW50cnkaLgoMRGV0YWlsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEigQEKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSGwoJcGFnZV9zaXplGAEgASgFQgiStRgEOABAZBIbCgpwYWdlX3Rva2VuGAIgASgJQgeStRgDGIAEEhcKB3VzZXJfaWQYAyABKAlCBpK1GAIoAhIUCgRraW5kGAQgASgJQgaStRgCGEAiYQoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USLQoGZXZlbnRzGAEgAygLMh0uZGV2cHlub2RlLmF1dGgudjEuQXVkaXRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiRgoRTG9va3VwVXNlclJlcXVlc3QSGAoFZW1haWwYASABKAlCCZK1GAUY/gEoARIXCgd1c2VyX2lkGAIgASgJQgaStRgCKAIiOwoSTG9va3VwVXNlclJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJIoMCChdSZWNvcmRBdWRpdEV2ZW50UmVxdWVzdBIWCgRraW5kGAEgASgJQgiStRgECAEYQBIVCgVhY3RvchgCIAEoCUIGkrUYAigCEhcKB3VzZXJfaWQYAyABKAlCBpK1GAIoAhIeCg5jbGllbnRfYWRkcmVzcxgEIAEoCUIGkrUYAhhAElAKB2RldGFpbHMYBSADKAsyNy5kZXZweW5vZGUuYXV0aC52MS5SZWNvcmRBdWRpdEV2ZW50UmVxdWVzdC5EZXRhaWxzRW50cnlCBpK1GAIwCBouCgxEZXRhaWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIaChhSZWNvcmRBdWRpdEV2ZW50UmVzcG9uc2UiWQoOU2lnbkluUHJvdmlkZXISCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEhMKC2RldmljZV9mbG93GAMgASgIEhAKCGxvb3BiYWNrGAQgASgIIhwKGkxpc3RTaWduSW5Qcm92aWRlcnNSZXF1ZXN0IlMKG0xpc3RTaWduSW5Qcm92aWRlcnNSZXNwb25zZRI0Cglwcm92aWRlcnMYASADKAsyIS5kZXZweW5vZGUuYXV0aC52MS5TaWduSW5Qcm92aWRlciKpAQoVU3RhcnRPaWRjTG9naW5SZXF1ZXN0EhoKCHByb3ZpZGVyGAEgASgJQgiStRgECAEYQBIxCgZjbGllbnQYAiABKA4yIS5kZXZweW5vZGUuYXV0aC52MS5PaWRjQ2xpZW50S2luZBIfCg1sb29wYmFja19wb3J0GAMgASgNQgiStRgEQP//AxIgCg5iaW5kaW5nX3NoYTI1NhgEIAEoDEIIkrUYBAgBICAicgoWU3RhcnRPaWRjTG9naW5SZXNwb25zZRIZChFhdXRob3JpemF0aW9uX3VybBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJZChhDb21wbGV0ZU9pZGNMb2dpblJlcXVlc3QSIQoOY2FsbGJhY2tfcXVlcnkYASABKAlCCZK1GAUIARiAIBIaCgdiaW5kaW5nGAIgASgMQgmStRgFCAEggAEiiQEKGUNvbXBsZXRlT2lkY0xvZ2luUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLmRldnB5bm9kZS5hdXRoLnYxLlVzZXISLAoGdG9rZW5zGAIgASgLMhwuZGV2cHlub2RlLmF1dGgudjEuVG9rZW5QYWlyEhcKD2FjY291bnRfY3JlYXRlZBgDIAEoCCI5ChtTdGFydE9pZGNEZXZpY2VMb2dpblJlcXVlc3QSGgoIcHJvdmlkZXIYASABKAlCCJK1GAQIARhAIq8BChxTdGFydE9pZGNEZXZpY2VMb2dpblJlc3BvbnNlEg8KB2Zsb3dfaWQYASABKAkSEQoJdXNlcl9jb2RlGAIgASgJEhgKEHZlcmlmaWNhdGlvbl91cmkYAyABKAkSIQoZdmVyaWZpY2F0aW9uX3VyaV9jb21wbGV0ZRgEIAEoCRIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI5ChtBd2FpdE9pZGNEZXZpY2VMb2dpblJlcXVlc3QSGgoHZmxvd19pZBgBIAEoCUIJkrUYBQgBGIABIn0KHEF3YWl0T2lkY0RldmljZUxvZ2luUmVzcG9uc2USEQoHcGVuZGluZxgBIAEoCEgAEkEKCWNvbXBsZXRlZBgCIAEoCzIsLmRldnB5bm9kZS5hdXRoLnYxLkNvbXBsZXRlT2lkY0xvZ2luUmVzcG9uc2VIAEIHCgVldmVudCJWChRTdGFydE9pZGNMaW5rUmVxdWVzdBI+CgRmbG93GAEgASgLMiguZGV2cHlub2RlLmF1dGgudjEuU3RhcnRPaWRjTG9naW5SZXF1ZXN0QgaStRgCCAEiUAoVU3RhcnRPaWRjTGlua1Jlc3BvbnNlEjcKBGZsb3cYASABKAsyKS5kZXZweW5vZGUuYXV0aC52MS5TdGFydE9pZGNMb2dpblJlc3BvbnNlIrQBCg5MaW5rZWRJZGVudGl0eRIQCghwcm92aWRlchgBIAEoCRIOCgZpc3N1ZXIYAiABKAkSDwoHc3ViamVjdBgDIAEoCRINCgVlbWFpbBgEIAEoCRItCglsaW5rZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfbG9naW5fYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlgKF0xpbmtPaWRjSWRlbnRpdHlSZXF1ZXN0EiEKDmNhbGxiYWNrX3F1ZXJ5GAEgASgJQgmStRgFCAEYgCASGgoHYmluZGluZxgCIAEoDEIJkrUYBQgBIIABIk8KGExpbmtPaWRjSWRlbnRpdHlSZXNwb25zZRIzCghpZGVudGl0eRgBIAEoCzIhLmRldnB5bm9kZS5hdXRoLnYxLkxpbmtlZElkZW50aXR5Ih0KG0xpc3RMaW5rZWRJZGVudGl0aWVzUmVxdWVzdCJrChxMaXN0TGlua2VkSWRlbnRpdGllc1Jlc3BvbnNlEjUKCmlkZW50aXRpZXMYASADKAsyIS5kZXZweW5vZGUuYXV0aC52MS5MaW5rZWRJZGVudGl0eRIUCgxoYXNfcGFzc3dvcmQYAiABKAgiUgoZVW5saW5rT2lkY0lkZW50aXR5UmVxdWVzdBIZCgZpc3N1ZXIYASABKAlCCZK1GAUIARiABBIaCgdzdWJqZWN0GAIgASgJQgmStRgFCAEY/wEiHAoaVW5saW5rT2lkY0lkZW50aXR5UmVzcG9uc2UiOgoSU2V0UGFzc3dvcmRSZXF1ZXN0EiQKDG5ld19wYXNzd29yZBgBIAEoCUIOkrUYCggBEAgYgAIggAgiFQoTU2V0UGFzc3dvcmRSZXNwb25zZSI2ChlMaXN0VXNlcklkZW50aXRpZXNSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCJK1GAQIASgCImkKGkxpc3RVc2VySWRlbnRpdGllc1Jlc3BvbnNlEjUKCmlkZW50aXRpZXMYASADKAsyIS5kZXZweW5vZGUuYXV0aC52MS5MaW5rZWRJZGVudGl0eRIUCgxoYXNfcGFzc3dvcmQYAiABKAgqOwoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9VU0VSEAESDgoKUk9MRV9BRE1JThACKm8KDk9pZGNDbGllbnRLaW5kEiAKHE9JRENfQ0xJRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIYChRPSURDX0NMSUVOVF9LSU5EX1dFQhABEiEKHU9JRENfQ0xJRU5UX0tJTkRfQ0xJX0xPT1BCQUNLEAIy0BQKC0F1dGhTZXJ2aWNlEnUKCFJlZ2lzdGVyEiIuZGV2cHlub2RlLmF1dGgudjEuUmVnaXN0ZXJSZXF1ZXN0GiMuZGV2cHlub2RlLmF1dGgudjEuUmVnaXN0ZXJSZXNwb25zZSIgiLUYAYLT5JMCFjoBKiIRL3YxL2F1dGg6cmVnaXN0ZXISaQoFTG9naW4SHy5kZXZweW5vZGUuYXV0aC52MS5Mb2dpblJlcXVlc3QaIC5kZXZweW5vZGUuYXV0aC52MS5Mb2dpblJlc3BvbnNlIh2ItRgBgtPkkwITOgEqIg4vdjEvYXV0aDpsb2dpbhKAAQoMUmVmcmVzaFRva2VuEiYuZGV2cHlub2RlLmF1dGgudjEuUmVmcmVzaFRva2VuUmVxdWVzdBonLmRldnB5bm9kZS5hdXRoLnYxLlJlZnJlc2hUb2tlblJlc3BvbnNlIh+ItRgBgtPkkwIVOgEqIhAvdjEvYXV0aDpyZWZyZXNoEm0KBkxvZ291dBIgLmRldnB5bm9kZS5hdXRoLnYxLkxvZ291dFJlcXVlc3QaIS5kZXZweW5vZGUuYXV0aC52MS5Mb2dvdXRSZXNwb25zZSIeiLUYAoLT5JMCFDoBKiIPL3YxL2F1dGg6bG9nb3V0En8KDkdldEN1cnJlbnRVc2VyEiguZGV2cHlub2RlLmF1dGgudjEuR2V0Q3VycmVudFVzZXJSZXF1ZXN0GikuZGV2cHlub2RlLmF1dGgudjEuR2V0Q3VycmVudFVzZXJSZXNwb25zZSIYiLUYAoLT5JMCDhIML3YxL3VzZXJzL21lEpEBCg5DaGFuZ2VQYXNzd29yZBIoLmRldnB5bm9kZS5hdXRoLnYxLkNoYW5nZVBhc3N3b3JkUmVxdWVzdBopLmRldnB5bm9kZS5hdXRoLnYxLkNoYW5nZVBhc3N3b3JkUmVzcG9uc2UiKoi1GAKC0+STAiA6ASoiGy92MS91c2Vycy9tZTpjaGFuZ2VQYXNzd29yZBJ5CgxMaXN0U2Vzc2lvbnMSJi5kZXZweW5vZGUuYXV0aC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GicuZGV2cHlub2RlLmF1dGgudjEuTGlzdFNlc3Npb25zUmVzcG9uc2UiGIi1GAKC0+STAg4SDC92MS9zZXNzaW9ucxKJAQoNUmV2b2tlU2Vzc2lvbhInLmRldnB5bm9kZS5hdXRoLnYxLlJldm9rZVNlc3Npb25SZXF1ZXN0GiguZGV2cHlub2RlLmF1dGgudjEuUmV2b2tlU2Vzc2lvblJlc3BvbnNlIiWItRgCgtPkkwIbKhkvdjEvc2Vzc2lvbnMve3Nlc3Npb25faWR9EmsKB0dldEp3a3MSIS5kZXZweW5vZGUuYXV0aC52MS5HZXRKd2tzUmVxdWVzdBoiLmRldnB5bm9kZS5hdXRoLnYxLkdldEp3a3NSZXNwb25zZSIZiLUYAYLT5JMCDxINL3YxL2F1dGgvandrcxJfCgpMb29rdXBVc2VyEiQuZGV2cHlub2RlLmF1dGgudjEuTG9va3VwVXNlclJlcXVlc3QaJS5kZXZweW5vZGUuYXV0aC52MS5Mb29rdXBVc2VyUmVzcG9uc2UiBIi1GAQScQoQUmVjb3JkQXVkaXRFdmVudBIqLmRldnB5bm9kZS5hdXRoLnYxLlJlY29yZEF1ZGl0RXZlbnRSZXF1ZXN0GisuZGV2cHlub2RlLmF1dGgudjEuUmVjb3JkQXVkaXRFdmVudFJlc3BvbnNlIgSItRgEEngKEUlzc3VlU2VydmljZVRva2VuEisuZGV2cHlub2RlLmF1dGgudjEuSXNzdWVTZXJ2aWNlVG9rZW5SZXF1ZXN0GiwuZGV2cHlub2RlLmF1dGgudjEuSXNzdWVTZXJ2aWNlVG9rZW5SZXNwb25zZSIIiLUYAZi1GAESegoTTGlzdFNpZ25JblByb3ZpZGVycxItLmRldnB5bm9kZS5hdXRoLnYxLkxpc3RTaWduSW5Qcm92aWRlcnNSZXF1ZXN0Gi4uZGV2cHlub2RlLmF1dGgudjEuTGlzdFNpZ25JblByb3ZpZGVyc1Jlc3BvbnNlIgSItRgBEmsKDlN0YXJ0T2lkY0xvZ2luEiguZGV2cHlub2RlLmF1dGgudjEuU3RhcnRPaWRjTG9naW5SZXF1ZXN0GikuZGV2cHlub2RlLmF1dGgudjEuU3RhcnRPaWRjTG9naW5SZXNwb25zZSIEiLUYARJ0ChFDb21wbGV0ZU9pZGNMb2dpbhIrLmRldnB5bm9kZS5hdXRoLnYxLkNvbXBsZXRlT2lkY0xvZ2luUmVxdWVzdBosLmRldnB5bm9kZS5hdXRoLnYxLkNvbXBsZXRlT2lkY0xvZ2luUmVzcG9uc2UiBIi1GAESfQoUU3RhcnRPaWRjRGV2aWNlTG9naW4SLi5kZXZweW5vZGUuYXV0aC52MS5TdGFydE9pZGNEZXZpY2VMb2dpblJlcXVlc3QaLy5kZXZweW5vZGUuYXV0aC52MS5TdGFydE9pZGNEZXZpY2VMb2dpblJlc3BvbnNlIgSItRgBEn8KFEF3YWl0T2lkY0RldmljZUxvZ2luEi4uZGV2cHlub2RlLmF1dGgudjEuQXdhaXRPaWRjRGV2aWNlTG9naW5SZXF1ZXN0Gi8uZGV2cHlub2RlLmF1dGgudjEuQXdhaXRPaWRjRGV2aWNlTG9naW5SZXNwb25zZSIEiLUYATABEmgKDVN0YXJ0T2lkY0xpbmsSJy5kZXZweW5vZGUuYXV0aC52MS5TdGFydE9pZGNMaW5rUmVxdWVzdBooLmRldnB5bm9kZS5hdXRoLnYxLlN0YXJ0T2lkY0xpbmtSZXNwb25zZSIEiLUYAhJxChBMaW5rT2lkY0lkZW50aXR5EiouZGV2cHlub2RlLmF1dGgudjEuTGlua09pZGNJZGVudGl0eVJlcXVlc3QaKy5kZXZweW5vZGUuYXV0aC52MS5MaW5rT2lkY0lkZW50aXR5UmVzcG9uc2UiBIi1GAISfQoUTGlzdExpbmtlZElkZW50aXRpZXMSLi5kZXZweW5vZGUuYXV0aC52MS5MaXN0TGlua2VkSWRlbnRpdGllc1JlcXVlc3QaLy5kZXZweW5vZGUuYXV0aC52MS5MaXN0TGlua2VkSWRlbnRpdGllc1Jlc3BvbnNlIgSItRgCEncKElVubGlua09pZGNJZGVudGl0eRIsLmRldnB5bm9kZS5hdXRoLnYxLlVubGlua09pZGNJZGVudGl0eVJlcXVlc3QaLS5kZXZweW5vZGUuYXV0aC52MS5VbmxpbmtPaWRjSWRlbnRpdHlSZXNwb25zZSIEiLUYAhJiCgtTZXRQYXNzd29yZBIlLmRldnB5bm9kZS5hdXRoLnYxLlNldFBhc3N3b3JkUmVxdWVzdBomLmRldnB5bm9kZS5hdXRoLnYxLlNldFBhc3N3b3JkUmVzcG9uc2UiBIi1GAIylQQKEFVzZXJBZG1pblNlcnZpY2UScwoJTGlzdFVzZXJzEiMuZGV2cHlub2RlLmF1dGgudjEuTGlzdFVzZXJzUmVxdWVzdBokLmRldnB5bm9kZS5hdXRoLnYxLkxpc3RVc2Vyc1Jlc3BvbnNlIhuItRgDgtPkkwIREg8vdjEvYWRtaW4vdXNlcnMSgwEKClVwZGF0ZVVzZXISJC5kZXZweW5vZGUuYXV0aC52MS5VcGRhdGVVc2VyUmVxdWVzdBolLmRldnB5bm9kZS5hdXRoLnYxLlVwZGF0ZVVzZXJSZXNwb25zZSIoiLUYA4LT5JMCHjoBKjIZL3YxL2FkbWluL3VzZXJzL3t1c2VyX2lkfRKMAQoPTGlzdEF1ZGl0RXZlbnRzEikuZGV2cHlub2RlLmF1dGgudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBoqLmRldnB5bm9kZS5hdXRoLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlIiKItRgDgtPkkwIYEhYvdjEvYWRtaW4vYXVkaXQtZXZlbnRzEncKEkxpc3RVc2VySWRlbnRpdGllcxIsLmRldnB5bm9kZS5hdXRoLnYxLkxpc3RVc2VySWRlbnRpdGllc1JlcXVlc3QaLS5kZXZweW5vZGUuYXV0aC52MS5MaXN0VXNlcklkZW50aXRpZXNSZXNwb25zZSIEiLUYA2IGcHJvdG8z", [file_devpynode_common_v1_options, file_google_api_annotations, file_google_protobuf_timestamp]);
 
 /**
  * User is an account.
@@ -1076,6 +1076,673 @@ export const RecordAuditEventResponseSchema: GenMessage<RecordAuditEventResponse
   messageDesc(file_devpynode_auth_v1_auth, 34);
 
 /**
+ * SignInProvider is one configured single sign-on provider.
+ *
+ * @generated from message devpynode.auth.v1.SignInProvider
+ */
+export type SignInProvider = Message<"devpynode.auth.v1.SignInProvider"> & {
+  /**
+   * The configured id, passed to StartOidcLogin (`corp`).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * What the sign-in button says after "Sign in with".
+   *
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * Whether StartOidcDeviceLogin works with it (RFC 8628).
+   *
+   * @generated from field: bool device_flow = 3;
+   */
+  deviceFlow: boolean;
+
+  /**
+   * Whether the CLI's loopback flow works with it (a native client is set up).
+   *
+   * @generated from field: bool loopback = 4;
+   */
+  loopback: boolean;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.SignInProvider.
+ * Use `create(SignInProviderSchema)` to create a new message.
+ */
+export const SignInProviderSchema: GenMessage<SignInProvider> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 35);
+
+/**
+ * ListSignInProvidersRequest takes no fields.
+ *
+ * @generated from message devpynode.auth.v1.ListSignInProvidersRequest
+ */
+export type ListSignInProvidersRequest = Message<"devpynode.auth.v1.ListSignInProvidersRequest"> & {
+};
+
+/**
+ * Describes the message devpynode.auth.v1.ListSignInProvidersRequest.
+ * Use `create(ListSignInProvidersRequestSchema)` to create a new message.
+ */
+export const ListSignInProvidersRequestSchema: GenMessage<ListSignInProvidersRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 36);
+
+/**
+ * ListSignInProvidersResponse lists the providers.
+ *
+ * @generated from message devpynode.auth.v1.ListSignInProvidersResponse
+ */
+export type ListSignInProvidersResponse = Message<"devpynode.auth.v1.ListSignInProvidersResponse"> & {
+  /**
+   * The providers, in configured order.
+   *
+   * @generated from field: repeated devpynode.auth.v1.SignInProvider providers = 1;
+   */
+  providers: SignInProvider[];
+};
+
+/**
+ * Describes the message devpynode.auth.v1.ListSignInProvidersResponse.
+ * Use `create(ListSignInProvidersResponseSchema)` to create a new message.
+ */
+export const ListSignInProvidersResponseSchema: GenMessage<ListSignInProvidersResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 37);
+
+/**
+ * StartOidcLoginRequest names the provider and the client.
+ *
+ * @generated from message devpynode.auth.v1.StartOidcLoginRequest
+ */
+export type StartOidcLoginRequest = Message<"devpynode.auth.v1.StartOidcLoginRequest"> & {
+  /**
+   * The provider's configured id.
+   *
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * Where the browser comes back to.
+   *
+   * @generated from field: devpynode.auth.v1.OidcClientKind client = 2;
+   */
+  client: OidcClientKind;
+
+  /**
+   * CLI_LOOPBACK only: the port the CLI listens on at 127.0.0.1.
+   *
+   * @generated from field: uint32 loopback_port = 3;
+   */
+  loopbackPort: number;
+
+  /**
+   * SHA-256 of a random secret (32 bytes or more) the client keeps to itself
+   * (the tab's sessionStorage, the CLI's memory) and gives to Complete: a
+   * flow lands only in the client that started it (no login CSRF).
+   *
+   * @generated from field: bytes binding_sha256 = 4;
+   */
+  bindingSha256: Uint8Array;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.StartOidcLoginRequest.
+ * Use `create(StartOidcLoginRequestSchema)` to create a new message.
+ */
+export const StartOidcLoginRequestSchema: GenMessage<StartOidcLoginRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 38);
+
+/**
+ * StartOidcLoginResponse carries the URL to open.
+ *
+ * @generated from message devpynode.auth.v1.StartOidcLoginResponse
+ */
+export type StartOidcLoginResponse = Message<"devpynode.auth.v1.StartOidcLoginResponse"> & {
+  /**
+   * The provider's authorization URL with state, nonce and PKCE challenge.
+   *
+   * @generated from field: string authorization_url = 1;
+   */
+  authorizationUrl: string;
+
+  /**
+   * The flow's state (also in the URL).
+   *
+   * @generated from field: string state = 2;
+   */
+  state: string;
+
+  /**
+   * When the flow stops being accepted.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.StartOidcLoginResponse.
+ * Use `create(StartOidcLoginResponseSchema)` to create a new message.
+ */
+export const StartOidcLoginResponseSchema: GenMessage<StartOidcLoginResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 39);
+
+/**
+ * CompleteOidcLoginRequest carries what the provider sent back.
+ *
+ * @generated from message devpynode.auth.v1.CompleteOidcLoginRequest
+ */
+export type CompleteOidcLoginRequest = Message<"devpynode.auth.v1.CompleteOidcLoginRequest"> & {
+  /**
+   * The redirect's query string as received (`code`, `state`, `iss`, or
+   * `error`), with or without the leading `?`.
+   *
+   * @generated from field: string callback_query = 1;
+   */
+  callbackQuery: string;
+
+  /**
+   * The secret whose SHA-256 went to StartOidcLogin.
+   *
+   * @generated from field: bytes binding = 2;
+   */
+  binding: Uint8Array;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.CompleteOidcLoginRequest.
+ * Use `create(CompleteOidcLoginRequestSchema)` to create a new message.
+ */
+export const CompleteOidcLoginRequestSchema: GenMessage<CompleteOidcLoginRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 40);
+
+/**
+ * CompleteOidcLoginResponse carries the new session, as Login does.
+ *
+ * @generated from message devpynode.auth.v1.CompleteOidcLoginResponse
+ */
+export type CompleteOidcLoginResponse = Message<"devpynode.auth.v1.CompleteOidcLoginResponse"> & {
+  /**
+   * The signed-in account.
+   *
+   * @generated from field: devpynode.auth.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * Tokens for the new session (the platform's own, never the provider's).
+   *
+   * @generated from field: devpynode.auth.v1.TokenPair tokens = 2;
+   */
+  tokens?: TokenPair | undefined;
+
+  /**
+   * Whether this sign-in created the account.
+   *
+   * @generated from field: bool account_created = 3;
+   */
+  accountCreated: boolean;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.CompleteOidcLoginResponse.
+ * Use `create(CompleteOidcLoginResponseSchema)` to create a new message.
+ */
+export const CompleteOidcLoginResponseSchema: GenMessage<CompleteOidcLoginResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 41);
+
+/**
+ * StartOidcDeviceLoginRequest names the provider.
+ *
+ * @generated from message devpynode.auth.v1.StartOidcDeviceLoginRequest
+ */
+export type StartOidcDeviceLoginRequest = Message<"devpynode.auth.v1.StartOidcDeviceLoginRequest"> & {
+  /**
+   * The provider's configured id.
+   *
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.StartOidcDeviceLoginRequest.
+ * Use `create(StartOidcDeviceLoginRequestSchema)` to create a new message.
+ */
+export const StartOidcDeviceLoginRequestSchema: GenMessage<StartOidcDeviceLoginRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 42);
+
+/**
+ * StartOidcDeviceLoginResponse says what the person should do.
+ *
+ * @generated from message devpynode.auth.v1.StartOidcDeviceLoginResponse
+ */
+export type StartOidcDeviceLoginResponse = Message<"devpynode.auth.v1.StartOidcDeviceLoginResponse"> & {
+  /**
+   * Opaque handle for AwaitOidcDeviceLogin (the provider's device code stays on the server).
+   *
+   * @generated from field: string flow_id = 1;
+   */
+  flowId: string;
+
+  /**
+   * The code to enter at verification_uri.
+   *
+   * @generated from field: string user_code = 2;
+   */
+  userCode: string;
+
+  /**
+   * Where to enter it.
+   *
+   * @generated from field: string verification_uri = 3;
+   */
+  verificationUri: string;
+
+  /**
+   * The same with the code filled in, when the provider gives one.
+   *
+   * @generated from field: string verification_uri_complete = 4;
+   */
+  verificationUriComplete: string;
+
+  /**
+   * When the code stops working.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 5;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.StartOidcDeviceLoginResponse.
+ * Use `create(StartOidcDeviceLoginResponseSchema)` to create a new message.
+ */
+export const StartOidcDeviceLoginResponseSchema: GenMessage<StartOidcDeviceLoginResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 43);
+
+/**
+ * AwaitOidcDeviceLoginRequest names the flow.
+ *
+ * @generated from message devpynode.auth.v1.AwaitOidcDeviceLoginRequest
+ */
+export type AwaitOidcDeviceLoginRequest = Message<"devpynode.auth.v1.AwaitOidcDeviceLoginRequest"> & {
+  /**
+   * The flow_id from StartOidcDeviceLogin.
+   *
+   * @generated from field: string flow_id = 1;
+   */
+  flowId: string;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.AwaitOidcDeviceLoginRequest.
+ * Use `create(AwaitOidcDeviceLoginRequestSchema)` to create a new message.
+ */
+export const AwaitOidcDeviceLoginRequestSchema: GenMessage<AwaitOidcDeviceLoginRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 44);
+
+/**
+ * AwaitOidcDeviceLoginResponse is PENDING until the sign-in is approved, then the session.
+ *
+ * @generated from message devpynode.auth.v1.AwaitOidcDeviceLoginResponse
+ */
+export type AwaitOidcDeviceLoginResponse = Message<"devpynode.auth.v1.AwaitOidcDeviceLoginResponse"> & {
+  /**
+   * Still waiting for the person to approve (sent now and then), or done.
+   *
+   * @generated from oneof devpynode.auth.v1.AwaitOidcDeviceLoginResponse.event
+   */
+  event: {
+    /**
+     * Not approved yet.
+     *
+     * @generated from field: bool pending = 1;
+     */
+    value: boolean;
+    case: "pending";
+  } | {
+    /**
+     * The sign-in, as CompleteOidcLogin answers it.
+     *
+     * @generated from field: devpynode.auth.v1.CompleteOidcLoginResponse completed = 2;
+     */
+    value: CompleteOidcLoginResponse;
+    case: "completed";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message devpynode.auth.v1.AwaitOidcDeviceLoginResponse.
+ * Use `create(AwaitOidcDeviceLoginResponseSchema)` to create a new message.
+ */
+export const AwaitOidcDeviceLoginResponseSchema: GenMessage<AwaitOidcDeviceLoginResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 45);
+
+/**
+ * StartOidcLinkRequest is StartOidcLoginRequest for linking.
+ *
+ * @generated from message devpynode.auth.v1.StartOidcLinkRequest
+ */
+export type StartOidcLinkRequest = Message<"devpynode.auth.v1.StartOidcLinkRequest"> & {
+  /**
+   * The flow to start, as for a sign-in.
+   *
+   * @generated from field: devpynode.auth.v1.StartOidcLoginRequest flow = 1;
+   */
+  flow?: StartOidcLoginRequest | undefined;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.StartOidcLinkRequest.
+ * Use `create(StartOidcLinkRequestSchema)` to create a new message.
+ */
+export const StartOidcLinkRequestSchema: GenMessage<StartOidcLinkRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 46);
+
+/**
+ * StartOidcLinkResponse carries the URL to open.
+ *
+ * @generated from message devpynode.auth.v1.StartOidcLinkResponse
+ */
+export type StartOidcLinkResponse = Message<"devpynode.auth.v1.StartOidcLinkResponse"> & {
+  /**
+   * As for a sign-in.
+   *
+   * @generated from field: devpynode.auth.v1.StartOidcLoginResponse flow = 1;
+   */
+  flow?: StartOidcLoginResponse | undefined;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.StartOidcLinkResponse.
+ * Use `create(StartOidcLinkResponseSchema)` to create a new message.
+ */
+export const StartOidcLinkResponseSchema: GenMessage<StartOidcLinkResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 47);
+
+/**
+ * LinkedIdentity is a provider identity attached to an account.
+ *
+ * @generated from message devpynode.auth.v1.LinkedIdentity
+ */
+export type LinkedIdentity = Message<"devpynode.auth.v1.LinkedIdentity"> & {
+  /**
+   * The provider's configured id (empty when no longer configured).
+   *
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * The provider's issuer URL.
+   *
+   * @generated from field: string issuer = 2;
+   */
+  issuer: string;
+
+  /**
+   * The subject at the provider.
+   *
+   * @generated from field: string subject = 3;
+   */
+  subject: string;
+
+  /**
+   * The e-mail the provider gave at the last sign-in.
+   *
+   * @generated from field: string email = 4;
+   */
+  email: string;
+
+  /**
+   * When it was linked.
+   *
+   * @generated from field: google.protobuf.Timestamp linked_at = 5;
+   */
+  linkedAt?: Timestamp | undefined;
+
+  /**
+   * The last sign-in through it.
+   *
+   * @generated from field: google.protobuf.Timestamp last_login_at = 6;
+   */
+  lastLoginAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.LinkedIdentity.
+ * Use `create(LinkedIdentitySchema)` to create a new message.
+ */
+export const LinkedIdentitySchema: GenMessage<LinkedIdentity> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 48);
+
+/**
+ * LinkOidcIdentityRequest carries what the provider sent back.
+ *
+ * @generated from message devpynode.auth.v1.LinkOidcIdentityRequest
+ */
+export type LinkOidcIdentityRequest = Message<"devpynode.auth.v1.LinkOidcIdentityRequest"> & {
+  /**
+   * As in CompleteOidcLoginRequest.
+   *
+   * @generated from field: string callback_query = 1;
+   */
+  callbackQuery: string;
+
+  /**
+   * As in CompleteOidcLoginRequest.
+   *
+   * @generated from field: bytes binding = 2;
+   */
+  binding: Uint8Array;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.LinkOidcIdentityRequest.
+ * Use `create(LinkOidcIdentityRequestSchema)` to create a new message.
+ */
+export const LinkOidcIdentityRequestSchema: GenMessage<LinkOidcIdentityRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 49);
+
+/**
+ * LinkOidcIdentityResponse carries the new link.
+ *
+ * @generated from message devpynode.auth.v1.LinkOidcIdentityResponse
+ */
+export type LinkOidcIdentityResponse = Message<"devpynode.auth.v1.LinkOidcIdentityResponse"> & {
+  /**
+   * The identity now attached.
+   *
+   * @generated from field: devpynode.auth.v1.LinkedIdentity identity = 1;
+   */
+  identity?: LinkedIdentity | undefined;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.LinkOidcIdentityResponse.
+ * Use `create(LinkOidcIdentityResponseSchema)` to create a new message.
+ */
+export const LinkOidcIdentityResponseSchema: GenMessage<LinkOidcIdentityResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 50);
+
+/**
+ * ListLinkedIdentitiesRequest takes no fields.
+ *
+ * @generated from message devpynode.auth.v1.ListLinkedIdentitiesRequest
+ */
+export type ListLinkedIdentitiesRequest = Message<"devpynode.auth.v1.ListLinkedIdentitiesRequest"> & {
+};
+
+/**
+ * Describes the message devpynode.auth.v1.ListLinkedIdentitiesRequest.
+ * Use `create(ListLinkedIdentitiesRequestSchema)` to create a new message.
+ */
+export const ListLinkedIdentitiesRequestSchema: GenMessage<ListLinkedIdentitiesRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 51);
+
+/**
+ * ListLinkedIdentitiesResponse lists the caller's identities.
+ *
+ * @generated from message devpynode.auth.v1.ListLinkedIdentitiesResponse
+ */
+export type ListLinkedIdentitiesResponse = Message<"devpynode.auth.v1.ListLinkedIdentitiesResponse"> & {
+  /**
+   * Oldest link first.
+   *
+   * @generated from field: repeated devpynode.auth.v1.LinkedIdentity identities = 1;
+   */
+  identities: LinkedIdentity[];
+
+  /**
+   * Whether the account has a password too.
+   *
+   * @generated from field: bool has_password = 2;
+   */
+  hasPassword: boolean;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.ListLinkedIdentitiesResponse.
+ * Use `create(ListLinkedIdentitiesResponseSchema)` to create a new message.
+ */
+export const ListLinkedIdentitiesResponseSchema: GenMessage<ListLinkedIdentitiesResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 52);
+
+/**
+ * UnlinkOidcIdentityRequest names the identity.
+ *
+ * @generated from message devpynode.auth.v1.UnlinkOidcIdentityRequest
+ */
+export type UnlinkOidcIdentityRequest = Message<"devpynode.auth.v1.UnlinkOidcIdentityRequest"> & {
+  /**
+   * Its issuer.
+   *
+   * @generated from field: string issuer = 1;
+   */
+  issuer: string;
+
+  /**
+   * Its subject.
+   *
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.UnlinkOidcIdentityRequest.
+ * Use `create(UnlinkOidcIdentityRequestSchema)` to create a new message.
+ */
+export const UnlinkOidcIdentityRequestSchema: GenMessage<UnlinkOidcIdentityRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 53);
+
+/**
+ * UnlinkOidcIdentityResponse confirms the unlink.
+ *
+ * @generated from message devpynode.auth.v1.UnlinkOidcIdentityResponse
+ */
+export type UnlinkOidcIdentityResponse = Message<"devpynode.auth.v1.UnlinkOidcIdentityResponse"> & {
+};
+
+/**
+ * Describes the message devpynode.auth.v1.UnlinkOidcIdentityResponse.
+ * Use `create(UnlinkOidcIdentityResponseSchema)` to create a new message.
+ */
+export const UnlinkOidcIdentityResponseSchema: GenMessage<UnlinkOidcIdentityResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 54);
+
+/**
+ * SetPasswordRequest carries the first password of an SSO-only account.
+ *
+ * @generated from message devpynode.auth.v1.SetPasswordRequest
+ */
+export type SetPasswordRequest = Message<"devpynode.auth.v1.SetPasswordRequest"> & {
+  /**
+   * Same rules as at registration.
+   *
+   * @generated from field: string new_password = 1;
+   */
+  newPassword: string;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.SetPasswordRequest.
+ * Use `create(SetPasswordRequestSchema)` to create a new message.
+ */
+export const SetPasswordRequestSchema: GenMessage<SetPasswordRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 55);
+
+/**
+ * SetPasswordResponse confirms the password is set.
+ *
+ * @generated from message devpynode.auth.v1.SetPasswordResponse
+ */
+export type SetPasswordResponse = Message<"devpynode.auth.v1.SetPasswordResponse"> & {
+};
+
+/**
+ * Describes the message devpynode.auth.v1.SetPasswordResponse.
+ * Use `create(SetPasswordResponseSchema)` to create a new message.
+ */
+export const SetPasswordResponseSchema: GenMessage<SetPasswordResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 56);
+
+/**
+ * ListUserIdentitiesRequest names the account.
+ *
+ * @generated from message devpynode.auth.v1.ListUserIdentitiesRequest
+ */
+export type ListUserIdentitiesRequest = Message<"devpynode.auth.v1.ListUserIdentitiesRequest"> & {
+  /**
+   * The account's id.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.ListUserIdentitiesRequest.
+ * Use `create(ListUserIdentitiesRequestSchema)` to create a new message.
+ */
+export const ListUserIdentitiesRequestSchema: GenMessage<ListUserIdentitiesRequest> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 57);
+
+/**
+ * ListUserIdentitiesResponse lists the account's identities.
+ *
+ * @generated from message devpynode.auth.v1.ListUserIdentitiesResponse
+ */
+export type ListUserIdentitiesResponse = Message<"devpynode.auth.v1.ListUserIdentitiesResponse"> & {
+  /**
+   * Oldest link first.
+   *
+   * @generated from field: repeated devpynode.auth.v1.LinkedIdentity identities = 1;
+   */
+  identities: LinkedIdentity[];
+
+  /**
+   * Whether the account has a password.
+   *
+   * @generated from field: bool has_password = 2;
+   */
+  hasPassword: boolean;
+};
+
+/**
+ * Describes the message devpynode.auth.v1.ListUserIdentitiesResponse.
+ * Use `create(ListUserIdentitiesResponseSchema)` to create a new message.
+ */
+export const ListUserIdentitiesResponseSchema: GenMessage<ListUserIdentitiesResponse> = /*@__PURE__*/
+  messageDesc(file_devpynode_auth_v1_auth, 58);
+
+/**
  * Role is what an account may do.
  *
  * @generated from enum devpynode.auth.v1.Role
@@ -1108,6 +1775,40 @@ export enum Role {
  */
 export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
   enumDesc(file_devpynode_auth_v1_auth, 0);
+
+/**
+ * OidcClientKind says where the provider sends the browser back to.
+ *
+ * @generated from enum devpynode.auth.v1.OidcClientKind
+ */
+export enum OidcClientKind {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: OIDC_CLIENT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The web app's /oidc/callback page (configured on the server).
+   *
+   * @generated from enum value: OIDC_CLIENT_KIND_WEB = 1;
+   */
+  WEB = 1,
+
+  /**
+   * A command-line client listening on http://127.0.0.1:<loopback_port>/callback (RFC 8252).
+   *
+   * @generated from enum value: OIDC_CLIENT_KIND_CLI_LOOPBACK = 2;
+   */
+  CLI_LOOPBACK = 2,
+}
+
+/**
+ * Describes the enum devpynode.auth.v1.OidcClientKind.
+ */
+export const OidcClientKindSchema: GenEnum<OidcClientKind> = /*@__PURE__*/
+  enumDesc(file_devpynode_auth_v1_auth, 1);
 
 /**
  * AuthService manages accounts, credentials, tokens and sessions.
@@ -1247,6 +1948,122 @@ export const AuthService: GenService<{
     input: typeof IssueServiceTokenRequestSchema;
     output: typeof IssueServiceTokenResponseSchema;
   },
+  /**
+   * ListSignInProviders lists the single sign-on (OpenID Connect) providers
+   * configured on this server, for the sign-in screen and the CLI.
+   *
+   * @generated from rpc devpynode.auth.v1.AuthService.ListSignInProviders
+   */
+  listSignInProviders: {
+    methodKind: "unary";
+    input: typeof ListSignInProvidersRequestSchema;
+    output: typeof ListSignInProvidersResponseSchema;
+  },
+  /**
+   * StartOidcLogin begins a sign-in with a provider: the server makes the
+   * state, nonce and PKCE verifier, keeps them (single use, 10 minutes) in the
+   * shared store bound to `binding_sha256`, and answers the URL to open.
+   * Rate-limited per client address.
+   *
+   * @generated from rpc devpynode.auth.v1.AuthService.StartOidcLogin
+   */
+  startOidcLogin: {
+    methodKind: "unary";
+    input: typeof StartOidcLoginRequestSchema;
+    output: typeof StartOidcLoginResponseSchema;
+  },
+  /**
+   * CompleteOidcLogin finishes a sign-in with the query string the provider
+   * redirected to. The server exchanges the code itself, checks the ID token
+   * and userinfo, finds or creates the account, and starts a session of its
+   * own: the provider's tokens never leave the server. Unknown, expired, used
+   * or foreign flows are FAILED_PRECONDITION with reason OIDC_FLOW_INVALID.
+   *
+   * @generated from rpc devpynode.auth.v1.AuthService.CompleteOidcLogin
+   */
+  completeOidcLogin: {
+    methodKind: "unary";
+    input: typeof CompleteOidcLoginRequestSchema;
+    output: typeof CompleteOidcLoginResponseSchema;
+  },
+  /**
+   * StartOidcDeviceLogin begins a device-flow sign-in (RFC 8628) for a client
+   * without a browser: open `verification_uri` anywhere, enter `user_code`,
+   * then call AwaitOidcDeviceLogin. Only for providers with `device_flow`.
+   *
+   * @generated from rpc devpynode.auth.v1.AuthService.StartOidcDeviceLogin
+   */
+  startOidcDeviceLogin: {
+    methodKind: "unary";
+    input: typeof StartOidcDeviceLoginRequestSchema;
+    output: typeof StartOidcDeviceLoginResponseSchema;
+  },
+  /**
+   * AwaitOidcDeviceLogin waits for the device-flow sign-in to be approved:
+   * the server polls the provider (honouring its interval), streams PENDING
+   * now and then, and ends with the session's tokens.
+   *
+   * @generated from rpc devpynode.auth.v1.AuthService.AwaitOidcDeviceLogin
+   */
+  awaitOidcDeviceLogin: {
+    methodKind: "server_streaming";
+    input: typeof AwaitOidcDeviceLoginRequestSchema;
+    output: typeof AwaitOidcDeviceLoginResponseSchema;
+  },
+  /**
+   * StartOidcLink begins attaching a provider identity to the caller's
+   * account: the same flow as StartOidcLogin, finished by LinkOidcIdentity.
+   *
+   * @generated from rpc devpynode.auth.v1.AuthService.StartOidcLink
+   */
+  startOidcLink: {
+    methodKind: "unary";
+    input: typeof StartOidcLinkRequestSchema;
+    output: typeof StartOidcLinkResponseSchema;
+  },
+  /**
+   * LinkOidcIdentity finishes a flow begun by StartOidcLink (by the same
+   * caller) and attaches the provider identity to the caller's account.
+   *
+   * @generated from rpc devpynode.auth.v1.AuthService.LinkOidcIdentity
+   */
+  linkOidcIdentity: {
+    methodKind: "unary";
+    input: typeof LinkOidcIdentityRequestSchema;
+    output: typeof LinkOidcIdentityResponseSchema;
+  },
+  /**
+   * ListLinkedIdentities lists the provider identities of the caller's account.
+   *
+   * @generated from rpc devpynode.auth.v1.AuthService.ListLinkedIdentities
+   */
+  listLinkedIdentities: {
+    methodKind: "unary";
+    input: typeof ListLinkedIdentitiesRequestSchema;
+    output: typeof ListLinkedIdentitiesResponseSchema;
+  },
+  /**
+   * UnlinkOidcIdentity detaches one provider identity from the caller's
+   * account; the last way to sign in (no password, one identity) stays.
+   *
+   * @generated from rpc devpynode.auth.v1.AuthService.UnlinkOidcIdentity
+   */
+  unlinkOidcIdentity: {
+    methodKind: "unary";
+    input: typeof UnlinkOidcIdentityRequestSchema;
+    output: typeof UnlinkOidcIdentityResponseSchema;
+  },
+  /**
+   * SetPassword gives an account that signs in only by SSO a password (an
+   * account that has one uses ChangePassword).
+   *
+   * @generated from rpc devpynode.auth.v1.AuthService.SetPassword
+   */
+  setPassword: {
+    methodKind: "unary";
+    input: typeof SetPasswordRequestSchema;
+    output: typeof SetPasswordResponseSchema;
+  },
 }> = /*@__PURE__*/
   serviceDesc(file_devpynode_auth_v1_auth, 0);
 
@@ -1288,6 +2105,16 @@ export const UserAdminService: GenService<{
     methodKind: "unary";
     input: typeof ListAuditEventsRequestSchema;
     output: typeof ListAuditEventsResponseSchema;
+  },
+  /**
+   * ListUserIdentities lists the provider identities linked to an account.
+   *
+   * @generated from rpc devpynode.auth.v1.UserAdminService.ListUserIdentities
+   */
+  listUserIdentities: {
+    methodKind: "unary";
+    input: typeof ListUserIdentitiesRequestSchema;
+    output: typeof ListUserIdentitiesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_devpynode_auth_v1_auth, 1);
