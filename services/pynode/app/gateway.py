@@ -213,6 +213,26 @@ def _upstream_tls(tls: UpstreamTls) -> TransportSocket:
     )
 
 
+def _breakers() -> CircuitBreakers:
+    return CircuitBreakers(
+        thresholds=[
+            CircuitBreakersThresholds(
+                max_connections=CLUSTER_CONNECTIONS,
+                max_pending_requests=CLUSTER_PENDING,
+                max_requests=CLUSTER_REQUESTS,
+                max_retries=3,
+            )
+        ]
+    )
+
+
+def _health_check(**kind: Any) -> HealthCheck:
+    """Every 5 s, 1 s to answer; two misses take an endpoint out, one answer brings it back."""
+    return HealthCheck(
+        timeout=timedelta(seconds=1), interval=timedelta(seconds=5), unhealthy_threshold=2, healthy_threshold=1, **kind
+    )
+
+
 def _cluster(name: str, package: str, upstream: Upstream, tls: UpstreamTls | None = None) -> Cluster:
     health_service = _health_service(package)
     return Cluster(
@@ -233,25 +253,8 @@ def _cluster(name: str, package: str, upstream: Upstream, tls: UpstreamTls | Non
             )
         },
         load_assignment=_endpoint(name, upstream),
-        circuit_breakers=CircuitBreakers(
-            thresholds=[
-                CircuitBreakersThresholds(
-                    max_connections=CLUSTER_CONNECTIONS,
-                    max_pending_requests=CLUSTER_PENDING,
-                    max_requests=CLUSTER_REQUESTS,
-                    max_retries=3,
-                )
-            ]
-        ),
-        health_checks=[
-            HealthCheck(
-                timeout=timedelta(seconds=1),
-                interval=timedelta(seconds=5),
-                unhealthy_threshold=2,
-                healthy_threshold=1,
-                grpc_health_check=HealthCheckGrpcHealthCheck(service_name=health_service),
-            )
-        ],
+        circuit_breakers=_breakers(),
+        health_checks=[_health_check(grpc_health_check=HealthCheckGrpcHealthCheck(service_name=health_service))],
         transport_socket=_upstream_tls(tls) if tls is not None else None,
     )
 
@@ -274,25 +277,8 @@ def _http_cluster(name: str, upstream: Upstream, health_path: str) -> Cluster:
         connect_timeout=timedelta(seconds=2),
         per_connection_buffer_limit_bytes=BUFFER_BYTES,
         load_assignment=_endpoint(name, upstream),
-        circuit_breakers=CircuitBreakers(
-            thresholds=[
-                CircuitBreakersThresholds(
-                    max_connections=CLUSTER_CONNECTIONS,
-                    max_pending_requests=CLUSTER_PENDING,
-                    max_requests=CLUSTER_REQUESTS,
-                    max_retries=3,
-                )
-            ]
-        ),
-        health_checks=[
-            HealthCheck(
-                timeout=timedelta(seconds=1),
-                interval=timedelta(seconds=5),
-                unhealthy_threshold=2,
-                healthy_threshold=1,
-                http_health_check=HealthCheckHttpHealthCheck(path=health_path),
-            )
-        ],
+        circuit_breakers=_breakers(),
+        health_checks=[_health_check(http_health_check=HealthCheckHttpHealthCheck(path=health_path))],
     )
 
 
