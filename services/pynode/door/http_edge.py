@@ -88,6 +88,13 @@ async def _body(request: web.Request) -> Any:
         ) from None
 
 
+async def _drain(rest: AsyncIterator[Any]) -> None:
+    """Read the router's stream to its status after the last piece: cancelling it there would record a whole
+    answer as cancelled."""
+    async for _ in rest:
+        pass
+
+
 def _model_entry(model: ai_pb2.Model) -> dict[str, Any]:
     return {"id": model.id, "object": "model", "created": 0, "owned_by": model.provider or "devpynode"}
 
@@ -259,6 +266,7 @@ class DoorEdge:
                     out += chunk(delta)
                 if piece.finish_reason:
                     last = piece
+                    await _drain(rest)
                     break
                 await response.write(out)
                 out = b""

@@ -5,6 +5,9 @@ Requests are checked field by field; a field the door cannot honour is refused w
 ("Unrecognized request argument supplied"), except a few that clients send by habit and that change nothing
 the router does (`user`, `store`, `metadata`, ...), which are accepted and ignored. Limits the router checks
 (lengths, counts, ranges) are left to it: its field violations come back with the matching OpenAI `param`.
+
+One field is Dev-PyNode's own: `tokens_per_second`, the built-in development model's pace (the router's
+`GenerateOptions.tokens_per_second`), which OpenAI clients send in their extra body (`extra_body=` in the SDK).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ _CHAT_FIELDS = {
     "tools",
     "tool_choice",
     "response_format",
+    "tokens_per_second",  # Dev-PyNode's extension: builtin/echo's pace
     *_IGNORED,
     *_OFF_VALUES,
 }
@@ -74,7 +78,7 @@ _EMBED_FIELDS = {"model", "input", "dimensions", "encoding_format", "user"}
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,(?P<data>.*)$", re.DOTALL)
 # Router field paths (proto names) -> OpenAI's parameter names, for its field violations.
 _PARAMS = (
-    (re.compile(r"^options\.(temperature|top_p|seed|stop|max_tokens)"), r"\1"),
+    (re.compile(r"^options\.(temperature|top_p|seed|stop|max_tokens|tokens_per_second)"), r"\1"),
     (re.compile(r"^tools\[(\d+)\]\.parameters_json"), r"tools[\1].function.parameters"),
     (re.compile(r"^tools\[(\d+)\]\.(name|description)"), r"tools[\1].function.\2"),
     (re.compile(r"^tool_choice.*"), "tool_choice"),
@@ -288,6 +292,9 @@ def chat_request(body: Any) -> ChatRequest:
     if seed is not None:
         options.seed = seed
     options.stop.extend(_stop(body.get("stop")))
+    pace = _integer(body.get("tokens_per_second"), "tokens_per_second")
+    if pace is not None:
+        options.tokens_per_second = pace
     _tools(body.get("tools"), request)
     _tool_choice(body.get("tool_choice"), request)
     return ChatRequest(request, bool(stream), include_usage)
