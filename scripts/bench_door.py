@@ -102,6 +102,9 @@ async def _serve_with_gateway(
         "DEVPYNODE_DATA_DIR": str(workdir / f"data-{name}"),
         "DEVPYNODE_GRPC_PORT": str(grpc_port),
         "DEVPYNODE_HTTP_PORT": str(http_port),
+        # The door passes the client's address on (Envoy's x-forwarded-for), so the bench's 16 streams from one
+        # address would meet the per-address limit (8) that direct gRPC from loopback does not.
+        "DEVPYNODE_AI_STREAMS_PER_ADDRESS": "0",
     }
     devpynode = str(Path(sys.executable).parent / "devpynode")
     log = workdir / f"{name}.log"

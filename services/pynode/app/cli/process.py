@@ -122,7 +122,9 @@ async def _start_gateway(settings: Settings, server: Any) -> tuple[Any, str]:
 
 
 def serve(
-    only: Annotated[str | None, typer.Option(help="Services to run, comma-separated: auth,ai,files,chat [all]")] = None,
+    only: Annotated[
+        str | None, typer.Option(help="Services to run, comma-separated: auth,ai,files,chat,door [all]")
+    ] = None,
     grpc_host: Annotated[str | None, typer.Option(help="Address to bind [env DEVPYNODE_GRPC_HOST; 127.0.0.1]")] = None,
     grpc_port: Annotated[
         int | None, typer.Option(help="gRPC port, 0 picks one [env DEVPYNODE_GRPC_PORT; 50051]")
