@@ -20,6 +20,10 @@ Scenarios (targets from the issues):
   workers  GetCurrentUser against `serve --workers 1` and `--workers 2` (Redis): calls per server CPU-second
            (2 workers >= 0.9x one) and throughput.
   gateway  native gRPC straight to serve vs through its Envoy child: first token (<= +1 ms) and CPU per call.
+  door     builtin/echo through the OpenAI-compatible door (Envoy, OpenAI SSE) vs the router's gRPC Generate at
+           c=16: tokens/s >= 0.5x, first token <= +2 ms p50 (bench_door.py).
+  rest     GET /v1/users/me through Envoy's REST transcoder vs GetCurrentUser over native gRPC: >= 0.7x
+           (bench_door.py).
   traces   GetCurrentUser with tracing off, on (every call sampled) and configured but sampled out: >= 0.85x and
            >= 0.97x the untraced server (bench_traces.py).
   files-s3 the same upload and download with the files service on S3 (SeaweedFS), vs the minio client direct.
@@ -50,6 +54,7 @@ from typing import Any
 import bcrypt
 import bench_ai
 import bench_chat
+import bench_door
 import bench_files
 import bench_local
 import bench_soak
@@ -1000,6 +1005,16 @@ async def _local_model(b: Bench) -> Outcome:
 @scenario("gateway")
 async def _gateway(b: Bench) -> Outcome:
     return await gateway_scenario(b.args, b.workdir, b.env)
+
+
+@scenario("door")
+async def _door(b: Bench) -> Outcome:
+    return await bench_door.door_scenario(b.args, b.workdir, b.env, start_process, bench_port, pin, process_tree)
+
+
+@scenario("rest")
+async def _rest(b: Bench) -> Outcome:
+    return await bench_door.rest_scenario(b.args, b.workdir, b.env, start_process, bench_port, pin, process_tree, drive)
 
 
 @scenario("traces")

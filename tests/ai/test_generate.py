@@ -273,3 +273,26 @@ async def _answered_once_freed(client: AIClient, text: str) -> Answer:
                 raise
             assert asyncio.get_running_loop().time() < deadline, "the cancelled streams never released their slots"
             await asyncio.sleep(0.005)
+
+
+async def test_clients_cancelling_right_after_the_last_piece_leave_no_slot_taken(ai: Any) -> None:
+    """A client that hangs up just after the last piece (the OpenAI door reading to `finish_reason`, or any gRPC
+    client) cancels the call while the router closes the upstream: the deployment's slot must still be given
+    back, or enough such calls leave the model busy for everyone (found by the door's benchmark)."""
+    client: AIClient = await ai(ai_streams_per_user=0, ai_max_concurrency=8, ai_max_queue=4)
+    request = client.request("builtin/echo", " ".join(["w"] * 64), tokens_per_second=0, no_cache=True)
+
+    async def hang_up_at_the_end() -> None:
+        call = client.stub.Generate(request, metadata=client.user.md(), timeout=5)
+        async for piece in call:
+            if piece.finish_reason:
+                call.cancel()
+                break
+
+    for _ in range(40):
+        ended = await asyncio.gather(*(hang_up_at_the_end() for _ in range(16)), return_exceptions=True)
+        if any(isinstance(e, grpc.aio.AioRpcError) for e in ended):  # busy: slots leaked (the gates say so below)
+            break
+    await client.parts.service.drain()
+    assert all(gate.active == 0 and gate.waiting == 0 for gate in client.parts.router.gates.values())
+    assert (await client.ask("builtin/echo", "still answering", tokens_per_second=0)).text == "still answering"

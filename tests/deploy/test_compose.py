@@ -13,6 +13,7 @@ import jsonschema
 import yaml
 
 from pynode.app import modules
+from pynode.app.gateway import http_modules
 from pynode.app.settings import load
 from pynode.core.settings import env_name
 
@@ -52,7 +53,9 @@ def test_each_service_runs_in_its_own_container_with_the_gateways_address() -> N
         assert SERVICES[name]["command"] == ["serve", "--only", name]
         endpoint = cluster["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]
         environment = SERVICES[name]["environment"]
-        assert endpoint["address"] == name and str(endpoint["portValue"]) == environment["DEVPYNODE_GRPC_PORT"]
+        # A gRPC service on its gRPC port; an HTTP one (the OpenAI-compatible door) on its own listener's.
+        port = environment["DEVPYNODE_DOOR_PORT"] if name in http_modules() else environment["DEVPYNODE_GRPC_PORT"]
+        assert endpoint["address"] == name and str(endpoint["portValue"]) == port
         # Every peer address points at a service of this file, on its gRPC port.
         for other in modules.names():
             address = environment.get(env_name(f"{other}_address"))

@@ -79,7 +79,7 @@ def test_lint_render_and_validate_every_object(name: str) -> None:
 def test_the_defaults_deploy_what_the_seed_asks_for() -> None:
     objects = render({})
     deployments = {d["metadata"]["name"]: d for d in by_kind(objects, "Deployment")}
-    assert set(deployments) == {f"prod-dev-pynode-{n}" for n in ("auth", "ai", "files", "chat", "envoy")}
+    assert set(deployments) == {f"prod-dev-pynode-{n}" for n in ("auth", "ai", "files", "chat", "door", "envoy")}
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         for container in pod["containers"]:
@@ -107,7 +107,7 @@ def test_the_defaults_deploy_what_the_seed_asks_for() -> None:
         spec = hpa["spec"]
         assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 10)
         assert spec["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
-    assert len(by_kind(objects, "HorizontalPodAutoscaler")) == 4 and len(by_kind(objects, "PodDisruptionBudget")) == 5
+    assert len(by_kind(objects, "HorizontalPodAutoscaler")) == 5 and len(by_kind(objects, "PodDisruptionBudget")) == 6
     (job,) = by_kind(objects, "Job")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
@@ -120,6 +120,12 @@ def test_the_defaults_deploy_what_the_seed_asks_for() -> None:
     assert {s["podSelector"]["matchLabels"]["devpynode/role"] for s in sources} == {"gateway", "service"}
     config = next(c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "prod-dev-pynode-config")
     assert config["data"]["DEVPYNODE_CHAT_ADDRESS"] == "prod-dev-pynode-chat:50051"
+    # The OpenAI-compatible door: its pods open the HTTP listener Envoy's `door` cluster points at.
+    door_cluster = clusters["door"]["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]
+    assert door_cluster["socketAddress"] == {"address": "prod-dev-pynode-door", "portValue": 8090}
+    assert config["data"]["DEVPYNODE_DOOR_PORT"] == "8090" and config["data"]["DEVPYNODE_DOOR_HOST"] == "0.0.0.0"
+    door_ports = services["prod-dev-pynode-door"]["spec"]["ports"]
+    assert {"name": "http", "port": 8090, "targetPort": "http", "protocol": "TCP"} in door_ports
     assert config["data"]["DEVPYNODE_DEV_MODE"] == "false"
 
 

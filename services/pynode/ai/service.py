@@ -419,14 +419,20 @@ class AIService:
             raise
         finally:
             ceiling.cancel()
-            await relay.stop()
-            await started.close(failed=generation.finish_reason == ERROR)
-            if generation.finish_reason == CANCELLED:
-                self._count(generation, prompt, relay.finished, first_deltas + relay.deltas)
-            generation.duration_ms = (time.perf_counter() - began) * 1000
-            if first_at is not None:
-                generation.time_to_first_token_ms = (first_at - began) * 1000
-            self._finish(generation, started.provider.name, first_at, reservation)
+            # Nested: a cancellation that lands while the upstream is being closed (a client hanging up right
+            # after the last piece) must still give the slot back and record the usage, or the slot leaks.
+            try:
+                await relay.stop()
+            finally:
+                try:
+                    await started.close(failed=generation.finish_reason == ERROR)
+                finally:
+                    if generation.finish_reason == CANCELLED:
+                        self._count(generation, prompt, relay.finished, first_deltas + relay.deltas)
+                    generation.duration_ms = (time.perf_counter() - began) * 1000
+                    if first_at is not None:
+                        generation.time_to_first_token_ms = (first_at - began) * 1000
+                    self._finish(generation, started.provider.name, first_at, reservation)
 
     def _count(self, generation: Generation, prompt: Prompt, finished: Finished | None, deltas: int) -> None:
         """The provider's own counts when it gave them; else what was read (a cancelled or cut stream)."""

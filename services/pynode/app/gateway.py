@@ -24,6 +24,11 @@ whole requests reach a cluster; headers must arrive within REQUEST_HEADERS and t
 REQUEST_WHOLE; unary answers end within UNARY_ANSWER, streams (tokens) have no limit; each cluster's circuit
 breakers are set, not left at Envoy's 1,024 defaults; a connection carries at most STREAMS_PER_CONNECTION
 calls and is closed after CONNECTION_IDLE without any.
+
+Modules that serve plain HTTP of their own (`ServesHttp`: the OpenAI-compatible door) get an HTTP/1.1 cluster,
+health-checked with a GET of their health path, and a route per path they name, with no route timeout (a
+generation streams as long as the model writes) and the buffer filter off (server-sent events and the door's own
+413 for a body over its limit, in OpenAI's JSON shape).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     HeaderValueOptionHeaderAppendAction,
     HealthCheck,
     HealthCheckGrpcHealthCheck,
+    HealthCheckHttpHealthCheck,
     Http2ProtocolOptions,
     HttpProtocolOptions,
     Pipe,
@@ -65,7 +71,7 @@ from envoy_data_plane.envoy.config.route.v3 import (
     RouteMatch,
     VirtualHost,
 )
-from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer
+from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer, BufferPerRoute
 from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
 from envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3 import GrpcWeb
 from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
@@ -99,6 +105,7 @@ from pynode.app.gateway_rest import transcoder
 from pynode.app.gateway_tracing import TraceExport, collector_cluster, manager_tracing
 from pynode.core.contract import MethodContract, method_contracts
 from pynode.core.edge import GATEWAY_HEADER
+from pynode.core.module import ServesHttp
 
 ALLOWED_HEADERS = "content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization,x-request-id"
 EXPOSED_HEADERS = "grpc-status,grpc-message,grpc-status-details-bin,x-request-id"
@@ -117,6 +124,8 @@ CLUSTER_REQUESTS = 10_000
 CLUSTER_PENDING = 2_000
 CLUSTER_CONNECTIONS = 1_000
 WEB_PORT = 8000  # `devpynode gateway web`: compose's `web` service, and the Helm gateway pod's sidecar
+# The HTTP listener of a `ServesHttp` module in compose and Helm (DEVPYNODE_DOOR_PORT there).
+HTTP_MODULE_PORT = 8090
 
 
 @dataclass(frozen=True)
@@ -166,13 +175,25 @@ def _admin_address(options: GatewayOptions) -> Address:
 
 
 def service_packages() -> dict[str, str]:
-    """Each service module's proto package (`auth` -> `devpynode.auth.v1`), read from its descriptors."""
+    """Each gRPC service module's proto package (`auth` -> `devpynode.auth.v1`), read from its descriptors."""
     found: dict[str, str] = {}
     for module in modules.MODULES:
+        if not module.service_names:
+            continue  # an HTTP-only module (see http_modules)
         packages = {name.rsplit(".", 1)[0] for name in module.service_names}
         assert len(packages) == 1, f"{module.name} serves more than one package: {packages}"
         found[module.name] = packages.pop()
     return found
+
+
+def http_modules() -> dict[str, ServesHttp]:
+    """The modules with an HTTP listener of their own, by name."""
+    return {m.name: m for m in modules.MODULES if isinstance(m, ServesHttp)}
+
+
+def gateway_modules() -> list[str]:
+    """Every module the gateway routes to: the gRPC services, then the HTTP ones."""
+    return [*service_packages(), *(name for name in http_modules() if name not in service_packages())]
 
 
 def _any(message: Any) -> AnyMessage:
@@ -203,6 +224,26 @@ def _upstream_tls(tls: UpstreamTls) -> TransportSocket:
     )
 
 
+def _breakers() -> CircuitBreakers:
+    return CircuitBreakers(
+        thresholds=[
+            CircuitBreakersThresholds(
+                max_connections=CLUSTER_CONNECTIONS,
+                max_pending_requests=CLUSTER_PENDING,
+                max_requests=CLUSTER_REQUESTS,
+                max_retries=3,
+            )
+        ]
+    )
+
+
+def _health_check(**kind: Any) -> HealthCheck:
+    """Every 5 s, 1 s to answer; two misses take an endpoint out, one answer brings it back."""
+    return HealthCheck(
+        timeout=timedelta(seconds=1), interval=timedelta(seconds=5), unhealthy_threshold=2, healthy_threshold=1, **kind
+    )
+
+
 def _cluster(name: str, package: str, upstream: Upstream, tls: UpstreamTls | None = None) -> Cluster:
     health_service = _health_service(package)
     return Cluster(
@@ -223,25 +264,8 @@ def _cluster(name: str, package: str, upstream: Upstream, tls: UpstreamTls | Non
             )
         },
         load_assignment=_endpoint(name, upstream),
-        circuit_breakers=CircuitBreakers(
-            thresholds=[
-                CircuitBreakersThresholds(
-                    max_connections=CLUSTER_CONNECTIONS,
-                    max_pending_requests=CLUSTER_PENDING,
-                    max_requests=CLUSTER_REQUESTS,
-                    max_retries=3,
-                )
-            ]
-        ),
-        health_checks=[
-            HealthCheck(
-                timeout=timedelta(seconds=1),
-                interval=timedelta(seconds=5),
-                unhealthy_threshold=2,
-                healthy_threshold=1,
-                grpc_health_check=HealthCheckGrpcHealthCheck(service_name=health_service),
-            )
-        ],
+        circuit_breakers=_breakers(),
+        health_checks=[_health_check(grpc_health_check=HealthCheckGrpcHealthCheck(service_name=health_service))],
         transport_socket=_upstream_tls(tls) if tls is not None else None,
     )
 
@@ -253,6 +277,39 @@ def _health_service(package: str) -> str:
             if name.startswith(package + "."):
                 return name
     raise ValueError(package)
+
+
+def _http_cluster(name: str, upstream: Upstream, health_path: str) -> Cluster:
+    """An HTTP/1.1 cluster for a module's own listener, health-checked with a GET of `health_path`."""
+    return Cluster(
+        name=name,
+        type=ClusterDiscoveryType.STRICT_DNS,
+        lb_policy=ClusterLbPolicy.ROUND_ROBIN,
+        connect_timeout=timedelta(seconds=2),
+        per_connection_buffer_limit_bytes=BUFFER_BYTES,
+        load_assignment=_endpoint(name, upstream),
+        circuit_breakers=_breakers(),
+        health_checks=[_health_check(http_health_check=HealthCheckHttpHealthCheck(path=health_path))],
+    )
+
+
+def _http_routes(names: list[str]) -> list[Route]:
+    """The paths each HTTP module names, to its cluster: streamed answers unbuffered and with no route timeout."""
+    routes = []
+    unbuffered = {"envoy.filters.http.buffer": _any(BufferPerRoute(disabled=True))}
+    for name, module in http_modules().items():
+        if name not in names:
+            continue
+        for path in module.http_paths:
+            match = RouteMatch(prefix=path) if path.endswith("/") else RouteMatch(path=path)
+            routes.append(
+                Route(
+                    match=match,
+                    route=RouteAction(cluster=name, timeout=timedelta(0)),
+                    typed_per_filter_config=unbuffered,
+                )
+            )
+    return routes
 
 
 def _web_cluster(upstream: Upstream) -> Cluster:
@@ -274,8 +331,8 @@ def browser_methods() -> list[MethodContract]:
     return [c for _, c in sorted(contracts.items()) if not c.mesh_only and not c.client_streaming]
 
 
-def _routes(clusters: dict[str, str], web: bool = False) -> list[Route]:
-    routes = []
+def _routes(clusters: dict[str, str], web: bool = False, http: list[str] | None = None) -> list[Route]:
+    routes = _http_routes(http or [])
     for contract in browser_methods():
         package = contract.full_method.lstrip("/").split("/")[0].rsplit(".", 1)[0]
         if package not in clusters:
@@ -333,7 +390,9 @@ def _routed_services(options: GatewayOptions) -> list[str]:
 def bootstrap(options: GatewayOptions) -> Bootstrap:
     """The whole Envoy configuration as typed objects."""
     packages = service_packages()
-    clusters = {packages[name]: name for name in options.upstreams}
+    clusters = {packages[name]: name for name in options.upstreams if name in packages}
+    served_http = http_modules()
+    http = [name for name in options.upstreams if name in served_http and name not in packages]
     manager = HttpConnectionManager(
         codec_type=HttpConnectionManagerCodecType.AUTO,
         stat_prefix="grpc_web",
@@ -353,7 +412,7 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
                 VirtualHost(
                     name="services",
                     domains=["*"],
-                    routes=_routes(clusters, web=options.web is not None),
+                    routes=_routes(clusters, web=options.web is not None, http=http),
                     typed_per_filter_config={"envoy.filters.http.cors": _any(_cors(options.allowed_origins))},
                 )
             ],
@@ -408,7 +467,9 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
             clusters=[
                 _cluster(name, packages[name], options.upstreams[name], options.upstream_tls)
                 for name in sorted(options.upstreams)
+                if name in packages
             ]
+            + [_http_cluster(name, options.upstreams[name], served_http[name].health_path) for name in sorted(http)]
             + ([_web_cluster(options.web)] if options.web is not None else [])
             + ([collector_cluster(options.traces)] if options.traces is not None else []),
         ),
@@ -439,7 +500,11 @@ def render(options: GatewayOptions) -> str:
 def compose_options() -> GatewayOptions:
     """The checked-in configuration: docker compose, one container per service on port 50051."""
     return GatewayOptions(
-        upstreams={name: Upstream(name, 50051) for name in service_packages()}, web=Upstream("web", WEB_PORT)
+        upstreams={
+            **{name: Upstream(name, 50051) for name in service_packages()},
+            **{name: Upstream(name, HTTP_MODULE_PORT) for name in http_modules()},
+        },
+        web=Upstream("web", WEB_PORT),
     )
 
 
@@ -452,7 +517,10 @@ def helm_template(*, tls: bool) -> str:
     Service of that service, the web app's files come from the pod's own `web` container, and the allowed
     origins come from `.Values.envoy.allowedOrigins`."""
     options = GatewayOptions(
-        upstreams={name: Upstream(HELM_HOST % name, 50051) for name in service_packages()},
+        upstreams={
+            **{name: Upstream(HELM_HOST % name, 50051) for name in service_packages()},
+            **{name: Upstream(HELM_HOST % name, HTTP_MODULE_PORT) for name in http_modules()},
+        },
         allowed_origins=("__ORIGINS__",),
         web=Upstream("127.0.0.1", WEB_PORT),  # the gateway pod's `web` container
         tls_cert_file=f"{HELM_TLS_DIR}/tls.crt" if tls else "",

@@ -59,10 +59,13 @@ def web_dir(configured: str) -> Path:
 class LocalGateway:
     """Envoy as a child of this process, and the web files it serves."""
 
-    def __init__(self, settings: Settings, grpc_port: int, local_services: set[str]) -> None:
+    def __init__(
+        self, settings: Settings, grpc_port: int, local_services: set[str], http_ports: dict[str, int] | None = None
+    ) -> None:
         self._settings = settings
         self._grpc_port = grpc_port
         self._local = local_services
+        self._http_ports = dict(http_ports or {})  # modules' own HTTP listeners in this process (the door)
         self._process: asyncio.subprocess.Process | None = None
         self._watch = TaskSet("gateway")  # the supervisor that restarts Envoy
         self._web: WebFiles | None = None
@@ -84,7 +87,10 @@ class LocalGateway:
         server = self._settings.server
         upstreams = {}
         for module in modules.MODULES:
-            if module.name in self._local:
+            if module.name in self._local and not module.service_names:  # HTTP only: its listener, when open
+                if module.name in self._http_ports:
+                    upstreams[module.name] = Upstream("127.0.0.1", self._http_ports[module.name])
+            elif module.name in self._local:
                 upstreams[module.name] = Upstream("127.0.0.1", self._grpc_port)
             elif self._settings.peers.address_of(module.name):
                 host, _, port = self._settings.peers.address_of(module.name).rpartition(":")

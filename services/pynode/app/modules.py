@@ -6,10 +6,12 @@ from pynode.ai.module import MODULE as AI
 from pynode.auth.module import MODULE as AUTH
 from pynode.chat.module import MODULE as CHAT
 from pynode.core.module import ServiceModule
+from pynode.door.module import MODULE as DOOR
 from pynode.files.module import MODULE as FILES
 
-# Order is start-up order: the token issuer (auth) first, since every other service verifies its tokens.
-MODULES: tuple[ServiceModule, ...] = (AUTH, AI, FILES, CHAT)
+# Order is start-up order: the token issuer (auth) first, since every other service verifies its tokens; the
+# OpenAI-compatible door (HTTP only) last, once what it relays to is built.
+MODULES: tuple[ServiceModule, ...] = (AUTH, AI, FILES, CHAT, DOOR)
 
 
 def names() -> tuple[str, ...]:

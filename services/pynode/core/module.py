@@ -6,8 +6,9 @@ platform names a service: its peer address setting (`DEVPYNODE_<NAME>_ADDRESS`),
 the optional hooks below are all found through the module.
 
 Optional hooks, each a protocol of its own that a module implements or not (the app asks with
-`isinstance`): `ChecksProductionSafety` (settings refused outside dev mode) and `BacksUp` (data kept
-outside the database, for `devpynode backup`).
+`isinstance`): `ChecksProductionSafety` (settings refused outside dev mode), `BacksUp` (data kept
+outside the database, for `devpynode backup`) and `ServesHttp` (an HTTP listener of its own that the
+gateway routes paths to, like the OpenAI-compatible door).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class ServiceParts:
     component: Any = None
     # Backends in use, for the startup summary (never secrets): {"storage": "file:///..."}.
     backends: dict[str, str] = field(default_factory=dict)
+    # The port of the plain HTTP listener a `ServesHttp` module opened (the laptop gateway routes to it).
+    http_port: int | None = None
 
     @property
     def health_names(self) -> list[str]:
@@ -126,6 +129,21 @@ class ModuleCommands(Protocol):
 
     def cli_commands(self, host: CommandHost) -> Mapping[str, Callable[..., Any]]:
         """`"GROUP COMMAND"` (e.g. `"users create-admin"`) -> its Typer callback, wired to `host`."""
+
+
+@runtime_checkable
+class ServesHttp(Protocol):
+    """Optional hook: the module serves plain HTTP (HTTP/1.1) on a listener of its own, beside gRPC; the gateway
+    sends `http_paths` there (`ServiceParts.http_port` in this process, `DEVPYNODE_<NAME>_ADDRESS` elsewhere) and
+    health-checks it with a GET of `health_path`."""
+
+    @property
+    def http_paths(self) -> tuple[str, ...]:
+        """Exact paths, and prefixes ending in `/`, that the gateway routes to the listener."""
+
+    @property
+    def health_path(self) -> str:
+        """A path answering 200 while the listener serves (no credentials)."""
 
 
 @runtime_checkable

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from pynode.app.cli.common import fail
-from pynode.app.gateway import GatewayOptions, Upstream, compose_options, helm_template, render, service_packages
+from pynode.app.gateway import GatewayOptions, Upstream, compose_options, gateway_modules, helm_template, render
 
 gateway = typer.Typer(help="The browser gateway (Envoy: grpc-web in front of the services).", no_args_is_help=True)
 
@@ -27,7 +27,10 @@ def _upstream(value: str, service: str) -> Upstream:
 def config(
     upstream: Annotated[
         list[str] | None,
-        typer.Option(help="SERVICE=HOST:PORT for each service (default: compose's names, SERVICE:50051)"),
+        typer.Option(
+            help="SERVICE=HOST:PORT for each service (default: compose's names, SERVICE:50051; the door's HTTP "
+            "listener door:8090)"
+        ),
     ] = None,
     listen_port: Annotated[int, typer.Option(help="Port browsers connect to")] = 8080,
     admin_port: Annotated[int, typer.Option(help="Envoy's admin port, on 127.0.0.1")] = 9901,
@@ -51,7 +54,7 @@ def config(
         return
     options = compose_options()
     if upstream:
-        known = service_packages()
+        known = gateway_modules()
         chosen = {}
         for item in upstream:
             service, sep, address = item.partition("=")

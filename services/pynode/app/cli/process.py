@@ -107,7 +107,8 @@ async def _start_gateway(settings: Settings, server: Any) -> tuple[Any, str]:
     port = settings.server.http_port
     if port < 0:
         return None, "off (DEVPYNODE_HTTP_PORT=-1)"
-    gateway = LocalGateway(settings, server.port, set(settings.chosen()))
+    http_ports = {name: part.http_port for name, part in server.platform.parts.items() if part.http_port}
+    gateway = LocalGateway(settings, server.port, set(settings.chosen()), http_ports)
     problem = await gateway.start()
     if problem is not None:
         print(f"devpynode: gateway not started: {problem}; gRPC keeps serving", file=sys.stderr, flush=True)
@@ -118,12 +119,15 @@ async def _start_gateway(settings: Settings, server: Any) -> tuple[Any, str]:
         if gateway.web_served
         else "grpc-web; the web app is not built: scripts/run builds it when Node.js is installed"
     )
+    door = "; the OpenAI-compatible API at /v1" if "door" in http_ports else ""
     scheme = "https" if settings.mesh.tls_cert_file else "http"
-    return gateway, f"{scheme}://{settings.server.grpc_host}:{port}  ({app}, through Envoy)"
+    return gateway, f"{scheme}://{settings.server.grpc_host}:{port}  ({app}{door}; through Envoy)"
 
 
 def serve(
-    only: Annotated[str | None, typer.Option(help="Services to run, comma-separated: auth,ai,files,chat [all]")] = None,
+    only: Annotated[
+        str | None, typer.Option(help="Services to run, comma-separated: auth,ai,files,chat,door [all]")
+    ] = None,
     grpc_host: Annotated[str | None, typer.Option(help="Address to bind [env DEVPYNODE_GRPC_HOST; 127.0.0.1]")] = None,
     grpc_port: Annotated[
         int | None, typer.Option(help="gRPC port, 0 picks one [env DEVPYNODE_GRPC_PORT; 50051]")

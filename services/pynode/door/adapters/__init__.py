@@ -1,0 +1,1 @@
+"""The door's adapters: its gRPC client of the AI router."""

@@ -1,0 +1,322 @@
+"""The door's HTTP edge (aiohttp): OpenAI's REST endpoints in, the AI router's RPCs out, OpenAI's JSON back.
+
+`GET /v1/models` (and `/v1/models/{id}`), `POST /v1/chat/completions` (streamed as server-sent events ending in
+`data: [DONE]`, or whole), `POST /v1/embeddings`. Every failure is OpenAI's JSON error with the matching HTTP
+status: bad JSON, wrong types and unknown fields 400 (with `param`), a body over DEVPYNODE_DOOR_MAX_BODY_BYTES
+413, no credentials 401; the router's statuses as `errors.py` maps them; anything unexpected 500 with a generic
+message (the traceback goes to the log, never to the client).
+
+A stream's HTTP status is chosen once the router has answered its first piece, so a refused call (401, 404,
+429) is an HTTP error, not a 200 whose body says so; an error after that is an SSE `data: {"error": ...}`
+event, which OpenAI's clients raise. A client that hangs up cancels the handler (aiohttp's handler
+cancellation), which closes the router's call: the router ends the generation and still records its usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from devpynode.ai.v1 import ai_pb2
+
+from pynode.core import errors
+from pynode.door import translate
+from pynode.door.errors import HttpError, error_body, http_error
+from pynode.door.ports import Caller, Router
+
+log = logging.getLogger("pynode.door")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_PRINTABLE = re.compile(r"^[\x20-\x7e]{1,8192}$")
+_JSON = "application/json"
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # proxies that buffer by default (nginx) pass events on at once
+}
+DONE = b"data: [DONE]\n\n"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type=_JSON, headers=headers)
+
+
+def _error(answer: HttpError) -> web.Response:
+    return _json(answer.body, answer.status, answer.headers)
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _caller(request: web.Request) -> Caller:
+    """The client's credentials and address headers, passed on as they came; the router's edge judges them."""
+    authorization = request.headers.get("Authorization", "")
+    if not authorization:
+        raise errors.Unauthenticated(
+            "You didn't provide an API key. Send `Authorization: Bearer <key>` with a personal API key or an "
+            "access token (`devpynode token`)."
+        )
+    if not _PRINTABLE.match(authorization):
+        raise errors.Unauthenticated("The Authorization header is malformed; send `Authorization: Bearer <key>`.")
+    supplied = request.headers.get("X-Request-Id", "")
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    gateway = request.headers.get("X-Devpynode-Gateway", "")
+    return Caller(
+        authorization,
+        supplied if _REQUEST_ID.match(supplied) else "",
+        forwarded if _PRINTABLE.match(forwarded) else "",
+        gateway if _PRINTABLE.match(gateway) else "",
+    )
+
+
+async def _body(request: web.Request) -> Any:
+    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge, answered 413 by the middleware
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise errors.InvalidArgument(
+            "We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json."
+        ) from None
+
+
+async def _drain(rest: AsyncIterator[Any]) -> None:
+    """Read the router's stream to its status after the last piece: cancelling it there would record a whole
+    answer as cancelled."""
+    async for _ in rest:
+        pass
+
+
+def _model_entry(model: ai_pb2.Model) -> dict[str, Any]:
+    return {"id": model.id, "object": "model", "created": 0, "owned_by": model.provider or "devpynode"}
+
+
+class DoorEdge:
+    """The aiohttp application: routes, the error middleware and the relays."""
+
+    def __init__(self, router: Router, max_body_bytes: int) -> None:
+        self._router = router
+        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._errors])
+        self.app.router.add_get("/healthz", self._health)
+        self.app.router.add_get("/v1/models", self._models)
+        self.app.router.add_get("/v1/models/{model:.+}", self._model)
+        self.app.router.add_post("/v1/chat/completions", self._chat)
+        self.app.router.add_post("/v1/embeddings", self._embeddings)
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except errors.DomainError as error:
+            return _error(http_error(error, model_param=request.path != "/v1/models"))
+        except web.HTTPRequestEntityTooLarge:
+            limit = request.app._client_max_size
+            return _json(
+                error_body(
+                    f"Request body too large: at most {limit} bytes (DEVPYNODE_DOOR_MAX_BODY_BYTES).",
+                    "invalid_request_error",
+                    code="request_too_large",
+                ),
+                413,
+            )
+        except web.HTTPException as error:  # aiohttp's own answers (404 path, 405 method) in OpenAI's shape
+            if error.status < 400:
+                raise
+            message = f"{request.method} {request.path}: {error.reason}"
+            code = error.reason.lower().replace(" ", "_")
+            allow = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+            return _json(error_body(message, "invalid_request_error", code=code), error.status, allow)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("door: unexpected error in %s %s", request.method, request.path)
+            return _error(http_error(errors.Internal("unexpected")))
+
+    async def _health(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        models = await self._router.models(_caller(request))
+        return _json({"object": "list", "data": [_model_entry(m) for m in models]})
+
+    async def _model(self, request: web.Request) -> web.StreamResponse:
+        wanted = request.match_info["model"]
+        for model in await self._router.models(_caller(request)):
+            if model.id == wanted:
+                return _json(_model_entry(model))
+        raise errors.NotFound(f"The model `{wanted}` does not exist or you do not have access to it.")
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        caller = _caller(request)
+        embed, encoding = translate.embed_request(await _body(request))
+        answer = await self._router.embed(caller, embed)
+        data = []
+        for i, vector in enumerate(answer.embeddings):
+            values: Any = list(vector.values)
+            if encoding == "base64":  # little-endian float32, as OpenAI's clients decode it
+                values = base64.b64encode(struct.pack(f"<{len(vector.values)}f", *vector.values)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": values})
+        prompt = int(answer.usage.prompt_tokens)
+        return _json(
+            {
+                "object": "list",
+                "data": data,
+                "model": answer.model or embed.model,
+                "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+            }
+        )
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        caller = _caller(request)
+        chat = translate.chat_request(await _body(request))
+        pieces = self._router.generate(caller, chat.generate)
+        try:
+            first = await anext(pieces, None)  # a refusal raises here, before any status is sent
+            if chat.stream:
+                return await self._stream(request, chat, first, pieces)
+            return await self._whole(chat, first, pieces)
+        finally:
+            await pieces.aclose()  # type: ignore[attr-defined]  # cancels the router's call if it still runs
+
+    async def _whole(
+        self, chat: translate.ChatRequest, first: ai_pb2.GenerateResponse | None, rest: AsyncIterator[Any]
+    ) -> web.StreamResponse:
+        texts: list[str] = []
+        calls = translate.ToolCalls()
+        model = chat.generate.model
+        last = first
+        piece = first
+        while piece is not None:
+            texts.append(piece.text)
+            for delta in piece.tool_calls:
+                calls.add(delta)
+            model = piece.model or model
+            last = piece
+            piece = await anext(rest, None)
+        if last is None or last.finish_reason == ai_pb2.FINISH_REASON_UNSPECIFIED:
+            raise errors.Unavailable("the AI router's stream ended before the answer did; retry", retry_after=1.0)
+        if last.finish_reason == ai_pb2.FINISH_REASON_ERROR:
+            return _json(error_body("the model failed while answering; retry", "api_error", code="model_error"), 502)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+        whole_calls = calls.whole()
+        if whole_calls:
+            message["tool_calls"] = whole_calls
+        return _json(
+            {
+                "id": translate.completion_id(),
+                "object": "chat.completion",
+                "created": translate.now(),
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": message, "finish_reason": translate.finish_reason(last.finish_reason)}
+                ],
+                "usage": translate.usage(last.usage),
+                "system_fingerprint": None,
+            }
+        )
+
+    async def _stream(
+        self,
+        request: web.Request,
+        chat: translate.ChatRequest,
+        first: ai_pb2.GenerateResponse | None,
+        rest: AsyncIterator[Any],
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers=_SSE_HEADERS)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        ident, created = translate.completion_id(), translate.now()
+        model = (first.model if first is not None else "") or chat.generate.model
+        seen: set[int] = set()
+        usage_field = {"usage": None} if chat.include_usage else {}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return _event(
+                {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": None,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                    **usage_field,
+                }
+            )
+
+        out = chunk({"role": "assistant", "content": ""})
+        piece = first
+        last = None
+        try:
+            while piece is not None:
+                model = piece.model or model
+                delta: dict[str, Any] = {}
+                if piece.text:
+                    delta["content"] = piece.text
+                if piece.tool_calls:
+                    delta["tool_calls"] = translate.delta_tool_calls(piece.tool_calls, seen)
+                if delta:
+                    out += chunk(delta)
+                if piece.finish_reason:
+                    last = piece
+                    await _drain(rest)
+                    break
+                await response.write(out)
+                out = b""
+                piece = await anext(rest, None)
+        except errors.DomainError as error:  # after the status was sent: an error event, as OpenAI streams do
+            await response.write(out + _event(http_error(error).body) + DONE)
+            return response
+        if last is None:
+            failed = error_body("the AI router's stream ended before the answer did; retry", "api_error")
+            await response.write(out + _event(failed) + DONE)
+            return response
+        if last.finish_reason == ai_pb2.FINISH_REASON_ERROR:
+            failed = error_body("the model failed while answering; retry", "api_error", code="model_error")
+            await response.write(out + _event(failed) + DONE)
+            return response
+        out += chunk({}, translate.finish_reason(last.finish_reason))
+        if chat.include_usage:
+            out += _event(
+                {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": None,
+                    "choices": [],
+                    "usage": translate.usage(last.usage),
+                }
+            )
+        await response.write(out + DONE)
+        await response.write_eof()
+        return response
+
+
+class DoorServer:
+    """The listener: an aiohttp runner on host:port (0 picks a free port), stopped with the process."""
+
+    def __init__(self, edge: DoorEdge, host: str, port: int) -> None:
+        self._runner = web.AppRunner(edge.app, access_log=None, handler_cancellation=True)
+        self._host = host
+        self._port = port
+        self.port = 0
+
+    async def start(self) -> int:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, backlog=1024)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = int(sockets[0].getsockname()[1]) if sockets else self._port
+        return self.port
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

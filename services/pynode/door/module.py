@@ -1,0 +1,68 @@
+"""The OpenAI-compatible door's entry point: an HTTP listener (no gRPC service of its own) that calls the AI
+router as a peer, in this process or at DEVPYNODE_AI_ADDRESS.
+
+It implements the optional `ServesHttp` hook: the gateway routes `http_paths` on its HTTP port to the listener
+(`ServiceParts.http_port` here, DEVPYNODE_DOOR_ADDRESS when the door runs in another process).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pynode.core.module import Infrastructure, ServiceParts
+from pynode.door.settings import DoorSettings
+
+# Exact paths, and prefixes ending in `/`, that the gateway sends here.
+HTTP_PATHS = ("/v1/models", "/v1/models/", "/v1/chat/completions", "/v1/embeddings")
+HEALTH_PATH = "/healthz"
+
+
+@dataclass
+class DoorComponents:
+    """The door's wired parts, for tests and the startup summary."""
+
+    port: int
+
+
+class DoorModule:
+    """The OpenAI-compatible HTTP door in front of devpynode.ai.v1.AIRouterService."""
+
+    name = "door"
+    settings_class = DoorSettings
+    service_names: tuple[str, ...] = ()  # HTTP only: nothing mounted on the gRPC server
+    migrations: Path | None = None
+    http_paths = HTTP_PATHS
+    health_path = HEALTH_PATH
+
+    def load_tables(self) -> None:
+        """No tables: the router keeps the ledger."""
+
+    async def build(self, settings: DoorSettings, infra: Infrastructure) -> ServiceParts:
+        if settings.door_port < 0:
+            return ServiceParts([], backends={"door": "off (DEVPYNODE_DOOR_PORT=-1)"})
+        from pynode.core.settings import SettingsError
+        from pynode.door.adapters.grpc_router import GrpcRouter
+        from pynode.door.http_edge import DoorEdge, DoorServer
+
+        infra.peers.require("ai")
+        router = GrpcRouter(infra.peers)
+        server = DoorServer(DoorEdge(router, settings.door_max_body_bytes), settings.door_host, settings.door_port)
+        try:
+            port = await server.start()
+        except OSError as exc:
+            await server.stop()
+            raise SettingsError(
+                f"DEVPYNODE_DOOR_PORT: cannot listen on {settings.door_host}:{settings.door_port} "
+                f"({exc.strerror or exc}); choose another port, 0 for a free one, or -1 to turn the door off"
+            ) from None
+        return ServiceParts(
+            [],
+            closers=[server.stop],
+            component=DoorComponents(port),
+            backends={"door": f"http://{settings.door_host}:{port}/v1 (OpenAI-compatible, to the AI router)"},
+            http_port=port,
+        )
+
+
+MODULE = DoorModule()
