@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, exc, text
+from sqlalchemy import Connection, DateTime, Engine, Executable, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -179,6 +179,8 @@ class Database:
                 # other blocking work (file reads and writes) needs.
                 self._threads = pools.pool("sqlite", BLOCKING_THREADS)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The same pool, each checkout in autocommit (psycopg's flag, set and reset without a round trip).
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def transaction(self, work: Callable[[Connection], Result]) -> Result:
         """Run `work` with a plain (blocking) connection in one transaction, committed when it returns: on a
@@ -187,6 +189,16 @@ class Database:
             return await self._threads.run(self._in_thread, self._blocking, work)
         async with self.engine.begin() as connection:
             return await connection.run_sync(work)
+
+    async def statement(self, statement: Executable) -> None:
+        """Run one statement as a transaction of its own. On PostgreSQL it runs in autocommit, where a single
+        statement is atomic anyway: one round trip, without the BEGIN and the COMMIT around it. (On SQLite
+        through `transaction`: one trip to a worker thread.)"""
+        if self._blocking is not None or self.is_sqlite:
+            await self.transaction(lambda connection: connection.execute(statement))
+            return
+        async with self._autocommit.connect() as connection:
+            await connection.execute(statement)
 
     @staticmethod
     def _in_thread(engine: Engine, work: Callable[[Connection], Result]) -> Result:

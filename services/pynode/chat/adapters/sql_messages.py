@@ -45,8 +45,14 @@ class SqlMessages:
             connection.execute(insert(MessageRow), rows)
             connection.execute(touch)
 
-        try:
-            await self._db.transaction(store)  # on the path of every answer's first token
+        try:  # on the path of every answer's first token
+            if self._db.is_sqlite:  # one trip to a worker thread (SQLite has no INSERT inside WITH)
+                await self._db.transaction(store)
+            else:
+                # One statement, so one round trip in autocommit: the rows inserted in a WITH clause, the
+                # conversation touched by the statement itself (atomic as a whole; no BEGIN, no COMMIT).
+                stored = insert(MessageRow).values(rows).cte("stored")
+                await self._db.statement(touch.add_cte(stored))
         except IntegrityError:
             return False  # the same client_request_id raced in: the caller reads the winner
         return True
