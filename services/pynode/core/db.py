@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -39,6 +40,10 @@ STATEMENT_SECONDS = 10.0
 POOL_SECONDS = 5.0
 CONNECT_SECONDS = 5
 RETRY_AFTER_SECONDS = 1.0
+# A pooled connection idle longer than this is pinged before use (SQLAlchemy's pre-ping, but not on every
+# checkout): one used a moment ago answered a moment ago, and a ping per checkout was a round trip on the path
+# of every answer's first token.
+PING_IDLE_SECONDS = 1.0
 
 # Stable constraint names so migrations read the same on both databases.
 NAMING = {
@@ -130,6 +135,31 @@ class BoundedPool(AsyncAdaptedQueuePool):
             raise _unavailable("has no free connection (every pooled one is busy)") from None
 
 
+def _ping_when_idle(engine: Engine) -> None:
+    """Pre-ping pooled connections that sat idle past PING_IDLE_SECONDS. A dead one
+    invalidates the pool, as SQLAlchemy's own pre-ping does, and the checkout is retried on a new connection: a
+    database restart still costs no call. A connection checked in a moment ago is used as it is; should the
+    database have gone in that moment, the statement fails as UNAVAILABLE and the pool is renewed."""
+    dialect = engine.dialect
+
+    def checked_in(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE_SECONDS:  # a new connection, or one just used
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.InvalidatePoolError() from None
+            raise
+
+    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "checkout", checked_out)
+
+
 class Database:
     """Owns the engine and hands out sessions."""
 
@@ -148,7 +178,7 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         # hide_parameters: a failed statement's message (logged, perhaps with a traceback) must never carry
         # bound values such as password hashes.
-        options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite, "hide_parameters": True}
+        options: dict[str, Any] = {"hide_parameters": True}
         if not self.is_sqlite:
             connect: dict[str, Any] = {"connect_timeout": CONNECT_SECONDS}
             if statement_timeout > 0:  # per connection, so also inside every transaction
@@ -158,6 +188,8 @@ class Database:
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         event.listen(self.engine.sync_engine, "handle_error", _outage)
+        if not self.is_sqlite:
+            _ping_when_idle(self.engine.sync_engine)
         tracing.instrument_engine(self.engine)  # a span per statement when traces are on
         self._blocking: Engine | None = None
         self._threads: BlockingPool | None = None
