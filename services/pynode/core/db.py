@@ -222,15 +222,21 @@ class Database:
         async with self.engine.begin() as connection:
             return await connection.run_sync(work)
 
-    async def statement(self, statement: Executable) -> None:
+    async def statement(self, statement: Executable, *, flush: bool = True) -> None:
         """Run one statement as a transaction of its own. On PostgreSQL it runs in autocommit, where a single
-        statement is atomic anyway: one round trip, without the BEGIN and the COMMIT around it. (On SQLite
-        through `transaction`: one trip to a worker thread.)"""
+        statement is atomic anyway: one round trip, without the BEGIN and the COMMIT around it. `flush=False`
+        commits it without waiting for the write-ahead log to reach the disk (`synchronous_commit` off for this
+        transaction only: a crash of the server may lose it, never corrupt anything). (On SQLite through
+        `transaction`: one trip to a worker thread, committed as every SQLite transaction is.)"""
         if self._blocking is not None or self.is_sqlite:
             await self.transaction(lambda connection: connection.execute(statement))
-            return
-        async with self._autocommit.connect() as connection:
-            await connection.execute(statement)
+        elif flush:
+            async with self._autocommit.connect() as connection:
+                await connection.execute(statement)
+        else:
+            async with self.engine.begin() as connection:  # round trips on loopback cost far less than a flush
+                await connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                await connection.execute(statement)
 
     @staticmethod
     def _in_thread(engine: Engine, work: Callable[[Connection], Result]) -> Result:

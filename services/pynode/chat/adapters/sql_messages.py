@@ -23,12 +23,16 @@ from pynode.core.db import Database, utcnow
 
 
 class SqlMessages:
-    """The messages and reactions tables. `lease_owner`/`lease_seconds` stamp the replies this process starts."""
+    """The messages and reactions tables. `lease_owner`/`lease_seconds` stamp the replies this process starts;
+    `fast_exchange_commit` commits new exchanges without waiting for the disk (DEVPYNODE_CHAT_FAST_EXCHANGE_COMMIT)."""
 
-    def __init__(self, db: Database, lease_owner: str, lease_seconds: float) -> None:
+    def __init__(
+        self, db: Database, lease_owner: str, lease_seconds: float, fast_exchange_commit: bool = False
+    ) -> None:
         self._db = db
         self._owner = lease_owner
         self._lease = timedelta(seconds=lease_seconds)
+        self._flush_exchanges = not fast_exchange_commit
 
     @unavailable_on_outage
     async def add_exchange(self, message: ChatMessage, reply: ChatMessage | None) -> bool:
@@ -52,7 +56,7 @@ class SqlMessages:
                 # One statement, so one round trip in autocommit: the rows inserted in a WITH clause, the
                 # conversation touched by the statement itself (atomic as a whole; no BEGIN, no COMMIT).
                 stored = insert(MessageRow).values(rows).cte("stored")
-                await self._db.statement(touch.add_cte(stored))
+                await self._db.statement(touch.add_cte(stored), flush=self._flush_exchanges)
         except IntegrityError:
             return False  # the same client_request_id raced in: the caller reads the winner
         return True
