@@ -46,7 +46,7 @@ async def test_a_single_statement_commits_on_its_own(backend: Backend, tmp_path:
         async with database.engine.begin() as conn:
             await conn.execute(text(f"CREATE TABLE {table} (n INTEGER)"))
         await database.statement(text(f"INSERT INTO {table} (n) VALUES (1), (2)"))  # noqa: S608
-        await database.statement(text(f"INSERT INTO {table} (n) VALUES (4)"), flush=False)  # noqa: S608
+        await database.statement(text(f"INSERT INTO {table} (n) VALUES (:n)"), {"n": 4})  # noqa: S608
         async with database.session() as session:  # another connection sees both: they were committed
             assert (await session.execute(text(f"SELECT sum(n) FROM {table}"))).scalar() == 7  # noqa: S608
         async with database.engine.begin() as conn:

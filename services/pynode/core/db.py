@@ -222,21 +222,15 @@ class Database:
         async with self.engine.begin() as connection:
             return await connection.run_sync(work)
 
-    async def statement(self, statement: Executable, *, flush: bool = True) -> None:
+    async def statement(self, statement: Executable, parameters: dict[str, Any] | None = None) -> None:
         """Run one statement as a transaction of its own. On PostgreSQL it runs in autocommit, where a single
-        statement is atomic anyway: one round trip, without the BEGIN and the COMMIT around it. `flush=False`
-        commits it without waiting for the write-ahead log to reach the disk (`synchronous_commit` off for this
-        transaction only: a crash of the server may lose it, never corrupt anything). (On SQLite through
-        `transaction`: one trip to a worker thread, committed as every SQLite transaction is.)"""
+        statement is atomic anyway: one round trip, without the BEGIN and the COMMIT around it. (On SQLite
+        through `transaction`: one trip to a worker thread.)"""
         if self._blocking is not None or self.is_sqlite:
-            await self.transaction(lambda connection: connection.execute(statement))
-        elif flush:
-            async with self._autocommit.connect() as connection:
-                await connection.execute(statement)
-        else:
-            async with self.engine.begin() as connection:  # round trips on loopback cost far less than a flush
-                await connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
-                await connection.execute(statement)
+            await self.transaction(lambda connection: connection.execute(statement, parameters))
+            return
+        async with self._autocommit.connect() as connection:
+            await connection.execute(statement, parameters)
 
     @staticmethod
     def _in_thread(engine: Engine, work: Callable[[Connection], Result]) -> Result:
