@@ -74,3 +74,17 @@ async def test_a_send_that_fails_retrieves_its_failed_read_ahead(chat: Start) ->
     finally:
         loop.set_exception_handler(previous)
     assert not [c for c in unretrieved if "never retrieved" in str(c.get("message"))], unretrieved
+
+
+async def test_an_exchange_committed_without_the_flush_is_stored_as_any_other(chat: Start) -> None:
+    """DEVPYNODE_CHAT_FAST_EXCHANGE_COMMIT: the exchange's one statement turns synchronous_commit off for itself
+    (PostgreSQL; SQLite ignores the setting); the member's message, the reply and the conversation's time are
+    stored all the same, and a retry with the same client_request_id still gets the first one's."""
+    (alice,) = await chat(1, chat_fast_exchange_commit=True)
+    conversation = await alice.create()
+    sent = await alice.send(conversation.id)
+    assert sent.reply.state == chat_pb2.MESSAGE_STATE_COMPLETE
+    stored = await alice.parts.messages.message(uuid.UUID(sent.reply.id))
+    assert stored is not None and stored.state == COMPLETE and stored.text == sent.reply.text
+    found = await alice.parts.service._conversations.conversation(uuid.UUID(conversation.id))
+    assert found is not None and found.updated_at > found.created_at  # touched by the same statement

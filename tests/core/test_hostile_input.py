@@ -184,8 +184,10 @@ async def test_a_unary_call_ended_without_its_message_is_answered_at_once(client
     )
     empty = await fails(as_stream(nothing(), metadata=client.md(""), timeout=30))
     assert empty.code == grpc.StatusCode.INVALID_ARGUMENT and empty.reason == "MISSING_REQUEST_MESSAGE"
-    extra = await fails(as_stream(two(), metadata=client.md(""), timeout=30))
-    assert extra.code == grpc.StatusCode.INVALID_ARGUMENT and extra.reason == "TOO_MANY_REQUEST_MESSAGES"
+    # What follows the first message is ignored, as grpc's own unary handlers ignore it (the edge reads once:
+    # a second read per call cost a cheap call a tenth of its throughput); the call is answered at once.
+    answered = auth_pb2.GetJwksResponse.FromString(await as_stream(two(), metadata=client.md(""), timeout=30))
+    assert answered.keys
     generate = client.channel.stream_stream(
         "/devpynode.ai.v1.AIRouterService/Generate", request_serializer=None, response_deserializer=None
     )

@@ -44,6 +44,11 @@ async def publish(streams: EventStreams, conversation_id: uuid.UUID, event: Chat
     return await streams.append(stream_name(conversation_id), encode(event))
 
 
+async def publish_all(streams: EventStreams, conversation_id: uuid.UUID, events: list[ChatEvent]) -> list[str]:
+    """Append events to a conversation's stream in order, in one round trip; returns their ids."""
+    return await streams.append_many(stream_name(conversation_id), [encode(event) for event in events])
+
+
 def message_data(message: ChatMessage) -> dict[str, Any]:
     return {
         "id": str(message.id),

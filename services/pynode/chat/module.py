@@ -64,7 +64,7 @@ class ChatModule:
             infra.peers.require(peer)
         owner = f"chat-{uuid.uuid4().hex[:16]}"  # this process, as the holder of generation leases
         conversations = SqlConversations(infra.db)
-        messages = SqlMessages(infra.db, owner, settings.chat_lease_seconds)
+        messages = SqlMessages(infra.db, owner, settings.chat_lease_seconds, settings.chat_fast_exchange_commit)
         cached = CachedConversations(conversations, infra.kv)
         recent = RecentMessages(messages, infra.kv)
         attachments, accounts, completions = (

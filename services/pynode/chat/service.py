@@ -41,7 +41,7 @@ from pynode.chat.domain import (
     TypingEvent,
     too_many_members,
 )
-from pynode.chat.events import publish, stream_name
+from pynode.chat.events import publish, publish_all, stream_name
 from pynode.chat.generations import GenerationRunner
 from pynode.chat.membership import CachedConversations
 from pynode.chat.ports import (
@@ -385,16 +385,24 @@ class ChatService:
         # and the insert below (it is only used, and so only seen, once the caller is known to be a member and
         # the exchange is stored): the first token comes that much sooner. The prompt skips the new exchange
         # should the read see it.
-        recent_read = asyncio.ensure_future(self._recent.newest(_uuid(conversation_id, "conversation_id")))
+        # So is the stream's newest event id, where the reply's deltas start: read earlier than strictly needed,
+        # it is at most older, and a late subscriber then skips a few more events of others (they are filtered by
+        # message id and seq).
+        key = _uuid(conversation_id, "conversation_id")
+        reads = (
+            asyncio.ensure_future(self._recent.newest(key)),
+            asyncio.ensure_future(self.streams.last_id(stream_name(key))),
+        )
         try:
             return await self._send(
-                caller, conversation_id, text, file_ids, client_request_id, client_address, recent_read, tools, results
+                caller, conversation_id, text, file_ids, client_request_id, client_address, reads, tools, results
             )
         finally:
-            if not recent_read.done():
-                recent_read.cancel()
-            elif not recent_read.cancelled():
-                recent_read.exception()  # retrieved when the send failed before awaiting it: nobody else will
+            for read in reads:
+                if not read.done():
+                    read.cancel()
+                elif not read.cancelled():
+                    read.exception()  # retrieved when the send failed before awaiting it: nobody else will
 
     async def _send(
         self,
@@ -404,7 +412,7 @@ class ChatService:
         file_ids: list[str],
         client_request_id: str,
         client_address: str,
-        recent_read: asyncio.Future[list[ChatMessage]],
+        reads: tuple[asyncio.Future[list[ChatMessage]], asyncio.Future[str]],
         tools: tuple[ToolSpec, ...] = (),
         results: tuple[ToolResult, ...] = (),
     ) -> SentMessage:
@@ -436,8 +444,9 @@ class ChatService:
                 uuid.uuid4(), conversation.id, USER, caller.subject, text, COMPLETE, now,
                 attachments=attachments, client_request_id=client_request_id or None,
             )  # fmt: skip
+        recent_read, start_read = reads
         # Deltas of the reply come after this id: a late subscriber rebuilds its text from here on.
-        start = await self.streams.last_id(stream_name(conversation.id))
+        start = await start_read
         reply = ChatMessage(
             uuid.uuid4(), conversation.id, ASSISTANT, caller.subject, "", STREAMING, now + timedelta(microseconds=1),
             model=conversation.model, reply_to_id=message.id, checkpoint_event_id=start,
@@ -455,11 +464,17 @@ class ChatService:
             recent = None  # read ahead before they were stored: the prompt reads the history itself
         # Started before the events are published: the prompt and the router's first token overlap them.
         job = self.runner.start(reply, message, recent, client_address, tools)
-        await self._recent.changed(conversation.id, [*earlier_results, message, reply])
-        for result in earlier_results:
-            await self._publish(conversation.id, MessageEvent(result))
-        await self._publish(conversation.id, MessageEvent(message))
-        await self._publish(conversation.id, MessageEvent(reply))
+        # The member sees the reply's first delta only after these: the history's new version and the exchange's
+        # events (one round trip for them all, in order) go at once, on their separate connections.
+        stored = [*earlier_results, message, reply]
+        outcomes = await asyncio.gather(
+            self._recent.changed(conversation.id, stored),
+            publish_all(self.streams, conversation.id, [MessageEvent(m) for m in stored]),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return SentMessage(message, reply, job.events())
 
     async def _check_results(self, conversation_id: uuid.UUID, results: tuple[ToolResult, ...]) -> None:

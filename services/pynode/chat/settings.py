@@ -43,6 +43,14 @@ class ChatSettings(Section):
     chat_typing_seconds: float = Field(
         5.0, gt=0, description="How long a member shows as typing after SendTyping, unless renewed."
     )
+    chat_fast_exchange_commit: bool = Field(
+        False,
+        description="On PostgreSQL, commit each new exchange (the member's message and the reply it starts) "
+        "without waiting for the write-ahead log's flush to disk (synchronous_commit off for that transaction "
+        "only): the first token comes a disk flush sooner, and a crash of the database server may lose the "
+        "exchanges of its last fraction of a second (never corrupting anything; each answer's end is still "
+        "committed durably).",
+    )
     chat_lease_seconds: float = Field(
         15.0,
         gt=0,

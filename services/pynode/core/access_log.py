@@ -60,14 +60,22 @@ class AccessLog:
         if not batch:
             return
         lines = []
+        second, whole = -1, ""
+        peers: dict[str, str] = {}  # a batch comes from few addresses: each escaped once
         for created, request_id, method, code, duration_ms, peer, reason, user, trace_id in batch:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+            if int(created) != second:  # a batch spans a few seconds: each formatted once
+                second = int(created)
+                whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            stamp = f"{whole}.{int(created % 1 * 1000):03d}Z"
+            quoted = peers.get(peer)
+            if quoted is None:
+                quoted = peers[peer] = json.dumps(peer)
             # Formatted by hand (json.dumps of the whole dict costs more than the RPC's own logging
             # budget); request ids, methods and codes come from fixed alphabets, the rest is escaped.
             line = (
                 f'{{"ts": "{stamp}", "level": "info", "logger": "{LOGGER_NAME}", "msg": "rpc", '
                 f'"request_id": "{request_id}", "method": "{method}", "code": "{code}", '
-                f'"duration_ms": {duration_ms}, "peer": {json.dumps(peer)}'
+                f'"duration_ms": {duration_ms}, "peer": {quoted}'
             )
             if user:  # user ids and service names come from verified tokens, but escape them all the same
                 line += f', "user": {json.dumps(user)}'

@@ -74,8 +74,26 @@ def _nested(descriptor: Any) -> tuple[_descriptor.FieldDescriptor, ...]:
     )
 
 
+@cache
+def _has_rules(descriptor: Any) -> bool:
+    """Whether `descriptor` or any message type it holds declares a rule (most requests have none)."""
+    seen: set[Any] = set()
+    pending = [descriptor]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if _rules_for(current):
+            return True
+        pending.extend(fd.message_type for fd in _nested(current))
+    return False
+
+
 def validate(message: Message) -> None:
     """Raise InvalidArgument listing every rule `message` (and its sub-messages) breaks."""
+    if not _has_rules(message.DESCRIPTOR):  # decided once per type: a cheap call's request is not walked
+        return
     violations: list[FieldViolation] = []
     _collect(message, "", violations)
     if violations:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, exc, text
+from sqlalchemy import Connection, DateTime, Engine, Executable, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -39,6 +40,10 @@ STATEMENT_SECONDS = 10.0
 POOL_SECONDS = 5.0
 CONNECT_SECONDS = 5
 RETRY_AFTER_SECONDS = 1.0
+# A pooled connection idle longer than this is pinged before use (SQLAlchemy's pre-ping, but not on every
+# checkout): one used a moment ago answered a moment ago, and a ping per checkout was a round trip on the path
+# of every answer's first token.
+PING_IDLE_SECONDS = 1.0
 
 # Stable constraint names so migrations read the same on both databases.
 NAMING = {
@@ -130,6 +135,31 @@ class BoundedPool(AsyncAdaptedQueuePool):
             raise _unavailable("has no free connection (every pooled one is busy)") from None
 
 
+def _ping_when_idle(engine: Engine) -> None:
+    """Pre-ping pooled connections that sat idle past PING_IDLE_SECONDS. A dead one
+    invalidates the pool, as SQLAlchemy's own pre-ping does, and the checkout is retried on a new connection: a
+    database restart still costs no call. A connection checked in a moment ago is used as it is; should the
+    database have gone in that moment, the statement fails as UNAVAILABLE and the pool is renewed."""
+    dialect = engine.dialect
+
+    def checked_in(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE_SECONDS:  # a new connection, or one just used
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.InvalidatePoolError() from None
+            raise
+
+    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "checkout", checked_out)
+
+
 class Database:
     """Owns the engine and hands out sessions."""
 
@@ -148,7 +178,7 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         # hide_parameters: a failed statement's message (logged, perhaps with a traceback) must never carry
         # bound values such as password hashes.
-        options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite, "hide_parameters": True}
+        options: dict[str, Any] = {"hide_parameters": True}
         if not self.is_sqlite:
             connect: dict[str, Any] = {"connect_timeout": CONNECT_SECONDS}
             if statement_timeout > 0:  # per connection, so also inside every transaction
@@ -158,6 +188,8 @@ class Database:
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         event.listen(self.engine.sync_engine, "handle_error", _outage)
+        if not self.is_sqlite:
+            _ping_when_idle(self.engine.sync_engine)
         tracing.instrument_engine(self.engine)  # a span per statement when traces are on
         self._blocking: Engine | None = None
         self._threads: BlockingPool | None = None
@@ -179,6 +211,8 @@ class Database:
                 # other blocking work (file reads and writes) needs.
                 self._threads = pools.pool("sqlite", BLOCKING_THREADS)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The same pool, each checkout in autocommit (psycopg's flag, set and reset without a round trip).
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def transaction(self, work: Callable[[Connection], Result]) -> Result:
         """Run `work` with a plain (blocking) connection in one transaction, committed when it returns: on a
@@ -187,6 +221,16 @@ class Database:
             return await self._threads.run(self._in_thread, self._blocking, work)
         async with self.engine.begin() as connection:
             return await connection.run_sync(work)
+
+    async def statement(self, statement: Executable, parameters: dict[str, Any] | None = None) -> None:
+        """Run one statement as a transaction of its own. On PostgreSQL it runs in autocommit, where a single
+        statement is atomic anyway: one round trip, without the BEGIN and the COMMIT around it. (On SQLite
+        through `transaction`: one trip to a worker thread.)"""
+        if self._blocking is not None or self.is_sqlite:
+            await self.transaction(lambda connection: connection.execute(statement, parameters))
+            return
+        async with self._autocommit.connect() as connection:
+            await connection.execute(statement, parameters)
 
     @staticmethod
     def _in_thread(engine: Engine, work: Callable[[Connection], Result]) -> Result:

@@ -53,6 +53,9 @@ class EventStreams(Protocol):
     async def append(self, stream: str, payload: bytes) -> str:
         """Add an event; returns its id. The oldest are trimmed beyond the configured length."""
 
+    async def append_many(self, stream: str, payloads: list[bytes]) -> list[str]:
+        """Add events in order, in one round trip; returns their ids."""
+
     async def last_id(self, stream: str) -> str:
         """The id of the newest event ("0-0" when there is none)."""
 

@@ -4,6 +4,7 @@ the browsers' gateway beside it, and the ports they pick."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -74,6 +75,11 @@ async def _serve_traced(settings: Settings) -> None:
         await server.stop(0)  # also closes the platform
         raise
     gateway, described = await _start_gateway(settings, server)
+    # What start-up made (modules, descriptors, settings, pools) lives as long as the process: frozen out of the
+    # collector's generations, it is no longer walked by every full collection (a cheap call's throughput
+    # rose about a tenth on the bench).
+    gc.collect()
+    gc.freeze()
     # Human lines on stdout; the JSON log stream stays on stderr.
     print(_banner(settings, server, described), flush=True)
     stop = asyncio.Event()

@@ -47,6 +47,9 @@ class MemoryEventStreams:
         log.changed = asyncio.Event()
         return f"0-{key[1]}"
 
+    async def append_many(self, stream: str, payloads: list[bytes]) -> list[str]:
+        return [await self.append(stream, payload) for payload in payloads]
+
     async def last_id(self, stream: str) -> str:
         log = self._logs.get(stream)
         return log.events[-1][1].id if log and log.events else "0-0"

@@ -107,15 +107,19 @@ class RedisEventStreams:
     def _k(self, stream: str) -> str:
         return self._prefix + stream
 
-    @unavailable_on_outage
     async def append(self, stream: str, payload: bytes) -> str:
+        return (await self.append_many(stream, [payload]))[0]
+
+    @unavailable_on_outage
+    async def append_many(self, stream: str, payloads: list[bytes]) -> list[str]:
         key = self._k(stream)
         async with self._client.pipeline(transaction=False) as pipe:
-            # Exact trimming: `read_after` tells a reader it missed events from the first event kept.
-            pipe.xadd(key, {"p": payload}, maxlen=self._max_len, approximate=False)
+            for payload in payloads:
+                # Exact trimming: `read_after` tells a reader it missed events from the first event kept.
+                pipe.xadd(key, {"p": payload}, maxlen=self._max_len, approximate=False)
             pipe.expire(key, IDLE_SECONDS)
-            event_id, _ = await pipe.execute()
-        return _text(event_id)
+            *ids, _ = await pipe.execute()
+        return [_text(event_id) for event_id in ids]
 
     @unavailable_on_outage
     async def last_id(self, stream: str) -> str:
