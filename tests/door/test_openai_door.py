@@ -2,8 +2,8 @@
 clients: the official `openai` package (whole and streamed answers, tools, embeddings, errors as its exception
 classes, a stream closed mid-way) and `curl`; and bad input, which always gets OpenAI's JSON error with a 4xx.
 
-Calls carry a credential as `Authorization: Bearer`: an access token today (the `credential` fixture), a
-personal API key as another variant once keys exist.
+Calls carry a credential as `Authorization: Bearer`: an access token or a personal API key (the two variants of
+the `credential` fixture).
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ Credential = Callable[[], Awaitable[str]]
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     port = _port()
-    process, _, banner = await _serve(tmp_path_factory.mktemp("door"), port)
+    # Every test signs a new user up from this one address (twice for a key): above the default 30 a minute.
+    process, _, banner = await _serve(
+        tmp_path_factory.mktemp("door"), port, {"DEVPYNODE_RATE_LIMIT_PER_MINUTE": "1000"}
+    )
     assert any("the OpenAI-compatible API at /v1" in line for line in banner), banner
     try:
         yield f"http://127.0.0.1:{port}"
@@ -53,12 +56,48 @@ async def _access_token(base: str) -> str:
     return str(answer.json()["tokens"]["accessToken"])
 
 
-@pytest.fixture(params=["access_token"])
+async def _api_key(base: str, scope: str = "API_KEY_SCOPE_AI") -> str:
+    """A fresh user's personal API key (AI scope: what an OpenAI client needs), made over REST."""
+    token = await _access_token(base)
+    async with httpx.AsyncClient() as http:
+        made = await http.post(
+            f"{base}/v1/api-keys",
+            json={"name": "openai sdk", "scope": scope},
+            headers={"authorization": f"Bearer {token}"},
+        )
+    assert made.status_code == 200, made.text
+    return str(made.json()["secret"])
+
+
+@pytest.fixture(params=["access_token", "api_key"])
 def credential(request: pytest.FixtureRequest, gateway: str) -> Credential:
-    """A fresh user's credential for `Authorization: Bearer` (each call makes a new user)."""
+    """A fresh user's credential for `Authorization: Bearer` (each call makes a new user): an access token, or
+    a personal API key, the credential an OpenAI client is meant to hold."""
     if request.param == "access_token":
         return lambda: _access_token(gateway)
+    if request.param == "api_key":
+        return lambda: _api_key(gateway)
     raise AssertionError(request.param)
+
+
+async def test_a_revoked_or_read_only_key_is_refused_in_openais_shape(gateway: str) -> None:
+    token = await _access_token(gateway)
+    session = {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=gateway) as http:
+        made = (await http.post("/v1/api-keys", json={"name": "soon revoked"}, headers=session)).json()
+        key = {"authorization": f"Bearer {made['secret']}"}
+        assert (await http.get("/v1/models", headers=key)).status_code == 200
+        revoked = await http.post(f"/v1/api-keys/{made['apiKey']['id']}:revoke", json={}, headers=session)
+        assert revoked.status_code == 200, revoked.text
+        refused = await http.get("/v1/models", headers=key)
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"]["type"] and "traceback" not in refused.text.lower()
+    reader = await _api_key(gateway, "API_KEY_SCOPE_READ_ONLY")
+    async with openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=reader, max_retries=0) as sdk:
+        with pytest.raises(openai.PermissionDeniedError):
+            await sdk.chat.completions.create(
+                model="builtin/echo", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+            )
 
 
 @pytest.fixture
