@@ -37,6 +37,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from envoy_data_plane.envoy.config.accesslog.v3 import (
+    AccessLogFilter,
+    AndFilter,
+    ComparisonFilter,
+    ComparisonFilterOp,
+    HeaderFilter,
+    StatusCodeFilter,
+)
 from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
 from envoy_data_plane.envoy.config.cluster.v3 import (
     CircuitBreakers,
@@ -57,7 +65,9 @@ from envoy_data_plane.envoy.config.core.v3 import (
     Http2ProtocolOptions,
     HttpProtocolOptions,
     Pipe,
+    RuntimeUInt32,
     SocketAddress,
+    SubstitutionFormatString,
     TransportSocket,
 )
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints
@@ -65,6 +75,7 @@ from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Liste
 from envoy_data_plane.envoy.config.overload.v3 import OverloadManager, ResourceMonitor
 from envoy_data_plane.envoy.config.route.v3 import (
     DirectResponseAction,
+    HeaderMatcher,
     Route,
     RouteAction,
     RouteConfiguration,
@@ -79,6 +90,8 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
     HttpConnectionManager,
     HttpConnectionManagerCodecType,
     HttpFilter,
+    LocalReplyConfig,
+    ResponseMapper,
 )
 from envoy_data_plane.envoy.extensions.resource_monitors.downstream_connections.v3 import (
     DownstreamConnectionsConfig,
@@ -98,6 +111,7 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import HttpProtocolOptionsExplicitHttpConfig
 from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.google.protobuf import Any as AnyMessage
+from envoy_data_plane.google.protobuf import Struct, Value
 from google.protobuf import descriptor_pool
 
 from pynode.app import modules
@@ -166,6 +180,48 @@ class GatewayOptions:
     # calls that carry it, not from every loopback peer. Empty: no header (compose and Helm).
     secret: str = ""
     traces: TraceExport | None = None  # Envoy's spans and traceparent to the services (OTEL_* variables)
+
+
+# Envoy's own answers on REST paths, by HTTP status: the google.rpc code a REST client expects in the JSON body.
+_REST_LOCAL_CODES = {400: 3, 413: 8}  # INVALID_ARGUMENT (the transcoder could not read the JSON), RESOURCE_EXHAUSTED
+
+
+def _rest_local_replies() -> LocalReplyConfig:
+    """REST clients get errors as JSON `google.rpc.Status` everywhere: the services' errors are transcoded, but
+    what Envoy answers itself (the transcoder's "Expected : between key:value pair", an unknown query parameter,
+    a body over the buffer's limit) was plain text, with fragments of the request in it."""
+
+    def on_rest(status: int) -> AccessLogFilter:
+        return AccessLogFilter(
+            and_filter=AndFilter(
+                filters=[
+                    AccessLogFilter(
+                        status_code_filter=StatusCodeFilter(
+                            comparison=ComparisonFilter(
+                                op=ComparisonFilterOp.EQ,
+                                value=RuntimeUInt32(default_value=status, runtime_key=f"rest_local_{status}"),
+                            )
+                        )
+                    ),
+                    AccessLogFilter(
+                        header_filter=HeaderFilter(
+                            header=HeaderMatcher(name=":path", string_match=StringMatcher(prefix="/v1/"))
+                        )
+                    ),
+                ]
+            )
+        )
+
+    def status_json(code: int) -> SubstitutionFormatString:
+        fields = {"code": Value(number_value=code), "message": Value(string_value="%LOCAL_REPLY_BODY%")}
+        return SubstitutionFormatString(json_format=Struct(fields=fields))
+
+    return LocalReplyConfig(
+        mappers=[
+            ResponseMapper(filter=on_rest(status), body_format_override=status_json(code))
+            for status, code in _REST_LOCAL_CODES.items()
+        ]
+    )
 
 
 def _admin_address(options: GatewayOptions) -> Address:
@@ -406,6 +462,7 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
             max_connection_duration=MAX_CONNECTION, idle_timeout=CONNECTION_IDLE
         ),
         http2_protocol_options=Http2ProtocolOptions(max_concurrent_streams=STREAMS_PER_CONNECTION),
+        local_reply_config=_rest_local_replies(),
         route_config=RouteConfiguration(
             name="services",
             virtual_hosts=[
