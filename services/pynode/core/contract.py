@@ -74,6 +74,12 @@ def _nested(descriptor: Any) -> tuple[_descriptor.FieldDescriptor, ...]:
     )
 
 
+def max_bytes(field: _descriptor.FieldDescriptor) -> int:
+    """The contract's size limit on a bytes or string field, in bytes (0: none)."""
+    opts = field.GetOptions()
+    return opts.Extensions[options_pb2.rules].max_bytes if opts.HasExtension(options_pb2.rules) else 0
+
+
 def validate(message: Message) -> None:
     """Raise InvalidArgument listing every rule `message` (and its sub-messages) breaks."""
     violations: list[FieldViolation] = []

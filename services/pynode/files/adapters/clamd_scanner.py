@@ -14,6 +14,7 @@ import struct
 
 from pynode.core import tracing
 from pynode.core.errors import FailedPrecondition, Unavailable
+from pynode.files.ports import Chunk
 
 CONNECT_SECONDS = 5.0
 VERDICT_SECONDS = 60.0
@@ -32,7 +33,7 @@ class Scan:
         self._reader = reader
         self._writer = writer
 
-    async def feed(self, chunk: bytes) -> None:
+    async def feed(self, chunk: Chunk) -> None:
         try:
             self._writer.write(struct.pack(">I", len(chunk)) + chunk)
             await self._writer.drain()

@@ -42,7 +42,7 @@ from pynode.core.executors import Executors
 from pynode.core.settings import SettingsError
 from pynode.files import pools
 from pynode.files.domain import past_the_end
-from pynode.files.ports import Observer
+from pynode.files.ports import Chunk, Observer
 
 log = logging.getLogger("pynode.files")
 
@@ -170,7 +170,7 @@ class S3Writer:
         self._sending: asyncio.Future[None] | None = None
         self._done = False
 
-    async def write(self, chunk: bytes) -> None:
+    async def write(self, chunk: Chunk) -> None:
         if self._observe is not None:
             if len(chunk) >= _HASH_IN_THREAD:
                 await self._s3.pool.run(self._observe, chunk)
