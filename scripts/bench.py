@@ -21,12 +21,14 @@ Scenarios (targets from the issues):
   gateway  native gRPC straight to serve vs through its Envoy child: first token (<= +1 ms) and CPU per call.
   traces   GetCurrentUser with tracing off, on (every call sampled) and configured but sampled out: >= 0.85x and
            >= 0.97x the untraced server (bench_traces.py).
-  files-s3 the same upload and download with the files service on S3 (SeaweedFS), vs the minio client direct.
+  files-s3 the same upload and download with the files service on S3 (SeaweedFS), vs the minio client direct:
+           download >= 0.8x (issue 25).
   local-model  the real local model (llama.cpp + SmolLM2) through the router vs a bare httpx client reading
            the same server, c=1 and c=4: tokens/s >= 0.9x, first token <= +3 ms (bench_local.py; needs
            scripts/install-local-model).
   files    a 1 GiB upload and download through the files service vs bare grpcio streams and a plain disk
-           write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py).
+           write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py): upload
+           server CPU <= 1.2x its parts, throughput >= 0.9x the bound, scanned >= 0.8x clamd alone (issue 25).
 """
 
 from __future__ import annotations
@@ -341,14 +343,16 @@ async def files_scenario(
         return result
 
     for _ in range(max(2, args.rounds // 2)):
-        seconds, spent = bench_files.disk_write_seconds(workdir)
+        bare_up.append((await counted("bare upload", echo_pid, bench_files.timed_upload(bare, ())))[0])
+        # The plain write and the mesh's upload one after the other, each into pages nobody just freed.
+        seconds, spent, written = bench_files.disk_write_seconds(workdir)
         disk.append(seconds)
         disk_cpu.append(spent)
-        bare_up.append((await counted("bare upload", echo_pid, bench_files.timed_upload(bare, ())))[0])
         before = bench_files.rss_mib(mesh_pid)
         stop = asyncio.Event()
         sampler = asyncio.ensure_future(bench_files.peak_rss(mesh_pid, stop))
         seconds, file_id = await counted("mesh upload", mesh_pid, bench_files.timed_upload(routed, bearer))
+        written.unlink()
         mesh_up.append(seconds)
         mesh_down.append(await counted("mesh download", mesh_pid, bench_files.timed_download(routed, file_id, bearer)))
         stop.set()
@@ -364,15 +368,12 @@ async def files_scenario(
     slower = max(med(disk), med(bare_up))
     up_ratio, down_ratio = slower / med(mesh_up), med(bare_down) / med(mesh_down)
     rss = max(growth)
-    ok = up_ratio >= 0.8 and down_ratio >= 0.8 and rss < 64
-    print(
-        f"  -> upload {up_ratio:.2f}x the slower baseline (target >= 0.8x), download {down_ratio:.2f}x "
-        f"(target >= 0.8x), server RSS growth {rss:.1f} MiB (target < 64) {verdict(ok)}"
-    )
     # Where the time goes, per MiB: each transfer's CPU in the server (every thread) and in this client, and
     # the two costs an upload adds to the bare one (SHA-256; copying into the page cache, from the plain
-    # write's own CPU). With client and servers sharing this machine's CPUs, an upload cannot take less than
-    # (its client's CPU + the bare server's + those two) / CPUs: the bound on its ratio printed last.
+    # write's own CPU). The upload targets (issue 25): the server's CPU per MiB at most 1.2x the sum of those
+    # parts (the bare server's receive, SHA-256, the page-cache write), and a throughput at least 0.9x the
+    # bound: with client and servers sharing this machine's CPUs, an upload cannot take less than (its
+    # client's CPU + the parts) / CPUs, nor less than the bare upload, nor less than the plain write + fsync.
     mib = bench_files.SIZE / bench_files.MIB
     sha, write = bench_files.hashing_seconds() / mib, med(disk_cpu) / mib
     print(
@@ -383,19 +384,36 @@ async def files_scenario(
         )
         + f"; SHA-256 {sha * 1e3:.2f}, page-cache write {write * 1e3:.2f})"
     )
-    need = med(cpu["bare upload", "client"]) + med(cpu["bare upload", "server"]) + (sha + write) * mib
+    parts = med(cpu["bare upload", "server"]) / mib + sha + write
+    server_cpu = med(cpu["mesh upload", "server"]) / mib
+    # Per round too (each round's mesh upload against the same round's parts): the machine's drift shows.
+    per_round = [
+        m / (b + d + sha * mib)
+        for m, b, d in zip(cpu["mesh upload", "server"], cpu["bare upload", "server"], disk_cpu, strict=True)
+    ]
+    need = med(cpu["bare upload", "client"]) + parts * mib
     cpus = len(server_cpus | os.sched_getaffinity(0))
-    fastest = max(med(bare_up), need / cpus)
+    fastest = max(med(bare_up), need / cpus, med(disk))
+    cpu_ratio, bound_ratio = server_cpu / parts, fastest / med(mesh_up)
+    ok = cpu_ratio <= 1.2 and bound_ratio >= 0.9 and down_ratio >= 0.8 and rss < 64
     print(
         f"  (an upload needs at least {need / mib * 1e3:.2f} ms of CPU per MiB on {cpus} CPU(s): at best "
         f"{fastest / mib * 1e3:.2f} ms per MiB, {slower / fastest:.2f}x the slower baseline)"
+    )
+    print(
+        f"  -> upload: server CPU {server_cpu * 1e3:.2f} ms/MiB = {cpu_ratio:.2f}x its parts' "
+        f"{parts * 1e3:.2f} (target <= 1.2x; per round {', '.join(f'{r:.2f}' for r in per_round)}), "
+        f"throughput {bound_ratio:.2f}x the bound (target >= 0.9x; {up_ratio:.2f}x the slower baseline); "
+        f"download {down_ratio:.2f}x (target >= 0.8x); server RSS growth {rss:.1f} MiB (target < 64) {verdict(ok)}"
     )
     figures = {
         "upload_ratio": up_ratio,
         "download_ratio": down_ratio,
         "rss_growth_mib": rss,
-        "upload_bound_ratio": slower / fastest,
-        "server_cpu_ms_per_mib_upload": med(cpu["mesh upload", "server"]) / mib * 1e3,
+        "upload_bound_ratio": bound_ratio,
+        "upload_cpu_to_parts": cpu_ratio,
+        "server_cpu_ms_per_mib_upload": server_cpu * 1e3,
+        "parts_cpu_ms_per_mib": parts * 1e3,
     }
     scanned = await scanned_upload(workdir, env)
     if scanned is not None:
@@ -403,18 +421,23 @@ async def files_scenario(
         bench_files.report_line("mesh: UploadFile, scanned by clamd", through)
         bench_files.report_line("baseline: clamd alone, INSTREAM of the same bytes", alone)
         scan_ratio = slower / through
-        scan_ok = scan_ratio >= 0.8
+        scan_ok = alone / through >= 0.8  # issue 25: against clamd's own speed on the same bytes
         ok &= scan_ok
         print(
-            f"  -> scanned upload {scan_ratio:.2f}x the slower baseline (target >= 0.8x) {verdict(scan_ok)}; "
-            f"{alone / through:.2f}x clamd's own speed; clamd by itself reaches {slower / alone:.2f}x the slower "
+            f"  -> scanned upload {alone / through:.2f}x clamd's own speed (target >= 0.8x) {verdict(scan_ok)}; "
+            f"{scan_ratio:.2f}x the slower baseline; clamd by itself reaches {slower / alone:.2f}x the slower "
             "baseline"
         )
         figures["scanned_ratio"] = scan_ratio
         figures["scanned_to_clamd"] = alone / through
     else:
         print("  (clamd not installed: the scanned upload was not measured)")
-    return Outcome(figures, "upload and download >= 0.8x, RSS growth < 64 MiB, scanned >= 0.8x", ok)
+    return Outcome(
+        figures,
+        "upload server CPU <= 1.2x its parts and >= 0.9x the bound, download >= 0.8x, RSS growth < 64 MiB, "
+        "scanned >= 0.8x clamd alone",
+        ok,
+    )
 
 
 async def gateway_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> Outcome:
@@ -589,14 +612,17 @@ async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[s
         bench_files.report_line("mesh: UploadFile to S3", med(mesh_up), size)
         bench_files.report_line("baseline: minio client get_object", med(direct_down), size)
         bench_files.report_line("mesh: DownloadFile from S3", med(mesh_down), size)
+        down_ratio = med(direct_down) / med(mesh_down)
+        per_round = [d / m for d, m in zip(direct_down, mesh_down, strict=True)]
+        ok = down_ratio >= 0.8
         print(
-            f"  -> on S3: upload {med(direct_up) / med(mesh_up):.2f}x the direct client, download "
-            f"{med(direct_down) / med(mesh_down):.2f}x (figures only)"
+            f"  -> on S3: upload {med(direct_up) / med(mesh_up):.2f}x the direct client (figures only), download "
+            f"{down_ratio:.2f}x (target >= 0.8x; per round {', '.join(f'{r:.2f}' for r in per_round)}) {verdict(ok)}"
         )
         return Outcome(
-            {"upload_ratio": med(direct_up) / med(mesh_up), "download_ratio": med(direct_down) / med(mesh_down)},
-            "figures only",
-            None,
+            {"upload_ratio": med(direct_up) / med(mesh_up), "download_ratio": down_ratio},
+            "download >= 0.8x the direct client",
+            ok,
         )
     finally:
         if mesh is not None and mesh.returncode is None:

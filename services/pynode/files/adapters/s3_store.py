@@ -247,11 +247,20 @@ class S3BlobStore:
             if offset > size:
                 raise past_the_end(offset, size) from None
             return  # at the end exactly: nothing to read
+        # The next chunk is read in a thread while this one is sent (the read and the send overlap, rather than
+        # taking turns); it is this generator's own future, awaited whatever ends the download.
+        reader = response.stream(CHUNK)
+        ahead: asyncio.Future[bytes] | None = None
         try:
-            reader = response.stream(CHUNK)
-            while chunk := await s3.call(next, reader, b""):
+            ahead = asyncio.ensure_future(s3.call(next, reader, b""))
+            while chunk := await asyncio.shield(ahead):
+                ahead = asyncio.ensure_future(s3.call(next, reader, b""))
                 yield chunk
         finally:
+            if ahead is not None and not ahead.done():
+                await asyncio.wait([ahead])  # its thread still reads the response
+            if ahead is not None and ahead.done() and not ahead.cancelled():
+                ahead.exception()  # seen: the download's own error (if any) is already on its way
             response.close()
             response.release_conn()
 
