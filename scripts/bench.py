@@ -344,15 +344,16 @@ async def files_scenario(
 
     for _ in range(max(2, args.rounds // 2)):
         bare_up.append((await counted("bare upload", echo_pid, bench_files.timed_upload(bare, ())))[0])
-        # The plain write and the mesh's upload one after the other, each into pages nobody just freed.
-        seconds, spent, written = bench_files.disk_write_seconds(workdir)
+        # The plain write and the mesh's upload each copy into pages in the same state (settle_page_cache).
+        await asyncio.to_thread(bench_files.settle_page_cache, workdir)
+        seconds, spent = bench_files.disk_write_seconds(workdir)
         disk.append(seconds)
         disk_cpu.append(spent)
+        await asyncio.to_thread(bench_files.settle_page_cache, workdir)
         before = bench_files.rss_mib(mesh_pid)
         stop = asyncio.Event()
         sampler = asyncio.ensure_future(bench_files.peak_rss(mesh_pid, stop))
         seconds, file_id = await counted("mesh upload", mesh_pid, bench_files.timed_upload(routed, bearer))
-        written.unlink()
         mesh_up.append(seconds)
         mesh_down.append(await counted("mesh download", mesh_pid, bench_files.timed_download(routed, file_id, bearer)))
         stop.set()

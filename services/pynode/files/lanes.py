@@ -6,7 +6,7 @@ The loop puts each chunk in the upload's queue and goes back to the network; one
 a time takes chunks out of the queue, as long as there are any (at most TRIP_CHUNKS, then the trip goes to the
 back of the lane, so uploads that share a lane take turns). While the disk keeps up, an upload costs a trip
 per burst of chunks rather than a trip and a wake-up of the loop per chunk (the profile's thread hops); the
-loop waits, and is woken, only when the queue holds more than its depth. A fixed number of lanes bounds the
+loop waits only when the queue holds more than its depth, and is woken when half of it is written. A fixed number of lanes bounds the
 threads whatever the number of uploads.
 """
 
@@ -63,7 +63,8 @@ class Lane:
             start, self._busy = not self._busy, True
         if start:
             self._submit()
-        await self._until(lambda: self._queued <= self._depth)
+        if self._queued > self._depth:  # full: on again once half is written (a wake-up per half, not per chunk)
+            await self._until(lambda: self._queued <= self._depth // 2)
         self._raise()
 
     async def drain(self) -> None:
@@ -118,7 +119,9 @@ class Lane:
                 return
             with self._lock:
                 self._queued -= len(chunk)
-                waiter, self._waiter = self._waiter, None
+                waiter = None
+                if self._queued <= self._depth // 2:  # what a full queue's put waits for
+                    waiter, self._waiter = self._waiter, None
             self._wake(waiter)
         else:
             self._submit()  # more to do: behind the other uploads on this lane
