@@ -6,8 +6,8 @@ The loop puts each chunk in the upload's queue and goes back to the network; one
 a time takes chunks out of the queue, as long as there are any (at most TRIP_CHUNKS, then the trip goes to the
 back of the lane, so uploads that share a lane take turns). While the disk keeps up, an upload costs a trip
 per burst of chunks rather than a trip and a wake-up of the loop per chunk (the profile's thread hops); the
-loop waits only when the queue holds more than its depth, and is woken when half of it is written. A fixed number of lanes bounds the
-threads whatever the number of uploads.
+loop waits only when the queue holds more than its depth, and is woken when half of it is written. A fixed
+number of lanes bounds the threads whatever the number of uploads.
 """
 
 from __future__ import annotations
