@@ -20,8 +20,8 @@ import time
 from pynode.core.executors import BlockingPool
 
 TRIM_EVERY = 5.0  # seconds between trims at most: it walks the heap, holding the arenas' locks
-KEEP_FREE_BYTES = 32 * 1024 * 1024  # glibc M_TRIM_THRESHOLD: free bytes at the heap's top kept between trims
-MMAP_FROM_BYTES = 8 * 1024 * 1024  # glibc M_MMAP_THRESHOLD: larger allocations get their own mapping
+KEEP_FREE_BYTES = 16 * 1024 * 1024  # glibc M_TRIM_THRESHOLD: free bytes at the heap's top kept between trims
+MMAP_FROM_BYTES = 4 * 1024 * 1024  # glibc M_MMAP_THRESHOLD: larger allocations get their own mapping
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 
 
