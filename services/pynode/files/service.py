@@ -161,7 +161,7 @@ class FilesService:
             self.metrics.ended("stream", exc, 0)
             raise
         self.metrics.ended("stream", None, stored.size)
-        await self._memory.after_release(sum(self._downloads.values()))  # what the heap kept for it goes back
+        await self._memory.after_release(sum(self._downloads.values()))  # its buffers go back to the system
         return stored
 
     async def _upload(self, caller: Principal, metadata: UploadMetadata, chunks: AsyncIterator[Chunk]) -> StoredFile:
