@@ -26,12 +26,14 @@ Scenarios (targets from the issues):
            (bench_door.py).
   traces   GetCurrentUser with tracing off, on (every call sampled) and configured but sampled out: >= 0.85x and
            >= 0.97x the untraced server (bench_traces.py).
-  files-s3 the same upload and download with the files service on S3 (SeaweedFS), vs the minio client direct.
+  files-s3 the same upload and download with the files service on S3 (SeaweedFS), vs the minio client direct:
+           download >= 0.8x (issue 25).
   local-model  the real local model (llama.cpp + SmolLM2) through the router vs a bare httpx client reading
            the same server, c=1 and c=4: tokens/s >= 0.9x, first token <= +3 ms (bench_local.py; needs
            scripts/install-local-model).
   files    a 1 GiB upload and download through the files service vs bare grpcio streams and a plain disk
-           write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py).
+           write with fsync, with and without clamd scanning, and the server's RSS (bench_files.py): upload
+           server CPU <= 1.2x its parts, throughput >= 0.9x the bound, scanned >= 0.8x clamd alone (issue 25).
 """
 
 from __future__ import annotations
@@ -347,10 +349,13 @@ async def files_scenario(
         return result
 
     for _ in range(max(2, args.rounds // 2)):
+        bare_up.append((await counted("bare upload", echo_pid, bench_files.timed_upload(bare, ())))[0])
+        # The plain write and the mesh's upload each copy into pages in the same state (settle_page_cache).
+        await asyncio.to_thread(bench_files.settle_page_cache, workdir)
         seconds, spent = bench_files.disk_write_seconds(workdir)
         disk.append(seconds)
         disk_cpu.append(spent)
-        bare_up.append((await counted("bare upload", echo_pid, bench_files.timed_upload(bare, ())))[0])
+        await asyncio.to_thread(bench_files.settle_page_cache, workdir)
         before = bench_files.rss_mib(mesh_pid)
         stop = asyncio.Event()
         sampler = asyncio.ensure_future(bench_files.peak_rss(mesh_pid, stop))
@@ -370,15 +375,12 @@ async def files_scenario(
     slower = max(med(disk), med(bare_up))
     up_ratio, down_ratio = slower / med(mesh_up), med(bare_down) / med(mesh_down)
     rss = max(growth)
-    ok = up_ratio >= 0.8 and down_ratio >= 0.8 and rss < 64
-    print(
-        f"  -> upload {up_ratio:.2f}x the slower baseline (target >= 0.8x), download {down_ratio:.2f}x "
-        f"(target >= 0.8x), server RSS growth {rss:.1f} MiB (target < 64) {verdict(ok)}"
-    )
     # Where the time goes, per MiB: each transfer's CPU in the server (every thread) and in this client, and
     # the two costs an upload adds to the bare one (SHA-256; copying into the page cache, from the plain
-    # write's own CPU). With client and servers sharing this machine's CPUs, an upload cannot take less than
-    # (its client's CPU + the bare server's + those two) / CPUs: the bound on its ratio printed last.
+    # write's own CPU). The upload targets (issue 25): the server's CPU per MiB at most 1.2x the sum of those
+    # parts (the bare server's receive, SHA-256, the page-cache write), and a throughput at least 0.9x the
+    # bound: with client and servers sharing this machine's CPUs, an upload cannot take less than (its
+    # client's CPU + the parts) / CPUs, nor less than the bare upload, nor less than the plain write + fsync.
     mib = bench_files.SIZE / bench_files.MIB
     sha, write = bench_files.hashing_seconds() / mib, med(disk_cpu) / mib
     print(
@@ -389,19 +391,45 @@ async def files_scenario(
         )
         + f"; SHA-256 {sha * 1e3:.2f}, page-cache write {write * 1e3:.2f})"
     )
-    need = med(cpu["bare upload", "client"]) + med(cpu["bare upload", "server"]) + (sha + write) * mib
+    parts = med(cpu["bare upload", "server"]) / mib + sha + write
+    server_cpu = med(cpu["mesh upload", "server"]) / mib
+    # Per round too (each round's mesh upload against the same round's parts): the machine's drift shows.
+    per_round = [
+        m / (b + d + sha * mib)
+        for m, b, d in zip(cpu["mesh upload", "server"], cpu["bare upload", "server"], disk_cpu, strict=True)
+    ]
+    need = med(cpu["bare upload", "client"]) + parts * mib
     cpus = len(server_cpus | os.sched_getaffinity(0))
-    fastest = max(med(bare_up), need / cpus)
+    fastest = max(med(bare_up), need / cpus, med(disk))
+    cpu_ratio, bound_ratio = server_cpu / parts, fastest / med(mesh_up)
+    # The CPUs the bare upload really got (its CPU over its time): on a machine shared with other work, fewer
+    # than `cpus`; the same share for the mesh's CPU needs is what it could do here (printed, not a target).
+    shared = (med(cpu["bare upload", "client"]) + med(cpu["bare upload", "server"])) / med(bare_up)
+    own_need = med(cpu["mesh upload", "client"]) + med(cpu["mesh upload", "server"])
+    ok = cpu_ratio <= 1.2 and bound_ratio >= 0.9 and down_ratio >= 0.8 and rss < 64
     print(
         f"  (an upload needs at least {need / mib * 1e3:.2f} ms of CPU per MiB on {cpus} CPU(s): at best "
         f"{fastest / mib * 1e3:.2f} ms per MiB, {slower / fastest:.2f}x the slower baseline)"
+    )
+    print(
+        f"  (the bare upload got {shared:.2f} CPUs; at that share the parts allow {need / shared / mib * 1e3:.2f} ms "
+        f"per MiB, the mesh's own CPU {own_need / shared / mib * 1e3:.2f}: {need / own_need:.2f}x)"
+    )
+    print(
+        f"  -> upload: server CPU {server_cpu * 1e3:.2f} ms/MiB = {cpu_ratio:.2f}x its parts' "
+        f"{parts * 1e3:.2f} (target <= 1.2x; per round {', '.join(f'{r:.2f}' for r in per_round)}), "
+        f"throughput {bound_ratio:.2f}x the bound (target >= 0.9x; {up_ratio:.2f}x the slower baseline); "
+        f"download {down_ratio:.2f}x (target >= 0.8x); server RSS growth {rss:.1f} MiB (target < 64) {verdict(ok)}"
     )
     figures = {
         "upload_ratio": up_ratio,
         "download_ratio": down_ratio,
         "rss_growth_mib": rss,
-        "upload_bound_ratio": slower / fastest,
-        "server_cpu_ms_per_mib_upload": med(cpu["mesh upload", "server"]) / mib * 1e3,
+        "upload_bound_ratio": bound_ratio,
+        "upload_cpu_to_parts": cpu_ratio,
+        "server_cpu_ms_per_mib_upload": server_cpu * 1e3,
+        "parts_cpu_ms_per_mib": parts * 1e3,
+        "cpus_the_bare_upload_got": shared,
     }
     scanned = await scanned_upload(workdir, env)
     if scanned is not None:
@@ -409,18 +437,23 @@ async def files_scenario(
         bench_files.report_line("mesh: UploadFile, scanned by clamd", through)
         bench_files.report_line("baseline: clamd alone, INSTREAM of the same bytes", alone)
         scan_ratio = slower / through
-        scan_ok = scan_ratio >= 0.8
+        scan_ok = alone / through >= 0.8  # issue 25: against clamd's own speed on the same bytes
         ok &= scan_ok
         print(
-            f"  -> scanned upload {scan_ratio:.2f}x the slower baseline (target >= 0.8x) {verdict(scan_ok)}; "
-            f"{alone / through:.2f}x clamd's own speed; clamd by itself reaches {slower / alone:.2f}x the slower "
+            f"  -> scanned upload {alone / through:.2f}x clamd's own speed (target >= 0.8x) {verdict(scan_ok)}; "
+            f"{scan_ratio:.2f}x the slower baseline; clamd by itself reaches {slower / alone:.2f}x the slower "
             "baseline"
         )
         figures["scanned_ratio"] = scan_ratio
         figures["scanned_to_clamd"] = alone / through
     else:
         print("  (clamd not installed: the scanned upload was not measured)")
-    return Outcome(figures, "upload and download >= 0.8x, RSS growth < 64 MiB, scanned >= 0.8x", ok)
+    return Outcome(
+        figures,
+        "upload server CPU <= 1.2x its parts and >= 0.9x the bound, download >= 0.8x, RSS growth < 64 MiB, "
+        "scanned >= 0.8x clamd alone",
+        ok,
+    )
 
 
 async def gateway_scenario(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> Outcome:
@@ -582,27 +615,47 @@ async def files_s3_scenario(args: argparse.Namespace, workdir: Path, env: dict[s
             bearer = [("authorization", f"Bearer {registered.tokens.access_token}")]
             stub = files_pb2_grpc.FileServiceStub(channel)
             direct_up, direct_down, mesh_up, mesh_down = [], [], [], []
+            # CPU seconds of each download, by (who, whose): the S3 server, the service, the client (this process).
+            cpu: dict[tuple[str, str], list[float]] = {}
+            weed = s3.process.pid
             for _ in range(max(2, args.rounds // 2)):
-                up, down = await asyncio.to_thread(bench_files.direct_s3_seconds, s3, "bench-direct", size)
+                up, down, s3_cpu, own_cpu = await asyncio.to_thread(
+                    bench_files.direct_s3_seconds, s3, "bench-direct", size
+                )
                 direct_up.append(up)
                 direct_down.append(down)
+                cpu.setdefault(("direct", "S3 server"), []).append(s3_cpu)
+                cpu.setdefault(("direct", "client"), []).append(own_cpu)
                 seconds, file_id = await bench_files.timed_upload(stub, bearer, size)
                 mesh_up.append(seconds)
+                before = (bench_files.cpu_seconds(weed), bench_files.cpu_seconds(mesh.pid), time.process_time())
                 mesh_down.append(await bench_files.timed_download(stub, file_id, bearer, size))
+                after = (bench_files.cpu_seconds(weed), bench_files.cpu_seconds(mesh.pid), time.process_time())
+                for whose, start, end in zip(("S3 server", "service", "client"), before, after, strict=True):
+                    cpu.setdefault(("mesh", whose), []).append(end - start)
                 await stub.DeleteFile(files_pb2.DeleteFileRequest(file_id=file_id), metadata=bearer)
         med = statistics.median
         bench_files.report_line("baseline: minio client put_object on the S3 server", med(direct_up), size)
         bench_files.report_line("mesh: UploadFile to S3", med(mesh_up), size)
         bench_files.report_line("baseline: minio client get_object", med(direct_down), size)
         bench_files.report_line("mesh: DownloadFile from S3", med(mesh_down), size)
+        mib = size / bench_files.MIB
         print(
-            f"  -> on S3: upload {med(direct_up) / med(mesh_up):.2f}x the direct client, download "
-            f"{med(direct_down) / med(mesh_down):.2f}x (figures only)"
+            "  (download CPU ms per MiB: "
+            + ", ".join(f"{who} {whose} {med(spent) / mib * 1e3:.2f}" for (who, whose), spent in cpu.items())
+            + ")"
+        )
+        down_ratio = med(direct_down) / med(mesh_down)
+        per_round = [d / m for d, m in zip(direct_down, mesh_down, strict=True)]
+        ok = down_ratio >= 0.8
+        print(
+            f"  -> on S3: upload {med(direct_up) / med(mesh_up):.2f}x the direct client (figures only), download "
+            f"{down_ratio:.2f}x (target >= 0.8x; per round {', '.join(f'{r:.2f}' for r in per_round)}) {verdict(ok)}"
         )
         return Outcome(
-            {"upload_ratio": med(direct_up) / med(mesh_up), "download_ratio": med(direct_down) / med(mesh_down)},
-            "figures only",
-            None,
+            {"upload_ratio": med(direct_up) / med(mesh_up), "download_ratio": down_ratio},
+            "download >= 0.8x the direct client",
+            ok,
         )
     finally:
         if mesh is not None and mesh.returncode is None:

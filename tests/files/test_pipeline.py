@@ -1,6 +1,6 @@
-"""Where the files service's blocking work runs: each writer's own pipeline (a local upload hashes and writes a
-chunk in one trip to its lane, a bounded number behind), the process's named pools, never the loop's default
-pool; the one content check; the minio calls that are not public API."""
+"""Where the files service's blocking work runs: each writer's own pipeline (a local upload's chunks queue on
+its lane, each hashed and written in one piece of work, a bounded number of bytes behind), the process's named
+pools, never the loop's default pool; the one content check; the minio calls that are not public API."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from PIL import Image
 
 from pynode.core.errors import FailedPrecondition
 from pynode.files.adapters import local_store
-from pynode.files.adapters.local_store import PIPELINE_DEPTH, LocalBlobStore
+from pynode.files.adapters.local_store import PIPELINE_BYTES, LocalBlobStore
 from pynode.files.content import ContentCheck, Declared
 from pynode.files.lanes import Lane
 from tests.client import MeshClient, fails
@@ -84,31 +84,33 @@ async def test_no_files_work_runs_on_the_loops_default_pool(client: MeshClient) 
     assert watch.from_files == []
 
 
-async def test_a_local_upload_hashes_and_writes_each_chunk_in_one_trip_a_bounded_number_behind(
+async def test_a_local_upload_queues_its_chunks_on_its_lane_hashed_and_written_in_order_a_bounded_depth_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trips: list[bytes] = []
-    real_run = Lane.run
+    trips: list[int] = []
+    real_trip = Lane._trip
 
-    def counted(lane: Lane, work: Callable[[bytes], None], chunk: bytes) -> asyncio.Future[None]:
-        trips.append(chunk)
-        return real_run(lane, work, chunk)
+    def counted(lane: Lane) -> None:
+        trips.append(1)
+        real_trip(lane)
 
-    monkeypatch.setattr(Lane, "run", counted)
+    monkeypatch.setattr(Lane, "_trip", counted)
     release = threading.Event()
     observed: list[tuple[bytes, str]] = []
 
-    def observe(chunk: bytes) -> None:
-        release.wait(10)  # the lane's thread holds here: the chunks behind it wait
-        observed.append((chunk, threading.current_thread().name))
+    def observe(chunk: bytes | memoryview) -> None:
+        release.wait(10)  # the lane's thread holds here: the chunks behind it wait in the queue
+        observed.append((bytes(chunk), threading.current_thread().name))
 
     store = LocalBlobStore(tmp_path)
+    size = 256 * 1024
+    fits = PIPELINE_BYTES // size
+    chunks = [bytes([i]) * size for i in range(fits + 2)]
     try:
         writer = store.begin("users/u/uploads/f", observe)
-        chunks = [bytes([i]) * 1000 for i in range(PIPELINE_DEPTH + 2)]
-        for chunk in chunks[:PIPELINE_DEPTH]:
-            await writer.write(chunk)  # each returns at once: the pipeline holds up to PIPELINE_DEPTH
-        blocked = asyncio.ensure_future(writer.write(chunks[PIPELINE_DEPTH]))
+        for chunk in chunks[:fits]:
+            await writer.write(chunk)  # each returns at once: the queue holds up to PIPELINE_BYTES
+        blocked = asyncio.ensure_future(writer.write(chunks[fits]))
         for _ in range(20):
             await asyncio.sleep(0)
         assert not blocked.done()  # the first chunk cannot finish before the release: the depth is bounded
@@ -119,9 +121,9 @@ async def test_a_local_upload_hashes_and_writes_each_chunk_in_one_trip_a_bounded
     finally:
         release.set()
         store.close()
-    assert trips == chunks  # one trip per chunk, hash and write together
-    assert [c for c, _ in observed] == chunks  # hashed in order
+    assert [c for c, _ in observed] == chunks  # hashed in order, each in the trip that writes it
     assert all(name.startswith("files-lane-") for _, name in observed)
+    assert len(trips) < len(chunks)  # a trip takes every chunk queued (up to its turn), not one each
     assert (tmp_path / "users/u/uploads/f").read_bytes() == b"".join(chunks)
 
 

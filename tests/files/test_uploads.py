@@ -256,6 +256,18 @@ async def test_metadata_must_come_first_and_only_first(client: MeshClient) -> No
     assert twice.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_a_chunk_over_the_contracts_mib_is_refused_whichever_parser_reads_it(client: MeshClient) -> None:
+    # Chunk messages are read from the wire without protobuf (core.wire) only within the contract's size.
+    await client.register()
+    meta = files_pb2.UploadFileRequest(
+        metadata=files_pb2.FileMetadata(filename="big.bin", content_type="application/octet-stream")
+    )
+    big = files_pb2.UploadFileRequest(chunk=b"x" * (MIB + 1))
+    error = await fails(_stub(client).UploadFile(iter([meta, big]), metadata=client.md()))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.violations() == {"chunk": "TOO_LONG"}
+
+
 async def test_an_upload_refused_before_its_end_is_answered_with_the_servers_status(client: MeshClient) -> None:
     # Found by the fuzzer (forged token, real set): the server refused before reading the chunks and answered
     # UNAUTHENTICATED; grpcio's asyncio client turned a few answers in a hundred into INTERNAL when a chunk write

@@ -128,7 +128,9 @@ class MeshServer:
         ]
         self.server = grpc.aio.server(options=options)
         for registration in registrations:
-            edge.mount(self.server, registration.add_to_server, registration.servicer)
+            edge.mount(
+                self.server, registration.add_to_server, registration.servicer, parsers=registration.request_parsers
+            )
         self.health = DrainingHealth()
         edge.mount(self.server, health_pb2_grpc.add_HealthServicer_to_server, self.health, open_to_all=True)
         edge.mount(

@@ -90,6 +90,12 @@ def _has_rules(descriptor: Any) -> bool:
     return False
 
 
+def max_bytes(field: _descriptor.FieldDescriptor) -> int:
+    """The contract's size limit on a bytes or string field, in bytes (0: none)."""
+    opts = field.GetOptions()
+    return opts.Extensions[options_pb2.rules].max_bytes if opts.HasExtension(options_pb2.rules) else 0
+
+
 def validate(message: Message) -> None:
     """Raise InvalidArgument listing every rule `message` (and its sub-messages) breaks."""
     if not _has_rules(message.DESCRIPTOR):  # decided once per type: a cheap call's request is not walked

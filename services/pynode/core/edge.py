@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -27,7 +27,7 @@ from devpynode.common.v1 import options_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from pynode.core import api_keys, deadlines, errors, principal, status, tracing
+from pynode.core import api_keys, deadlines, errors, principal, status, tracing, wire
 from pynode.core.access_log import AccessLog
 from pynode.core.contract import MethodContract, validate
 from pynode.core.metrics import MethodLabels, MethodMetrics, ServerMetrics
@@ -167,9 +167,11 @@ class _Call:
         if who.api_key_id and isinstance(reporter, api_keys.KeyRefusals):
             await reporter.key_refused(who, self.contract.full_method, reason, self.client.address)
 
-    def admit(self, request: Message) -> Message:
+    def admit(self, request: Message | wire.LoneBytes) -> Message | wire.LoneBytes:
         """Count and validate one request message; returns it for the servicer."""
         self.metrics.received += 1
+        if isinstance(request, wire.LoneBytes):  # its parser held it to the contract (and it has nothing else)
+            return request
         if isinstance(request, _Malformed):
             _refuse_malformed(request)
         validate(request)
@@ -322,10 +324,12 @@ class Edge:
         servicer: Any,
         *,
         open_to_all: bool = False,
+        parsers: Mapping[str, Callable[[bytes], Any]] | None = None,
     ) -> None:
         """Register `servicer` through its generated `add_*_to_server`, every handler wrapped. Our
         services' access comes from their contracts; `open_to_all` mounts a standard service that has
-        none (health, reflection) as anonymous, still logged and counted."""
+        none (health, reflection) as anonymous, still logged and counted. `parsers` replace the generated
+        request deserializers of the methods they name (`core.wire`)."""
         capture = _HandlerCapture()
         add_to_server(servicer, capture)
         wrapped = {}
@@ -336,7 +340,7 @@ class Edge:
                 if not open_to_all:
                     raise KeyError(f"{full} has no contract")
                 contract = MethodContract(full, options_pb2.ACCESS_ANONYMOUS)
-            wrapped[name] = self._wrap(handler, contract)
+            wrapped[name] = self._wrap(handler, contract, (parsers or {}).get(name))
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, wrapped),))
         server.add_registered_method_handlers(capture.service, wrapped)
 
@@ -354,12 +358,15 @@ class Edge:
         return labels, self.metrics.for_method(labels)
 
     def _wrap(
-        self, handler: grpc.RpcMethodHandler[Any, Any], contract: MethodContract
+        self,
+        handler: grpc.RpcMethodHandler[Any, Any],
+        contract: MethodContract,
+        parser: Callable[[bytes], Any] | None = None,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         labels = self._method(contract, handler)
         anonymous = contract.access == options_pb2.ACCESS_ANONYMOUS
         kwargs = {
-            "request_deserializer": _tolerant(handler.request_deserializer),
+            "request_deserializer": _tolerant(parser or handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
 

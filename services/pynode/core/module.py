@@ -42,6 +42,9 @@ class Registration:
     descriptor: ServiceDescriptor
     add_to_server: Callable[[Any, Any], None]
     servicer: Any
+    # Request deserializers of the service's own for some methods (by name), in place of the generated ones:
+    # `core.wire` parsers that read a common message shape without copying it.
+    request_parsers: Mapping[str, Callable[[bytes], Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pynode.core.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from pynode.files import detect
-from pynode.files.ports import Scanner, ScanStream
+from pynode.files.ports import Chunk, Scanner, ScanStream
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,11 @@ class ContentCheck:
         """A check with its scan begun (UNAVAILABLE when a configured scanner cannot be reached)."""
         return cls(declared, allowed_types, await scanner.start() if scanner is not None else None)
 
-    def observe(self, chunk: bytes) -> None:
+    def observe(self, chunk: Chunk) -> None:
         """Hash a chunk: a blocking call, for the thread that carries the chunk (chunks come in order)."""
         self._digest.update(chunk)
 
-    async def see(self, chunk: bytes) -> None:
+    async def see(self, chunk: Chunk) -> None:
         """Count and sniff a chunk (the type is refused as soon as the head is in) and scan it."""
         self.size += len(chunk)
         if self._detected is None:

@@ -114,7 +114,7 @@ class FilesModule:
         from pynode.files.adapters.sql_files import SqlFileRepository, SqlUploadSessions
         from pynode.files.metrics import FilesMetrics
         from pynode.files.service import FilesService, Limits
-        from pynode.files.servicer import FileServicer
+        from pynode.files.servicer import FileServicer, request_parsers
         from pynode.files.sessions import SWEEP_SECONDS, UploadSessions
 
         store, staging, described, close_storage = await open_storage(settings, infra.data_dir, infra.executors)
@@ -144,7 +144,7 @@ class FilesModule:
 
         servicer = FileServicer(service, sessions)
         return ServiceParts(
-            [Registration(_SERVICE, files_pb2_grpc.add_FileServiceServicer_to_server, servicer)],
+            [Registration(_SERVICE, files_pb2_grpc.add_FileServiceServicer_to_server, servicer, request_parsers())],
             closers=[c for c in (close_storage, stop_background) if c is not None],
             component=FilesComponents(service, sessions),
             collectors=metrics.collectors,

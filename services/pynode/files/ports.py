@@ -10,7 +10,10 @@ from typing import Protocol
 
 from pynode.files.domain import StoredFile, UploadSessionRecord
 
-Observer = Callable[[bytes], None]
+Chunk = bytes | memoryview
+"""A run of an upload's bytes: a streamed upload's chunks are views of the messages gRPC received (no copy)."""
+
+Observer = Callable[[Chunk], None]
 """Called with each chunk, in order, by whoever carries the bytes to a thread anyway (the content check's
 SHA-256 rides along with a local write: one trip to a thread per chunk, not two)."""
 
@@ -20,7 +23,7 @@ class BlobWriter(Protocol):
     (local: chunks written on an ordered lane, a few behind; S3: one part in flight while the next fills); a
     failure in it surfaces at a later `write` or at `commit`."""
 
-    async def write(self, chunk: bytes) -> None:
+    async def write(self, chunk: Chunk) -> None:
         """Append bytes (they go to storage now: memory stays flat, at most a few chunks behind)."""
 
     async def drain(self) -> None:
@@ -111,7 +114,7 @@ class UploadSessionRepository(Protocol):
 class ScanStream(Protocol):
     """One scan in progress: the bytes in order, then the verdict."""
 
-    async def feed(self, chunk: bytes) -> None:
+    async def feed(self, chunk: Chunk) -> None:
         """Send the next bytes to the scanner (UNAVAILABLE when it gave up)."""
 
     async def verdict(self) -> None:

@@ -34,7 +34,7 @@ from pynode.files.domain import StoredFile, object_key, past_the_end
 from pynode.files.memory import MemoryReturn
 from pynode.files.metrics import FilesMetrics
 from pynode.files.names import display_name
-from pynode.files.ports import BlobStore, FileRepository, Scanner
+from pynode.files.ports import BlobStore, Chunk, FileRepository, Scanner
 
 RESERVE_STEP = 8 * 1024 * 1024  # a stream reserves quota in steps: one database write per 8 MiB, not per chunk
 STREAM_LEASE = timedelta(hours=1)  # a stream's reservation lapses this long after its last step (a crash's)
@@ -153,7 +153,7 @@ class FilesService:
         await self.reserve(reservation_id, owner, needed, expires)
         return needed
 
-    async def upload(self, caller: Principal, metadata: UploadMetadata, chunks: AsyncIterator[bytes]) -> StoredFile:
+    async def upload(self, caller: Principal, metadata: UploadMetadata, chunks: AsyncIterator[Chunk]) -> StoredFile:
         """Store a streamed upload, or nothing."""
         try:
             stored = await self._upload(caller, metadata, chunks)
@@ -161,9 +161,10 @@ class FilesService:
             self.metrics.ended("stream", exc, 0)
             raise
         self.metrics.ended("stream", None, stored.size)
+        await self._memory.after_release(sum(self._downloads.values()))  # its buffers go back to the system
         return stored
 
-    async def _upload(self, caller: Principal, metadata: UploadMetadata, chunks: AsyncIterator[bytes]) -> StoredFile:
+    async def _upload(self, caller: Principal, metadata: UploadMetadata, chunks: AsyncIterator[Chunk]) -> StoredFile:
         owner = caller.subject
         limits = self.limits
         check_sha256(metadata.sha256)
@@ -196,7 +197,7 @@ class FilesService:
         self,
         caller: Principal,
         metadata: UploadMetadata,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[Chunk],
         file_id: uuid.UUID,
         reserved: int,
     ) -> StoredFile:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
@@ -11,7 +12,9 @@ from devpynode.files.v1 import files_pb2, files_pb2_grpc
 from pynode.core.errors import FieldViolation, InvalidArgument
 from pynode.core.principal import current_principal
 from pynode.core.timestamps import timestamp as _ts
+from pynode.core.wire import LoneBytes, lone_bytes_parser
 from pynode.files.domain import ACTIVE, COMPLETED, StoredFile, UploadSessionRecord
+from pynode.files.ports import Chunk
 from pynode.files.service import FilesService, UploadMetadata
 from pynode.files.sessions import PART_SIZE, UploadSessions
 
@@ -53,8 +56,24 @@ def file_proto(file: StoredFile) -> files_pb2.File:
     )
 
 
-async def _chunks(requests: AsyncIterator[files_pb2.UploadFileRequest]) -> AsyncIterator[bytes]:
+def request_parsers() -> dict[str, Callable[[bytes], Any]]:
+    """UploadFile's chunk messages read without a copy: the servicer gets a `LoneBytes` for each."""
+    return {"UploadFile": lone_bytes_parser(files_pb2.UploadFileRequest, "chunk")}
+
+
+_Upload = files_pb2.UploadFileRequest | LoneBytes  # a chunk message is a LoneBytes (request_parsers)
+
+
+def _not_metadata(request: _Upload | None) -> bool:
+    return request is None or isinstance(request, LoneBytes) or request.WhichOneof("data") != "metadata"
+
+
+async def _chunks(requests: AsyncIterator[_Upload]) -> AsyncIterator[Chunk]:
     async for request in requests:
+        if isinstance(request, LoneBytes):  # a chunk, as a view of the received message
+            if request.data:
+                yield request.data
+            continue
         if request.WhichOneof("data") != "chunk":
             raise InvalidArgument(
                 "only the first message carries metadata; the rest carry chunks",
@@ -74,15 +93,16 @@ class FileServicer(files_pb2_grpc.FileServiceServicer):
 
     async def UploadFile(
         self,
-        request_iterator: AsyncIterator[files_pb2.UploadFileRequest],
+        request_iterator: AsyncIterator[_Upload],
         context: grpc.aio.ServicerContext[files_pb2.UploadFileRequest, files_pb2.UploadFileResponse],
     ) -> files_pb2.UploadFileResponse:
         first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("data") != "metadata":
+        if _not_metadata(first):
             raise InvalidArgument(
                 "the first message of an upload carries its metadata",
                 [FieldViolation("metadata", "is required in the first message", "REQUIRED")],
             )
+        assert isinstance(first, files_pb2.UploadFileRequest)
         given = first.metadata
         metadata = UploadMetadata(given.filename, given.content_type, given.size_bytes, given.sha256)
         stored = await self._service.upload(current_principal(), metadata, _chunks(request_iterator))

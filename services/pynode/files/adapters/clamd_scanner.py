@@ -1,4 +1,5 @@
-"""Scanner on ClamAV: virus scanning over clamd's INSTREAM protocol, fed alongside the write.
+"""Scanner on ClamAV: virus scanning over clamd's INSTREAM protocol, fed alongside the write (buffered up to
+FEED_BUFFER, so that receiving, writing and feeding the scanner overlap).
 
 A scan opens one TCP connection to clamd and sends `zINSTREAM\\0`, then each chunk as it is written (a 4-byte
 big-endian length, then the bytes), then a zero length; clamd answers `stream: OK` or `stream: <name> FOUND`.
@@ -14,9 +15,11 @@ import struct
 
 from pynode.core import tracing
 from pynode.core.errors import FailedPrecondition, Unavailable
+from pynode.files.ports import Chunk
 
 CONNECT_SECONDS = 5.0
 VERDICT_SECONDS = 60.0
+FEED_BUFFER = 8 * 1024 * 1024  # bytes of a scan's stream that may wait for clamd to read them
 
 
 def _unavailable(why: str) -> Unavailable:
@@ -32,10 +35,11 @@ class Scan:
         self._reader = reader
         self._writer = writer
 
-    async def feed(self, chunk: bytes) -> None:
+    async def feed(self, chunk: Chunk) -> None:
         try:
-            self._writer.write(struct.pack(">I", len(chunk)) + chunk)
-            await self._writer.drain()
+            self._writer.write(struct.pack(">I", len(chunk)))
+            self._writer.write(chunk)  # not joined to its length: that would copy the MiB once more
+            await self._writer.drain()  # at once, until clamd lags FEED_BUFFER behind
         except (ConnectionError, OSError):
             # clamd closes the stream when it hits its StreamMaxLength; the verdict says so
             raise await self._failure() from None
@@ -98,5 +102,8 @@ class ClamdScanner:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), CONNECT_SECONDS)
         except (OSError, TimeoutError):
             raise _unavailable(f"at {self.host}:{self.port} cannot be reached") from None
+        # The upload goes on while clamd reads: the feed waits only when clamd lags FEED_BUFFER behind (with
+        # asyncio's default of 64 KiB, every chunk waited for clamd to take it before the next was received).
+        writer.transport.set_write_buffer_limits(high=FEED_BUFFER)
         writer.write(b"zINSTREAM\0")
         return Scan(reader, writer)

@@ -5,11 +5,12 @@ never sees a half-written object, and a crash leaves only a temporary file. Each
 `.partial/<process>.lock` for its life; the sweep (at start, then periodically) removes every other process's
 directory whose lock it can take, that is whose process is gone, whatever its age.
 
-Each writer owns its pipeline: an upload's chunks are written (and observed: hashed) in one trip each to its
-lane, a one-thread pool it shares with other uploads in turn (lanes.py), at most PIPELINE_DEPTH chunks behind
-the one being received. Commits, deletes, staging and reads that miss the page cache run on the store's
-`files-disk` pool; reads take what the page cache holds on the loop (RWF_NOWAIT, never waiting for the disk
-there). No work goes to the loop's default pool.
+Each writer owns its pipeline: an upload's chunks queue on its lane, a one-thread pool it shares with other
+uploads in turn (lanes.py), where each is observed (hashed) and written in one piece of work, in order, at most
+PIPELINE_BYTES behind the network; a trip to the thread takes as many queued chunks as there are. Commits,
+deletes, staging and reads that miss the page cache run on the store's `files-disk` pool; reads take what the
+page cache holds on the loop (RWF_NOWAIT, never waiting for the disk there). No work goes to the loop's default
+pool.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import os
 import shutil
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -29,11 +29,11 @@ from typing import BinaryIO
 from pynode.core.executors import BlockingPool, Executors
 from pynode.files import pools
 from pynode.files.domain import past_the_end
-from pynode.files.lanes import Lane, Lanes, retrieve
-from pynode.files.ports import Observer
+from pynode.files.lanes import Lanes
+from pynode.files.ports import Chunk, Observer
 
 CHUNK = 1024 * 1024
-PIPELINE_DEPTH = 4  # chunks of an upload on its lane at once (at most this many MiB behind the network)
+PIPELINE_BYTES = 4 * CHUNK  # an upload's bytes queued on its lane at most (how far the disk may lag the network)
 DISK_THREADS = 4
 STALE_PARTIAL_SECONDS = 3600.0
 SYNC_EVERY = 64 * 1024 * 1024  # flushed to disk as it goes, so the final fsync is short
@@ -64,32 +64,25 @@ class LocalWriter:
     """One object being written under this process's `.partial/` directory, to be renamed to its key."""
 
     def __init__(
-        self, root: Path, partial: Path, key: str, lane: Lane, disk: BlockingPool, observe: Observer | None
+        self, root: Path, partial: Path, key: str, lanes: Lanes, disk: BlockingPool, observe: Observer | None
     ) -> None:
         self._root = root
         self._key = key
         self._temp = partial / uuid.uuid4().hex
         self._file: BinaryIO | None = None
         self._unsynced = 0
-        self._lane = lane
         self._disk = disk
         self._observe = observe
-        self._behind: deque[asyncio.Future[None]] = deque()
+        # The chunks queue on a lane, where each is hashed and written in one piece of work, in order.
+        self._lane = lanes.lane(self._write, PIPELINE_BYTES)
 
-    async def write(self, chunk: bytes) -> None:
-        # One trip to the lane's thread hashes and writes the chunk (a trip each cost 0.8 ms of CPU per MiB
-        # more, measured); the lane keeps the order, so the digest sees the chunks in order.
-        while len(self._behind) >= PIPELINE_DEPTH:
-            await self._behind.popleft()
-        written = self._lane.run(self._write, chunk)
-        written.add_done_callback(retrieve)  # a failure is raised by the wait below, or abort ends the upload
-        self._behind.append(written)
+    async def write(self, chunk: Chunk) -> None:
+        await self._lane.put(chunk)  # returns while earlier chunks are written; a failure comes out here
 
     async def drain(self) -> None:
-        while self._behind:
-            await self._behind.popleft()
+        await self._lane.drain()
 
-    def _write(self, chunk: bytes) -> None:
+    def _write(self, chunk: Chunk) -> None:
         if self._observe is not None:
             self._observe(chunk)
         if self._file is None:
@@ -120,7 +113,6 @@ class LocalWriter:
             os.close(directory)
 
     async def abort(self) -> None:
-        self._behind.clear()
         await self._lane.stop()  # what it is writing now ends before the file goes
         await self._disk.run(self._abort)
 
@@ -202,7 +194,7 @@ class LocalBlobStore:
             pools.stop_own(self.disk)
 
     def begin(self, key: str, observe: Observer | None = None) -> LocalWriter:
-        return LocalWriter(self.root, self.partial, key, self._lanes.lane(), self.disk, observe)
+        return LocalWriter(self.root, self.partial, key, self._lanes, self.disk, observe)
 
     async def read(self, key: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         handle = await self.disk.run((self.root / key).open, "rb")

@@ -42,7 +42,7 @@ from pynode.core.executors import Executors
 from pynode.core.settings import SettingsError
 from pynode.files import pools
 from pynode.files.domain import past_the_end
-from pynode.files.ports import Observer
+from pynode.files.ports import Chunk, Observer
 
 log = logging.getLogger("pynode.files")
 
@@ -170,7 +170,7 @@ class S3Writer:
         self._sending: asyncio.Future[None] | None = None
         self._done = False
 
-    async def write(self, chunk: bytes) -> None:
+    async def write(self, chunk: Chunk) -> None:
         if self._observe is not None:
             if len(chunk) >= _HASH_IN_THREAD:
                 await self._s3.pool.run(self._observe, chunk)
@@ -247,11 +247,20 @@ class S3BlobStore:
             if offset > size:
                 raise past_the_end(offset, size) from None
             return  # at the end exactly: nothing to read
+        # The next chunk is read in a thread while this one is sent (the read and the send overlap, rather than
+        # taking turns); it is this generator's own future, awaited whatever ends the download.
+        reader = response.stream(CHUNK)
+        ahead: asyncio.Future[bytes] | None = None
         try:
-            reader = response.stream(CHUNK)
-            while chunk := await s3.call(next, reader, b""):
+            ahead = asyncio.ensure_future(s3.call(next, reader, b""))
+            while chunk := await asyncio.shield(ahead):
+                ahead = asyncio.ensure_future(s3.call(next, reader, b""))
                 yield chunk
         finally:
+            if ahead is not None and not ahead.done():
+                await asyncio.wait([ahead])  # its thread still reads the response
+            if ahead is not None and ahead.done() and not ahead.cancelled():
+                ahead.exception()  # seen: the download's own error (if any) is already on its way
             response.close()
             response.release_conn()
 
