@@ -42,6 +42,16 @@ def test_enter_sends_alt_enter_breaks_a_line_and_a_long_paste_arrives_whole(tmp_
     assert "Enter sends" in TOOLBAR and "Alt+Enter" in TOOLBAR
 
 
+def test_ctrl_c_clears_a_draft_and_on_an_empty_prompt_leaves(tmp_path: Path) -> None:
+    with create_pipe_input() as pipe:
+        editor = MessageEditor(tmp_path / "history", input=pipe, output=DummyOutput())
+        pipe.send_text("a draft I regret\x03kept\r")  # Ctrl-C with text: the draft goes, the chat stays
+        assert editor.read() == "kept"
+        pipe.send_text("\x03")
+        with pytest.raises(KeyboardInterrupt):
+            editor.read()
+
+
 def test_ctrl_d_ends_the_conversation(tmp_path: Path) -> None:
     with create_pipe_input() as pipe:
         editor = MessageEditor(tmp_path / "history", input=pipe, output=DummyOutput())

@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application.current import get_app
+from prompt_toolkit.filters import Condition
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 from pynode.app.cli.credentials import config_dir
 
-TOOLBAR = " Enter sends · Alt+Enter (Esc Enter) new line · ↑↓ history · /attach PATH · /model M · /quit or Ctrl-D"
+TOOLBAR = (
+    " Enter sends · Alt+Enter (Esc Enter) new line · ↑↓ history · Ctrl-C clears"
+    " · /attach PATH · /model M · /quit or Ctrl-D"
+)
 HISTORY_FILE = "chat-history"
 
 
@@ -35,6 +40,11 @@ def _private(path: Path) -> Path:
     return path
 
 
+@Condition
+def has_text() -> bool:
+    return bool(get_app().current_buffer.text)
+
+
 def _keys() -> KeyBindings:
     keys = KeyBindings()
 
@@ -46,6 +56,11 @@ def _keys() -> KeyBindings:
     @keys.add("c-j")
     def _new_line(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text("\n")
+
+    @keys.add("c-c", filter=has_text)
+    def _clear(event: KeyPressEvent) -> None:
+        # Ctrl-C clears a draft, as in a shell; on an empty prompt it leaves the chat (KeyboardInterrupt).
+        event.current_buffer.reset()
 
     return keys
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -37,6 +38,10 @@ class Host:
 
         try:
             print(asyncio.run(run()))
+            url = settings.stores.resolved_database_url(settings.server.data_dir)
+            if url.startswith("sqlite"):  # the server must read the same file: a new user ran this in another folder
+                where = url.split("///", 1)[-1]
+                print(f"(written to {where}: serve with the same --data-dir to see it)", file=sys.stderr)
         except InvalidArgument as exc:  # a weak password, say: the fields at fault in one line
             detail = "; ".join(f"{v.field}: {v.description}" for v in exc.violations) or exc.message
             raise CliError(detail, 2) from None
