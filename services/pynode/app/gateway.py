@@ -111,7 +111,6 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import HttpProtocolOptionsExplicitHttpConfig
 from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.google.protobuf import Any as AnyMessage
-from envoy_data_plane.google.protobuf import Struct, Value
 from google.protobuf import descriptor_pool
 
 from pynode.app import modules
@@ -182,8 +181,14 @@ class GatewayOptions:
     traces: TraceExport | None = None  # Envoy's spans and traceparent to the services (OTEL_* variables)
 
 
-# Envoy's own answers on REST paths, by HTTP status: the google.rpc code a REST client expects in the JSON body.
-_REST_LOCAL_CODES = {400: 3, 413: 8}  # INVALID_ARGUMENT (the transcoder could not read the JSON), RESOURCE_EXHAUSTED
+# Envoy's own answers on REST paths, by HTTP status: the google.rpc.Status a REST client gets instead. The
+# messages are fixed: Envoy's own text echoes fragments of the request, and its JSON formatter cannot write a
+# number (a literal 3 came out as "3.0"), so the body is written whole here.
+_REST_LOCAL_ANSWERS = {
+    400: '{"code":3,"message":"the request is not valid JSON for this method, or names a field or query '
+    'parameter the method does not have (see /openapi.json)"}',
+    413: '{"code":8,"message":"the request body is larger than the gateway accepts"}',
+}
 
 
 def _rest_local_replies() -> LocalReplyConfig:
@@ -212,14 +217,15 @@ def _rest_local_replies() -> LocalReplyConfig:
             )
         )
 
-    def status_json(code: int) -> SubstitutionFormatString:
-        fields = {"code": Value(number_value=code), "message": Value(string_value="%LOCAL_REPLY_BODY%")}
-        return SubstitutionFormatString(json_format=Struct(fields=fields))
-
     return LocalReplyConfig(
         mappers=[
-            ResponseMapper(filter=on_rest(status), body_format_override=status_json(code))
-            for status, code in _REST_LOCAL_CODES.items()
+            ResponseMapper(
+                filter=on_rest(status),
+                body_format_override=SubstitutionFormatString(
+                    text_format_source=DataSource(inline_string=body + "\n"), content_type="application/json"
+                ),
+            )
+            for status, body in _REST_LOCAL_ANSWERS.items()
         ]
     )
 
