@@ -89,6 +89,16 @@ async def test_embed_bounds_capability_and_rate_limit(ai: Any, openai: FakeProvi
     assert limited.code == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+async def test_an_answer_too_large_to_send_is_refused_before_any_work(ai: Any) -> None:
+    # An attack asked for 256 x 65,536 numbers: the built-in model computed them on the event loop, then the answer
+    # could not be sent (RESOURCE_EXHAUSTED, which OpenAI clients retry).
+    client: AIClient = await ai()
+    oversized = await fails(_embed(client, "builtin/echo", ["a b c"] * 8, dimensions=65536))
+    assert oversized.code == grpc.StatusCode.INVALID_ARGUMENT and oversized.violations() == {"dimensions": "TOO_LARGE"}
+    fits = await _embed(client, "builtin/echo", ["a b c"] * 4, dimensions=65536)
+    assert len(_vectors(fits)) == 4
+
+
 async def test_embed_counts_against_the_daily_token_budget(ai: Any) -> None:
     client: AIClient = await ai(ai_tokens_per_day=20)
     await _embed(client, "builtin/echo", ["one two three four five six seven eight nine ten"])

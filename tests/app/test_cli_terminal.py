@@ -98,3 +98,15 @@ def test_a_server_gone_mid_chat_is_said_once(monkeypatch: pytest.MonkeyPatch) ->
         chat._talk(_DownSession())  # type: ignore[arg-type]
     assert "cannot reach the server" in str(raised.value)
     assert screen.getvalue() == ""  # main prints the one line; nothing before it
+
+
+def test_tables_show_other_peoples_names_as_text_never_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A display name "[/bold]Mallory" crashed an admin's `users list` (MarkupError); "[link=...]" drew a hyperlink.
+    from pynode.app.cli import account
+
+    screen = io.StringIO()
+    monkeypatch.setattr(account, "console", Console(file=screen, force_terminal=True, width=160))
+    account.print_table(("id", "name"), [("1", "[/bold]Mallory"), ("2", "[link=http://evil.example]click[/link]")])
+    drawn = screen.getvalue()
+    assert "[/bold]Mallory" in drawn and "[link=http://evil.example]click[/link]" in drawn
+    assert "\x1b]8;" not in drawn  # no terminal hyperlink

@@ -360,6 +360,9 @@ def _asking(extra: bytes) -> bytes:
         (b'{"model": "builtin/echo", "messages": [{"role": "user", "content": "x"}], "wibble": 1}', "wibble"),
         (b'{"model": "builtin/echo", "messages": [{"role": "user", "content": "x"}], "tools": {}}', "tools"),
         (_asking(b'"tool_choice": "sometimes"'), "tool_choice"),
+        # Nested past orjson's writer (an attack got a 500 and a logged traceback).
+        (_asking(b'"tools": [{"type": "function", "function": {"name": "deep", "parameters": '
+                 + b'{"a": ' * 300 + b'{}' + b'}' * 300 + b'}}]'), "tools[0].function.parameters"),
         (b'{"model": "builtin/echo", "messages": [{"role": "user", "content": "' + b"x" * 300_000 + b'"}]}',
          "messages[0].content"),
     ],

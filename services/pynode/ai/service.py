@@ -90,6 +90,11 @@ class Piece:
     tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
+# An Embed answer must fit the gRPC message limit (2 MiB) with room for its framing: floats at 4 bytes each.
+EMBED_ANSWER_BYTES = 3 * 512 * 1024
+_FLOAT_BYTES = 4
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-user limits and defaults from settings."""
@@ -474,9 +479,19 @@ class AIService:
 
     # --- embeddings -------------------------------------------------------------------------------
 
-    def _embed_violations(self, inputs: list[str]) -> list[FieldViolation]:
+    def _embed_violations(self, inputs: list[str], dimensions: int) -> list[FieldViolation]:
         limits = self.limits
         out = []
+        if dimensions and len(inputs) * dimensions * _FLOAT_BYTES > EMBED_ANSWER_BYTES:
+            # Refused before any work: the answer could not be sent (an attack asked for 256 x 65,536 floats).
+            out.append(
+                FieldViolation(
+                    "dimensions",
+                    f"{len(inputs)} vectors of {dimensions} numbers exceed one answer "
+                    f"({EMBED_ANSWER_BYTES // _FLOAT_BYTES} numbers in all); send fewer texts or fewer dimensions",
+                    "TOO_LARGE",
+                )
+            )
         if len(inputs) > limits.embed_max_inputs:
             out.append(FieldViolation("inputs", f"at most {limits.embed_max_inputs} texts", "TOO_MANY"))
         out += [FieldViolation(f"inputs[{i}]", "must not be empty", "REQUIRED") for i, t in enumerate(inputs) if not t]
@@ -507,7 +522,7 @@ class AIService:
 
     async def embed(self, caller: Principal, model: str, inputs: list[str], dimensions: int = 0) -> Embedded:
         """Vectors of `inputs`, in batches of the configured size, under the same limits and ledger as Generate."""
-        violations = self._embed_violations(inputs)
+        violations = self._embed_violations(inputs, dimensions)
         if violations:
             raise InvalidArgument(
                 "request has invalid fields: " + "; ".join(f"{v.field}: {v.description}" for v in violations),
@@ -538,6 +553,13 @@ class AIService:
                         None if counted is None or result.prompt_tokens is None else counted + result.prompt_tokens
                     )
             spent = counted if counted is not None else estimate_tokens(messages)
+            numbers = sum(len(v) for v in vectors)
+            if numbers * _FLOAT_BYTES > EMBED_ANSWER_BYTES:  # the model's own size, known only now
+                raise InvalidArgument(
+                    f"{len(vectors)} vectors of {numbers // max(1, len(vectors))} numbers are more than one answer "
+                    "holds; send fewer texts at a time",
+                    [FieldViolation("inputs", "too many texts for one answer at this model's size", "TOO_MANY")],
+                )
         finally:
             self._spawn(self._allowance.settle(reservation, spent))
         generation = Generation(user, model, deployment, spent, 0, STOP, api_key_id=caller.api_key_id)

@@ -145,7 +145,9 @@ class DoorEdge:
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         models = await self._router.models(_caller(request))
-        return _json({"object": "list", "data": [_model_entry(m) for m in models]})
+        # Not the router's "provider/*" placeholders (a provider that did not answer): clients offer every id listed.
+        listed = [m for m in models if not m.id.endswith("/*")]
+        return _json({"object": "list", "data": [_model_entry(m) for m in listed]})
 
     async def _model(self, request: web.Request) -> web.StreamResponse:
         wanted = request.match_info["model"]

@@ -217,10 +217,14 @@ def _tools(raw: Any, request: ai_pb2.GenerateRequest) -> None:
         parameters = function.get("parameters")
         if parameters is not None and not isinstance(parameters, dict):
             raise _bad(f"tools[{i}].function.parameters", "parameters must be a JSON Schema object")
+        try:
+            schema = orjson.dumps(parameters).decode() if parameters is not None else ""
+        except TypeError:  # orjson's "Recursion limit reached": nested deeper than any schema needs
+            raise _bad(f"tools[{i}].function.parameters", "the schema is nested too deeply") from None
         request.tools.add(
             name=_string(function.get("name"), f"tools[{i}].function.name", required=True),
             description=_string(function.get("description"), f"tools[{i}].function.description"),
-            parameters_json=orjson.dumps(parameters).decode() if parameters is not None else "",
+            parameters_json=schema,
         )
 
 

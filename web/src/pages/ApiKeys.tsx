@@ -182,7 +182,7 @@ export function UserApiKeys({ users }: { users: { id: string; email: string }[] 
     <div className="api-keys">
       <label className="filter">
         Owner
-        <select value={userId} onChange={(e) => setUserId(e.target.value)}>
+        <select value={userId} aria-label="Owner of the keys" onChange={(e) => setUserId(e.target.value)}>
           <option value="">Choose an account</option>
           {users.map((u) => (
             <option key={u.id} value={u.id}>

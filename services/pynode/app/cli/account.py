@@ -13,6 +13,7 @@ import typer
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pynode.app.cli import calls
 from pynode.app.cli.calls import TIMEOUT_SECONDS, bearer, channel, role_name
@@ -41,7 +42,9 @@ def print_table(
             else:
                 table.add_column(shown[i][0] if i in shown else h)
         for row in rows:
-            table.add_row(*(shown[i][1](cell) if i in shown else cell for i, cell in enumerate(row)))
+            # Text, not markup: names are other people's (a display name "[/bold]" crashed `users list`, and
+            # "[link=...]" drew a hyperlink into an admin's table).
+            table.add_row(*(Text(shown[i][1](cell) if i in shown else cell) for i, cell in enumerate(row)))
         console.print(table)
         return
     for line in (headers, *rows):
@@ -163,7 +166,7 @@ def create_user(
                 metadata=admin_call,
                 timeout=TIMEOUT_SECONDS,
             )
-    console.print(f"created {created.user.email} ({created.user.id}){' as admin' if admin else ''}")
+    console.print(f"created {created.user.email} ({created.user.id}){' as admin' if admin else ''}", markup=False)
 
 
 def _update(server: str | None, user: str, **changes: Any) -> auth_pb2.User:
@@ -195,7 +198,7 @@ def set_role(
     if role not in roles:
         fail(f"ROLE: {role!r} is not a role; use user or admin", 2)
     updated = _update(server, user, role=roles[role])
-    console.print(f"{updated.email} is now {role_name(updated.role)}")
+    console.print(f"{updated.email} is now {role_name(updated.role)}", markup=False)
 
 
 @users.command("disable")
@@ -206,7 +209,7 @@ def disable(
 ) -> None:
     """Disable an account (admins only): its sessions end at once. --enable undoes it."""
     updated = _update(server, user, disabled=not enable)
-    console.print(f"{updated.email} is {'disabled' if updated.disabled else 'enabled'}")
+    console.print(f"{updated.email} is {'disabled' if updated.disabled else 'enabled'}", markup=False)
 
 
 @users.command("audit")

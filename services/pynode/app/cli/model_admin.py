@@ -260,7 +260,7 @@ class PullDisplay:
             if step.total_bytes:
                 line += f" ({size(step.total_bytes)})"
             if self._bars is not None:
-                self._bars.console.print(line)
+                self._bars.console.print(line, markup=False)
             else:
                 print(line, file=sys.stderr, flush=True)
 
