@@ -55,7 +55,8 @@ class AuthSettings(Section):
     )
     auth_oidc_file: str = Field("", description="A YAML file with the same list (`providers:`), added to the above.")
     auth_oidc_web_redirect_url: str = Field(
-        "http://localhost:8080/oidc/callback",
-        description="The web app's /oidc/callback page as the browser reaches it: registered at each provider "
+        "http://127.0.0.1:8080/oidc/callback",
+        description="The web app's /oidc/callback page as the browser reaches it (the same host and port people open: "
+        "the tab keeps its sign-in secret per origin, so localhost and 127.0.0.1 differ): registered at each provider "
         "as the web client's redirect URI.",
     )
