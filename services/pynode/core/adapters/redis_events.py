@@ -102,7 +102,8 @@ class RedisEventFeed:
             try:
                 await self._listen(pubsub)
             except (redis.RedisError, OSError) as exc:
-                log.warning("event feed lost Redis (%s); reconnecting", type(exc).__name__)
+                if not self._closing:  # closing the client ends the read with ConnectionError: not a loss
+                    log.warning("event feed lost Redis (%s); reconnecting", type(exc).__name__)
             except Exception:
                 # A consumer's bug must not end the feed: its subscribers would never be live again.
                 log.exception("event feed failed; reconnecting")
