@@ -274,6 +274,13 @@ class KeyAuthenticator:
             scope=holder.scope,
         )
 
+    async def still_valid(self, who: Principal) -> None:
+        """A key not revoked, expired or its owner disabled; a token's session not ended."""
+        if who.api_key_id:
+            await self.keys.holder(who.token, current_client())
+        else:
+            await self.tokens.still_valid(who)
+
     async def key_refused(self, who: Principal, method: str, reason: str, client_address: str) -> None:
         """Tell the issuer (the audit trail) about a refused use; never fails the refusal itself."""
         holder = KeyHolder(who.api_key_id, who.subject, who.role, who.scope, None)

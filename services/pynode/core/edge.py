@@ -35,6 +35,7 @@ from pynode.core.metrics import MethodLabels, MethodMetrics, ServerMetrics
 log = logging.getLogger("pynode.edge")
 
 GATEWAY_HEADER = "x-devpynode-gateway"  # the laptop gateway's secret (pynode.app.gateway adds it)
+STREAM_RECHECK_SECONDS = 1.0  # how often a stream asks whether its caller may still be served
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ROLES_FOR: dict[int, frozenset[str]] = {
     options_pb2.ACCESS_USER: frozenset({"user", "admin"}),
@@ -82,6 +83,7 @@ class _Call:
 
     __slots__ = (
         "_metadata",
+        "checked_at",
         "client",
         "context",
         "contract",
@@ -92,6 +94,7 @@ class _Call:
         "started",
         "trace",
         "user",
+        "who",
     )
 
     def __init__(
@@ -110,6 +113,8 @@ class _Call:
         self._metadata: dict[str, Any] = {}
         self.client = principal.NO_CLIENT
         self.user = ""
+        self.who: principal.Principal | None = None
+        self.checked_at = 0.0
         self.trace: tracing.ServerSpan | None = None
 
     def begin(self) -> None:
@@ -157,9 +162,25 @@ class _Call:
                 await self._key_refused(who, "API_KEY_SCOPE")
                 raise errors.PermissionDenied(refusal, reason="API_KEY_SCOPE", metadata={"scope": who.scope})
         principal.bind(who)
+        self.who = who
+        self.checked_at = time.monotonic()
         self.user = who.subject
         if self.trace is not None:
             self.trace.user(who.subject)
+
+    async def still_valid(self) -> None:
+        """For a stream's next message: the caller's session or key still stands (at most once a second; from
+        the caches every call uses, so a revocation or a disabled account ends the stream at its next message)."""
+        now = time.monotonic()
+        if self.who is None or now - self.checked_at < STREAM_RECHECK_SECONDS:
+            return
+        self.checked_at = now
+        check = self.edge.authenticator
+        if isinstance(check, principal.LivenessCheck):
+            # The session store down: a running stream goes on (it was admitted, and an answer must survive a
+            # short outage of the store); only a revocation seen ends it. Asked again in a second.
+            with contextlib.suppress(errors.Unavailable):
+                await check.still_valid(self.who)
 
     async def _key_refused(self, who: principal.Principal, reason: str) -> None:
         """An API key's refused use goes to the audit trail (through the issuer, which keeps it)."""
@@ -402,6 +423,7 @@ class Edge:
                     # holds open upstream) now, not when the garbage collector finds it.
                     async with contextlib.aclosing(produced) as responses:
                         async for response in responses:
+                            await call.still_valid()  # revoked mid-stream: nothing more is sent
                             call.sent()
                             yield response
             except BaseException as exc:

@@ -236,6 +236,14 @@ class TokenAuthenticator:
         # The session's role, not the token's: role changes apply before the token expires.
         return Principal(claims.subject, holder[1], claims.session_id, token)
 
+    async def still_valid(self, who: Principal) -> None:
+        """The session `who` came with has not ended (from the same cache as every call: memory while live)."""
+        if who.role == SERVICE or not who.session_id:
+            return  # the mesh's own callers: a service token names no session
+        holder = await self.sessions.holder(who.session_id)
+        if holder is None or holder[0] != who.subject:
+            raise Unauthenticated("session has ended; sign in again", reason="SESSION_REVOKED")
+
 
 def authenticator(
     keys: KeySource, kv: KeyValueStore, feed: EventFeed, issuer: str, audience: str

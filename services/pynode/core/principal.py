@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pynode.core.errors import Unauthenticated
 
@@ -63,6 +63,16 @@ class Authenticator(Protocol):
     """Turns a bearer token into a Principal, or raises Unauthenticated."""
 
     async def authenticate(self, token: str) -> Principal: ...
+
+
+@runtime_checkable
+class LivenessCheck(Protocol):
+    """An Authenticator that can tell whether a caller it admitted still may be served (its session or key not
+    revoked, its account not disabled): long streams ask it while they run, since a call is otherwise only
+    checked when it starts. Not expiry: a stream outlives its access token, as it always did."""
+
+    async def still_valid(self, who: Principal) -> None:
+        """Raise Unauthenticated when `who`'s session or key has ended."""
 
 
 _principal: ContextVar[Principal | None] = ContextVar("devpynode_principal", default=None)
