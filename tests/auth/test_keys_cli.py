@@ -42,14 +42,20 @@ async def test_create_list_use_and_revoke_from_the_command_line(
     assert code != 0 and "AI router only" in err and len(err.splitlines()) == 1, err
     code, _, err = await run_cli("keys", "create", "more", env=keyed)
     assert code != 0 and "signed-in session" in err, err
+    code, out, err = await run_cli("token", env=keyed)  # `$(devpynode token)` gets what the commands send
+    assert code == 0 and out.strip() == secret, err
     key_id = created["apiKey"]["id"]
-    code, out, err = await run_cli("keys", "revoke", key_id, env=env)
+    code, out, err = await run_cli("keys", "revoke", created["apiKey"]["prefix"], env=env)  # as `keys ls` shows it
     assert code == 0 and out.strip() == f"revoked {key_id}", err
     code, out, err = await run_cli("keys", "ls", "--active", "--json", env=env)
     assert code == 0, err
     assert [k["name"] for k in json.loads(out)["apiKeys"]] == ["ci"]
     code, _, err = await run_cli("keys", "create", "x", "--scope", "everything", env=env)
     assert code == 2 and "--scope" in err
+    code, _, err = await run_cli("keys", "create", "x", "--expires-in-days", "400", env=env)
+    assert code == 2 and err.startswith("devpynode: --expires-in-days: 400 is not 1 to 366"), err
+    code, _, err = await run_cli("keys", "revoke", "dpn_00000000", env=env)
+    assert code == 1 and "no key has that prefix" in err, err
     code, _, err = await run_cli("keys", "create", "", env=env)
     assert code != 0 and "name" in err and "Traceback" not in err
 

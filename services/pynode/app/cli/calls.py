@@ -130,7 +130,9 @@ def whoami(address: str) -> None:
 
 
 def token(address: str) -> None:
-    print(fresh_credentials(address).access_token)
+    # With DEVPYNODE_API_KEY set, the key is what every other command sends, so it is what `$(devpynode token)` gets.
+    key = os.environ.get(API_KEY_VARIABLE, "").strip()
+    print(key or fresh_credentials(address).access_token)
 
 
 # `--service chat` for `--service devpynode.chat.v1.ChatService` (the names health reports are full service names).

@@ -8,8 +8,9 @@ another account's keys.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import grpc
 import typer
@@ -78,6 +79,8 @@ def create(
     """Create a key for your account and print its secret (shown this once)."""
     if scope not in _SCOPES:
         fail(f"--scope: {scope!r} is not a scope; use full, ai or read-only", 2)
+    if expires_in_days is not None and not 1 <= expires_in_days <= 366:
+        fail(f"--expires-in-days: {expires_in_days} is not 1 to 366 (leave it out for a key that never expires)", 2)
     address = server_address(server)
     request = api_keys_pb2.CreateApiKeyRequest(name=name, scope=_SCOPES[scope])
     if expires_in_days is not None:
@@ -147,6 +150,7 @@ def revoke(
     with channel(address) as opened:
         stub = api_keys_pb2_grpc.ApiKeyServiceStub(opened)
         owner = _owner(opened, address, user)
+        key_id = _key_named(stub, address, owner, key_id)
         if owner is None:
             stub.RevokeApiKey(
                 api_keys_pb2.RevokeApiKeyRequest(api_key_id=key_id), metadata=bearer(address), timeout=TIMEOUT_SECONDS
@@ -158,3 +162,30 @@ def revoke(
                 timeout=TIMEOUT_SECONDS,
             )
     print(f"revoked {key_id}")
+
+
+def _key_named(stub: Any, address: str, owner: str | None, given: str) -> str:
+    """The key id `given` names: an id, the prefix `keys ls` shows (`dpn_1a2b3c4d`), or the whole secret."""
+    if not given.startswith("dpn_"):
+        return given
+    hex_id = given.removeprefix("dpn_").split("_", 1)[0].lower()
+    if len(hex_id) == 32:  # a whole secret carries its key's id
+        try:
+            return str(uuid.UUID(hex_id))
+        except ValueError:
+            fail(f"{given[:12]}... is not a key's id, prefix or secret", 2)
+    if owner is None:
+        listed = stub.ListApiKeys(
+            api_keys_pb2.ListApiKeysRequest(page_size=100), metadata=bearer(address), timeout=TIMEOUT_SECONDS
+        )
+    else:
+        listed = stub.ListUserApiKeys(
+            api_keys_pb2.ListUserApiKeysRequest(user_id=owner, page_size=100),
+            metadata=bearer(address),
+            timeout=TIMEOUT_SECONDS,
+        )
+    matches = [k.id for k in listed.api_keys if k.prefix == given]
+    if len(matches) != 1:
+        which = "no key has" if not matches else "more than one key has"
+        fail(f"{given}: {which} that prefix (see `devpynode keys ls`)")
+    return str(matches[0])
