@@ -117,7 +117,9 @@ async def test_a_user_may_hold_only_so_many_downloads_open_and_gets_them_back(st
     client: MeshClient = await strict(files_max_downloads_per_user=2)
     await client.register()
     stub = _stub(client)
-    data = (b"\x00devpynode test payload\x00" + os.urandom(8 * MIB))[: 8 * MIB]
+    # Larger than what gRPC buffers ahead of a reader that stopped (7-10 MB): at 8 MiB a download could finish
+    # into the buffers and give its place back, and the third was served (seen once in CI).
+    data = (b"\x00devpynode test payload\x00" + os.urandom(32 * MIB))[: 32 * MIB]
     stored = (await stub.UploadFile(_requests("d.bin", data, "application/octet-stream"), metadata=client.md())).file
     service = strict.servers[0].platform.component("files").service
 
