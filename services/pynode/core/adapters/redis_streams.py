@@ -49,6 +49,7 @@ class _Tail:
         self._readers = readers
         self._task: asyncio.Task[None] | None = None
         self._placed = asyncio.Event()  # set once the reader knows the id it reads after
+        self._stopping = False
 
     @property
     def alive(self) -> bool:
@@ -69,6 +70,10 @@ class _Tail:
             placing.cancel()
 
     async def stop(self) -> None:
+        # The flag first: a cancellation that lands as redis-py's own read timeout expires is turned into that
+        # timeout and lost (asyncio.timeout's race), and the reader would block again for ever (a CI run hung on
+        # it); it now ends at its next turn.
+        self._stopping = True
         await tasks.stop(self._task)
 
     async def _run(self) -> None:
@@ -76,7 +81,7 @@ class _Tail:
             newest = await self._client.xrevrange(self.key, count=1)
             position = _text(newest[0][0]) if newest else "0-0"
             self._placed.set()
-            while True:
+            while not self._stopping:
                 found = await self._client.xread({self.key: position}, block=BLOCK_MS, count=1000)
                 for _key, entries in found or ():
                     batch = _decode(entries)
