@@ -18,7 +18,7 @@ from pynode.core import api_keys as contract
 from pynode.core.api_keys import API_KEY_CHANGES_CHANNEL, CachedApiKeys, KeyHolder
 from pynode.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unauthenticated
 from pynode.core.events import EventFeed
-from pynode.core.paging import decode_token, encode_token, keyset, keyset_token, page_size
+from pynode.core.paging import keyset_page
 from pynode.core.principal import ClientInfo, Principal, current_client
 from pynode.core.timestamps import utcnow
 
@@ -81,15 +81,11 @@ class ApiKeyService:
 
     async def page(self, user_id: str, size: int, token: str, active_only: bool) -> tuple[list[ApiKey], str]:
         """A user's keys, newest first (the servicer says whose: the caller's, or any for admins)."""
-        limit = page_size(size)
-        position = decode_token(token)
-        before = keyset(position) if position else None
-        found = await self.keys.page(uuid.UUID(user_id), before, limit + 1, utcnow() if active_only else None)
-        next_token = ""
-        if len(found) > limit:
-            found = found[:limit]
-            next_token = encode_token(keyset_token(found[-1].created_at, found[-1].id))
-        return found, next_token
+        at = utcnow() if active_only else None
+        owner = uuid.UUID(user_id)
+        return await keyset_page(
+            size, token, lambda before, n: self.keys.page(owner, before, n, at), lambda key: (key.created_at, key.id)
+        )
 
     async def revoke(self, caller: Principal, owner_id: str, key_id: str) -> ApiKey:
         """Revoke `owner_id`'s key `key_id` (NOT_FOUND when it is not theirs: ids of others are not confirmed)."""

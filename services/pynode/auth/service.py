@@ -37,8 +37,7 @@ from pynode.core.paging import (
     decode_token,
     encode_token,
     invalid_page_token,
-    keyset,
-    keyset_token,
+    keyset_page,
     offset_page,
     page_size,
     token_field,
@@ -298,18 +297,7 @@ class AuthService:
 
     async def list_users(self, size: int, token: str) -> tuple[list[User], str]:
         """All accounts, oldest first (admin)."""
-        limit = page_size(size)
-        position = decode_token(token)
-        after = None
-        if position:
-            after = keyset(position)
-        users = await self.users.page(after, limit + 1)
-        next_token = ""
-        if len(users) > limit:
-            users = users[:limit]
-            last = users[-1]
-            next_token = encode_token(keyset_token(last.created_at, last.id))
-        return users, next_token
+        return await keyset_page(size, token, self.users.page, lambda user: (user.created_at, user.id))
 
     async def update_user(self, caller: Principal, user_id: str, role: str | None, disabled: bool | None) -> User:
         """Change an account's role or disabled flag; disabling ends its sessions (admin)."""

@@ -14,10 +14,9 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from pynode.chat.domain import (
     ASSISTANT,
@@ -65,7 +64,7 @@ from pynode.core.errors import (
 )
 from pynode.core.kv import KeyValueStore
 from pynode.core.limits import FixedWindow, Quota
-from pynode.core.paging import decode_token, encode_token, keyset, keyset_token, page_size
+from pynode.core.paging import keyset_page
 from pynode.core.principal import Principal
 from pynode.core.streams import EventStreams
 from pynode.core.text import plain_text_problem, reaction_problem
@@ -148,19 +147,6 @@ def _uuid(value: str, field: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise InvalidArgument(f"{field} is not a UUID", [FieldViolation(field, "must be a UUID")]) from None
-
-
-def _position(token: str) -> tuple[datetime, uuid.UUID] | None:
-    """Where a page token says the next page starts (a time and an id), or None for the first page."""
-    position = decode_token(token)
-    return keyset(position) if position is not None else None
-
-
-def _next_token(found: list[Any], limit: int, key: Callable[[Any], tuple[datetime, uuid.UUID]]) -> str:
-    """The token of the page after `found[:limit]`, when `found` (one longer than a page) says there is one."""
-    if len(found) <= limit:
-        return ""
-    return encode_token(keyset_token(*key(found[limit - 1])))
 
 
 def _members_only(caller: Principal, conversation_id: str, found: Conversation | None) -> Conversation:
@@ -264,10 +250,12 @@ class ChatService:
         return await self._conversation(caller, conversation_id)
 
     async def conversations(self, caller: Principal, size: int, token: str) -> tuple[list[Conversation], str]:
-        limit = page_size(size)
-        found = await self._conversations.conversations_of(caller.subject, _position(token), limit + 1)
-        page = found[:limit]
-        return page, _next_token(found, limit, lambda c: (c.updated_at, c.id))
+        return await keyset_page(
+            size,
+            token,
+            lambda before, n: self._conversations.conversations_of(caller.subject, before, n),
+            lambda c: (c.updated_at, c.id),
+        )
 
     async def update(
         self, caller: Principal, conversation_id: str, title: str | None, model: str | None
@@ -321,9 +309,12 @@ class ChatService:
 
     async def pending_invitations(self, caller: Principal, size: int, token: str) -> tuple[list[Invitation], str]:
         """The caller's invitations not yet accepted or declined, newest first."""
-        limit = page_size(size)
-        found = await self.invitations.invitations_of(caller.subject, _position(token), limit + 1)
-        return found[:limit], _next_token(found, limit, lambda i: (i.created_at, i.conversation_id))
+        return await keyset_page(
+            size,
+            token,
+            lambda before, n: self.invitations.invitations_of(caller.subject, before, n),
+            lambda i: (i.created_at, i.conversation_id),
+        )
 
     async def accept_invitation(self, caller: Principal, conversation_id: str) -> Conversation:
         """Join a conversation the caller is invited to; its members see them join."""
@@ -518,10 +509,14 @@ class ChatService:
         self, caller: Principal, conversation_id: str, size: int, token: str
     ) -> tuple[list[ChatMessage], str]:
         conversation = await self._conversation(caller, conversation_id)
-        limit = page_size(size, maximum=200)
-        found = await self._messages.messages(conversation.id, _position(token), limit + 1)
-        page = found[:limit]
-        return [self.runner.live(m) for m in page], _next_token(found, limit, lambda m: (m.created_at, m.id))
+        page, next_token = await keyset_page(
+            size,
+            token,
+            lambda before, n: self._messages.messages(conversation.id, before, n),
+            lambda m: (m.created_at, m.id),
+            maximum=200,
+        )
+        return [self.runner.live(m) for m in page], next_token
 
     async def _message_in(self, conversation: Conversation, message_id: str) -> ChatMessage:
         message = await self._messages.message(_uuid(message_id, "message_id"))

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -74,6 +74,32 @@ def keyset(position: dict[str, Any]) -> tuple[datetime, uuid.UUID]:
 def keyset_token(stamp: datetime, key: uuid.UUID) -> dict[str, Any]:
     """The position `keyset` reads back."""
     return {"t": stamp.isoformat(), "i": str(key)}
+
+
+async def keyset_page(
+    size: int,
+    token: str,
+    fetch: Callable[[tuple[datetime, uuid.UUID] | None, int], Awaitable[Sequence[T]]],
+    at: Callable[[T], tuple[datetime, uuid.UUID]],
+    scope: str = "",
+    maximum: int = MAX_PAGE_SIZE,
+) -> tuple[list[T], str]:
+    """One page of a list ordered by (time, id), and the next page's token. `fetch(before, n)` reads up to n
+    items after the position (None: from the start); one more than a page is asked for, so a full last page
+    has no token that leads nowhere. `scope` names the filters the list was asked with: a token issued under
+    other filters is refused rather than read as a position in a different list."""
+    limit = page_size(size, maximum=maximum)
+    position = decode_token(token)
+    before = None
+    if position is not None:
+        if position.get("f", "") != scope:
+            raise invalid_page_token()
+        before = keyset(position)
+    found = list(await fetch(before, limit + 1))
+    if len(found) <= limit:
+        return found, ""
+    found = found[:limit]
+    return found, encode_token({**keyset_token(*at(found[-1])), **({"f": scope} if scope else {})})
 
 
 def offset_page(items: Sequence[T], size: int, token: str) -> tuple[list[T], str]:

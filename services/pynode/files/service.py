@@ -25,7 +25,7 @@ from pynode.core.errors import (
     QuotaViolation,
 )
 from pynode.core.executors import Executors
-from pynode.core.paging import decode_token, encode_token, invalid_page_token, keyset, keyset_token, page_size
+from pynode.core.paging import keyset_page
 from pynode.core.principal import Principal
 from pynode.core.timestamps import utcnow
 from pynode.files import detect, pools, thumbnails
@@ -328,21 +328,14 @@ class FilesService:
         self, caller: Principal, size: int, token: str, content_type: str = ""
     ) -> tuple[list[StoredFile], str]:
         """The caller's files, newest first, optionally of one type or family (`image/*`)."""
-        limit = page_size(size)
         content_type = content_type.strip().lower()
-        position = decode_token(token)
-        before = None
-        if position:
-            if position.get("f", "") != content_type:
-                raise invalid_page_token()
-            before = keyset(position)
-        found = await self.files.page(caller.subject, before, limit + 1, content_type)
-        next_token = ""
-        if len(found) > limit:
-            found = found[:limit]
-            last = found[-1]
-            next_token = encode_token({**keyset_token(last.created_at, last.id), "f": content_type})
-        return found, next_token
+        return await keyset_page(
+            size,
+            token,
+            lambda before, n: self.files.page(caller.subject, before, n, content_type),
+            lambda file: (file.created_at, file.id),
+            scope=content_type,
+        )
 
     async def download_url(self, caller: Principal, file_id: str, *, thumbnail: bool = False) -> tuple[str, datetime]:
         """A short-lived direct URL: S3 presigns one (an attachment, never shown in place); local storage has
