@@ -113,50 +113,15 @@ export function ApiKeysSection() {
         </p>
       )}
       {list.data && list.data.length > 0 ? (
-        <table className="reflow">
-          <caption className="visually-hidden">Your API keys</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Key</th>
-              <th scope="col">Scope</th>
-              <th scope="col">Created</th>
-              <th scope="col">State</th>
-              <th scope="col">Last used</th>
-              <th scope="col" className="number">Generations</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.data.map((key) => (
-              <tr key={key.id}>
-                <td data-label="Name">{key.name}</td>
-                <td data-label="Key">
-                  <code>{key.prefix}…</code>
-                </td>
-                <td data-label="Scope">{scopeLabel(key.scope)}</td>
-                <td data-label="Created">{formatTime(key.createTime)}</td>
-                <td data-label="State">{keyState(key)}</td>
-                <td data-label="Last used">{key.lastUseTime ? formatTime(key.lastUseTime) : "never"}</td>
-                <td data-label="Generations" className="number">{String(requests.get(key.id) ?? 0n)}</td>
-                <td data-label="Actions">
-                  {!key.revokeTime && (
-                    <button
-                      type="button"
-                      className="link danger"
-                      disabled={revoke.isPending}
-                      onClick={() => window.confirm(`Revoke the key ${key.name}? Anything using it stops working at once.`) && revoke.mutate(key)}
-                    >
-                      Revoke
-                    </button>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <KeyTable
+          caption="Your API keys"
+          apiKeys={list.data}
+          generations={requests}
+          revoking={revoke.isPending}
+          onRevoke={(key) =>
+            window.confirm(`Revoke the key ${key.name}? Anything using it stops working at once.`) && revoke.mutate(key)
+          }
+        />
       ) : (
         <p className="muted">{list.isPending ? "Loading…" : "No API keys yet."}</p>
       )}
@@ -198,47 +163,78 @@ export function UserApiKeys({ users }: { users: { id: string; email: string }[] 
       )}
       {userId !== "" && list.data && list.data.length === 0 && <p className="muted">This account has no API keys.</p>}
       {list.data && list.data.length > 0 && (
-        <table className="reflow">
-          <caption className="visually-hidden">The account's API keys</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Key</th>
-              <th scope="col">Scope</th>
-              <th scope="col">State</th>
-              <th scope="col">Last used</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.data.map((key) => (
-              <tr key={key.id}>
-                <td data-label="Name">{key.name}</td>
-                <td data-label="Key">
-                  <code>{key.prefix}…</code>
-                </td>
-                <td data-label="Scope">{scopeLabel(key.scope)}</td>
-                <td data-label="State">{keyState(key)}</td>
-                <td data-label="Last used">{key.lastUseTime ? formatTime(key.lastUseTime) : "never"}</td>
-                <td data-label="Actions">
-                  {!key.revokeTime && (
-                    <button
-                      type="button"
-                      className="link danger"
-                      disabled={revoke.isPending}
-                      onClick={() => window.confirm(`Revoke the key ${key.name}?`) && revoke.mutate(key)}
-                    >
-                      Revoke
-                    </button>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <KeyTable
+          caption="The account's API keys"
+          apiKeys={list.data}
+          revoking={revoke.isPending}
+          onRevoke={(key) => window.confirm(`Revoke the key ${key.name}?`) && revoke.mutate(key)}
+        />
       )}
     </div>
+  );
+}
+
+/** The key table both lists share; `generations` (requests per key) adds the owner's own columns. */
+function KeyTable({
+  caption,
+  apiKeys: shown,
+  generations,
+  revoking,
+  onRevoke,
+}: {
+  caption: string;
+  apiKeys: ApiKey[];
+  generations?: Map<string, bigint>;
+  revoking: boolean;
+  onRevoke: (key: ApiKey) => void;
+}) {
+  return (
+    <table className="reflow">
+      <caption className="visually-hidden">{caption}</caption>
+      <thead>
+        <tr>
+          <th scope="col">Name</th>
+          <th scope="col">Key</th>
+          <th scope="col">Scope</th>
+          {generations && <th scope="col">Created</th>}
+          <th scope="col">State</th>
+          <th scope="col">Last used</th>
+          {generations && (
+            <th scope="col" className="number">
+              Generations
+            </th>
+          )}
+          <th scope="col">
+            <span className="visually-hidden">Actions</span>
+          </th>
+        </tr>
+      </thead>
+      <tbody>
+        {shown.map((key) => (
+          <tr key={key.id}>
+            <td data-label="Name">{key.name}</td>
+            <td data-label="Key">
+              <code>{key.prefix}…</code>
+            </td>
+            <td data-label="Scope">{scopeLabel(key.scope)}</td>
+            {generations && <td data-label="Created">{formatTime(key.createTime)}</td>}
+            <td data-label="State">{keyState(key)}</td>
+            <td data-label="Last used">{key.lastUseTime ? formatTime(key.lastUseTime) : "never"}</td>
+            {generations && (
+              <td data-label="Generations" className="number">
+                {String(generations.get(key.id) ?? 0n)}
+              </td>
+            )}
+            <td data-label="Actions">
+              {!key.revokeTime && (
+                <button type="button" className="link danger" disabled={revoking} onClick={() => onRevoke(key)}>
+                  Revoke
+                </button>
+              )}
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
