@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pynode.auth.audit import AuditTrail
-from pynode.auth.domain import ROLES, AuditEvent, CurrentUser, IssuedTokens, LoginSession, Profile, User
+from pynode.auth.domain import ROLES, AuditEvent, CurrentUser, IssuedTokens, LoginSession, User
 from pynode.auth.passwords import check_policy
 from pynode.auth.ports import (
     LoginLockouts,
