@@ -186,14 +186,16 @@ class AuthService:
 
     async def refresh(self, refresh_token: str, client: ClientInfo) -> IssuedTokens:
         """Rotate a refresh token into a new pair."""
+        # Every attempt costs the caller's address; only a secret issued for the session costs its owner's
+        # budget. Charging the owner first let anyone who saw a session id (every access token shows it) spend
+        # that budget with made-up secrets and stop the owner refreshing.
         await self.limiter.hit("refresh", "address", client.address)
-        holder = await self.sessions.get(refresh_token.partition(".")[0][:64])
-        if holder is not None:  # an unknown session fails in rotate, limited by address alone
-            await self.limiter.hit("refresh", "account", holder.user_id)
+        holder = await self.sessions.issued(refresh_token)
+        await self.limiter.hit("refresh", "account", holder.user_id)
         try:
             session, refresh = await self.sessions.rotate(refresh_token)
         except Unauthenticated as exc:
-            if holder is not None and exc.reason == "REFRESH_TOKEN_REUSED":
+            if exc.reason == "REFRESH_TOKEN_REUSED":
                 await self.audit.record("refresh.reuse_detected", client, subject=holder.user_id, session=holder.id)
             raise
         return self._tokens(session, refresh)
