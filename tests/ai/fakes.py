@@ -34,6 +34,7 @@ class Script:
     retry_after: str | None = None
     cut_after: int | None = None  # close the connection after this many tokens, without the final part
     holds: tuple[int, ...] = ()  # before each of these tokens (0-based), wait for one `FakeProvider.release()`
+    embed_holds: bool = False  # each embeddings answer waits for one `FakeProvider.release()`
     prompt_tokens: int = 11
     models: list[str] = field(default_factory=lambda: ["llama3.2:latest"])
     tool_calls: list[dict[str, str]] = field(default_factory=list)  # {"id", "name", "arguments"} (JSON text)
@@ -126,6 +127,8 @@ class FakeProvider:
                 )
             return
         if method == "POST" and path in ("/v1/embeddings", "/api/embed") and script.status == 200:
+            if script.embed_holds:
+                await self._released.acquire()
             await self._embed(body or {}, writer)
             return
         if script.status != 200:

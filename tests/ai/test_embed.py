@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 from typing import Any
 
 import grpc
 from devpynode.ai.v1 import ai_pb2
+from google.rpc import error_details_pb2
 
 from tests.ai.conftest import AIClient, routing_file
 from tests.ai.fakes import FakeProvider
-from tests.client import fails
+from tests.client import MeshClient, eventually, fails
 
 
 async def _embed(client: AIClient, model: str, inputs: list[str], **fields: Any) -> ai_pb2.EmbedResponse:
@@ -121,3 +123,46 @@ def test_per_token_vectors_are_mean_pooled_to_unit_length() -> None:
 
     assert pooled([0.5, 1.0]) == [0.5, 1.0]  # one vector per input: as given
     assert pooled([[3.0, 0.0], [3.0, 8.0]]) == [0.6, 0.8]  # llama.cpp without pooling: one per token
+
+
+async def _same_address(client: AIClient) -> AIClient:
+    """Another account, signed in from the client's address."""
+    same = AIClient(MeshClient(client.user.channel, client.user.address), client.mesh)
+    await same.user.register()
+    return same
+
+
+async def _held(openai: FakeProvider, client: AIClient, count: int) -> asyncio.Task[ai_pb2.EmbedResponse]:
+    """An Embed call the fake provider holds until released; returns once the provider has it."""
+    call = asyncio.create_task(_embed(client, "openai/gpt-test", ["held"]))
+    await eventually(lambda: sum(s.path == "/v1/embeddings" for s in openai.seen) == count)
+    return call
+
+
+async def test_accounts_from_one_address_share_its_embed_cap(ai: Any, openai: FakeProvider) -> None:
+    client: AIClient = await ai(ai_streams_per_address=1)
+    openai.script.embed_holds = True
+    held = await _held(openai, client, 1)
+    refused = await fails(_embed(await _same_address(client), "builtin/echo", ["another account, the same address"]))
+    assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED and refused.reason == "TOO_MANY_STREAMS"
+    assert refused.detail(error_details_pb2.QuotaFailure).violations[0].subject == "ai:streams_per_address"
+    elsewhere = AIClient(client.user.as_other_address(), client.mesh)
+    await elsewhere.user.register()
+    assert len(_vectors(await _embed(elsewhere, "builtin/echo", ["another address"]))) == 1
+    openai.release()
+    assert len(_vectors(await held)) == 1
+
+
+async def test_embed_calls_queue_in_their_addresss_lane(ai: Any, openai: FakeProvider) -> None:
+    # One at a time, four waiting, a quarter of them (one) per lane: accounts from one address share one lane.
+    client: AIClient = await ai(ai_max_concurrency=1, ai_max_queue=4, ai_streams_per_address=0)
+    openai.script.embed_holds = True
+    running = await _held(openai, client, 1)
+    first, second = await _same_address(client), await _same_address(client)
+    queued = asyncio.create_task(_embed(first, "openai/gpt-test", ["waits its turn"]))
+    await eventually(lambda: client.parts.router.gate("openai/gpt-test").waiting == 1)
+    refused = await fails(_embed(second, "openai/gpt-test", ["a third account, the same address"]))
+    assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED and refused.reason == "MODEL_BUSY"
+    openai.release()
+    openai.release()
+    assert len(_vectors(await running)) == len(_vectors(await queued)) == 1

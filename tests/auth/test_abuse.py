@@ -91,6 +91,28 @@ async def test_refresh_is_rate_limited_per_account_across_sessions_and_addresses
     assert error.detail(error_details_pb2.QuotaFailure).violations[0].subject == "refresh:account"
 
 
+async def test_a_stranger_with_the_session_id_cannot_spend_the_owners_refresh_budget(strict: Any) -> None:
+    client: MeshClient = await strict(rate_limit_per_minute=3)
+    tokens = (await client.register()).tokens
+    sid = tokens.refresh_token.partition(".")[0]  # also the `sid` claim every access token shows
+    made_up = auth_pb2.RefreshTokenRequest(refresh_token=f"{sid}.not-a-secret-we-issued")
+    for _ in range(4):  # more than the account's budget, each from an address of its own
+        stranger = client.as_other_address()
+        error = await fails(stranger.auth.RefreshToken(made_up, metadata=stranger.md("")))
+        assert error.code == grpc.StatusCode.UNAUTHENTICATED and error.reason == "INVALID_REFRESH_TOKEN"
+    # The owner still refreshes: only secrets issued for the session are charged to its account.
+    request = auth_pb2.RefreshTokenRequest(refresh_token=tokens.refresh_token)
+    renewed = await client.auth.RefreshToken(request, metadata=client.md(""))
+    assert renewed.tokens.refresh_token.startswith(sid + ".")
+    # Failures are charged to the address that sends them.
+    stranger = client.as_other_address()
+    for _ in range(3):
+        await fails(stranger.auth.RefreshToken(made_up, metadata=stranger.md("")))
+    limited = await fails(stranger.auth.RefreshToken(made_up, metadata=stranger.md("")))
+    assert limited.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert limited.detail(error_details_pb2.QuotaFailure).violations[0].subject == "refresh:address"
+
+
 async def test_failures_lock_the_address_with_growing_delays(client: MeshClient) -> None:
     email = new_email()
     await client.register(email)

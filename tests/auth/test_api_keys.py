@@ -168,6 +168,26 @@ async def test_an_admins_key_is_capped_by_its_scope(client: MeshClient, mesh: Me
     assert everyone.code == grpc.StatusCode.PERMISSION_DENIED and everyone.reason == "ROLE_REQUIRED"
 
 
+async def test_get_current_user_shows_the_role_a_capped_key_acts_with(client: MeshClient, mesh: MeshServer) -> None:
+    admin = await _admin(client, mesh)
+    keys = {
+        scope: (await create_key(admin, str(scope), scope)).secret
+        for scope in (_SCOPES.API_KEY_SCOPE_AI, _SCOPES.API_KEY_SCOPE_READ_ONLY, _SCOPES.API_KEY_SCOPE_FULL)
+    }
+    request = auth_pb2.GetCurrentUserRequest()
+    for scope, secret in keys.items():
+        seen = await admin.auth.GetCurrentUser(request, metadata=admin.md(secret))
+        # An ai or read_only key of an admin acts as a user (admin RPCs refuse it): it must not say ROLE_ADMIN.
+        acting = auth_pb2.ROLE_ADMIN if scope == _SCOPES.API_KEY_SCOPE_FULL else auth_pb2.ROLE_USER
+        assert (seen.user.role, seen.account_role, seen.api_key_scope) == (acting, auth_pb2.ROLE_ADMIN, scope)
+    session = await admin.auth.GetCurrentUser(request, metadata=admin.md())
+    assert (session.user.role, session.account_role, session.api_key_scope) == (
+        auth_pb2.ROLE_ADMIN,
+        auth_pb2.ROLE_ADMIN,
+        _SCOPES.API_KEY_SCOPE_UNSPECIFIED,
+    )
+
+
 async def test_expired_wrong_and_malformed_keys_are_refused(client: MeshClient, mesh: MeshServer) -> None:
     me = await client.register()
     soon = Timestamp(seconds=int(time.time()) + 2)

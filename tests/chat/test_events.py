@@ -6,8 +6,8 @@ import grpc
 from devpynode.chat.v1 import chat_pb2
 
 from tests.ai.fakes import FakeProvider
-from tests.chat.conftest import ANSWER, WORDS, Start, Subscriber, reply_text
-from tests.client import eventually, fails
+from tests.chat.conftest import ANSWER, WORDS, Member, Start, Subscriber, reply_text
+from tests.client import MeshClient, eventually, fails
 
 
 async def test_members_see_each_others_messages_answers_typing_and_reactions_live(
@@ -192,3 +192,32 @@ async def test_event_streams_per_user_are_bounded(chat: Start) -> None:
     await fourth.ready()
     await second.stop()
     await fourth.stop()
+
+
+async def test_event_streams_per_address_are_bounded_whatever_the_accounts(chat: Start) -> None:
+    (alice,) = await chat(1, chat_streams_per_address=2)
+
+    async def account(address: str) -> tuple[Member, chat_pb2.Conversation]:
+        user = MeshClient(alice.user.channel, address)
+        registered = await user.register()
+        member = Member(user, alice.mesh, registered.user.id)
+        return member, await member.create(model="builtin/echo")
+
+    followers = []
+    for _ in range(2):  # two accounts from one address, one stream each (far below the per-user cap)
+        member, conversation = await account(alice.user.address)
+        follower = Subscriber(member, conversation.id)
+        await follower.ready()
+        followers.append(follower)
+    member, conversation = await account(alice.user.address)
+    third = Subscriber(member, conversation.id)
+    await eventually(lambda: third.ended)
+    assert third.error is not None and third.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    elsewhere, theirs = await account(alice.user.as_other_address().address)
+    other = Subscriber(elsewhere, theirs.id)
+    await other.ready()  # another address is not affected
+    await followers[0].stop()
+    again = Subscriber(member, conversation.id)  # one closed: room again for the address
+    await again.ready()
+    for follower in (followers[1], other, again):
+        await follower.stop()

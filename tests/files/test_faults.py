@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
+from google.rpc import error_details_pb2
 from PIL import Image
 
 from pynode.app.server import MeshServer
@@ -111,6 +112,38 @@ async def _in_progress(writer: Any) -> None:
 
 def _partial_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in (root / ".partial").rglob("*") if p.is_file())
+
+
+async def test_accounts_from_one_address_share_its_cap_of_open_downloads(strict: Any) -> None:
+    client: MeshClient = await strict(files_max_downloads_per_address=2)
+    data = (b"\x00devpynode test payload\x00" + os.urandom(32 * MIB))[: 32 * MIB]  # more than gRPC buffers ahead
+    service = strict.servers[0].platform.component("files").service
+    unread = []
+    for _ in range(2):  # two accounts from one address, one download each (far below the per-user cap)
+        same = MeshClient(client.channel, client.address)
+        await same.register()
+        stored = (
+            await _stub(same).UploadFile(_requests("d.bin", data, "application/octet-stream"), metadata=same.md())
+        ).file
+        call = _stub(same).DownloadFile(files_pb2.DownloadFileRequest(file_id=stored.id), metadata=same.md())
+        assert (await call.read()).WhichOneof("data") == "file" and (await call.read()).chunk  # reading: held
+        unread.append(call)
+    third = MeshClient(client.channel, client.address)
+    await third.register()
+    small = (await _stub(third).UploadFile(_requests("s.txt", b"small", "text/plain"), metadata=third.md())).file
+    refused = await fails(_read(third, small.id))
+    assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED and refused.reason == "TOO_MANY_DOWNLOADS"
+    assert refused.detail(error_details_pb2.QuotaFailure).violations[0].subject == "files:downloads_per_address"
+    elsewhere = client.as_other_address()
+    await elsewhere.register()
+    mine = (
+        await _stub(elsewhere).UploadFile(_requests("e.txt", b"elsewhere", "text/plain"), metadata=elsewhere.md())
+    ).file
+    assert await _read(elsewhere, mine.id) == b"elsewhere"
+    for call in unread:
+        call.cancel()
+    await eventually(lambda: not service._downloads)
+    assert await _read(third, small.id) == b"small"  # the address's places come back with its downloads
 
 
 async def test_a_user_may_hold_only_so_many_downloads_open_and_gets_them_back(strict: Any) -> None:

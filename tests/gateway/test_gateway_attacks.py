@@ -13,10 +13,12 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+import yaml
 from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from pynode.app.gateway import browser_methods, compose_options, render
 from pynode.core.settings import DEV_SERVICE_SECRET
+from pynode.door.settings import DoorSettings
 from tests.client import PASSWORD
 from tests.gateway.grpcweb import CONTENT_TYPE, call, decoded
 from tests.gateway.test_local_gateway import _port, _serve
@@ -119,3 +121,39 @@ async def test_a_direct_caller_cannot_claim_an_address(laptop: Laptop) -> None:
                 codes.append(error.code())
     unauthenticated, exhausted = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED
     assert codes == [unauthenticated] * 3 + [exhausted] * 2, codes
+
+
+async def _stall_door(port: int) -> asyncio.StreamWriter:
+    """A chat completion whose body never arrives whole, sent to the gateway's OpenAI-compatible path."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nauthorization: Bearer k\r\n"
+        b"content-type: application/json\r\ncontent-length: 1000\r\n\r\n{"
+    )
+    await writer.drain()
+    return writer
+
+
+async def test_stalled_door_bodies_stay_in_envoy_and_a_real_client_is_served(laptop: Laptop) -> None:
+    """Unbuffered door routes passed each stalled body on to the door, one HTTP/1.1 connection each: over the
+    cluster's 1,000 connections, everyone's OpenAI calls waited behind them (issue 27 follow-up)."""
+    stalled = [await _stall_door(laptop.port) for _ in range(STALLED)]
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            await asyncio.sleep(0)
+            reply = await http.get(f"{laptop.url}/v1/models", headers={"authorization": "Bearer not.a.token"})
+        assert reply.status_code == 401 and reply.json()["error"]["message"], reply.text  # the door's own answer
+    finally:
+        for writer in stalled:
+            writer.close()
+
+
+def test_envoys_own_answers_on_door_paths_are_in_openais_shape_and_idle_door_connections_close_first() -> None:
+    config = yaml.safe_load(render(compose_options()))
+    manager = config["staticResources"]["listeners"][0]["filterChains"][0]["filters"][0]["typedConfig"]
+    first = manager["localReplyConfig"]["mappers"][0]
+    assert "request_timeout" in first["bodyFormatOverride"]["textFormatSource"]["inlineString"]
+    door = next(c for c in config["staticResources"]["clusters"] if c["name"] == "door")
+    options = door["typedExtensionProtocolOptions"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    idle = float(options["commonHttpProtocolOptions"]["idleTimeout"].rstrip("s"))
+    assert idle < DoorSettings().door_headers_seconds  # Envoy drops an idle connection before the door would

@@ -163,6 +163,33 @@ def test_web_files_never_leave_their_directory(tmp_path: Path) -> None:
     assert files.resolve("/index.html") == (root / "index.html", False)
 
 
+async def test_web_files_cut_a_client_that_sends_its_headers_a_byte_at_a_time(tmp_path: Path) -> None:
+    files = WebFiles(_web_dir(tmp_path / "web"), headers_seconds=0.5)
+    port = await files.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: web\r\n")
+
+        async def trickle() -> None:
+            while not reader.at_eof():
+                writer.write(b"X")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+
+        dripping = asyncio.create_task(trickle())
+        try:
+            with contextlib.suppress(ConnectionResetError):  # closed while the client was still writing
+                assert await asyncio.wait_for(reader.read(), 30) == b""  # cut, not held for ever
+        finally:
+            dripping.cancel()
+            writer.close()
+        async with httpx.AsyncClient() as http:  # a real client is served meanwhile and after
+            page = await http.get(f"http://127.0.0.1:{port}/")
+        assert page.status_code == 200
+    finally:
+        await files.stop()
+
+
 async def test_gateway_web_serves_the_app_for_compose_and_helm(tmp_path: Path) -> None:
     port = _port()
     cli = [sys.executable, "-m", "pynode.app.cli", "gateway", "web", "--port", str(port)]

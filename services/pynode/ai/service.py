@@ -140,6 +140,11 @@ _BUDGET = Quota("ai:tokens_per_day", "prompt and completion tokens per user per 
 _NO_RESERVATION = Reservation("", 0, 0.0, settled=True)
 
 
+def _lane(user_id: str, address: str) -> str:
+    """Whose turn a queued request waits in: its client address's (all its accounts together), else its user's."""
+    return f"address:{address}" if address else f"user:{user_id}"
+
+
 def _day(now: datetime) -> str:
     return now.strftime("%Y%m%d")
 
@@ -282,8 +287,7 @@ class AIService:
                         yield piece
                 return
         candidates = await self.router.candidates(command.model, command.fallbacks)
-        lane = f"address:{command.address}" if command.address else f"user:{caller.subject}"
-        started = await self.router.start(candidates, prompt, lane)
+        started = await self.router.start(candidates, prompt, _lane(caller.subject, command.address))
         if key is not None:
             self._lookup(started.deployment, "miss")
         # aclosing: a caller that goes away ends the relay (and the upstream request) at once.
@@ -520,8 +524,12 @@ class AIService:
             _until_tomorrow(now),
         )
 
-    async def embed(self, caller: Principal, model: str, inputs: list[str], dimensions: int = 0) -> Embedded:
-        """Vectors of `inputs`, in batches of the configured size, under the same limits and ledger as Generate."""
+    async def embed(
+        self, caller: Principal, model: str, inputs: list[str], dimensions: int = 0, address: str = ""
+    ) -> Embedded:
+        """Vectors of `inputs`, in batches of the configured size, under the same limits and ledger as Generate:
+        the user's and the client address's running shares, and the deployment's queue in the address's lane
+        (`address`: the end user's, when known), so many accounts from one address cannot hold it either."""
         violations = self._embed_violations(inputs, dimensions)
         if violations:
             raise InvalidArgument(
@@ -537,7 +545,10 @@ class AIService:
         reservation = await self._reserve_inputs(user, messages)
         spent = 0
         try:
-            with self._streams.hold(user):
+            with (
+                self._streams.hold(user),
+                self._addresses.hold(address) if address else contextlib.nullcontext(),
+            ):
                 vectors: list[list[float]] = []
                 deployment = ""
                 counted: int | None = 0
@@ -546,7 +557,7 @@ class AIService:
                     batch = inputs[start : start + size]
                     # Every batch to the deployment the first one chose: vectors of two models never mix.
                     deployment, result = await self.embeddings.embed(
-                        [deployment] if deployment else candidates, batch, dimensions, f"user:{user}"
+                        [deployment] if deployment else candidates, batch, dimensions, _lane(user, address)
                     )
                     vectors += result.vectors
                     counted = (

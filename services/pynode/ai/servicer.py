@@ -224,7 +224,11 @@ class AIRouterServicer(ai_pb2_grpc.AIRouterServiceServicer):
         context: grpc.aio.ServicerContext[ai_pb2.EmbedRequest, ai_pb2.EmbedResponse],
     ) -> ai_pb2.EmbedResponse:
         embedded = await self._service.embed(
-            current_principal(), request.model.strip(), list(request.inputs), request.dimensions
+            current_principal(),
+            request.model.strip(),
+            list(request.inputs),
+            request.dimensions,
+            current_client().address,
         )
         return ai_pb2.EmbedResponse(
             embeddings=[ai_pb2.Embedding(values=vector) for vector in embedded.vectors],

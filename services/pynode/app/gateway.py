@@ -26,9 +26,10 @@ breakers are set, not left at Envoy's 1,024 defaults; a connection carries at mo
 calls and is closed after CONNECTION_IDLE without any.
 
 Modules that serve plain HTTP of their own (`ServesHttp`: the OpenAI-compatible door) get an HTTP/1.1 cluster,
-health-checked with a GET of their health path, and a route per path they name, with no route timeout (a
-generation streams as long as the model writes) and the buffer filter off (server-sent events and the door's own
-413 for a body over its limit, in OpenAI's JSON shape).
+health-checked with a GET of their health path, whose idle connections Envoy closes before the module would, and
+a route per path they name, with no route timeout (a generation streams as long as the model writes). Their
+requests are buffered whole like the others (server-sent answers still stream: the filter holds requests only),
+and Envoy's own 408 and 413 on their paths are in the module's clients' error shape (OpenAI's).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from envoy_data_plane.envoy.config.accesslog.v3 import (
     ComparisonFilter,
     ComparisonFilterOp,
     HeaderFilter,
+    OrFilter,
     StatusCodeFilter,
 )
 from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
@@ -62,6 +64,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     HealthCheck,
     HealthCheckGrpcHealthCheck,
     HealthCheckHttpHealthCheck,
+    Http1ProtocolOptions,
     Http2ProtocolOptions,
     HttpProtocolOptions,
     Pipe,
@@ -82,7 +85,7 @@ from envoy_data_plane.envoy.config.route.v3 import (
     RouteMatch,
     VirtualHost,
 )
-from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer, BufferPerRoute
+from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer
 from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
 from envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3 import GrpcWeb
 from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
@@ -116,9 +119,11 @@ from google.protobuf import descriptor_pool
 from pynode.app import modules
 from pynode.app.gateway_rest import transcoder
 from pynode.app.gateway_tracing import TraceExport, collector_cluster, manager_tracing
+from pynode.app.webfiles import HEADERS_SECONDS as WEB_HEADERS_SECONDS
 from pynode.core.contract import MethodContract, method_contracts
 from pynode.core.edge import GATEWAY_HEADER
 from pynode.core.module import ServesHttp
+from pynode.door.settings import DEFAULT_HEADERS_SECONDS
 
 ALLOWED_HEADERS = "content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization,x-request-id"
 EXPOSED_HEADERS = "grpc-status,grpc-message,grpc-status-details-bin,x-request-id"
@@ -139,6 +144,9 @@ CLUSTER_CONNECTIONS = 1_000
 WEB_PORT = 8000  # `devpynode gateway web`: compose's `web` service, and the Helm gateway pod's sidecar
 # The HTTP listener of a `ServesHttp` module in compose and Helm (DEVPYNODE_DOOR_PORT there).
 HTTP_MODULE_PORT = 8090
+# Envoy's idle HTTP/1.1 connections to such a listener and to the web app's files: below their own idle bounds
+# (DEVPYNODE_DOOR_HEADERS_SECONDS, webfiles.HEADERS_SECONDS), so Envoy, not the listener, closes an idle one.
+HTTP_UPSTREAM_IDLE = timedelta(seconds=min(DEFAULT_HEADERS_SECONDS, WEB_HEADERS_SECONDS) * 2 / 3)
 
 
 @dataclass(frozen=True)
@@ -191,43 +199,62 @@ _REST_LOCAL_ANSWERS = {
 }
 
 
-def _rest_local_replies() -> LocalReplyConfig:
+# The same for paths of a `ServesHttp` module (the OpenAI-compatible door), in OpenAI's error shape, which its
+# clients turn into their exception classes.
+_HTTP_MODULE_LOCAL_ANSWERS = {
+    408: '{"error":{"message":"the request did not arrive whole within the gateway\'s time; send it promptly",'
+    '"type":"invalid_request_error","param":null,"code":"request_timeout"}}',
+    413: '{"error":{"message":"the request body is larger than the gateway accepts","type":"invalid_request_error",'
+    '"param":null,"code":"request_too_large"}}',
+}
+
+
+def _on_status(status: int, paths: list[str], key: str) -> AccessLogFilter:
+    """Envoy's own answer of `status` on a path starting with one of `paths`."""
+    on_path = [
+        AccessLogFilter(
+            header_filter=HeaderFilter(header=HeaderMatcher(name=":path", string_match=StringMatcher(prefix=p)))
+        )
+        for p in paths
+    ]
+    return AccessLogFilter(
+        and_filter=AndFilter(
+            filters=[
+                AccessLogFilter(
+                    status_code_filter=StatusCodeFilter(
+                        comparison=ComparisonFilter(
+                            op=ComparisonFilterOp.EQ,
+                            value=RuntimeUInt32(default_value=status, runtime_key=f"{key}_{status}"),
+                        )
+                    )
+                ),
+                on_path[0] if len(on_path) == 1 else AccessLogFilter(or_filter=OrFilter(filters=on_path)),
+            ]
+        )
+    )
+
+
+def _mapper(status: int, paths: list[str], body: str, key: str) -> ResponseMapper:
+    return ResponseMapper(
+        filter=_on_status(status, paths, key),
+        body_format_override=SubstitutionFormatString(
+            text_format_source=DataSource(inline_string=body + "\n"), content_type="application/json"
+        ),
+    )
+
+
+def _local_replies(http_paths: list[str]) -> LocalReplyConfig:
     """REST clients get errors as JSON `google.rpc.Status` everywhere: the services' errors are transcoded, but
     what Envoy answers itself (the transcoder's "Expected : between key:value pair", an unknown query parameter,
-    a body over the buffer's limit) was plain text, with fragments of the request in it."""
-
-    def on_rest(status: int) -> AccessLogFilter:
-        return AccessLogFilter(
-            and_filter=AndFilter(
-                filters=[
-                    AccessLogFilter(
-                        status_code_filter=StatusCodeFilter(
-                            comparison=ComparisonFilter(
-                                op=ComparisonFilterOp.EQ,
-                                value=RuntimeUInt32(default_value=status, runtime_key=f"rest_local_{status}"),
-                            )
-                        )
-                    ),
-                    AccessLogFilter(
-                        header_filter=HeaderFilter(
-                            header=HeaderMatcher(name=":path", string_match=StringMatcher(prefix="/v1/"))
-                        )
-                    ),
-                ]
-            )
-        )
-
-    return LocalReplyConfig(
-        mappers=[
-            ResponseMapper(
-                filter=on_rest(status),
-                body_format_override=SubstitutionFormatString(
-                    text_format_source=DataSource(inline_string=body + "\n"), content_type="application/json"
-                ),
-            )
-            for status, body in _REST_LOCAL_ANSWERS.items()
-        ]
+    a body over the buffer's limit) was plain text, with fragments of the request in it. The paths of HTTP
+    modules (under /v1/ too) are matched first, and answered in their clients' own shape."""
+    mappers = (
+        [_mapper(status, http_paths, body, "http_local") for status, body in _HTTP_MODULE_LOCAL_ANSWERS.items()]
+        if http_paths
+        else []
     )
+    mappers += [_mapper(status, ["/v1/"], body, "rest_local") for status, body in _REST_LOCAL_ANSWERS.items()]
+    return LocalReplyConfig(mappers=mappers)
 
 
 def _admin_address(options: GatewayOptions) -> Address:
@@ -342,36 +369,55 @@ def _health_service(package: str) -> str:
 
 
 def _http_cluster(name: str, upstream: Upstream, health_path: str) -> Cluster:
-    """An HTTP/1.1 cluster for a module's own listener, health-checked with a GET of `health_path`."""
+    """An HTTP/1.1 cluster for a module's own listener, health-checked with a GET of `health_path`. Envoy drops
+    its idle connections to it after HTTP_UPSTREAM_IDLE, before the listener's own idle bound closes them, so a
+    request is never sent down a connection the listener is closing."""
     return Cluster(
         name=name,
         type=ClusterDiscoveryType.STRICT_DNS,
         lb_policy=ClusterLbPolicy.ROUND_ROBIN,
         connect_timeout=timedelta(seconds=2),
         per_connection_buffer_limit_bytes=BUFFER_BYTES,
+        typed_extension_protocol_options=_http1_idle(),
         load_assignment=_endpoint(name, upstream),
         circuit_breakers=_breakers(),
         health_checks=[_health_check(http_health_check=HealthCheckHttpHealthCheck(path=health_path))],
     )
 
 
+def _http_path_match(path: str) -> RouteMatch:
+    return RouteMatch(prefix=path) if path.endswith("/") else RouteMatch(path=path)
+
+
 def _http_routes(names: list[str]) -> list[Route]:
-    """The paths each HTTP module names, to its cluster: streamed answers unbuffered and with no route timeout."""
+    """The paths each HTTP module names, to its cluster, with no route timeout (answers stream as long as the
+    model writes). Requests are buffered whole like every other route: the buffer filter holds requests only,
+    so server-sent answers still stream, and a body that never ends stays in Envoy (408 after REQUEST_WHOLE)
+    instead of holding one of the cluster's HTTP/1.1 connections for as long as its sender likes."""
     routes = []
-    unbuffered = {"envoy.filters.http.buffer": _any(BufferPerRoute(disabled=True))}
     for name, module in http_modules().items():
         if name not in names:
             continue
         for path in module.http_paths:
-            match = RouteMatch(prefix=path) if path.endswith("/") else RouteMatch(path=path)
-            routes.append(
-                Route(
-                    match=match,
-                    route=RouteAction(cluster=name, timeout=timedelta(0)),
-                    typed_per_filter_config=unbuffered,
-                )
-            )
+            routes.append(Route(match=_http_path_match(path), route=RouteAction(cluster=name, timeout=timedelta(0))))
     return routes
+
+
+def _http1_idle() -> dict[str, AnyMessage]:
+    """HTTP/1.1 upstream connections Envoy closes after HTTP_UPSTREAM_IDLE without a request: before the
+    listeners' own idle bound, so a request never goes down a connection the listener is closing."""
+    return {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _any(
+            UpstreamHttpProtocolOptions(
+                explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                    http_protocol_options=Http1ProtocolOptions()
+                ),
+                common_http_protocol_options=HttpProtocolOptions(
+                    idle_timeout=HTTP_UPSTREAM_IDLE, max_connection_duration=MAX_CONNECTION
+                ),
+            )
+        )
+    }
 
 
 def _web_cluster(upstream: Upstream) -> Cluster:
@@ -379,6 +425,7 @@ def _web_cluster(upstream: Upstream) -> Cluster:
         name="web",
         type=ClusterDiscoveryType.STRICT_DNS,
         connect_timeout=timedelta(seconds=2),
+        typed_extension_protocol_options=_http1_idle(),
         load_assignment=_endpoint("web", upstream),
     )
 
@@ -468,7 +515,9 @@ def bootstrap(options: GatewayOptions) -> Bootstrap:
             max_connection_duration=MAX_CONNECTION, idle_timeout=CONNECTION_IDLE
         ),
         http2_protocol_options=Http2ProtocolOptions(max_concurrent_streams=STREAMS_PER_CONNECTION),
-        local_reply_config=_rest_local_replies(),
+        local_reply_config=_local_replies(
+            list(dict.fromkeys(path.rstrip("/") for name in http for path in served_http[name].http_paths))
+        ),
         route_config=RouteConfiguration(
             name="services",
             virtual_hosts=[

@@ -27,6 +27,11 @@ CSP = (
 )
 HASHED = re.compile(r"-[A-Za-z0-9_-]{8,}\.[a-z0-9]+$")
 MAX_REQUEST_BYTES = 16 * 1024
+# A connection's next request head must be whole this long after it opened or after the previous answer, else it
+# is closed: a client sending its headers a byte at a time (or nothing) held a connection and its task for ever.
+# Above the gateway's idle time for its upstream connections (gateway.HTTP_UPSTREAM_IDLE), so Envoy drops an idle
+# one first and never sends a request down a connection being closed here.
+HEADERS_SECONDS = 15.0
 READ_THREADS = 2
 
 
@@ -42,8 +47,9 @@ def security_headers() -> list[tuple[str, str]]:
 class WebFiles:
     """A small HTTP/1.1 server for one directory, on loopback, behind Envoy."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, headers_seconds: float = HEADERS_SECONDS) -> None:
         self.root = root.resolve()
+        self.headers_seconds = headers_seconds
         self.port = 0
         self._server: asyncio.Server | None = None
         # Reads in two threads of their own, closed on stop: a page load's burst of assets queues here, not in
@@ -81,12 +87,13 @@ class WebFiles:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+                async with asyncio.timeout(self.headers_seconds):
+                    head = await reader.readuntil(b"\r\n\r\n")
                 if len(head) > MAX_REQUEST_BYTES:
                     break
                 method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
                 await self._answer(writer, method, target)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError, TimeoutError):
             pass
         finally:
             writer.close()

@@ -40,6 +40,15 @@ class Profile:
         return cls(user.id, user.email, user.display_name, user.role, user.disabled, user.created_at, user.updated_at)
 
 
+@dataclass(frozen=True)
+class CurrentUser:
+    """The caller's account and what its credential acts with: a key's scope may cap an admin's role."""
+
+    profile: Profile  # `role` is the account's own
+    acting_role: str  # the role this call acts with (GetCurrentUser shows it as the user's role)
+    api_key_scope: str = ""  # the key's scope; "" for a signed-in session
+
+
 @dataclass
 class LoginSession:
     """One login: a refresh token family with an absolute lifetime.

@@ -44,6 +44,9 @@ class SessionRepository(Protocol):
     async def get(self, sid: str) -> LoginSession | None:
         """A live session, or None."""
 
+    async def issued(self, refresh_token: str) -> LoginSession:
+        """The session a refresh token was issued for, changed in no way; Unauthenticated when it was not."""
+
     async def rotate(self, refresh_token: str) -> tuple[LoginSession, str]:
         """Consume a refresh token; returns the session and the token's successor."""
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pynode.auth.audit import AuditTrail
-from pynode.auth.domain import ROLES, AuditEvent, IssuedTokens, LoginSession, Profile, User
+from pynode.auth.domain import ROLES, AuditEvent, CurrentUser, IssuedTokens, LoginSession, User
 from pynode.auth.passwords import check_policy
 from pynode.auth.ports import (
     LoginLockouts,
@@ -23,6 +23,7 @@ from pynode.auth.ports import (
     UserRepository,
 )
 from pynode.auth.throttle import account_key
+from pynode.core.api_keys import capped_role
 from pynode.core.contract import is_email
 from pynode.core.errors import (
     FailedPrecondition,
@@ -184,14 +185,16 @@ class AuthService:
 
     async def refresh(self, refresh_token: str, client: ClientInfo) -> IssuedTokens:
         """Rotate a refresh token into a new pair."""
+        # Every attempt costs the caller's address; only a secret issued for the session costs its owner's
+        # budget. Charging the owner first let anyone who saw a session id (every access token shows it) spend
+        # that budget with made-up secrets and stop the owner refreshing.
         await self.limiter.hit("refresh", "address", client.address)
-        holder = await self.sessions.get(refresh_token.partition(".")[0][:64])
-        if holder is not None:  # an unknown session fails in rotate, limited by address alone
-            await self.limiter.hit("refresh", "account", holder.user_id)
+        holder = await self.sessions.issued(refresh_token)
+        await self.limiter.hit("refresh", "account", holder.user_id)
         try:
             session, refresh = await self.sessions.rotate(refresh_token)
         except Unauthenticated as exc:
-            if holder is not None and exc.reason == "REFRESH_TOKEN_REUSED":
+            if exc.reason == "REFRESH_TOKEN_REUSED":
                 await self.audit.record("refresh.reuse_detected", client, subject=holder.user_id, session=holder.id)
             raise
         return self._tokens(session, refresh)
@@ -210,12 +213,16 @@ class AuthService:
             all_sessions=str(all_sessions).lower(),
         )
 
-    async def current_user(self, caller: Principal) -> Profile:
-        """The caller's account (the repository caches profiles: clients ask on every screen)."""
+    async def current_user(self, caller: Principal) -> CurrentUser:
+        """The caller's account (the repository caches profiles: clients ask on every screen), and the role the
+        caller acts with: an `ai` or `read_only` key caps an admin's at user, and a client deciding what to
+        offer (admin pages, `whoami`) must see the cap, not the account's role."""
         profile = await self.users.profile(caller.subject)
         if profile is None or profile.disabled:
             raise Unauthenticated("the account no longer exists or is disabled", reason="ACCOUNT_UNAVAILABLE")
-        return profile
+        if not caller.api_key_id:
+            return CurrentUser(profile, profile.role)
+        return CurrentUser(profile, capped_role(caller.scope, profile.role), caller.scope)
 
     async def change_password(self, caller: Principal, current: str, new: str) -> None:
         """Replace the password and end every other session."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import grpc
-from devpynode.auth.v1 import auth_pb2, auth_pb2_grpc
+from devpynode.auth.v1 import api_keys_pb2, auth_pb2, auth_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pynode.auth.domain import AuditEvent, IssuedTokens, Profile, User
@@ -11,6 +11,7 @@ from pynode.auth.keys import SigningKeyring
 from pynode.auth.oidc.service import OidcService
 from pynode.auth.oidc.servicer import OidcAdminRpcs, OidcRpcs
 from pynode.auth.service import AuthService
+from pynode.core.api_keys import scope_value
 from pynode.core.principal import current_client, current_principal
 
 _ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
@@ -105,7 +106,16 @@ class AuthServicer(OidcRpcs, auth_pb2_grpc.AuthServiceServicer):
         request: auth_pb2.GetCurrentUserRequest,
         context: grpc.aio.ServicerContext[auth_pb2.GetCurrentUserRequest, auth_pb2.GetCurrentUserResponse],
     ) -> auth_pb2.GetCurrentUserResponse:
-        return auth_pb2.GetCurrentUserResponse(user=user_proto(await self._service.current_user(current_principal())))
+        current = await self._service.current_user(current_principal())
+        user = user_proto(current.profile)
+        user.role = _ROLE_TO_PROTO.get(current.acting_role, auth_pb2.ROLE_UNSPECIFIED)
+        return auth_pb2.GetCurrentUserResponse(
+            user=user,
+            account_role=_ROLE_TO_PROTO.get(current.profile.role, auth_pb2.ROLE_UNSPECIFIED),
+            api_key_scope=(
+                scope_value(current.api_key_scope) if current.api_key_scope else api_keys_pb2.API_KEY_SCOPE_UNSPECIFIED
+            ),
+        )
 
     async def LookupUser(
         self,

@@ -141,6 +141,24 @@ class SessionStore:
         raw = await self._kv.get(_session_key(sid))
         return _decode(raw) if raw else None
 
+    async def issued(self, refresh_token: str) -> LoginSession:
+        """The session `refresh_token` was issued for (its current, previous or a retired secret, compared in
+        constant time), changing nothing; Unauthenticated, as `rotate` says it, when the secret is not one of
+        them. What may spend the owner's budgets: a session id alone (every access token shows it) is not."""
+        sid, _, secret = refresh_token.partition(".")
+        if not sid or not secret:
+            raise Unauthenticated("refresh token is malformed; sign in again", reason="INVALID_REFRESH_TOKEN")
+        raw = await self._kv.get(_session_key(sid))
+        if raw is None:
+            raise Unauthenticated("refresh token expired or revoked; sign in again", reason="SESSION_ENDED")
+        session = _decode(raw)
+        digest = _digest(secret)
+        known = [_contains(session.current, digest), _contains(session.previous, digest)]
+        known.append(_contains(session.retired, digest[:_RETIRED_HEX]))  # every list read: no early exit
+        if not any(known):
+            raise Unauthenticated("refresh token is not valid; sign in again", reason="INVALID_REFRESH_TOKEN")
+        return session
+
     async def rotate(self, refresh_token: str) -> tuple[LoginSession, str]:
         """Consume a refresh token and return its successor.
 

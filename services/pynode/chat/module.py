@@ -96,7 +96,9 @@ class ChatModule:
             settings.chat_lease_seconds,
             ended=lambda state: metrics.answers.labels(state).inc(),
         )
-        subscriptions = Subscriptions(messages, infra.streams, runner, settings.chat_streams_per_user)
+        subscriptions = Subscriptions(
+            messages, infra.streams, runner, settings.chat_streams_per_user, settings.chat_streams_per_address
+        )
         service = ChatService(
             conversations,
             messages,

@@ -604,11 +604,14 @@ class ChatService:
 
     # --- events -----------------------------------------------------------------------------------
 
-    async def events(self, caller: Principal, conversation_id: str, after: str) -> AsyncGenerator[ChatEvent, None]:
+    async def events(
+        self, caller: Principal, conversation_id: str, after: str, address: str = ""
+    ) -> AsyncGenerator[ChatEvent, None]:
         """Every change of the conversation after `after` (or from now, with the replies being written),
-        until the caller is removed or the conversation is deleted."""
+        until the caller is removed or the conversation is deleted; `address` is the client's, for its share."""
         conversation = await self._conversation(caller, conversation_id)
-        async with contextlib.aclosing(self.subscriptions.events(caller.subject, conversation, after)) as events:
+        followed = self.subscriptions.events(caller.subject, conversation, after, address)
+        async with contextlib.aclosing(followed) as events:
             async for event in events:
                 yield event
 

@@ -347,7 +347,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         context: grpc.aio.ServicerContext[chat_pb2.StreamEventsRequest, chat_pb2.StreamEventsResponse],
     ) -> AsyncIterator[chat_pb2.StreamEventsResponse]:
         caller = current_principal()
-        async with contextlib.aclosing(self._service.events(caller, request.conversation_id, request.after)) as events:
+        following = self._service.events(caller, request.conversation_id, request.after, current_client().address)
+        async with contextlib.aclosing(following) as events:
             async for event in events:
                 yield event_proto(event, caller.subject)
 

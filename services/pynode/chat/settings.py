@@ -21,6 +21,12 @@ class ChatSettings(Section):
     chat_streams_per_user: int = Field(
         16, ge=0, description="StreamEvents calls one user may hold open at once on one process (0: no limit)."
     )
+    chat_streams_per_address: int = Field(
+        64,
+        ge=0,
+        description="StreamEvents calls one client address may hold open at once on one process, whatever its "
+        "accounts (0: no limit).",
+    )
     chat_invites_per_minute: int = Field(
         30, ge=0, description="Invitations one user may send per minute (0: no limit)."
     )

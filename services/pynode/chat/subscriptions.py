@@ -34,6 +34,9 @@ from pynode.core.limits import Quota, Slots
 from pynode.core.streams import EventStreams, event_key
 
 STREAMS_QUOTA = Quota("chat:streams_per_user", "StreamEvents open at once per user", "TOO_MANY_STREAMS")
+ADDRESS_STREAMS_QUOTA = Quota(
+    "chat:streams_per_address", "StreamEvents open at once per client address", "TOO_MANY_STREAMS"
+)
 
 
 def _ends(event: ChatEvent, subscriber: str) -> bool:
@@ -45,7 +48,12 @@ class Subscriptions:
     """Conversations' events as members follow them, from any process."""
 
     def __init__(
-        self, messages: MessageRepository, streams: EventStreams, runner: GenerationRunner, streams_per_user: int
+        self,
+        messages: MessageRepository,
+        streams: EventStreams,
+        runner: GenerationRunner,
+        streams_per_user: int,
+        streams_per_address: int = 0,
     ) -> None:
         self._messages = messages
         self._streams = streams
@@ -56,16 +64,28 @@ class Subscriptions:
             f"at most {streams_per_user} event streams at once per user; close some (one per tab is enough: a "
             "stream follows one conversation)",
         )
+        # A user's cap alone let one address hold as many streams as it made accounts.
+        self._addresses = Slots(
+            streams_per_address,
+            ADDRESS_STREAMS_QUOTA,
+            f"at most {streams_per_address} event streams at once from one address, whatever the account",
+        )
 
     @property
     def subscribers(self) -> int:
         """Event streams open on this process."""
         return self._slots.held()
 
-    async def events(self, subscriber: str, conversation: Conversation, after: str) -> AsyncGenerator[ChatEvent, None]:
+    async def events(
+        self, subscriber: str, conversation: Conversation, after: str, address: str = ""
+    ) -> AsyncGenerator[ChatEvent, None]:
         """Every change of the conversation after `after` (or from now), until the subscriber is removed or the
-        conversation is deleted; holds one of the subscriber's stream slots meanwhile."""
-        with self._slots.hold(subscriber):
+        conversation is deleted; holds one of the subscriber's stream slots, and one of its client address's
+        (when known), meanwhile."""
+        with (
+            self._slots.hold(subscriber),
+            self._addresses.hold(address) if address else contextlib.nullcontext(),
+        ):
             async with contextlib.aclosing(self._follow(subscriber, conversation, after)) as events:
                 async for event in events:
                     yield event

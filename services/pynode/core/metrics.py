@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -120,7 +120,9 @@ class ServerMetrics:
 
     def serve_http(self, host: str, port: int) -> int:
         """Expose /metrics over HTTP; returns the bound port."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        from pynode.core import scrape_server
+
+        server = scrape_server.serve(host, port, self.registry)
         self._http = server
         return int(server.server_address[1])
 

@@ -3,8 +3,9 @@
 `GET /v1/models` (and `/v1/models/{id}`), `POST /v1/chat/completions` (streamed as server-sent events ending in
 `data: [DONE]`, or whole), `POST /v1/embeddings`. Every failure is OpenAI's JSON error with the matching HTTP
 status: bad JSON, wrong types and unknown fields 400 (with `param`), a body over DEVPYNODE_DOOR_MAX_BODY_BYTES
-413, no credentials 401; the router's statuses as `errors.py` maps them; anything unexpected 500 with a generic
-message (the traceback goes to the log, never to the client).
+413, a body slower than DEVPYNODE_DOOR_BODY_SECONDS 408 (and the connection closed), no credentials 401; the
+router's statuses as `errors.py` maps them; anything unexpected 500 with a generic message (the traceback goes
+to the log, never to the client).
 
 A stream's HTTP status is chosen once the router has answered its first piece, so a refused call (401, 404,
 429) is an HTTP error, not a 200 whose body says so; an error after that is an SSE `data: {"error": ...}`
@@ -78,8 +79,17 @@ def _caller(request: web.Request) -> Caller:
     )
 
 
-async def _body(request: web.Request) -> Any:
-    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge, answered 413 by the middleware
+class BodyTooSlow(Exception):
+    """The request body did not arrive within the door's body time (DEVPYNODE_DOOR_BODY_SECONDS)."""
+
+
+async def _body(request: web.Request, seconds: float) -> Any:
+    try:
+        # A body that never completes must not hold a handler (and its connection) for ever.
+        async with asyncio.timeout(seconds):
+            raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge, answered 413
+    except TimeoutError:
+        raise BodyTooSlow from None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -102,8 +112,9 @@ def _model_entry(model: ai_pb2.Model) -> dict[str, Any]:
 class DoorEdge:
     """The aiohttp application: routes, the error middleware and the relays."""
 
-    def __init__(self, router: Router, max_body_bytes: int) -> None:
+    def __init__(self, router: Router, max_body_bytes: int, body_seconds: float = 60.0) -> None:
         self._router = router
+        self._body_seconds = body_seconds
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._errors])
         self.app.router.add_get("/healthz", self._health)
         self.app.router.add_get("/v1/models", self._models)
@@ -117,6 +128,18 @@ class DoorEdge:
             return await handler(request)
         except errors.DomainError as error:
             return _error(http_error(error, model_param=request.path != "/v1/models"))
+        except BodyTooSlow:
+            slow = _json(
+                error_body(
+                    f"The request body did not arrive within {self._body_seconds:g} s "
+                    "(DEVPYNODE_DOOR_BODY_SECONDS); send it whole, promptly.",
+                    "invalid_request_error",
+                    code="request_timeout",
+                ),
+                408,
+            )
+            slow.force_close()  # what is left of the body is not waited for
+            return slow
         except web.HTTPRequestEntityTooLarge:
             limit = request.app._client_max_size
             return _json(
@@ -158,7 +181,7 @@ class DoorEdge:
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         caller = _caller(request)
-        embed, encoding = translate.embed_request(await _body(request))
+        embed, encoding = translate.embed_request(await _body(request, self._body_seconds))
         answer = await self._router.embed(caller, embed)
         data = []
         for i, vector in enumerate(answer.embeddings):
@@ -178,7 +201,7 @@ class DoorEdge:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         caller = _caller(request)
-        chat = translate.chat_request(await _body(request))
+        chat = translate.chat_request(await _body(request, self._body_seconds))
         pieces = self._router.generate(caller, chat.generate)
         try:
             first = await anext(pieces, None)  # a refusal raises here, before any status is sent
@@ -303,10 +326,18 @@ class DoorEdge:
 
 
 class DoorServer:
-    """The listener: an aiohttp runner on host:port (0 picks a free port), stopped with the process."""
+    """The listener: an aiohttp runner on host:port (0 picks a free port), stopped with the process.
 
-    def __init__(self, edge: DoorEdge, host: str, port: int) -> None:
-        self._runner = web.AppRunner(edge.app, access_log=None, handler_cancellation=True)
+    aiohttp has no header timeout of its own, but its keep-alive timer does the work: armed when a connection
+    opens and when an answer ends, it closes the connection if by then no whole request head has arrived (a
+    client that sends its headers a byte at a time, or nothing), and it never fires while an answer is being
+    written, so token streams run as long as the model writes. Bodies have their own bound (DoorEdge).
+    """
+
+    def __init__(self, edge: DoorEdge, host: str, port: int, headers_seconds: float = 15.0) -> None:
+        self._runner = web.AppRunner(
+            edge.app, access_log=None, handler_cancellation=True, keepalive_timeout=headers_seconds
+        )
         self._host = host
         self._port = port
         self.port = 0

@@ -47,7 +47,8 @@ class DoorModule:
 
         infra.peers.require("ai")
         router = GrpcRouter(infra.peers)
-        server = DoorServer(DoorEdge(router, settings.door_max_body_bytes), settings.door_host, settings.door_port)
+        edge = DoorEdge(router, settings.door_max_body_bytes, settings.door_body_seconds)
+        server = DoorServer(edge, settings.door_host, settings.door_port, settings.door_headers_seconds)
         try:
             port = await server.start()
         except OSError as exc:

@@ -11,6 +11,8 @@ from pydantic import Field
 from pynode.core.settings import Section
 
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
+DEFAULT_HEADERS_SECONDS = 15.0
+DEFAULT_BODY_SECONDS = 60.0
 
 
 class DoorSettings(Section):
@@ -31,4 +33,19 @@ class DoorSettings(Section):
         ge=1024,
         le=64 * 1024 * 1024,
         description="Largest request body; a larger one is refused with 413.",
+    )
+    door_headers_seconds: float = Field(
+        DEFAULT_HEADERS_SECONDS,
+        gt=0,
+        le=3600,
+        description="A connection is closed when a request's headers have not all arrived this many seconds after "
+        "it opened or after its previous answer ended: slow headers and idle keep-alive connections alike. An "
+        "answer being written (a long token stream) is not bounded by it.",
+    )
+    door_body_seconds: float = Field(
+        DEFAULT_BODY_SECONDS,
+        gt=0,
+        le=3600,
+        description="Longest a request body may take to arrive after its headers; a slower one is answered 408 "
+        "and its connection closed.",
     )

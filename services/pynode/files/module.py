@@ -128,6 +128,7 @@ class FilesModule:
             settings.files_max_image_bytes,
             settings.files_thumbnail_concurrency,
             settings.files_max_downloads_per_user,
+            settings.files_max_downloads_per_address,
         )
         scanner = ClamdScanner(settings.clamd_address) if settings.clamd_address else None
         metrics = FilesMetrics()

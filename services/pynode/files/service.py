@@ -25,6 +25,7 @@ from pynode.core.errors import (
     QuotaViolation,
 )
 from pynode.core.executors import Executors
+from pynode.core.limits import Quota, Slots
 from pynode.core.paging import keyset_page
 from pynode.core.principal import Principal
 from pynode.core.timestamps import utcnow
@@ -54,6 +55,7 @@ class Limits:
     max_image_bytes: int = 128 * 1024 * 1024  # decoding one image for its thumbnail
     thumbnail_concurrency: int = 2  # thumbnails rendered at once in a process
     downloads_per_user: int = 16  # DownloadFile streams one user may have open at once in a process
+    downloads_per_address: int = 64  # ... and one client address, whatever its accounts (0: no limit)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,13 @@ class FilesService:
         # Open DownloadFile streams per user, in this process: each pins a read buffer, the messages gRPC holds
         # until the client's flow control takes them, and a file descriptor or S3 connection.
         self._downloads: dict[str, int] = {}
+        # And per client address: a user's cap alone let one address open as many as it had accounts.
+        self._address_downloads = Slots(
+            limits.downloads_per_address,
+            Quota("files:downloads_per_address", "open downloads per client address", "TOO_MANY_DOWNLOADS"),
+            f"at most {limits.downloads_per_address} downloads may be open at once from one address, whatever the "
+            "account; finish or cancel one first",
+        )
         self._memory = MemoryReturn(trimmer)
 
     def close(self) -> None:
@@ -281,24 +290,46 @@ class FilesService:
         return file
 
     async def download(
-        self, caller: Principal, file_id: str, offset: int, length: int, *, thumbnail: bool = False
+        self, caller: Principal, file_id: str, offset: int, length: int, *, thumbnail: bool = False, address: str = ""
     ) -> tuple[StoredFile, AsyncGenerator[bytes, None]]:
-        """The file and its bytes (or its thumbnail's) from `offset`, `length` of them or to the end."""
+        """The file and its bytes (or its thumbnail's) from `offset`, `length` of them or to the end, within the
+        open-download caps of the user and of the client `address` (when known)."""
         file = await self.get(caller, file_id)
         if thumbnail:
             if not file.has_thumbnail:
                 raise NotFound(f"file {file_id} has no thumbnail", reason="THUMBNAIL_NOT_FOUND")
-            return file, self._counted(caller.subject, self.store.read(file.thumbnail_key, offset, length or None))
+            return file, self._counted(
+                caller.subject, address, self.store.read(file.thumbnail_key, offset, length or None)
+            )
         if offset > file.size:
             raise past_the_end(offset, file.size)
         if offset == file.size:  # nothing to read: S3 would answer a range past the end with an error
             return file, _nothing()
-        return file, self._counted(caller.subject, self.store.read(file.key, offset, length or None))
+        return file, self._counted(caller.subject, address, self.store.read(file.key, offset, length or None))
 
-    async def _counted(self, owner: str, chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
-        """The chunks, within the user's cap of open downloads. Counted from the first chunk asked for (a
-        stream that never starts holds nothing) to the generator's close, which the caller makes prompt."""
+    async def _counted(self, owner: str, address: str, chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+        """The chunks, within the user's and the address's caps of open downloads. Counted from the first chunk
+        asked for (a stream that never starts holds nothing) to the generator's close, which the caller makes
+        prompt."""
         cap = self.limits.downloads_per_user
+        try:
+            if address:
+                self._address_downloads.take(address)
+        except QuotaExceeded:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+            raise
+        try:
+            async for chunk in self._counted_for_user(owner, cap, chunks):
+                yield chunk
+        finally:
+            if address:
+                self._address_downloads.give_back(address)
+
+    async def _counted_for_user(
+        self, owner: str, cap: int, chunks: AsyncIterator[bytes]
+    ) -> AsyncGenerator[bytes, None]:
         if self._downloads.get(owner, 0) >= cap:
             close = getattr(chunks, "aclose", None)
             if close is not None:

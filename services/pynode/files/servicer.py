@@ -10,7 +10,7 @@ import grpc
 from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
 from pynode.core.errors import FieldViolation, InvalidArgument
-from pynode.core.principal import current_principal
+from pynode.core.principal import current_client, current_principal
 from pynode.core.timestamps import timestamp as _ts
 from pynode.core.wire import LoneBytes, lone_bytes_parser
 from pynode.files.domain import ACTIVE, COMPLETED, StoredFile, UploadSessionRecord
@@ -115,7 +115,12 @@ class FileServicer(files_pb2_grpc.FileServiceServicer):
     ) -> AsyncIterator[files_pb2.DownloadFileResponse]:
         thumbnail = request.variant == files_pb2.FILE_VARIANT_THUMBNAIL
         file, chunks = await self._service.download(
-            current_principal(), request.file_id, request.offset, request.length, thumbnail=thumbnail
+            current_principal(),
+            request.file_id,
+            request.offset,
+            request.length,
+            thumbnail=thumbnail,
+            address=current_client().address,
         )
         async with contextlib.aclosing(chunks):  # a client that goes away frees the download's hold at once
             yield files_pb2.DownloadFileResponse(file=file_proto(file))

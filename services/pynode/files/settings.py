@@ -39,6 +39,12 @@ class FilesSettings(Section):
     files_max_downloads_per_user: int = Field(
         16, ge=1, description="DownloadFile streams one user may have open at once in a process; more wait none."
     )
+    files_max_downloads_per_address: int = Field(
+        64,
+        ge=0,
+        description="DownloadFile streams one client address may have open at once in a process, whatever its "
+        "accounts (0: no limit); more are refused at once.",
+    )
     files_session_hours: float = Field(
         24, gt=0, description="How long an unfinished upload session lives before it is discarded."
     )

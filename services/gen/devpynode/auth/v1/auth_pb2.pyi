@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from devpynode.auth.v1 import api_keys_pb2 as _api_keys_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -381,18 +382,33 @@ class GetCurrentUserResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ROLE_FIELD_NUMBER: _builtins.int
+    API_KEY_SCOPE_FIELD_NUMBER: _builtins.int
+    account_role: Global___Role.ValueType
+    """The account's own role, whatever the credential: differs from
+    `user.role` only for a capped API key.
+    """
+    api_key_scope: _api_keys_pb2.ApiKeyScope.ValueType
+    """The scope of the API key this call came with; unset for a signed-in
+    session.
+    """
     @_builtins.property
     def user(self) -> Global___User:
-        """The caller's account."""
+        """The caller's account. Its `role` is the role this call acts with: an API
+        key of scope ai or read_only caps an admin's role at ROLE_USER, so such a
+        key shows ROLE_USER (`account_role` keeps the account's own).
+        """
 
     def __init__(
         self,
         *,
         user: Global___User | None = ...,
+        account_role: Global___Role.ValueType = ...,
+        api_key_scope: _api_keys_pb2.ApiKeyScope.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_role", b"account_role", "api_key_scope", b"api_key_scope", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

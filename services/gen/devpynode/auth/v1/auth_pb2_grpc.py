@@ -191,7 +191,8 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCurrentUser(self, request, context):
-        """GetCurrentUser returns the account behind the access token.
+        """GetCurrentUser returns the account behind the access token or API key,
+        with the role the credential acts with.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

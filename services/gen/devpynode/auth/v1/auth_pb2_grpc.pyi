@@ -51,7 +51,9 @@ class AuthServiceStub:
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]
     """Logout ends the caller's session, or every session of the caller."""
     GetCurrentUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetCurrentUserRequest, _auth_pb2.GetCurrentUserResponse]
-    """GetCurrentUser returns the account behind the access token."""
+    """GetCurrentUser returns the account behind the access token or API key,
+    with the role the credential acts with.
+    """
     ChangePassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]
     """ChangePassword replaces the caller's password and ends every other session."""
     ListSessions: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListSessionsRequest, _auth_pb2.ListSessionsResponse]
@@ -143,7 +145,9 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]  # type: ignore[assignment]
     """Logout ends the caller's session, or every session of the caller."""
     GetCurrentUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetCurrentUserRequest, _auth_pb2.GetCurrentUserResponse]  # type: ignore[assignment]
-    """GetCurrentUser returns the account behind the access token."""
+    """GetCurrentUser returns the account behind the access token or API key,
+    with the role the credential acts with.
+    """
     ChangePassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]  # type: ignore[assignment]
     """ChangePassword replaces the caller's password and ends every other session."""
     ListSessions: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListSessionsRequest, _auth_pb2.ListSessionsResponse]  # type: ignore[assignment]
@@ -262,7 +266,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.GetCurrentUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.GetCurrentUserResponse, _abc.Awaitable[_auth_pb2.GetCurrentUserResponse]]:
-        """GetCurrentUser returns the account behind the access token."""
+        """GetCurrentUser returns the account behind the access token or API key,
+        with the role the credential acts with.
+        """
 
     @_abc_1.abstractmethod
     def ChangePassword(
