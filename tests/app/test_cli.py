@@ -57,6 +57,26 @@ def test_a_client_command_loads_no_server_code() -> None:
     assert run.stdout.strip() == "[]", run.stdout
 
 
+def test_a_plain_account_command_ends_its_process_without_the_teardown(tmp_path: Path) -> None:
+    """On the process's own command line, `whoami` exits once its output is flushed (no interpreter teardown:
+    grpc's and every module's took a good part of its start); a Typer command ends the usual way."""
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('teardown', flush=True))\n"
+        "sys.argv = ['devpynode', *sys.argv[1:]]\n"
+        "from pynode.app.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    env = {**os.environ, "DEVPYNODE_CONFIG_DIR": str(tmp_path)}
+    quick = subprocess.run(
+        [sys.executable, "-c", probe, "whoami", "--server", "127.0.0.1:1"], capture_output=True, text=True, env=env
+    )
+    assert quick.returncode == 1 and "not signed in to 127.0.0.1:1" in quick.stderr, quick.stderr
+    assert quick.stdout == "", quick.stdout
+    typer = subprocess.run([sys.executable, "-c", probe, "--version"], capture_output=True, text=True, env=env)
+    assert typer.returncode == 0 and typer.stdout.startswith("devpynode 0.") and "teardown" in typer.stdout
+
+
 def test_module_commands_come_from_the_modules_that_have_the_hook() -> None:
     from pynode.app import modules
     from pynode.app.cli.lazy import module_commands
@@ -77,24 +97,26 @@ async def test_create_admin_refuses_bad_input_in_one_line(tmp_path: Path) -> Non
         (b"\n", "a@example.com", "no password"),
         (PASSWORD.encode() + b"\n", "not-an-email", "--email"),
     ):
-        code, _, err = await cli("users", "create-admin", "--email", email, "--password-stdin", *data, stdin=stdin)
+        code, _, err = await run_cli_here(
+            "users", "create-admin", "--email", email, "--password-stdin", *data, stdin=stdin
+        )
         assert expected in one_line_error(code, err)
-    code, out, err = await cli(
+    code, out, err = await run_cli_here(
         "users", "create-admin", "--email", "boss@example.com", "--password-stdin", *data, stdin=PASSWORD.encode()
     )
     assert code == 0 and out.startswith("created admin boss@example.com"), err  # not like an error line
-    code, out, err = await cli(
+    code, out, err = await run_cli_here(
         "users", "create-admin", "--email", "Boss@Example.com", "--password-stdin", *data, stdin=b"another one!\n"
     )
     assert code == 0 and out.startswith("promoted boss@example.com") and "sign in again" in out, err
 
 
 async def test_migrate_names_the_database_and_the_revisions(tmp_path: Path) -> None:
-    code, out, err = await cli("migrate", "--data-dir", str(tmp_path))
+    code, out, err = await run_cli_here("migrate", "--data-dir", str(tmp_path))
     assert code == 0 and "migrated" in out and "auth_0004_oidc_identities" in out and "devpynode.db" in out, err
-    code, _, err = await cli("migrate", env={"DEVPYNODE_DATABASE_URL": "mysql://root@localhost/x"})
+    code, _, err = await run_cli_here("migrate", env={"DEVPYNODE_DATABASE_URL": "mysql://root@localhost/x"})
     assert one_line_error(code, err).startswith("devpynode: DEVPYNODE_DATABASE_URL: unsupported scheme")
-    code, out, err = await cli("migrate", "--data-dir", str(tmp_path))
+    code, out, err = await run_cli_here("migrate", "--data-dir", str(tmp_path))
     heads = "ai_0002_api_key_usage, auth_0004_oidc_identities, chat_0004_tool_calls, files_0003_storage_usage"
     assert code == 0 and f"already at the newest revisions ({heads})" in out, err
 
@@ -109,10 +131,10 @@ async def test_a_busy_port_given_by_flag_is_named_by_its_flag(tmp_path: Path) ->
 
 
 async def test_config_check_redacts_secrets() -> None:
-    code, out, err = await cli("config", "check", env={"DEVPYNODE_OPENAI_API_KEY": "sk-very-secret"})
+    code, out, err = await run_cli_here("config", "check", env={"DEVPYNODE_OPENAI_API_KEY": "sk-very-secret"})
     assert code == 0, err
     assert "sk-very-secret" not in out and "DEVPYNODE_OPENAI_API_KEY" in out and "(set, hidden)" in out
-    code, _, err = await cli("config", "check", env={"DEVPYNODE_DEV_MODE": "false"})
+    code, _, err = await run_cli_here("config", "check", env={"DEVPYNODE_DEV_MODE": "false"})
     assert "DEVPYNODE_SERVICE_SECRET" in one_line_error(code, err)
 
 
