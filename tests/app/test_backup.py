@@ -17,7 +17,7 @@ from devpynode.files.v1 import files_pb2, files_pb2_grpc
 
 from pynode.app import migrate
 from tests.backends import PG_ADMIN_URL, Backend, unique
-from tests.client import PASSWORD, MeshClient, run_cli
+from tests.client import PASSWORD, MeshClient, run_cli_here
 from tests.conftest import make_settings, start_mesh
 
 
@@ -99,20 +99,20 @@ async def test_a_backup_restored_into_empty_stores_has_every_account_and_file(
         await mesh.stop(0)
 
     target = str(tmp_path / "backup")
-    code, out, err = await run_cli("backup", target, env=_env(original))
+    code, out, err = await run_cli_here("backup", target, env=_env(original))
     assert code == 0, err
     assert "6 object(s)" in out
     manifest = json.loads((Path(target) / "manifest.json").read_text())
     assert manifest["database"]["kind"] == ("sqlite" if backend.name == "embedded" else "postgresql")
-    code, _, err = await run_cli("backup", target, env=_env(original))
+    code, _, err = await run_cli_here("backup", target, env=_env(original))
     assert code != 0 and "not empty" in err  # never over an earlier backup
 
     empty = stores("restored")
-    code, out, err = await run_cli("restore", target, env=_env(empty))
+    code, out, err = await run_cli_here("restore", target, env=_env(empty))
     assert code == 0, err
-    code, _, err = await run_cli("restore", target, env=_env(empty))
+    code, _, err = await run_cli_here("restore", target, env=_env(empty))
     assert code != 0 and "already holds" in err and "--force" in err
-    code, _, err = await run_cli("restore", target, "--force", env=_env(empty))
+    code, _, err = await run_cli_here("restore", target, "--force", env=_env(empty))
     assert code == 0, err
 
     restored = await _mesh(backend, empty)
@@ -129,7 +129,7 @@ async def test_a_backup_restored_into_empty_stores_has_every_account_and_file(
     # A damaged backup is refused before anything is written.
     damaged = next(p for p in (Path(target) / "objects").rglob("*") if p.is_file())
     damaged.write_bytes(b"not what was backed up")
-    code, _, err = await run_cli("restore", target, "--force", env=_env(stores("third")))
+    code, _, err = await run_cli_here("restore", target, "--force", env=_env(stores("third")))
     assert code != 0 and "damaged" in err
 
 
@@ -148,10 +148,10 @@ async def test_a_backup_into_a_bucket(backend: Backend, stores: Any) -> None:
     finally:
         await mesh.stop(0)
     location = f"s3://{unique('devpynode-backups-')}/nightly/2026-12-01"
-    code, _, err = await run_cli("backup", location, env=_env(original))
+    code, _, err = await run_cli_here("backup", location, env=_env(original))
     assert code == 0, err
     empty = stores("bucket-restored")
-    code, _, err = await run_cli("restore", location, env=_env(empty))
+    code, _, err = await run_cli_here("restore", location, env=_env(empty))
     assert code == 0, err
     restored = await _mesh(real_backend, empty)
     try:

@@ -28,15 +28,15 @@ def one_line_error(code: int, err: str) -> str:
 
 
 async def test_bare_command_prints_help_and_version_works() -> None:
-    code, out, err = await cli()
+    code, out, err = await run_cli_here()
     assert code == 0 and "serve" in out + err and "login" in out + err
-    code, out, _ = await cli("--version")
+    code, out, _ = await run_cli_here("--version")
     assert code == 0 and out.startswith("devpynode 0.")
-    code, out, _ = await cli("serve", "--help")
+    code, out, _ = await run_cli_here("serve", "--help")
     assert code == 0 and "DEVPYNODE_GRPC_PORT" in out  # every flag says its variable and default
-    line = one_line_error(*(await cli("serve", "--no-such-flag"))[::2])
+    line = one_line_error(*(await run_cli_here("serve", "--no-such-flag"))[::2])
     assert "--no-such-flag" in line
-    code, out, _ = await cli("users", "--help")  # the client's commands and auth's module's own
+    code, out, _ = await run_cli_here("users", "--help")  # the client's commands and auth's module's own
     assert code == 0 and "set-role" in out and "create-admin" in out
 
 
@@ -55,6 +55,26 @@ def test_a_client_command_loads_no_server_code() -> None:
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert "not signed in to 127.0.0.1:1" in run.stderr, run.stderr
     assert run.stdout.strip() == "[]", run.stdout
+
+
+def test_a_plain_account_command_ends_its_process_without_the_teardown(tmp_path: Path) -> None:
+    """On the process's own command line, `whoami` exits once its output is flushed (no interpreter teardown:
+    grpc's and every module's took a good part of its start); a Typer command ends the usual way."""
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('teardown', flush=True))\n"
+        "sys.argv = ['devpynode', *sys.argv[1:]]\n"
+        "from pynode.app.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    env = {**os.environ, "DEVPYNODE_CONFIG_DIR": str(tmp_path)}
+    quick = subprocess.run(
+        [sys.executable, "-c", probe, "whoami", "--server", "127.0.0.1:1"], capture_output=True, text=True, env=env
+    )
+    assert quick.returncode == 1 and "not signed in to 127.0.0.1:1" in quick.stderr, quick.stderr
+    assert quick.stdout == "", quick.stdout
+    typer = subprocess.run([sys.executable, "-c", probe, "--version"], capture_output=True, text=True, env=env)
+    assert typer.returncode == 0 and typer.stdout.startswith("devpynode 0.") and "teardown" in typer.stdout
 
 
 def test_module_commands_come_from_the_modules_that_have_the_hook() -> None:
@@ -77,24 +97,26 @@ async def test_create_admin_refuses_bad_input_in_one_line(tmp_path: Path) -> Non
         (b"\n", "a@example.com", "no password"),
         (PASSWORD.encode() + b"\n", "not-an-email", "--email"),
     ):
-        code, _, err = await cli("users", "create-admin", "--email", email, "--password-stdin", *data, stdin=stdin)
+        code, _, err = await run_cli_here(
+            "users", "create-admin", "--email", email, "--password-stdin", *data, stdin=stdin
+        )
         assert expected in one_line_error(code, err)
-    code, out, err = await cli(
+    code, out, err = await run_cli_here(
         "users", "create-admin", "--email", "boss@example.com", "--password-stdin", *data, stdin=PASSWORD.encode()
     )
     assert code == 0 and out.startswith("created admin boss@example.com"), err  # not like an error line
-    code, out, err = await cli(
+    code, out, err = await run_cli_here(
         "users", "create-admin", "--email", "Boss@Example.com", "--password-stdin", *data, stdin=b"another one!\n"
     )
     assert code == 0 and out.startswith("promoted boss@example.com") and "sign in again" in out, err
 
 
 async def test_migrate_names_the_database_and_the_revisions(tmp_path: Path) -> None:
-    code, out, err = await cli("migrate", "--data-dir", str(tmp_path))
+    code, out, err = await run_cli_here("migrate", "--data-dir", str(tmp_path))
     assert code == 0 and "migrated" in out and "auth_0004_oidc_identities" in out and "devpynode.db" in out, err
-    code, _, err = await cli("migrate", env={"DEVPYNODE_DATABASE_URL": "mysql://root@localhost/x"})
+    code, _, err = await run_cli_here("migrate", env={"DEVPYNODE_DATABASE_URL": "mysql://root@localhost/x"})
     assert one_line_error(code, err).startswith("devpynode: DEVPYNODE_DATABASE_URL: unsupported scheme")
-    code, out, err = await cli("migrate", "--data-dir", str(tmp_path))
+    code, out, err = await run_cli_here("migrate", "--data-dir", str(tmp_path))
     heads = "ai_0002_api_key_usage, auth_0004_oidc_identities, chat_0004_tool_calls, files_0003_storage_usage"
     assert code == 0 and f"already at the newest revisions ({heads})" in out, err
 
@@ -104,15 +126,17 @@ async def test_a_busy_port_given_by_flag_is_named_by_its_flag(tmp_path: Path) ->
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        code, _, err = await cli("serve", "--data-dir", str(tmp_path), "--grpc-port", port, "--metrics-port", "-1")
+        code, _, err = await run_cli_here(
+            "serve", "--data-dir", str(tmp_path), "--grpc-port", port, "--metrics-port", "-1"
+        )
         assert one_line_error(code, err).startswith(f"devpynode: --grpc-port: cannot listen on 127.0.0.1:{port}")
 
 
 async def test_config_check_redacts_secrets() -> None:
-    code, out, err = await cli("config", "check", env={"DEVPYNODE_OPENAI_API_KEY": "sk-very-secret"})
+    code, out, err = await run_cli_here("config", "check", env={"DEVPYNODE_OPENAI_API_KEY": "sk-very-secret"})
     assert code == 0, err
     assert "sk-very-secret" not in out and "DEVPYNODE_OPENAI_API_KEY" in out and "(set, hidden)" in out
-    code, _, err = await cli("config", "check", env={"DEVPYNODE_DEV_MODE": "false"})
+    code, _, err = await run_cli_here("config", "check", env={"DEVPYNODE_DEV_MODE": "false"})
     assert "DEVPYNODE_SERVICE_SECRET" in one_line_error(code, err)
 
 
@@ -136,14 +160,17 @@ async def test_login_whoami_token_logout(mesh: MeshServer, tmp_path: Path) -> No
     assert code == 0 and token.count(".") == 2, err
     code, out, err = await cli("health", env=env)
     assert code == 0 and "SERVING" in out, err
-    code, _, err = await cli("users", "list", env=env)
+    # The account commands in a real process each (they end it early: see __init__.main); the rest in this one.
+    code, _, err = await run_cli_here("users", "list", env=env)
     assert "sign in again" in one_line_error(code, err)  # the role comes with a new token after a promotion
     code, out, err = await cli("--server", env["DEVPYNODE_SERVER"], "whoami", env={**env, "DEVPYNODE_SERVER": ""})
     assert code == 0 and email in out, err  # --server before the command
     created = new_email()
-    code, _, err = await cli("users", "create", "--email", created, env=env, stdin=f"{PASSWORD}\nnot it\n".encode())
+    code, _, err = await run_cli_here(
+        "users", "create", "--email", created, env=env, stdin=f"{PASSWORD}\nnot it\n".encode()
+    )
     assert "do not match" in one_line_error(code, err)  # piped: a second line is the repeat, and is checked
-    code, out, err = await cli(
+    code, out, err = await run_cli_here(
         "users", "create", "--email", created, env=env, stdin=f"{PASSWORD}\n{PASSWORD}\n".encode()
     )
     assert code == 0 and f"created {created}" in out, err

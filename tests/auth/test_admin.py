@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 
 import grpc
 from devpynode.auth.v1 import auth_pb2
 
 from pynode.app.server import MeshServer
-from tests.client import PASSWORD, MeshClient, fails, new_email
+from tests.client import PASSWORD, MeshClient, fails, new_email, run_cli_here
 from tests.conftest import auth_of
 
 
@@ -105,25 +102,12 @@ async def test_update_user_errors(client: MeshClient, mesh: MeshServer) -> None:
 
 
 async def test_create_admin_command(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pynode.app.cli",
-        "users",
-        "create-admin",
-        "--email",
-        "Root@Example.com",
-        "--password-stdin",
-        "--data-dir",
-        str(tmp_path),
-        env={**os.environ, "DEVPYNODE_BCRYPT_COST": "4"},
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(f"{PASSWORD}\n".encode()), 60)
-    assert process.returncode == 0, err.decode()
-    assert "created admin root@example.com" in out.decode()
+    code, out, err = await run_cli_here(
+        "users", "create-admin", "--email", "Root@Example.com", "--password-stdin", "--data-dir", str(tmp_path),
+        stdin=f"{PASSWORD}\n".encode(),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "created admin root@example.com" in out
 
 
 async def test_forged_user_page_tokens_are_invalid(client: MeshClient, mesh: MeshServer) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from pynode.app.server import MeshServer
 from pynode.auth.domain import AuditEvent
 from pynode.core.db import utcnow
-from tests.client import PASSWORD, MeshClient, fails, new_email, run_cli
+from tests.client import PASSWORD, MeshClient, fails, new_email, run_cli_here
 from tests.conftest import auth_of, one_backend
 
 NEW_PASSWORD = "a different long passphrase"
@@ -160,8 +160,8 @@ async def test_users_audit_command_shows_the_trail(client: MeshClient, mesh: Mes
     email = new_email()
     await auth_of(mesh).service.create_admin(email, PASSWORD, "Auditor")
     env = {"DEVPYNODE_SERVER": f"127.0.0.1:{mesh.port}", "DEVPYNODE_CONFIG_DIR": str(tmp_path / "config")}
-    code, _, err = await run_cli("login", "--email", email, "--password-stdin", env=env, stdin=PASSWORD.encode())
+    code, _, err = await run_cli_here("login", "--email", email, "--password-stdin", env=env, stdin=PASSWORD.encode())
     assert code == 0, err
-    code, out, err = await run_cli("users", "audit", "--user", email, "--limit", "5", env=env)
+    code, out, err = await run_cli_here("users", "audit", "--user", email, "--limit", "5", env=env)
     assert code == 0, err
     assert "login.succeeded" in out and "admin.created" in out

@@ -9,7 +9,7 @@ from devpynode.chat.v1 import chat_pb2
 
 from tests.ai.fakes import FakeProvider
 from tests.chat.conftest import ANSWER, WORDS, Start
-from tests.client import PASSWORD, run_cli
+from tests.client import PASSWORD, run_cli_here
 from tests.conftest import one_backend
 
 pytestmark = one_backend  # a command-line client is a gRPC client: see tests/conftest.py
@@ -18,12 +18,14 @@ pytestmark = one_backend  # a command-line client is a gRPC client: see tests/co
 async def test_chat_from_the_command_line(chat: Start, ollama: FakeProvider, tmp_path: Path) -> None:
     (alice,) = await chat(1)
     env = {"DEVPYNODE_SERVER": f"127.0.0.1:{alice.mesh.port}", "DEVPYNODE_CONFIG_DIR": str(tmp_path / "config")}
-    code, _, err = await run_cli("login", "--email", alice.email, "--password-stdin", env=env, stdin=PASSWORD.encode())
+    code, _, err = await run_cli_here(
+        "login", "--email", alice.email, "--password-stdin", env=env, stdin=PASSWORD.encode()
+    )
     assert code == 0, err
     notes = tmp_path / "notes.md"
     notes.write_text("# Notes\n\nbring snacks\n")
     script = f"hello there model\n/attach {notes}\nwhat do the notes say\n/model builtin/echo\necho these words\n"
-    code, out, err = await run_cli(
+    code, out, err = await run_cli_here(
         "chat", "--new", "--model", "ollama/llama3.2:latest", "--title", "From the CLI", env=env, stdin=script.encode()
     )
     assert code == 0, err
@@ -32,7 +34,7 @@ async def test_chat_from_the_command_line(chat: Start, ollama: FakeProvider, tmp
     body = ollama.chats[-1].body
     assert body is not None and "bring snacks" in body["messages"][-1]["content"]
 
-    code, out, err = await run_cli("chat", "ls", env=env)
+    code, out, err = await run_cli_here("chat", "ls", env=env)
     assert code == 0 and "From the CLI\tbuiltin/echo\t1" in out, err
     conversation_id = out.splitlines()[1].split("\t")[0]
 
@@ -51,12 +53,12 @@ async def test_chat_from_the_command_line(chat: Start, ollama: FakeProvider, tmp
         if response.WhichOneof("event") == "delta":
             break
     started.cancel()
-    code, out, err = await run_cli("chat", "-c", conversation_id, env=env, stdin=b"")
+    code, out, err = await run_cli_here("chat", "-c", conversation_id, env=env, stdin=b"")
     assert code == 0, err
     assert out.rstrip().endswith(ANSWER), out
     await asyncio.sleep(0)
 
-    code, _, err = await run_cli("chat", "-c", "6f1c1bc4-8a0e-4c38-9a52-2f1a1b1b1b1b", env=env)
+    code, _, err = await run_cli_here("chat", "-c", "6f1c1bc4-8a0e-4c38-9a52-2f1a1b1b1b1b", env=env)
     assert code != 0 and "no conversation" in err and "Traceback" not in err
 
 
@@ -73,7 +75,9 @@ async def test_ctrl_c_cancels_the_running_answer(chat: Start, ollama: FakeProvid
         "DEVPYNODE_CONFIG_DIR": str(tmp_path / "config"),
         "DEVPYNODE_BCRYPT_COST": "4",
     }
-    code, _, err = await run_cli("login", "--email", alice.email, "--password-stdin", env=env, stdin=PASSWORD.encode())
+    code, _, err = await run_cli_here(
+        "login", "--email", alice.email, "--password-stdin", env=env, stdin=PASSWORD.encode()
+    )
     assert code == 0, err
     conversation = await alice.create()
     # An answer that cannot finish before the interrupt, however loaded the machine: 400 tokens, 0.3 s apart.
@@ -116,21 +120,23 @@ async def test_ctrl_c_cancels_the_running_answer(chat: Start, ollama: FakeProvid
 async def test_tool_calls_and_results_in_the_chat_command(chat: Start, ollama: FakeProvider, tmp_path: Path) -> None:
     (alice,) = await chat(1)
     env = {"DEVPYNODE_SERVER": f"127.0.0.1:{alice.mesh.port}", "DEVPYNODE_CONFIG_DIR": str(tmp_path / "config")}
-    code, _, err = await run_cli("login", "--email", alice.email, "--password-stdin", env=env, stdin=PASSWORD.encode())
+    code, _, err = await run_cli_here(
+        "login", "--email", alice.email, "--password-stdin", env=env, stdin=PASSWORD.encode()
+    )
     assert code == 0, err
     tools = tmp_path / "tools.json"
     tools.write_text('[{"name": "get_weather", "parameters": {"type": "object"}}]')
     ollama.script.tool_calls = [{"id": "x", "name": "get_weather", "arguments": '{"city": "Paris"}'}]
     conversation = await alice.create()
     script = f"/tools {tools}\nweather in Paris?\n"
-    code, out, err = await run_cli("chat", "-c", conversation.id, env=env, stdin=script.encode())
+    code, out, err = await run_cli_here("chat", "-c", conversation.id, env=env, stdin=script.encode())
     assert code == 0, err
     assert "the model may call get_weather" in err
     line = next(x for x in out.splitlines() if x.startswith("-> "))
     assert line.startswith('-> get_weather({"city":"Paris"})  [call call_'), out  # Ollama's object, as JSON
     call_id = line.rsplit("[call ", 1)[1].rstrip("]")
     ollama.script.tool_calls = []
-    code, out, err = await run_cli(
+    code, out, err = await run_cli_here(
         "chat", "-c", conversation.id, env=env, stdin=f'/result {call_id} {{"sky": "sunny"}}\n'.encode()
     )
     assert code == 0, err

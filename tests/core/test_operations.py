@@ -77,7 +77,7 @@ async def test_busy_ports_stop_serve_with_one_line(tmp_path: Path) -> None:
             ({"DEVPYNODE_GRPC_PORT": "0", "DEVPYNODE_METRICS_PORT": port}, "DEVPYNODE_METRICS_PORT"),
             ({"DEVPYNODE_GRPC_PORT": port, "DEVPYNODE_METRICS_PORT": "-1"}, "DEVPYNODE_GRPC_PORT"),
         ):
-            code, _, err = await _cli("serve", "--data-dir", str(tmp_path), env=env)
+            code, _, err = await run_cli_here("serve", "--data-dir", str(tmp_path), env=env)
             assert (
                 code == 2 and err.startswith(f"devpynode: {setting}: cannot listen") and len(err.splitlines()) == 1
             ), err
@@ -95,11 +95,11 @@ async def test_unmigrated_postgres_is_refused_then_migrate_fixes_it(real_backend
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         env = {"DEVPYNODE_DATABASE_URL": f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}", "DEVPYNODE_METRICS_PORT": "-1"}
-        code, _, err = await _cli("serve", "--data-dir", str(tmp_path), "--grpc-port", "0", env=env)
+        code, _, err = await run_cli_here("serve", "--data-dir", str(tmp_path), "--grpc-port", "0", env=env)
         assert code == 2 and "devpynode migrate" in err
-        code, _, err = await _cli("migrate", env=env)
+        code, _, err = await run_cli_here("migrate", env=env)
         assert code == 0, err
-        code, _, err = await _cli("migrate", env=env)  # idempotent
+        code, _, err = await run_cli_here("migrate", env=env)  # idempotent
         assert code == 0, err
     finally:
         with psycopg.connect(plain, autocommit=True) as conn:

@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import httpx
@@ -33,10 +32,13 @@ class Laptop:
     grpc_port: int
 
 
-@pytest.fixture
-async def laptop(tmp_path: Path) -> AsyncIterator[Laptop]:
+@pytest.fixture(scope="module")
+async def laptop(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Laptop]:
+    """One `devpynode serve` with its Envoy child for this module (only the direct caller signs in, so its
+    three logins a minute are its own)."""
     port = _port()
-    process, grpc_port, _ = await _serve(tmp_path, port, {"DEVPYNODE_RATE_LIMIT_PER_MINUTE": "3"})
+    extra = {"DEVPYNODE_RATE_LIMIT_PER_MINUTE": "3"}
+    process, grpc_port, _ = await _serve(tmp_path_factory.mktemp("laptop"), port, extra)
     try:
         yield Laptop(f"http://127.0.0.1:{port}", port, grpc_port)
     finally:

@@ -69,10 +69,12 @@ async def _serve(
     return process, grpc_port, banner
 
 
-@pytest.fixture
-async def laptop(tmp_path: Path) -> AsyncIterator[tuple[str, list[str]]]:
+@pytest.fixture(scope="module")
+async def laptop(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[str, list[str]]]:
+    """One `devpynode serve` with its Envoy child for this module's tests (each registers an account of its own):
+    a start is a process, every service and an Envoy."""
     port = _port()
-    process, _, banner = await _serve(tmp_path, port)
+    process, _, banner = await _serve(tmp_path_factory.mktemp("laptop"), port)
     try:
         yield f"http://127.0.0.1:{port}", banner
     finally:

@@ -11,6 +11,7 @@ server (`serve`) keeps them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -28,28 +29,49 @@ from pynode.app.cli.common import CliError, take_root_server  # noqa: E402  (aft
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns its exit status."""
+    """Run one command; returns its exit status. Called for this process's own command line (`argv` None), a
+    plain account command ends the process once its output is flushed (see `_end_now`)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    status, quick_ran = _run(args)
+    if quick_ran and argv is None:
+        _end_now(status)
+    return status
+
+
+def _run(args: list[str]) -> tuple[int, bool]:
+    """The command's exit status, and whether it was a plain account command (run without Typer)."""
+    quick_ran = False
     try:
         args = take_root_server(args)
         from pynode.app.cli import quick
 
+        quick_ran = quick.taken(args)
         status = quick.run(args)
         if status is None:
             from pynode.app.cli import root
 
             status = root.run(args)
-        return status
+        return status, quick_ran
     except CliError as error:
         print(f"devpynode: {error}", file=sys.stderr)
-        return error.status
+        return error.status, quick_ran
     except KeyboardInterrupt:
-        return 130
+        return 130, quick_ran
     except Exception as error:
         if not _is_settings_error(error):
             raise
         print(f"devpynode: {error}", file=sys.stderr)  # any command: a setting named in one line, as for serve
-        return 2
+        return 2, quick_ran
+
+
+def _end_now(status: int) -> None:
+    """Exit without the interpreter's teardown: a plain account command has done its work (its files written,
+    its channel closed), and tearing down grpc's C core and every imported module is a good part of a `whoami`
+    (no exit handler has anything left to do: no log handler, no exporter is set up for these commands)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a reader gone (`devpynode token | true`): nothing more reaches it
+            stream.flush()
+    os._exit(status)
 
 
 def _is_settings_error(error: BaseException) -> bool:

@@ -49,6 +49,11 @@ def _parsed(args: list[str]) -> tuple[str, dict[str, str], set[str]] | None:
     return args[0], values, seen
 
 
+def taken(args: list[str]) -> bool:
+    """Whether `args` is a plain account command, which `run` runs."""
+    return _parsed(args) is not None
+
+
 def run(args: list[str]) -> int | None:
     """Run `args` when it is a plain account command; its exit status, or None to leave it to Typer."""
     parsed = _parsed(args)
