@@ -14,7 +14,7 @@ import grpc
 
 from pynode.app.cli.common import rpc_error
 from pynode.app.server import MeshServer
-from tests.client import PASSWORD, MeshClient, new_email, run_cli, run_cli_here
+from tests.client import DEVPYNODE, PASSWORD, MeshClient, new_email, run_cli, run_cli_here
 from tests.conftest import one_backend
 
 cli = run_cli
@@ -158,6 +158,8 @@ async def test_login_whoami_token_logout(mesh: MeshServer, tmp_path: Path) -> No
     assert code == 0 and email in out and "role user" in out, err
     code, token, err = await cli("token", env=env)
     assert code == 0 and token.count(".") == 2, err
+    code, err = await _into_closed_pipe("token", env=env)
+    assert code == 141 and err == "", err  # `devpynode token | true`: no BrokenPipeError traceback
     code, out, err = await cli("health", env=env)
     assert code == 0 and "SERVING" in out, err
     # The account commands in a real process each (they end it early: see __init__.main); the rest in this one.
@@ -178,6 +180,21 @@ async def test_login_whoami_token_logout(mesh: MeshServer, tmp_path: Path) -> No
     assert code == 0 and "signed out" in out, err
     code, _, err = await cli("whoami", env=env)
     assert "not signed in" in one_line_error(code, err)
+
+
+async def _into_closed_pipe(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run `devpynode ARGS` with stdout a pipe whose reader is already gone; (exit status, stderr)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *DEVPYNODE, *args, env={**os.environ, **env}, stdout=writer, stderr=asyncio.subprocess.PIPE
+        )
+    finally:
+        os.close(writer)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, err.decode()
 
 
 def closed_port() -> int:

@@ -57,6 +57,11 @@ def _run(args: list[str]) -> tuple[int, bool]:
         return error.status, quick_ran
     except KeyboardInterrupt:
         return 130, quick_ran
+    except BrokenPipeError:
+        # The reader went away (`devpynode token | true`): nothing more can reach it, and Python's own flush at
+        # exit would fail again. Point stdout at /dev/null and end as a shell's `yes | true` does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141, quick_ran  # 128 + SIGPIPE
     except Exception as error:
         if not _is_settings_error(error):
             raise
