@@ -268,15 +268,38 @@ class UnsampledCall:
 _K_PEER = span_export.attribute_key("network.peer.address")
 _K_REQUEST = span_export.attribute_key("devpynode.request_id")
 _K_USER = span_export.attribute_key("enduser.id")
+_STATUS_CODES = [span_export.attribute("rpc.grpc.status_code", code) for code in range(17)]
+
+
+class _Repeated:
+    """Encoded attributes whose values repeat from span to span (a connection's peer, a caller's id): each made
+    once, forgotten all together past `limit` (only the export thread uses it)."""
+
+    def __init__(self, key: bytes, limit: int = 4096) -> None:
+        self._key, self._limit = key, limit
+        self._known: dict[str, bytes] = {}
+
+    def __call__(self, value: str) -> bytes:
+        found = self._known.get(value)
+        if found is None:
+            if len(self._known) >= self._limit:
+                self._known.clear()
+            found = self._known[value] = span_export.string_attribute(self._key, value)
+        return found
+
+
+_peer_attribute, _user_attribute = _Repeated(_K_PEER), _Repeated(_K_USER)
 
 
 def encode(record: tuple[Any, ...]) -> bytes:
     """One finished EdgeSpan as a ScopeSpans.spans field (in the export thread)."""
     trace_id, span_id, parent_id, trace_state, method, start, end, peer, request_id, user, code, error, extra = record
-    own = span_export.string_attribute(_K_PEER, peer) + span_export.string_attribute(_K_REQUEST, request_id)
+    own = _peer_attribute(peer) + span_export.string_attribute(_K_REQUEST, request_id)
     if user:
-        own += span_export.string_attribute(_K_USER, user)
-    own += span_export.attribute("rpc.grpc.status_code", code)
+        own += _user_attribute(user)
+    own += (
+        _STATUS_CODES[code] if 0 <= code < len(_STATUS_CODES) else span_export.attribute("rpc.grpc.status_code", code)
+    )
     if extra:
         own += b"".join(span_export.attribute(k, v) for k, v in extra.items())
     return span_export.encode_edge_span(
