@@ -5,18 +5,21 @@ provider throughout: the process's global one is never set here."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Decision, ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from pynode.core import edge_spans, span_export
+from pynode.core import edge_spans, peer_spans, span_export
 
 METHOD = "/devpynode.auth.v1.AuthService/GetCurrentUser"
 PEER = "ipv4:127.0.0.1:5555"
@@ -212,3 +215,57 @@ def test_varints_and_values_decode_as_protobuf() -> None:
         .value.string_value
         == long_text
     )
+
+
+class _SeenHealth(health.HealthServicer):  # type: ignore[misc]
+    """The standard health service, keeping the `traceparent` of each call it gets."""
+
+    def __init__(self) -> None:
+        super().__init__(experimental_non_blocking=True)
+        self.traceparents: list[str] = []
+
+    async def Check(self, request: Any, context: Any) -> Any:
+        self.traceparents.append(dict(context.invocation_metadata()).get("traceparent", ""))
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+    async def Watch(self, request: Any, context: Any) -> Any:
+        self.traceparents.append(dict(context.invocation_metadata()).get("traceparent", ""))
+        yield health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+        await asyncio.sleep(30)
+
+
+async def test_peer_calls_get_client_spans_under_the_calls_span_and_carry_its_decision(sampled: Platform) -> None:
+    seen = _SeenHealth()
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(seen, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    peers = peer_spans.PeerSpans(sampled.recorder, edge_spans.Decider("parentbased_always_on", "", DEFAULT_ON))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", interceptors=peers.interceptors()) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            header, trace_id, _ = _traceparent("01")
+            call = sampled.spans.start(METHOD, {"traceparent": header}, PEER, "r1")
+            await stub.Check(health_pb2.HealthCheckRequest())
+            watch = stub.Watch(health_pb2.HealthCheckRequest())
+            async for _ in watch:
+                break
+            watch.cancel()
+            call.close("OK", "")
+            unsampled_header, unsampled_trace, _ = _traceparent("00")
+            call = sampled.spans.start(METHOD, {"traceparent": unsampled_header}, PEER, "r2")
+            await stub.Check(health_pb2.HealthCheckRequest())
+            call.close("OK", "")
+        await asyncio.sleep(0.1)  # the cancelled stream's end is recorded from its done callback
+        spans = {span.name: span for _, span in sampled.flush()}
+        server_span = spans["devpynode.auth.v1.AuthService/GetCurrentUser"]
+        check, watched = spans["grpc.health.v1.Health/Check"], spans["grpc.health.v1.Health/Watch"]
+        assert check.kind == watched.kind == 3 and check.parent_span_id == server_span.span_id
+        assert check.trace_id.hex() == trace_id and check.status.code == 0
+        assert watched.status.code == 2 and "CANCELLED" in watched.status.message  # a client span: any error is one
+        # The peer was told the client span's id, sampled; then, for the sampled-out call, its trace and flag 00.
+        assert seen.traceparents[0] == f"00-{trace_id}-{check.span_id.hex()}-01"
+        assert seen.traceparents[2].split("-")[1] == unsampled_trace and seen.traceparents[2].endswith("-00")
+        assert len(spans) == 3, "the sampled-out call's peer call recorded nothing"
+    finally:
+        await server.stop(0)

@@ -108,11 +108,12 @@ class Method:
 
     __slots__ = ("encoded", "name")
 
-    def __init__(self, full_method: str) -> None:
+    def __init__(self, full_method: str, kind: int = 2) -> None:
         self.name = full_method.lstrip("/")
         service, _, method = self.name.partition("/")
+        # OTLP span kinds: 2 server (the edge), 3 client (a peer call).
         self.encoded = span_export.method_bytes(
-            self.name, 2, {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+            self.name, kind, {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
         )
 
 
@@ -294,7 +295,7 @@ _peer_attribute, _user_attribute = _Repeated(_K_PEER), _Repeated(_K_USER)
 def encode(record: tuple[Any, ...]) -> bytes:
     """One finished EdgeSpan as a ScopeSpans.spans field (in the export thread)."""
     trace_id, span_id, parent_id, trace_state, method, start, end, peer, request_id, user, code, error, extra = record
-    own = _peer_attribute(peer) + span_export.string_attribute(_K_REQUEST, request_id)
+    own = _peer_attribute(peer) + span_export.string_attribute(_K_REQUEST, request_id) if peer else b""
     if user:
         own += _user_attribute(user)
     own += (

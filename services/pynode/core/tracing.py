@@ -26,6 +26,7 @@ _provider: TracerProvider | None = None
 _tracer: Tracer | None = None
 _spans: EdgeSpans | None = None
 _edge: Any = None  # core.edge_spans, once configured
+_peers: Any = None  # core.peer_spans.PeerSpans, once configured
 
 # gRPC codes that mark a server span as failed (OpenTelemetry's semantic conventions for RPC servers: the
 # others, NOT_FOUND or PERMISSION_DENIED say, are the caller's mistake and leave the span unset).
@@ -86,7 +87,7 @@ def _exporter(env: Mapping[str, str]) -> Any:
 def configure(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
     """Set up the process's tracer from the standard variables; False (and nothing imported) when they ask
     for none. Call once, before the platform is built (its engines and clients are instrumented as made)."""
-    global _edge, _provider, _spans, _tracer
+    global _edge, _peers, _provider, _spans, _tracer
     env = os.environ if environ is None else environ
     if _tracer is not None or not wanted(env):
         return _tracer is not None
@@ -97,7 +98,7 @@ def configure(service_name: str, environ: Mapping[str, str] | None = None) -> bo
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
 
-        from pynode.core import edge_spans, span_export
+        from pynode.core import edge_spans, peer_spans, span_export
     except ImportError as missing:
         raise TracingUnavailable(
             f"traces were asked for (OTEL_* variables) but OpenTelemetry is not installed ({missing.name}): "
@@ -116,6 +117,7 @@ def configure(service_name: str, environ: Mapping[str, str] | None = None) -> bo
     decider = edge_spans.Decider(env.get("OTEL_TRACES_SAMPLER", ""), env.get("OTEL_TRACES_SAMPLER_ARG", ""), sampler)
     _edge, _provider, _tracer = edge_spans, provider, provider.get_tracer("pynode")
     _spans = edge_spans.EdgeSpans(recorder, decider)
+    _peers = peer_spans.PeerSpans(recorder, decider)
     # Provider HTTP calls (with traceparent injected) and Redis commands: both libraries patch their classes,
     # so clients made before this call are traced too.
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
@@ -134,10 +136,10 @@ def destination(environ: Mapping[str, str] | None = None) -> str:
 
 def shutdown() -> None:
     """Export what is buffered and stop (the server calls it last)."""
-    global _provider, _spans, _tracer
+    global _peers, _provider, _spans, _tracer
     if _provider is not None:
         _provider.shutdown()
-    _provider, _spans, _tracer = None, None, None
+    _peers, _provider, _spans, _tracer = None, None, None, None
 
 
 def tracer() -> Tracer | None:
@@ -159,11 +161,7 @@ def instrument_engine(engine: Any) -> None:
 
 def client_interceptors() -> list[Any]:
     """Interceptors for an outbound grpc.aio channel: a client span per call and `traceparent` sent along."""
-    if _tracer is None:
-        return []
-    from opentelemetry.instrumentation.grpc import aio_client_interceptors
-
-    return list(aio_client_interceptors(tracer_provider=_provider))  # type: ignore[no-untyped-call]
+    return [] if _peers is None else _peers.interceptors()
 
 
 class EdgeCall(Protocol):
