@@ -136,7 +136,8 @@ async def test_one_chat_message_is_one_trace_from_the_gateway_to_the_provider_an
         return spans if wanted <= names and providers and any(s.service == "devpynode-gateway" for s in spans) else []
 
     spans = await store.wait_for("complete trace of the chat message", complete)
-    by_name = {s.name: s for s in spans}
+    # Server spans by name (a peer call's client span has its method's name too, as the conventions say).
+    by_name = {s.name: s for s in spans if s.kind == SERVER}
     chat = by_name["devpynode.chat.v1.ChatService/SendMessage"]
     router = by_name["devpynode.ai.v1.AIRouterService/GenerateForUser"]
     assert chat.kind == SERVER and chat.service == "devpynode" and chat.attributes["rpc.system"] == "grpc"
@@ -147,6 +148,7 @@ async def test_one_chat_message_is_one_trace_from_the_gateway_to_the_provider_an
     # The router's server span descends from chat's, through the answer job and the peer call's client span.
     above_router = _ancestors(spans, router)
     assert above_router[0].kind == CLIENT, "a client span for the peer call"
+    assert above_router[0].name == router.name and above_router[0].attributes["rpc.grpc.status_code"] == 0
     assert chat in above_router
     assert any(s.name == "chat.answer" for s in above_router)
     # The provider's HTTP request is the router's child, and it carried the trace to the provider.
