@@ -160,11 +160,16 @@ def bytes_exporter(protocol: str) -> Any:
     variables, as the SDK's own would be)."""
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
         class GrpcBytes(Grpc):
-            def _translate_data(self, data: Any) -> ExportTraceServiceRequest:
-                return ExportTraceServiceRequest.FromString(data.payload())
+            def _initialize_channel_and_stub(self) -> None:
+                super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]  # also on reconnecting
+                # The request is sent as the bytes it already is (the SDK's stub would parse them back first).
+                self._client = _RawTraceService(self._channel, ExportTraceServiceResponse.FromString)  # type: ignore[assignment]
+
+            def _translate_data(self, data: Any) -> Any:
+                return data.payload()
 
             def _count_data(self, data: Any) -> int:
                 return len(data)
@@ -181,6 +186,17 @@ def bytes_exporter(protocol: str) -> Any:
             return SpanExportResult.SUCCESS if sent.success else SpanExportResult.FAILURE
 
     return HttpBytes()
+
+
+class _RawTraceService:
+    """The OTLP TraceService stub, taking an ExportTraceServiceRequest already serialized."""
+
+    def __init__(self, channel: Any, parse: Callable[[bytes], Any]) -> None:
+        self.Export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,  # bytes as they are
+            response_deserializer=parse,
+        )
 
 
 def _env_int(name: str, default: int) -> int:
