@@ -223,7 +223,8 @@ async def start_process(
     (a file, so that logging costs what it costs in production, not a terminal's speed)."""
     handle = log.open("w")
     process = await asyncio.create_subprocess_exec(*args, stdout=handle, stderr=handle, env={**os.environ, **env})
-    for _ in range(600):
+    deadline = time.monotonic() + 300  # a start-up on a machine other benches load can take minutes
+    while time.monotonic() < deadline:
         await asyncio.sleep(0.1)
         if port_file is not None and port_file.exists() and port_file.read_text():
             return process, int(port_file.read_text())
@@ -232,6 +233,8 @@ async def start_process(
             return process, int(found.group(1))
         if process.returncode is not None:
             break
+    if process.returncode is None:
+        process.terminate()  # not left running behind the failed bench
     raise SystemExit(f"server did not start; see {log}:\n{log.read_text()[-2000:]}")
 
 

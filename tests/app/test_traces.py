@@ -136,7 +136,8 @@ async def test_one_chat_message_is_one_trace_from_the_gateway_to_the_provider_an
         return spans if wanted <= names and providers and any(s.service == "devpynode-gateway" for s in spans) else []
 
     spans = await store.wait_for("complete trace of the chat message", complete)
-    by_name = {s.name: s for s in spans}
+    # Server spans by name (a peer call's client span has its method's name too, as the conventions say).
+    by_name = {s.name: s for s in spans if s.kind == SERVER}
     chat = by_name["devpynode.chat.v1.ChatService/SendMessage"]
     router = by_name["devpynode.ai.v1.AIRouterService/GenerateForUser"]
     assert chat.kind == SERVER and chat.service == "devpynode" and chat.attributes["rpc.system"] == "grpc"
@@ -147,6 +148,7 @@ async def test_one_chat_message_is_one_trace_from_the_gateway_to_the_provider_an
     # The router's server span descends from chat's, through the answer job and the peer call's client span.
     above_router = _ancestors(spans, router)
     assert above_router[0].kind == CLIENT, "a client span for the peer call"
+    assert above_router[0].name == router.name and above_router[0].attributes["rpc.grpc.status_code"] == 0
     assert chat in above_router
     assert any(s.name == "chat.answer" for s in above_router)
     # The provider's HTTP request is the router's child, and it carried the trace to the provider.
@@ -253,3 +255,48 @@ asyncio.run(main())
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+async def test_the_edges_hand_written_spans_and_the_sdks_reach_a_collector_over_either_protocol(
+    protocol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    from pynode.core import edge_spans, span_export
+
+    store = SpanStore()
+    await store.start()
+    collector = start_collector(store.port, tmp_path / "rotel.log")
+    try:
+        endpoint = collector.grpc_endpoint if protocol == "grpc" else collector.http_endpoint
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+        resource = Resource.create({"service.name": "export-test"})
+        recorder = span_export.SpanRecorder(
+            span_export.bytes_exporter(protocol), resource.attributes, ("pynode", ""), edge_spans.encode
+        )
+        provider = TracerProvider(resource=resource, sampler=edge_spans.EdgeAwareSampler(ALWAYS_ON))
+        provider.add_span_processor(recorder)
+        spans = edge_spans.EdgeSpans(recorder, edge_spans.Decider("always_on", "", ALWAYS_ON))
+        call = spans.start("/devpynode.chat.v1.ChatService/SendMessage", {}, "ipv4:127.0.0.1:1", "req-1")
+        with provider.get_tracer("child").start_as_current_span("SELECT"):
+            pass
+        call.close("UNAVAILABLE", "")
+        await asyncio.to_thread(recorder.force_flush)
+
+        def arrived() -> list[Span]:
+            return store.spans if len(store.spans) == 2 else []
+
+        by_name = {s.name: s for s in await store.wait_for("both spans", arrived)}
+        server, child = by_name["devpynode.chat.v1.ChatService/SendMessage"], by_name["SELECT"]
+        assert server.name == "devpynode.chat.v1.ChatService/SendMessage" and server.kind == SERVER
+        assert server.service == child.service == "export-test"
+        assert server.status == ERROR and server.status_message == "UNAVAILABLE"
+        assert child.parent_id == server.span_id and child.trace_id == server.trace_id
+        await asyncio.to_thread(provider.shutdown)
+    finally:
+        collector.stop()
+        await store.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,39 @@ def test_each_service_runs_in_its_own_container_with_the_gateways_address() -> N
     assert context["tlsParams"]["tlsMinimumProtocolVersion"] == "TLSv1_3"
     assert context["tlsCertificates"][0]["certificateChain"]["filename"] == "/etc/envoy/tls/tls.crt"
     assert "./gateway/tls:/etc/envoy/tls:ro" in SERVICES["envoy-tls"]["volumes"]
+
+
+def test_envoy_traces_to_the_tracing_profiles_store_when_tracing_is_configured() -> None:
+    envoy = SERVICES["envoy"]
+    assert "./gateway/envoy-traced.yaml:/etc/envoy/envoy-traced.yaml:ro" in envoy["volumes"]
+    assert (
+        envoy["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        == SERVICES["auth"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    )
+    # The command picks the traced file exactly when the endpoint is set (compose passes `$$` on as `$`).
+    script = envoy["command"][-1].replace("$$", "$")
+    for endpoint, config in (("", "/etc/envoy/envoy.yaml"), ("http://phoenix:4317", "/etc/envoy/envoy-traced.yaml")):
+        shown = subprocess.run(
+            ["sh", "-c", script.replace("exec envoy", "echo")],
+            env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert shown.stdout.split() == ["-c", config]
+    traced = yaml.safe_load((REPO / "gateway" / "envoy-traced.yaml").read_text())
+    clusters = {c["name"]: c for c in traced["staticResources"]["clusters"]}
+    collector = clusters["opentelemetry_collector"]["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]
+    address = collector["endpoint"]["address"]["socketAddress"]
+    assert address["address"] in SERVICES and "tracing" in SERVICES[address["address"]]["profiles"]
+    assert str(address["portValue"]) in SERVICES[address["address"]]["expose"]
+    manager = traced["staticResources"]["listeners"][0]["filterChains"][0]["filters"][0]["typedConfig"]
+    assert manager["tracing"]["provider"]["name"] == "envoy.tracers.opentelemetry"
+    # Otherwise the two files are one configuration.
+    plain = yaml.safe_load((REPO / "gateway" / "envoy.yaml").read_text())
+    del manager["tracing"]
+    traced["staticResources"]["clusters"] = [c for c in traced["staticResources"]["clusters"] if c["name"] in SERVICES]
+    assert traced == plain
 
 
 def test_every_setting_named_exists_and_every_mounted_file_is_in_the_repository() -> None:

@@ -45,6 +45,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
     },
     "local-model": {"localModel": {"enabled": True, "contextTokens": 2048}},
+    "traced": {"tracing": {"endpoint": "http://collector.observability:4317", "samplerArg": "0.1"}},
 }  # fmt: skip
 
 
@@ -172,6 +173,62 @@ def test_tracing_values_become_the_standard_opentelemetry_variables() -> None:
     assert config["data"]["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
     assert config["data"]["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
     assert config["data"]["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+
+
+def _envoy_config(objects: list[dict[str, Any]]) -> str:
+    config = next(c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "prod-dev-pynode-envoy")
+    return str(config["data"]["envoy.yaml"])
+
+
+def _validate_envoy(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "envoy.yaml"
+    path.write_text(text)
+    done = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("tracing", "host", "port", "percent", "uri"),
+    [
+        ({"endpoint": "http://collector.observability:4317", "samplerArg": "0.25"}, "collector.observability", 4317,
+         25, None),
+        ({"endpoint": "https://otlp.example.com", "protocol": "http/protobuf", "sampler": "parentbased_always_on"},
+         "otlp.example.com", 4318, 100, "http://otlp.example.com:4318/v1/traces"),
+        ({"endpoint": "http://tempo:4318/otlp/", "protocol": "http/protobuf", "sampler": "always_off"}, "tempo", 4318,
+         0, "http://tempo:4318/otlp/v1/traces"),
+    ],
+)  # fmt: skip
+def test_envoys_tracer_follows_the_tracing_values(
+    tracing: dict[str, Any], host: str, port: int, percent: float, uri: str | None, tmp_path: Path
+) -> None:
+    assert "opentelemetry" not in _envoy_config(render({"envoy": {"tls": {"enabled": False}}}))
+    objects = render({"tracing": tracing, "envoy": {"tls": {"enabled": False}}})
+    text = _envoy_config(objects)
+    _validate_envoy(text, tmp_path)
+    envoy = yaml.safe_load(text)
+    clusters = {c["name"]: c for c in envoy["staticResources"]["clusters"]}
+    collector = clusters["opentelemetry_collector"]
+    address = collector["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]
+    assert (address["address"], address["portValue"]) == (host, port)
+    manager = envoy["staticResources"]["listeners"][0]["filterChains"][0]["filters"][0]["typedConfig"]
+    assert manager["tracing"]["randomSampling"]["value"] == percent
+    tracer = manager["tracing"]["provider"]["typedConfig"]
+    if uri is None:  # OTLP/gRPC, over HTTP/2
+        assert tracer["grpcService"]["envoyGrpc"]["clusterName"] == "opentelemetry_collector"
+        assert "http2ProtocolOptions" in str(collector["typedExtensionProtocolOptions"])
+    else:
+        assert tracer["httpService"]["httpUri"]["uri"] == uri
+    # A change of the tracing values rolls the gateway's pods (their configuration changed).
+    deployment = next(d for d in by_kind(objects, "Deployment") if d["metadata"]["name"] == "prod-dev-pynode-envoy")
+    untraced = render({"envoy": {"tls": {"enabled": False}}})
+    plain = next(d for d in by_kind(untraced, "Deployment") if d["metadata"]["name"] == "prod-dev-pynode-envoy")
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations != plain["spec"]["template"]["metadata"]["annotations"]
 
 
 @pytest.mark.parametrize("tls", [True, False])

@@ -208,7 +208,7 @@ def test_the_checked_in_configurations_validate(tmp_path: Path) -> None:
     (tmp_path / "envoy-tls.yaml").write_text(
         tls.replace("/etc/envoy/tls/tls.crt", str(cert)).replace("/etc/envoy/tls/tls.key", str(key))
     )
-    for path in (REPO / "gateway" / "envoy.yaml", tmp_path / "envoy-tls.yaml"):
+    for path in (REPO / "gateway" / "envoy.yaml", REPO / "gateway" / "envoy-traced.yaml", tmp_path / "envoy-tls.yaml"):
         done = subprocess.run(
             [str(ENVOY), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
             capture_output=True,

@@ -41,3 +41,30 @@ envFrom:
   - secretRef:
       name: {{ include "dev-pynode.secretName" . }}
 {{- end -}}
+
+{{/* Envoy's tracer (files/envoy*.yaml): the collector of .Values.tracing.endpoint, read as the services read
+OTEL_EXPORTER_OTLP_ENDPOINT (port 4317 for gRPC or 4318 for HTTP when the URL names none, /v1/traces added to
+its path), and Envoy's share of sampled requests from the sampler values (it starts a browser's trace). */}}
+{{- define "dev-pynode.otlpHost" -}}
+{{- (split ":" (urlParse .Values.tracing.endpoint).host)._0 -}}
+{{- end -}}
+
+{{- define "dev-pynode.otlpPort" -}}
+{{- $port := (split ":" (urlParse .Values.tracing.endpoint).host)._1 -}}
+{{- $port | default (ternary "4317" "4318" (eq .Values.tracing.protocol "grpc")) -}}
+{{- end -}}
+
+{{- define "dev-pynode.otlpPath" -}}
+{{- printf "%s/v1/traces" (trimSuffix "/" (urlParse .Values.tracing.endpoint).path) -}}
+{{- end -}}
+
+{{- define "dev-pynode.tracePercent" -}}
+{{- $sampler := .Values.tracing.sampler | lower -}}
+{{- if has $sampler (list "always_off" "parentbased_always_off") -}}
+0
+{{- else if has $sampler (list "traceidratio" "parentbased_traceidratio") -}}
+{{- mulf (float64 (.Values.tracing.samplerArg | default "1")) 100 -}}
+{{- else -}}
+100
+{{- end -}}
+{{- end -}}

@@ -34,7 +34,7 @@ and Envoy's own 408 and 413 on their paths are in the module's clients' error sh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -118,6 +118,7 @@ from google.protobuf import descriptor_pool
 
 from pynode.app import modules
 from pynode.app.gateway_rest import transcoder
+from pynode.app.gateway_tracing import CLUSTER as TRACE_CLUSTER
 from pynode.app.gateway_tracing import TraceExport, collector_cluster, manager_tracing
 from pynode.app.webfiles import HEADERS_SECONDS as WEB_HEADERS_SECONDS
 from pynode.core.contract import MethodContract, method_contracts
@@ -609,14 +610,19 @@ def render(options: GatewayOptions) -> str:
     return header + yaml.safe_dump(bootstrap(options).to_dict(), sort_keys=False, width=120)
 
 
-def compose_options() -> GatewayOptions:
-    """The checked-in configuration: docker compose, one container per service on port 50051."""
+COMPOSE_COLLECTOR = TraceExport("phoenix", 4317, grpc=True)  # compose's trace store (`--profile tracing`)
+
+
+def compose_options(traces: TraceExport | None = None) -> GatewayOptions:
+    """The checked-in configuration: docker compose, one container per service on port 50051 (`traces`: Envoy's
+    tracer, for gateway/envoy-traced.yaml)."""
     return GatewayOptions(
         upstreams={
             **{name: Upstream(name, 50051) for name in service_packages()},
             **{name: Upstream(name, HTTP_MODULE_PORT) for name in http_modules()},
         },
         web=Upstream("web", WEB_PORT),
+        traces=traces,
     )
 
 
@@ -624,10 +630,84 @@ HELM_HOST = '{{ include "dev-pynode.fullname" . }}-%s'
 HELM_TLS_DIR = "/etc/envoy/tls"
 
 
+# Stand-ins in the Helm template's tracing blocks, replaced by the chart's helpers (templates/_helpers.tpl).
+_HELM_OTLP = {
+    "__OTLP_HOST__": '{{ include "dev-pynode.otlpHost" . }}',
+    "65001": '{{ include "dev-pynode.otlpPort" . }}',
+    "/__OTLP_PATH__": '{{ include "dev-pynode.otlpPath" . }}',
+    "12.345": '{{ include "dev-pynode.tracePercent" . }}',
+}
+
+
+def _block(lines: list[str], first: int) -> int:
+    """The end (exclusive) of the YAML block that starts at `first` (a key, or a list item): its deeper lines."""
+    line = lines[first]
+    content = len(line) - len(line.lstrip(" -"))  # the column of its first key
+    limit = content if line.lstrip().startswith("- ") else content + 1
+    end = first + 1
+    while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) >= limit):
+        end += 1
+    return end
+
+
+def _tracing_blocks(options: GatewayOptions, grpc: bool) -> tuple[list[str], list[str], list[str]]:
+    """The rendered configuration with Envoy's tracer (placeholders for the collector), and its two blocks:
+    the connection manager's `tracing` and the collector's cluster."""
+    traced = replace(options, traces=TraceExport("__OTLP_HOST__", 65001, grpc, "/__OTLP_PATH__", 12.345))
+    lines = render(traced).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "tracing:")
+    manager = lines[start : _block(lines, start)]
+    first = next(i for i, line in enumerate(lines) if line.strip() == f"- name: {TRACE_CLUSTER}")
+    cluster = lines[first : _block(lines, first)]
+    rest = lines[:start] + lines[start + len(manager) : first] + lines[first + len(cluster) :]
+    return rest, manager, cluster
+
+
+def _helm_tracing(options: GatewayOptions) -> list[str]:
+    """The configuration with Envoy's tracer between Helm conditionals: on when `.Values.tracing.endpoint` is
+    set, OTLP/gRPC or OTLP/HTTP as `.Values.tracing.protocol` says, the collector's address from that URL."""
+    plain, grpc_manager, grpc_cluster = _tracing_blocks(options, grpc=True)
+    _, http_manager, http_cluster = _tracing_blocks(options, grpc=False)
+
+    def choose(grpc_lines: list[str], http_lines: list[str]) -> list[str]:
+        def helm(lines: list[str]) -> list[str]:
+            out = []
+            for line in lines:
+                for stand_in, template in _HELM_OTLP.items():
+                    line = line.replace(stand_in, template)
+                out.append(line)
+            return out
+
+        return [
+            "{{- if .Values.tracing.endpoint }}",
+            '{{- if eq .Values.tracing.protocol "grpc" }}',
+            *helm(grpc_lines),
+            "{{- else }}",
+            *helm(http_lines),
+            "{{- end }}",
+            "{{- end }}",
+        ]
+
+    untraced = render(options).splitlines()
+    assert plain == untraced, "the tracer's blocks are all the tracing adds"
+    # Where the blocks go in the untraced configuration: the manager's after its filters, the cluster last.
+    traced = render(replace(options, traces=TraceExport("__OTLP_HOST__", 65001, True))).splitlines()
+    manager_at = next(i for i, line in enumerate(traced) if line.strip() == "tracing:")
+    cluster_at = next(i for i, line in enumerate(traced) if line.strip() == f"- name: {TRACE_CLUSTER}")
+    cluster_at -= len(grpc_manager)  # positions in the untraced lines
+    return (
+        untraced[:manager_at]
+        + choose(grpc_manager, http_manager)
+        + untraced[manager_at:cluster_at]
+        + choose(grpc_cluster, http_cluster)
+        + untraced[cluster_at:]
+    )
+
+
 def helm_template(*, tls: bool) -> str:
     """The configuration as a Helm template (charts/dev-pynode/files/): each upstream is the release's headless
-    Service of that service, the web app's files come from the pod's own `web` container, and the allowed
-    origins come from `.Values.envoy.allowedOrigins`."""
+    Service of that service, the web app's files come from the pod's own `web` container, the allowed
+    origins come from `.Values.envoy.allowedOrigins`, and Envoy's tracer from `.Values.tracing`."""
     options = GatewayOptions(
         upstreams={
             **{name: Upstream(HELM_HOST % name, 50051) for name in service_packages()},
@@ -638,7 +718,9 @@ def helm_template(*, tls: bool) -> str:
         tls_cert_file=f"{HELM_TLS_DIR}/tls.crt" if tls else "",
         tls_key_file=f"{HELM_TLS_DIR}/tls.key" if tls else "",
     )
-    lines = render(options).replace("`scripts/generate`", "`scripts/generate` for the Helm chart").splitlines()
+    lines = [
+        line.replace("`scripts/generate`", "`scripts/generate` for the Helm chart") for line in _helm_tracing(options)
+    ]
     out = []
     for line in lines:
         if line.strip() == "- exact: __ORIGINS__":

@@ -115,7 +115,7 @@ class _Call:
         self.user = ""
         self.who: principal.Principal | None = None
         self.checked_at = 0.0
-        self.trace: tracing.ServerSpan | None = None
+        self.trace: tracing.EdgeCall | None = None
 
     def begin(self) -> None:
         """Start the clock, count the call, settle the request id and the client's address."""
@@ -134,10 +134,8 @@ class _Call:
         deadlines.bind(self.context.time_remaining())
         self.client = client
         self._metadata = metadata
-        if self.edge.tracer is not None:
-            self.trace = tracing.ServerSpan(
-                self.edge.tracer, self.contract.full_method, metadata, client.address, self.request_id
-            )
+        if self.edge.spans is not None:
+            self.trace = self.edge.spans.start(self.contract.full_method, metadata, client.address, self.request_id)
 
     async def authorize(self) -> None:
         """Enforce the access level the proto declares (inside the call, so failures are mapped)."""
@@ -166,7 +164,7 @@ class _Call:
         self.checked_at = time.monotonic()
         self.user = who.subject
         if self.trace is not None:
-            self.trace.user(who.subject)
+            self.trace.identify(who.subject)
 
     async def still_valid(self) -> None:
         """For a stream's next message: the caller's session or key still stands (at most once a second; from
@@ -204,7 +202,7 @@ class _Call:
     def succeeded(self) -> None:
         """The handler returned: count and log (its code is OK unless it set one)."""
         self._finish(self.context.code() or grpc.StatusCode.OK, None)
-        header = self.trace.response_header() if self.trace is not None else None
+        header = self.trace.quoted() if self.trace is not None else None
         if header is not None:
             self.context.set_trailing_metadata((header,))
 
@@ -235,7 +233,7 @@ class _Call:
                 ("grpc-status-details-bin", rich.SerializeToString()),
                 ("x-request-id", self.request_id),
             )
-            header = self.trace.response_header() if self.trace is not None else None
+            header = self.trace.quoted() if self.trace is not None else None
             if header is not None:
                 trailing += (header,)
             await self.context.abort(code, rich.message, trailing_metadata=trailing)
@@ -245,8 +243,8 @@ class _Call:
         self.metrics.finished(code.name, elapsed)
         trace_id = ""
         if self.trace is not None:
-            trace_id = self.trace.trace_id()
-            self.trace.end(code.name, _reason(rich))
+            trace_id = self.trace.trace_hex()
+            self.trace.close(code.name, _reason(rich))
         self.edge.access_log.record(
             self.request_id,
             self.contract.full_method,
@@ -319,7 +317,7 @@ class Edge:
         self.metrics = metrics
         self.authenticator = authenticator
         self.trust_forwarded_for = trust_forwarded_for
-        self.tracer = tracing.tracer()  # None unless OTEL_* variables asked for traces before the server was made
+        self.spans = tracing.server_spans()  # None unless OTEL_* variables asked for traces before the server was made
         # Set while this process runs its own gateway (an Envoy child): the secret Envoy adds to every call it
         # forwards, so its x-forwarded-for (the browser's address) is believed and per-address limits keep
         # working. Any other caller's, loopback ones included, is not: they dial the gRPC port directly.

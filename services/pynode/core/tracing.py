@@ -16,19 +16,22 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Tracer
 
 _provider: TracerProvider | None = None
 _tracer: Tracer | None = None
+_spans: EdgeSpans | None = None
+_edge: Any = None  # core.edge_spans, once configured
+_peers: Any = None  # core.peer_spans.PeerSpans, once configured
 
 # gRPC codes that mark a server span as failed (OpenTelemetry's semantic conventions for RPC servers: the
 # others, NOT_FOUND or PERMISSION_DENIED say, are the caller's mistake and leave the span unset).
 SERVER_ERRORS = frozenset({"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"})
-_CODES = {
+CODES = {
     "OK": 0,
     "CANCELLED": 1,
     "UNKNOWN": 2,
@@ -73,23 +76,18 @@ def protocol(env: Mapping[str, str]) -> str:
 
 
 def _exporter(env: Mapping[str, str]) -> Any:
+    from pynode.core import span_export
+
     if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        return ConsoleSpanExporter()
-    if protocol(env) == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
-        return GrpcExporter()  # endpoint, headers, timeout and TLS from the standard variables
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
-    return HttpExporter()
+        return span_export.ConsoleBytes()
+    # Endpoint, headers, timeout, compression and TLS come from the standard variables, read by the SDK's own.
+    return span_export.bytes_exporter(protocol(env) or "http/protobuf")
 
 
 def configure(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
     """Set up the process's tracer from the standard variables; False (and nothing imported) when they ask
     for none. Call once, before the platform is built (its engines and clients are instrumented as made)."""
-    global _api, _provider, _tracer
+    global _edge, _peers, _provider, _spans, _tracer
     env = os.environ if environ is None else environ
     if _tracer is not None or not wanted(env):
         return _tracer is not None
@@ -99,7 +97,8 @@ def configure(service_name: str, environ: Mapping[str, str] | None = None) -> bo
         from opentelemetry.instrumentation.redis import RedisInstrumentor
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from pynode.core import edge_spans, peer_spans, span_export
     except ImportError as missing:
         raise TracingUnavailable(
             f"traces were asked for (OTEL_* variables) but OpenTelemetry is not installed ({missing.name}): "
@@ -107,11 +106,18 @@ def configure(service_name: str, environ: Mapping[str, str] | None = None) -> bo
         ) from None
 
     # OTEL_SERVICE_NAME wins over ours (Resource.create lets attributes passed here override the variables).
-    attributes = {} if env.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
-    provider = TracerProvider(resource=Resource.create(attributes))  # the sampler comes from OTEL_TRACES_SAMPLER
-    provider.add_span_processor(BatchSpanProcessor(_exporter(env)))
+    resource = Resource.create({} if env.get("OTEL_SERVICE_NAME") else {"service.name": service_name})
+    provider = TracerProvider(resource=resource, id_generator=edge_spans.EdgeAwareIds())
+    sampler = provider.sampler  # from OTEL_TRACES_SAMPLER(_ARG), parent-based always-on unless told
+    provider.sampler = edge_spans.EdgeAwareSampler(sampler)  # before any tracer is made: they copy it
+    # One recorder for the edge's spans and the SDK's (its span processor), one OTLP request per batch.
+    recorder = span_export.SpanRecorder(_exporter(env), resource.attributes, ("pynode", ""), edge_spans.encode)
+    provider.add_span_processor(recorder)
     trace.set_tracer_provider(provider)
-    _api, _provider, _tracer = _Api(), provider, provider.get_tracer("pynode")
+    decider = edge_spans.Decider(env.get("OTEL_TRACES_SAMPLER", ""), env.get("OTEL_TRACES_SAMPLER_ARG", ""), sampler)
+    _edge, _provider, _tracer = edge_spans, provider, provider.get_tracer("pynode")
+    _spans = edge_spans.EdgeSpans(recorder, decider)
+    _peers = peer_spans.PeerSpans(recorder, decider)
     # Provider HTTP calls (with traceparent injected) and Redis commands: both libraries patch their classes,
     # so clients made before this call are traced too.
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
@@ -130,10 +136,10 @@ def destination(environ: Mapping[str, str] | None = None) -> str:
 
 def shutdown() -> None:
     """Export what is buffered and stop (the server calls it last)."""
-    global _provider, _tracer
+    global _peers, _provider, _spans, _tracer
     if _provider is not None:
         _provider.shutdown()
-    _provider, _tracer = None, None
+    _peers, _provider, _spans, _tracer = None, None, None, None
 
 
 def tracer() -> Tracer | None:
@@ -155,84 +161,35 @@ def instrument_engine(engine: Any) -> None:
 
 def client_interceptors() -> list[Any]:
     """Interceptors for an outbound grpc.aio channel: a client span per call and `traceparent` sent along."""
-    if _tracer is None:
-        return []
-    from opentelemetry.instrumentation.grpc import aio_client_interceptors
-
-    return list(aio_client_interceptors(tracer_provider=_provider))  # type: ignore[no-untyped-call]
+    return [] if _peers is None else _peers.interceptors()
 
 
-class _Api:
-    """OpenTelemetry's modules, bound once by `configure`: an import statement per call costs more than the
-    attribute lookups it resolves to (7 us of a span's 34, measured)."""
+class EdgeCall(Protocol):
+    """What the edge holds for one call: its recorded server span, or the trace id of a call sampled out."""
 
-    def __init__(self) -> None:
-        from opentelemetry import context, propagate, trace
-        from opentelemetry.trace import SpanKind, Status, StatusCode
+    def identify(self, subject: str) -> None:
+        """The authenticated caller (`enduser.id`)."""
 
-        self.attach, self.detach, self.extract = context.attach, context.detach, propagate.extract
-        self.in_context = trace.set_span_in_context
-        self.server = SpanKind.SERVER
-        self.status, self.error = Status, StatusCode.ERROR
+    def trace_hex(self) -> str:
+        """The trace id for logs, empty for a call that records nothing."""
+
+    def quoted(self) -> tuple[str, str] | None:
+        """`traceresponse: 00-<trace id>-<span id>-01`, what a user quotes to find the call (None when
+        sampled out: there is nothing to find)."""
+
+    def close(self, code: str, message: str) -> None:
+        """The call ended with gRPC `code` (a name) and the client-facing `message`."""
 
 
-_api: _Api | None = None
+class EdgeSpans(Protocol):
+    """Starts the edge's calls (core.edge_spans when tracing is on)."""
+
+    def start(self, full_method: str, metadata: Mapping[str, Any], peer: str, request_id: str) -> EdgeCall: ...
 
 
-class ServerSpan:
-    """One RPC's server span, made current for the handler (so every span it causes is its child). A span the
-    sampler left out records nothing, so it gets no attributes and names no trace to its caller."""
-
-    __slots__ = ("_token", "recording", "span")
-
-    def __init__(self, active: Tracer, method: str, metadata: Mapping[str, Any], peer: str, request_id: str) -> None:
-        api = _api
-        assert api is not None
-        # The W3C propagator reads `traceparent` and `tracestate` only (str values; -bin keys are bytes).
-        parent = api.extract(metadata)
-        full = method.lstrip("/")
-        self.span: Span = active.start_span(full, context=parent, kind=api.server)
-        self.recording = self.span.is_recording()
-        if self.recording:
-            service, _, name = full.partition("/")
-            self.span.set_attributes(
-                {
-                    "rpc.system": "grpc",
-                    "rpc.service": service,
-                    "rpc.method": name,
-                    "network.peer.address": peer,
-                    "devpynode.request_id": request_id,
-                }
-            )
-        self._token = api.attach(api.in_context(self.span, parent))
-
-    def response_header(self) -> tuple[str, str] | None:
-        """`traceresponse: 00-<trace id>-<span id>-<flags>`: what a user quotes to find this call's trace (None
-        for a call the sampler left out: there is nothing to find)."""
-        if not self.recording:
-            return None
-        ctx = self.span.get_span_context()
-        return RESPONSE_HEADER, f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
-
-    def trace_id(self) -> str:
-        return f"{self.span.get_span_context().trace_id:032x}" if self.recording else ""
-
-    def user(self, subject: str) -> None:
-        if self.recording:
-            self.span.set_attribute("enduser.id", subject)
-
-    def end(self, code: str, message: str = "") -> None:
-        api = _api
-        assert api is not None
-        if self.recording:
-            self.span.set_attribute("rpc.grpc.status_code", _CODES.get(code, 2))
-            if code in SERVER_ERRORS:
-                self.span.set_status(api.status(api.error, f"{code}: {message}" if message else code))
-        self.span.end()
-        # A stream's generator may be finished from another context by grpc (the client went away): then the
-        # token is not ours to reset, and the task ends with its context anyway.
-        with contextlib.suppress(ValueError):
-            api.detach(self._token)
+def server_spans() -> EdgeSpans | None:
+    """The edge's span starter, or None when tracing is off."""
+    return _spans
 
 
 def current_ids() -> tuple[str, str]:
@@ -264,23 +221,29 @@ def span(name: str, *, kind: str = "internal", **attributes: Any) -> Iterator[No
 @contextlib.contextmanager
 def detached(name: str, **attributes: Any) -> Iterator[None]:
     """A span that starts a trace of its own, whatever context the task inherited (a flush loop that the
-    first request happened to start must not hang every later flush under that request)."""
+    first request happened to start must not hang every later flush under that request, nor be dropped
+    because that request was sampled out)."""
     if _tracer is None:
         yield
         return
     from opentelemetry import context
 
-    with _tracer.start_as_current_span(name, context=context.Context(), attributes=attributes or None):
-        yield
+    token = _edge.unsampled.set(0)
+    try:
+        with _tracer.start_as_current_span(name, context=context.Context(), attributes=attributes or None):
+            yield
+    finally:
+        _edge.unsampled.reset(token)
 
 
 def current_context() -> Any:
-    """The tracing context running now (None when tracing is off), for work handed to another task."""
+    """The tracing context running now (None when tracing is off), for work handed to another task: the
+    current span, and the trace id of a sampled-out call (whose later work must stay unrecorded)."""
     if _tracer is None:
         return None
     from opentelemetry import context
 
-    return context.get_current()
+    return context.get_current(), _edge.unsampled.get()
 
 
 @contextlib.contextmanager
@@ -290,5 +253,10 @@ def job(name: str, parent: Any, **attributes: Any) -> Iterator[None]:
     if _tracer is None or parent is None:
         yield
         return
-    with _tracer.start_as_current_span(name, context=parent, attributes=attributes or None):
-        yield
+    ctx, unsampled = parent
+    token = _edge.unsampled.set(unsampled)
+    try:
+        with _tracer.start_as_current_span(name, context=ctx, attributes=attributes or None):
+            yield
+    finally:
+        _edge.unsampled.reset(token)

@@ -12,6 +12,7 @@ import typer
 
 from pynode.app.cli.common import fail
 from pynode.app.gateway import GatewayOptions, Upstream, compose_options, gateway_modules, helm_template, render
+from pynode.app.gateway_tracing import TraceExport
 
 gateway = typer.Typer(help="The browser gateway (Envoy: grpc-web in front of the services).", no_args_is_help=True)
 
@@ -45,6 +46,13 @@ def config(
     helm: Annotated[
         str, typer.Option(help="plain|tls: print the Helm chart's template instead (charts/dev-pynode/files/)")
     ] = "",
+    traces: Annotated[
+        str,
+        typer.Option(
+            help="Envoy's spans: an OTLP/gRPC collector URL (http://phoenix:4317), `env` for the standard OTEL_* "
+            "variables the services read, or none"
+        ),
+    ] = "none",
 ) -> None:
     """Print Envoy's configuration (YAML): one route per service package, one health-checked cluster each."""
     if helm:
@@ -72,8 +80,19 @@ def config(
         allowed_origins=tuple(origin) if origin else options.allowed_origins,
         tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file,
+        traces=_traces(traces),
     )
     print(render(options), end="")
+
+
+def _traces(value: str) -> TraceExport | None:
+    if value == "none":
+        return None
+    if value == "env":
+        return TraceExport.from_environment()
+    if not value.startswith(("http://", "https://")):
+        fail(f"--traces {value}: give an OTLP/gRPC URL (http://HOST:4317), env or none", 2)
+    return TraceExport.from_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": value, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
 
 
 @gateway.command("web")
