@@ -223,7 +223,7 @@ async def start_process(
     (a file, so that logging costs what it costs in production, not a terminal's speed)."""
     handle = log.open("w")
     process = await asyncio.create_subprocess_exec(*args, stdout=handle, stderr=handle, env={**os.environ, **env})
-    for _ in range(600):
+    for _ in range(1800):
         await asyncio.sleep(0.1)
         if port_file is not None and port_file.exists() and port_file.read_text():
             return process, int(port_file.read_text())

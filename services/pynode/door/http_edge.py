@@ -6,6 +6,10 @@ status: bad JSON, wrong types and unknown fields 400 (with `param`), a body over
 413, no credentials 401; the router's statuses as `errors.py` maps them; anything unexpected 500 with a generic
 message (the traceback goes to the log, never to the client).
 
+A stream's last events and the end of its chunked body go out in one write: clients stop reading at
+`data: [DONE]`, and one that has not seen the body's end by then closes the connection rather than keeping it
+alive (aiohttp's client did, a new connection per stream, when the end came in a write of its own).
+
 A stream's HTTP status is chosen once the router has answered its first piece, so a refused call (401, 404,
 429) is an HTTP error, not a 200 whose body says so; an error after that is an SSE `data: {"error": ...}`
 event, which OpenAI's clients raise. A client that hangs up cancels the handler (aiohttp's handler
@@ -274,15 +278,15 @@ class DoorEdge:
                 out = b""
                 piece = await anext(rest, None)
         except errors.DomainError as error:  # after the status was sent: an error event, as OpenAI streams do
-            await response.write(out + _event(http_error(error).body) + DONE)
+            await response.write_eof(out + _event(http_error(error).body) + DONE)
             return response
         if last is None:
             failed = error_body("the AI router's stream ended before the answer did; retry", "api_error")
-            await response.write(out + _event(failed) + DONE)
+            await response.write_eof(out + _event(failed) + DONE)
             return response
         if last.finish_reason == ai_pb2.FINISH_REASON_ERROR:
             failed = error_body("the model failed while answering; retry", "api_error", code="model_error")
-            await response.write(out + _event(failed) + DONE)
+            await response.write_eof(out + _event(failed) + DONE)
             return response
         out += chunk({}, translate.finish_reason(last.finish_reason))
         if chat.include_usage:
@@ -297,8 +301,7 @@ class DoorEdge:
                     "usage": translate.usage(last.usage),
                 }
             )
-        await response.write(out + DONE)
-        await response.write_eof()
+        await response.write_eof(out + DONE)
         return response
 
 
