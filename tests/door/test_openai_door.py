@@ -3,7 +3,9 @@ clients: the official `openai` package (whole and streamed answers, tools, embed
 classes, a stream closed mid-way) and `curl`; and bad input, which always gets OpenAI's JSON error with a 4xx.
 
 Calls carry a credential as `Authorization: Bearer`: an access token or a personal API key (the two variants of
-the `credential` fixture).
+the `credential` fixture). Every test runs against both ways the door reaches the router when it runs in the same
+process (the `gateway` fixture's two variants): in-process through the router's own edge (the default) and over
+loopback gRPC (DEVPYNODE_DOOR_IN_PROCESS=false); both must answer alike, errors, cancels and revocations included.
 """
 
 from __future__ import annotations
@@ -32,14 +34,19 @@ WEATHER = {
 Credential = Callable[[], Awaitable[str]]
 
 
-@pytest.fixture(scope="module")
-async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+@pytest.fixture(scope="module", params=["in_process", "grpc"])
+async def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     port = _port()
+    in_process = request.param == "in_process"
     # Every test signs a new user up from this one address (twice for a key): above the default 30 a minute.
     process, _, banner = await _serve(
-        tmp_path_factory.mktemp("door"), port, {"DEVPYNODE_RATE_LIMIT_PER_MINUTE": "1000"}
+        tmp_path_factory.mktemp("door"),
+        port,
+        {"DEVPYNODE_RATE_LIMIT_PER_MINUTE": "1000", "DEVPYNODE_DOOR_IN_PROCESS": str(in_process).lower()},
     )
     assert any("the OpenAI-compatible API at /v1" in line for line in banner), banner
+    path = "to the AI router in this process" if in_process else "to the AI router over gRPC"
+    assert any(path in line for line in banner), banner
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -98,6 +105,37 @@ async def test_a_revoked_or_read_only_key_is_refused_in_openais_shape(gateway: s
             await sdk.chat.completions.create(
                 model="builtin/echo", messages=[{"role": "user", "content": "hi"}], max_tokens=5
             )
+
+
+async def test_a_key_revoked_mid_stream_ends_the_stream_and_its_usage_is_counted(gateway: str) -> None:
+    token = await _access_token(gateway)
+    session = {"authorization": f"Bearer {token}"}
+    words = 3000  # 100 s at the development pace: only the revocation ends it within the test
+    async with httpx.AsyncClient(base_url=gateway, timeout=10) as http:
+        made = (await http.post("/v1/api-keys", json={"name": "revoked mid-stream"}, headers=session)).json()
+        async with openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=made["secret"], max_retries=0) as sdk:
+            stream = await sdk.chat.completions.create(
+                model="builtin/echo", messages=[{"role": "user", "content": " ".join(["word"] * words)}], stream=True
+            )
+            got = 0
+            with pytest.raises(openai.APIError) as ended:
+                async for chunk in stream:
+                    got += len((chunk.choices[0].delta.content or "").split()) if chunk.choices else 0
+                    if got >= 3 and made:
+                        revoked = await http.post(
+                            f"/v1/api-keys/{made['apiKey']['id']}:revoke", json={}, headers=session
+                        )
+                        assert revoked.status_code == 200, revoked.text
+                        made = {}
+            assert "revoked" in str(ended.value) and got < words
+        usage: list[dict[str, Any]] = []
+        for _ in range(200):  # the ledger is written behind the stream's end
+            usage = await _usage(http, session)
+            if usage and int(usage[0]["unfinishedRequests"]) == 1:
+                break
+            await asyncio.sleep(0.05)
+        (row,) = usage
+        assert int(row["requests"]) == 1 and 3 <= int(row["usage"]["completionTokens"]) < words
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from pynode.core.contract import method_contracts
 from pynode.core.edge import Edge
 from pynode.core.elsewhere import ServedElsewhere
 from pynode.core.health import DrainingHealth
+from pynode.core.local_calls import LocalCalls
 from pynode.core.metrics import ServerMetrics
 from pynode.core.settings import SettingsError
 
@@ -173,6 +174,7 @@ class MeshServer:
         self.started = True
         self.platform.infra.peers.local_address = f"{_dialable(settings.grpc_host)}:{self.port}"
         self.access_log.start()
+        self.platform.infra.peers.local_calls = LocalCalls(self.edge.mounted)
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -197,6 +199,8 @@ class MeshServer:
                     log.warning("error while stopping", exc_info=True)
         # NOT_SERVING on a listener that still answers, so probes see it before the port closes.
         await asyncio.sleep(max(0.0, min(settings.shutdown_drain_seconds, grace) - (time.monotonic() - draining_since)))
+        # New in-process calls are refused from here as new gRPC calls are (they go to the closing listener).
+        self.platform.infra.peers.local_calls = None
         await self.server.stop(grace)
         await self.access_log.stop()
         self.metrics.close()

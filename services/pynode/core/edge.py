@@ -322,6 +322,8 @@ class Edge:
         # forwards, so its x-forwarded-for (the browser's address) is believed and per-address limits keep
         # working. Any other caller's, loopback ones included, is not: they dial the gRPC port directly.
         self._gateway_secret = b""
+        # Every wrapped handler by full method name: what `core.local_calls` runs for in-process callers.
+        self.mounted: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     def trust_gateway(self, secret: str) -> None:
         """Believe x-forwarded-for on calls that carry `secret` in GATEWAY_HEADER (this process's Envoy)."""
@@ -360,6 +362,7 @@ class Edge:
                     raise KeyError(f"{full} has no contract")
                 contract = MethodContract(full, options_pb2.ACCESS_ANONYMOUS)
             wrapped[name] = self._wrap(handler, contract, (parsers or {}).get(name))
+            self.mounted[full] = wrapped[name]
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, wrapped),))
         server.add_registered_method_handlers(capture.service, wrapped)
 

@@ -13,13 +13,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
 from pynode.core import deadlines, principal, status, tls, tracing
 from pynode.core.errors import DomainError, Unauthenticated, Unavailable
 from pynode.core.settings import MeshSettings, SettingsError, address_field, env_name
+
+if TYPE_CHECKING:
+    from pynode.core.local_calls import LocalCalls
 
 log = logging.getLogger("pynode.peers")
 
@@ -78,6 +81,9 @@ class Peers:
         self.local_address = ""  # this process's own gRPC address, set when the server has bound it
         # Set by the app once the identity kernel's token call and its issuer are known.
         self.service_tokens: ServiceTokens | None = None
+        # This process's own edge-wrapped handlers while its server serves (set and cleared by the server): a
+        # caller that may skip the loopback hop (the door) calls them in-process through the same edge.
+        self.local_calls: LocalCalls | None = None
 
     def is_local(self, service: str) -> bool:
         """Whether `service` runs in this process."""
@@ -125,12 +131,16 @@ class Peers:
 
 def peer_error(error: grpc.aio.AioRpcError, service: str) -> DomainError:
     """A failed peer call as the domain error our own caller should see."""
-    code = error.code()
-    if code == grpc.StatusCode.UNAVAILABLE and not _details(error):  # transport failure: no peer answered
+    return call_error(error.code(), error.details() or "", _details(error), service)
+
+
+def call_error(code: grpc.StatusCode, message: str, details_bin: bytes | None, service: str) -> DomainError:
+    """A callee's status (over gRPC or in-process, `core.local_calls`) as the domain error our caller sees."""
+    if code == grpc.StatusCode.UNAVAILABLE and not details_bin:  # transport failure: no peer answered
         return Unavailable(f"the {service} service is unreachable; retry shortly", retry_after=1.0)
-    if code == grpc.StatusCode.UNAUTHENTICATED and not _details(error):
+    if code == grpc.StatusCode.UNAUTHENTICATED and not details_bin:
         return Unauthenticated(f"the {service} service refused this process's credentials")
-    return status.from_status(code, error.details() or "", _details(error))
+    return status.from_status(code, message, details_bin)
 
 
 def _details(error: grpc.aio.AioRpcError) -> bytes | None:

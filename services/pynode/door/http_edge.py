@@ -7,6 +7,10 @@ status: bad JSON, wrong types and unknown fields 400 (with `param`), a body over
 router's statuses as `errors.py` maps them; anything unexpected 500 with a generic message (the traceback goes
 to the log, never to the client).
 
+A stream's last events and the end of its chunked body go out in one write: clients stop reading at
+`data: [DONE]`, and one that has not seen the body's end by then closes the connection rather than keeping it
+alive (aiohttp's client did, a new connection per stream, when the end came in a write of its own).
+
 A stream's HTTP status is chosen once the router has answered its first piece, so a refused call (401, 404,
 429) is an HTTP error, not a 200 whose body says so; an error after that is an SSE `data: {"error": ...}`
 event, which OpenAI's clients raise. A client that hangs up cancels the handler (aiohttp's handler
@@ -17,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import logging
 import re
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -43,6 +48,7 @@ _SSE_HEADERS = {
     "X-Accel-Buffering": "no",  # proxies that buffer by default (nginx) pass events on at once
 }
 DONE = b"data: [DONE]\n\n"
+_AFTER_DELTA = b',"logprobs":null,"finish_reason":'
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -115,12 +121,21 @@ class DoorEdge:
     def __init__(self, router: Router, max_body_bytes: int, body_seconds: float = 60.0) -> None:
         self._router = router
         self._body_seconds = body_seconds
-        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._errors])
+        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._own_context, self._errors])
         self.app.router.add_get("/healthz", self._health)
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_get("/v1/models/{model:.+}", self._model)
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_post("/v1/embeddings", self._embeddings)
+
+    @web.middleware
+    async def _own_context(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Each request in a task and contextvars context of its own, as each gRPC call has: the router's edge,
+        called in-process, binds the caller, request id and deadline into the running context, and aiohttp
+        serves a kept-alive connection's requests in one task (a deadline left there would cut the next call).
+        The connection's cancellation (the client hung up) cancels this task too."""
+        handling = cast("Coroutine[Any, Any, web.StreamResponse]", handler(request))
+        return await asyncio.create_task(handling, context=contextvars.copy_context())
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -261,34 +276,23 @@ class DoorEdge:
         ident, created = translate.completion_id(), translate.now()
         model = (first.model if first is not None else "") or chat.generate.model
         seen: set[int] = set()
-        usage_field = {"usage": None} if chat.include_usage else {}
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            return _event(
-                {
-                    "id": ident,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "system_fingerprint": None,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-                    **usage_field,
-                }
-            )
-
+        chunks = ChunkFormat(ident, created, chat.include_usage)
+        chunk = chunks.chunk
+        chunks.model(model)
         out = chunk({"role": "assistant", "content": ""})
         piece = first
         last = None
         try:
             while piece is not None:
                 model = piece.model or model
-                delta: dict[str, Any] = {}
-                if piece.text:
-                    delta["content"] = piece.text
+                chunks.model(model)
                 if piece.tool_calls:
-                    delta["tool_calls"] = translate.delta_tool_calls(piece.tool_calls, seen)
-                if delta:
+                    delta: dict[str, Any] = {"tool_calls": translate.delta_tool_calls(piece.tool_calls, seen)}
+                    if piece.text:
+                        delta = {"content": piece.text, **delta}
                     out += chunk(delta)
+                elif piece.text:
+                    out += chunks.text(piece.text)
                 if piece.finish_reason:
                     last = piece
                     await _drain(rest)
@@ -297,15 +301,15 @@ class DoorEdge:
                 out = b""
                 piece = await anext(rest, None)
         except errors.DomainError as error:  # after the status was sent: an error event, as OpenAI streams do
-            await response.write(out + _event(http_error(error).body) + DONE)
+            await response.write_eof(out + _event(http_error(error).body) + DONE)
             return response
         if last is None:
             failed = error_body("the AI router's stream ended before the answer did; retry", "api_error")
-            await response.write(out + _event(failed) + DONE)
+            await response.write_eof(out + _event(failed) + DONE)
             return response
         if last.finish_reason == ai_pb2.FINISH_REASON_ERROR:
             failed = error_body("the model failed while answering; retry", "api_error", code="model_error")
-            await response.write(out + _event(failed) + DONE)
+            await response.write_eof(out + _event(failed) + DONE)
             return response
         out += chunk({}, translate.finish_reason(last.finish_reason))
         if chat.include_usage:
@@ -320,9 +324,52 @@ class DoorEdge:
                     "usage": translate.usage(last.usage),
                 }
             )
-        await response.write(out + DONE)
-        await response.write_eof()
+        await response.write_eof(out + DONE)
         return response
+
+
+class ChunkFormat:
+    """One stream's `chat.completion.chunk` events, the bytes around the delta made once per model rather than
+    encoding the whole object per token (the same bytes, key for key, as `orjson.dumps` of the dict)."""
+
+    __slots__ = ("_before", "_created", "_ident", "_model", "_usage")
+
+    def __init__(self, ident: str, created: int, include_usage: bool) -> None:
+        self._ident = ident
+        self._created = created
+        self._usage = b',"usage":null' if include_usage else b""
+        self._model: str | None = None
+        self._before = b""
+
+    def model(self, model: str) -> None:
+        """The model the next chunks name (the router may name the one an alias resolved to)."""
+        if model == self._model:
+            return
+        self._model = model
+        self._before = (
+            b'data: {"id":'
+            + orjson.dumps(self._ident)
+            + b',"object":"chat.completion.chunk","created":'
+            + orjson.dumps(self._created)
+            + b',"model":'
+            + orjson.dumps(model)
+            + b',"system_fingerprint":null,"choices":[{"index":0,"delta":'
+        )
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return self._before + orjson.dumps(delta) + _AFTER_DELTA + orjson.dumps(finish) + b"}]" + self._usage + b"}\n\n"
+
+    def text(self, text: str) -> bytes:
+        return (
+            self._before
+            + b'{"content":'
+            + orjson.dumps(text)
+            + b"}"
+            + _AFTER_DELTA
+            + b"null}]"
+            + self._usage
+            + b"}\n\n"
+        )
 
 
 class DoorServer:

@@ -43,10 +43,14 @@ class DoorModule:
             return ServiceParts([], backends={"door": "off (DEVPYNODE_DOOR_PORT=-1)"})
         from pynode.core.settings import SettingsError
         from pynode.door.adapters.grpc_router import GrpcRouter
+        from pynode.door.adapters.local_router import LocalRouter
         from pynode.door.http_edge import DoorEdge, DoorServer
+        from pynode.door.ports import Router
 
         infra.peers.require("ai")
-        router = GrpcRouter(infra.peers)
+        remote = GrpcRouter(infra.peers)
+        in_process = settings.door_in_process and infra.peers.is_local("ai")
+        router: Router = LocalRouter(infra.peers, remote) if in_process else remote
         edge = DoorEdge(router, settings.door_max_body_bytes, settings.door_body_seconds)
         server = DoorServer(edge, settings.door_host, settings.door_port, settings.door_headers_seconds)
         try:
@@ -61,7 +65,10 @@ class DoorModule:
             [],
             closers=[server.stop],
             component=DoorComponents(port),
-            backends={"door": f"http://{settings.door_host}:{port}/v1 (OpenAI-compatible, to the AI router)"},
+            backends={
+                "door": f"http://{settings.door_host}:{port}/v1 (OpenAI-compatible, to the AI router "
+                f"{'in this process' if in_process else 'over gRPC'})"
+            },
             http_port=port,
         )
 

@@ -28,6 +28,11 @@ class DoorSettings(Section):
         description="The door's HTTP port: 0 picks a free one (on a laptop Envoy on DEVPYNODE_HTTP_PORT routes "
         "/v1/models, /v1/chat/completions and /v1/embeddings to it), -1 turns the door off.",
     )
+    door_in_process: bool = Field(
+        True,
+        description="When the AI router runs in this process, call it in-process through its own edge (the same "
+        "authentication, API key scopes, limits, metrics and audit as a gRPC call) instead of over loopback gRPC.",
+    )
     door_max_body_bytes: int = Field(
         DEFAULT_MAX_BODY_BYTES,
         ge=1024,

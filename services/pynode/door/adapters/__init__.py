@@ -1,1 +1,1 @@
-"""The door's adapters: its gRPC client of the AI router."""
+"""The door's adapters: its clients of the AI router, over gRPC and in this process."""
