@@ -451,19 +451,28 @@ class ChatService:
             uuid.uuid4(), conversation.id, ASSISTANT, caller.subject, "", STREAMING, now + timedelta(microseconds=1),
             model=conversation.model, reply_to_id=message.id, checkpoint_event_id=start,
         )  # fmt: skip
-        if not await self._messages.add_exchange(message, reply):
-            earlier = await self._messages.by_request_id(conversation.id, caller.subject, client_request_id)
-            if earlier is None:
-                raise FailedPrecondition("the conversation is gone", reason="CONVERSATION_NOT_FOUND")
-            return self._retried(*earlier)
         try:
             recent: list[ChatMessage] | None = await recent_read
         except DomainError:
             recent = None  # the prompt reads the history itself (and fails the answer if it still cannot)
         if earlier_results:
             recent = None  # read ahead before they were stored: the prompt reads the history itself
-        # Started before the events are published: the prompt and the router's first token overlap them.
-        job = self.runner.start(reply, message, recent, client_address, tools)
+        # Started while the exchange is being stored: the prompt and the router's first token overlap its commit
+        # (the disk flush of a durable commit, 6 ms on PostgreSQL here). Nothing of the answer is shown or saved
+        # until the exchange is stored; when it is not, the answer is dropped unseen.
+        job = self.runner.start(reply, message, recent, client_address, tools, storing=True)
+        try:
+            added = await self._messages.add_exchange(message, reply)
+        except BaseException:
+            self.runner.abandon(job)
+            raise
+        if not added:
+            self.runner.abandon(job)
+            earlier = await self._messages.by_request_id(conversation.id, caller.subject, client_request_id)
+            if earlier is None:
+                raise FailedPrecondition("the conversation is gone", reason="CONVERSATION_NOT_FOUND")
+            return self._retried(*earlier)
+        self.runner.stored(job)
         # The member sees the reply's first delta only after these: the history's new version and the exchange's
         # events (one round trip for them all, in order) go at once, on their separate connections.
         stored = [*earlier_results, message, reply]
