@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -183,6 +183,16 @@ def _title(title: str) -> str:
     return title
 
 
+class _HeldSend:
+    """The sends of one client_request_id in flight in this process (see ChatService._sending)."""
+
+    __slots__ = ("lock", "sends")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.sends = 0
+
+
 class ChatService:
     """The chat service's use cases."""
 
@@ -213,6 +223,9 @@ class ChatService:
         self.limits = limits
         self._rates = FixedWindow(kv)
         self._timers = tasks.TaskSet("chat-typing")  # each member's "stopped typing" at the end of its time
+        # Sends of one client_request_id in this process, one at a time: a retry racing the first send waits for
+        # it and gets its messages, instead of asking the model for an answer its exchange could not store.
+        self._sending: dict[tuple[str, str, str], _HeldSend] = {}
 
     # --- membership -------------------------------------------------------------------------------
 
@@ -394,15 +407,33 @@ class ChatService:
             asyncio.ensure_future(self.streams.last_id(stream_name(key))),
         )
         try:
-            return await self._send(
-                caller, conversation_id, text, file_ids, client_request_id, client_address, reads, tools, results
-            )
+            async with self._one_send(conversation_id, caller.subject, client_request_id):
+                return await self._send(
+                    caller, conversation_id, text, file_ids, client_request_id, client_address, reads, tools, results
+                )
         finally:
             for read in reads:
                 if not read.done():
                     read.cancel()
                 elif not read.cancelled():
                     read.exception()  # retrieved when the send failed before awaiting it: nobody else will
+
+    @contextlib.asynccontextmanager
+    async def _one_send(self, conversation_id: str, author_id: str, client_request_id: str) -> AsyncIterator[None]:
+        """Hold the send of (conversation, author, client_request_id) while it runs (see `_sending`)."""
+        if not client_request_id:
+            yield
+            return
+        key = (conversation_id, author_id, client_request_id)
+        held = self._sending.setdefault(key, _HeldSend())
+        held.sends += 1
+        try:
+            async with held.lock:
+                yield
+        finally:
+            held.sends -= 1
+            if not held.sends:  # the last one out
+                del self._sending[key]
 
     async def _send(
         self,
