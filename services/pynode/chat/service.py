@@ -503,15 +503,18 @@ class ChatService:
             if earlier is None:
                 raise FailedPrecondition("the conversation is gone", reason="CONVERSATION_NOT_FOUND")
             return self._retried(*earlier)
-        self.runner.stored(job)
         # The member sees the reply's first delta only after these: the history's new version and the exchange's
-        # events (one round trip for them all, in order) go at once, on their separate connections.
+        # events (one round trip for them all, in order) go at once, on their separate connections. The answer's
+        # own events follow the exchange's in the stream: its outbox is released once those are in.
         stored = [*earlier_results, message, reply]
-        outcomes = await asyncio.gather(
-            self._recent.changed(conversation.id, stored),
-            publish_all(self.streams, conversation.id, [MessageEvent(m) for m in stored]),
-            return_exceptions=True,
-        )
+        try:
+            outcomes = await asyncio.gather(
+                self._recent.changed(conversation.id, stored),
+                publish_all(self.streams, conversation.id, [MessageEvent(m) for m in stored]),
+                return_exceptions=True,
+            )
+        finally:
+            self.runner.stored(job)  # stored, whatever the publishing did: the answer goes on and its end is saved
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
