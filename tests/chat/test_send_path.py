@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
+import grpc
 import pytest
 from devpynode.chat.v1 import chat_pb2
 
 from pynode.chat.adapters.grpc_completions import _FINISH
 from pynode.chat.domain import COMPLETE, TIME_LIMIT
+from pynode.chat.events import stream_name
 from pynode.core.errors import NotFound, Unavailable
 from pynode.core.principal import Principal
 from tests.ai.fakes import FakeProvider
-from tests.chat.conftest import Start
+from tests.chat.conftest import WORDS, Start
 
 
 async def test_the_ai_router_is_given_the_members_address(chat: Start) -> None:
@@ -88,3 +90,73 @@ async def test_an_exchange_committed_without_the_flush_is_stored_as_any_other(ch
     assert stored is not None and stored.state == COMPLETE and stored.text == sent.reply.text
     found = await alice.parts.service._conversations.conversation(uuid.UUID(conversation.id))
     assert found is not None and found.updated_at > found.created_at  # touched by the same statement
+
+
+async def _holding_the_exchange(alice: Any, then: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    """Make the exchange's store wait until its answer has read a piece of the model's text, then `then()`;
+    returns what was seen meanwhile (the stream's newest event id, before and while held)."""
+    service: Any = alice.parts.service
+    messages = service._messages
+    original = messages.add_exchange
+    seen: dict[str, Any] = {}
+
+    async def add_exchange(message: Any, reply: Any) -> bool:
+        stream = stream_name(message.conversation_id)
+        seen["before"] = await service.streams.last_id(stream)
+        job = alice.parts.runner.jobs[reply.id]  # started before the exchange is stored
+
+        async def first_piece() -> None:
+            async for _ in job.deltas():
+                return
+
+        await asyncio.wait_for(first_piece(), 30)
+        seen["pieces"] = list(job.pieces)
+        seen["while_held"] = await service.streams.last_id(stream)
+        seen["in_database"] = await messages.message(reply.id)
+        await then()
+        return bool(await original(message, reply))
+
+    messages.add_exchange = add_exchange
+    return seen
+
+
+async def test_the_answer_starts_while_its_exchange_is_being_stored(chat: Start) -> None:
+    """Issue 25: the model is asked while the exchange commits (a durable commit's disk flush), and nothing of
+    the answer is shown before the exchange is stored."""
+    (alice,) = await chat(1)
+    conversation = await alice.create()
+
+    async def nothing() -> None:
+        return None
+
+    seen = await _holding_the_exchange(alice, nothing)
+    sent = await alice.send(conversation.id)
+    assert seen["pieces"]  # the model's text came while the exchange was still being stored
+    assert seen["while_held"] == seen["before"]  # and none of it (nor the exchange) was in the event stream
+    assert seen["in_database"] is None
+    assert sent.reply.state == chat_pb2.MESSAGE_STATE_COMPLETE
+    assert "".join(d.text for d in sent.deltas) == sent.reply.text == "".join(WORDS)
+    stored = await alice.parts.messages.message(uuid.UUID(sent.reply.id))
+    assert stored is not None and stored.state == COMPLETE and stored.text == sent.reply.text
+
+
+async def test_an_exchange_that_is_not_stored_leaves_nothing_of_its_answer(chat: Start) -> None:
+    (alice,) = await chat(1)
+    conversation = await alice.create()
+
+    async def outage() -> None:
+        raise Unavailable("the database is down")
+
+    seen = await _holding_the_exchange(alice, outage)
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await alice.send(conversation.id)
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    runner = alice.parts.runner
+    for _ in range(300):  # the dropped answer's task ends once its cancellation lands
+        if not runner.jobs:
+            break
+        await asyncio.sleep(0.01)
+    assert not runner.jobs
+    service: Any = alice.parts.service
+    assert await service.streams.last_id(stream_name(uuid.UUID(conversation.id))) == seen["before"]
+    assert await alice.messages(conversation.id) == []  # neither the member's message nor the reply

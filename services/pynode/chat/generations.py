@@ -58,6 +58,10 @@ STOPPED = "the chat server stopped while writing this answer; ask again"
 STOP_SECONDS = 5.0  # how long a stopping process waits for each answer's end to be saved and published
 
 
+class _Abandoned(Exception):
+    """The answer's exchange was not stored (see GenerationRunner.abandon)."""
+
+
 class PromptSource(Protocol):
     """What the model is given for a reply (prompts.py)."""
 
@@ -92,6 +96,9 @@ class GenerationJob:
         self.cancelled_by_member = False
         self.ending = False  # its end is being saved: a cancellation now would lose it
         self.outbox: AnswerOutbox | None = None
+        # Set while the exchange is still being stored (see GenerationRunner.start): True once it is, False when
+        # it was not (the answer is then dropped unseen). None: stored before the job started.
+        self.stored: asyncio.Future[bool] | None = None
         self.done = asyncio.Event()
         self._changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -99,6 +106,11 @@ class GenerationJob:
     @property
     def text(self) -> str:
         return "".join(self.pieces)
+
+    @property
+    def is_stored(self) -> bool:
+        """Whether its exchange (the member's message and this reply) is in the database."""
+        return self.stored is None or (self.stored.done() and self.stored.result())
 
     def add(self, text: str) -> int:
         self.pieces.append(text)
@@ -180,9 +192,16 @@ class GenerationRunner:
         recent: list[ChatMessage] | None,
         client_address: str = "",
         tools: tuple[ToolSpec, ...] = (),
+        *,
+        storing: bool = False,
     ) -> GenerationJob:
         """Write `reply` (stored, streaming) to `asked` in a task of its own, outside the caller's context
-        (no deadline, no identity)."""
+        (no deadline, no identity).
+
+        `storing`: the exchange is still being stored (its commit's disk flush, 6 ms on PostgreSQL, then
+        overlaps the prompt and the router's first token). Until `stored(job)` the answer is read from the model
+        but none of it is shown or saved: its events are held, its lease is not renewed, its end waits. Should
+        the exchange not be stored, `abandon(job)` drops it with nothing of it anywhere."""
         job = GenerationJob(reply, asked, recent, client_address, tools)
 
         def appended(event: ChatEvent, event_id: str) -> None:
@@ -190,6 +209,9 @@ class GenerationRunner:
                 job.last_event_id = event_id
 
         job.outbox = AnswerOutbox(self._streams, reply.conversation_id, self._lease, appended)
+        if storing:
+            job.stored = asyncio.get_running_loop().create_future()
+            job.outbox.held = True
         self.jobs[reply.id] = job
         # Spawned from an empty context, so the task copies none of the caller's (its deadline, its identity).
         # Its span stays in the request's trace (tracing's own context is passed on explicitly).
@@ -198,6 +220,25 @@ class GenerationRunner:
         if self._stopping:  # stored while the process was stopping: it ends at once, as stopped
             job.task.cancel()
         return job
+
+    def stored(self, job: GenerationJob) -> None:
+        """Its exchange is in the database: the answer's events go out, its lease is renewed, its end saved."""
+        if job.stored is not None and not job.stored.done():
+            job.stored.set_result(True)
+        if job.outbox is not None:
+            job.outbox.release()
+
+    def abandon(self, job: GenerationJob) -> None:
+        """Its exchange was not stored: stop the answer and drop what it read (no event, no end saved)."""
+        if job.stored is not None and not job.stored.done():
+            job.stored.set_result(False)
+        if job.task is not None:
+            job.task.cancel()
+
+    async def _wait_stored(self, job: GenerationJob) -> None:
+        # Shielded: a cancellation of the job (a stopping process) leaves the exchange's outcome to come.
+        if job.stored is not None and not await asyncio.shield(job.stored):
+            raise _Abandoned
 
     def live(self, message: ChatMessage) -> ChatMessage:
         """A streaming reply written here with its text so far (not its last checkpoint); others as they are."""
@@ -248,6 +289,7 @@ class GenerationRunner:
                         reply.prompt_tokens, reply.completion_tokens = piece.prompt_tokens, piece.completion_tokens
                         reply.model = piece.model or reply.model
                         reply.tool_calls = list(piece.tool_calls)
+            await self._wait_stored(job)  # nothing of the answer is shown before its exchange is stored
             await outbox.drain()  # every delta is in the stream before the end is (or the outage failed it)
             if reply.finish_reason in FINISHED:
                 reply.state = COMPLETE
@@ -264,11 +306,22 @@ class GenerationRunner:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # the end is saved below; the cancellation was ours and is handled
+        except _Abandoned:
+            self._drop(job)
+            return
         except DomainError as exc:
             reply.state, reply.finish_reason, reply.error = FAILED, ERROR, exc.message
         except Exception:
             log.exception("generation %s failed", reply.id)
             reply.state, reply.finish_reason, reply.error = FAILED, ERROR, "internal error while writing the answer"
+        try:
+            await self._wait_stored(job)  # an end is saved only for a stored reply
+        except _Abandoned:
+            self._drop(job)
+            return
+        except BaseException:
+            self._drop(job)
+            raise
         job.ending = True
         reply.text = job.text
         reply.last_seq = len(job.pieces) - 1
@@ -279,6 +332,11 @@ class GenerationRunner:
         finally:
             self.jobs.pop(reply.id, None)
             job.finish()
+
+    def _drop(self, job: GenerationJob) -> None:
+        """An abandoned answer (its exchange was not stored): forgotten, its held events never sent."""
+        self.jobs.pop(job.reply.id, None)
+        job.finish()
 
     async def _save_end(self, job: GenerationJob, outbox: AnswerOutbox) -> None:
         reply = job.reply
@@ -300,7 +358,7 @@ class GenerationRunner:
         """Checkpoint every local job's text and renew its lease; stop those a member cancelled."""
         until = utcnow() + timedelta(seconds=self._lease)
         for message_id, job in list(self.jobs.items()):
-            if job.done.is_set():
+            if job.done.is_set() or not job.is_stored:  # not stored yet: there is no lease row to renew
                 continue
             ours, cancel = await self._leases.checkpoint(
                 self.owner, message_id, job.text, len(job.pieces) - 1, job.last_event_id, until

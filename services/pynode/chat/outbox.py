@@ -51,13 +51,22 @@ class AnswerOutbox:
         self._queue: collections.deque[ChatEvent] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self.lost: EventStoreLost | None = None
+        self.held = False  # events queue up but none is appended until `release`
 
     def put(self, event: ChatEvent) -> None:
         """Queue one event; appended after every event queued before it."""
         if self.lost is not None:
             return
         self._queue.append(event)
-        if self._task is None or self._task.done():
+        self._start()
+
+    def release(self) -> None:
+        """Append what was queued while held, and every event from now on."""
+        self.held = False
+        self._start()
+
+    def _start(self) -> None:
+        if self._queue and not self.held and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._send(), name=f"outbox {self._conversation_id}")
 
     async def drain(self, stopping_seconds: float | None = None) -> None:

@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -169,6 +169,16 @@ def _title(title: str) -> str:
     return title
 
 
+class _HeldSend:
+    """The sends of one client_request_id in flight in this process (see ChatService._sending)."""
+
+    __slots__ = ("lock", "sends")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.sends = 0
+
+
 class ChatService:
     """The chat service's use cases."""
 
@@ -199,6 +209,9 @@ class ChatService:
         self.limits = limits
         self._rates = FixedWindow(kv)
         self._timers = tasks.TaskSet("chat-typing")  # each member's "stopped typing" at the end of its time
+        # Sends of one client_request_id in this process, one at a time: a retry racing the first send waits for
+        # it and gets its messages, instead of asking the model for an answer its exchange could not store.
+        self._sending: dict[tuple[str, str, str], _HeldSend] = {}
 
     # --- membership -------------------------------------------------------------------------------
 
@@ -385,15 +398,33 @@ class ChatService:
             asyncio.ensure_future(self.streams.last_id(stream_name(key))),
         )
         try:
-            return await self._send(
-                caller, conversation_id, text, file_ids, client_request_id, client_address, reads, tools, results
-            )
+            async with self._one_send(conversation_id, caller.subject, client_request_id):
+                return await self._send(
+                    caller, conversation_id, text, file_ids, client_request_id, client_address, reads, tools, results
+                )
         finally:
             for read in reads:
                 if not read.done():
                     read.cancel()
                 elif not read.cancelled():
                     read.exception()  # retrieved when the send failed before awaiting it: nobody else will
+
+    @contextlib.asynccontextmanager
+    async def _one_send(self, conversation_id: str, author_id: str, client_request_id: str) -> AsyncIterator[None]:
+        """Hold the send of (conversation, author, client_request_id) while it runs (see `_sending`)."""
+        if not client_request_id:
+            yield
+            return
+        key = (conversation_id, author_id, client_request_id)
+        held = self._sending.setdefault(key, _HeldSend())
+        held.sends += 1
+        try:
+            async with held.lock:
+                yield
+        finally:
+            held.sends -= 1
+            if not held.sends:  # the last one out
+                del self._sending[key]
 
     async def _send(
         self,
@@ -442,27 +473,39 @@ class ChatService:
             uuid.uuid4(), conversation.id, ASSISTANT, caller.subject, "", STREAMING, now + timedelta(microseconds=1),
             model=conversation.model, reply_to_id=message.id, checkpoint_event_id=start,
         )  # fmt: skip
-        if not await self._messages.add_exchange(message, reply):
-            earlier = await self._messages.by_request_id(conversation.id, caller.subject, client_request_id)
-            if earlier is None:
-                raise FailedPrecondition("the conversation is gone", reason="CONVERSATION_NOT_FOUND")
-            return self._retried(*earlier)
         try:
             recent: list[ChatMessage] | None = await recent_read
         except DomainError:
             recent = None  # the prompt reads the history itself (and fails the answer if it still cannot)
         if earlier_results:
             recent = None  # read ahead before they were stored: the prompt reads the history itself
-        # Started before the events are published: the prompt and the router's first token overlap them.
-        job = self.runner.start(reply, message, recent, client_address, tools)
+        # Started while the exchange is being stored: the prompt and the router's first token overlap its commit
+        # (the disk flush of a durable commit, 6 ms on PostgreSQL here). Nothing of the answer is shown or saved
+        # until the exchange is stored; when it is not, the answer is dropped unseen.
+        job = self.runner.start(reply, message, recent, client_address, tools, storing=True)
+        try:
+            added = await self._messages.add_exchange(message, reply)
+        except BaseException:
+            self.runner.abandon(job)
+            raise
+        if not added:
+            self.runner.abandon(job)
+            earlier = await self._messages.by_request_id(conversation.id, caller.subject, client_request_id)
+            if earlier is None:
+                raise FailedPrecondition("the conversation is gone", reason="CONVERSATION_NOT_FOUND")
+            return self._retried(*earlier)
         # The member sees the reply's first delta only after these: the history's new version and the exchange's
-        # events (one round trip for them all, in order) go at once, on their separate connections.
+        # events (one round trip for them all, in order) go at once, on their separate connections. The answer's
+        # own events follow the exchange's in the stream: its outbox is released once those are in.
         stored = [*earlier_results, message, reply]
-        outcomes = await asyncio.gather(
-            self._recent.changed(conversation.id, stored),
-            publish_all(self.streams, conversation.id, [MessageEvent(m) for m in stored]),
-            return_exceptions=True,
-        )
+        try:
+            outcomes = await asyncio.gather(
+                self._recent.changed(conversation.id, stored),
+                publish_all(self.streams, conversation.id, [MessageEvent(m) for m in stored]),
+                return_exceptions=True,
+            )
+        finally:
+            self.runner.stored(job)  # stored, whatever the publishing did: the answer goes on and its end is saved
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome

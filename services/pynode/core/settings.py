@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, create_model, field_validator
@@ -89,6 +89,11 @@ class ServerSettings(Section):
         2 * 1024 * 1024, ge=64 * 1024, description="Largest gRPC message accepted or sent (file chunks are 1 MiB)."
     )
     log_level: str = Field("INFO", description="Root log level (DEBUG, INFO, WARNING, ERROR).")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="The event loop `serve` runs on: uvloop (libuv; cheaper per call), or asyncio's own "
+        "(where uvloop is not installed, as on Windows, asyncio's is used).",
+    )
     trust_forwarded_for: bool = Field(
         False, description="Take the client address from x-forwarded-for (only behind a trusted proxy)."
     )

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -160,13 +161,27 @@ def serve(
     if metrics_port is None and "metrics_port" not in settings.server.model_fields_set:
         settings = _free_metrics_port(settings)
     try:
-        asyncio.run(_serve(settings))
+        with asyncio.Runner(loop_factory=_loop_factory(settings.server.event_loop)) as runner:
+            runner.run(_serve(settings))
     except SettingsError as exc:
         from pynode.app.cli.common import flag_named
 
         raise CliError(flag_named(str(exc), {k: v for k, v in flags.items() if v is not None}), 2) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop unless asked for asyncio's own loop: grpc.aio's calls schedule several callbacks and futures each,
+    and on uvloop a cheap call costs 9-16% less server CPU (issue 25; grpc.aio's completion-queue poller
+    wakes either loop the same way, through a socket it reads)."""
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform (Windows)
+        return None
+    return uvloop.new_event_loop
 
 
 def _keep_private(data_dir: Path) -> None:
