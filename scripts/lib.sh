@@ -14,20 +14,21 @@ pick_python() {
   exit 1
 }
 
-# uv: on PATH, else installed with pip into .cache/uv of this checkout (a few seconds, once), else none (pip
-# does it all, as before). DEVPYNODE_INSTALLER=pip skips uv. uv creates the venv and installs in a few seconds
-# from its cache where pip takes minutes; the local model stays on pip (its built wheel is in pip's cache).
+# uv: on PATH, else the one pip installed into the user's cache (pip install uv: seconds, once per machine, like
+# pip's and uv's own package caches), else none: pip does it all, as before. DEVPYNODE_INSTALLER=pip skips uv.
+# uv creates the venv and installs from its cache in seconds where pip takes minutes; the local model stays on
+# pip (its wheel, built from source once, is in pip's cache).
 uv_binary() {
   [ "${DEVPYNODE_INSTALLER:-}" != pip ] || return 1
   if command -v uv >/dev/null 2>&1; then
     command -v uv
     return
   fi
-  local home=.cache/uv
+  local home="${XDG_CACHE_HOME:-$HOME/.cache}/devpynode/uv"
   if [ ! -x "$home/bin/uv" ]; then
-    echo "==> installing uv into $home (pip install uv)" >&2
-    "$(pick_python)" -m pip install --quiet --disable-pip-version-check --target "$home" 'uv>=0.9' >/dev/null 2>&1 ||
-      { rm -rf "$home"; return 1; }
+    echo "==> installing uv into $home (pip install uv, once)" >&2
+    "$(pick_python)" -m pip install --quiet --disable-pip-version-check --target "$home.new" 'uv>=0.9' >/dev/null 2>&1 &&
+      rm -rf "$home" && mv "$home.new" "$home" || { rm -rf "$home.new"; return 1; }
   fi
   "$home/bin/uv" --version >/dev/null 2>&1 && echo "$home/bin/uv"
 }
