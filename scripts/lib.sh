@@ -37,9 +37,10 @@ ensure_venv() {
   if [ ! -x .venv/bin/python ]; then
     echo "==> creating .venv" >&2
     local uv
-    # pip in the venv too: scripts/install-local-model and the README's steps call .venv/bin/python -m pip.
+    # pip and setuptools in the venv too, as python -m venv gives them: scripts/install-local-model and the
+    # README's steps call .venv/bin/python -m pip.
     if uv="$(uv_binary)" && "$uv" venv --quiet --python "$(pick_python)" .venv &&
-      "$uv" pip install --quiet --python .venv/bin/python pip; then
+      "$uv" pip install --quiet --python .venv/bin/python pip setuptools; then
       return
     fi
     rm -rf .venv
