@@ -41,7 +41,8 @@ def generate_request(max_tokens: int) -> ai_pb2.GenerateRequest:
 
 
 def direct_reader(client: httpx.AsyncClient, max_tokens: int) -> Reader:
-    """A bare OpenAI-compatible client: the same request the router's adapter sends, tokens counted as chunks."""
+    """A bare OpenAI-compatible client: the same request the router's adapter sends, tokens counted as chunks, its
+    connections kept (each response read to its end) like the adapter's."""
     body: dict[str, Any] = {
         "model": MODEL,
         "messages": [{"role": "user", "content": PROMPT}],
@@ -63,7 +64,7 @@ def direct_reader(client: httpx.AsyncClient, max_tokens: int) -> Reader:
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    break
+                    continue  # read on to the body's end, as the router's adapter does: the connection is kept
                 for choice in json.loads(data).get("choices") or ():
                     if (choice.get("delta") or {}).get("content"):
                         tokens += 1

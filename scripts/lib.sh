@@ -14,9 +14,36 @@ pick_python() {
   exit 1
 }
 
+# uv: on PATH, else the one pip installed into the user's cache (pip install uv: seconds, once per machine, like
+# pip's and uv's own package caches), else none: pip does it all, as before. DEVPYNODE_INSTALLER=pip skips uv.
+# uv creates the venv and installs from its cache in seconds where pip takes minutes; the local model stays on
+# pip (its wheel, built from source once, is in pip's cache).
+uv_binary() {
+  [ "${DEVPYNODE_INSTALLER:-}" != pip ] || return 1
+  if command -v uv >/dev/null 2>&1; then
+    command -v uv
+    return
+  fi
+  local home="${XDG_CACHE_HOME:-$HOME/.cache}/devpynode/uv"
+  if [ ! -x "$home/bin/uv" ]; then
+    echo "==> installing uv into $home (pip install uv, once)" >&2
+    "$(pick_python)" -m pip install --quiet --disable-pip-version-check --target "$home.new" 'uv>=0.9' >/dev/null 2>&1 &&
+      rm -rf "$home" && mv "$home.new" "$home" || { rm -rf "$home.new"; return 1; }
+  fi
+  "$home/bin/uv" --version >/dev/null 2>&1 && echo "$home/bin/uv"
+}
+
 ensure_venv() {
   if [ ! -x .venv/bin/python ]; then
     echo "==> creating .venv" >&2
+    local uv
+    # pip and setuptools in the venv too, as python -m venv gives them: scripts/install-local-model and the
+    # README's steps call .venv/bin/python -m pip.
+    if uv="$(uv_binary)" && "$uv" venv --quiet --python "$(pick_python)" .venv &&
+      "$uv" pip install --quiet --python .venv/bin/python pip setuptools; then
+      return
+    fi
+    rm -rf .venv
     "$(pick_python)" -m venv .venv
     .venv/bin/python -m pip install --quiet --upgrade pip
   fi
@@ -24,12 +51,14 @@ ensure_venv() {
 
 # ensure_installed EXTRAS: install the package (editable) with EXTRAS ("" or "[dev]") when missing or stale.
 ensure_installed() {
-  local extras="$1" name
+  local extras="$1" name uv
   name="$(printf '%s' "$extras" | tr -cd 'a-z,' | tr ',' '-')"
   local stamp=".venv/.installed${name:+-$name}"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "==> installing devpynode${extras} into .venv" >&2
-    .venv/bin/python -m pip install --quiet --quiet --disable-pip-version-check -e ".${extras}"
+    if ! { uv="$(uv_binary)" && "$uv" pip install --quiet --python .venv/bin/python -e ".${extras}"; }; then
+      .venv/bin/python -m pip install --quiet --quiet --disable-pip-version-check -e ".${extras}"
+    fi
     touch "$stamp"
   fi
 }
@@ -38,7 +67,11 @@ ensure_installed() {
 ensure_web_deps() {
   if [ ! -x web/node_modules/.bin/vite ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
     echo "==> installing the web app's packages (npm ci in web/)" >&2
-    (cd web && npm ci --silent --no-audit --no-fund)
+    if [ -n "${WEB_DEPS_WHILE_ALIVE:-}" ]; then
+      while_alive "$WEB_DEPS_WHILE_ALIVE" nice -n 10 npm ci --prefix web --silent --no-audit --no-fund
+    else
+      (cd web && npm ci --silent --no-audit --no-fund)
+    fi
   fi
 }
 
@@ -95,4 +128,47 @@ ensure_local_model() {
   fi
   echo "==> local model installed in $((SECONDS - started)) s" >&2
   rm -f "$log"
+}
+
+# while_alive PID CMD...: run CMD, ended when process PID ends (scripts/run's: it becomes `devpynode serve`).
+while_alive() {
+  local parent="$1" child
+  shift
+  "$@" &
+  child=$!
+  while kill -0 "$child" 2>/dev/null; do
+    if ! kill -0 "$parent" 2>/dev/null; then
+      kill "$child" 2>/dev/null
+      break
+    fi
+    sleep 0.5
+  done
+  wait "$child"
+}
+
+# start_web_build: web/dist built in the background (npm ci when needed, then Vite into web/dist.next, moved into
+# place whole), at a lower priority than the Python install and the services. web/dist.building says it is under
+# way while the process it names lives (the browsers' port answers a "building" page meanwhile). Type checking is scripts/test's: not done here.
+start_web_build() {
+  local parent=$$ marker=web/dist.building
+  echo "==> building the web app in the background (web/dist; log: $marker.log)" >&2
+  (
+    started=$SECONDS
+    trap 'rm -f "$PWD/$marker"' EXIT
+    if {
+      WEB_DEPS_WHILE_ALIVE=$parent ensure_web_deps &&
+        rm -rf web/dist.next &&
+        while_alive "$parent" nice -n 10 web/node_modules/.bin/vite build web --outDir dist.next --logLevel warn
+    } >"$marker.log" 2>&1; then
+      rm -rf web/dist.old
+      [ ! -d web/dist ] || mv web/dist web/dist.old
+      mv web/dist.next web/dist
+      rm -rf web/dist.old "$marker.log"
+      echo "==> the web app is built ($((SECONDS - started)) s): reload the page" >&2
+    elif kill -0 "$parent" 2>/dev/null; then
+      tail -15 "$marker.log" >&2
+      echo "the web app did not build (log: web/dist.building.log); gRPC and grpc-web keep serving" >&2
+    fi
+  ) &
+  echo "$!" >"$marker"  # the builder's process: a marker left behind by one that died says nothing
 }

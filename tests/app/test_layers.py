@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,32 @@ def test_importing_every_services_module_loads_no_adapter() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     loaded = json.loads(done.stdout)
     assert loaded == [], f"importing the modules loads {loaded}: import adapters inside build()"
+
+
+def test_the_embedded_defaults_load_neither_redis_nor_minio(tmp_path: Path) -> None:
+    # Each takes a second or two to import on a busy laptop: `scripts/run` (memory://, local files) pays for
+    # neither. The bootstrap and the files module are imported whole, and their default adapters built.
+    script = f"""
+import asyncio, json, sys
+from pathlib import Path
+from pynode.app import bootstrap
+from pynode.core.executors import Executors
+from pynode.core.settings import StoreSettings
+from pynode.files.module import open_storage
+from pynode.files.settings import FilesSettings
+stores = StoreSettings()
+bootstrap.build_kv(stores, Path({str(tmp_path)!r}))
+bootstrap.build_feed(stores)
+bootstrap.build_streams(stores)
+async def local():
+    executors = Executors()
+    *_, close = await open_storage(FilesSettings(), Path({str(tmp_path)!r}), executors)
+    await close()
+    await executors.close()
+asyncio.run(local())
+print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {{'redis', 'minio'}})))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVPYNODE_")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == []

@@ -21,7 +21,7 @@ import pytest
 from devpynode.auth.v1 import auth_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pynode.app.webfiles import WebFiles
+from pynode.app.webfiles import WebFiles, building_marker
 from tests.client import PASSWORD
 from tests.core.test_tls import make_pki
 from tests.gateway.grpcweb import call, decoded
@@ -189,6 +189,42 @@ async def test_web_files_cut_a_client_that_sends_its_headers_a_byte_at_a_time(tm
             page = await http.get(f"http://127.0.0.1:{port}/")
         assert page.status_code == 200
     finally:
+        await files.stop()
+
+
+async def test_while_scripts_run_builds_the_app_its_pages_say_so_and_then_it_is_served(tmp_path: Path) -> None:
+    root = tmp_path / "web" / "dist"
+    marker = building_marker(root)
+    marker.parent.mkdir(parents=True)
+    builder = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(60)")
+    marker.write_text(f"{builder.pid}\n")
+    files = WebFiles(root)
+    port = await files.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for path in ("/", "/chat/42"):
+                page = await http.get(path)
+                assert page.status_code == 503 and "Building the web app" in page.text
+                assert (
+                    page.headers["retry-after"] == "3"
+                    and "script-src 'self'" in page.headers["content-security-policy"]
+                )
+            assert (await http.get("/assets/app-3f9a1c2b.js")).status_code == 404  # an asset is not a page
+            _web_dir(root)  # the build lands
+            marker.unlink()
+            page = await http.get("/chat/42")
+            assert page.status_code == 200 and "<title>Dev-PyNode</title>" in page.text
+            root.joinpath("index.html").unlink()  # no build and none coming: not found, as before
+            assert (await http.get("/")).status_code == 404
+            marker.write_text(f"{builder.pid}\n")
+            assert (await http.get("/")).status_code == 503
+            builder.kill()
+            await builder.wait()  # a builder that died leaves its marker: it says nothing
+            assert (await http.get("/")).status_code == 404
+    finally:
+        if builder.returncode is None:
+            builder.kill()
+            await builder.wait()
         await files.stop()
 
 

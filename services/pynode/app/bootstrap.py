@@ -18,9 +18,6 @@ from pynode.core import api_keys, identity
 from pynode.core.adapters.memory_events import MemoryEventFeed
 from pynode.core.adapters.memory_kv import MemoryKeyValueStore
 from pynode.core.adapters.memory_streams import MemoryEventStreams
-from pynode.core.adapters.redis_events import RedisEventFeed
-from pynode.core.adapters.redis_kv import RedisKeyValueStore
-from pynode.core.adapters.redis_streams import RedisEventStreams
 from pynode.core.adapters.sqlite_kv import FILE_NAME as KV_FILE_NAME
 from pynode.core.adapters.sqlite_kv import SqliteKeyValueStore
 from pynode.core.db import Database
@@ -42,6 +39,9 @@ def build_kv(stores: StoreSettings, data_dir: Path | None = None) -> KeyValueSto
         if data_dir is not None and stores.memory_kv_in_data_dir:
             return SqliteKeyValueStore(data_dir / KV_FILE_NAME, stores.redis_prefix)
         return MemoryKeyValueStore(stores.redis_prefix)
+    # Imported for redis:// only: redis-py takes a second or two to import on a busy laptop, for nothing there.
+    from pynode.core.adapters.redis_kv import RedisKeyValueStore
+
     return RedisKeyValueStore(stores.redis_url, stores.redis_prefix)
 
 
@@ -49,6 +49,8 @@ def build_feed(stores: StoreSettings) -> EventFeed:
     """The event feed beside the key-value store: in-process for memory://, Redis pub/sub otherwise."""
     if urlparse(stores.redis_url).scheme == "memory":
         return MemoryEventFeed()
+    from pynode.core.adapters.redis_events import RedisEventFeed
+
     return RedisEventFeed(stores.redis_url, stores.redis_prefix)
 
 
@@ -56,6 +58,8 @@ def build_streams(stores: StoreSettings) -> EventStreams:
     """Event streams beside the key-value store: in-process for memory://, Redis Streams otherwise."""
     if urlparse(stores.redis_url).scheme == "memory":
         return MemoryEventStreams(stores.stream_max_events)
+    from pynode.core.adapters.redis_streams import RedisEventStreams
+
     return RedisEventStreams(stores.redis_url, stores.redis_prefix, stores.stream_max_events)
 
 

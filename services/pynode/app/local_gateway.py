@@ -25,7 +25,7 @@ from pynode.app import modules
 from pynode.app.gateway import GatewayOptions, Upstream, UpstreamTls, render
 from pynode.app.gateway_tracing import TraceExport
 from pynode.app.settings import Settings
-from pynode.app.webfiles import WebFiles
+from pynode.app.webfiles import WebFiles, building_marker
 from pynode.core.tasks import TaskSet
 
 log = logging.getLogger("pynode.gateway")
@@ -76,6 +76,7 @@ class LocalGateway:
         # local user could reach: it dumps the config and can stop Envoy). A short path: sockets allow ~107 bytes.
         self._admin_dir = ""
         self.web_served = False
+        self.web_building = False  # served while scripts/run builds it: a "building" page until it is there
         # Envoy adds it to every call it forwards; the server believes x-forwarded-for only with it (issue 27 #8).
         self.secret = secrets.token_urlsafe(32)
 
@@ -137,10 +138,11 @@ class LocalGateway:
             return f"DEVPYNODE_HTTP_PORT: cannot listen on {server.grpc_host}:{server.http_port} ({problem})"
         root = web_dir(server.web_dir)
         web_port = None
-        if (root / "index.html").is_file():
+        if (root / "index.html").is_file() or building_marker(root).is_file():  # (a stale marker: 404s, as before)
             self._web = WebFiles(root)
             web_port = await self._web.start()
             self.web_served = True
+            self.web_building = not (root / "index.html").is_file()
         self._admin_dir = tempfile.mkdtemp(prefix="devpynode-gateway-")  # mode 0700
         workdir = server.data_dir / "gateway"
         workdir.mkdir(parents=True, exist_ok=True)

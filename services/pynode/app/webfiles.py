@@ -4,6 +4,10 @@ Hashed assets (`assets/name-HASH.ext`, Vite's naming) are cached for ever; `inde
 deployment is picked up at the next load. Every answer carries a Content-Security-Policy that allows no inline
 script, `X-Content-Type-Options: nosniff` and no framing. Unknown paths without an extension get `index.html`
 (the app routes in the browser); anything outside the directory is 404. Only GET and HEAD.
+
+While `scripts/run` builds the app in the background, a marker beside the directory (`dist.building`) names the
+builder's process: while it lives and the build is not there, the app's pages answer 503 with a page that says so
+and reloads itself.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import mimetypes
+import os
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -33,6 +38,18 @@ MAX_REQUEST_BYTES = 16 * 1024
 # one first and never sends a request down a connection being closed here.
 HEADERS_SECONDS = 15.0
 READ_THREADS = 2
+# No script (the CSP allows none inline): a meta refresh reloads the page until the app is there.
+BUILDING_PAGE = (
+    b'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="3">'
+    b"<title>Dev-PyNode: building the web app</title></head><body><h1>Building the web app\xe2\x80\xa6</h1>"
+    b"<p>scripts/run is building it; the services already answer over gRPC. This page reloads itself.</p>"
+    b"</body></html>\n"
+)
+
+
+def building_marker(root: Path) -> Path:
+    """The file naming the process that builds the app in `root` (`web/dist.building` for `web/dist`)."""
+    return root.with_name(root.name + ".building")
 
 
 def security_headers() -> list[tuple[str, str]]:
@@ -84,6 +101,17 @@ class WebFiles:
             return (index if index.is_file() else None), False
         return None, False
 
+    def building(self, raw_path: str) -> bool:
+        """True for an app page asked for while the app is being built and not there yet."""
+        if "." in Path(unquote(urlsplit(raw_path).path)).name or (self.root / "index.html").is_file():
+            return False
+        try:
+            builder = int(building_marker(self.root).read_text().strip())
+            os.kill(builder, 0)  # a marker left by a build that died says nothing
+        except (OSError, ValueError):
+            return False
+        return True
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
@@ -105,6 +133,10 @@ class WebFiles:
             await self._send(writer, 405, b"method not allowed\n", "text/plain", [("Allow", "GET, HEAD")], method)
             return
         found, immutable = self.resolve(target)
+        if found is None and self.building(target):
+            extra = [("Cache-Control", "no-store"), ("Retry-After", "3")]
+            await self._send(writer, 503, BUILDING_PAGE, "text/html; charset=utf-8", extra, method)
+            return
         if found is None:
             await self._send(writer, 404, b"not found\n", "text/plain", [], method)
             return
@@ -125,7 +157,7 @@ class WebFiles:
         extra: list[tuple[str, str]],
         method: str,
     ) -> None:
-        reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}[status]
+        reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}[status]
         headers = [("Content-Type", kind), ("Content-Length", str(len(body))), *security_headers(), *extra]
         lines = [f"HTTP/1.1 {status} {reason}", *(f"{k}: {v}" for k, v in headers), "", ""]
         writer.write("\r\n".join(lines).encode("latin-1") + (body if method != "HEAD" else b""))

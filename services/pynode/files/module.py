@@ -49,7 +49,6 @@ async def open_storage(
     """The store and the sessions' staging the storage URL names, a description, and what closes them (their
     threads are the process's `executors`, closed by the app)."""
     from pynode.files.adapters.local_store import LocalBlobStore, LocalStaging
-    from pynode.files.adapters.s3_store import S3BlobStore, S3Objects, S3Staging
 
     parsed = urlparse(settings.storage_url)
     if parsed.scheme != "s3":
@@ -64,6 +63,8 @@ async def open_storage(
     bucket = parsed.netloc
     if not bucket or parsed.path.strip("/"):
         raise SettingsError("DEVPYNODE_STORAGE_URL: give the bucket alone, as s3://BUCKET")
+    from pynode.files.adapters.s3_store import S3BlobStore, S3Objects, S3Staging  # minio: a second to import
+
     objects = S3Objects(
         bucket,
         settings.s3_endpoint_url,

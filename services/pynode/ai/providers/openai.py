@@ -13,7 +13,9 @@ vectors, as llama.cpp's server gives for a model without pooling, are mean-poole
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -41,6 +43,7 @@ from pynode.ai.tools import parameters_object
 from pynode.core.errors import Unavailable
 
 LIST_TIMEOUT_SECONDS = 2.0
+DRAIN_SECONDS = 1.0  # for the end of a response after its [DONE]
 _FINISH = {
     "stop": STOP,
     "length": LENGTH,
@@ -181,7 +184,8 @@ class OpenAIProvider:
                     )
                 # Lines are split here, on bytes, rather than by httpx's text line iterator: this loop runs
                 # once per token, and it is most of what the relay costs.
-                async for data in response.aiter_bytes():
+                chunks = response.aiter_bytes()
+                async for data in chunks:
                     text, tokens = events.feed(data)
                     if events.calls:
                         calls, events.calls = tuple(events.calls), []
@@ -190,6 +194,8 @@ class OpenAIProvider:
                         yield Delta(text, tokens)  # all the content one network read held
                     if events.done:
                         break
+                if events.done:
+                    await _read_to_the_end(chunks)
         except (httpx.TransportError, orjson.JSONDecodeError) as exc:
             raise connection_failure(self.name, exc) from None
         if not events.done and events.finish is None:
@@ -217,6 +223,17 @@ class OpenAIProvider:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+async def _read_to_the_end(body: AsyncIterator[bytes]) -> None:
+    """What follows `data: [DONE]` (a chunked body's last, empty chunk), read so the connection goes back to the
+    pool: a response left unread is closed, and the next request would connect again (to a local llama.cpp
+    server, a TCP handshake and a new connection before every first token). A server that writes on after [DONE]
+    gets DRAIN_SECONDS; then the connection is dropped, as before."""
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in body:
+                pass
 
 
 class _Events:

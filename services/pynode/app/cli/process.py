@@ -121,11 +121,12 @@ async def _start_gateway(settings: Settings, server: Any) -> tuple[Any, str]:
         print(f"devpynode: gateway not started: {problem}; gRPC keeps serving", file=sys.stderr, flush=True)
         return None, f"not started ({problem})"
     server.edge.trust_gateway(gateway.secret)
-    app = (
-        "the web app and grpc-web"
-        if gateway.web_served
-        else "grpc-web; the web app is not built: scripts/run builds it when Node.js is installed"
-    )
+    if gateway.web_building:
+        app = "grpc-web, and the web app once scripts/run has built it"
+    elif gateway.web_served:
+        app = "the web app and grpc-web"
+    else:
+        app = "grpc-web; the web app is not built: scripts/run builds it when Node.js is installed"
     door = "; the OpenAI-compatible API at /v1" if "door" in http_ports else ""
     scheme = "https" if settings.mesh.tls_cert_file else "http"
     return gateway, f"{scheme}://{settings.server.grpc_host}:{port}  ({app}{door}; through Envoy)"
