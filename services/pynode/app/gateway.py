@@ -28,7 +28,7 @@ calls and is closed after CONNECTION_IDLE without any.
 Modules that serve plain HTTP of their own (`ServesHttp`: the OpenAI-compatible door) get an HTTP/1.1 cluster,
 health-checked with a GET of their health path, and a route per path they name, with no route timeout (a
 generation streams as long as the model writes) and the buffer filter off (server-sent events and the door's own
-413 for a body over its limit, in OpenAI's JSON shape).
+413 for a body over its limit, in OpenAI's JSON shape; a file's bytes streamed both ways).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from envoy_data_plane.envoy.config.accesslog.v3 import (
     ComparisonFilter,
     ComparisonFilterOp,
     HeaderFilter,
+    OrFilter,
     StatusCodeFilter,
 )
 from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
@@ -114,14 +115,20 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 from google.protobuf import descriptor_pool
 
 from pynode.app import modules
-from pynode.app.gateway_rest import transcoder
+from pynode.app.gateway_rest import ORIGINAL_PATH, query_refusals, transcoder
 from pynode.app.gateway_tracing import TraceExport, collector_cluster, manager_tracing
 from pynode.core.contract import MethodContract, method_contracts
 from pynode.core.edge import GATEWAY_HEADER
 from pynode.core.module import ServesHttp
 
-ALLOWED_HEADERS = "content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization,x-request-id"
-EXPOSED_HEADERS = "grpc-status,grpc-message,grpc-status-details-bin,x-request-id"
+# The last three and the exposed ones after x-request-id: a file's bytes over plain HTTP (door/file_bytes.py).
+ALLOWED_HEADERS = (
+    "content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization,x-request-id,range,if-range,if-none-match"
+)
+EXPOSED_HEADERS = (
+    "grpc-status,grpc-message,grpc-status-details-bin,x-request-id,content-range,content-disposition,etag,"
+    "accept-ranges"
+)
 STREAM_IDLE = timedelta(minutes=10)  # a slow model's first token may take minutes (cold loads)
 MAX_CONNECTION = timedelta(hours=1)  # clients reconnect, and so spread over services that scaled out
 BUFFER_BYTES = 4 * 1024 * 1024  # per connection: a 1 MiB upload part and its framing, with room
@@ -185,8 +192,9 @@ class GatewayOptions:
 # messages are fixed: Envoy's own text echoes fragments of the request, and its JSON formatter cannot write a
 # number (a literal 3 came out as "3.0"), so the body is written whole here.
 _REST_LOCAL_ANSWERS = {
-    400: '{"code":3,"message":"the request is not valid JSON for this method, or names a field or query '
-    'parameter the method does not have (see /openapi.json)"}',
+    400: '{"code":3,"message":"the request is not valid JSON for this method, names a field or query '
+    "parameter the method does not have, or names in its query a field the path binds or one it already gave "
+    '(see /openapi.json)"}',
     413: '{"code":8,"message":"the request body is larger than the gateway accepts"}',
 }
 
@@ -194,7 +202,15 @@ _REST_LOCAL_ANSWERS = {
 def _rest_local_replies() -> LocalReplyConfig:
     """REST clients get errors as JSON `google.rpc.Status` everywhere: the services' errors are transcoded, but
     what Envoy answers itself (the transcoder's "Expected : between key:value pair", an unknown query parameter,
-    a body over the buffer's limit) was plain text, with fragments of the request in it."""
+    a body over the buffer's limit) was plain text, with fragments of the request in it.
+
+    A REST request is known by its path, `/v1/...`, or, once the transcoder has rewritten `:path` to the RPC's
+    (a body it cannot parse and a body over the limit are found after that), by the original path it keeps."""
+
+    def rest_path(header: str) -> AccessLogFilter:
+        return AccessLogFilter(
+            header_filter=HeaderFilter(header=HeaderMatcher(name=header, string_match=StringMatcher(prefix="/v1/")))
+        )
 
     def on_rest(status: int) -> AccessLogFilter:
         return AccessLogFilter(
@@ -208,11 +224,7 @@ def _rest_local_replies() -> LocalReplyConfig:
                             )
                         )
                     ),
-                    AccessLogFilter(
-                        header_filter=HeaderFilter(
-                            header=HeaderMatcher(name=":path", string_match=StringMatcher(prefix="/v1/"))
-                        )
-                    ),
+                    AccessLogFilter(or_filter=OrFilter(filters=[rest_path(":path"), rest_path(ORIGINAL_PATH)])),
                 ]
             )
         )
@@ -395,6 +407,13 @@ def browser_methods() -> list[MethodContract]:
 
 def _routes(clusters: dict[str, str], web: bool = False, http: list[str] | None = None) -> list[Route]:
     routes = _http_routes(http or [])
+    pool = descriptor_pool.Default()
+    routed = [
+        pool.FindMethodByName(c.full_method.lstrip("/").replace("/", "."))
+        for c in browser_methods()
+        if c.full_method.lstrip("/").split("/")[0].rsplit(".", 1)[0] in clusters
+    ]
+    routes += query_refusals(routed)  # a REST query that would override its path: 400 before any cluster
     for contract in browser_methods():
         package = contract.full_method.lstrip("/").split("/")[0].rsplit(".", 1)[0]
         if package not in clusters:

@@ -1,5 +1,6 @@
-"""The OpenAI-compatible door's entry point: an HTTP listener (no gRPC service of its own) that calls the AI
-router as a peer, in this process or at DEVPYNODE_AI_ADDRESS.
+"""The HTTP door's entry point: an HTTP listener (no gRPC service of its own) that calls the AI router as a
+peer, in this process or at DEVPYNODE_AI_ADDRESS (the OpenAI-compatible API), and the files service
+(DEVPYNODE_FILES_ADDRESS) for a file's bytes over plain HTTP (`/download/v1/files/{id}`, `/upload/v1/files`).
 
 It implements the optional `ServesHttp` hook: the gateway routes `http_paths` on its HTTP port to the listener
 (`ServiceParts.http_port` here, DEVPYNODE_DOOR_ADDRESS when the door runs in another process).
@@ -14,7 +15,14 @@ from pynode.core.module import Infrastructure, ServiceParts
 from pynode.door.settings import DoorSettings
 
 # Exact paths, and prefixes ending in `/`, that the gateway sends here.
-HTTP_PATHS = ("/v1/models", "/v1/models/", "/v1/chat/completions", "/v1/embeddings")
+HTTP_PATHS = (
+    "/v1/models",
+    "/v1/models/",
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/download/v1/files/",  # a file's bytes over plain HTTP (file_bytes.py)
+    "/upload/v1/files",
+)
 HEALTH_PATH = "/healthz"
 
 
@@ -42,12 +50,15 @@ class DoorModule:
         if settings.door_port < 0:
             return ServiceParts([], backends={"door": "off (DEVPYNODE_DOOR_PORT=-1)"})
         from pynode.core.settings import SettingsError
+        from pynode.door.adapters.grpc_files import GrpcFiles
         from pynode.door.adapters.grpc_router import GrpcRouter
         from pynode.door.http_edge import DoorEdge, DoorServer
 
         infra.peers.require("ai")
+        infra.peers.require("files")
         router = GrpcRouter(infra.peers)
-        server = DoorServer(DoorEdge(router, settings.door_max_body_bytes), settings.door_host, settings.door_port)
+        edge = DoorEdge(router, settings.door_max_body_bytes, GrpcFiles(infra.peers))
+        server = DoorServer(edge, settings.door_host, settings.door_port)
         try:
             port = await server.start()
         except OSError as exc:

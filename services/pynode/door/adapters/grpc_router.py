@@ -25,7 +25,7 @@ PAGE_SIZE = 100
 MAX_PAGES = 50  # a router listing more than 5,000 models is a loop, not a catalogue
 
 
-def _metadata(caller: Caller) -> list[tuple[str, str]]:
+def caller_metadata(caller: Caller) -> list[tuple[str, str]]:
     items = [("authorization", caller.authorization)]
     if caller.request_id:
         items.append(("x-request-id", caller.request_id))
@@ -49,7 +49,7 @@ class GrpcRouter(PeerClient):
             page = await self.unary(
                 stub.ListModels(
                     ai_pb2.ListModelsRequest(page_size=PAGE_SIZE, page_token=token),
-                    metadata=_metadata(caller),
+                    metadata=caller_metadata(caller),
                     timeout=deadlines.outbound_timeout(LIST_BUDGET_SECONDS),
                 )
             )
@@ -61,7 +61,7 @@ class GrpcRouter(PeerClient):
 
     async def generate(self, caller: Caller, request: ai_pb2.GenerateRequest) -> AsyncIterator[ai_pb2.GenerateResponse]:
         stub = ai_pb2_grpc.AIRouterServiceStub(self.channel)
-        call = stub.Generate(request, metadata=_metadata(caller), timeout=GENERATION_BUDGET_SECONDS)
+        call = stub.Generate(request, metadata=caller_metadata(caller), timeout=GENERATION_BUDGET_SECONDS)
         try:
             async for piece in call:
                 yield piece
@@ -73,5 +73,7 @@ class GrpcRouter(PeerClient):
     async def embed(self, caller: Caller, request: ai_pb2.EmbedRequest) -> ai_pb2.EmbedResponse:
         stub = ai_pb2_grpc.AIRouterServiceStub(self.channel)
         return await self.unary(
-            stub.Embed(request, metadata=_metadata(caller), timeout=deadlines.outbound_timeout(EMBED_BUDGET_SECONDS))
+            stub.Embed(
+                request, metadata=caller_metadata(caller), timeout=deadlines.outbound_timeout(EMBED_BUDGET_SECONDS)
+            )
         )
