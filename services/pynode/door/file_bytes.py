@@ -186,6 +186,7 @@ class FileBytes:
                     errors.InvalidArgument(
                         f"the range {asked!r} starts past the end of this {file.size_bytes}-byte file",
                         [errors.FieldViolation("Range", "not satisfiable", "RANGE_NOT_SATISFIABLE")],
+                        reason="RANGE_NOT_SATISFIABLE",
                     )
                 )
                 answer.set_status(416)
