@@ -95,6 +95,46 @@ FILE_BYTES_PATHS: dict[str, Any] = {
 }  # fmt: skip
 
 
+def _methods(root: Path, googleapis: Path, work: str) -> dict[tuple[str, str], tuple[str, bool]]:
+    """(service, method) -> (its comment, callable without a token), read from the contracts with source info.
+
+    protoc-gen-swagger gives an RPC the comment of the same-numbered RPC of another service of its file (Register
+    came out as "ListUsers lists accounts"), and knows nothing of the access option: both are set from here."""
+    from devpynode.common.v1 import options_pb2  # registers the access option, so it parses as itself
+    from google.protobuf import descriptor_pb2
+
+    protos = sorted(str(p.relative_to(root / "proto")) for p in (root / "proto" / "devpynode").rglob("*.proto"))
+    target = Path(work) / "contracts.binpb"
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", "-I", str(root / "proto"), "-I", str(googleapis),
+         "--include_source_info", f"--descriptor_set_out={target}", *protos],
+        check=True,
+    )  # fmt: skip
+    found: dict[tuple[str, str], tuple[str, bool]] = {}
+    for file in descriptor_pb2.FileDescriptorSet.FromString(target.read_bytes()).file:
+        comments = {tuple(loc.path): loc.leading_comments for loc in file.source_code_info.location}
+        for i, service in enumerate(file.service):
+            for j, method in enumerate(service.method):
+                text = " ".join(line.strip() for line in comments.get((6, i, 2, j), "").splitlines()).strip()
+                anonymous = method.options.Extensions[options_pb2.access] == options_pb2.ACCESS_ANONYMOUS
+                found[(service.name, method.name)] = (text, anonymous)
+    return found
+
+
+def _correct(paths: dict[str, Any], methods: dict[tuple[str, str], tuple[str, bool]]) -> None:
+    for operations in paths.values():
+        for operation in operations.values():
+            service = (operation.get("tags") or [""])[0]
+            known = methods.get((service, operation.get("operationId", "")))
+            if known is None:
+                continue
+            comment, anonymous = known
+            operation["summary"] = comment
+            operation.pop("description", None)
+            if anonymous:
+                operation["security"] = []  # no token needed (Register, Login, the JWKS)
+
+
 def generate(out: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     import google.rpc.error_details_pb2 as details
@@ -133,6 +173,7 @@ def generate(out: Path) -> None:
             merged["tags"] += document.get("tags", [])
             merged["paths"].update(document.get("paths", {}))
             merged["definitions"].update(document.get("definitions", {}))
+        _correct(merged["paths"], _methods(root, googleapis, work))
     merged["paths"].update(FILE_BYTES_PATHS)
     merged["paths"] = dict(sorted(merged["paths"].items()))
     merged["definitions"] = dict(sorted(merged["definitions"].items()))
