@@ -42,6 +42,7 @@ _STATUS = {
         "details": {"type": "array", "items": {"type": "object"}},
     },
 }
+_BYTES = {"type": "string", "format": "binary"}
 _ERROR = {"description": "A google.rpc.Status, as every REST error.", "schema": _STATUS}
 # The door's plain-HTTP file bytes (not annotated RPCs: the body is the file, not JSON).
 FILE_BYTES_PATHS: dict[str, Any] = {
@@ -60,8 +61,8 @@ FILE_BYTES_PATHS: dict[str, Any] = {
                  "in": "header", "required": False, "type": "string"},
             ],
             "responses": {
-                "200": {"description": "The whole file.", "schema": {"type": "file"}},
-                "206": {"description": "The range asked for, with Content-Range.", "schema": {"type": "file"}},
+                "200": {"description": "The whole file.", "schema": _BYTES},
+                "206": {"description": "The range asked for, with Content-Range.", "schema": _BYTES},
                 "304": {"description": "Not modified (If-None-Match)."},
                 "416": _ERROR,
                 "default": _ERROR,
@@ -83,7 +84,7 @@ FILE_BYTES_PATHS: dict[str, Any] = {
                  "in": "query", "required": False, "type": "string"},
                 {"name": "sha256", "description": "Expected SHA-256, lowercase hex.", "in": "query",
                  "required": False, "type": "string"},
-                {"name": "body", "in": "body", "required": True, "schema": {"type": "string", "format": "binary"}},
+                {"name": "body", "in": "body", "required": True, "schema": _BYTES},
             ],
             "responses": {
                 "200": {"description": "The stored file.", "schema": {"$ref": "#/definitions/v1UploadFileResponse"}},
