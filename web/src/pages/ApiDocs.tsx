@@ -5,7 +5,7 @@
  */
 import { useMemo, useState } from "react";
 import { useQuery } from "@tanstack/react-query";
-import { useLocation } from "react-router";
+import { Link, useLocation } from "react-router";
 import { fromBinary, getExtension, hasExtension } from "@bufbuild/protobuf";
 import {
   FileDescriptorSetSchema,
@@ -128,7 +128,7 @@ function GrpcDocs() {
           Every service speaks gRPC (grpcurl, the CLI, other services) and grpc-web (browsers, through this server's port). Calls carry{" "}
           <code>authorization: Bearer ACCESS_TOKEN</code> except those callable by anyone; errors carry <code>google.rpc</code> details
           (BadRequest field violations, QuotaFailure, RetryInfo, ErrorInfo). The same calls are REST/JSON too: see{" "}
-          <a href="/docs/rest">REST and curl</a>.
+          <Link to="/docs/rest">REST and curl</Link>.
         </p>
         {error && <p className="error" role="alert">{error}</p>}
         {descriptors.isPending && <p className="muted">Loading…</p>}

@@ -102,15 +102,23 @@ export function RestDocs({ signedIn }: { signedIn: boolean }) {
   );
 }
 
+/** `code` spans in a summary, as the gRPC reference shows them. */
+function withCode(text: string) {
+  return text.split(/(`[^`]+`)/).map((part, i) => (part.length > 2 && part.startsWith("`") && part.endsWith("`") ? <code key={i}>{part.slice(1, -1)}</code> : part));
+}
+
 function RestOperationView({ op, curl }: { op: RestOperation; curl: string }) {
+  const id = op.operation.operationId;
+  const summary = op.operation.summary ?? "";
   return (
     <section className="rest-operation" id={anchor(op)} aria-label={`${op.operation.operationId}: ${op.method} ${op.path}`}>
       <h3>
         <span className={`method method-${op.method.toLowerCase()}`}>{op.method}</span> <code>{op.path}</code>
       </h3>
       <p className="muted">
-        {op.operation.operationId}
-        {op.operation.summary ? ` — ${op.operation.summary}` : ""}
+        {/* Summaries are the RPCs' comments, which begin with the RPC's name; the two new paths' do not. */}
+        {summary.startsWith(id) ? "" : `${id} — `}
+        {withCode(summary)}
         {op.anonymous ? " (no token needed)" : ""}
         {op.streaming ? " Streams newline-delimited JSON." : ""}
       </p>
