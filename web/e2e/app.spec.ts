@@ -453,6 +453,44 @@ test.describe.serial("the web app", () => {
     await screen(page, "11-api-docs");
   });
 
+  test("the REST view gives a curl command for each operation, for this server, that works as copied", async () => {
+    await page.goto("/docs");
+    await page.getByRole("navigation", { name: "API views" }).getByRole("link", { name: "REST and curl" }).click();
+    await expect(page.getByRole("heading", { level: 1, name: "REST API" })).toBeVisible();
+    await expect(page.getByRole("heading", { name: "service FileService" })).toBeVisible();
+    const origin = new URL(page.url()).origin;
+    const create = page.getByRole("region", { name: "CreateConversation: POST /v1/conversations" });
+    const curl = (await create.locator("pre").innerText()).trim();
+    expect(curl).toContain(`curl -X POST '${origin}/v1/conversations'`);
+    expect(curl).toContain('-H "Authorization: Bearer $DEVPYNODE_TOKEN"');
+    // The body is the request's schema as JSON, without the fields the path binds.
+    const body = JSON.parse(/-d '(.*)'$/m.exec(curl)?.[1] ?? "null") as Record<string, unknown>;
+    expect(Object.keys(body).sort()).toEqual(["model", "title"]);
+    const register = page.getByRole("region", { name: "Register: POST /v1/auth:register" });
+    await expect(register).toContainText("Register creates an account");
+    await expect(register.locator("pre")).not.toContainText("Authorization");
+    const download = page.getByRole("region", { name: "DownloadFileBytes: GET /download/v1/files/{file_id}" });
+    await expect(download.locator("pre")).toContainText(`${origin}/download/v1/files/FILE_ID`);
+    await expect(download.locator("pre")).toContainText("Range: bytes=0-1023");
+    // The command does what it says: its method, URL and body, with the signed-in page's access token.
+    const url = /'(http[^']+)'/.exec(curl)?.[1] ?? "";
+    const answer = await page.evaluate(
+      async ([target, json]) => {
+        const token = (JSON.parse(localStorage.getItem("devpynode.session") ?? "{}") as { accessToken?: string }).accessToken;
+        const made = await fetch(target, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${token ?? ""}` },
+          body: json,
+        });
+        return { status: made.status, body: (await made.json()) as { conversation?: { title?: string } } };
+      },
+      [url, JSON.stringify({ ...body, title: "made by the docs' curl", model: "" })] as const,
+    );
+    expect(answer.status).toBe(200);
+    expect(answer.body.conversation?.title).toBe("made by the docs' curl");
+    await screen(page, "11-api-docs-rest");
+  });
+
   test("deep links open on reload; an unknown path is a page of its own with a way home", async () => {
     await page.goto("/account");
     await expect(page.getByRole("heading", { name: "Account" })).toBeVisible();
@@ -469,7 +507,7 @@ test.describe.serial("the web app", () => {
   });
 
   test("every page fits phone and desktop widths: no sideways scrolling, navigation in a menu on phones", async () => {
-    test.setTimeout(240_000); // seven pages at three widths
+    test.setTimeout(270_000); // eight pages at three widths
     const adminContext = await browser.newContext();
     const admin = await adminContext.newPage();
     await signIn(admin, ADMIN_EMAIL, ADMIN_PASSWORD);
@@ -479,6 +517,7 @@ test.describe.serial("the web app", () => {
       [page, "/files", "files"],
       [page, "/account", "account"],
       [page, "/docs", "api-docs"],
+      [page, "/docs/rest", "api-docs-rest"],
       [page, "/no/such/page", "not-found"],
       [admin, "/admin", "admin"],
     ];

@@ -42,7 +42,7 @@ export function App() {
   return (
     <Routes>
       <Route element={<Shell session={session} />}>
-        <Route path="docs/*" element={<ApiDocsPage />} />
+        <Route path="docs/*" element={<ApiDocsPage signedIn={session !== null} />} />
         <Route path="oidc/callback" element={<OidcCallbackPage />} />
         <Route element={<SignedIn session={session} notice={notice} />}>
           <Route index element={<ChatRoute />} />

@@ -28,7 +28,8 @@ calls and is closed after CONNECTION_IDLE without any.
 Modules that serve plain HTTP of their own (`ServesHttp`: the OpenAI-compatible door) get an HTTP/1.1 cluster,
 health-checked with a GET of their health path, whose idle connections Envoy closes before the module would, and
 a route per path they name, with no route timeout (a generation streams as long as the model writes). Their
-requests are buffered whole like the others (server-sent answers still stream: the filter holds requests only),
+requests are buffered whole like the others (server-sent answers still stream: the filter holds requests only)
+but for the paths they name as streamed (a file's bytes, bounded by the whole-request time all the same),
 and Envoy's own 408 and 413 on their paths are in the module's clients' error shape (OpenAI's).
 """
 
@@ -85,7 +86,7 @@ from envoy_data_plane.envoy.config.route.v3 import (
     RouteMatch,
     VirtualHost,
 )
-from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer
+from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer, BufferPerRoute
 from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
 from envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3 import GrpcWeb
 from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
@@ -117,7 +118,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 from google.protobuf import descriptor_pool
 
 from pynode.app import modules
-from pynode.app.gateway_rest import transcoder
+from pynode.app.gateway_rest import ORIGINAL_PATH, query_refusals, transcoder
 from pynode.app.gateway_tracing import CLUSTER as TRACE_CLUSTER
 from pynode.app.gateway_tracing import TraceExport, collector_cluster, manager_tracing
 from pynode.app.webfiles import HEADERS_SECONDS as WEB_HEADERS_SECONDS
@@ -126,8 +127,13 @@ from pynode.core.edge import GATEWAY_HEADER
 from pynode.core.module import ServesHttp
 from pynode.door.settings import DEFAULT_HEADERS_SECONDS
 
-ALLOWED_HEADERS = "content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization,x-request-id"
-EXPOSED_HEADERS = "grpc-status,grpc-message,grpc-status-details-bin,x-request-id"
+# The last three and the exposed ones after x-request-id: a file's bytes over plain HTTP (door/file_bytes.py).
+ALLOWED_HEADERS = (
+    "content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization,x-request-id,range,if-range,if-none-match"
+)
+EXPOSED_HEADERS = (
+    "grpc-status,grpc-message,grpc-status-details-bin,x-request-id,content-range,content-disposition,etag,accept-ranges"
+)
 STREAM_IDLE = timedelta(minutes=10)  # a slow model's first token may take minutes (cold loads)
 MAX_CONNECTION = timedelta(hours=1)  # clients reconnect, and so spread over services that scaled out
 BUFFER_BYTES = 4 * 1024 * 1024  # per connection: a 1 MiB upload part and its framing, with room
@@ -194,8 +200,9 @@ class GatewayOptions:
 # messages are fixed: Envoy's own text echoes fragments of the request, and its JSON formatter cannot write a
 # number (a literal 3 came out as "3.0"), so the body is written whole here.
 _REST_LOCAL_ANSWERS = {
-    400: '{"code":3,"message":"the request is not valid JSON for this method, or names a field or query '
-    'parameter the method does not have (see /openapi.json)"}',
+    400: '{"code":3,"message":"the request is not valid JSON for this method, names a field or query '
+    "parameter the method does not have, or names in its query a field the path binds or one it already gave "
+    '(see /openapi.json)"}',
     413: '{"code":8,"message":"the request body is larger than the gateway accepts"}',
 }
 
@@ -210,13 +217,14 @@ _HTTP_MODULE_LOCAL_ANSWERS = {
 }
 
 
-def _on_status(status: int, paths: list[str], key: str) -> AccessLogFilter:
-    """Envoy's own answer of `status` on a path starting with one of `paths`."""
+def _on_status(status: int, paths: list[str], key: str, headers: tuple[str, ...] = (":path",)) -> AccessLogFilter:
+    """Envoy's own answer of `status` on a path starting with one of `paths`, as any of `headers` says it."""
     on_path = [
         AccessLogFilter(
-            header_filter=HeaderFilter(header=HeaderMatcher(name=":path", string_match=StringMatcher(prefix=p)))
+            header_filter=HeaderFilter(header=HeaderMatcher(name=header, string_match=StringMatcher(prefix=p)))
         )
         for p in paths
+        for header in headers
     ]
     return AccessLogFilter(
         and_filter=AndFilter(
@@ -235,9 +243,11 @@ def _on_status(status: int, paths: list[str], key: str) -> AccessLogFilter:
     )
 
 
-def _mapper(status: int, paths: list[str], body: str, key: str) -> ResponseMapper:
+def _mapper(
+    status: int, paths: list[str], body: str, key: str, headers: tuple[str, ...] = (":path",)
+) -> ResponseMapper:
     return ResponseMapper(
-        filter=_on_status(status, paths, key),
+        filter=_on_status(status, paths, key, headers),
         body_format_override=SubstitutionFormatString(
             text_format_source=DataSource(inline_string=body + "\n"), content_type="application/json"
         ),
@@ -248,13 +258,18 @@ def _local_replies(http_paths: list[str]) -> LocalReplyConfig:
     """REST clients get errors as JSON `google.rpc.Status` everywhere: the services' errors are transcoded, but
     what Envoy answers itself (the transcoder's "Expected : between key:value pair", an unknown query parameter,
     a body over the buffer's limit) was plain text, with fragments of the request in it. The paths of HTTP
-    modules (under /v1/ too) are matched first, and answered in their clients' own shape."""
+    modules (under /v1/ too) are matched first, and answered in their clients' own shape. A REST request is known
+    by its path, `/v1/...`, or, once the transcoder has rewritten `:path` to the RPC's (a body it cannot parse and
+    a body over the limit are found after that), by the original path it keeps."""
     mappers = (
         [_mapper(status, http_paths, body, "http_local") for status, body in _HTTP_MODULE_LOCAL_ANSWERS.items()]
         if http_paths
         else []
     )
-    mappers += [_mapper(status, ["/v1/"], body, "rest_local") for status, body in _REST_LOCAL_ANSWERS.items()]
+    mappers += [
+        _mapper(status, ["/v1/"], body, "rest_local", (":path", ORIGINAL_PATH))
+        for status, body in _REST_LOCAL_ANSWERS.items()
+    ]
     return LocalReplyConfig(mappers=mappers)
 
 
@@ -394,13 +409,23 @@ def _http_routes(names: list[str]) -> list[Route]:
     """The paths each HTTP module names, to its cluster, with no route timeout (answers stream as long as the
     model writes). Requests are buffered whole like every other route: the buffer filter holds requests only,
     so server-sent answers still stream, and a body that never ends stays in Envoy (408 after REQUEST_WHOLE)
-    instead of holding one of the cluster's HTTP/1.1 connections for as long as its sender likes."""
+    instead of holding one of the cluster's HTTP/1.1 connections for as long as its sender likes. The paths a
+    module names as streamed (`http_streamed_paths`: a file's bytes, larger than any buffer) pass unbuffered,
+    still within the whole-request time."""
     routes = []
+    unbuffered = {"envoy.filters.http.buffer": _any(BufferPerRoute(disabled=True))}
     for name, module in http_modules().items():
         if name not in names:
             continue
+        streamed = set(getattr(module, "http_streamed_paths", ()))
         for path in module.http_paths:
-            routes.append(Route(match=_http_path_match(path), route=RouteAction(cluster=name, timeout=timedelta(0))))
+            routes.append(
+                Route(
+                    match=_http_path_match(path),
+                    route=RouteAction(cluster=name, timeout=timedelta(0)),
+                    typed_per_filter_config=unbuffered if path in streamed else {},
+                )
+            )
     return routes
 
 
@@ -443,6 +468,13 @@ def browser_methods() -> list[MethodContract]:
 
 def _routes(clusters: dict[str, str], web: bool = False, http: list[str] | None = None) -> list[Route]:
     routes = _http_routes(http or [])
+    pool = descriptor_pool.Default()
+    routed = [
+        pool.FindMethodByName(c.full_method.lstrip("/").replace("/", "."))
+        for c in browser_methods()
+        if c.full_method.lstrip("/").split("/")[0].rsplit(".", 1)[0] in clusters
+    ]
+    routes += query_refusals(routed)  # a REST query that would override its path: 400 before any cluster
     for contract in browser_methods():
         package = contract.full_method.lstrip("/").split("/")[0].rsplit(".", 1)[0]
         if package not in clusters:

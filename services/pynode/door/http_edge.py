@@ -23,7 +23,6 @@ import asyncio
 import base64
 import contextvars
 import logging
-import re
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, cast
@@ -33,14 +32,13 @@ from aiohttp import web
 from devpynode.ai.v1 import ai_pb2
 
 from pynode.core import errors
-from pynode.door import translate
+from pynode.door import file_bytes, translate
+from pynode.door.callers import caller_of
 from pynode.door.errors import HttpError, error_body, http_error
-from pynode.door.ports import Caller, Router
+from pynode.door.ports import Router
 
 log = logging.getLogger("pynode.door")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_PRINTABLE = re.compile(r"^[\x20-\x7e]{1,8192}$")
 _JSON = "application/json"
 _SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -62,27 +60,6 @@ def _error(answer: HttpError) -> web.Response:
 
 def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
-def _caller(request: web.Request) -> Caller:
-    """The client's credentials and address headers, passed on as they came; the router's edge judges them."""
-    authorization = request.headers.get("Authorization", "")
-    if not authorization:
-        raise errors.Unauthenticated(
-            "You didn't provide an API key. Send `Authorization: Bearer <key>` with a personal API key or an "
-            "access token (`devpynode token`)."
-        )
-    if not _PRINTABLE.match(authorization):
-        raise errors.Unauthenticated("The Authorization header is malformed; send `Authorization: Bearer <key>`.")
-    supplied = request.headers.get("X-Request-Id", "")
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    gateway = request.headers.get("X-Devpynode-Gateway", "")
-    return Caller(
-        authorization,
-        supplied if _REQUEST_ID.match(supplied) else "",
-        forwarded if _PRINTABLE.match(forwarded) else "",
-        gateway if _PRINTABLE.match(gateway) else "",
-    )
 
 
 class BodyTooSlow(Exception):
@@ -118,10 +95,14 @@ def _model_entry(model: ai_pb2.Model) -> dict[str, Any]:
 class DoorEdge:
     """The aiohttp application: routes, the error middleware and the relays."""
 
-    def __init__(self, router: Router, max_body_bytes: int, body_seconds: float = 60.0) -> None:
+    def __init__(
+        self, router: Router, max_body_bytes: int, body_seconds: float = 60.0, files: file_bytes.Files | None = None
+    ) -> None:
         self._router = router
         self._body_seconds = body_seconds
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._own_context, self._errors])
+        if files is not None:  # a file's bytes over plain HTTP (file_bytes.py), in the REST API's error shape
+            file_bytes.FileBytes(files).add_routes(self.app)
         self.app.router.add_get("/healthz", self._health)
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_get("/v1/models/{model:.+}", self._model)
@@ -139,6 +120,8 @@ class DoorEdge:
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(file_bytes.PREFIXES):
+            return await self._file_errors(request, handler)
         try:
             return await handler(request)
         except errors.DomainError as error:
@@ -178,24 +161,44 @@ class DoorEdge:
             log.exception("door: unexpected error in %s %s", request.method, request.path)
             return _error(http_error(errors.Internal("unexpected")))
 
+    async def _file_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The file bytes' paths answer errors as the REST API does: JSON google.rpc.Status."""
+        try:
+            return await handler(request)
+        except errors.DomainError as error:
+            return file_bytes.status_answer(error)
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            answer = file_bytes.status_answer(errors.NotFound(f"{request.method} {request.path}: {error.reason}"))
+            answer.set_status(error.status)
+            if "Allow" in error.headers:
+                answer.headers["Allow"] = error.headers["Allow"]
+            return answer
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("door: unexpected error in %s %s", request.method, request.path)
+            return file_bytes.status_answer(errors.Internal("internal error; the server logged it"))
+
     async def _health(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="ok")
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        models = await self._router.models(_caller(request))
+        models = await self._router.models(caller_of(request))
         # Not the router's "provider/*" placeholders (a provider that did not answer): clients offer every id listed.
         listed = [m for m in models if not m.id.endswith("/*")]
         return _json({"object": "list", "data": [_model_entry(m) for m in listed]})
 
     async def _model(self, request: web.Request) -> web.StreamResponse:
         wanted = request.match_info["model"]
-        for model in await self._router.models(_caller(request)):
+        for model in await self._router.models(caller_of(request)):
             if model.id == wanted:
                 return _json(_model_entry(model))
         raise errors.NotFound(f"The model `{wanted}` does not exist or you do not have access to it.")
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        caller = _caller(request)
+        caller = caller_of(request)
         embed, encoding = translate.embed_request(await _body(request, self._body_seconds))
         answer = await self._router.embed(caller, embed)
         data = []
@@ -215,7 +218,7 @@ class DoorEdge:
         )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        caller = _caller(request)
+        caller = caller_of(request)
         chat = translate.chat_request(await _body(request, self._body_seconds))
         pieces = self._router.generate(caller, chat.generate)
         try:

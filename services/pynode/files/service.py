@@ -380,8 +380,8 @@ class FilesService:
         if url is not None:
             return url, utcnow() + timedelta(seconds=seconds)
         raise FailedPrecondition(
-            "direct download URLs need S3 storage (DEVPYNODE_STORAGE_URL=s3://...) or the browser gateway; "
-            "this server keeps files on local disk: use DownloadFile",
+            "direct download URLs need S3 storage (DEVPYNODE_STORAGE_URL=s3://...); this server keeps files on "
+            "local disk: use DownloadFile, or GET /download/v1/files/{id} through the gateway (with Range)",
             reason="DOWNLOAD_URL_UNAVAILABLE",
             metadata={"storage": "local"},
         )

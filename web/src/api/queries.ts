@@ -40,6 +40,7 @@ export const keys = {
   invitations: ["chat", "invitations"] as const,
   files: ["files", "list"] as const,
   descriptors: ["docs", "descriptors"] as const,
+  openapi: ["docs", "openapi"] as const,
 };
 
 export const meQuery = queryOptions({

@@ -1,10 +1,11 @@
 /**
  * The API reference: every service, RPC, message, enum and field with its proto comment. It reads the
  * contracts' descriptor set (built by buf with source info, shipped with the app), so it is always the API this
- * build speaks.
+ * build speaks. `/docs/rest` shows the same API as REST paths, with curl commands (RestDocs.tsx).
  */
 import { useMemo, useState } from "react";
 import { useQuery } from "@tanstack/react-query";
+import { Link, useLocation } from "react-router";
 import { fromBinary, getExtension, hasExtension } from "@bufbuild/protobuf";
 import {
   FileDescriptorSetSchema,
@@ -18,6 +19,7 @@ import {
 import { keys } from "../api/queries";
 import descriptorUrl from "../gen/descriptors.binpb?url";
 import { Access, access } from "../gen/devpynode/common/v1/options_pb";
+import { DocsTabs, RestDocs } from "./RestDocs";
 
 const ACCESS_WORDS: Record<Access, string> = {
   [Access.UNSPECIFIED]: "signed-in users",
@@ -90,7 +92,12 @@ async function readDescriptors(): Promise<FileDescriptorProto[]> {
   return fromBinary(FileDescriptorSetSchema, new Uint8Array(await answer.arrayBuffer())).file;
 }
 
-export function ApiDocsPage() {
+export function ApiDocsPage({ signedIn }: { signedIn: boolean }) {
+  const rest = useLocation().pathname.startsWith("/docs/rest");
+  return rest ? <RestDocs signedIn={signedIn} /> : <GrpcDocs />;
+}
+
+function GrpcDocs() {
   // The descriptors ship with this build: read once per page load.
   const descriptors = useQuery({ queryKey: keys.descriptors, queryFn: readDescriptors, staleTime: Infinity, retry: false });
   const [query, setQuery] = useState("");
@@ -116,10 +123,12 @@ export function ApiDocsPage() {
       </nav>
       <section className="docs">
         <h1>API reference</h1>
+        <DocsTabs current="grpc" />
         <p>
           Every service speaks gRPC (grpcurl, the CLI, other services) and grpc-web (browsers, through this server's port). Calls carry{" "}
           <code>authorization: Bearer ACCESS_TOKEN</code> except those callable by anyone; errors carry <code>google.rpc</code> details
-          (BadRequest field violations, QuotaFailure, RetryInfo, ErrorInfo).
+          (BadRequest field violations, QuotaFailure, RetryInfo, ErrorInfo). The same calls are REST/JSON too: see{" "}
+          <Link to="/docs/rest">REST and curl</Link>.
         </p>
         {error && <p className="error" role="alert">{error}</p>}
         {descriptors.isPending && <p className="muted">Loading…</p>}
