@@ -144,7 +144,9 @@ class MeshClient:
 DEVPYNODE = [sys.executable, "-m", "pynode.app.cli"]
 
 
-async def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> tuple[int, str, str]:
+async def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes = b"", seconds: float = 60
+) -> tuple[int, str, str]:
     """Run `devpynode ARGS` (fast bcrypt); returns (exit status, stdout, stderr). Never leaves a process behind."""
     process = await asyncio.create_subprocess_exec(
         *DEVPYNODE,
@@ -155,7 +157,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = 
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(process.communicate(stdin), 60)
+        out, err = await asyncio.wait_for(process.communicate(stdin), seconds)
     finally:
         if process.returncode is None:
             process.kill()

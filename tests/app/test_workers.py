@@ -127,7 +127,8 @@ async def test_workers_that_keep_dying_stop_the_parent(tmp_path: Path) -> None:
         "DEVPYNODE_DATABASE_URL": f"postgresql+psycopg://nobody@127.0.0.1:{_port()}/none",
         "DEVPYNODE_REDIS_URL": "redis://127.0.0.1:6379/0",
     }
-    code, _, err = await run_cli("serve", "--workers", "2", env=env)
+    # Six starts that fail, three per worker: on a busy machine each can take tens of seconds.
+    code, _, err = await run_cli("serve", "--workers", "2", env=env, seconds=300)
     assert code == 1 and "workers keep dying" in err
 
 

@@ -3,8 +3,9 @@
 The parent creates no gRPC object: it starts each worker as a fresh `devpynode serve` process (nothing is
 inherited from a fork), all binding the same port with SO_REUSEPORT, so the kernel spreads connections over
 them. It restarts a worker that dies, passes SIGTERM and Ctrl-C on (each worker drains its calls), and gives
-up with a non-zero status when workers keep dying (RESTART_LIMIT in RESTART_WINDOW seconds). Workers share
-nothing in memory, so sessions, limits and events must live in Redis: `memory://` is refused.
+up with a non-zero status when workers keep dying (more than RESTART_LIMIT in a row, each within RESTART_WINDOW
+seconds of its start: counted by lifetime, not by clock, so a start that is slow on a busy machine still
+counts). Workers share nothing in memory, so sessions, limits and events must live in Redis: `memory://` is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass
 
 RESTART_LIMIT = 5
@@ -28,6 +28,7 @@ class Worker:
 
     index: int
     process: subprocess.Popen[bytes]
+    started: float
 
 
 class Supervisor:
@@ -40,7 +41,7 @@ class Supervisor:
         self.metrics_port = metrics_port
         self.grace = grace
         self.workers: list[Worker] = []
-        self.deaths: deque[float] = deque()
+        self.quick_deaths = 0  # in a row: workers that died within RESTART_WINDOW of their start
         self.stopping = False
 
     def _spawn(self, index: int) -> Worker:
@@ -49,7 +50,7 @@ class Supervisor:
         if self.metrics_port > 0:  # one /metrics per worker: base, base + 1, ...
             env["DEVPYNODE_METRICS_PORT"] = str(self.metrics_port + index)
         process = subprocess.Popen(self.command, env=env, stdout=subprocess.DEVNULL)  # noqa: S603 - our own command
-        return Worker(index, process)
+        return Worker(index, process, time.monotonic())
 
     def start(self) -> None:
         self.workers = [self._spawn(i) for i in range(self.count)]
@@ -75,14 +76,14 @@ class Supervisor:
                 code = worker.process.poll()
                 if code is None or self.stopping:
                     continue
-                now = time.monotonic()
-                self.deaths.append(now)
-                while self.deaths and now - self.deaths[0] > RESTART_WINDOW:
-                    self.deaths.popleft()
-                if len(self.deaths) > RESTART_LIMIT:
+                lived = time.monotonic() - worker.started
+                # A worker that served a while and then died is restarted afresh; one that dies soon after its
+                # start (a database that is not there) is a start failing, however slow the start was.
+                self.quick_deaths = self.quick_deaths + 1 if lived < RESTART_WINDOW else 0
+                if self.quick_deaths > RESTART_LIMIT:
                     print(
-                        f"devpynode: workers keep dying ({len(self.deaths)} in {RESTART_WINDOW:g} s; the last "
-                        f"exited with {code}); stopping",
+                        f"devpynode: workers keep dying ({self.quick_deaths} in a row within {RESTART_WINDOW:g} s "
+                        f"of their start; the last exited with {code}); stopping",
                         file=sys.stderr,
                         flush=True,
                     )
