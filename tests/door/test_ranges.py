@@ -21,6 +21,9 @@ from pynode.door.ranges import ByteRange, Unsatisfiable, parse
         ("items=0-9", None),
         ("bytes=-", None),
         ("", None),
+        ("bytes=\uff11-2", None),  # a fullwidth 1: not an ASCII digit, so no range at all
+        ("bytes=\u0663-5", None),  # an Arabic-Indic 3
+        ("bytes=" + "1" * 5000 + "-", None),  # no offset has 5,000 digits (Python refuses past 4,300: a 500)
     ],
 )
 def test_ranges(header: str, expected: ByteRange | None) -> None:

@@ -19,13 +19,14 @@ from tests.gateway.test_local_gateway import _port, _serve
 from tests.gateway.test_rest import _signed_in
 
 QUOTA = 1024 * 1024
+STALL_SECONDS = 3  # the door's body time here: every other upload in this file sends its body at once
 DATA = b"".join(b"%06d\n" % i for i in range(40_000))  # 280,000 bytes of text
 
 
 @pytest.fixture(scope="module")
 async def rest(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     port = _port()
-    extra = {"DEVPYNODE_FILES_QUOTA_BYTES": str(QUOTA)}
+    extra = {"DEVPYNODE_FILES_QUOTA_BYTES": str(QUOTA), "DEVPYNODE_DOOR_BODY_SECONDS": str(STALL_SECONDS)}
     process, _, _ = await _serve(tmp_path_factory.mktemp("rest-files"), port, extra)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -203,3 +204,26 @@ async def test_a_query_cannot_rebind_what_the_path_binds(rest: str) -> None:
         assert twice.status_code == 400 and twice.json()["code"] == 3
         once = await http.get(f"{rest}/v1/files?pageSize=1", headers=owner)
         assert once.status_code == 200 and len(once.json()["files"]) == 1
+
+
+async def test_an_upload_whose_body_stalls_is_cut_with_408_and_stores_nothing(rest: str) -> None:
+    async with httpx.AsyncClient() as http:
+        auth = await _signed_in(http, rest)
+        host, port = rest.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(
+                b"POST /upload/v1/files?filename=stalled.txt HTTP/1.1\r\nHost: gateway\r\n"
+                + f"Authorization: {auth['authorization']}\r\n".encode()
+                + b"Content-Type: text/plain\r\nContent-Length: 100000\r\n\r\n"
+                + b"x" * 1000  # then nothing more: a body that stalls (Envoy passes upload bodies on unbuffered)
+            )
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(65536), 60)
+        finally:
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b'"code":4' in answer and b"DEVPYNODE_DOOR_BODY_SECONDS" in answer
+        listed = await http.get(f"{rest}/v1/files", headers=auth)
+        assert listed.status_code == 200
+        assert not [f for f in listed.json().get("files", []) if f["filename"] == "stalled.txt"]

@@ -21,6 +21,7 @@ Errors are JSON `google.rpc.Status` with the HTTP status the transcoder gives th
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import re
 import urllib.parse
@@ -138,16 +139,27 @@ def _upload_metadata(request: web.Request) -> files_pb2.FileMetadata:
     )
 
 
-async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(CHUNK_BYTES):
+class BodyStalled(Exception):
+    """An upload's body paused longer than the door's body time between two of its pieces."""
+
+
+async def _body_chunks(request: web.Request, stall: asyncio.Timeout, seconds: float) -> AsyncIterator[bytes]:
+    """The body in pieces of at most CHUNK_BYTES; each piece renews `stall` (a body may take as long as it keeps
+    coming, but not pause for longer than `seconds`). Once it is whole, what the service does with it (a scan)
+    takes what it takes."""
+    loop = asyncio.get_running_loop()
+    while chunk := await request.content.read(CHUNK_BYTES):
+        stall.reschedule(loop.time() + seconds)
         yield chunk
+    stall.reschedule(None)
 
 
 class FileBytes:
     """The download and upload handlers, on the door's aiohttp application."""
 
-    def __init__(self, files: Files) -> None:
+    def __init__(self, files: Files, body_seconds: float = 60.0) -> None:
         self._files = files
+        self._body_seconds = body_seconds
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(DOWNLOAD_PREFIX + "{file_id}", self.download)  # and HEAD
@@ -221,6 +233,11 @@ class FileBytes:
     async def upload(self, request: web.Request) -> web.StreamResponse:
         caller = caller_of(request)
         metadata = _upload_metadata(request)
-        stored = await self._files.upload(caller, metadata, _body_chunks(request))
+        try:
+            # A stalled body cancels the upload (the service stores nothing and frees its reservation).
+            async with asyncio.timeout(self._body_seconds) as stall:
+                stored = await self._files.upload(caller, metadata, _body_chunks(request, stall, self._body_seconds))
+        except TimeoutError:
+            raise BodyStalled from None
         body = json_format.MessageToDict(files_pb2.UploadFileResponse(file=stored))
         return web.Response(body=orjson.dumps(body), status=200, content_type="application/json")

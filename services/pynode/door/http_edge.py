@@ -102,7 +102,7 @@ class DoorEdge:
         self._body_seconds = body_seconds
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._own_context, self._errors])
         if files is not None:  # a file's bytes over plain HTTP (file_bytes.py), in the REST API's error shape
-            file_bytes.FileBytes(files).add_routes(self.app)
+            file_bytes.FileBytes(files, body_seconds).add_routes(self.app)
         self.app.router.add_get("/healthz", self._health)
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_get("/v1/models/{model:.+}", self._model)
@@ -167,6 +167,16 @@ class DoorEdge:
             return await handler(request)
         except errors.DomainError as error:
             return file_bytes.status_answer(error)
+        except file_bytes.BodyStalled:
+            slow = file_bytes.status_answer(
+                errors.DeadlineExceeded(
+                    f"the upload's body paused for more than {self._body_seconds:g} s "
+                    "(DEVPYNODE_DOOR_BODY_SECONDS); nothing was stored: send it again, or resume with an upload session"
+                )
+            )
+            slow.set_status(408)
+            slow.force_close()  # what is left of the body is not waited for
+            return slow
         except web.HTTPException as error:
             if error.status < 400:
                 raise

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_ONE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only (RFC 9110's DIGIT; `\d` would take any script's), at most 19 of them (an int64: a longer
+# number is no file's offset, and Python refuses to parse more than 4,300 digits).
+_ONE_RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$")
 
 
 @dataclass(frozen=True)

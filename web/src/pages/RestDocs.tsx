@@ -58,14 +58,16 @@ export function RestDocs({ signedIn }: { signedIn: boolean }) {
         <DocsTabs current="rest" />
         <p>
           Every RPC a browser may call is also REST/JSON on this server (the gateway transcodes it), and file bytes go up and down as
-          they are. First put a credential in <code>DEVPYNODE_TOKEN</code>: a personal API key
+          they are. First put a credential in <code>DEVPYNODE_TOKEN</code>: a personal API key of scope <em>Full</em>
           {signedIn ? (
             <>
               {" "}
               (<Link to="/account">Account → API keys</Link>)
             </>
           ) : null}{" "}
-          or an access token (<code>devpynode token</code>):
+          or an access token (<code>devpynode token</code>). An <em>AI only</em> key reaches the AI router&apos;s operations only,
+          a <em>Read only</em> key the reading ones; keys, passwords and sessions need an access token. Each body holds the fields
+          a first call needs; the schema has more.
         </p>
         <div className="code-block">
           <div className="code-block-head">

@@ -80,28 +80,48 @@ function resolve(api: OpenApi, schema: Schema): Schema {
   return schema.$ref ? (api.definitions[schema.$ref.replace("#/definitions/", "")] ?? {}) : schema;
 }
 
-/** An example value for a schema: nested messages to a few levels (recursive ones stop with `{}`). */
-export function example(api: OpenApi, schema: Schema, depth = 0): unknown {
+// Values for strings by field name, so that a copied command runs as it stands (the built-in model answers).
+const NAMED: Record<string, string> = {
+  model: "builtin/echo",
+  content: "hello",
+  text: "hello",
+  prompt: "hello",
+  input: "hello",
+  title: "My conversation",
+  name: "example",
+  display_name: "Example",
+  email: "someone@example.com",
+  emoji: "👍",
+};
+// Arrays a request needs an element of to mean anything; every other array is left empty.
+const ONE_ELEMENT = new Set(["messages", "inputs"]);
+
+/** An example body for a schema: the fields a first call needs, with working values, in the lowerCamelCase
+ * names the REST API documents. Ids, times, numbers, flags and enums are left out (their defaults are what a first
+ * call wants, and an invented id or a oneof's second field is refused); nested messages go a few levels deep. */
+export function example(api: OpenApi, schema: Schema, depth = 0, field = ""): unknown {
   const found = resolve(api, schema);
-  if (found.enum?.length) return found.enum.find((v) => !v.endsWith("_UNSPECIFIED")) ?? found.enum[0];
+  if (found.enum?.length) return undefined;
   switch (found.type) {
     case "string":
-      if (found.format === "int64" || found.format === "uint64") return "0";
-      if (found.format === "date-time") return new Date(0).toISOString();
+      if (found.format === "date-time" || found.format === "int64" || found.format === "uint64") return undefined;
       if (found.format === "byte") return "aGVsbG8=";
-      return "string";
+      if (field === "id" || field.endsWith("_id") || field.endsWith("_ids")) return undefined;
+      return NAMED[field] ?? (field === "password" || field.endsWith("_password") ? "a long passphrase" : undefined);
     case "integer":
     case "number":
-      return 0;
     case "boolean":
-      return false;
+      return undefined;
     case "array":
-      return found.items && depth < 3 ? [example(api, found.items, depth + 1)] : [];
+      return found.items && depth < 3 && ONE_ELEMENT.has(field) ? [example(api, found.items, depth + 1)] : undefined;
     default: {
-      if (depth >= 3) return {};
+      if (depth >= 3) return undefined;
       const out: Record<string, unknown> = {};
-      for (const [name, property] of Object.entries(found.properties ?? {})) out[name] = example(api, property, depth + 1);
-      return out;
+      for (const [name, property] of Object.entries(found.properties ?? {})) {
+        const value = example(api, property, depth + 1, name);
+        if (value !== undefined) out[camel(name)] = value;
+      }
+      return depth > 0 && Object.keys(out).length === 0 ? undefined : out;
     }
   }
 }
@@ -125,13 +145,13 @@ export function curlFor(api: OpenApi, op: RestOperation, origin: string): string
   const lines = [`curl${op.streaming ? " -N" : ""}${op.method === "GET" ? "" : ` -X ${op.method}`} ${quote(url)}`];
   if (!op.anonymous) lines.push(`-H "Authorization: Bearer $DEVPYNODE_TOKEN"`);
   if (op.operation.operationId === "DownloadFileBytes") {
-    lines.push(`-H 'Range: bytes=0-1023'`, `-o FILE_NAME`);
+    lines.push(`-o FILE_NAME`); // add -H 'Range: bytes=0-1023' for part of it (206), -C - to resume
   } else if (op.operation.operationId === "UploadFileBytes") {
     lines.push(`-H 'Content-Type: text/plain'`, `--data-binary @FILE_NAME`);
   } else {
     const body = parameters.find((p) => p.in === "body");
     if (body?.schema) {
-      const value = example(api, body.schema);
+      const value = example(api, body.schema) ?? {};
       if (value && typeof value === "object" && !Array.isArray(value)) {
         // A body of `*` carries the path's fields too (the gateway refuses a body that disagrees with the path).
         for (const name of Object.keys(value)) if (pathNames.has(name)) delete (value as Record<string, unknown>)[name];
