@@ -152,6 +152,9 @@ while_alive() {
 start_web_build() {
   local parent=$$ marker=web/dist.building
   echo "==> building the web app in the background (web/dist; log: $marker.log)" >&2
+  # Started from a subshell that ends at once, so the builder's parent is init, which reaps it: this shell
+  # becomes `devpynode serve` (exec), which would leave the finished builder a zombie for its whole life.
+  (
   (
     started=$SECONDS
     trap 'rm -f "$PWD/$marker"' EXIT
@@ -171,4 +174,5 @@ start_web_build() {
     fi
   ) &
   echo "$!" >"$marker"  # the builder's process: a marker left behind by one that died says nothing
+  )
 }

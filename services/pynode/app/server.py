@@ -152,7 +152,7 @@ class MeshServer:
         address = listen_address(settings.grpc_host, settings.grpc_port)
         problem = bind_problem(settings.grpc_host, settings.grpc_port, shared=settings.reuse_port)
         if problem:  # checked first: grpc's own failure is a multi-line C-core log
-            raise SettingsError(f"DEVPYNODE_GRPC_PORT: cannot listen on {address} ({problem})")
+            raise SettingsError(f"DEVPYNODE_GRPC_PORT: cannot listen on {address} ({problem}){_port_hint(problem)}")
         mesh = self.platform.settings.mesh
         credentials = tls.server_credentials(mesh.tls_cert_file, mesh.tls_key_file, mesh.tls_client_ca_file)
         try:
@@ -211,3 +211,10 @@ class MeshServer:
     async def wait(self) -> None:
         """Until the server terminates."""
         await self.server.wait_for_termination()
+
+
+def _port_hint(problem: str) -> str:
+    """What to do about a port another program holds (the likeliest cause on a laptop: a server already running)."""
+    if "in use" not in problem:
+        return ""
+    return "; stop what holds it, or serve on another port: --grpc-port N (and DEVPYNODE_HTTP_PORT=N for the browsers')"
