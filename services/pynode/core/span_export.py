@@ -24,6 +24,8 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from pynode.core.wire import varint
+
 log = logging.getLogger("pynode.tracing")
 
 # OTLP field tags (field number << 3 | wire type), opentelemetry/proto/trace/v1/trace.proto.
@@ -38,20 +40,6 @@ _FIXED32 = struct.Struct("<I")
 # status message).
 EdgeRecord = tuple[Any, ...]
 EncodedFields = tuple[bytes, bytes, bytes, bool, str, bytes, int, int, bytes, int, str]
-
-
-def varint(value: int) -> bytes:
-    if value < 0x80:
-        return _SMALL[value]
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_SMALL = [bytes((n,)) for n in range(0x80)]
 
 
 def field(tag: int, payload: bytes) -> bytes:

@@ -30,7 +30,10 @@ class LoneBytes:
         self.data = data
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """A protobuf base-128 varint (non-negative `value`)."""
+    if value < 0x80:
+        return _SMALL[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -39,13 +42,16 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_SMALL = [bytes((n,)) for n in range(0x80)]
+
+
 def lone_bytes_parser(message_class: type[Message], field_name: str) -> Callable[[bytes], Any]:
     """A request deserializer for `message_class` that returns a `LoneBytes` for a message holding only its
     bytes field `field_name` (at most the contract's `max_bytes` of it), and the parsed message otherwise."""
     field = message_class.DESCRIPTOR.fields_by_name[field_name]
     if field.type != _descriptor.FieldDescriptor.TYPE_BYTES or field.is_repeated:
         raise ValueError(f"{message_class.DESCRIPTOR.full_name}.{field_name} is not a singular bytes field")
-    tag = _varint(field.number << 3 | 2)  # wire type 2: length-delimited
+    tag = varint(field.number << 3 | 2)  # wire type 2: length-delimited
     start = len(tag)
     limit = max_bytes(field) or 1 << 32  # type: ignore[arg-type]  # upb's descriptor is the same type
     parse = message_class.FromString

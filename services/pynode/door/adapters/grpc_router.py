@@ -7,7 +7,7 @@ Envoy set are passed on, so per-address limits see the client, not the door.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from devpynode.ai.v1 import ai_pb2, ai_pb2_grpc
@@ -37,6 +37,21 @@ def metadata_of(caller: Caller) -> list[tuple[str, str]]:
     return items
 
 
+async def all_models(
+    page: Callable[[ai_pb2.ListModelsRequest], Awaitable[ai_pb2.ListModelsResponse]],
+) -> list[ai_pb2.Model]:
+    """Every model ListModels lists, page after page (`page` makes one call, over gRPC or in-process)."""
+    found: list[ai_pb2.Model] = []
+    token = ""
+    for _ in range(MAX_PAGES):
+        answer = await page(ai_pb2.ListModelsRequest(page_size=PAGE_SIZE, page_token=token))
+        found.extend(answer.models)
+        token = answer.next_page_token
+        if not token:
+            break
+    return found
+
+
 class GrpcRouter(PeerClient):
     """AIRouterService's ListModels, Generate and Embed, as the client that called the door."""
 
@@ -44,21 +59,13 @@ class GrpcRouter(PeerClient):
 
     async def models(self, caller: Caller) -> list[ai_pb2.Model]:
         stub = ai_pb2_grpc.AIRouterServiceStub(self.channel)
-        found: list[ai_pb2.Model] = []
-        token = ""
-        for _ in range(MAX_PAGES):
-            page = await self.unary(
+        return await all_models(
+            lambda request: self.unary(
                 stub.ListModels(
-                    ai_pb2.ListModelsRequest(page_size=PAGE_SIZE, page_token=token),
-                    metadata=metadata_of(caller),
-                    timeout=deadlines.outbound_timeout(LIST_BUDGET_SECONDS),
+                    request, metadata=metadata_of(caller), timeout=deadlines.outbound_timeout(LIST_BUDGET_SECONDS)
                 )
             )
-            found.extend(page.models)
-            token = page.next_page_token
-            if not token:
-                break
-        return found
+        )
 
     async def generate(self, caller: Caller, request: ai_pb2.GenerateRequest) -> AsyncIterator[ai_pb2.GenerateResponse]:
         stub = ai_pb2_grpc.AIRouterServiceStub(self.channel)

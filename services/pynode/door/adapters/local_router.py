@@ -20,9 +20,8 @@ from pynode.door.adapters.grpc_router import (
     EMBED_BUDGET_SECONDS,
     GENERATION_BUDGET_SECONDS,
     LIST_BUDGET_SECONDS,
-    MAX_PAGES,
-    PAGE_SIZE,
     GrpcRouter,
+    all_models,
     metadata_of,
 )
 from pynode.door.ports import Caller
@@ -50,21 +49,11 @@ class LocalRouter:
         calls = self._calls()
         if calls is None:
             return await self._remote.models(caller)
-        found: list[ai_pb2.Model] = []
-        token = ""
-        for _ in range(MAX_PAGES):
-            page = await calls.unary(
-                self.service,
-                LIST_MODELS,
-                ai_pb2.ListModelsRequest(page_size=PAGE_SIZE, page_token=token),
-                metadata_of(caller),
-                deadlines.outbound_timeout(LIST_BUDGET_SECONDS),
+        return await all_models(
+            lambda request: calls.unary(
+                self.service, LIST_MODELS, request, metadata_of(caller), deadlines.outbound_timeout(LIST_BUDGET_SECONDS)
             )
-            found.extend(page.models)
-            token = page.next_page_token
-            if not token:
-                break
-        return found
+        )
 
     async def generate(self, caller: Caller, request: ai_pb2.GenerateRequest) -> AsyncIterator[ai_pb2.GenerateResponse]:
         calls = self._calls()
